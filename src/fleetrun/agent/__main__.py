@@ -1,0 +1,3 @@
+from fleetrun.agent.cli import main
+
+main()

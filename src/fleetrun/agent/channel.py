@@ -1,0 +1,183 @@
+"""The agent's connection: connect out, prove identity, keep the session alive,
+reconnect with capped, jittered exponential backoff.
+
+Failures are classified: a refused identity (the node was deregistered) is
+terminal and the agent exits with a message; anything else (the server is down, the
+network dropped, a heartbeat was missed) is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from fleetrun import __version__
+from fleetrun.agent import facts
+from fleetrun.agent.daemon import Agent
+from fleetrun.agent.state import Identity, sign_b64
+from fleetrun.core import protocol
+
+log = logging.getLogger(__name__)
+
+
+class TerminalError(Exception):
+    """The server will never accept this agent as it is: stop retrying."""
+
+
+@dataclass
+class Backoff:
+    """Equal-jitter exponential backoff: half fixed, half random, capped."""
+
+    base_s: float = 0.5
+    cap_s: float = 30.0
+    attempt: int = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap_s, self.base_s * (2**self.attempt))
+        self.attempt += 1
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def ws_url(server: str) -> str:
+    base = server.rstrip("/")
+    if base.startswith("https://"):
+        base = "wss://" + base[len("https://") :]
+    elif base.startswith("http://"):
+        base = "ws://" + base[len("http://") :]
+    return base + "/v1/agent/connect"
+
+
+class Channel:
+    def __init__(
+        self,
+        agent: Agent,
+        identity: Identity,
+        key: Ed25519PrivateKey,
+        *,
+        reconnect_max_s: float = 30.0,
+        local_config: dict[str, object] | None = None,
+    ) -> None:
+        self.agent = agent
+        self.identity = identity
+        self.key = key
+        self.backoff = Backoff(cap_s=reconnect_max_s)
+        self.local_config = local_config or {}
+        self.connected = asyncio.Event()
+
+    async def run_forever(self) -> None:
+        url = ws_url(self.identity.server)
+        while True:
+            started = time.monotonic()
+            try:
+                async with connect(
+                    url, open_timeout=10, ping_interval=None, max_size=16 * 1024 * 1024,
+                    close_timeout=2,
+                ) as ws:
+                    await self._session(ws)
+            except TerminalError:
+                raise
+            except (
+                OSError, TimeoutError, ConnectionClosed, InvalidHandshake, protocol.ProtocolError
+            ) as exc:
+                log.info("connection to %s ended: %s", self.identity.server, exc)
+            except InvalidURI as exc:
+                raise TerminalError(f"The server URL {self.identity.server} is not valid.") from exc
+            finally:
+                self.connected.clear()
+            if time.monotonic() - started > 30:
+                self.backoff.reset()
+            delay = self.backoff.next_delay()
+            log.info("reconnecting in %.1fs", delay)
+            await asyncio.sleep(delay)
+
+    async def _session(self, ws: ClientConnection) -> None:
+        welcome = await self._handshake(ws)
+        self.backoff.reset()
+        self.connected.set()
+        log.info("connected to %s as %s", self.identity.server, self.identity.node_id)
+        last_frame = time.monotonic()
+        send_lock = asyncio.Lock()
+
+        async def send(text: str) -> None:
+            async with send_lock:
+                await ws.send(text)
+
+        async def receive() -> None:
+            nonlocal last_frame
+            async for text in ws:
+                last_frame = time.monotonic()
+                try:
+                    frame = protocol.parse(text)
+                except protocol.ProtocolError as exc:
+                    log.warning("unreadable frame from the server: %s", exc)
+                    continue
+                if frame is not None:
+                    await self.agent.handle(frame, send)
+
+        async def heartbeat() -> None:
+            while True:
+                await asyncio.sleep(welcome.heartbeat_s)
+                if time.monotonic() - last_frame > welcome.heartbeat_s * 3:
+                    log.info("the server stopped answering; reconnecting")
+                    return
+                await send(protocol.dump(protocol.Ping(time=time.time())))
+
+        tasks = [
+            asyncio.create_task(receive()),
+            asyncio.create_task(self.agent.uplink(send)),
+            asyncio.create_task(heartbeat()),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # re-raise a failure
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._check_close(ws)
+
+    async def _handshake(self, ws: ClientConnection) -> protocol.Welcome:
+        challenge = protocol.parse(await asyncio.wait_for(ws.recv(), 10))
+        if not isinstance(challenge, protocol.Challenge):
+            raise protocol.ProtocolError("expected a challenge")
+        time_ms = int(time.time() * 1000)
+        message = protocol.hello_message(challenge.nonce, self.identity.node_id, time_ms)
+        hello = protocol.Hello(
+            node_id=self.identity.node_id,
+            time_ms=time_ms,
+            signature=sign_b64(self.key, message),
+            agent_version=__version__,
+            facts=facts.collect(),
+            local_config=self.local_config,
+            running=self.agent.running_ids(),
+        )
+        await ws.send(protocol.dump(hello))
+        try:
+            welcome = protocol.parse(await asyncio.wait_for(ws.recv(), 10))
+        except ConnectionClosed:
+            self._check_close(ws)
+            raise
+        if not isinstance(welcome, protocol.Welcome):
+            raise protocol.ProtocolError("expected a welcome")
+        return welcome
+
+    def _check_close(self, ws: ClientConnection) -> None:
+        code = ws.close_code
+        if code == protocol.CLOSE_NODE_UNKNOWN:
+            raise TerminalError(
+                f"The server does not know node {self.identity.node_id} (it was deleted or "
+                "deregistered): register this node again with `fleetrun-agent register`."
+            )
+        if code == protocol.CLOSE_AUTH_FAILED:
+            log.warning("the server refused this node's signature (%s)", ws.close_reason)

@@ -1,0 +1,174 @@
+"""The agent's core: what it does with each frame, independent of the socket.
+
+`Agent.handle` takes frames from the server; `Agent.uplink` sends spooled frames
+back, at most WINDOW unacknowledged frames per invocation at a time. On start,
+`recover` closes out what a previous run of the agent left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fleetrun.agent.executor import Execution, kill_group
+from fleetrun.agent.journal import Journal, Outbox, group_alive, process_start_time, spool_path
+from fleetrun.agent.state import StateDir
+from fleetrun.core import protocol
+from fleetrun.core.statuses import InvocationStatus, StatusDetail
+
+log = logging.getLogger(__name__)
+
+WINDOW = 64  # unacknowledged frames in flight per invocation
+
+Send = Callable[[str], Awaitable[None]]
+
+
+@dataclass
+class AgentOptions:
+    stop_grace_s: float = 5.0
+
+
+class Agent:
+    def __init__(self, state: StateDir, node_id: str, options: AgentOptions) -> None:
+        self.state = state
+        self.node_id = node_id
+        self.options = options
+        state.prepare()
+        self.journal = Journal(state.journal_dir)
+        self.outboxes: dict[str, Outbox] = {}
+        self.executions: dict[str, Execution] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._ready = asyncio.Event()
+
+    # -- start-up ---------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Close out what a previous run left: never run it again, deliver its output."""
+        self.journal.prune()
+        for entry in self.journal.unreported():
+            outbox = self._outbox(entry.invocation_id)
+            if entry.state in ("accepted", "running"):
+                self._kill_leftovers(entry.pgid, entry.pgid_started)
+                now = time.time()
+                message = "The agent restarted while this ran; it was stopped and not run again."
+                outbox.state(
+                    step=None, status=InvocationStatus.FAILED, detail=StatusDetail.AGENT_RESTARTED,
+                    ended_at=now, message=message,
+                )
+                entry.state = "finished"
+                self.journal.save(entry)
+                log.warning("invocation %s was interrupted by a restart", entry.invocation_id)
+            if outbox.done:
+                self._complete(entry.invocation_id)
+
+    @staticmethod
+    def _kill_leftovers(pgid: int | None, started: str | None) -> None:
+        # Only the group we started: the leader's start time guards against pid reuse.
+        if pgid and group_alive(pgid) and (started is None or process_start_time(pgid) in (started, None)):
+            kill_group(pgid, signal.SIGKILL)
+
+    def running_ids(self) -> list[str]:
+        return [e.invocation_id for e in self.journal.unreported()]
+
+    # -- frames from the server -------------------------------------------------
+
+    async def handle(self, frame: protocol.Frame, send: Send) -> None:
+        if isinstance(frame, protocol.Invoke):
+            await self._invoke(frame, send)
+        elif isinstance(frame, protocol.Received):
+            self._received(frame)
+        elif isinstance(frame, protocol.Cancel):
+            execution = self.executions.get(frame.invocation_id)
+            if execution is not None:
+                execution.cancel()
+
+    async def _invoke(self, invoke: protocol.Invoke, send: Send) -> None:
+        entry = self.journal.get(invoke.invocation_id)
+        if entry is not None:
+            # Seen before: acknowledge again, never run again.
+            await send(protocol.dump(protocol.Ack(invocation_id=invoke.invocation_id, accepted=True)))
+            self._ready.set()
+            return
+        entry = self.journal.accept(invoke)  # fsynced before anything else happens
+        await send(protocol.dump(protocol.Ack(invocation_id=invoke.invocation_id, accepted=True)))
+        execution = Execution(
+            invoke, entry, self.journal, self._outbox(invoke.invocation_id), self.state.work_dir,
+            node_id=self.node_id, stop_grace_s=self.options.stop_grace_s,
+            on_output=self._ready.set,
+        )
+        self.executions[invoke.invocation_id] = execution
+        task = asyncio.create_task(self._execute(execution), name=f"run {invoke.invocation_id}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _execute(self, execution: Execution) -> None:
+        invocation_id = execution.invoke.invocation_id
+        try:
+            await execution.run()
+        except Exception:
+            log.exception("invocation %s failed inside the agent", invocation_id)
+            execution.outbox.state(
+                step=None, status=InvocationStatus.FAILED, detail=StatusDetail.FAILED,
+                ended_at=time.time(), message="The agent failed while running this invocation.",
+            )
+            execution.entry.state = "finished"
+            self.journal.save(execution.entry)
+            self._ready.set()
+        finally:
+            self.executions.pop(invocation_id, None)
+
+    def _received(self, frame: protocol.Received) -> None:
+        outbox = self.outboxes.get(frame.invocation_id)
+        if outbox is None:
+            return
+        outbox.ack(frame.seq)
+        if outbox.done and frame.invocation_id not in self.executions:
+            self._complete(frame.invocation_id)
+        self._ready.set()
+
+    def _outbox(self, invocation_id: str) -> Outbox:
+        outbox = self.outboxes.get(invocation_id)
+        if outbox is None:
+            outbox = Outbox(spool_path(self.state.spool_dir, invocation_id), invocation_id)
+            self.outboxes[invocation_id] = outbox
+        return outbox
+
+    def _complete(self, invocation_id: str) -> None:
+        """The server has stored everything: forget the spool, keep the id."""
+        outbox = self.outboxes.pop(invocation_id)
+        outbox.close(delete=True)
+        entry = self.journal.get(invocation_id)
+        if entry is not None:
+            entry.state = "reported"
+            self.journal.save(entry)
+
+    # -- frames to the server ---------------------------------------------------
+
+    async def uplink(self, send: Send) -> None:
+        """Send spooled frames for as long as the session lasts."""
+        for outbox in self.outboxes.values():
+            outbox.rewind()
+        while True:
+            self._ready.clear()
+            for outbox in list(self.outboxes.values()):
+                for line in outbox.take(WINDOW - outbox.in_flight):
+                    await send(line)
+            await self._ready.wait()
+
+    async def shutdown(self) -> None:
+        """Stop running scripts' process groups; the next start reports them as
+        interrupted (AgentRestarted) instead of running them again."""
+        groups = [e.pgid for e in self.journal.unreported() if e.state == "running" and e.pgid]
+        for pgid in groups:
+            kill_group(pgid, signal.SIGTERM)
+        if groups:
+            await asyncio.sleep(min(self.options.stop_grace_s, 2.0))
+            for pgid in groups:
+                kill_group(pgid, signal.SIGKILL)
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -1,0 +1,264 @@
+"""Running one invocation: its steps as child processes, in order.
+
+Each step is a script file run by its interpreter, as a child process in its own
+process group (`start_new_session`), with no stdin. Its stdout and stderr are read
+as they come and spooled as numbered frames. A timeout or a cancel sends SIGTERM to
+the whole group, then SIGKILL after a grace period, so no grandchild survives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetrun.agent.journal import Entry, Journal, Outbox, process_start_time
+from fleetrun.core import protocol
+from fleetrun.core.statuses import InvocationStatus, StatusDetail, StepStatus, invocation_outcome
+
+log = logging.getLogger(__name__)
+
+PIPE_DRAIN_S = 2.0  # after a step exits, how long a background child may hold its pipes
+
+
+class StepFailure(Exception):
+    """A step could not even start: the message says why."""
+
+
+@dataclass
+class StepResult:
+    status: StepStatus
+    exit_code: int | None
+    message: str | None = None
+
+
+def interpreter(action: str, script: Path, text: str) -> list[str]:
+    if action == "runShellScript":
+        return [str(script)] if text.startswith("#!") else ["/bin/sh", str(script)]
+    if action == "runPythonScript":
+        python = shutil.which("python3") or shutil.which("python")
+        if python is None:
+            raise StepFailure("python3 is not installed on this node.")
+        return [python, str(script)]
+    if action == "runPowerShellScript":
+        pwsh = shutil.which("pwsh") or shutil.which("powershell")
+        if pwsh is None:
+            raise StepFailure("PowerShell (pwsh) is not installed on this node.")
+        return [pwsh, "-NoLogo", "-NoProfile", "-NonInteractive", "-File", str(script)]
+    raise StepFailure(f"Unknown action {action!r}: this agent runs runShellScript, "
+                      "runPythonScript and runPowerShellScript.")
+
+
+SUFFIX = {"runShellScript": ".sh", "runPythonScript": ".py", "runPowerShellScript": ".ps1"}
+
+
+class Execution:
+    def __init__(
+        self,
+        invoke: protocol.Invoke,
+        entry: Entry,
+        journal: Journal,
+        outbox: Outbox,
+        work_dir: Path,
+        *,
+        node_id: str,
+        stop_grace_s: float,
+        on_output: Callable[[], None],
+    ) -> None:
+        self.invoke = invoke
+        self.entry = entry
+        self.journal = journal
+        self.outbox = outbox
+        self.work_dir = work_dir / invoke.invocation_id
+        self.node_id = node_id
+        self.stop_grace_s = stop_grace_s
+        self.on_output = on_output
+        self._cancel = asyncio.Event()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    async def run(self) -> None:
+        started = time.time()
+        self.outbox.state(step=None, status=InvocationStatus.IN_PROGRESS, started_at=started)
+        self.on_output()
+        deadline = time.monotonic() + self.invoke.execution_timeout_s
+        results: list[StepResult] = []
+        stop = False
+        try:
+            self.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for idx, step in enumerate(self.invoke.steps):
+                if stop or self._cancel.is_set():
+                    self.outbox.state(step=idx, status=StepStatus.SKIPPED)
+                    continue
+                result = await self._run_step(idx, step, deadline)
+                results.append(result)
+                if result.status != StepStatus.SUCCESS and (
+                    step.on_failure == "exit" or result.status != StepStatus.FAILED
+                ):
+                    stop = True
+        finally:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+        self._finish(started, results)
+
+    def _finish(self, started: float, results: list[StepResult]) -> None:
+        outcome = invocation_outcome(r.status for r in results)
+        if self._cancel.is_set() and outcome != InvocationStatus.FAILED:
+            outcome = InvocationStatus.CANCELLED
+        deciding = next(
+            (r for r in results if r.status.value == outcome.value), results[-1] if results else None
+        )
+        detail = {
+            InvocationStatus.TIMED_OUT: StatusDetail.EXECUTION_TIMED_OUT,
+            InvocationStatus.CANCELLED: StatusDetail.CANCELLED,
+        }.get(outcome, StatusDetail(outcome.value))
+        self.outbox.state(
+            step=None,
+            status=outcome,
+            detail=detail,
+            exit_code=deciding.exit_code if deciding else None,
+            started_at=started,
+            ended_at=time.time(),
+            message=deciding.message if deciding else None,
+        )
+        self.entry.state = "finished"
+        self.journal.save(self.entry)
+        self.on_output()
+
+    async def _run_step(self, idx: int, step: protocol.Step, deadline: float) -> StepResult:
+        started = time.time()
+        self.outbox.state(step=idx, status=StepStatus.IN_PROGRESS, started_at=started)
+        self.on_output()
+        try:
+            result = await self._execute(idx, step, deadline)
+        except StepFailure as exc:
+            result = StepResult(StepStatus.FAILED, None, str(exc))
+            self.outbox.output(idx, "stderr", (str(exc) + "\n").encode())
+        self.outbox.state(
+            step=idx, status=result.status, exit_code=result.exit_code,
+            started_at=started, ended_at=time.time(), message=result.message,
+        )
+        self.on_output()
+        return result
+
+    async def _execute(self, idx: int, step: protocol.Step, deadline: float) -> StepResult:
+        script = self.work_dir / f"{idx}{SUFFIX.get(step.action, '')}"
+        fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(step.script)
+        argv = interpreter(step.action, script, step.script) + list(step.args)
+        cwd = step.working_directory or str(self.work_dir)
+        if not os.path.isdir(cwd):
+            raise StepFailure(f"The working directory {cwd} does not exist on this node.")
+        env = self._environment(step)
+        loop = asyncio.get_running_loop()
+        streams = {1: "stdout", 2: "stderr"}
+
+        def on_data(fd: int, data: bytes) -> None:
+            self.outbox.output(idx, streams[fd], data)
+            self.on_output()
+
+        try:
+            transport, proto = await loop.subprocess_exec(
+                lambda: _StepProtocol(loop, on_data), *argv,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                cwd=cwd, env=env, start_new_session=True,
+            )
+        except OSError as exc:
+            raise StepFailure(f"The step could not start: {exc}.") from exc
+        pid = transport.get_pid()
+        self.entry.state = "running"
+        self.entry.pgid = pid
+        self.entry.pgid_started = process_start_time(pid)
+        self.journal.save(self.entry)
+        try:
+            timeout = deadline - time.monotonic()
+            if step.timeout_s:
+                timeout = min(timeout, step.timeout_s)
+            ended = await self._wait(pid, proto, max(timeout, 0))
+            # Read what is left; a background child that keeps the pipes open is not
+            # waited for beyond PIPE_DRAIN_S.
+            await asyncio.wait(proto.pipes_closed, timeout=PIPE_DRAIN_S)
+        finally:
+            transport.close()
+        code = transport.get_returncode()
+        exit_code = 128 - code if code is not None and code < 0 else code
+        if ended == "timeout":
+            return StepResult(
+                StepStatus.TIMED_OUT, exit_code, "The step ran past its timeout and was stopped."
+            )
+        if ended == "cancel":
+            return StepResult(StepStatus.CANCELLED, exit_code, "Cancelled by an operator.")
+        status = StepStatus.SUCCESS if exit_code == 0 else StepStatus.FAILED
+        return StepResult(status, exit_code)
+
+    def _environment(self, step: protocol.Step) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(step.env)
+        env.update(
+            FLEETRUN_COMMAND_ID=self.invoke.command_id,
+            FLEETRUN_INVOCATION_ID=self.invoke.invocation_id,
+            FLEETRUN_NODE_ID=self.node_id,
+            FLEETRUN_STEP_NAME=step.name,
+        )
+        return env
+
+    async def _wait(self, pgid: int, proto: _StepProtocol, timeout: float) -> str:
+        cancelled = asyncio.ensure_future(self._cancel.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {proto.exited, cancelled}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            cancelled.cancel()
+        if proto.exited in done:
+            return "exited"
+        reason = "cancel" if cancelled in done else "timeout"
+        await self._stop_group(pgid, proto)
+        return reason
+
+    async def _stop_group(self, pgid: int, proto: _StepProtocol) -> None:
+        """SIGTERM to the whole process group, SIGKILL after the grace period."""
+        kill_group(pgid, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(proto.exited), self.stop_grace_s)
+        kill_group(pgid, signal.SIGKILL)
+        await proto.exited
+
+
+class _StepProtocol(asyncio.SubprocessProtocol):
+    """Output as it arrives, and the exit as soon as it happens (not when the pipes
+    close: a background grandchild may hold them)."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, on_data: Callable[[int, bytes], None]
+    ) -> None:
+        self.on_data = on_data
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.pipes_closed = {loop.create_future(), loop.create_future()}
+        self._pipes = dict(zip((1, 2), self.pipes_closed, strict=True))
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self.on_data(fd, data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        future = self._pipes.get(fd)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+def kill_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

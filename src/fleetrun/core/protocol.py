@@ -1,0 +1,204 @@
+"""The agent channel: frames exchanged over one WebSocket per agent.
+
+Both ends import this module, so a frame is defined exactly once. Parsing is separate
+from the socket loops (sans-I/O): `parse` turns text into a typed frame, `dump` turns a
+frame into text.
+
+Session:
+
+    agent                                   server
+      │ ◄──────────── challenge{nonce} ─────── │
+      │ ── hello{node_id, time, signature} ──► │  signature over (nonce, node id, time)
+      │ ◄──────────── welcome{heartbeat_s} ─── │
+      │ ◄──────────── invoke{...} ──────────── │  re-sent until acked; the agent's journal
+      │ ── ack{accepted | rejected} ─────────► │  makes a repeat harmless
+      │ ── output{seq, bytes} / state{seq} ──► │  re-sent until received; the server's
+      │ ◄──────────── received{seq} ────────── │  store makes a repeat harmless
+      │ ◄──────────── cancel{invocation} ───── │
+      │ ── ping ─► / ◄─ pong ──                │  liveness
+
+Every output and state frame of an invocation carries the next number of one sequence
+(`seq`, from 1), so the server applies them in order and acknowledges cumulatively:
+the final state of an invocation is stored only after all its output.
+
+Frames ignore unknown fields and the receiver ignores unknown frame types, so that an
+agent of version N keeps working with a server of version N+1.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+
+PROTOCOL_VERSION = 1
+
+# WebSocket close codes the server uses; the agent decides from them whether to retry.
+CLOSE_AUTH_FAILED = 4401  # bad signature, stale time, replayed nonce: retry later
+CLOSE_NODE_UNKNOWN = 4404  # the node is unknown or deregistered: stop, register again
+CLOSE_REPLACED = 4409  # another session of the same node took over
+CLOSE_PROTOCOL = 4400  # a frame the server could not read
+CLOSE_SHUTDOWN = 1001  # the server is going away: reconnect
+
+
+class _Frame(BaseModel):
+    # Unknown fields are ignored on purpose: a newer peer may send more.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Challenge(_Frame):
+    type: Literal["challenge"] = "challenge"
+    nonce: str
+    server_time: float
+    protocol: int = PROTOCOL_VERSION
+
+
+class Hello(_Frame):
+    type: Literal["hello"] = "hello"
+    protocol: int = PROTOCOL_VERSION
+    node_id: str
+    time_ms: int
+    signature: str  # base64 Ed25519 signature of hello_message(nonce, node_id, time_ms)
+    agent_version: str
+    facts: dict[str, str] = Field(default_factory=dict)
+    local_config: dict[str, Any] = Field(default_factory=dict)
+    running: list[str] = Field(default_factory=list)  # invocation ids the agent still runs
+
+
+class Welcome(_Frame):
+    type: Literal["welcome"] = "welcome"
+    session_id: str
+    heartbeat_s: float
+
+
+class Step(_Frame):
+    """One step of a document, resolved for one node: what the agent runs."""
+
+    name: str
+    action: str  # runShellScript | runPythonScript | runPowerShellScript
+    script: str
+    args: list[str] = Field(default_factory=list)  # positional arguments, passed as argv
+    env: dict[str, str] = Field(default_factory=dict)  # named parameters
+    working_directory: str | None = None
+    timeout_s: float | None = None
+    on_failure: Literal["exit", "continue"] = "exit"
+    run_as: str | None = None
+    precondition: dict[str, Any] | None = None
+
+
+class Invoke(_Frame):
+    type: Literal["invoke"] = "invoke"
+    invocation_id: str
+    command_id: str
+    document_name: str
+    document_version: str | None = None
+    steps: list[Step]
+    execution_timeout_s: float
+    run_as: str | None = None
+    principal: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class Ack(_Frame):
+    type: Literal["ack"] = "ack"
+    invocation_id: str
+    accepted: bool
+    reason: str | None = None  # why it was rejected: names the local rule
+    detail: str | None = None  # StatusDetail for a rejection
+
+
+class Output(_Frame):
+    type: Literal["output"] = "output"
+    invocation_id: str
+    seq: int
+    step: int
+    stream: Literal["stdout", "stderr"]
+    data: str  # base64
+
+    @property
+    def payload(self) -> bytes:
+        return base64.b64decode(self.data)
+
+
+class State(_Frame):
+    """A change of a step's or (with `step` None) the whole invocation's status."""
+
+    type: Literal["state"] = "state"
+    invocation_id: str
+    seq: int
+    step: int | None = None
+    status: str
+    detail: str | None = None
+    exit_code: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    message: str | None = None
+
+
+class Cancel(_Frame):
+    type: Literal["cancel"] = "cancel"
+    invocation_id: str
+
+
+class Received(_Frame):
+    type: Literal["received"] = "received"
+    invocation_id: str
+    seq: int  # highest contiguous sequence number stored
+
+
+class Ping(_Frame):
+    type: Literal["ping"] = "ping"
+    time: float
+
+
+class Pong(_Frame):
+    type: Literal["pong"] = "pong"
+    time: float
+
+
+Frame = Annotated[
+    Challenge | Hello | Welcome | Invoke | Ack | Output | State | Cancel | Received | Ping | Pong,
+    Field(discriminator="type"),
+]
+_ADAPTER: TypeAdapter[Frame] = TypeAdapter(Frame)
+KNOWN_TYPES = frozenset(
+    {"challenge", "hello", "welcome", "invoke", "ack", "output", "state", "cancel",
+     "received", "ping", "pong"}
+)
+
+
+class ProtocolError(ValueError):
+    """A frame that cannot be read."""
+
+
+def parse(text: str | bytes) -> Frame | None:
+    """The frame in `text`, or None for a well-formed frame of a type this side does not
+    know (a newer peer's); raises ProtocolError for anything unreadable."""
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise ProtocolError(f"frame is not JSON: {exc}") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+        raise ProtocolError("frame has no type")
+    if raw["type"] not in KNOWN_TYPES:
+        return None
+    try:
+        return _ADAPTER.validate_python(raw)
+    except PydanticValidationError as exc:
+        raise ProtocolError(f"bad {raw['type']} frame: {exc.errors()[0]['msg']}") from exc
+
+
+def dump(frame: _Frame) -> str:
+    return frame.model_dump_json(exclude_none=True)
+
+
+def hello_message(nonce: str, node_id: str, time_ms: int) -> bytes:
+    """The bytes an agent signs to open a session."""
+    return f"fleetrun-hello\n{nonce}\n{node_id}\n{time_ms}".encode()
+
+
+def encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from fleetrun.schemas.base import Response
+
+
+class Node(Response):
+    id: str
+    name: str
+    ping_status: str
+    last_ping_at: datetime | None = None
+    registered_at: datetime
+    agent_version: str | None = None
+    hostname: str | None = None
+    platform: str | None = None  # Linux, Darwin, Windows
+    platform_version: str | None = None
+    architecture: str | None = None
+    activation_id: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    facts: dict[str, str] = Field(default_factory=dict)
+    local_config: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""The control plane: REST API, agent gateway, dispatcher, storage."""

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, status
+
+from fleetrun.schemas import activations as schemas
+from fleetrun.schemas.base import Page
+from fleetrun.server.api.deps import action, authorize, state_of
+from fleetrun.server.authz import Caller
+from fleetrun.server.store import activations as store
+
+router = APIRouter(prefix="/v1/activations", tags=["activations"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, **action("CreateActivation"))
+async def create_activation(
+    request: Request,
+    body: schemas.ActivationCreate,
+    caller: Annotated[Caller, Depends(authorize("CreateActivation"))],
+) -> schemas.ActivationCreated:
+    async with state_of(request).db.write() as tx:
+        row, code = await store.create_activation(tx.session, body)
+        return schemas.ActivationCreated(**store.to_schema(row).model_dump(), code=code)
+
+
+@router.get("", **action("ListActivations"))
+async def list_activations(
+    request: Request, caller: Annotated[Caller, Depends(authorize("ListActivations"))]
+) -> Page[schemas.Activation]:
+    async with state_of(request).db.read() as session:
+        rows = await store.read_activations(session)
+    return Page(items=[store.to_schema(r) for r in rows])
+
+
+@router.delete("/{activation_id}", status_code=204, **action("DeleteActivation"))
+async def delete_activation(
+    request: Request,
+    activation_id: str,
+    caller: Annotated[Caller, Depends(authorize("DeleteActivation"))],
+) -> None:
+    async with state_of(request).db.write() as tx:
+        await store.delete_activation(tx.session, activation_id)

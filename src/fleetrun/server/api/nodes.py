@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from fleetrun.core.tags import parse_tags
+from fleetrun.schemas import nodes as schemas
+from fleetrun.schemas.base import Page
+from fleetrun.server.api.deps import action, authorize, state_of
+from fleetrun.server.authz import Caller
+from fleetrun.server.store import nodes as store
+
+router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
+
+
+@router.get("", **action("ListNodes"))
+async def list_nodes(
+    request: Request,
+    caller: Annotated[Caller, Depends(authorize("ListNodes"))],
+    tag: Annotated[list[str] | None, Query(description="KEY=VALUE, repeatable (ANDed)")] = None,
+    ping_status: str | None = None,
+) -> Page[schemas.Node]:
+    tags = parse_tags(tag or [])
+    async with state_of(request).db.read() as session:
+        nodes = await store.read_nodes(session, ping_status=ping_status, tags=tags)
+        node_tags = await store.read_tags(session, (n.id for n in nodes))
+    return Page(items=[store.to_schema(n, node_tags[n.id]) for n in nodes])
+
+
+@router.get("/{node_id}", **action("GetNode"))
+async def get_node(
+    request: Request, node_id: str, caller: Annotated[Caller, Depends(authorize("GetNode"))]
+) -> schemas.Node:
+    async with state_of(request).db.read() as session:
+        node = await store.read_node(session, node_id)
+        tags = await store.read_tags(session, [node.id])
+    return store.to_schema(node, tags[node.id])

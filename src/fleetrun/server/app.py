@@ -1,0 +1,170 @@
+"""The app factory: routers, the server's lifecycle, and the one place where errors
+become HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fleetrun import __version__
+from fleetrun.core.errors import AuthenticationError, FleetrunError, LimitExceededError
+from fleetrun.server.api import activations, agent, commands, nodes
+from fleetrun.server.db import Database
+from fleetrun.server.output import LocalOutputStore
+from fleetrun.server.settings import Settings
+from fleetrun.server.state import ServerState
+from fleetrun.server.store import nodes as node_store
+from fleetrun.server.store import tokens as token_store
+
+log = logging.getLogger(__name__)
+
+ROUTERS = (activations.router, agent.router, nodes.router, commands.router)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    state = ServerState(
+        settings=settings,
+        db=Database(settings.effective_database_url),
+        output=LocalOutputStore(settings.output_dir),
+    )
+    app = FastAPI(
+        title="fleetrun",
+        version=__version__,
+        description="Run Command for hybrid fleets. Every route needs `Authorization: Bearer TOKEN`.",
+        lifespan=_lifespan,
+        openapi_url="/openapi.json",
+    )
+    app.state.fleet = state
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_api_route("/healthz", _healthz, include_in_schema=False)
+    _install_error_handlers(app)
+    app.middleware("http")(_request_id)
+    return app
+
+
+async def _healthz() -> dict[str, str]:
+    """Liveness for process supervisors: says nothing but that the server answers."""
+    return {"status": "ok"}
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state: ServerState = app.state.fleet
+    await state.db.migrate()
+    await ensure_admin_token(state)
+    async with state.db.write() as tx:
+        await node_store.mark_all_lost(tx.session)
+    state.dispatcher.start()
+    log.info("fleetrun %s serving; data in %s", __version__, state.settings.data_dir)
+    try:
+        yield
+    finally:
+        await state.gateway.close_all()
+        await state.dispatcher.stop()
+        await state.output.close()
+        await state.db.close()
+
+
+async def ensure_admin_token(state: ServerState) -> None:
+    """On first start, make the administrator's token and leave it in admin.token
+    (mode 0600); later starts keep it."""
+    path = state.settings.admin_token_path
+    async with state.db.write() as tx:
+        if path.exists():
+            token = path.read_text().strip()
+            if not await token_store.token_exists(tx.session, token):
+                await token_store.create_token(
+                    tx.session, "admin", token=token, description="administrator"
+                )
+            return
+        _, token = await token_store.create_token(tx.session, "admin", description="administrator")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+    log.info("administrator token written to %s", path)
+
+
+async def _request_id(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    response = await call_next(request)
+    response.headers["x-request-id"] = request.state.request_id
+    return response
+
+
+def error_response(error: FleetrunError) -> JSONResponse:
+    headers = {}
+    if isinstance(error, AuthenticationError):
+        headers["www-authenticate"] = "Bearer"
+    if isinstance(error, LimitExceededError) and error.retry_after_s is not None:
+        headers["retry-after"] = str(max(1, round(error.retry_after_s)))
+    return JSONResponse(
+        {"error": {"type": error.type, "message": error.message}},
+        status_code=error.status_code,
+        headers=headers,
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FleetrunError)
+    async def fleetrun_error(request: Request, exc: FleetrunError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(_validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kinds = {404: "NotFound", 405: "MethodNotAllowed"}
+        message = (
+            f"No route {request.method} {request.url.path}: see /openapi.json for the API."
+            if exc.status_code in (404, 405)
+            else str(exc.detail)
+        )
+        return JSONResponse(
+            {"error": {"type": kinds.get(exc.status_code, "Error"), "message": message}},
+            status_code=exc.status_code,
+        )
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", "-")
+        log.exception("request %s failed", request_id)
+        return JSONResponse(
+            {
+                "error": {
+                    "type": "ServerError",
+                    "message": f"The server failed on this request (id {request_id}); "
+                    "its log has the details.",
+                }
+            },
+            status_code=500,
+        )
+
+
+def _validation_error(exc: RequestValidationError) -> FleetrunError:
+    from fleetrun.core.errors import ValidationError
+
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
+    message = str(first.get("msg", "is not valid")).rstrip(".")
+    if first.get("type") == "missing":
+        message = "is required"
+    elif first.get("type") == "extra_forbidden":
+        message = "is not a known field"
+    elif first.get("type") == "json_invalid":
+        return ValidationError("The request body is not valid JSON: send a JSON object.")
+    subject = f"Field {where!r}" if where else "The request"
+    return ValidationError(f"{subject} {message[0].lower() + message[1:] if message else ''}: fix it and retry.")

@@ -1,0 +1,50 @@
+"""Change notices inside one server process: who waits for what to change.
+
+A long-polling reader subscribes before it reads, so a change that lands between its
+read and its wait is not missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class Subscription:
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout_s: float) -> bool:
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        self._event.clear()
+        return True
+
+
+class Changes:
+    def __init__(self) -> None:
+        self._subs: defaultdict[str, set[Subscription]] = defaultdict(set)
+
+    def publish(self, key: str) -> None:
+        for sub in self._subs.get(key, ()):
+            sub.notify()
+
+    @contextmanager
+    def subscribe(self, key: str) -> Iterator[Subscription]:
+        sub = Subscription()
+        self._subs[key].add(sub)
+        try:
+            yield sub
+        finally:
+            subs = self._subs.get(key)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[key]

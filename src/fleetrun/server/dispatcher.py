@@ -1,0 +1,124 @@
+"""The dispatcher: moves released invocations to the agents that run them.
+
+It wakes when something changes (a command is created, an agent connects, an
+invocation ends) and at least every `sweep_interval_s`. Each pass:
+
+1. delivers every released, unaccepted invocation whose node holds a session on this
+   replica, re-sending an `invoke` that was not acknowledged in `invoke_resend_s`;
+2. marks Pending invocations of offline nodes Delayed: they go out when the node
+   connects.
+
+Delivery is at least once; the agent's journal makes a repeat harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from fleetrun.core import protocol
+from fleetrun.core.statuses import InvocationStatus
+from fleetrun.server.store import invocations as invocation_store
+from fleetrun.server.store.tables import Command
+
+if TYPE_CHECKING:
+    from fleetrun.server.state import ServerState
+
+log = logging.getLogger(__name__)
+
+PLAN_CACHE_SIZE = 1024
+
+
+class Dispatcher:
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self._wake = asyncio.Event()
+        self._full = True  # a full delivery pass is due
+        self._nodes: set[str] = set()  # nodes that just connected
+        self._last_full = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._plans: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def wake(self) -> None:
+        self._full = True
+        self._wake.set()
+
+    def node_connected(self, node_id: str) -> None:
+        self._nodes.add(node_id)
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="dispatcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        interval = self.state.settings.sweep_interval_s
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("dispatcher pass failed; retrying on the next one")
+                await asyncio.sleep(interval)
+
+    async def tick(self) -> None:
+        now = time.monotonic()
+        if self._full or now - self._last_full >= self.state.settings.invoke_resend_s:
+            self._full, self._nodes, self._last_full = False, set(), now
+            await self.deliver(None)
+        elif self._nodes:
+            nodes, self._nodes = self._nodes, set()
+            await self.deliver(sorted(nodes))
+
+    async def deliver(self, node_ids: list[str] | None) -> None:
+        async with self.state.db.read() as session:
+            rows = await invocation_store.deliverable(session, node_ids)
+        resend_s = self.state.settings.invoke_resend_s
+        offline: list[str] = []
+        for invocation_id, node_id, command_id, status in rows:
+            agent = self.state.gateway.session_for(node_id)
+            if agent is None:
+                if status == InvocationStatus.PENDING:
+                    offline.append(invocation_id)
+                continue
+            sent = agent.sent_invokes.get(invocation_id)
+            if sent is not None and time.monotonic() - sent < resend_s:
+                continue
+            frame = await self._invoke(invocation_id, command_id)
+            if frame is not None and await agent.send(frame):
+                agent.sent_invokes[invocation_id] = time.monotonic()
+        if offline:
+            async with self.state.db.write() as tx:
+                changed = await invocation_store.mark_delayed(tx.session, offline)
+                await self.state.refresh_commands(tx, changed)
+
+    async def _invoke(self, invocation_id: str, command_id: str) -> protocol.Invoke | None:
+        plan = self._plans.get(command_id)
+        if plan is None:
+            async with self.state.db.read() as session:
+                command = await session.get(Command, command_id)
+            if command is None:
+                return None
+            plan = dict(
+                command_id=command.id,
+                document_name=command.document_name,
+                document_version=command.document_version,
+                steps=[protocol.Step(**s) for s in command.steps],
+                execution_timeout_s=float(command.execution_timeout_s),
+                principal=command.principal,
+            )
+            self._plans[command_id] = plan
+            if len(self._plans) > PLAN_CACHE_SIZE:
+                self._plans.popitem(last=False)
+        return protocol.Invoke(invocation_id=invocation_id, **plan)

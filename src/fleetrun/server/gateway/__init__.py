@@ -1,0 +1,1 @@
+"""The agent gateway: one WebSocket session per connected agent on this replica."""

@@ -1,0 +1,48 @@
+"""One agent's live session: a WebSocket with a send lock and what was sent on it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from fleetrun.core import protocol
+
+log = logging.getLogger(__name__)
+
+
+class AgentSession:
+    def __init__(self, ws: WebSocket, node_id: str, session_id: str, running: list[str]) -> None:
+        self.ws = ws
+        self.node_id = node_id
+        self.session_id = session_id
+        self.running_at_hello = set(running)
+        self.sent_invokes: dict[str, float] = {}  # invocation id -> monotonic time sent
+        self.last_frame_at = time.monotonic()
+        self.closed = asyncio.Event()
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, frame: protocol._Frame) -> bool:
+        """Send a frame; False if the session is gone (the caller moves on)."""
+        if self.closed.is_set():
+            return False
+        try:
+            async with self._send_lock:
+                await self.ws.send_text(protocol.dump(frame))
+            return True
+        except Exception as exc:  # a dying socket raises many kinds of errors
+            log.info("session %s of %s: send failed: %s", self.session_id, self.node_id, exc)
+            self.closed.set()
+            return False
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        if self.ws.application_state == WebSocketState.CONNECTED:
+            try:
+                await self.ws.close(code, reason)
+            except Exception as exc:
+                log.debug("close of %s failed: %s", self.node_id, exc)

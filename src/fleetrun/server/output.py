@@ -1,0 +1,114 @@
+"""The output store: the full stdout and stderr of every step, byte-exact.
+
+Streams are written at the offset the database records, so a write that was repeated
+after a crash overwrites rather than duplicates, and a reader never sees more than
+the database has acknowledged. The database keeps only a bounded tail of each stream
+for the API; the whole stream lives here.
+
+`OutputStore` is the interface; `LocalOutputStore` keeps a directory of files. An
+S3-compatible store plugs in behind the same four methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
+
+STDOUT_TAIL_CHARS = 24_000
+STDERR_TAIL_CHARS = 8_000
+READ_CHUNK = 256 * 1024
+
+
+def stream_key(command_id: str, node_id: str, step: int, stream: str) -> str:
+    return f"{command_id}/{node_id}/{step}.{stream}"
+
+
+class OutputStore(Protocol):
+    async def write(self, key: str, offset: int, data: bytes) -> None: ...
+
+    def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]: ...
+
+    async def delete_prefix(self, prefix: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalOutputStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"bad output key {key!r}")
+        return path
+
+    async def write(self, key: str, offset: int, data: bytes) -> None:
+        path = self._path(key)
+        if len(data) > 1 << 20:
+            await asyncio.to_thread(_write_at, path, offset, data)
+        else:
+            _write_at(path, offset, data)
+
+    async def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes [start, end) of a stream (end is what the database acknowledged)."""
+        path = self._path(key)
+        if end <= start or not path.exists():
+            return
+        with path.open("rb") as fh:
+            fh.seek(start)
+            remaining = end - start
+            while remaining > 0:
+                chunk = await asyncio.to_thread(fh.read, min(READ_CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                yield chunk
+
+    async def delete_prefix(self, prefix: str) -> None:
+        path = self._path(prefix)
+        if path.is_dir():
+            await asyncio.to_thread(shutil.rmtree, path, True)
+
+    async def close(self) -> None:
+        return None
+
+
+def _write_at(path: Path, offset: int, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.pwrite(fd, data, offset)
+    finally:
+        os.close(fd)
+
+
+def tail_bytes_for(chars: int) -> int:
+    return chars * 4  # room for the widest UTF-8 characters
+
+
+def append_tail(tail: bytes, data: bytes, chars: int) -> bytes:
+    keep = tail_bytes_for(chars)
+    joined = tail + data
+    return joined[-keep:] if len(joined) > keep else joined
+
+
+def tail_text(tail: bytes, total_bytes: int, chars: int) -> tuple[str, bool]:
+    """The last `chars` characters of a stream whose last bytes are `tail`, and
+    whether anything before them was left out."""
+    cut = total_bytes > len(tail)
+    if cut:
+        # The kept bytes may start inside a character: skip continuation bytes.
+        start = 0
+        while start < min(3, len(tail)) and 0x80 <= tail[start] <= 0xBF:
+            start += 1
+        tail = tail[start:]
+    text = tail.decode("utf-8", errors="replace")
+    if len(text) > chars:
+        return text[-chars:], True
+    return text, cut

@@ -1,0 +1,82 @@
+"""Server settings: one typed object, read from flags, then FLEETRUN_* variables, then
+defaults (in that order of precedence)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from fleetrun.core.errors import ValidationError
+
+
+def default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/fleetrun")
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "fleetrun"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8470
+    data_dir: Path = field(default_factory=default_data_dir)
+    database_url: str | None = None  # default: SQLite in the data dir
+    heartbeat_s: float = 5.0  # agents ping this often; 3 missed pings mark the node lost
+    invoke_resend_s: float = 10.0  # an unacknowledged invoke is sent again after this
+    sweep_interval_s: float = 1.0  # how often the dispatcher looks at deadlines
+    stop_grace_s: float = 5.0  # SIGTERM, then SIGKILL after this (sent to agents)
+    log_level: str = "info"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "fleetrun.db"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.sqlite_path}"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.data_dir / "output"
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.data_dir / "admin.token"
+
+    @classmethod
+    def load(
+        cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Flags (None means not given) win over FLEETRUN_<NAME> variables, which win
+        over the defaults."""
+        flags = flags or {}
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw: Any = flags.get(f.name)
+            if raw is None:
+                raw = env.get(f"FLEETRUN_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, f.type, raw)
+        return cls(**values)
+
+
+def _convert(name: str, type_: Any, raw: Any) -> Any:
+    kind = str(type_)
+    try:
+        if "Path" in kind:
+            return Path(raw).expanduser()
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError as exc:
+        raise ValidationError(
+            f"Setting {name} (FLEETRUN_{name.upper()}) must be a number, not {raw!r}."
+        ) from exc
+    return str(raw)

@@ -1,0 +1,39 @@
+"""Everything a running server holds, in one object the routes and loops share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from fleetrun.server.authz import Authorizer
+from fleetrun.server.changes import Changes
+from fleetrun.server.db import Database, Tx
+from fleetrun.server.dispatcher import Dispatcher
+from fleetrun.server.gateway.gateway import Gateway
+from fleetrun.server.output import OutputStore
+from fleetrun.server.settings import Settings
+from fleetrun.server.store import commands as command_store
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    db: Database
+    output: OutputStore
+    changes: Changes = field(default_factory=Changes)
+    authorizer: Authorizer = field(default_factory=Authorizer)
+    gateway: Gateway = field(init=False)
+    dispatcher: Dispatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gateway = Gateway(self)
+        self.dispatcher = Dispatcher(self)
+
+    async def refresh_commands(self, tx: Tx, command_ids: Iterable[str]) -> None:
+        """Recompute these commands' status in `tx`, and once it is committed tell
+        whoever waits on them and wake the dispatcher."""
+        for command_id in set(command_ids):
+            if await command_store.refresh_command(tx.session, command_id):
+                tx.after_commit(lambda c=command_id: self.changes.publish(c))
+                tx.after_commit(self.dispatcher.wake)
+

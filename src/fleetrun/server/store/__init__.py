@@ -1,0 +1,1 @@
+"""Storage: tables, queries (one module per resource) and migrations."""

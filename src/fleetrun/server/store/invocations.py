@@ -1,0 +1,358 @@
+"""Invocations: one command on one node. Their transitions, what agents report about
+them (acks, output, states), and how they are read back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleetrun.core import protocol
+from fleetrun.core.errors import NotFoundError
+from fleetrun.core.ids import is_node_id, is_uuid
+from fleetrun.core.statuses import (
+    TERMINAL_INVOCATION,
+    InvocationStatus,
+    StatusDetail,
+    StepStatus,
+)
+from fleetrun.schemas import commands as schemas
+from fleetrun.server.output import (
+    STDERR_TAIL_CHARS,
+    STDOUT_TAIL_CHARS,
+    OutputStore,
+    append_tail,
+    stream_key,
+    tail_text,
+)
+from fleetrun.server.store.tables import (
+    Command,
+    Invocation,
+    InvocationStep,
+    InvocationTransition,
+    utcnow,
+)
+
+
+def record_transition(
+    session: AsyncSession, invocation_id: str, status: str, detail: str, at: datetime
+) -> None:
+    session.add(InvocationTransition(invocation_id=invocation_id, status=status, detail=detail, at=at))
+
+
+def transition(
+    session: AsyncSession,
+    inv: Invocation,
+    status: InvocationStatus,
+    detail: StatusDetail | str,
+    **fields: Any,
+) -> None:
+    now = utcnow()
+    inv.status = status.value
+    inv.status_detail = str(detail)
+    inv.updated_at = now
+    for key, value in fields.items():
+        setattr(inv, key, value)
+    record_transition(session, inv.id, inv.status, inv.status_detail, now)
+
+
+async def read_invocation(session: AsyncSession, command_id: str, node_id: str) -> Invocation:
+    inv = None
+    if is_uuid(command_id) and is_node_id(node_id):
+        inv = (
+            await session.execute(
+                select(Invocation).where(
+                    Invocation.command_id == command_id, Invocation.node_id == node_id
+                )
+            )
+        ).scalar_one_or_none()
+    if inv is None:
+        raise NotFoundError(
+            f"Command {command_id} has no invocation on node {node_id}; see "
+            f"`fleetrun invocations list --command {command_id}`."
+        )
+    return inv
+
+
+async def read_invocations(
+    session: AsyncSession,
+    command_id: str,
+    *,
+    status: str | None = None,
+    limit: int = 1000,
+    cursor: str | None = None,
+) -> tuple[list[Invocation], str | None]:
+    query = (
+        select(Invocation)
+        .where(Invocation.command_id == command_id)
+        .order_by(Invocation.node_name, Invocation.node_id)
+    )
+    if status:
+        query = query.where(Invocation.status == status)
+    if cursor:
+        name, _, node_id = cursor.partition("|")
+        query = query.where(
+            (Invocation.node_name > name)
+            | and_(Invocation.node_name == name, Invocation.node_id > node_id)
+        )
+    rows = list((await session.execute(query.limit(limit + 1))).scalars())
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = f"{last.node_name or ''}|{last.node_id}"
+    return rows[:limit], next_cursor
+
+
+async def read_steps(session: AsyncSession, invocation_id: str) -> list[InvocationStep]:
+    rows = await session.execute(
+        select(InvocationStep)
+        .where(InvocationStep.invocation_id == invocation_id)
+        .order_by(InvocationStep.idx)
+    )
+    return list(rows.scalars())
+
+
+async def deliverable(
+    session: AsyncSession, node_ids: Sequence[str] | None = None
+) -> list[tuple[str, str, str, str]]:
+    """(invocation id, node id, command id, status) of every released invocation that
+    an agent has not accepted yet, oldest first."""
+    query = (
+        select(Invocation.id, Invocation.node_id, Invocation.command_id, Invocation.status)
+        .where(
+            Invocation.status.in_([InvocationStatus.PENDING, InvocationStatus.DELAYED]),
+            Invocation.released_at.is_not(None),
+        )
+        .order_by(Invocation.requested_at)
+    )
+    if node_ids is not None:
+        query = query.where(Invocation.node_id.in_(node_ids))
+    return [tuple(row) for row in await session.execute(query)]  # type: ignore[misc]
+
+
+async def mark_delayed(session: AsyncSession, invocation_ids: Sequence[str]) -> set[str]:
+    """Pending invocations whose node is offline become Delayed; the commands touched."""
+    if not invocation_ids:
+        return set()
+    rows = await session.execute(
+        select(Invocation).where(
+            Invocation.id.in_(invocation_ids), Invocation.status == InvocationStatus.PENDING
+        )
+    )
+    commands = set()
+    for inv in rows.scalars():
+        transition(session, inv, InvocationStatus.DELAYED, StatusDetail.DELAYED)
+        commands.add(inv.command_id)
+    return commands
+
+
+async def running_on(session: AsyncSession, node_id: str) -> list[Invocation]:
+    rows = await session.execute(
+        select(Invocation).where(
+            Invocation.node_id == node_id,
+            Invocation.status.in_([InvocationStatus.IN_PROGRESS, InvocationStatus.CANCELLING]),
+        )
+    )
+    return list(rows.scalars())
+
+
+@dataclass
+class Applied:
+    """What a batch of agent frames changed."""
+
+    received: dict[str, int] = field(default_factory=dict)  # invocation id -> seq to ack
+    commands: set[str] = field(default_factory=set)  # commands whose status may change
+
+
+class FrameApplier:
+    """Applies one agent's frames inside one transaction."""
+
+    def __init__(self, session: AsyncSession, node_id: str, output: OutputStore) -> None:
+        self.session = session
+        self.node_id = node_id
+        self.output = output
+        self.applied = Applied()
+        self._invocations: dict[str, Invocation | None] = {}
+        self._steps: dict[tuple[str, int], InvocationStep] = {}
+        self._commands: dict[str, Command] = {}
+
+    async def _invocation(self, invocation_id: str) -> Invocation | None:
+        if invocation_id not in self._invocations:
+            inv = await self.session.get(Invocation, invocation_id)
+            # An agent may speak only of its own invocations.
+            self._invocations[invocation_id] = (
+                inv if inv is not None and inv.node_id == self.node_id else None
+            )
+        return self._invocations[invocation_id]
+
+    async def ack(self, frame: protocol.Ack) -> None:
+        inv = await self._invocation(frame.invocation_id)
+        if inv is None or inv.status not in (InvocationStatus.PENDING, InvocationStatus.DELAYED):
+            return
+        if frame.accepted:
+            transition(
+                self.session, inv, InvocationStatus.IN_PROGRESS, StatusDetail.IN_PROGRESS,
+                acked_at=utcnow(),
+            )
+        else:
+            transition(
+                self.session, inv, InvocationStatus.FAILED,
+                frame.detail or StatusDetail.BLOCKED_BY_LOCAL_POLICY,
+                message=frame.reason, ended_at=utcnow(), acked_at=utcnow(),
+            )
+        self.applied.commands.add(inv.command_id)
+
+    async def numbered(self, frame: protocol.Output | protocol.State) -> None:
+        inv = await self._invocation(frame.invocation_id)
+        if inv is None:
+            # Not ours or gone: acknowledge so the agent stops sending it.
+            self.applied.received[frame.invocation_id] = frame.seq
+            return
+        if frame.seq == inv.last_seq + 1:
+            if isinstance(frame, protocol.Output):
+                await self._output(inv, frame)
+            else:
+                await self._state(inv, frame)
+            inv.last_seq = frame.seq
+        self.applied.received[inv.id] = inv.last_seq
+
+    async def _step(self, inv: Invocation, idx: int) -> InvocationStep:
+        key = (inv.id, idx)
+        step = self._steps.get(key)
+        if step is None:
+            step = await self.session.get(InvocationStep, (inv.id, idx))
+            if step is None:
+                plan = await self._plan(inv.command_id)
+                spec = plan[idx] if idx < len(plan) else {}
+                step = InvocationStep(
+                    invocation_id=inv.id,
+                    idx=idx,
+                    name=spec.get("name", f"step{idx}"),
+                    action=spec.get("action", "runShellScript"),
+                    status=StepStatus.PENDING,
+                    stdout_bytes=0,
+                    stderr_bytes=0,
+                    stdout_tail=b"",
+                    stderr_tail=b"",
+                )
+                self.session.add(step)
+            self._steps[key] = step
+        return step
+
+    async def _plan(self, command_id: str) -> list[dict[str, Any]]:
+        command = self._commands.get(command_id)
+        if command is None:
+            command = await self.session.get(Command, command_id)
+            assert command is not None
+            self._commands[command_id] = command
+        return list(command.steps)
+
+    async def _output(self, inv: Invocation, frame: protocol.Output) -> None:
+        step = await self._step(inv, frame.step)
+        data = frame.payload
+        key = stream_key(inv.command_id, inv.node_id, frame.step, frame.stream)
+        if frame.stream == "stdout":
+            await self.output.write(key, step.stdout_bytes, data)
+            step.stdout_bytes += len(data)
+            step.stdout_tail = append_tail(step.stdout_tail, data, STDOUT_TAIL_CHARS)
+        else:
+            await self.output.write(key, step.stderr_bytes, data)
+            step.stderr_bytes += len(data)
+            step.stderr_tail = append_tail(step.stderr_tail, data, STDERR_TAIL_CHARS)
+
+    async def _state(self, inv: Invocation, frame: protocol.State) -> None:
+        started = _time(frame.started_at)
+        ended = _time(frame.ended_at)
+        if frame.step is not None:
+            step = await self._step(inv, frame.step)
+            step.status = frame.status
+            step.exit_code = frame.exit_code if frame.exit_code is not None else step.exit_code
+            step.started_at = started or step.started_at
+            step.ended_at = ended or step.ended_at
+            step.message = frame.message or step.message
+            return
+        status = InvocationStatus(frame.status)
+        if status == InvocationStatus.IN_PROGRESS:
+            inv.started_at = started or inv.started_at
+            if inv.status in (InvocationStatus.PENDING, InvocationStatus.DELAYED):
+                transition(self.session, inv, status, StatusDetail.IN_PROGRESS)
+                self.applied.commands.add(inv.command_id)
+            return
+        if inv.status in TERMINAL_INVOCATION or status not in TERMINAL_INVOCATION:
+            return  # the server already decided (a cancel or a deadline won)
+        transition(
+            self.session, inv, status, frame.detail or status.value,
+            exit_code=frame.exit_code,
+            started_at=started or inv.started_at,
+            ended_at=ended or utcnow(),
+            message=frame.message,
+        )
+        self.applied.commands.add(inv.command_id)
+
+
+def _time(epoch: float | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
+
+
+def to_schema(
+    inv: Invocation, steps: list[InvocationStep], plan: list[dict[str, Any]]
+) -> schemas.Invocation:
+    by_idx = {s.idx: s for s in steps}
+    results = []
+    for idx in range(max(len(plan), max(by_idx, default=-1) + 1)):
+        spec = plan[idx] if idx < len(plan) else {}
+        results.append(_step_schema(idx, by_idx.get(idx), spec))
+    stdout = "".join(r.stdout for r in results)
+    stderr = "".join(r.stderr for r in results)
+    return schemas.Invocation(
+        id=inv.id,
+        command_id=inv.command_id,
+        node_id=inv.node_id,
+        node_name=inv.node_name,
+        status=inv.status,
+        status_detail=inv.status_detail,
+        exit_code=inv.exit_code,
+        requested_at=inv.requested_at,
+        started_at=inv.started_at,
+        ended_at=inv.ended_at,
+        message=inv.message,
+        stdout=stdout[-STDOUT_TAIL_CHARS:],
+        stderr=stderr[-STDERR_TAIL_CHARS:],
+        stdout_truncated=any(r.stdout_truncated for r in results) or len(stdout) > STDOUT_TAIL_CHARS,
+        stderr_truncated=any(r.stderr_truncated for r in results) or len(stderr) > STDERR_TAIL_CHARS,
+        steps=results,
+    )
+
+
+def _step_schema(
+    idx: int, step: InvocationStep | None, spec: dict[str, Any]
+) -> schemas.StepResult:
+    if step is None:
+        return schemas.StepResult(
+            index=idx,
+            name=spec.get("name", f"step{idx}"),
+            action=spec.get("action", ""),
+            status=StepStatus.PENDING,
+        )
+    stdout, stdout_cut = tail_text(step.stdout_tail, step.stdout_bytes, STDOUT_TAIL_CHARS)
+    stderr, stderr_cut = tail_text(step.stderr_tail, step.stderr_bytes, STDERR_TAIL_CHARS)
+    return schemas.StepResult(
+        index=idx,
+        name=step.name,
+        action=step.action,
+        status=step.status,
+        exit_code=step.exit_code,
+        started_at=step.started_at,
+        ended_at=step.ended_at,
+        message=step.message,
+        stdout=stdout,
+        stderr=stderr,
+        stdout_bytes=step.stdout_bytes,
+        stderr_bytes=step.stderr_bytes,
+        stdout_truncated=stdout_cut,
+        stderr_truncated=stderr_cut,
+    )

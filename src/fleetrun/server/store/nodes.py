@@ -1,0 +1,184 @@
+"""Nodes: registration, tags, ping status, and the candidates targeting looks at."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleetrun.core.errors import NotFoundError, ValidationError
+from fleetrun.core.ids import is_node_id, new_node_id
+from fleetrun.core.statuses import PingStatus
+from fleetrun.core.tags import check_tags
+from fleetrun.core.targets import Candidate, Target
+from fleetrun.schemas import nodes as schemas
+from fleetrun.schemas.agent import RegisterRequest
+from fleetrun.server.store.tables import Activation, Node, NodeTag, utcnow
+
+
+def _check_public_key(text: str) -> str:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ValidationError("The public key must be a base64 raw Ed25519 key of 32 bytes.")
+    return text
+
+
+async def create_node(
+    session: AsyncSession, activation: Activation, request: RegisterRequest
+) -> Node:
+    tags = {**activation.tags, **check_tags(dict(request.tags))}
+    facts = request.facts
+    node = Node(
+        id=new_node_id(),
+        name=request.name or activation.name or facts.get("hostname") or "node",
+        hostname=facts.get("hostname"),
+        platform=facts.get("platform"),
+        platform_version=facts.get("platform_version"),
+        architecture=facts.get("architecture"),
+        agent_version=request.agent_version,
+        public_key=_check_public_key(request.public_key),
+        activation_id=activation.id,
+        ping_status=PingStatus.CONNECTION_LOST,
+        registered_at=utcnow(),
+        facts=dict(facts),
+        local_config={},
+    )
+    session.add(node)
+    await session.flush()
+    session.add_all(NodeTag(node_id=node.id, key=k, value=v) for k, v in tags.items())
+    return node
+
+
+async def read_node(session: AsyncSession, node_id: str, *, include_deleted: bool = False) -> Node:
+    node = await session.get(Node, node_id) if is_node_id(node_id) else None
+    if node is None or (node.deleted_at is not None and not include_deleted):
+        raise NotFoundError(f"No node {node_id} exists; list nodes with `fleetrun nodes list`.")
+    return node
+
+
+async def read_nodes(
+    session: AsyncSession,
+    *,
+    ids: Sequence[str] | None = None,
+    ping_status: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> list[Node]:
+    query = select(Node).where(Node.deleted_at.is_(None)).order_by(Node.name, Node.id)
+    if ids is not None:
+        query = query.where(Node.id.in_(ids))
+    if ping_status:
+        query = query.where(Node.ping_status == ping_status)
+    for key, value in (tags or {}).items():
+        query = query.where(
+            Node.id.in_(select(NodeTag.node_id).where(NodeTag.key == key, NodeTag.value == value))
+        )
+    return list((await session.execute(query)).scalars())
+
+
+async def read_tags(session: AsyncSession, node_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+    ids = list(node_ids)
+    tags: dict[str, dict[str, str]] = {node_id: {} for node_id in ids}
+    for chunk in _chunks(ids, 500):
+        rows = await session.execute(
+            select(NodeTag.node_id, NodeTag.key, NodeTag.value).where(NodeTag.node_id.in_(chunk))
+        )
+        for node_id, key, value in rows:
+            tags[node_id][key] = value
+    return tags
+
+
+async def candidates(session: AsyncSession, targets: list[Target]) -> list[Candidate]:
+    """The nodes that targeting may select: just the named ones when ids are given."""
+    ids = next((t.values for t in targets if t.key == "NodeIds"), None)
+    nodes = await read_nodes(session, ids=ids)
+    if ids is not None:
+        known = {n.id for n in nodes}
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise NotFoundError(
+                f"No node {missing[0]} exists; list nodes with `fleetrun nodes list`."
+            )
+    tags = await read_tags(session, (n.id for n in nodes))
+    return [Candidate(id=n.id, tags=tags[n.id]) for n in nodes]
+
+
+async def set_online(
+    session: AsyncSession,
+    node_id: str,
+    session_id: str,
+    *,
+    agent_version: str,
+    facts: dict[str, str],
+    local_config: dict[str, Any],
+) -> None:
+    values: dict[str, Any] = dict(
+        ping_status=PingStatus.ONLINE,
+        last_ping_at=utcnow(),
+        session_id=session_id,
+        agent_version=agent_version,
+        local_config=local_config,
+    )
+    if facts:
+        values.update(
+            facts=facts,
+            hostname=facts.get("hostname"),
+            platform=facts.get("platform"),
+            platform_version=facts.get("platform_version"),
+            architecture=facts.get("architecture"),
+        )
+    await session.execute(update(Node).where(Node.id == node_id).values(**values))
+
+
+async def set_connection_lost(session: AsyncSession, node_id: str, session_id: str) -> bool:
+    """Mark the node lost, unless a newer session of it took over meanwhile."""
+    result = await session.execute(
+        update(Node)
+        .where(Node.id == node_id, Node.session_id == session_id)
+        .values(ping_status=PingStatus.CONNECTION_LOST, session_id=None)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def mark_pinged(session: AsyncSession, node_ids: Sequence[str], at: datetime) -> None:
+    for chunk in _chunks(list(node_ids), 500):
+        await session.execute(update(Node).where(Node.id.in_(chunk)).values(last_ping_at=at))
+
+
+async def mark_all_lost(session: AsyncSession) -> None:
+    """At start, no session exists yet: every node that looked online is not."""
+    await session.execute(
+        update(Node)
+        .where(Node.ping_status == PingStatus.ONLINE)
+        .values(ping_status=PingStatus.CONNECTION_LOST, session_id=None)
+    )
+
+
+def to_schema(node: Node, tags: dict[str, str]) -> schemas.Node:
+    return schemas.Node(
+        id=node.id,
+        name=node.name,
+        ping_status=node.ping_status,
+        last_ping_at=node.last_ping_at,
+        registered_at=node.registered_at,
+        agent_version=node.agent_version,
+        hostname=node.hostname,
+        platform=node.platform,
+        platform_version=node.platform_version,
+        architecture=node.architecture,
+        activation_id=node.activation_id,
+        tags=tags,
+        facts={k: str(v) for k, v in (node.facts or {}).items()},
+        local_config=node.local_config or {},
+    )
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

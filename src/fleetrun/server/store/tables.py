@@ -1,0 +1,206 @@
+"""The schema. One table per resource; Alembic migrations in migrations/ build it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime stored")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    principal: Mapped[str] = mapped_column(String(128), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+
+class Activation(Base):
+    __tablename__ = "activations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(256))
+    description: Mapped[str | None] = mapped_column(String(256))
+    tags: Mapped[dict[str, Any]]
+    registration_limit: Mapped[int] = mapped_column(Integer)
+    registrations_count: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+
+
+class Node(Base):
+    __tablename__ = "nodes"
+
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    hostname: Mapped[str | None] = mapped_column(String(256))
+    platform: Mapped[str | None] = mapped_column(String(64))
+    platform_version: Mapped[str | None] = mapped_column(String(256))
+    architecture: Mapped[str | None] = mapped_column(String(64))
+    agent_version: Mapped[str | None] = mapped_column(String(64))
+    public_key: Mapped[str] = mapped_column(String(128))
+    activation_id: Mapped[str | None] = mapped_column(String(36))
+    ping_status: Mapped[str] = mapped_column(String(32))
+    last_ping_at: Mapped[datetime | None]
+    registered_at: Mapped[datetime]
+    session_id: Mapped[str | None] = mapped_column(String(64))
+    facts: Mapped[dict[str, Any]]
+    local_config: Mapped[dict[str, Any]]
+    deleted_at: Mapped[datetime | None]
+
+
+class NodeTag(Base):
+    __tablename__ = "node_tags"
+    __table_args__ = (Index("ix_node_tags_key_value", "key", "value"),)
+
+    node_id: Mapped[str] = mapped_column(
+        String(20), ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+class Command(Base):
+    __tablename__ = "commands"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    document_name: Mapped[str] = mapped_column(String(128), index=True)
+    document_version: Mapped[str | None] = mapped_column(String(32))
+    parameters: Mapped[dict[str, Any]]
+    targets: Mapped[list[Any]]
+    steps: Mapped[list[Any]]  # the resolved steps every invocation runs
+    comment: Mapped[str | None] = mapped_column(String(100))
+    principal: Mapped[str | None] = mapped_column(String(128))
+    requested_at: Mapped[datetime] = mapped_column(index=True)
+    expires_at: Mapped[datetime | None]
+    execution_timeout_s: Mapped[int] = mapped_column(Integer)
+    delivery_timeout_s: Mapped[int] = mapped_column(Integer)
+    max_concurrency: Mapped[str] = mapped_column(String(8))
+    max_errors: Mapped[str] = mapped_column(String(8))
+    error_threshold: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    status_detail: Mapped[str] = mapped_column(String(64))
+    target_count: Mapped[int] = mapped_column(Integer, default=0)
+    completed_count: Mapped[int] = mapped_column(Integer, default=0)
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    delivery_timed_out_count: Mapped[int] = mapped_column(Integer, default=0)
+    counts: Mapped[dict[str, Any]]
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime]
+
+
+class Invocation(Base):
+    __tablename__ = "invocations"
+    __table_args__ = (
+        UniqueConstraint("command_id", "node_id"),
+        Index("ix_invocations_node_status", "node_id", "status"),
+        Index("ix_invocations_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    command_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("commands.id", ondelete="CASCADE"), index=True
+    )
+    node_id: Mapped[str] = mapped_column(String(20))
+    node_name: Mapped[str | None] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(32))
+    status_detail: Mapped[str] = mapped_column(String(64))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str | None] = mapped_column(Text)
+    requested_at: Mapped[datetime]
+    released_at: Mapped[datetime | None]
+    acked_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime]
+
+
+class InvocationStep(Base):
+    __tablename__ = "invocation_steps"
+
+    invocation_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("invocations.id", ondelete="CASCADE"), primary_key=True
+    )
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    message: Mapped[str | None] = mapped_column(Text)
+    stdout_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    stderr_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    stdout_tail: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    stderr_tail: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+
+
+class InvocationTransition(Base):
+    """Every status an invocation took, with its time."""
+
+    __tablename__ = "invocation_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    invocation_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("invocations.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]

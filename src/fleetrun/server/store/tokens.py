@@ -1,0 +1,72 @@
+"""API tokens: random secrets shown once and stored only as SHA-256 hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleetrun.core.ids import new_uuid
+from fleetrun.server.store.tables import ApiToken, utcnow
+
+PREFIX = "frt_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+async def create_token(
+    session: AsyncSession,
+    principal: str,
+    *,
+    description: str | None = None,
+    expires_at: datetime | None = None,
+    token: str | None = None,
+) -> tuple[ApiToken, str]:
+    """A new token row and its plaintext (the only time the plaintext exists)."""
+    token = token or new_token()
+    row = ApiToken(
+        id=new_uuid(),
+        principal=principal,
+        token_hash=hash_token(token),
+        description=description,
+        created_at=utcnow(),
+        expires_at=expires_at,
+    )
+    session.add(row)
+    await session.flush()
+    return row, token
+
+
+async def read_valid_token(session: AsyncSession, token: str) -> ApiToken | None:
+    now = utcnow()
+    return (
+        await session.execute(
+            select(ApiToken).where(
+                ApiToken.token_hash == hash_token(token),
+                ApiToken.revoked_at.is_(None),
+                or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def token_exists(session: AsyncSession, token: str) -> bool:
+    found = await session.execute(
+        select(ApiToken.id).where(ApiToken.token_hash == hash_token(token))
+    )
+    return found.first() is not None
+
+
+async def touch_token(session: AsyncSession, token_id: str) -> None:
+    await session.execute(
+        update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow())
+    )
