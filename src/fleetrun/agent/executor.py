@@ -29,6 +29,14 @@ log = logging.getLogger(__name__)
 PIPE_DRAIN_S = 2.0  # after a step exits, how long a background child may hold its pipes
 
 
+DETAILS = {
+    InvocationStatus.SUCCESS: StatusDetail.SUCCESS,
+    InvocationStatus.FAILED: StatusDetail.FAILED,
+    InvocationStatus.TIMED_OUT: StatusDetail.EXECUTION_TIMED_OUT,
+    InvocationStatus.CANCELLED: StatusDetail.CANCELLED,
+}
+
+
 class StepFailure(Exception):
     """A step could not even start: the message says why."""
 
@@ -116,10 +124,7 @@ class Execution:
         deciding = next(
             (r for r in results if r.status.value == outcome.value), results[-1] if results else None
         )
-        detail = {
-            InvocationStatus.TIMED_OUT: StatusDetail.EXECUTION_TIMED_OUT,
-            InvocationStatus.CANCELLED: StatusDetail.CANCELLED,
-        }.get(outcome, StatusDetail(outcome.value))
+        detail = DETAILS[outcome]
         self.outbox.state(
             step=None,
             status=outcome,

@@ -199,6 +199,12 @@ class Outbox:
             self._reader.close()
             self._reader = None
 
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self, delete: bool = False) -> None:
         self._close_reader()
         self._writer.close()

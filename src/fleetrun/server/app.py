@@ -15,7 +15,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleetrun import __version__
-from fleetrun.core.errors import AuthenticationError, FleetrunError, LimitExceededError
+from fleetrun.core.errors import (
+    AuthenticationError,
+    FleetrunError,
+    LimitExceededError,
+    ValidationError,
+)
+from fleetrun.schemas.base import describe
 from fleetrun.server.api import activations, agent, commands, nodes
 from fleetrun.server.db import Database
 from fleetrun.server.output import LocalOutputStore
@@ -155,16 +161,4 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _validation_error(exc: RequestValidationError) -> FleetrunError:
-    from fleetrun.core.errors import ValidationError
-
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
-    message = str(first.get("msg", "is not valid")).rstrip(".")
-    if first.get("type") == "missing":
-        message = "is required"
-    elif first.get("type") == "extra_forbidden":
-        message = "is not a known field"
-    elif first.get("type") == "json_invalid":
-        return ValidationError("The request body is not valid JSON: send a JSON object.")
-    subject = f"Field {where!r}" if where else "The request"
-    return ValidationError(f"{subject} {message[0].lower() + message[1:] if message else ''}: fix it and retry.")
+    return ValidationError(describe(exc.errors()))

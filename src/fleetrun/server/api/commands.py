@@ -76,15 +76,20 @@ async def list_invocations(
     command_id: str,
     caller: Annotated[Caller, Depends(authorize("ListCommandInvocations"))],
     status: str | None = None,
+    details: Annotated[bool, Query(description="include steps and output tails")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
     cursor: str | None = None,
 ) -> Page[schemas.Invocation]:
     async with state_of(request).db.read() as session:
-        await store.read_command(session, command_id)
+        command = await store.read_command(session, command_id)
         rows, next_cursor = await invocation_store.read_invocations(
             session, command_id, status=status, limit=limit, cursor=cursor
         )
-    items = [invocation_store.to_schema(r, [], []) for r in rows]
+        steps = (
+            await invocation_store.read_steps_of(session, [r.id for r in rows]) if details else {}
+        )
+    plan = command.steps if details else []
+    items = [invocation_store.to_schema(r, steps.get(r.id, []), plan) for r in rows]
     return Page(items=items, next_cursor=next_cursor)
 
 

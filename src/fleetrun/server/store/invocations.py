@@ -116,6 +116,21 @@ async def read_steps(session: AsyncSession, invocation_id: str) -> list[Invocati
     return list(rows.scalars())
 
 
+async def read_steps_of(
+    session: AsyncSession, invocation_ids: Sequence[str]
+) -> dict[str, list[InvocationStep]]:
+    steps: dict[str, list[InvocationStep]] = {}
+    for start in range(0, len(invocation_ids), 500):
+        rows = await session.execute(
+            select(InvocationStep)
+            .where(InvocationStep.invocation_id.in_(invocation_ids[start : start + 500]))
+            .order_by(InvocationStep.invocation_id, InvocationStep.idx)
+        )
+        for step in rows.scalars():
+            steps.setdefault(step.invocation_id, []).append(step)
+    return steps
+
+
 async def deliverable(
     session: AsyncSession, node_ids: Sequence[str] | None = None
 ) -> list[tuple[str, str, str, str]]:

@@ -1,0 +1,3 @@
+from fleetrun.cli.main import main
+
+main()

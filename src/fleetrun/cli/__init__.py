@@ -1,0 +1,1 @@
+"""`fleetrun`: the operator's command line, a thin layer over the SDK."""

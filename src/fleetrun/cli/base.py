@@ -1,0 +1,57 @@
+"""What every CLI command shares: --server, --token, --json, and the SDK client."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import click
+
+from fleetrun.cli import config
+from fleetrun.sdk import Client
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Options:
+    server: str | None = None
+    token: str | None = None
+    json: bool = False
+    _client: Client | None = field(default=None, repr=False)
+
+    def client(self) -> Client:
+        if self._client is None:
+            profile = config.resolve(self.server, self.token)
+            self._client = Client(profile.server, profile.token)
+        return self._client
+
+
+def options(ctx: click.Context) -> Options:
+    return ctx.ensure_object(Options)
+
+
+def _store(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value not in (None, False):
+            setattr(options(ctx), name, value)
+        return value
+
+    return callback
+
+
+def api_options(f: F) -> F:
+    """--server, --token and --json, accepted on the group and on every command."""
+    f = click.option("--json", "json_", is_flag=True, expose_value=False,
+                     callback=_store("json"), help="Print machine-readable JSON.")(f)
+    f = click.option("--token", expose_value=False, callback=_store("token"),
+                     help="API token (default: FLEETRUN_TOKEN, then the login file).")(f)
+    f = click.option("--server", expose_value=False, callback=_store("server"),
+                     help="Server URL (default: FLEETRUN_SERVER, then the login file).")(f)
+    return f
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "json_", is_flag=True, expose_value=False,
+                        callback=_store("json"), help="Print machine-readable JSON.")(f)

@@ -1,0 +1,43 @@
+"""The `fleetrun` command: every subcommand, and the one place errors are shown."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from fleetrun import __version__
+from fleetrun.cli import render
+from fleetrun.cli.base import api_options
+from fleetrun.cli.commands import commands, invocations, send
+from fleetrun.cli.nodes import activations, nodes
+from fleetrun.cli.serve import login, server
+from fleetrun.core.errors import FleetrunError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="fleetrun")
+@api_options
+def cli() -> None:
+    """fleetrun: run scripts and documents on your fleet, no SSH, no inbound port."""
+
+
+for command in (server, login, send, commands, invocations, nodes, activations):
+    cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        result = cli.main(args=argv, prog_name="fleetrun", standalone_mode=False)
+    except click.exceptions.Abort:
+        render.err.print("Aborted.")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except FleetrunError as exc:
+        render.err.print(f"fleetrun: {exc.message}", markup=False, highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)

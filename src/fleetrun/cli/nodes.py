@@ -1,0 +1,149 @@
+"""`fleetrun nodes ...` and `fleetrun activations ...`."""
+
+from __future__ import annotations
+
+import click
+
+from fleetrun.cli import render
+from fleetrun.cli.base import api_options, options
+from fleetrun.core.durations import parse_duration
+from fleetrun.core.errors import ValidationError
+from fleetrun.core.tags import parse_tags
+from fleetrun.schemas.activations import MAX_EXPIRES_S
+
+
+@click.group("nodes")
+@api_options
+def nodes() -> None:
+    """Managed nodes: list them, show one."""
+
+
+@nodes.command("list")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only nodes with this tag.")
+@click.option("--status", type=click.Choice(["Online", "ConnectionLost"]), help="Only this ping status.")
+@api_options
+@click.pass_context
+def list_nodes(ctx: click.Context, tags: tuple[str, ...], status: str | None) -> None:
+    """List nodes."""
+    opts = options(ctx)
+    found = opts.client().list_nodes(tags=parse_tags(tags), ping_status=status)
+    if opts.json:
+        return render.emit_json(found)
+    render.table(
+        ["ID", "NAME", "STATUS", "PLATFORM", "AGENT", "TAGS", "LAST SEEN"],
+        (
+            [n.id, n.name, render.status(n.ping_status), n.platform_version or n.platform or "-",
+             n.agent_version or "-", render.tags(n.tags), render.when(n.last_ping_at)]
+            for n in found
+        ),
+        empty="No nodes yet: enrol one with `fleetrun activations create` and "
+        "`fleetrun-agent register`.",
+    )
+
+
+@nodes.command("show")
+@click.argument("node_id")
+@api_options
+@click.pass_context
+def show_node(ctx: click.Context, node_id: str) -> None:
+    """Show one node."""
+    opts = options(ctx)
+    node = opts.client().get_node(node_id)
+    if opts.json:
+        return render.emit_json(node)
+    render.block(
+        [
+            ("ID", node.id),
+            ("Name", node.name),
+            ("Status", render.status(node.ping_status)),
+            ("Last seen", render.when(node.last_ping_at)),
+            ("Hostname", node.hostname),
+            ("Platform", f"{node.platform or '-'} {node.platform_version or ''}".strip()),
+            ("Architecture", node.architecture),
+            ("Agent", node.agent_version),
+            ("Registered", render.when(node.registered_at)),
+            ("Tags", render.tags(node.tags)),
+        ]
+    )
+    if node.local_config:
+        render.out.print("\nLocal configuration (set on the node, read-only here):", style="bold")
+        render.block([(k, v) for k, v in sorted(node.local_config.items())])
+
+
+@click.group("activations")
+@api_options
+def activations() -> None:
+    """Activations: one-time grants that enrol nodes."""
+
+
+@activations.command("create")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag every node enrolled.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="How many nodes may register with it.")
+@click.option("--expires", default="24h", show_default=True, help="Lifetime, e.g. 1h, 24h, 30d.")
+@click.option("--name", default=None, help="Default name of the nodes.")
+@click.option("--description", default=None)
+@api_options
+@click.pass_context
+def create_activation(ctx: click.Context, tags: tuple[str, ...], limit: int, expires: str,
+                      name: str | None, description: str | None) -> None:
+    """Create an activation and print its id and code (the code is shown once)."""
+    opts = options(ctx)
+    expires_s = parse_duration(expires)
+    if not 0 < expires_s <= MAX_EXPIRES_S:
+        raise ValidationError(f"Expiry {expires} is out of range: give at most 30d.")
+    created = opts.client().create_activation(
+        name=name, tags=parse_tags(tags), registration_limit=limit,
+        expires_in_s=expires_s, description=description,
+    )
+    if opts.json:
+        return render.emit_json(created)
+    render.block(
+        [
+            ("Activation ID", created.id),
+            ("Activation code", created.code),
+            ("Registrations", f"up to {created.registration_limit}"),
+            ("Expires", render.when(created.expires_at)),
+            ("Tags", render.tags(created.tags)),
+        ]
+    )
+    render.err.print(
+        "\nOn each node, as root:\n"
+        f"  fleetrun-agent register --server {opts.client().server} "
+        f"--activation-id {created.id} --activation-code {created.code}\n"
+        "  fleetrun-agent run",
+        markup=False,
+    )
+
+
+@activations.command("list")
+@api_options
+@click.pass_context
+def list_activations(ctx: click.Context) -> None:
+    """List activations."""
+    opts = options(ctx)
+    found = opts.client().list_activations()
+    if opts.json:
+        return render.emit_json(found)
+    render.table(
+        ["ID", "NAME", "USED", "EXPIRES", "TAGS"],
+        (
+            [a.id, a.name or "-", f"{a.registrations_count}/{a.registration_limit}",
+             "expired" if a.expired else render.when(a.expires_at), render.tags(a.tags)]
+            for a in found
+        ),
+        empty="No activations: create one with `fleetrun activations create`.",
+    )
+
+
+@activations.command("delete")
+@click.argument("activation_id")
+@api_options
+@click.pass_context
+def delete_activation(ctx: click.Context, activation_id: str) -> None:
+    """Delete an activation (nodes enrolled with it stay)."""
+    opts = options(ctx)
+    opts.client().delete_activation(activation_id)
+    if opts.json:
+        return render.emit_json({"deleted": activation_id})
+    render.out.print(f"Deleted activation {activation_id}.")

@@ -1,0 +1,102 @@
+"""How the CLI shows things: tables that read well, JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+# Piped output is not cut to 80 columns: tables keep their rows on one line.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+STYLES = {
+    "Success": "green",
+    "Online": "green",
+    "Failed": "red",
+    "TimedOut": "red",
+    "AccessDenied": "red",
+    "Undeliverable": "red",
+    "ConnectionLost": "yellow",
+    "Cancelled": "yellow",
+    "Cancelling": "yellow",
+    "Terminated": "yellow",
+    "Delayed": "yellow",
+    "InProgress": "cyan",
+    "Pending": "dim",
+}
+
+
+def status(value: str) -> Text:
+    return Text(value, style=STYLES.get(value, ""))
+
+
+def when(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return "-"
+    seconds = (end - start).total_seconds()
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, empty: str) -> None:
+    rows = list(rows)
+    if not rows:
+        err.print(empty)
+        return
+    grid = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for column in columns:
+        grid.add_column(column, no_wrap=column in ("ID", "NODE", "COMMAND", "STATUS"))
+    for row in rows:
+        grid.add_row(*(c if isinstance(c, Text) else Text(str(c)) for c in row))
+    out.print(grid)
+
+
+def block(pairs: Sequence[tuple[str, Any]]) -> None:
+    width = max(len(k) for k, _ in pairs)
+    for key, value in pairs:
+        text = value if isinstance(value, Text) else Text(str(value if value not in (None, "") else "-"))
+        out.print(Text(f"{key:<{width}}  ", style="bold") + text)
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(_plain(value), indent=2, ensure_ascii=False) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def tags(value: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "-"
+
+
+def raw(text: str) -> None:
+    """Script output, exactly as it came."""
+    sys.stdout.write(text)
+    if text and not text.endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()

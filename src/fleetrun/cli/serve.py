@@ -1,0 +1,51 @@
+"""`fleetrun server` and `fleetrun login`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fleetrun.cli import config, render
+from fleetrun.cli.base import json_option, options
+from fleetrun.sdk import Client
+
+
+@click.command("server")
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8470).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Where the database, output and admin token live.")
+@click.option("--database-url", default=None,
+              help="sqlite:///PATH (default: in the data dir) or postgresql+psycopg://...")
+@click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]))
+def server(host: str | None, port: int | None, data_dir: Path | None,
+           database_url: str | None, log_level: str | None) -> None:
+    """Run the fleetrun server (API, agent gateway, dispatcher) in the foreground."""
+    from fleetrun.server.db import async_url
+    from fleetrun.server.main import serve
+    from fleetrun.server.settings import Settings
+
+    settings = Settings.load(
+        {"host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
+         "log_level": log_level}
+    )
+    async_url(settings.effective_database_url)  # refuse a bad URL before starting
+    serve(settings)
+
+
+@click.command("login")
+@click.option("--server", "server_url", required=True, help="Server URL, e.g. http://host:8470.")
+@click.option("--token", required=True, help="Your API token.")
+@json_option
+@click.pass_context
+def login(ctx: click.Context, server_url: str, token: str) -> None:
+    """Check the server and token, then save them for later commands."""
+    profile = config.resolve(server_url, token)
+    with Client(profile.server, profile.token) as client:
+        client.list_nodes(ping_status="Online")  # proves both URL and token
+    path = config.write_file(profile)
+    if options(ctx).json:
+        render.emit_json({"server": profile.server, "config": str(path)})
+    else:
+        render.out.print(f"Logged in to {profile.server}; saved to {path}.")

@@ -1,0 +1,275 @@
+"""`Client`: one method per API operation, returning the schema models."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from fleetrun import __version__
+from fleetrun.core.errors import ConnectionError_, ValidationError, error_for
+from fleetrun.core.targets import Target
+from fleetrun.schemas.activations import Activation, ActivationCreate, ActivationCreated
+from fleetrun.schemas.base import build
+from fleetrun.schemas.commands import Command, CommandCreate, Invocation
+from fleetrun.schemas.nodes import Node
+
+M = TypeVar("M", bound=BaseModel)
+
+LONG_POLL_S = 20.0
+
+
+def build_targets(
+    *,
+    node_ids: Sequence[str] | None = None,
+    tags: Mapping[str, str | Sequence[str]] | None = None,
+    targets: Sequence[Target] | None = None,
+    all_nodes: bool = False,
+) -> list[Target]:
+    """Targets from the usual shorthands: ids, tags (values of one key ORed), all."""
+    out: list[Target] = list(targets or [])
+    if node_ids:
+        out.append(Target(key="NodeIds", values=list(node_ids)))
+    for key, value in (tags or {}).items():
+        values = [value] if isinstance(value, str) else list(value)
+        out.append(Target(key=f"tag:{key}", values=values))
+    if all_nodes:
+        out.append(Target(key="all", values=["*"]))
+    return out
+
+
+class Client:
+    def __init__(
+        self,
+        server: str,
+        token: str | None,
+        *,
+        timeout_s: float = 30.0,
+        verify: Any = True,
+    ) -> None:
+        self.server = server.rstrip("/")
+        headers = {"user-agent": f"fleetrun-sdk/{__version__}"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(
+            base_url=self.server, headers=headers, timeout=timeout_s, verify=verify
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        try:
+            response = self._http.request(
+                method, path, json=json, params=_clean(params),
+                timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TransportError as exc:
+            raise ConnectionError_(
+                f"Cannot reach the fleetrun server at {self.server} ({_reason(exc)}): check "
+                "--server (or FLEETRUN_SERVER) and that the server is running."
+            ) from exc
+        _raise_for(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _model(self, model: type[M], method: str, path: str, **kw: Any) -> M:
+        return model.model_validate(self.request(method, path, **kw))
+
+    def _items(self, model: type[M], path: str, params: Mapping[str, Any] | None = None) -> Iterator[M]:
+        """Every item of a paged listing, following cursors."""
+        params = dict(params or {})
+        while True:
+            page = self.request("GET", path, params=params)
+            for item in page["items"]:
+                yield model.model_validate(item)
+            if not page.get("next_cursor"):
+                return
+            params["cursor"] = page["next_cursor"]
+
+    # -- activations --------------------------------------------------------------
+
+    def create_activation(
+        self,
+        *,
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        registration_limit: int = 1,
+        expires_in_s: float = 24 * 3600,
+        description: str | None = None,
+    ) -> ActivationCreated:
+        body = build(
+            ActivationCreate,
+            name=name, tags=dict(tags or {}), registration_limit=registration_limit,
+            expires_in_s=expires_in_s, description=description,
+        )
+        return self._model(ActivationCreated, "POST", "/v1/activations", json=body.model_dump())
+
+    def list_activations(self) -> list[Activation]:
+        return list(self._items(Activation, "/v1/activations"))
+
+    def delete_activation(self, activation_id: str) -> None:
+        self.request("DELETE", f"/v1/activations/{activation_id}")
+
+    # -- nodes ----------------------------------------------------------------------
+
+    def list_nodes(
+        self, *, tags: Mapping[str, str] | None = None, ping_status: str | None = None
+    ) -> list[Node]:
+        params = {"tag": [f"{k}={v}" for k, v in (tags or {}).items()], "ping_status": ping_status}
+        return list(self._items(Node, "/v1/nodes", params))
+
+    def get_node(self, node_id: str) -> Node:
+        return self._model(Node, "GET", f"/v1/nodes/{node_id}")
+
+    # -- commands -------------------------------------------------------------------
+
+    def send_command(
+        self,
+        *,
+        script: str | None = None,
+        document: str = "RunShellScript",
+        parameters: Mapping[str, str | Sequence[str]] | None = None,
+        node_ids: Sequence[str] | None = None,
+        tags: Mapping[str, str | Sequence[str]] | None = None,
+        targets: Sequence[Target] | None = None,
+        all_nodes: bool = False,
+        timeout_s: int | None = None,
+        comment: str | None = None,
+    ) -> Command:
+        params = {k: [v] if isinstance(v, str) else list(v) for k, v in (parameters or {}).items()}
+        if script is not None:
+            if not script.strip():
+                raise ValidationError("The script is empty: give the commands to run.")
+            params["commands"] = [script]
+        body = build(
+            CommandCreate,
+            document_name=document,
+            parameters=params,
+            targets=build_targets(node_ids=node_ids, tags=tags, targets=targets, all_nodes=all_nodes),
+            comment=comment,
+            execution_timeout_s=timeout_s,
+        )
+        return self._model(Command, "POST", "/v1/commands", json=body.model_dump(exclude_none=True))
+
+    def get_command(self, command_id: str, *, wait_s: float = 0, version: int | None = None) -> Command:
+        return self._model(
+            Command, "GET", f"/v1/commands/{command_id}",
+            params={"wait_s": wait_s or None, "version": version},
+            timeout_s=wait_s + 30 if wait_s else None,
+        )
+
+    def list_commands(self, *, status: str | None = None, limit: int = 50) -> list[Command]:
+        page = self.request("GET", "/v1/commands", params={"status": status, "limit": limit})
+        return [Command.model_validate(item) for item in page["items"]]
+
+    def list_invocations(
+        self, command_id: str, *, status: str | None = None, details: bool = False
+    ) -> list[Invocation]:
+        """Every invocation of a command; with `details`, their steps and output tails."""
+        params = {"status": status, "details": "true" if details else None}
+        return list(self._items(Invocation, f"/v1/commands/{command_id}/invocations", params))
+
+    def get_invocation(self, command_id: str, node_id: str) -> Invocation:
+        return self._model(Invocation, "GET", f"/v1/commands/{command_id}/invocations/{node_id}")
+
+    def iter_output(
+        self,
+        command_id: str,
+        node_id: str,
+        stream: str = "stdout",
+        *,
+        step: int | None = None,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> Iterator[bytes]:
+        """The full stream as it is stored, in chunks (`start`/`end`: a byte range)."""
+        headers = {}
+        if start is not None or end is not None:
+            headers["range"] = f"bytes={start or 0}-{'' if end is None else end - 1}"
+        path = f"/v1/commands/{command_id}/invocations/{node_id}/output"
+        try:
+            with self._http.stream(
+                "GET", path, params=_clean({"stream": stream, "step": step}), headers=headers
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for(response)
+                yield from response.iter_bytes()
+        except httpx.TransportError as exc:
+            raise ConnectionError_(
+                f"Cannot reach the fleetrun server at {self.server} ({_reason(exc)})."
+            ) from exc
+
+    def get_output(self, command_id: str, node_id: str, stream: str = "stdout", **kw: Any) -> bytes:
+        return b"".join(self.iter_output(command_id, node_id, stream, **kw))
+
+    def wait(
+        self,
+        command_id: str,
+        *,
+        timeout_s: float | None = None,
+        on_update: Callable[[Command], None] | None = None,
+    ) -> Command:
+        """Block until the command is finished (or `timeout_s` passes) and return it.
+        `on_update` sees every new version on the way."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        command = self.get_command(command_id)
+        if on_update:
+            on_update(command)
+        while not command.done:
+            remaining = LONG_POLL_S if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            latest = self.get_command(
+                command_id, wait_s=min(LONG_POLL_S, remaining), version=command.version
+            )
+            if latest.version != command.version and on_update:
+                on_update(latest)
+            command = latest
+        return command
+
+
+def _clean(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if params is None:
+        return None
+    return {k: v for k, v in params.items() if v is not None and v != []}
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.split("] ")[-1]
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()["error"]
+        type_, message = str(body["type"]), str(body["message"])
+    except (ValueError, KeyError, TypeError):
+        raise error_for(
+            "", response.status_code,
+            f"The server answered {response.status_code} {response.reason_phrase}.",
+        ) from None
+    raise error_for(type_, response.status_code, message)

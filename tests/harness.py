@@ -1,0 +1,302 @@
+"""Real servers and agents on loopback, for the tests and the benchmarks.
+
+Every process is a real `python -m fleetrun ...` child: nothing of the project is
+mocked. With FLEETRUN_TEST_DATABASE_URL set, each server gets a fresh PostgreSQL
+database made for it (and dropped after); otherwise SQLite in its data dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from fleetrun.sdk import Client
+
+T = TypeVar("T")
+PYTHON = sys.executable
+PG_ENV = "FLEETRUN_TEST_DATABASE_URL"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    probe: Callable[[], T | None], *, timeout_s: float = 30.0, interval_s: float = 0.05, what: str = "condition"
+) -> T:
+    """Poll until `probe` returns something truthy; fail with `what` after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = probe()
+            if value:
+                return value
+        except Exception as exc:  # the thing may not be up yet
+            last_error = exc
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last error: {last_error!r}")
+
+
+def _pg_admin_url(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+class TestDatabase:
+    """A database for one server: SQLite in the data dir, or a fresh PostgreSQL one."""
+
+    def __init__(self, data_dir: Path) -> None:
+        base = os.environ.get(PG_ENV)
+        self.pg_name: str | None = None
+        self.base = base
+        if base:
+            import psycopg
+
+            self.pg_name = "fleetrun_t_" + uuid.uuid4().hex[:12]
+            with psycopg.connect(_pg_admin_url(base), autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{self.pg_name}"')
+            head, _, _ = base.rpartition("/")
+            self.url = f"{head}/{self.pg_name}"
+        else:
+            self.url = f"sqlite:///{data_dir / 'fleetrun.db'}"
+
+    @property
+    def kind(self) -> str:
+        return "postgresql" if self.pg_name else "sqlite"
+
+    def drop(self) -> None:
+        if self.pg_name and self.base:
+            import psycopg
+
+            with psycopg.connect(_pg_admin_url(self.base), autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)')
+
+
+@dataclass
+class ServerProcess:
+    root: Path
+    port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    db: TestDatabase | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "server"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "server.log"
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "admin.token").read_text().strip()
+
+    def start(self, timeout_s: float = 60.0) -> ServerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.db is None:
+            self.db = TestDatabase(self.data_dir)
+        env = {**os.environ, "FLEETRUN_HEARTBEAT_S": "1", **self.env}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "fleetrun", "server", "--port", str(self.port), "--data-dir",
+             str(self.data_dir), "--database-url", self.db.url, *self.extra_args],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )
+        log.close()
+
+        def up() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+
+        wait_for(up, timeout_s=timeout_s, what="the server to answer")
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> ServerProcess:
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self.db is not None:
+            self.db.drop()
+
+    def client(self, token: str | None = None) -> Client:
+        return Client(self.url, token if token is not None else self.token)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class AgentProcess:
+    server: ServerProcess
+    state_dir: Path
+    name: str
+    node_id: str | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir.parent / f"{self.state_dir.name}.log"
+
+    def register(self, activation_id: str, code: str, tags: dict[str, str] | None = None) -> str:
+        cmd = [PYTHON, "-m", "fleetrun.agent", "register", "--state-dir", str(self.state_dir),
+               "--server", self.server.url, "--activation-id", activation_id,
+               "--activation-code", code, "--name", self.name, "--json"]
+        for key, value in (tags or {}).items():
+            cmd += ["--tag", f"{key}={value}"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise AssertionError(f"register failed: {done.stderr}")
+        import json
+
+        self.node_id = json.loads(done.stdout)["node_id"]
+        return self.node_id
+
+    def start(self) -> AgentProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "fleetrun.agent", "run", "--state-dir", str(self.state_dir),
+             "--reconnect-max", "2", "--stop-grace", "1", *self.args],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> AgentProcess:
+        self.stop()
+        return self.start()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Fleet:
+    """A server and the agents enrolled with it, all under one directory."""
+
+    def __init__(self, root: Path, **server_kwargs: Any) -> None:
+        self.root = root
+        self.server = ServerProcess(root, **server_kwargs)
+        self.agents: list[AgentProcess] = []
+        self._client: Client | None = None
+
+    def start(self) -> Fleet:
+        self.server.start()
+        return self
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = self.server.client()
+        return self._client
+
+    def add_agents(
+        self, count: int, *, tags: dict[str, str] | None = None, start: bool = True,
+        prefix: str = "node",
+    ) -> list[AgentProcess]:
+        activation = self.client.create_activation(registration_limit=count, tags=tags or {})
+        agents = []
+        for _ in range(count):
+            index = len(self.agents) + 1
+            agent = AgentProcess(self.server, self.root / f"agent{index}", f"{prefix}{index:02d}")
+            agent.register(activation.id, activation.code)
+            self.agents.append(agent)
+            agents.append(agent)
+        if start:
+            for agent in agents:
+                agent.start()
+            self.wait_online(agents)
+        return agents
+
+    def add_agent(self, **kwargs: Any) -> AgentProcess:
+        return self.add_agents(1, **kwargs)[0]
+
+    def wait_online(self, agents: list[AgentProcess], timeout_s: float = 60.0) -> None:
+        ids = {a.node_id for a in agents}
+
+        def online() -> bool:
+            nodes = {n.id: n.ping_status for n in self.client.list_nodes()}
+            return all(nodes.get(i) == "Online" for i in ids)
+
+        wait_for(online, timeout_s=timeout_s, what=f"{len(ids)} agent(s) online")
+
+    def ping_status(self, agent: AgentProcess) -> str:
+        assert agent.node_id is not None
+        return self.client.get_node(agent.node_id).ping_status
+
+    def close(self) -> None:
+        for agent in self.agents:
+            agent.stop()
+        if self._client is not None:
+            self._client.close()
+        self.server.close()
+
+    def logs(self) -> str:
+        parts = [f"--- server ({self.server.db.kind if self.server.db else '?'}) ---", self.server.log_tail()]
+        for agent in self.agents:
+            parts += [f"--- {agent.name} ---", agent.log_tail()]
+        return "\n".join(parts)
+
+
+@contextlib.contextmanager
+def fleet(root: Path, **kwargs: Any) -> Iterator[Fleet]:
+    f = Fleet(root, **kwargs).start()
+    try:
+        yield f
+    finally:
+        f.close()
