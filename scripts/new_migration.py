@@ -28,8 +28,11 @@ def main() -> None:
     for path in versions.glob(f"{rev_id}_*.py"):
         text = path.read_text()
         # Migrations must not depend on today's tables module: UTCDateTime is a DateTime.
-        text = re.sub(r"fleetrun\.server\.store\.tables\.UTCDateTime\(timezone=True\)",
-                      "sa.DateTime(timezone=True)", text)
+        text = re.sub(
+            r"fleetrun\.server\.store\.tables\.UTCDateTime\(timezone=True\)",
+            "sa.DateTime(timezone=True)",
+            text,
+        )
         text = text.replace("import fleetrun.server.store.tables\n", "")
         path.write_text(text)
         print(f"wrote {path.name}")

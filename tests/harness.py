@@ -36,7 +36,11 @@ def free_port() -> int:
 
 
 def wait_for(
-    probe: Callable[[], T | None], *, timeout_s: float = 30.0, interval_s: float = 0.05, what: str = "condition"
+    probe: Callable[[], T | None],
+    *,
+    timeout_s: float = 30.0,
+    interval_s: float = 0.05,
+    what: str = "condition",
 ) -> T:
     """Poll until `probe` returns something truthy; fail with `what` after the timeout."""
     deadline = time.monotonic() + timeout_s
@@ -49,7 +53,9 @@ def wait_for(
         except Exception as exc:  # the thing may not be up yet
             last_error = exc
         time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last error: {last_error!r}")
+    raise AssertionError(
+        f"timed out after {timeout_s}s waiting for {what}; last error: {last_error!r}"
+    )
 
 
 def _pg_admin_url(url: str) -> str:
@@ -118,16 +124,31 @@ class ServerProcess:
         env = {**os.environ, "FLEETRUN_HEARTBEAT_S": "1", **self.env}
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "fleetrun", "server", "--port", str(self.port), "--data-dir",
-             str(self.data_dir), "--database-url", self.db.url, *self.extra_args],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
+            [
+                PYTHON,
+                "-m",
+                "fleetrun",
+                "server",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                "--database-url",
+                self.db.url,
+                *self.extra_args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         log.close()
 
         def up() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise AssertionError(
+                    f"server exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
             return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
 
         wait_for(up, timeout_s=timeout_s, what="the server to answer")
@@ -179,9 +200,23 @@ class AgentProcess:
         return self.state_dir.parent / f"{self.state_dir.name}.log"
 
     def register(self, activation_id: str, code: str, tags: dict[str, str] | None = None) -> str:
-        cmd = [PYTHON, "-m", "fleetrun.agent", "register", "--state-dir", str(self.state_dir),
-               "--server", self.server.url, "--activation-id", activation_id,
-               "--activation-code", code, "--name", self.name, "--json"]
+        cmd = [
+            PYTHON,
+            "-m",
+            "fleetrun.agent",
+            "register",
+            "--state-dir",
+            str(self.state_dir),
+            "--server",
+            self.server.url,
+            "--activation-id",
+            activation_id,
+            "--activation-code",
+            code,
+            "--name",
+            self.name,
+            "--json",
+        ]
         for key, value in (tags or {}).items():
             cmd += ["--tag", f"{key}={value}"]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -195,9 +230,22 @@ class AgentProcess:
     def start(self) -> AgentProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "fleetrun.agent", "run", "--state-dir", str(self.state_dir),
-             "--reconnect-max", "2", "--stop-grace", "1", *self.args],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                PYTHON,
+                "-m",
+                "fleetrun.agent",
+                "run",
+                "--state-dir",
+                str(self.state_dir),
+                "--reconnect-max",
+                "2",
+                "--stop-grace",
+                "1",
+                *self.args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         return self
@@ -246,7 +294,11 @@ class Fleet:
         return self._client
 
     def add_agents(
-        self, count: int, *, tags: dict[str, str] | None = None, start: bool = True,
+        self,
+        count: int,
+        *,
+        tags: dict[str, str] | None = None,
+        start: bool = True,
         prefix: str = "node",
     ) -> list[AgentProcess]:
         activation = self.client.create_activation(registration_limit=count, tags=tags or {})
@@ -287,7 +339,10 @@ class Fleet:
         self.server.close()
 
     def logs(self) -> str:
-        parts = [f"--- server ({self.server.db.kind if self.server.db else '?'}) ---", self.server.log_tail()]
+        parts = [
+            f"--- server ({self.server.db.kind if self.server.db else '?'}) ---",
+            self.server.log_tail(),
+        ]
         for agent in self.agents:
             parts += [f"--- {agent.name} ---", agent.log_tail()]
         return "\n".join(parts)

@@ -6,8 +6,18 @@ import json
 import subprocess
 import sys
 
-SERVER_ONLY = ("sqlalchemy", "starlette", "fastapi", "uvicorn", "alembic", "aiosqlite", "psycopg",
-               "httpx", "rich", "click")
+SERVER_ONLY = (
+    "sqlalchemy",
+    "starlette",
+    "fastapi",
+    "uvicorn",
+    "alembic",
+    "aiosqlite",
+    "psycopg",
+    "httpx",
+    "rich",
+    "click",
+)
 
 
 def test_agent_imports_no_server_dependency():

@@ -82,8 +82,9 @@ def _window(box):
 
 def test_journal_survives_reopen(tmp_path):
     journal = Journal(tmp_path)
-    invoke = protocol.Invoke(invocation_id="abc", command_id="c", document_name="d", steps=[],
-                             execution_timeout_s=5)
+    invoke = protocol.Invoke(
+        invocation_id="abc", command_id="c", document_name="d", steps=[], execution_timeout_s=5
+    )
     entry = journal.accept(invoke)
     entry.state = "running"
     entry.pgid = 123

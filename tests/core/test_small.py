@@ -13,7 +13,12 @@ from fleetrun.core.tags import parse_tag, parse_tags
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("env=prod", ("env", "prod")), ("a=b=c", ("a", "b=c")), (" k = v ", ("k", "v")), ("k=", ("k", ""))],
+    [
+        ("env=prod", ("env", "prod")),
+        ("a=b=c", ("a", "b=c")),
+        (" k = v ", ("k", "v")),
+        ("k=", ("k", "")),
+    ],
 )
 def test_parse_tag(text, expected):
     assert parse_tag(text) == expected
@@ -70,11 +75,15 @@ def test_document_parameters_are_checked():
 def test_substitution_keeps_lists_whole_and_embeds_text():
     params = {"words": ["a", "b"], "name": "x"}
     assert documents.substitute("{{ words }}", params) == ["a", "b"]
-    assert documents.substitute("say {{name}} and {{ missing }}", params) == "say x and {{ missing }}"
+    assert (
+        documents.substitute("say {{name}} and {{ missing }}", params) == "say x and {{ missing }}"
+    )
 
 
 def test_frames_round_trip_and_unknown_types_are_ignored():
-    frame = protocol.Output(invocation_id="i", seq=3, step=0, stream="stdout", data=protocol.encode(b"\x00\xff"))
+    frame = protocol.Output(
+        invocation_id="i", seq=3, step=0, stream="stdout", data=protocol.encode(b"\x00\xff")
+    )
     parsed = protocol.parse(protocol.dump(frame))
     assert isinstance(parsed, protocol.Output)
     assert parsed.payload == b"\x00\xff"

@@ -66,7 +66,13 @@ def test_counts_follow_ssm_definitions():
     assert summary.completed_count == 5
     assert summary.error_count == 2  # Failed + ExecutionTimedOut only
     assert summary.delivery_timed_out_count == 1
-    assert summary.counts == {"Success": 1, "Failed": 1, "TimedOut": 2, "Undeliverable": 1, "InProgress": 1}
+    assert summary.counts == {
+        "Success": 1,
+        "Failed": 1,
+        "TimedOut": 2,
+        "Undeliverable": 1,
+        "InProgress": 1,
+    }
 
 
 @pytest.mark.parametrize(

@@ -19,10 +19,19 @@ NODES = [
         ([Target(key="all", values=["*"])], [1, 2, 3, 4]),
         ([Target(key="tag:env", values=["prod"])], [1, 2]),
         ([Target(key="tag:env", values=["prod", "dev"])], [1, 2, 3]),  # values ORed
-        ([Target(key="tag:env", values=["prod"]), Target(key="tag:role", values=["web"])], [1]),  # ANDed
+        (
+            [Target(key="tag:env", values=["prod"]), Target(key="tag:role", values=["web"])],
+            [1],
+        ),  # ANDed
         ([Target(key="tag-key", values=["role"])], [1, 2, 3]),
         ([Target(key="NodeIds", values=["n-00000000000000004", "n-00000000000000002"])], [2, 4]),
-        ([Target(key="NodeIds", values=["n-00000000000000002"]), Target(key="tag:env", values=["dev"])], []),
+        (
+            [
+                Target(key="NodeIds", values=["n-00000000000000002"]),
+                Target(key="tag:env", values=["dev"]),
+            ],
+            [],
+        ),
         ([Target(key="tag:env", values=["staging"])], []),
     ],
 )
@@ -44,7 +53,9 @@ def test_parse_target(text, expected):
     assert parse_target(text) == expected
 
 
-@pytest.mark.parametrize("text", ["tag:env", "tag:=x", "env=prod", "tag-key:", "nodes:x", "tag:env="])
+@pytest.mark.parametrize(
+    "text", ["tag:env", "tag:=x", "env=prod", "tag-key:", "nodes:x", "tag:env="]
+)
 def test_parse_target_refuses_malformed(text):
     with pytest.raises(ValidationError) as err:
         parse_target(text)

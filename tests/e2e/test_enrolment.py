@@ -16,10 +16,26 @@ from tests.harness import AgentProcess
 
 def _register(fleet, tmp_path, name, activation_id, code, *extra):
     return subprocess.run(
-        [sys.executable, "-m", "fleetrun.agent", "register", "--state-dir", str(tmp_path / name),
-         "--server", fleet.server.url, "--activation-id", activation_id,
-         "--activation-code", code, "--name", name, *extra],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "fleetrun.agent",
+            "register",
+            "--state-dir",
+            str(tmp_path / name),
+            "--server",
+            fleet.server.url,
+            "--activation-id",
+            activation_id,
+            "--activation-code",
+            code,
+            "--name",
+            name,
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -34,14 +50,20 @@ def test_register_makes_a_node_with_facts_tags_and_a_private_key_that_stays(flee
     assert node.platform and node.architecture and node.hostname and node.agent_version
     key = tmp_path / "web" / "key.pem"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    assert key.read_text() not in (fleet.server.data_dir / "fleetrun.db").read_bytes().decode(
-        "latin-1") if fleet.server.db.kind == "sqlite" else True
+    assert (
+        key.read_text()
+        not in (fleet.server.data_dir / "fleetrun.db").read_bytes().decode("latin-1")
+        if fleet.server.db.kind == "sqlite"
+        else True
+    )
     assert fleet.client.list_activations()[0].registrations_count == 1
 
 
 @pytest.mark.parametrize("case", ["wrong code", "unknown id", "exhausted", "expired"])
 def test_bad_activations_are_refused_and_register_nothing(fleet, tmp_path, case):
-    activation = fleet.client.create_activation(registration_limit=1, expires_in_s=2 if case == "expired" else 3600)
+    activation = fleet.client.create_activation(
+        registration_limit=1, expires_in_s=2 if case == "expired" else 3600
+    )
     activation_id, code = activation.id, activation.code
     if case == "wrong code":
         code = "not-the-code-at-all"
@@ -56,8 +78,12 @@ def test_bad_activations_are_refused_and_register_nothing(fleet, tmp_path, case)
     assert done.returncode == 1
     message = done.stderr.strip()
     assert message.startswith("fleetrun-agent: ") and "Traceback" not in done.stderr
-    expected = {"wrong code": "id or code is wrong", "unknown id": "id or code is wrong",
-                "exhausted": "registration limit of 1", "expired": "expired at"}[case]
+    expected = {
+        "wrong code": "id or code is wrong",
+        "unknown id": "id or code is wrong",
+        "exhausted": "registration limit of 1",
+        "expired": "expired at",
+    }[case]
     assert expected in message
     assert len(fleet.client.list_nodes()) == before
     assert not (tmp_path / "web" / "identity.json").exists()
@@ -65,9 +91,23 @@ def test_bad_activations_are_refused_and_register_nothing(fleet, tmp_path, case)
 
 def test_register_against_an_unreachable_server_says_so(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "fleetrun.agent", "register", "--state-dir", str(tmp_path / "a"),
-         "--server", "http://127.0.0.1:9", "--activation-id", "x", "--activation-code", "y"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "fleetrun.agent",
+            "register",
+            "--state-dir",
+            str(tmp_path / "a"),
+            "--server",
+            "http://127.0.0.1:9",
+            "--activation-id",
+            "x",
+            "--activation-code",
+            "y",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 1
     assert "Cannot reach the server" in done.stderr and "Traceback" not in done.stderr

@@ -35,7 +35,12 @@ def test_a_non_zero_exit_fails_the_invocation_and_the_command(shared_fleet):
     done = client.wait(command.id, timeout_s=60)
     assert done.status == "Failed" and done.status_detail == "Failed" and done.error_count == 1
     [inv] = client.list_invocations(command.id, details=True)
-    assert (inv.status, inv.status_detail, inv.exit_code, inv.stdout) == ("Failed", "Failed", 7, "before\n")
+    assert (inv.status, inv.status_detail, inv.exit_code, inv.stdout) == (
+        "Failed",
+        "Failed",
+        7,
+        "before\n",
+    )
 
 
 def test_tag_targets_select_matching_nodes_only(shared_fleet):
@@ -62,17 +67,20 @@ def test_ten_megabytes_of_output_arrive_byte_exact(shared_fleet):
     client = shared_fleet.client
     node = shared_fleet.agents[0].node_id
     script = (
-        "python3 -c \"import hashlib,sys\n"
+        'python3 -c "import hashlib,sys\n'
         "out = sys.stdout.buffer\n"
         "for i in range(10 * 1024):\n"
-        "    out.write(hashlib.sha256(str(i).encode()).digest() * 32)\n\""
+        '    out.write(hashlib.sha256(str(i).encode()).digest() * 32)\n"'
     )
     expected = b"".join(hashlib.sha256(str(i).encode()).digest() * 32 for i in range(10 * 1024))
     assert len(expected) == 10 * 1024 * 1024
     command = client.send_command(script=script, node_ids=[node])
     assert client.wait(command.id, timeout_s=120).status == "Success"
     data = client.get_output(command.id, node, "stdout")
-    assert len(data) == len(expected) and hashlib.sha256(data).digest() == hashlib.sha256(expected).digest()
+    assert (
+        len(data) == len(expected)
+        and hashlib.sha256(data).digest() == hashlib.sha256(expected).digest()
+    )
     inv = client.get_invocation(command.id, node)
     assert inv.stdout_truncated and len(inv.stdout) == 24_000
     assert inv.steps[0].stdout_bytes == len(expected)
@@ -85,17 +93,18 @@ def test_a_timeout_kills_the_whole_process_tree(shared_fleet, tmp_path):
     node = shared_fleet.agents[1].node_id
     pids = tmp_path / "pids"
     script = (
-        f"sleep 300 & echo $! > {pids}\n"
-        f"sh -c 'sleep 301' & echo $! >> {pids}\n"
-        "echo started\n"
-        "wait\n"
+        f"sleep 300 & echo $! > {pids}\nsh -c 'sleep 301' & echo $! >> {pids}\necho started\nwait\n"
     )
     started = time.monotonic()
     command = client.send_command(script=script, node_ids=[node], timeout_s=2)
     done = client.wait(command.id, timeout_s=60)
     assert time.monotonic() - started < 15
     inv = client.get_invocation(command.id, node)
-    assert (done.status, inv.status, inv.status_detail) == ("TimedOut", "TimedOut", "ExecutionTimedOut"), inv
+    assert (done.status, inv.status, inv.status_detail) == (
+        "TimedOut",
+        "TimedOut",
+        "ExecutionTimedOut",
+    ), inv
     assert inv.stdout == "started\n"
     assert inv.exit_code in (143, 137)  # 128 + SIGTERM, or SIGKILL after the grace period
     children = [int(p) for p in pids.read_text().split()]

@@ -30,11 +30,11 @@ def test_tail_that_starts_inside_a_character_drops_the_broken_bytes():
 
 async def test_store_writes_at_offsets_and_reads_ranges(tmp_path):
     store = LocalOutputStore(tmp_path)
-    await store.write("c/n/0.stdout", 0, b"hello ")
-    await store.write("c/n/0.stdout", 6, b"world")
-    await store.write("c/n/0.stdout", 6, b"WORLD")  # a repeated write overwrites, never appends
+    store.write("c/n/0.stdout", 0, b"hello ")
+    store.write("c/n/0.stdout", 6, b"world")
+    store.write("c/n/0.stdout", 6, b"WORLD")  # a repeated write overwrites, never appends
     data = b"".join([c async for c in store.read("c/n/0.stdout", 0, 11)])
     assert data == b"hello WORLD"
     assert b"".join([c async for c in store.read("c/n/0.stdout", 3, 8)]) == b"lo WO"
     with pytest.raises(ValueError, match="bad output key"):
-        await store.write("../escape", 0, b"x")
+        store.write("../escape", 0, b"x")

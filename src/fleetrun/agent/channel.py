@@ -40,7 +40,7 @@ class Backoff:
     attempt: int = 0
 
     def next_delay(self) -> float:
-        ceiling = min(self.cap_s, self.base_s * (2**self.attempt))
+        ceiling = min(self.cap_s, self.base_s * (2.0**self.attempt))
         self.attempt += 1
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
@@ -80,14 +80,21 @@ class Channel:
             started = time.monotonic()
             try:
                 async with connect(
-                    url, open_timeout=10, ping_interval=None, max_size=16 * 1024 * 1024,
+                    url,
+                    open_timeout=10,
+                    ping_interval=None,
+                    max_size=16 * 1024 * 1024,
                     close_timeout=2,
                 ) as ws:
                     await self._session(ws)
             except TerminalError:
                 raise
             except (
-                OSError, TimeoutError, ConnectionClosed, InvalidHandshake, protocol.ProtocolError
+                OSError,
+                TimeoutError,
+                ConnectionClosed,
+                InvalidHandshake,
+                protocol.ProtocolError,
             ) as exc:
                 log.info("connection to %s ended: %s", self.identity.server, exc)
             except InvalidURI as exc:

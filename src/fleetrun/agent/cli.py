@@ -57,10 +57,20 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the agent (foreground)")
     common(run)
-    run.add_argument("--reconnect-max", type=float, default=30.0, metavar="SECONDS",
-                     help="longest wait between reconnection attempts")
-    run.add_argument("--stop-grace", type=float, default=5.0, metavar="SECONDS",
-                     help="SIGTERM to SIGKILL grace for timeouts and cancels")
+    run.add_argument(
+        "--reconnect-max",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="longest wait between reconnection attempts",
+    )
+    run.add_argument(
+        "--stop-grace",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="SIGTERM to SIGKILL grace for timeouts and cancels",
+    )
     run.add_argument("--log-level", default="info")
 
     status = sub.add_parser("status", help="show this node's identity")
@@ -87,8 +97,13 @@ def dispatch(args: argparse.Namespace) -> int:
     state = StateDir(args.state_dir or default_state_dir())
     if args.command == "register":
         identity = register(
-            state, args.server, args.activation_id, args.activation_code,
-            name=args.name, tags=parse_tags(args.tag), force=args.force,
+            state,
+            args.server,
+            args.activation_id,
+            args.activation_code,
+            name=args.name,
+            tags=parse_tags(args.tag),
+            force=args.force,
         )
         if args.json:
             print(json.dumps({"node_id": identity.node_id, "name": identity.name}))

@@ -56,8 +56,11 @@ class Agent:
                 now = time.time()
                 message = "The agent restarted while this ran; it was stopped and not run again."
                 outbox.state(
-                    step=None, status=InvocationStatus.FAILED, detail=StatusDetail.AGENT_RESTARTED,
-                    ended_at=now, message=message,
+                    step=None,
+                    status=InvocationStatus.FAILED,
+                    detail=StatusDetail.AGENT_RESTARTED,
+                    ended_at=now,
+                    message=message,
                 )
                 entry.state = "finished"
                 self.journal.save(entry)
@@ -68,7 +71,11 @@ class Agent:
     @staticmethod
     def _kill_leftovers(pgid: int | None, started: str | None) -> None:
         # Only the group we started: the leader's start time guards against pid reuse.
-        if pgid and group_alive(pgid) and (started is None or process_start_time(pgid) in (started, None)):
+        if (
+            pgid
+            and group_alive(pgid)
+            and (started is None or process_start_time(pgid) in (started, None))
+        ):
             kill_group(pgid, signal.SIGKILL)
 
     def running_ids(self) -> list[str]:
@@ -90,14 +97,24 @@ class Agent:
         entry = self.journal.get(invoke.invocation_id)
         if entry is not None:
             # Seen before: acknowledge again, never run again.
-            await send(protocol.dump(protocol.Ack(invocation_id=invoke.invocation_id, accepted=True)))
+            log.info(
+                "invocation %s delivered again: acknowledged, not run again", invoke.invocation_id
+            )
+            await send(
+                protocol.dump(protocol.Ack(invocation_id=invoke.invocation_id, accepted=True))
+            )
             self._ready.set()
             return
         entry = self.journal.accept(invoke)  # fsynced before anything else happens
         await send(protocol.dump(protocol.Ack(invocation_id=invoke.invocation_id, accepted=True)))
         execution = Execution(
-            invoke, entry, self.journal, self._outbox(invoke.invocation_id), self.state.work_dir,
-            node_id=self.node_id, stop_grace_s=self.options.stop_grace_s,
+            invoke,
+            entry,
+            self.journal,
+            self._outbox(invoke.invocation_id),
+            self.state.work_dir,
+            node_id=self.node_id,
+            stop_grace_s=self.options.stop_grace_s,
             on_output=self._ready.set,
         )
         self.executions[invoke.invocation_id] = execution
@@ -112,8 +129,11 @@ class Agent:
         except Exception:
             log.exception("invocation %s failed inside the agent", invocation_id)
             execution.outbox.state(
-                step=None, status=InvocationStatus.FAILED, detail=StatusDetail.FAILED,
-                ended_at=time.time(), message="The agent failed while running this invocation.",
+                step=None,
+                status=InvocationStatus.FAILED,
+                detail=StatusDetail.FAILED,
+                ended_at=time.time(),
+                message="The agent failed while running this invocation.",
             )
             execution.entry.state = "finished"
             self.journal.save(execution.entry)

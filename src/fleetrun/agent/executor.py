@@ -19,8 +19,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from fleetrun.agent.journal import Entry, Journal, Outbox, process_start_time
+from fleetrun.agent.journal import Entry, Journal, Outbox, Stream, process_start_time
 from fleetrun.core import protocol
 from fleetrun.core.statuses import InvocationStatus, StatusDetail, StepStatus, invocation_outcome
 
@@ -61,8 +62,10 @@ def interpreter(action: str, script: Path, text: str) -> list[str]:
         if pwsh is None:
             raise StepFailure("PowerShell (pwsh) is not installed on this node.")
         return [pwsh, "-NoLogo", "-NoProfile", "-NonInteractive", "-File", str(script)]
-    raise StepFailure(f"Unknown action {action!r}: this agent runs runShellScript, "
-                      "runPythonScript and runPowerShellScript.")
+    raise StepFailure(
+        f"Unknown action {action!r}: this agent runs runShellScript, "
+        "runPythonScript and runPowerShellScript."
+    )
 
 
 SUFFIX = {"runShellScript": ".sh", "runPythonScript": ".py", "runPowerShellScript": ".ps1"}
@@ -122,7 +125,8 @@ class Execution:
         if self._cancel.is_set() and outcome != InvocationStatus.FAILED:
             outcome = InvocationStatus.CANCELLED
         deciding = next(
-            (r for r in results if r.status.value == outcome.value), results[-1] if results else None
+            (r for r in results if r.status.value == outcome.value),
+            results[-1] if results else None,
         )
         detail = DETAILS[outcome]
         self.outbox.state(
@@ -148,8 +152,12 @@ class Execution:
             result = StepResult(StepStatus.FAILED, None, str(exc))
             self.outbox.output(idx, "stderr", (str(exc) + "\n").encode())
         self.outbox.state(
-            step=idx, status=result.status, exit_code=result.exit_code,
-            started_at=started, ended_at=time.time(), message=result.message,
+            step=idx,
+            status=result.status,
+            exit_code=result.exit_code,
+            started_at=started,
+            ended_at=time.time(),
+            message=result.message,
         )
         self.on_output()
         return result
@@ -161,11 +169,11 @@ class Execution:
             fh.write(step.script)
         argv = interpreter(step.action, script, step.script) + list(step.args)
         cwd = step.working_directory or str(self.work_dir)
-        if not os.path.isdir(cwd):
+        if not os.path.isdir(cwd):  # noqa: ASYNC240 - one stat, before the child starts
             raise StepFailure(f"The working directory {cwd} does not exist on this node.")
         env = self._environment(step)
         loop = asyncio.get_running_loop()
-        streams = {1: "stdout", 2: "stderr"}
+        streams: dict[int, Stream] = {1: "stdout", 2: "stderr"}
 
         def on_data(fd: int, data: bytes) -> None:
             self.outbox.output(idx, streams[fd], data)
@@ -173,9 +181,14 @@ class Execution:
 
         try:
             transport, proto = await loop.subprocess_exec(
-                lambda: _StepProtocol(loop, on_data), *argv,
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                cwd=cwd, env=env, start_new_session=True,
+                lambda: _StepProtocol(loop, on_data),
+                *argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
             )
         except OSError as exc:
             raise StepFailure(f"The step could not start: {exc}.") from exc
@@ -216,11 +229,12 @@ class Execution:
         )
         return env
 
-    async def _wait(self, pgid: int, proto: _StepProtocol, timeout: float) -> str:
+    async def _wait(self, pgid: int, proto: _StepProtocol, limit_s: float) -> str:
         cancelled = asyncio.ensure_future(self._cancel.wait())
+        waiters: set[asyncio.Future[Any]] = {proto.exited, cancelled}
         try:
             done, _ = await asyncio.wait(
-                {proto.exited, cancelled}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                waiters, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             cancelled.cancel()

@@ -22,15 +22,17 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
-from fleetrun.core import protocol
 from fleetrun.agent.state import write_atomic
+from fleetrun.core import protocol
 
 log = logging.getLogger(__name__)
 
 MAX_CHUNK = 64 * 1024  # bytes of output per frame
-KEEP_REPORTED_S = 7 * 86400  # how long ids of finished invocations are remembered
+KEEP_REPORTED_S = 7 * 86400
+
+Stream = Literal["stdout", "stderr"]  # how long ids of finished invocations are remembered
 
 
 @dataclass
@@ -120,9 +122,11 @@ class Outbox:
                 seq = int(data["seq"])
                 self._offsets.append((seq, offset))
                 self.next_seq = seq + 1
-                if data.get("type") == "state" and data.get("step") is None and data.get(
-                    "status"
-                ) not in ("InProgress", "Pending"):
+                if (
+                    data.get("type") == "state"
+                    and data.get("step") is None
+                    and data.get("status") not in ("InProgress", "Pending")
+                ):
                     self.final_seq = seq
                 offset += len(line)
             self._end = offset
@@ -142,12 +146,14 @@ class Outbox:
     def in_flight(self) -> int:
         return self.sent_seq - self.acked_seq
 
-    def output(self, step: int, stream: str, data: bytes) -> None:
+    def output(self, step: int, stream: Stream, data: bytes) -> None:
         for start in range(0, len(data), MAX_CHUNK):
             self._append(
                 protocol.Output(
-                    invocation_id=self.invocation_id, seq=self.next_seq, step=step,
-                    stream=stream,  # type: ignore[arg-type]
+                    invocation_id=self.invocation_id,
+                    seq=self.next_seq,
+                    step=step,
+                    stream=stream,
                     data=protocol.encode(data[start : start + MAX_CHUNK]),
                 )
             )

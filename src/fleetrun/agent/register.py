@@ -22,8 +22,11 @@ class RegistrationError(Exception):
     """Registration failed; the message is for the person at the terminal."""
 
 
-def post_json(url: str, body: dict[str, Any], context: ssl.SSLContext | None = None) -> dict[str, Any]:
-    request = urllib.request.Request(
+def post_json(
+    url: str, body: dict[str, Any], context: ssl.SSLContext | None = None
+) -> dict[str, Any]:
+    # The scheme was checked to be http or https by `register`.
+    request = urllib.request.Request(  # noqa: S310
         url,
         data=json.dumps(body).encode(),
         headers={"content-type": "application/json", "user-agent": f"fleetrun-agent/{__version__}"},

@@ -1,11 +1,11 @@
 """The agent's state directory: identity, key, journal, spool, work files.
 
-    STATE_DIR/
-      identity.json     node id, server URL, name
-      key.pem           Ed25519 private key (mode 0600, never leaves the node)
-      journal/          one record per accepted invocation (fsynced before it runs)
-      spool/            output and states not yet acknowledged by the server
-      work/             scripts being run
+STATE_DIR/
+  identity.json     node id, server URL, name
+  key.pem           Ed25519 private key (mode 0600, never leaves the node)
+  journal/          one record per accepted invocation (fsynced before it runs)
+  spool/            output and states not yet acknowledged by the server
+  work/             scripts being run
 """
 
 from __future__ import annotations
@@ -129,9 +129,7 @@ class StateDir:
 
 
 def public_key_b64(key: Ed25519PrivateKey) -> str:
-    raw = key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(raw).decode()
 
 

@@ -43,15 +43,35 @@ def _store(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
 
 def api_options(f: F) -> F:
     """--server, --token and --json, accepted on the group and on every command."""
-    f = click.option("--json", "json_", is_flag=True, expose_value=False,
-                     callback=_store("json"), help="Print machine-readable JSON.")(f)
-    f = click.option("--token", expose_value=False, callback=_store("token"),
-                     help="API token (default: FLEETRUN_TOKEN, then the login file).")(f)
-    f = click.option("--server", expose_value=False, callback=_store("server"),
-                     help="Server URL (default: FLEETRUN_SERVER, then the login file).")(f)
+    f = click.option(
+        "--json",
+        "json_",
+        is_flag=True,
+        expose_value=False,
+        callback=_store("json"),
+        help="Print machine-readable JSON.",
+    )(f)
+    f = click.option(
+        "--token",
+        expose_value=False,
+        callback=_store("token"),
+        help="API token (default: FLEETRUN_TOKEN, then the login file).",
+    )(f)
+    f = click.option(
+        "--server",
+        expose_value=False,
+        callback=_store("server"),
+        help="Server URL (default: FLEETRUN_SERVER, then the login file).",
+    )(f)
     return f
 
 
 def json_option(f: F) -> F:
-    return click.option("--json", "json_", is_flag=True, expose_value=False,
-                        callback=_store("json"), help="Print machine-readable JSON.")(f)
+    return click.option(
+        "--json",
+        "json_",
+        is_flag=True,
+        expose_value=False,
+        callback=_store("json"),
+        help="Print machine-readable JSON.",
+    )(f)

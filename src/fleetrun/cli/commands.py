@@ -7,6 +7,7 @@ from collections import defaultdict
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from fleetrun.cli import render
 from fleetrun.cli.base import api_options, options
@@ -16,8 +17,19 @@ from fleetrun.core.targets import Target, parse_target
 from fleetrun.schemas.commands import Command, Invocation
 from fleetrun.sdk import Client
 
-ORDER = ["Success", "Failed", "TimedOut", "Cancelled", "Terminated", "Undeliverable",
-         "AccessDenied", "InProgress", "Cancelling", "Delayed", "Pending"]
+ORDER = [
+    "Success",
+    "Failed",
+    "TimedOut",
+    "Cancelled",
+    "Terminated",
+    "Undeliverable",
+    "AccessDenied",
+    "InProgress",
+    "Cancelling",
+    "Delayed",
+    "Pending",
+]
 
 
 def _tag_targets(tags: tuple[str, ...]) -> dict[str, list[str]]:
@@ -30,21 +42,44 @@ def _tag_targets(tags: tuple[str, ...]) -> dict[str, list[str]]:
 
 @click.command("send")
 @click.option("--node", "node_ids", multiple=True, metavar="ID", help="A node id (repeatable).")
-@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
-              help="Nodes with this tag (repeatable; values of one key are ORed, keys ANDed).")
-@click.option("--target", "targets", multiple=True, metavar="FILTER",
-              help="tag:KEY=V1,V2 | tag-key:KEY | all (repeatable, ANDed).")
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Nodes with this tag (repeatable; values of one key are ORed, keys ANDed).",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="FILTER",
+    help="tag:KEY=V1,V2 | tag-key:KEY | all (repeatable, ANDed).",
+)
 @click.option("--all", "all_nodes", is_flag=True, help="Every node.")
 @click.option("--script", required=True, help="The shell script to run.")
-@click.option("--timeout", type=int, default=None, metavar="SECONDS",
-              help="Execution timeout per node (default 3600).")
+@click.option(
+    "--timeout",
+    type=int,
+    default=None,
+    metavar="SECONDS",
+    help="Execution timeout per node (default 3600).",
+)
 @click.option("--comment", default=None, help="A note kept with the command (100 characters).")
 @click.option("--wait", is_flag=True, help="Wait, show progress, then each node's output.")
 @api_options
 @click.pass_context
-def send(ctx: click.Context, node_ids: tuple[str, ...], tags: tuple[str, ...],
-         targets: tuple[str, ...], all_nodes: bool, script: str, timeout: int | None,
-         comment: str | None, wait: bool) -> None:
+def send(
+    ctx: click.Context,
+    node_ids: tuple[str, ...],
+    tags: tuple[str, ...],
+    targets: tuple[str, ...],
+    all_nodes: bool,
+    script: str,
+    timeout: int | None,
+    comment: str | None,
+    wait: bool,
+) -> None:
     """Run a script on nodes and print the command id (or, with --wait, the results)."""
     opts = options(ctx)
     if not (node_ids or tags or targets or all_nodes):
@@ -56,8 +91,13 @@ def send(ctx: click.Context, node_ids: tuple[str, ...], tags: tuple[str, ...],
     parsed: list[Target] = [parse_target(t) for t in targets]
     client = opts.client()
     command = client.send_command(
-        script=script, node_ids=list(node_ids), tags=_tag_targets(tags), targets=parsed,
-        all_nodes=all_nodes, timeout_s=timeout, comment=comment,
+        script=script,
+        node_ids=list(node_ids),
+        tags=_tag_targets(tags),
+        targets=parsed,
+        all_nodes=all_nodes,
+        timeout_s=timeout,
+        comment=comment,
     )
     if not wait:
         if opts.json:
@@ -65,7 +105,8 @@ def send(ctx: click.Context, node_ids: tuple[str, ...], tags: tuple[str, ...],
         render.out.print(command.id)
         render.err.print(
             f"Sent to {command.target_count} node(s). Follow it with: fleetrun commands show "
-            f"{command.id}", markup=False,
+            f"{command.id}",
+            markup=False,
         )
         return
     command = _wait_with_progress(client, command)
@@ -85,29 +126,37 @@ def counts_text(command: Command) -> str:
 
 def _wait_with_progress(client: Client, command: Command) -> Command:
     columns = (
-        TextColumn("[bold]{task.fields[status]}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.description}"), TimeElapsedColumn(),
+        TextColumn("[bold]{task.fields[status]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
     )
     with Progress(*columns, console=render.err, transient=True) as progress:
-        task = progress.add_task(counts_text(command), total=max(command.target_count, 1),
-                                 status=command.status)
+        task = progress.add_task(
+            counts_text(command), total=max(command.target_count, 1), status=command.status
+        )
 
         def update(latest: Command) -> None:
-            progress.update(task, completed=latest.completed_count,
-                            total=max(latest.target_count, 1),
-                            description=counts_text(latest), status=latest.status)
+            progress.update(
+                task,
+                completed=latest.completed_count,
+                total=max(latest.target_count, 1),
+                description=counts_text(latest),
+                status=latest.status,
+            )
 
         return client.wait(command.id, on_update=update)
 
 
 def _print_results(command: Command, invocations: list[Invocation]) -> None:
     for inv in invocations:
-        header = render.Text(f"── {inv.node_name or inv.node_id} ({inv.node_id}) ", style="bold")
+        header = Text(f"── {inv.node_name or inv.node_id} ({inv.node_id}) ", style="bold")
         header += render.status(inv.status)
         if inv.status_detail not in (inv.status, "Success"):
-            header += render.Text(f" ({inv.status_detail})")
-        header += render.Text(f" · exit {inv.exit_code if inv.exit_code is not None else '-'}")
-        header += render.Text(f" · {render.duration(inv.started_at, inv.ended_at)}")
+            header += Text(f" ({inv.status_detail})")
+        header += Text(f" · exit {inv.exit_code if inv.exit_code is not None else '-'}")
+        header += Text(f" · {render.duration(inv.started_at, inv.ended_at)}")
         render.out.print(header)
         if inv.message:
             render.out.print(inv.message, style="yellow", markup=False)
@@ -119,7 +168,8 @@ def _print_results(command: Command, invocations: list[Invocation]) -> None:
         if inv.stdout_truncated or inv.stderr_truncated:
             render.err.print(
                 f"(output cut; all of it: fleetrun invocations show {command.id} {inv.node_id})",
-                style="dim", markup=False,
+                style="dim",
+                markup=False,
             )
     summary = counts_text(command)
     style = "green" if command.status == "Success" else "red"
@@ -127,8 +177,8 @@ def _print_results(command: Command, invocations: list[Invocation]) -> None:
         render.err.print("No node matched the targets: nothing ran.", style="red")
     else:
         render.out.print(
-            render.Text(f"{command.status}", style=style)
-            + render.Text(f" on {command.target_count} node(s): {summary}")
+            Text(f"{command.status}", style=style)
+            + Text(f" on {command.target_count} node(s): {summary}")
         )
 
 
@@ -152,8 +202,15 @@ def list_commands(ctx: click.Context, status: str | None, limit: int) -> None:
     render.table(
         ["ID", "DOCUMENT", "STATUS", "DONE", "ERRORS", "REQUESTED", "COMMENT"],
         (
-            [c.id, c.document_name, render.status(c.status), f"{c.completed_count}/{c.target_count}",
-             c.error_count, render.when(c.requested_at), c.comment or ""]
+            [
+                c.id,
+                c.document_name,
+                render.status(c.status),
+                f"{c.completed_count}/{c.target_count}",
+                c.error_count,
+                render.when(c.requested_at),
+                c.comment or "",
+            ]
             for c in found
         ),
         empty="No commands yet: send one with `fleetrun send`.",
@@ -176,11 +233,14 @@ def show_command(ctx: click.Context, command_id: str) -> None:
     render.block(
         [
             ("Command", command.id),
-            ("Status", render.status(command.status) + render.Text(detail)),
+            ("Status", render.status(command.status) + Text(detail)),
             ("Document", command.document_name),
             ("Targets", ", ".join(f"{t.key}={','.join(t.values)}" for t in command.targets)),
-            ("Progress", f"{command.completed_count}/{command.target_count} done, "
-                         f"{command.error_count} error(s)"),
+            (
+                "Progress",
+                f"{command.completed_count}/{command.target_count} done, "
+                f"{command.error_count} error(s)",
+            ),
             ("Counts", counts_text(command)),
             ("Requested", f"{render.when(command.requested_at)} by {command.principal or '-'}"),
             ("Comment", command.comment),
@@ -194,10 +254,15 @@ def _invocation_table(invocations: list[Invocation]) -> None:
     render.table(
         ["NODE", "NAME", "STATUS", "DETAIL", "EXIT", "STARTED", "TOOK"],
         (
-            [i.node_id, i.node_name or "-", render.status(i.status),
-             i.status_detail if i.status_detail != i.status else "",
-             "-" if i.exit_code is None else i.exit_code, render.when(i.started_at),
-             render.duration(i.started_at, i.ended_at)]
+            [
+                i.node_id,
+                i.node_name or "-",
+                render.status(i.status),
+                i.status_detail if i.status_detail != i.status else "",
+                "-" if i.exit_code is None else i.exit_code,
+                render.when(i.started_at),
+                render.duration(i.started_at, i.ended_at),
+            ]
             for i in invocations
         ),
         empty="This command has no invocations: its targets matched no node.",
@@ -244,8 +309,11 @@ def show_invocation(ctx: click.Context, command_id: str, node_id: str) -> None:
         [
             ("Command", inv.command_id),
             ("Node", f"{inv.node_name or '-'} ({inv.node_id})"),
-            ("Status", render.status(inv.status) + render.Text(
-                f" ({inv.status_detail})" if inv.status_detail != inv.status else "")),
+            (
+                "Status",
+                render.status(inv.status)
+                + Text(f" ({inv.status_detail})" if inv.status_detail != inv.status else ""),
+            ),
             ("Exit code", inv.exit_code),
             ("Started", render.when(inv.started_at)),
             ("Ended", render.when(inv.ended_at)),

@@ -36,7 +36,9 @@ def read_file(path: Path | None = None) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValidationError(f"The config file {path} cannot be read ({exc}): fix or delete it.") from exc
+        raise ValidationError(
+            f"The config file {path} cannot be read ({exc}): fix or delete it."
+        ) from exc
     return {k: str(v) for k, v in data.items() if isinstance(v, str)}
 
 

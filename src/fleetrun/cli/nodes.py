@@ -20,7 +20,9 @@ def nodes() -> None:
 
 @nodes.command("list")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only nodes with this tag.")
-@click.option("--status", type=click.Choice(["Online", "ConnectionLost"]), help="Only this ping status.")
+@click.option(
+    "--status", type=click.Choice(["Online", "ConnectionLost"]), help="Only this ping status."
+)
 @api_options
 @click.pass_context
 def list_nodes(ctx: click.Context, tags: tuple[str, ...], status: str | None) -> None:
@@ -32,8 +34,15 @@ def list_nodes(ctx: click.Context, tags: tuple[str, ...], status: str | None) ->
     render.table(
         ["ID", "NAME", "STATUS", "PLATFORM", "AGENT", "TAGS", "LAST SEEN"],
         (
-            [n.id, n.name, render.status(n.ping_status), n.platform_version or n.platform or "-",
-             n.agent_version or "-", render.tags(n.tags), render.when(n.last_ping_at)]
+            [
+                n.id,
+                n.name,
+                render.status(n.ping_status),
+                n.platform_version or n.platform or "-",
+                n.agent_version or "-",
+                render.tags(n.tags),
+                render.when(n.last_ping_at),
+            ]
             for n in found
         ),
         empty="No nodes yet: enrol one with `fleetrun activations create` and "
@@ -78,23 +87,37 @@ def activations() -> None:
 
 @activations.command("create")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag every node enrolled.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=1, show_default=True,
-              help="How many nodes may register with it.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=1,
+    show_default=True,
+    help="How many nodes may register with it.",
+)
 @click.option("--expires", default="24h", show_default=True, help="Lifetime, e.g. 1h, 24h, 30d.")
 @click.option("--name", default=None, help="Default name of the nodes.")
 @click.option("--description", default=None)
 @api_options
 @click.pass_context
-def create_activation(ctx: click.Context, tags: tuple[str, ...], limit: int, expires: str,
-                      name: str | None, description: str | None) -> None:
+def create_activation(
+    ctx: click.Context,
+    tags: tuple[str, ...],
+    limit: int,
+    expires: str,
+    name: str | None,
+    description: str | None,
+) -> None:
     """Create an activation and print its id and code (the code is shown once)."""
     opts = options(ctx)
     expires_s = parse_duration(expires)
     if not 0 < expires_s <= MAX_EXPIRES_S:
         raise ValidationError(f"Expiry {expires} is out of range: give at most 30d.")
     created = opts.client().create_activation(
-        name=name, tags=parse_tags(tags), registration_limit=limit,
-        expires_in_s=expires_s, description=description,
+        name=name,
+        tags=parse_tags(tags),
+        registration_limit=limit,
+        expires_in_s=expires_s,
+        description=description,
     )
     if opts.json:
         return render.emit_json(created)
@@ -128,8 +151,13 @@ def list_activations(ctx: click.Context) -> None:
     render.table(
         ["ID", "NAME", "USED", "EXPIRES", "TAGS"],
         (
-            [a.id, a.name or "-", f"{a.registrations_count}/{a.registration_limit}",
-             "expired" if a.expired else render.when(a.expires_at), render.tags(a.tags)]
+            [
+                a.id,
+                a.name or "-",
+                f"{a.registrations_count}/{a.registration_limit}",
+                "expired" if a.expired else render.when(a.expires_at),
+                render.tags(a.tags),
+            ]
             for a in found
         ),
         empty="No activations: create one with `fleetrun activations create`.",

@@ -72,7 +72,11 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, empty: str) 
 def block(pairs: Sequence[tuple[str, Any]]) -> None:
     width = max(len(k) for k, _ in pairs)
     for key, value in pairs:
-        text = value if isinstance(value, Text) else Text(str(value if value not in (None, "") else "-"))
+        text = (
+            value
+            if isinstance(value, Text)
+            else Text(str(value if value not in (None, "") else "-"))
+        )
         out.print(Text(f"{key:<{width}}  ", style="bold") + text)
 
 

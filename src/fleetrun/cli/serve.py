@@ -14,23 +14,40 @@ from fleetrun.sdk import Client
 @click.command("server")
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8470).")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Where the database, output and admin token live.")
-@click.option("--database-url", default=None,
-              help="sqlite:///PATH (default: in the data dir) or postgresql+psycopg://...")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the database, output and admin token live.",
+)
+@click.option(
+    "--database-url",
+    default=None,
+    help="sqlite:///PATH (default: in the data dir) or postgresql+psycopg://...",
+)
 @click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]))
-def server(host: str | None, port: int | None, data_dir: Path | None,
-           database_url: str | None, log_level: str | None) -> None:
+def server(
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    database_url: str | None,
+    log_level: str | None,
+) -> None:
     """Run the fleetrun server (API, agent gateway, dispatcher) in the foreground."""
-    from fleetrun.server.db import async_url
+    from fleetrun.server.db import sync_url
     from fleetrun.server.main import serve
     from fleetrun.server.settings import Settings
 
     settings = Settings.load(
-        {"host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
-         "log_level": log_level}
+        {
+            "host": host,
+            "port": port,
+            "data_dir": data_dir,
+            "database_url": database_url,
+            "log_level": log_level,
+        }
     )
-    async_url(settings.effective_database_url)  # refuse a bad URL before starting
+    sync_url(settings.effective_database_url)  # refuse a bad URL before starting
     serve(settings)
 
 

@@ -62,9 +62,7 @@ def _builtin(action: str, description: str) -> dict[str, Any]:
 BUILTIN_DOCUMENTS: dict[str, dict[str, Any]] = {
     "RunShellScript": _builtin("runShellScript", "Run a shell script."),
     "RunPythonScript": _builtin("runPythonScript", "Run a Python script with python3."),
-    "RunPowerShellScript": _builtin(
-        "runPowerShellScript", "Run a PowerShell script with pwsh."
-    ),
+    "RunPowerShellScript": _builtin("runPowerShellScript", "Run a PowerShell script with pwsh."),
 }
 
 
@@ -94,7 +92,9 @@ def bind_parameters(
             )
         if kind == "StringList":
             if len(values) < int(spec.get("minItems", 0)):
-                raise ValidationError(f"Parameter {name!r} needs at least {spec['minItems']} value.")
+                raise ValidationError(
+                    f"Parameter {name!r} needs at least {spec['minItems']} value."
+                )
             bound[name] = values
         else:
             if len(values) != 1:
@@ -150,9 +150,7 @@ def _environment(params: dict[str, str | list[str]], run_command: Any) -> dict[s
     }
 
 
-def resolve_steps(
-    content: dict[str, Any], params: dict[str, str | list[str]]
-) -> list[Step]:
+def resolve_steps(content: dict[str, Any], params: dict[str, str | list[str]]) -> list[Step]:
     """The steps of a document with its parameters bound."""
     steps: list[Step] = []
     for raw in content.get("mainSteps") or []:

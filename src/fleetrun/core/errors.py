@@ -69,7 +69,7 @@ class ServerError(FleetrunError):
     type = "ServerError"
 
 
-class ConnectionError_(FleetrunError):  # noqa: N801 - the builtin name is taken
+class ConnectionError_(FleetrunError):
     """The server could not be reached at all (raised by the SDK, never by the server)."""
 
     status_code = 0
@@ -94,7 +94,5 @@ def error_for(type_: str, status_code: int, message: str) -> FleetrunError:
     """The error class that a response with this `type` and status stands for."""
     cls = ERROR_TYPES.get(type_)
     if cls is None:
-        cls = next(
-            (c for c in ERROR_TYPES.values() if c.status_code == status_code), FleetrunError
-        )
+        cls = next((c for c in ERROR_TYPES.values() if c.status_code == status_code), FleetrunError)
     return cls(message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import string
 import uuid
 
 NODE_ID_RE = re.compile(r"^n-[0-9a-f]{17}$")
@@ -20,9 +21,13 @@ def new_uuid() -> str:
     return str(uuid.uuid4())
 
 
-def new_secret(nbytes: int = 24) -> str:
-    """A URL-safe secret (activation codes, token secrets)."""
-    return secrets.token_urlsafe(nbytes)
+_ALPHANUMERIC = string.ascii_letters + string.digits
+
+
+def new_secret(length: int = 24) -> str:
+    """A random letters-and-digits secret (activation codes): safe to paste after a
+    command-line flag, where a leading `-` would be read as an option."""
+    return "".join(secrets.choice(_ALPHANUMERIC) for _ in range(length))
 
 
 def is_node_id(value: str) -> bool:

@@ -165,8 +165,19 @@ Frame = Annotated[
 ]
 _ADAPTER: TypeAdapter[Frame] = TypeAdapter(Frame)
 KNOWN_TYPES = frozenset(
-    {"challenge", "hello", "welcome", "invoke", "ack", "output", "state", "cancel",
-     "received", "ping", "pong"}
+    {
+        "challenge",
+        "hello",
+        "welcome",
+        "invoke",
+        "ack",
+        "output",
+        "state",
+        "cancel",
+        "received",
+        "ping",
+        "pong",
+    }
 )
 
 

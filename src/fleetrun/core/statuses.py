@@ -163,9 +163,7 @@ def summarize(
             delivery_timeouts += 1
 
     def done(status: CommandStatus, detail: StatusDetail) -> CommandSummary:
-        return CommandSummary(
-            status, detail, total, completed, errors, delivery_timeouts, counts
-        )
+        return CommandSummary(status, detail, total, completed, errors, delivery_timeouts, counts)
 
     if total == 0:
         return done(CommandStatus.FAILED, StatusDetail.NO_INSTANCES_IN_TAG)

@@ -80,7 +80,10 @@ class Client:
     ) -> Any:
         try:
             response = self._http.request(
-                method, path, json=json, params=_clean(params),
+                method,
+                path,
+                json=json,
+                params=_clean(params),
                 timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.TransportError as exc:
@@ -96,7 +99,9 @@ class Client:
     def _model(self, model: type[M], method: str, path: str, **kw: Any) -> M:
         return model.model_validate(self.request(method, path, **kw))
 
-    def _items(self, model: type[M], path: str, params: Mapping[str, Any] | None = None) -> Iterator[M]:
+    def _items(
+        self, model: type[M], path: str, params: Mapping[str, Any] | None = None
+    ) -> Iterator[M]:
         """Every item of a paged listing, following cursors."""
         params = dict(params or {})
         while True:
@@ -120,8 +125,11 @@ class Client:
     ) -> ActivationCreated:
         body = build(
             ActivationCreate,
-            name=name, tags=dict(tags or {}), registration_limit=registration_limit,
-            expires_in_s=expires_in_s, description=description,
+            name=name,
+            tags=dict(tags or {}),
+            registration_limit=registration_limit,
+            expires_in_s=expires_in_s,
+            description=description,
         )
         return self._model(ActivationCreated, "POST", "/v1/activations", json=body.model_dump())
 
@@ -166,15 +174,21 @@ class Client:
             CommandCreate,
             document_name=document,
             parameters=params,
-            targets=build_targets(node_ids=node_ids, tags=tags, targets=targets, all_nodes=all_nodes),
+            targets=build_targets(
+                node_ids=node_ids, tags=tags, targets=targets, all_nodes=all_nodes
+            ),
             comment=comment,
             execution_timeout_s=timeout_s,
         )
         return self._model(Command, "POST", "/v1/commands", json=body.model_dump(exclude_none=True))
 
-    def get_command(self, command_id: str, *, wait_s: float = 0, version: int | None = None) -> Command:
+    def get_command(
+        self, command_id: str, *, wait_s: float = 0, version: int | None = None
+    ) -> Command:
         return self._model(
-            Command, "GET", f"/v1/commands/{command_id}",
+            Command,
+            "GET",
+            f"/v1/commands/{command_id}",
             params={"wait_s": wait_s or None, "version": version},
             timeout_s=wait_s + 30 if wait_s else None,
         )
@@ -269,7 +283,8 @@ def _raise_for(response: httpx.Response) -> None:
         type_, message = str(body["type"]), str(body["message"])
     except (ValueError, KeyError, TypeError):
         raise error_for(
-            "", response.status_code,
+            "",
+            response.status_code,
             f"The server answered {response.status_code} {response.reason_phrase}.",
         ) from None
     raise error_for(type_, response.status_code, message)

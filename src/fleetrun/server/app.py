@@ -3,6 +3,7 @@ become HTTP responses."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import uuid
@@ -23,7 +24,7 @@ from fleetrun.core.errors import (
 )
 from fleetrun.schemas.base import describe
 from fleetrun.server.api import activations, agent, commands, nodes
-from fleetrun.server.db import Database
+from fleetrun.server.db import Database, Tx
 from fleetrun.server.output import LocalOutputStore
 from fleetrun.server.settings import Settings
 from fleetrun.server.state import ServerState
@@ -45,7 +46,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="fleetrun",
         version=__version__,
-        description="Run Command for hybrid fleets. Every route needs `Authorization: Bearer TOKEN`.",
+        description="Run Command for hybrid fleets. "
+        "Every route needs `Authorization: Bearer TOKEN`.",
         lifespan=_lifespan,
         openapi_url="/openapi.json",
     )
@@ -66,15 +68,16 @@ async def _healthz() -> dict[str, str]:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: ServerState = app.state.fleet
-    await state.db.migrate()
+    await asyncio.to_thread(state.db.migrate)
     await ensure_admin_token(state)
-    async with state.db.write() as tx:
-        await node_store.mark_all_lost(tx.session)
+    await state.db.write(lambda tx: node_store.mark_all_lost(tx.session))
     state.dispatcher.start()
+    toucher = asyncio.create_task(state.gateway.touch_loop(), name="pings")
     log.info("fleetrun %s serving; data in %s", __version__, state.settings.data_dir)
     try:
         yield
     finally:
+        toucher.cancel()
         await state.gateway.close_all()
         await state.dispatcher.stop()
         await state.output.close()
@@ -85,19 +88,23 @@ async def ensure_admin_token(state: ServerState) -> None:
     """On first start, make the administrator's token and leave it in admin.token
     (mode 0600); later starts keep it."""
     path = state.settings.admin_token_path
-    async with state.db.write() as tx:
+
+    def ensure(tx: Tx) -> bool:
         if path.exists():
             token = path.read_text().strip()
-            if not await token_store.token_exists(tx.session, token):
-                await token_store.create_token(
+            if not token_store.token_exists(tx.session, token):
+                token_store.create_token(
                     tx.session, "admin", token=token, description="administrator"
                 )
-            return
-        _, token = await token_store.create_token(tx.session, "admin", description="administrator")
+            return False
+        _, token = token_store.create_token(tx.session, "admin", description="administrator")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(token + "\n")
-    log.info("administrator token written to %s", path)
+        return True
+
+    if await state.db.write(ensure):
+        log.info("administrator token written to %s", path)
 
 
 async def _request_id(

@@ -1,32 +1,41 @@
-"""The database: one async engine over SQLite (embedded default) or PostgreSQL.
+"""The database: SQLAlchemy over SQLite (embedded default) or PostgreSQL (psycopg 3).
 
-`Database.read()` gives a session for queries; `Database.write()` gives a session in a
-transaction that commits on exit and then runs the callbacks registered with
-`Tx.after_commit` (wake-ups, notifications), so nothing is announced that was not
-stored. SQLite has one writer at a time: in-process writes are serialised with a lock,
-so a busy database never surfaces as an error.
+Store functions are plain synchronous SQLAlchemy; each transaction runs whole in a
+worker thread, so the event loop pays one thread hop per transaction rather than one
+per statement:
+
+    command = await db.write(lambda tx: create_command(tx.session, body))
+    nodes = await db.read(lambda session: read_nodes(session))
+
+`write` commits on return and then runs the callbacks registered with
+`Tx.after_commit` on the event loop (wake-ups, notifications), so nothing is
+announced that was not stored. SQLite has one writer at a time: its writes all run
+on one thread, so a busy database never surfaces as an error; reads run beside it
+(WAL).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
 
 from fleetrun.core.errors import ValidationError
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-def async_url(url: str) -> str:
-    """The SQLAlchemy async URL for a URL an operator wrote."""
+
+def sync_url(url: str) -> str:
+    """The SQLAlchemy URL for a URL an operator wrote (or a ValidationError)."""
     try:
         parsed = make_url(url)
     except Exception as exc:
@@ -35,9 +44,9 @@ def async_url(url: str) -> str:
             "postgresql+psycopg://USER@HOST:PORT/DB."
         ) from exc
     driver = parsed.drivername
-    if driver in ("sqlite", "sqlite+pysqlite", "sqlite+aiosqlite"):
-        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
-    if driver in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg_async"):
+    if driver in ("sqlite", "sqlite+pysqlite"):
+        return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
+    if driver in ("postgresql", "postgres", "postgresql+psycopg"):
         return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     raise ValidationError(
         f"Database driver {driver!r} is not supported: use sqlite:/// or postgresql+psycopg://."
@@ -47,60 +56,67 @@ def async_url(url: str) -> str:
 class Tx:
     """A write transaction and what to do once it is committed."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
-        self._after: list[Callable[[], Any]] = []
+        self.after: list[Callable[[], Any]] = []
 
     def after_commit(self, callback: Callable[[], Any]) -> None:
-        self._after.append(callback)
+        self.after.append(callback)
 
 
 class Database:
-    def __init__(self, url: str) -> None:
-        self.url = async_url(url)
+    def __init__(self, url: str, *, readers: int = 4) -> None:
+        self.url = sync_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             path = make_url(self.url).database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs.update(
+                connect_args={"timeout": 30, "check_same_thread": False},
+                pool_size=readers + 1,
+                max_overflow=0,
+            )
         else:
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
-        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+            kwargs.update(pool_size=readers + 4, max_overflow=10, pool_pre_ping=True)
+        self.engine: Engine = create_engine(self.url, **kwargs)
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite: one writer thread. PostgreSQL: writers in parallel, rows locked as needed.
+        self._writer = ThreadPoolExecutor(1 if self.is_sqlite else readers + 2, "db-write")
+        self._reader = ThreadPoolExecutor(readers, "db-read")
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as session:
-            yield session
+    async def read(self, work: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with self._sessions() as session:
+                return work(session)
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[Tx]:
-        async with self._write_lock or _no_lock():
-            async with self._sessions() as session, session.begin():
+        return await asyncio.get_running_loop().run_in_executor(self._reader, run)
+
+    async def write(self, work: Callable[[Tx], T]) -> T:
+        def run() -> tuple[T, Tx]:
+            with self._sessions() as session, session.begin():
                 tx = Tx(session)
-                yield tx
-        for callback in tx._after:
+                return work(tx), tx
+
+        result, tx = await asyncio.get_running_loop().run_in_executor(self._writer, run)
+        for callback in tx.after:
             callback()
+        return result
 
-    async def close(self) -> None:
-        await self.engine.dispose()
-
-    async def migrate(self) -> None:
+    def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic)."""
         from fleetrun.server.store.migrate import upgrade
 
-        async with self.engine.begin() as conn:
-            await conn.run_sync(upgrade)
+        with self.engine.begin() as conn:
+            upgrade(conn)
 
-
-@asynccontextmanager
-async def _no_lock() -> AsyncIterator[None]:
-    yield
+    async def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
+        self.engine.dispose()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

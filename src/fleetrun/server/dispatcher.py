@@ -14,6 +14,7 @@ Delivery is at least once; the agent's journal makes a repeat harmless.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from fleetrun.core import protocol
 from fleetrun.core.statuses import InvocationStatus
+from fleetrun.server.db import Tx
 from fleetrun.server.store import invocations as invocation_store
 from fleetrun.server.store.tables import Command
 
@@ -61,10 +63,8 @@ class Dispatcher:
     async def _loop(self) -> None:
         interval = self.state.settings.sweep_interval_s
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.tick()
@@ -82,8 +82,7 @@ class Dispatcher:
             await self.deliver(sorted(nodes))
 
     async def deliver(self, node_ids: list[str] | None) -> None:
-        async with self.state.db.read() as session:
-            rows = await invocation_store.deliverable(session, node_ids)
+        rows = await self.state.db.read(lambda s: invocation_store.deliverable(s, node_ids))
         resend_s = self.state.settings.invoke_resend_s
         offline: list[str] = []
         for invocation_id, node_id, command_id, status in rows:
@@ -99,25 +98,27 @@ class Dispatcher:
             if frame is not None and await agent.send(frame):
                 agent.sent_invokes[invocation_id] = time.monotonic()
         if offline:
-            async with self.state.db.write() as tx:
-                changed = await invocation_store.mark_delayed(tx.session, offline)
-                await self.state.refresh_commands(tx, changed)
+
+            def delay(tx: Tx) -> None:
+                changed = invocation_store.mark_delayed(tx.session, offline)
+                self.state.refresh_commands(tx, changed)
+
+            await self.state.db.write(delay)
 
     async def _invoke(self, invocation_id: str, command_id: str) -> protocol.Invoke | None:
         plan = self._plans.get(command_id)
         if plan is None:
-            async with self.state.db.read() as session:
-                command = await session.get(Command, command_id)
+            command = await self.state.db.read(lambda s: s.get(Command, command_id))
             if command is None:
                 return None
-            plan = dict(
-                command_id=command.id,
-                document_name=command.document_name,
-                document_version=command.document_version,
-                steps=[protocol.Step(**s) for s in command.steps],
-                execution_timeout_s=float(command.execution_timeout_s),
-                principal=command.principal,
-            )
+            plan = {
+                "command_id": command.id,
+                "document_name": command.document_name,
+                "document_version": command.document_version,
+                "steps": [protocol.Step(**s) for s in command.steps],
+                "execution_timeout_s": float(command.execution_timeout_s),
+                "principal": command.principal,
+            }
             self._plans[command_id] = plan
             if len(self._plans) > PLAN_CACHE_SIZE:
                 self._plans.popitem(last=False)

@@ -6,7 +6,8 @@ the database has acknowledged. The database keeps only a bounded tail of each st
 for the API; the whole stream lives here.
 
 `OutputStore` is the interface; `LocalOutputStore` keeps a directory of files. An
-S3-compatible store plugs in behind the same four methods.
+S3-compatible store plugs in behind the same four methods. `write` runs on a
+database thread inside the transaction that records the new length.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def stream_key(command_id: str, node_id: str, step: int, stream: str) -> str:
 
 
 class OutputStore(Protocol):
-    async def write(self, key: str, offset: int, data: bytes) -> None: ...
+    def write(self, key: str, offset: int, data: bytes) -> None: ...
 
     def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]: ...
 
@@ -48,12 +49,9 @@ class LocalOutputStore:
             raise ValueError(f"bad output key {key!r}")
         return path
 
-    async def write(self, key: str, offset: int, data: bytes) -> None:
-        path = self._path(key)
-        if len(data) > 1 << 20:
-            await asyncio.to_thread(_write_at, path, offset, data)
-        else:
-            _write_at(path, offset, data)
+    def write(self, key: str, offset: int, data: bytes) -> None:
+        """Called inside a database transaction, on a database thread."""
+        _write_at(self._path(key), offset, data)
 
     async def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Bytes [start, end) of a stream (end is what the database acknowledged)."""

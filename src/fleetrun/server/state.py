@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 from fleetrun.server.authz import Authorizer
 from fleetrun.server.changes import Changes
@@ -29,11 +30,10 @@ class ServerState:
         self.gateway = Gateway(self)
         self.dispatcher = Dispatcher(self)
 
-    async def refresh_commands(self, tx: Tx, command_ids: Iterable[str]) -> None:
-        """Recompute these commands' status in `tx`, and once it is committed tell
-        whoever waits on them and wake the dispatcher."""
+    def refresh_commands(self, tx: Tx, command_ids: Iterable[str]) -> None:
+        """Recompute these commands' status in `tx` (on the database thread), and once
+        it is committed tell whoever waits on them and wake the dispatcher."""
         for command_id in set(command_ids):
-            if await command_store.refresh_command(tx.session, command_id):
-                tx.after_commit(lambda c=command_id: self.changes.publish(c))
+            if command_store.refresh_command(tx.session, command_id):
+                tx.after_commit(partial(self.changes.publish, command_id))
                 tx.after_commit(self.dispatcher.wake)
-

@@ -19,17 +19,17 @@ async def create_activation(
     body: schemas.ActivationCreate,
     caller: Annotated[Caller, Depends(authorize("CreateActivation"))],
 ) -> schemas.ActivationCreated:
-    async with state_of(request).db.write() as tx:
-        row, code = await store.create_activation(tx.session, body)
-        return schemas.ActivationCreated(**store.to_schema(row).model_dump(), code=code)
+    row, code = await state_of(request).db.write(
+        lambda tx: store.create_activation(tx.session, body)
+    )
+    return schemas.ActivationCreated(**store.to_schema(row).model_dump(), code=code)
 
 
 @router.get("", **action("ListActivations"))
 async def list_activations(
     request: Request, caller: Annotated[Caller, Depends(authorize("ListActivations"))]
 ) -> Page[schemas.Activation]:
-    async with state_of(request).db.read() as session:
-        rows = await store.read_activations(session)
+    rows = await state_of(request).db.read(store.read_activations)
     return Page(items=[store.to_schema(r) for r in rows])
 
 
@@ -39,5 +39,4 @@ async def delete_activation(
     activation_id: str,
     caller: Annotated[Caller, Depends(authorize("DeleteActivation"))],
 ) -> None:
-    async with state_of(request).db.write() as tx:
-        await store.delete_activation(tx.session, activation_id)
+    await state_of(request).db.write(lambda tx: store.delete_activation(tx.session, activation_id))

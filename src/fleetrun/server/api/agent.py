@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, WebSocket, status
 
 from fleetrun.schemas.agent import RegisterRequest, RegisterResponse
 from fleetrun.server.api.deps import state_of
+from fleetrun.server.db import Tx
 from fleetrun.server.store import activations as activation_store
 from fleetrun.server.store import nodes as node_store
 
@@ -15,12 +16,14 @@ router = APIRouter(prefix="/v1/agent", tags=["agent"])
 
 @router.post("/register", status_code=status.HTTP_201_CREATED)
 async def register(request: Request, body: RegisterRequest) -> RegisterResponse:
-    async with state_of(request).db.write() as tx:
-        activation = await activation_store.consume_activation(
+    def register_node(tx: Tx) -> RegisterResponse:
+        activation = activation_store.consume_activation(
             tx.session, body.activation_id, body.activation_code
         )
-        node = await node_store.create_node(tx.session, activation, body)
+        node = node_store.create_node(tx.session, activation, body)
         return RegisterResponse(node_id=node.id, name=node.name)
+
+    return await state_of(request).db.write(register_node)
 
 
 @router.websocket("/connect")

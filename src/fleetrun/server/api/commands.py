@@ -5,15 +5,18 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
 from fleetrun.core.errors import ValidationError
 from fleetrun.schemas import commands as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.authz import Caller
+from fleetrun.server.db import Tx
 from fleetrun.server.output import stream_key
 from fleetrun.server.store import commands as store
 from fleetrun.server.store import invocations as invocation_store
+from fleetrun.server.store.tables import InvocationStep
 
 router = APIRouter(prefix="/v1/commands", tags=["commands"])
 
@@ -27,10 +30,13 @@ async def send_command(
     caller: Annotated[Caller, Depends(authorize("SendCommand"))],
 ) -> schemas.Command:
     state = state_of(request)
-    async with state.db.write() as tx:
-        command = await store.create_command(tx.session, body, principal=caller.principal)
+
+    def create(tx: Tx) -> schemas.Command:
+        command = store.create_command(tx.session, body, principal=caller.principal)
         tx.after_commit(state.dispatcher.wake)
         return store.to_schema(command)
+
+    return await state.db.write(create)
 
 
 @router.get("", **action("ListCommands"))
@@ -41,10 +47,9 @@ async def list_commands(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
 ) -> Page[schemas.Command]:
-    async with state_of(request).db.read() as session:
-        rows, next_cursor = await store.read_commands(
-            session, status=status, limit=limit, cursor=cursor
-        )
+    rows, next_cursor = await state_of(request).db.read(
+        lambda s: store.read_commands(s, status=status, limit=limit, cursor=cursor)
+    )
     return Page(items=[store.to_schema(r) for r in rows], next_cursor=next_cursor)
 
 
@@ -59,14 +64,16 @@ async def get_command(
     """With `wait_s`, answer as soon as the command's version differs from `version`
     (or it is finished), and at the latest after `wait_s` seconds."""
     state = state_of(request)
+
+    def read(session: Session) -> schemas.Command:
+        return store.to_schema(store.read_command(session, command_id))
+
     with state.changes.subscribe(command_id) as changed:
-        async with state.db.read() as session:
-            command = store.to_schema(await store.read_command(session, command_id))
+        command = await state.db.read(read)
         if wait_s <= 0 or command.done or (version is not None and command.version != version):
             return command
         if await changed.wait(wait_s):
-            async with state.db.read() as session:
-                command = store.to_schema(await store.read_command(session, command_id))
+            command = await state.db.read(read)
     return command
 
 
@@ -80,17 +87,17 @@ async def list_invocations(
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
     cursor: str | None = None,
 ) -> Page[schemas.Invocation]:
-    async with state_of(request).db.read() as session:
-        command = await store.read_command(session, command_id)
-        rows, next_cursor = await invocation_store.read_invocations(
+    def read(session: Session) -> Page[schemas.Invocation]:
+        command = store.read_command(session, command_id)
+        rows, next_cursor = invocation_store.read_invocations(
             session, command_id, status=status, limit=limit, cursor=cursor
         )
-        steps = (
-            await invocation_store.read_steps_of(session, [r.id for r in rows]) if details else {}
-        )
-    plan = command.steps if details else []
-    items = [invocation_store.to_schema(r, steps.get(r.id, []), plan) for r in rows]
-    return Page(items=items, next_cursor=next_cursor)
+        steps = invocation_store.read_steps_of(session, [r.id for r in rows]) if details else {}
+        plan = command.steps if details else []
+        items = [invocation_store.to_schema(r, steps.get(r.id, []), plan) for r in rows]
+        return Page(items=items, next_cursor=next_cursor)
+
+    return await state_of(request).db.read(read)
 
 
 @router.get("/{command_id}/invocations/{node_id}", **action("GetCommandInvocation"))
@@ -100,11 +107,14 @@ async def get_invocation(
     node_id: str,
     caller: Annotated[Caller, Depends(authorize("GetCommandInvocation"))],
 ) -> schemas.Invocation:
-    async with state_of(request).db.read() as session:
-        command = await store.read_command(session, command_id)
-        inv = await invocation_store.read_invocation(session, command_id, node_id)
-        steps = await invocation_store.read_steps(session, inv.id)
-    return invocation_store.to_schema(inv, steps, command.steps)
+    def read(session: Session) -> schemas.Invocation:
+        command = store.read_command(session, command_id)
+        inv = invocation_store.read_invocation(session, command_id, node_id)
+        return invocation_store.to_schema(
+            inv, invocation_store.read_steps(session, inv.id), command.steps
+        )
+
+    return await state_of(request).db.read(read)
 
 
 @router.get("/{command_id}/invocations/{node_id}/output", **action("GetCommandInvocation"))
@@ -119,11 +129,17 @@ async def get_output(
     """The full stream, all steps in order (or one step), as bytes. Honours a single
     `Range: bytes=START-END` header."""
     state = state_of(request)
-    async with state.db.read() as session:
-        inv = await invocation_store.read_invocation(session, command_id, node_id)
-        steps = await invocation_store.read_steps(session, inv.id)
+
+    def read(session: Session) -> list[InvocationStep]:
+        inv = invocation_store.read_invocation(session, command_id, node_id)
+        return invocation_store.read_steps(session, inv.id)
+
+    steps = await state.db.read(read)
     parts = [
-        (stream_key(command_id, node_id, s.idx, stream), s.stdout_bytes if stream == "stdout" else s.stderr_bytes)
+        (
+            stream_key(command_id, node_id, s.idx, stream),
+            s.stdout_bytes if stream == "stdout" else s.stderr_bytes,
+        )
         for s in steps
         if step is None or s.idx == step
     ]
@@ -144,7 +160,9 @@ async def get_output(
     if request.headers.get("range"):
         code = 206
         headers["content-range"] = f"bytes {start}-{max(end - 1, start)}/{total}"
-    return StreamingResponse(body(), status_code=code, headers=headers, media_type="application/octet-stream")
+    return StreamingResponse(
+        body(), status_code=code, headers=headers, media_type="application/octet-stream"
+    )
 
 
 def _range(header: str | None, total: int) -> tuple[int, int]:

@@ -18,11 +18,10 @@ from fleetrun.server.authz import Caller
 from fleetrun.server.state import ServerState
 from fleetrun.server.store import tokens as token_store
 
-NO_TOKEN = (
-    "This request needs an API token: pass --token, set FLEETRUN_TOKEN, or run "
-    "`fleetrun login`."
+MISSING_CREDENTIALS = (
+    "This request needs an API token: pass --token, set FLEETRUN_TOKEN, or run `fleetrun login`."
 )
-BAD_TOKEN = (
+WRONG_CREDENTIALS = (
     "The API token is not valid (unknown, expired or revoked): check it, or ask an "
     "administrator for a new one."
 )
@@ -44,12 +43,10 @@ def bearer(request: Request) -> str | None:
 async def authenticate(request: Request) -> Caller:
     token = bearer(request)
     if token is None:
-        raise AuthenticationError(NO_TOKEN)
-    state = state_of(request)
-    async with state.db.read() as session:
-        row = await token_store.read_valid_token(session, token)
+        raise AuthenticationError(MISSING_CREDENTIALS)
+    row = await state_of(request).db.read(lambda s: token_store.read_valid_token(s, token))
     if row is None:
-        raise AuthenticationError(BAD_TOKEN)
+        raise AuthenticationError(WRONG_CREDENTIALS)
     return Caller(
         principal=row.principal,
         token_id=row.id,

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.orm import Session
 
 from fleetrun.core.tags import parse_tags
 from fleetrun.schemas import nodes as schemas
@@ -22,17 +23,21 @@ async def list_nodes(
     ping_status: str | None = None,
 ) -> Page[schemas.Node]:
     tags = parse_tags(tag or [])
-    async with state_of(request).db.read() as session:
-        nodes = await store.read_nodes(session, ping_status=ping_status, tags=tags)
-        node_tags = await store.read_tags(session, (n.id for n in nodes))
-    return Page(items=[store.to_schema(n, node_tags[n.id]) for n in nodes])
+
+    def read(session: Session) -> list[schemas.Node]:
+        nodes = store.read_nodes(session, ping_status=ping_status, tags=tags)
+        node_tags = store.read_tags(session, (n.id for n in nodes))
+        return [store.to_schema(n, node_tags[n.id]) for n in nodes]
+
+    return Page(items=await state_of(request).db.read(read))
 
 
 @router.get("/{node_id}", **action("GetNode"))
 async def get_node(
     request: Request, node_id: str, caller: Annotated[Caller, Depends(authorize("GetNode"))]
 ) -> schemas.Node:
-    async with state_of(request).db.read() as session:
-        node = await store.read_node(session, node_id)
-        tags = await store.read_tags(session, [node.id])
-    return store.to_schema(node, tags[node.id])
+    def read(session: Session) -> schemas.Node:
+        node = store.read_node(session, node_id)
+        return store.to_schema(node, store.read_tags(session, [node.id])[node.id])
+
+    return await state_of(request).db.read(read)

@@ -12,6 +12,7 @@ import base64
 import logging
 import secrets
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
@@ -20,8 +21,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from fleetrun.core import protocol
 from fleetrun.core.statuses import InvocationStatus, StatusDetail
+from fleetrun.server.db import Tx
 from fleetrun.server.gateway.session import AgentSession
-from fleetrun.server.store import commands as command_store
 from fleetrun.server.store import invocations as invocation_store
 from fleetrun.server.store import nodes as node_store
 from fleetrun.server.store.tables import Node, utcnow
@@ -75,8 +76,7 @@ class Gateway:
         hello = protocol.parse(await asyncio.wait_for(ws.receive_text(), HELLO_TIMEOUT_S))
         if not isinstance(hello, protocol.Hello):
             raise HandshakeError(protocol.CLOSE_PROTOCOL, "expected hello")
-        async with self.state.db.read() as session:
-            node = await session.get(Node, hello.node_id)
+        node = await self.state.db.read(lambda s: s.get(Node, hello.node_id))
         if node is None or node.deleted_at is not None:
             raise HandshakeError(protocol.CLOSE_NODE_UNKNOWN, "node unknown or deregistered")
         if abs(hello.time_ms / 1000 - time.time()) > MAX_CLOCK_SKEW_S:
@@ -96,7 +96,9 @@ class Gateway:
             await old.close(protocol.CLOSE_REPLACED, "replaced by a newer session")
         await self._online(session, hello)
         await session.send(
-            protocol.Welcome(session_id=session.session_id, heartbeat_s=self.state.settings.heartbeat_s)
+            protocol.Welcome(
+                session_id=session.session_id, heartbeat_s=self.state.settings.heartbeat_s
+            )
         )
         log.info("node %s connected (session %s)", node.id, session.session_id)
         self.state.dispatcher.node_connected(node.id)
@@ -104,24 +106,33 @@ class Gateway:
 
     async def _online(self, session: AgentSession, hello: protocol.Hello) -> None:
         """Mark the node online, and close out what it ran but no longer knows of."""
-        async with self.state.db.write() as tx:
-            await node_store.set_online(
-                tx.session, session.node_id, session.session_id,
-                agent_version=hello.agent_version, facts=hello.facts,
+
+        def online(tx: Tx) -> None:
+            node_store.set_online(
+                tx.session,
+                session.node_id,
+                session.session_id,
+                agent_version=hello.agent_version,
+                facts=hello.facts,
                 local_config=hello.local_config,
             )
             changed = set()
-            for inv in await invocation_store.running_on(tx.session, session.node_id):
+            for inv in invocation_store.running_on(tx.session, session.node_id):
                 if inv.id in session.running_at_hello:
                     continue
                 invocation_store.transition(
-                    tx.session, inv, InvocationStatus.FAILED, StatusDetail.AGENT_RESTARTED,
+                    tx.session,
+                    inv,
+                    InvocationStatus.FAILED,
+                    StatusDetail.AGENT_RESTARTED,
                     ended_at=utcnow(),
                     message="The agent restarted and no longer knows this invocation; "
                     "it was not run again.",
                 )
                 changed.add(inv.command_id)
-            await self.state.refresh_commands(tx, changed)
+            self.state.refresh_commands(tx, changed)
+
+        await self.state.db.write(online)
 
     async def _run(self, session: AgentSession) -> None:
         queue: asyncio.Queue[protocol.Frame | None] = asyncio.Queue()
@@ -169,21 +180,24 @@ class Gateway:
             queue.put_nowait(None)
 
     async def _apply(self, session: AgentSession, batch: list[protocol.Frame]) -> bool:
+        def apply(tx: Tx) -> invocation_store.Applied:
+            applier = invocation_store.FrameApplier(tx.session, session.node_id, self.state.output)
+            for frame in batch:
+                if isinstance(frame, protocol.Ack):
+                    applier.ack(frame)
+                elif isinstance(frame, protocol.Output | protocol.State):
+                    applier.numbered(frame)
+            self.state.refresh_commands(tx, applier.applied.commands)
+            return applier.applied
+
         try:
-            async with self.state.db.write() as tx:
-                applier = invocation_store.FrameApplier(tx.session, session.node_id, self.state.output)
-                for frame in batch:
-                    if isinstance(frame, protocol.Ack):
-                        await applier.ack(frame)
-                    elif isinstance(frame, protocol.Output | protocol.State):
-                        await applier.numbered(frame)
-                await self.state.refresh_commands(tx, applier.applied.commands)
+            applied = await self.state.db.write(apply)
         except Exception:
             # Nothing was acknowledged: the agent sends it all again after reconnecting.
             log.exception("storing frames of node %s failed; closing its session", session.node_id)
             await session.close(1011, "server error")
             return False
-        for invocation_id, seq in applier.applied.received.items():
+        for invocation_id, seq in applied.received.items():
             await session.send(protocol.Received(invocation_id=invocation_id, seq=seq))
         for frame in batch:
             if isinstance(frame, protocol.Ack):
@@ -195,17 +209,38 @@ class Gateway:
         if self.sessions.get(session.node_id) is session:
             del self.sessions[session.node_id]
         try:
-            async with self.state.db.write() as tx:
-                lost = await node_store.set_connection_lost(tx.session, session.node_id, session.session_id)
+            lost = await self.state.db.write(
+                lambda tx: node_store.set_connection_lost(
+                    tx.session, session.node_id, session.session_id
+                )
+            )
         except Exception:
             log.exception("could not mark node %s lost", session.node_id)
             return
         if lost:
             log.info("node %s disconnected", session.node_id)
 
+    async def touch_loop(self) -> None:
+        """Record when each live session last spoke, in one statement per interval."""
+        interval = max(self.state.settings.heartbeat_s * 2, 1.0)
+        while True:
+            await asyncio.sleep(interval)
+            since = time.monotonic() - interval
+            live = [s.node_id for s in self.sessions.values() if s.last_frame_at >= since]
+            if not live:
+                continue
+            try:
+                await self.state.db.write(partial(_mark_pinged, live))
+            except Exception:
+                log.exception("could not record pings")
+
     async def close_all(self) -> None:
         for session in list(self.sessions.values()):
             await session.close(protocol.CLOSE_SHUTDOWN, "server shutting down")
+
+
+def _mark_pinged(node_ids: list[str], tx: Tx) -> None:
+    node_store.mark_pinged(tx.session, node_ids, utcnow())
 
 
 async def _close_quietly(ws: WebSocket, code: int, reason: str) -> None:

@@ -6,7 +6,7 @@ import hmac
 from datetime import timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from fleetrun.core.errors import AccessDeniedError, AuthenticationError, NotFoundError
 from fleetrun.core.ids import is_uuid, new_secret, new_uuid
@@ -21,10 +21,8 @@ WRONG = (
 )
 
 
-async def create_activation(
-    session: AsyncSession, body: schemas.ActivationCreate
-) -> tuple[Activation, str]:
-    code = new_secret(15)
+def create_activation(session: Session, body: schemas.ActivationCreate) -> tuple[Activation, str]:
+    code = new_secret(24)
     now = utcnow()
     row = Activation(
         id=new_uuid(),
@@ -38,27 +36,29 @@ async def create_activation(
         created_at=now,
     )
     session.add(row)
-    await session.flush()
+    session.flush()
     return row, code
 
 
-async def read_activations(session: AsyncSession) -> list[Activation]:
-    rows = await session.execute(select(Activation).order_by(Activation.created_at.desc()))
+def read_activations(session: Session) -> list[Activation]:
+    rows = session.execute(select(Activation).order_by(Activation.created_at.desc()))
     return list(rows.scalars())
 
 
-async def delete_activation(session: AsyncSession, activation_id: str) -> None:
-    row = await session.get(Activation, activation_id)
+def delete_activation(session: Session, activation_id: str) -> None:
+    row = session.get(Activation, activation_id)
     if row is None:
-        raise NotFoundError(f"No activation {activation_id} exists; see `fleetrun activations list`.")
-    await session.delete(row)
+        raise NotFoundError(
+            f"No activation {activation_id} exists; see `fleetrun activations list`."
+        )
+    session.delete(row)
 
 
-async def consume_activation(session: AsyncSession, activation_id: str, code: str) -> Activation:
+def consume_activation(session: Session, activation_id: str, code: str) -> Activation:
     """Count one registration against the activation, or say why it cannot be used.
 
     Expiry and exhaustion are told only to a caller who knows the code."""
-    row = await session.get(Activation, activation_id) if is_uuid(activation_id) else None
+    row = session.get(Activation, activation_id) if is_uuid(activation_id) else None
     if row is None or not hmac.compare_digest(row.code_hash, hash_token(code)):
         raise AuthenticationError(WRONG)
     if row.expires_at <= utcnow():
@@ -66,7 +66,7 @@ async def consume_activation(session: AsyncSession, activation_id: str, code: st
             f"Activation {activation_id} expired at {row.expires_at:%Y-%m-%d %H:%M:%S} UTC: "
             "create a new one with `fleetrun activations create`."
         )
-    claimed = await session.execute(
+    claimed = session.execute(
         update(Activation)
         .where(
             Activation.id == activation_id,

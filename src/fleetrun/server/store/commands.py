@@ -9,7 +9,7 @@ import json
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from fleetrun.core import documents, targets
 from fleetrun.core.errors import NotFoundError, ValidationError
@@ -26,8 +26,8 @@ from fleetrun.server.store.invocations import record_transition
 from fleetrun.server.store.tables import Command, Invocation, Node, utcnow
 
 
-async def create_command(
-    session: AsyncSession, body: schemas.CommandCreate, *, principal: str | None
+def create_command(
+    session: Session, body: schemas.CommandCreate, *, principal: str | None
 ) -> Command:
     content = documents.BUILTIN_DOCUMENTS.get(body.document_name)
     if content is None:
@@ -40,7 +40,7 @@ async def create_command(
         raise ValidationError("The script is empty: give the commands to run.")
     execution_timeout_s = _execution_timeout(body.execution_timeout_s)
     wanted = targets.check(list(body.targets))
-    candidates = await node_store.candidates(session, wanted)
+    candidates = node_store.candidates(session, wanted)
     node_ids = targets.select(wanted, candidates)
     now = utcnow()
     command = Command(
@@ -53,7 +53,8 @@ async def create_command(
         comment=body.comment,
         principal=principal,
         requested_at=now,
-        expires_at=now + timedelta(seconds=schemas.DEFAULT_DELIVERY_TIMEOUT_S + execution_timeout_s),
+        expires_at=now
+        + timedelta(seconds=schemas.DEFAULT_DELIVERY_TIMEOUT_S + execution_timeout_s),
         execution_timeout_s=execution_timeout_s,
         delivery_timeout_s=schemas.DEFAULT_DELIVERY_TIMEOUT_S,
         max_concurrency="100%",
@@ -66,8 +67,8 @@ async def create_command(
         updated_at=now,
     )
     session.add(command)
-    await session.flush()
-    names = await _names(session, node_ids)
+    session.flush()
+    names = _names(session, node_ids)
     invocations = [
         Invocation(
             id=new_uuid(),
@@ -84,10 +85,10 @@ async def create_command(
         for node_id in node_ids
     ]
     session.add_all(invocations)
-    await session.flush()
+    session.flush()
     for inv in invocations:
         record_transition(session, inv.id, inv.status, inv.status_detail, now)
-    await refresh_command(session, command.id)
+    refresh_command(session, command.id)
     return command
 
 
@@ -102,18 +103,18 @@ def _execution_timeout(value: int | None) -> int:
     return value
 
 
-async def _names(session: AsyncSession, node_ids: list[str]) -> dict[str, str]:
+def _names(session: Session, node_ids: list[str]) -> dict[str, str]:
     names: dict[str, str] = {}
     for start in range(0, len(node_ids), 500):
-        rows = await session.execute(
+        rows = session.execute(
             select(Node.id, Node.name).where(Node.id.in_(node_ids[start : start + 500]))
         )
-        names.update({node_id: name for node_id, name in rows})
+        names.update((node_id, name) for node_id, name in rows)
     return names
 
 
-async def read_command(session: AsyncSession, command_id: str) -> Command:
-    command = await session.get(Command, command_id) if is_uuid(command_id) else None
+def read_command(session: Session, command_id: str) -> Command:
+    command = session.get(Command, command_id) if is_uuid(command_id) else None
     if command is None:
         raise NotFoundError(
             f"No command {command_id} exists; list commands with `fleetrun commands list`."
@@ -121,8 +122,8 @@ async def read_command(session: AsyncSession, command_id: str) -> Command:
     return command
 
 
-async def read_commands(
-    session: AsyncSession,
+def read_commands(
+    session: Session,
     *,
     status: str | None = None,
     limit: int = 50,
@@ -139,8 +140,12 @@ async def read_commands(
                 and_(Command.requested_at == at, Command.id < last_id),
             )
         )
-    rows = list((await session.execute(query.limit(limit + 1))).scalars())
-    next_cursor = encode_cursor(rows[limit - 1].requested_at, rows[limit - 1].id) if len(rows) > limit else None
+    rows = list((session.execute(query.limit(limit + 1))).scalars())
+    next_cursor = (
+        encode_cursor(rows[limit - 1].requested_at, rows[limit - 1].id)
+        if len(rows) > limit
+        else None
+    )
     return rows[:limit], next_cursor
 
 
@@ -160,17 +165,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         ) from exc
 
 
-async def refresh_command(session: AsyncSession, command_id: str) -> bool:
+def refresh_command(session: Session, command_id: str) -> bool:
     """Recompute a command's status and counts from its invocations; True if changed.
 
     The command row is locked first, so concurrent updates of its invocations are
     counted one after the other and none is lost."""
     command = (
-        await session.execute(
-            select(Command).where(Command.id == command_id).with_for_update()
-        )
+        session.execute(select(Command).where(Command.id == command_id).with_for_update())
     ).scalar_one()
-    rows = await session.execute(
+    rows = session.execute(
         select(Invocation.status, Invocation.status_detail, func.count())
         .where(Invocation.command_id == command_id)
         .group_by(Invocation.status, Invocation.status_detail)
@@ -179,15 +182,15 @@ async def refresh_command(session: AsyncSession, command_id: str) -> bool:
         itertools.repeat((status, detail), count) for status, detail, count in rows
     )
     summary = summarize(pairs, error_threshold=command.error_threshold)
-    new = dict(
-        status=summary.status.value,
-        status_detail=summary.detail.value,
-        target_count=summary.target_count,
-        completed_count=summary.completed_count,
-        error_count=summary.error_count,
-        delivery_timed_out_count=summary.delivery_timed_out_count,
-        counts=summary.counts,
-    )
+    new = {
+        "status": summary.status.value,
+        "status_detail": summary.detail.value,
+        "target_count": summary.target_count,
+        "completed_count": summary.completed_count,
+        "error_count": summary.error_count,
+        "delivery_timed_out_count": summary.delivery_timed_out_count,
+        "counts": summary.counts,
+    }
     if all(getattr(command, k) == v for k, v in new.items()):
         return False
     for key, value in new.items():

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from fleetrun.core import protocol
 from fleetrun.core.errors import NotFoundError
@@ -39,13 +39,15 @@ from fleetrun.server.store.tables import (
 
 
 def record_transition(
-    session: AsyncSession, invocation_id: str, status: str, detail: str, at: datetime
+    session: Session, invocation_id: str, status: str, detail: str, at: datetime
 ) -> None:
-    session.add(InvocationTransition(invocation_id=invocation_id, status=status, detail=detail, at=at))
+    session.add(
+        InvocationTransition(invocation_id=invocation_id, status=status, detail=detail, at=at)
+    )
 
 
 def transition(
-    session: AsyncSession,
+    session: Session,
     inv: Invocation,
     status: InvocationStatus,
     detail: StatusDetail | str,
@@ -60,11 +62,11 @@ def transition(
     record_transition(session, inv.id, inv.status, inv.status_detail, now)
 
 
-async def read_invocation(session: AsyncSession, command_id: str, node_id: str) -> Invocation:
+def read_invocation(session: Session, command_id: str, node_id: str) -> Invocation:
     inv = None
     if is_uuid(command_id) and is_node_id(node_id):
         inv = (
-            await session.execute(
+            session.execute(
                 select(Invocation).where(
                     Invocation.command_id == command_id, Invocation.node_id == node_id
                 )
@@ -78,8 +80,8 @@ async def read_invocation(session: AsyncSession, command_id: str, node_id: str) 
     return inv
 
 
-async def read_invocations(
-    session: AsyncSession,
+def read_invocations(
+    session: Session,
     command_id: str,
     *,
     status: str | None = None,
@@ -99,7 +101,7 @@ async def read_invocations(
             (Invocation.node_name > name)
             | and_(Invocation.node_name == name, Invocation.node_id > node_id)
         )
-    rows = list((await session.execute(query.limit(limit + 1))).scalars())
+    rows = list((session.execute(query.limit(limit + 1))).scalars())
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
@@ -107,8 +109,8 @@ async def read_invocations(
     return rows[:limit], next_cursor
 
 
-async def read_steps(session: AsyncSession, invocation_id: str) -> list[InvocationStep]:
-    rows = await session.execute(
+def read_steps(session: Session, invocation_id: str) -> list[InvocationStep]:
+    rows = session.execute(
         select(InvocationStep)
         .where(InvocationStep.invocation_id == invocation_id)
         .order_by(InvocationStep.idx)
@@ -116,12 +118,12 @@ async def read_steps(session: AsyncSession, invocation_id: str) -> list[Invocati
     return list(rows.scalars())
 
 
-async def read_steps_of(
-    session: AsyncSession, invocation_ids: Sequence[str]
+def read_steps_of(
+    session: Session, invocation_ids: Sequence[str]
 ) -> dict[str, list[InvocationStep]]:
     steps: dict[str, list[InvocationStep]] = {}
     for start in range(0, len(invocation_ids), 500):
-        rows = await session.execute(
+        rows = session.execute(
             select(InvocationStep)
             .where(InvocationStep.invocation_id.in_(invocation_ids[start : start + 500]))
             .order_by(InvocationStep.invocation_id, InvocationStep.idx)
@@ -131,8 +133,8 @@ async def read_steps_of(
     return steps
 
 
-async def deliverable(
-    session: AsyncSession, node_ids: Sequence[str] | None = None
+def deliverable(
+    session: Session, node_ids: Sequence[str] | None = None
 ) -> list[tuple[str, str, str, str]]:
     """(invocation id, node id, command id, status) of every released invocation that
     an agent has not accepted yet, oldest first."""
@@ -146,14 +148,14 @@ async def deliverable(
     )
     if node_ids is not None:
         query = query.where(Invocation.node_id.in_(node_ids))
-    return [tuple(row) for row in await session.execute(query)]  # type: ignore[misc]
+    return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
 
 
-async def mark_delayed(session: AsyncSession, invocation_ids: Sequence[str]) -> set[str]:
+def mark_delayed(session: Session, invocation_ids: Sequence[str]) -> set[str]:
     """Pending invocations whose node is offline become Delayed; the commands touched."""
     if not invocation_ids:
         return set()
-    rows = await session.execute(
+    rows = session.execute(
         select(Invocation).where(
             Invocation.id.in_(invocation_ids), Invocation.status == InvocationStatus.PENDING
         )
@@ -165,8 +167,8 @@ async def mark_delayed(session: AsyncSession, invocation_ids: Sequence[str]) -> 
     return commands
 
 
-async def running_on(session: AsyncSession, node_id: str) -> list[Invocation]:
-    rows = await session.execute(
+def running_on(session: Session, node_id: str) -> list[Invocation]:
+    rows = session.execute(
         select(Invocation).where(
             Invocation.node_id == node_id,
             Invocation.status.in_([InvocationStatus.IN_PROGRESS, InvocationStatus.CANCELLING]),
@@ -186,7 +188,7 @@ class Applied:
 class FrameApplier:
     """Applies one agent's frames inside one transaction."""
 
-    def __init__(self, session: AsyncSession, node_id: str, output: OutputStore) -> None:
+    def __init__(self, session: Session, node_id: str, output: OutputStore) -> None:
         self.session = session
         self.node_id = node_id
         self.output = output
@@ -195,53 +197,60 @@ class FrameApplier:
         self._steps: dict[tuple[str, int], InvocationStep] = {}
         self._commands: dict[str, Command] = {}
 
-    async def _invocation(self, invocation_id: str) -> Invocation | None:
+    def _invocation(self, invocation_id: str) -> Invocation | None:
         if invocation_id not in self._invocations:
-            inv = await self.session.get(Invocation, invocation_id)
+            inv = self.session.get(Invocation, invocation_id)
             # An agent may speak only of its own invocations.
             self._invocations[invocation_id] = (
                 inv if inv is not None and inv.node_id == self.node_id else None
             )
         return self._invocations[invocation_id]
 
-    async def ack(self, frame: protocol.Ack) -> None:
-        inv = await self._invocation(frame.invocation_id)
+    def ack(self, frame: protocol.Ack) -> None:
+        inv = self._invocation(frame.invocation_id)
         if inv is None or inv.status not in (InvocationStatus.PENDING, InvocationStatus.DELAYED):
             return
         if frame.accepted:
             transition(
-                self.session, inv, InvocationStatus.IN_PROGRESS, StatusDetail.IN_PROGRESS,
+                self.session,
+                inv,
+                InvocationStatus.IN_PROGRESS,
+                StatusDetail.IN_PROGRESS,
                 acked_at=utcnow(),
             )
         else:
             transition(
-                self.session, inv, InvocationStatus.FAILED,
+                self.session,
+                inv,
+                InvocationStatus.FAILED,
                 frame.detail or StatusDetail.BLOCKED_BY_LOCAL_POLICY,
-                message=frame.reason, ended_at=utcnow(), acked_at=utcnow(),
+                message=frame.reason,
+                ended_at=utcnow(),
+                acked_at=utcnow(),
             )
         self.applied.commands.add(inv.command_id)
 
-    async def numbered(self, frame: protocol.Output | protocol.State) -> None:
-        inv = await self._invocation(frame.invocation_id)
+    def numbered(self, frame: protocol.Output | protocol.State) -> None:
+        inv = self._invocation(frame.invocation_id)
         if inv is None:
             # Not ours or gone: acknowledge so the agent stops sending it.
             self.applied.received[frame.invocation_id] = frame.seq
             return
         if frame.seq == inv.last_seq + 1:
             if isinstance(frame, protocol.Output):
-                await self._output(inv, frame)
+                self._output(inv, frame)
             else:
-                await self._state(inv, frame)
+                self._state(inv, frame)
             inv.last_seq = frame.seq
         self.applied.received[inv.id] = inv.last_seq
 
-    async def _step(self, inv: Invocation, idx: int) -> InvocationStep:
+    def _step(self, inv: Invocation, idx: int) -> InvocationStep:
         key = (inv.id, idx)
         step = self._steps.get(key)
         if step is None:
-            step = await self.session.get(InvocationStep, (inv.id, idx))
+            step = self.session.get(InvocationStep, (inv.id, idx))
             if step is None:
-                plan = await self._plan(inv.command_id)
+                plan = self._plan(inv.command_id)
                 spec = plan[idx] if idx < len(plan) else {}
                 step = InvocationStep(
                     invocation_id=inv.id,
@@ -258,32 +267,32 @@ class FrameApplier:
             self._steps[key] = step
         return step
 
-    async def _plan(self, command_id: str) -> list[dict[str, Any]]:
+    def _plan(self, command_id: str) -> list[dict[str, Any]]:
         command = self._commands.get(command_id)
         if command is None:
-            command = await self.session.get(Command, command_id)
+            command = self.session.get(Command, command_id)
             assert command is not None
             self._commands[command_id] = command
         return list(command.steps)
 
-    async def _output(self, inv: Invocation, frame: protocol.Output) -> None:
-        step = await self._step(inv, frame.step)
+    def _output(self, inv: Invocation, frame: protocol.Output) -> None:
+        step = self._step(inv, frame.step)
         data = frame.payload
         key = stream_key(inv.command_id, inv.node_id, frame.step, frame.stream)
         if frame.stream == "stdout":
-            await self.output.write(key, step.stdout_bytes, data)
+            self.output.write(key, step.stdout_bytes, data)
             step.stdout_bytes += len(data)
             step.stdout_tail = append_tail(step.stdout_tail, data, STDOUT_TAIL_CHARS)
         else:
-            await self.output.write(key, step.stderr_bytes, data)
+            self.output.write(key, step.stderr_bytes, data)
             step.stderr_bytes += len(data)
             step.stderr_tail = append_tail(step.stderr_tail, data, STDERR_TAIL_CHARS)
 
-    async def _state(self, inv: Invocation, frame: protocol.State) -> None:
+    def _state(self, inv: Invocation, frame: protocol.State) -> None:
         started = _time(frame.started_at)
         ended = _time(frame.ended_at)
         if frame.step is not None:
-            step = await self._step(inv, frame.step)
+            step = self._step(inv, frame.step)
             step.status = frame.status
             step.exit_code = frame.exit_code if frame.exit_code is not None else step.exit_code
             step.started_at = started or step.started_at
@@ -300,7 +309,10 @@ class FrameApplier:
         if inv.status in TERMINAL_INVOCATION or status not in TERMINAL_INVOCATION:
             return  # the server already decided (a cancel or a deadline won)
         transition(
-            self.session, inv, status, frame.detail or status.value,
+            self.session,
+            inv,
+            status,
+            frame.detail or status.value,
             exit_code=frame.exit_code,
             started_at=started or inv.started_at,
             ended_at=ended or utcnow(),
@@ -337,15 +349,15 @@ def to_schema(
         message=inv.message,
         stdout=stdout[-STDOUT_TAIL_CHARS:],
         stderr=stderr[-STDERR_TAIL_CHARS:],
-        stdout_truncated=any(r.stdout_truncated for r in results) or len(stdout) > STDOUT_TAIL_CHARS,
-        stderr_truncated=any(r.stderr_truncated for r in results) or len(stderr) > STDERR_TAIL_CHARS,
+        stdout_truncated=any(r.stdout_truncated for r in results)
+        or len(stdout) > STDOUT_TAIL_CHARS,
+        stderr_truncated=any(r.stderr_truncated for r in results)
+        or len(stderr) > STDERR_TAIL_CHARS,
         steps=results,
     )
 
 
-def _step_schema(
-    idx: int, step: InvocationStep | None, spec: dict[str, Any]
-) -> schemas.StepResult:
+def _step_schema(idx: int, step: InvocationStep | None, spec: dict[str, Any]) -> schemas.StepResult:
     if step is None:
         return schemas.StepResult(
             index=idx,

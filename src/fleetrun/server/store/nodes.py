@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from fleetrun.core.errors import NotFoundError, ValidationError
 from fleetrun.core.ids import is_node_id, new_node_id
@@ -30,9 +30,7 @@ def _check_public_key(text: str) -> str:
     return text
 
 
-async def create_node(
-    session: AsyncSession, activation: Activation, request: RegisterRequest
-) -> Node:
+def create_node(session: Session, activation: Activation, request: RegisterRequest) -> Node:
     tags = {**activation.tags, **check_tags(dict(request.tags))}
     facts = request.facts
     node = Node(
@@ -51,20 +49,20 @@ async def create_node(
         local_config={},
     )
     session.add(node)
-    await session.flush()
+    session.flush()
     session.add_all(NodeTag(node_id=node.id, key=k, value=v) for k, v in tags.items())
     return node
 
 
-async def read_node(session: AsyncSession, node_id: str, *, include_deleted: bool = False) -> Node:
-    node = await session.get(Node, node_id) if is_node_id(node_id) else None
+def read_node(session: Session, node_id: str, *, include_deleted: bool = False) -> Node:
+    node = session.get(Node, node_id) if is_node_id(node_id) else None
     if node is None or (node.deleted_at is not None and not include_deleted):
         raise NotFoundError(f"No node {node_id} exists; list nodes with `fleetrun nodes list`.")
     return node
 
 
-async def read_nodes(
-    session: AsyncSession,
+def read_nodes(
+    session: Session,
     *,
     ids: Sequence[str] | None = None,
     ping_status: str | None = None,
@@ -79,14 +77,14 @@ async def read_nodes(
         query = query.where(
             Node.id.in_(select(NodeTag.node_id).where(NodeTag.key == key, NodeTag.value == value))
         )
-    return list((await session.execute(query)).scalars())
+    return list((session.execute(query)).scalars())
 
 
-async def read_tags(session: AsyncSession, node_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+def read_tags(session: Session, node_ids: Iterable[str]) -> dict[str, dict[str, str]]:
     ids = list(node_ids)
     tags: dict[str, dict[str, str]] = {node_id: {} for node_id in ids}
     for chunk in _chunks(ids, 500):
-        rows = await session.execute(
+        rows = session.execute(
             select(NodeTag.node_id, NodeTag.key, NodeTag.value).where(NodeTag.node_id.in_(chunk))
         )
         for node_id, key, value in rows:
@@ -94,10 +92,10 @@ async def read_tags(session: AsyncSession, node_ids: Iterable[str]) -> dict[str,
     return tags
 
 
-async def candidates(session: AsyncSession, targets: list[Target]) -> list[Candidate]:
+def candidates(session: Session, targets: list[Target]) -> list[Candidate]:
     """The nodes that targeting may select: just the named ones when ids are given."""
     ids = next((t.values for t in targets if t.key == "NodeIds"), None)
-    nodes = await read_nodes(session, ids=ids)
+    nodes = read_nodes(session, ids=ids)
     if ids is not None:
         known = {n.id for n in nodes}
         missing = [i for i in ids if i not in known]
@@ -105,12 +103,12 @@ async def candidates(session: AsyncSession, targets: list[Target]) -> list[Candi
             raise NotFoundError(
                 f"No node {missing[0]} exists; list nodes with `fleetrun nodes list`."
             )
-    tags = await read_tags(session, (n.id for n in nodes))
+    tags = read_tags(session, (n.id for n in nodes))
     return [Candidate(id=n.id, tags=tags[n.id]) for n in nodes]
 
 
-async def set_online(
-    session: AsyncSession,
+def set_online(
+    session: Session,
     node_id: str,
     session_id: str,
     *,
@@ -118,13 +116,13 @@ async def set_online(
     facts: dict[str, str],
     local_config: dict[str, Any],
 ) -> None:
-    values: dict[str, Any] = dict(
-        ping_status=PingStatus.ONLINE,
-        last_ping_at=utcnow(),
-        session_id=session_id,
-        agent_version=agent_version,
-        local_config=local_config,
-    )
+    values: dict[str, Any] = {
+        "ping_status": PingStatus.ONLINE,
+        "last_ping_at": utcnow(),
+        "session_id": session_id,
+        "agent_version": agent_version,
+        "local_config": local_config,
+    }
     if facts:
         values.update(
             facts=facts,
@@ -133,12 +131,12 @@ async def set_online(
             platform_version=facts.get("platform_version"),
             architecture=facts.get("architecture"),
         )
-    await session.execute(update(Node).where(Node.id == node_id).values(**values))
+    session.execute(update(Node).where(Node.id == node_id).values(**values))
 
 
-async def set_connection_lost(session: AsyncSession, node_id: str, session_id: str) -> bool:
+def set_connection_lost(session: Session, node_id: str, session_id: str) -> bool:
     """Mark the node lost, unless a newer session of it took over meanwhile."""
-    result = await session.execute(
+    result = session.execute(
         update(Node)
         .where(Node.id == node_id, Node.session_id == session_id)
         .values(ping_status=PingStatus.CONNECTION_LOST, session_id=None)
@@ -146,14 +144,14 @@ async def set_connection_lost(session: AsyncSession, node_id: str, session_id: s
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def mark_pinged(session: AsyncSession, node_ids: Sequence[str], at: datetime) -> None:
+def mark_pinged(session: Session, node_ids: Sequence[str], at: datetime) -> None:
     for chunk in _chunks(list(node_ids), 500):
-        await session.execute(update(Node).where(Node.id.in_(chunk)).values(last_ping_at=at))
+        session.execute(update(Node).where(Node.id.in_(chunk)).values(last_ping_at=at))
 
 
-async def mark_all_lost(session: AsyncSession) -> None:
+def mark_all_lost(session: Session) -> None:
     """At start, no session exists yet: every node that looked online is not."""
-    await session.execute(
+    session.execute(
         update(Node)
         .where(Node.ping_status == PingStatus.ONLINE)
         .values(ping_status=PingStatus.CONNECTION_LOST, session_id=None)

@@ -7,7 +7,7 @@ import secrets
 from datetime import datetime
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from fleetrun.core.ids import new_uuid
 from fleetrun.server.store.tables import ApiToken, utcnow
@@ -23,8 +23,8 @@ def new_token() -> str:
     return PREFIX + secrets.token_urlsafe(32)
 
 
-async def create_token(
-    session: AsyncSession,
+def create_token(
+    session: Session,
     principal: str,
     *,
     description: str | None = None,
@@ -42,14 +42,14 @@ async def create_token(
         expires_at=expires_at,
     )
     session.add(row)
-    await session.flush()
+    session.flush()
     return row, token
 
 
-async def read_valid_token(session: AsyncSession, token: str) -> ApiToken | None:
+def read_valid_token(session: Session, token: str) -> ApiToken | None:
     now = utcnow()
     return (
-        await session.execute(
+        session.execute(
             select(ApiToken).where(
                 ApiToken.token_hash == hash_token(token),
                 ApiToken.revoked_at.is_(None),
@@ -59,14 +59,10 @@ async def read_valid_token(session: AsyncSession, token: str) -> ApiToken | None
     ).scalar_one_or_none()
 
 
-async def token_exists(session: AsyncSession, token: str) -> bool:
-    found = await session.execute(
-        select(ApiToken.id).where(ApiToken.token_hash == hash_token(token))
-    )
+def token_exists(session: Session, token: str) -> bool:
+    found = session.execute(select(ApiToken.id).where(ApiToken.token_hash == hash_token(token)))
     return found.first() is not None
 
 
-async def touch_token(session: AsyncSession, token_id: str) -> None:
-    await session.execute(
-        update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow())
-    )
+def touch_token(session: Session, token_id: str) -> None:
+    session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))

@@ -1,0 +1,193 @@
+"""The `fleetrun` command line, run as an operator would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+
+def cli(fleet, *args, env=None, token=True):
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FLEETRUN_")}
+    base["FLEETRUN_CONFIG"] = os.path.join(str(fleet.root), "nowhere.toml")
+    if fleet is not None:
+        base["FLEETRUN_SERVER"] = fleet.server.url
+        if token:
+            base["FLEETRUN_TOKEN"] = fleet.server.token
+    base.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "fleetrun", *args],
+        capture_output=True,
+        text=True,
+        env=base,
+        timeout=120,
+    )
+
+
+def test_send_wait_prints_each_nodes_result_and_exits_zero_on_success(shared_fleet):
+    done = cli(
+        shared_fleet,
+        "send",
+        "--tag",
+        "role=web",
+        "--script",
+        "echo hi from $FLEETRUN_NODE_ID",
+        "--wait",
+    )
+    assert done.returncode == 0, done.stderr
+    for agent in shared_fleet.agents[:2]:
+        assert f"hi from {agent.node_id}" in done.stdout
+        assert f"{agent.name} ({agent.node_id}) Success" in done.stdout
+    assert "Success on 2 node(s)" in done.stdout
+
+
+def test_send_wait_exits_non_zero_when_a_node_fails(shared_fleet):
+    done = cli(
+        shared_fleet,
+        "send",
+        "--all",
+        "--script",
+        'test "$FLEETRUN_NODE_ID" != ' + shared_fleet.agents[2].node_id,
+        "--wait",
+    )
+    assert done.returncode == 1
+    assert "Failed · exit 1" in done.stdout
+    assert "Failed on 3 node(s)" in done.stdout
+
+
+def test_send_wait_json(shared_fleet):
+    done = cli(
+        shared_fleet,
+        "send",
+        "--node",
+        shared_fleet.agents[0].node_id,
+        "--script",
+        "echo j",
+        "--wait",
+        "--json",
+    )
+    assert done.returncode == 0
+    data = json.loads(done.stdout)
+    assert data["command"]["status"] == "Success"
+    assert data["invocations"][0]["stdout"] == "j\n"
+
+
+def test_every_read_command_speaks_json(shared_fleet):
+    sent = json.loads(cli(shared_fleet, "send", "--all", "--script", "echo x", "--json").stdout)
+    command_id = sent["id"]
+    node_id = shared_fleet.agents[0].node_id
+    cli(shared_fleet, "send", "--all", "--script", "true", "--wait")  # let the first one finish too
+    shared_fleet.client.wait(command_id, timeout_s=30)
+    for args in (
+        ["nodes", "list"],
+        ["nodes", "show", node_id],
+        ["commands", "list"],
+        ["commands", "show", command_id],
+        ["invocations", "list", "--command", command_id],
+        ["invocations", "show", command_id, node_id],
+        ["activations", "list"],
+    ):
+        done = cli(shared_fleet, *args, "--json")
+        assert done.returncode == 0, (args, done.stderr)
+        json.loads(done.stdout)
+    shown = json.loads(
+        cli(shared_fleet, "invocations", "show", command_id, node_id, "--json").stdout
+    )
+    assert shown["stdout"] == "x\n"
+
+
+def test_tables_and_blocks_read_well(shared_fleet):
+    nodes = cli(shared_fleet, "nodes", "list")
+    assert nodes.returncode == 0
+    header = nodes.stdout.splitlines()[0]
+    assert header.split()[:3] == ["ID", "NAME", "STATUS"]
+    assert all(a.node_id in nodes.stdout for a in shared_fleet.agents)
+    shown = cli(shared_fleet, "nodes", "show", shared_fleet.agents[0].node_id)
+    assert "Status" in shown.stdout and "Online" in shown.stdout and "env=test" in shown.stdout
+
+
+def test_invocations_show_prints_the_full_output(shared_fleet):
+    node = shared_fleet.agents[0].node_id
+    command = shared_fleet.client.send_command(script="seq 1 20000", node_ids=[node])
+    shared_fleet.client.wait(command.id, timeout_s=30)
+    done = cli(shared_fleet, "invocations", "show", command.id, node)
+    assert done.returncode == 0
+    numbers = "".join(f"{i}\n" for i in range(1, 20001))
+    assert numbers in done.stdout  # beyond the 24,000-character inline tail
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["send", "--node", "n-00000000000000000", "--script", "x"],
+            "No node n-00000000000000000 exists",
+        ),
+        (["send", "--tag", "envprod", "--script", "x"], "Tag 'envprod' is malformed"),
+        (["send", "--all", "--script", "   "], "The script is empty"),
+        (["send", "--script", "x"], "Say where to run"),
+        (["send", "--target", "tag:env", "--script", "x"], "is malformed"),
+        (["nodes", "show", "n-123"], "No node n-123 exists"),
+        (["commands", "show", "nope"], "No command nope exists"),
+        (["activations", "create", "--expires", "40d"], "out of range"),
+        (["activations", "create", "--expires", "soon"], "Duration 'soon' is malformed"),
+    ],
+)
+def test_bad_input_gets_one_sentence_and_a_non_zero_exit(shared_fleet, args, message):
+    before = len(shared_fleet.client.list_commands(limit=1000))
+    done = cli(shared_fleet, *args)
+    assert done.returncode == 1, done
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fleetrun: ") and message in lines[0]
+    assert len(shared_fleet.client.list_commands(limit=1000)) == before
+
+
+def test_an_unreachable_server_and_a_wrong_token_are_explained(shared_fleet):
+    done = cli(shared_fleet, "nodes", "list", "--server", "http://127.0.0.1:9")
+    assert (
+        done.returncode == 1
+        and "Cannot reach the fleetrun server at http://127.0.0.1:9" in done.stderr
+    )
+    done = cli(shared_fleet, "nodes", "list", "--token", "frt_wrong")
+    assert done.returncode == 1 and "API token is not valid" in done.stderr
+    done = cli(shared_fleet, "nodes", "list", token=False)
+    assert done.returncode == 1 and "needs an API token" in done.stderr
+    done = cli(shared_fleet, "nodes", "list", "--server", "ftp://x")
+    assert done.returncode == 1 and "must start with http://" in done.stderr
+    done = cli(shared_fleet, "send", "--bogus")
+    assert done.returncode == 2 and "No such option" in done.stderr
+
+
+def test_login_saves_server_and_token_for_later_commands(shared_fleet, tmp_path):
+    config = tmp_path / "config.toml"
+    env = {"FLEETRUN_CONFIG": str(config)}
+    bad = cli(
+        shared_fleet, "login", "--server", shared_fleet.server.url, "--token", "frt_no", env=env
+    )
+    assert bad.returncode == 1 and not config.exists()
+    good = cli(
+        shared_fleet,
+        "login",
+        "--server",
+        shared_fleet.server.url,
+        "--token",
+        shared_fleet.server.token,
+        env=env,
+    )
+    assert good.returncode == 0, good.stderr
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("FLEETRUN_")}
+    plain["FLEETRUN_CONFIG"] = str(config)
+    done = subprocess.run(
+        [sys.executable, "-m", "fleetrun", "nodes", "list", "--json"],
+        capture_output=True,
+        text=True,
+        env=plain,
+        timeout=60,
+    )
+    assert done.returncode == 0 and len(json.loads(done.stdout)) == 3
