@@ -85,6 +85,7 @@ class Channel:
                     ping_interval=None,
                     max_size=16 * 1024 * 1024,
                     close_timeout=2,
+                    compression=None,  # CPU on both ends for little: output is base64 already
                 ) as ws:
                     await self._session(ws)
             except TerminalError:

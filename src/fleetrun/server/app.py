@@ -7,13 +7,14 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleetrun import __version__
 from fleetrun.core.errors import (
@@ -56,7 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router)
     app.add_api_route("/healthz", _healthz, include_in_schema=False)
     _install_error_handlers(app)
-    app.middleware("http")(_request_id)
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 
@@ -72,13 +73,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await ensure_admin_token(state)
     await state.db.write(lambda tx: node_store.mark_all_lost(tx.session))
     state.dispatcher.start()
-    toucher = asyncio.create_task(state.gateway.touch_loop(), name="pings")
+    state.gateway.start()
     log.info("fleetrun %s serving; data in %s", __version__, state.settings.data_dir)
     try:
         yield
     finally:
-        toucher.cancel()
-        await state.gateway.close_all()
+        await state.gateway.stop()
         await state.dispatcher.stop()
         await state.output.close()
         await state.db.close()
@@ -107,13 +107,31 @@ async def ensure_admin_token(state: ServerState) -> None:
         log.info("administrator token written to %s", path)
 
 
-async def _request_id(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-    response = await call_next(request)
-    response.headers["x-request-id"] = request.state.request_id
-    return response
+class RequestIdMiddleware:
+    """Give every HTTP request an id (the caller's x-request-id, or a new one), kept in
+    `request.state.request_id` and echoed in the response. Plain ASGI: no extra task
+    per request, unlike Starlette's BaseHTTPMiddleware."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 def error_response(error: FleetrunError) -> JSONResponse:

@@ -42,16 +42,24 @@ class LocalOutputStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
+        self._root = root.resolve()
+        self._dirs: set[Path] = set()
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        path = (self._root / key).resolve()
+        if not path.is_relative_to(self._root):
             raise ValueError(f"bad output key {key!r}")
         return path
 
     def write(self, key: str, offset: int, data: bytes) -> None:
         """Called inside a database transaction, on a database thread."""
-        _write_at(self._path(key), offset, data)
+        path = self._path(key)
+        if path.parent not in self._dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if len(self._dirs) > 4096:
+                self._dirs.clear()
+            self._dirs.add(path.parent)
+        _write_at(path, offset, data)
 
     async def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Bytes [start, end) of a stream (end is what the database acknowledged)."""
@@ -78,7 +86,6 @@ class LocalOutputStore:
 
 
 def _write_at(path: Path, offset: int, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         os.pwrite(fd, data, offset)

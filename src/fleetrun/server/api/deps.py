@@ -47,9 +47,10 @@ async def authenticate(request: Request) -> Caller:
     row = await state_of(request).db.read(lambda s: token_store.read_valid_token(s, token))
     if row is None:
         raise AuthenticationError(WRONG_CREDENTIALS)
+    token_id, principal = row
     return Caller(
-        principal=row.principal,
-        token_id=row.id,
+        principal=principal,
+        token_id=token_id,
         source_ip=request.client.host if request.client else None,
     )
 

@@ -1,8 +1,10 @@
-"""Sessions of agents: the signed handshake, the receive loop, frame batches.
+"""Sessions of agents: the signed handshake, the receive loop, group commit.
 
-Frames of one session are applied in order. While one batch is being stored, the
-next frames queue up, and they are then stored together in one transaction, so a
-busy agent costs fewer transactions instead of more.
+Every session's reader puts frames in one inbox. A single applier stores whatever
+has gathered, from all sessions, in one transaction, recounts each command touched
+once, and then acknowledges: while one batch is being stored the next one gathers,
+so a busy fleet costs fewer transactions per frame, not more. Frames of one session
+keep their order (the inbox is FIFO), and none is acknowledged before it is stored.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 10.0
 MAX_CLOCK_SKEW_S = 300.0
-MAX_BATCH = 256
+MAX_BATCH = 2000  # frames stored in one transaction, at most
+MAX_BATCH_BYTES = 8 * 1024 * 1024  # and about this much output
 
 
 class HandshakeError(Exception):
@@ -48,6 +51,21 @@ class Gateway:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.sessions: dict[str, AgentSession] = {}
+        self._inbox: asyncio.Queue[tuple[AgentSession, protocol.Frame]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._apply_loop(), name="gateway-apply"),
+            asyncio.create_task(self._touch_loop(), name="gateway-pings"),
+        ]
+
+    async def stop(self) -> None:
+        for session in list(self.sessions.values()):
+            await session.close(protocol.CLOSE_SHUTDOWN, "server shutting down")
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def session_for(self, node_id: str) -> AgentSession | None:
         session = self.sessions.get(node_id)
@@ -135,29 +153,7 @@ class Gateway:
         await self.state.db.write(online)
 
     async def _run(self, session: AgentSession) -> None:
-        queue: asyncio.Queue[protocol.Frame | None] = asyncio.Queue()
-        reader = asyncio.create_task(self._read(session, queue))
-        try:
-            while True:
-                frame = await queue.get()
-                if frame is None:
-                    return
-                batch = [frame]
-                while not queue.empty() and len(batch) < MAX_BATCH:
-                    nxt = queue.get_nowait()
-                    if nxt is None:
-                        queue.put_nowait(None)
-                        break
-                    batch.append(nxt)
-                if not await self._apply(session, batch):
-                    return
-        finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-
-    async def _read(
-        self, session: AgentSession, queue: asyncio.Queue[protocol.Frame | None]
-    ) -> None:
+        """Read the session's frames into the shared inbox until it closes."""
         timeout = self.state.settings.heartbeat_s * 3
         try:
             while True:
@@ -167,7 +163,7 @@ class Gateway:
                 if isinstance(frame, protocol.Ping):
                     await session.send(protocol.Pong(time=frame.time))
                 elif frame is not None:
-                    queue.put_nowait(frame)
+                    self._inbox.put_nowait((session, frame))
         except TimeoutError:
             log.info("node %s missed its heartbeats: session closed", session.node_id)
             await session.close(1001, "heartbeat missed")
@@ -176,33 +172,67 @@ class Gateway:
             await session.close(protocol.CLOSE_PROTOCOL, "unreadable frame")
         except (WebSocketDisconnect, RuntimeError):
             session.closed.set()
-        finally:
-            queue.put_nowait(None)
 
-    async def _apply(self, session: AgentSession, batch: list[protocol.Frame]) -> bool:
-        def apply(tx: Tx) -> invocation_store.Applied:
+    async def _apply_loop(self) -> None:
+        """Group commit: store every frame that arrived meanwhile, from all sessions, in
+        one transaction, then acknowledge. Order per session is the inbox's order."""
+        while True:
+            batch = [await self._inbox.get()]
+            size = 0
+            while not self._inbox.empty() and len(batch) < MAX_BATCH and size < MAX_BATCH_BYTES:
+                item = self._inbox.get_nowait()
+                batch.append(item)
+                if isinstance(item[1], protocol.Output):
+                    size += len(item[1].data)
+            groups: dict[AgentSession, list[protocol.Frame]] = {}
+            for session, frame in batch:
+                groups.setdefault(session, []).append(frame)
+            try:
+                results = await self.state.db.write(partial(self._apply_groups, groups))
+            except Exception:
+                log.exception("storing %d frames failed; storing each session's alone", len(batch))
+                results = await self._apply_one_by_one(groups)
+            for session, applied in results.items():
+                for invocation_id, seq in applied.received.items():
+                    await session.send(protocol.Received(invocation_id=invocation_id, seq=seq))
+            for session, frames in groups.items():
+                for frame in frames:
+                    if isinstance(frame, protocol.Ack):
+                        session.sent_invokes.pop(frame.invocation_id, None)
+
+    async def _apply_one_by_one(
+        self, groups: dict[AgentSession, list[protocol.Frame]]
+    ) -> dict[AgentSession, invocation_store.Applied]:
+        results = {}
+        for session, frames in groups.items():
+            try:
+                results.update(
+                    await self.state.db.write(partial(self._apply_groups, {session: frames}))
+                )
+            except Exception:
+                # Nothing of it was acknowledged: the agent sends it again after reconnecting.
+                log.exception(
+                    "storing frames of node %s failed; closing its session", session.node_id
+                )
+                await session.close(1011, "server error")
+        return results
+
+    def _apply_groups(
+        self, groups: dict[AgentSession, list[protocol.Frame]], tx: Tx
+    ) -> dict[AgentSession, invocation_store.Applied]:
+        results = {}
+        changed: set[str] = set()
+        for session, frames in groups.items():
             applier = invocation_store.FrameApplier(tx.session, session.node_id, self.state.output)
-            for frame in batch:
+            for frame in frames:
                 if isinstance(frame, protocol.Ack):
                     applier.ack(frame)
                 elif isinstance(frame, protocol.Output | protocol.State):
                     applier.numbered(frame)
-            self.state.refresh_commands(tx, applier.applied.commands)
-            return applier.applied
-
-        try:
-            applied = await self.state.db.write(apply)
-        except Exception:
-            # Nothing was acknowledged: the agent sends it all again after reconnecting.
-            log.exception("storing frames of node %s failed; closing its session", session.node_id)
-            await session.close(1011, "server error")
-            return False
-        for invocation_id, seq in applied.received.items():
-            await session.send(protocol.Received(invocation_id=invocation_id, seq=seq))
-        for frame in batch:
-            if isinstance(frame, protocol.Ack):
-                session.sent_invokes.pop(frame.invocation_id, None)
-        return True
+            results[session] = applier.applied
+            changed |= applier.applied.commands
+        self.state.refresh_commands(tx, changed)
+        return results
 
     async def _end(self, session: AgentSession) -> None:
         await session.close(1000, "bye")
@@ -220,7 +250,7 @@ class Gateway:
         if lost:
             log.info("node %s disconnected", session.node_id)
 
-    async def touch_loop(self) -> None:
+    async def _touch_loop(self) -> None:
         """Record when each live session last spoke, in one statement per interval."""
         interval = max(self.state.settings.heartbeat_s * 2, 1.0)
         while True:
@@ -233,10 +263,6 @@ class Gateway:
                 await self.state.db.write(partial(_mark_pinged, live))
             except Exception:
                 log.exception("could not record pings")
-
-    async def close_all(self) -> None:
-        for session in list(self.sessions.values()):
-            await session.close(protocol.CLOSE_SHUTDOWN, "server shutting down")
 
 
 def _mark_pinged(node_ids: list[str], tx: Tx) -> None:

@@ -9,7 +9,7 @@ import json
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from fleetrun.core import documents, targets
 from fleetrun.core.errors import NotFoundError, ValidationError
@@ -170,8 +170,11 @@ def refresh_command(session: Session, command_id: str) -> bool:
 
     The command row is locked first, so concurrent updates of its invocations are
     counted one after the other and none is lost."""
-    command = (
-        session.execute(select(Command).where(Command.id == command_id).with_for_update())
+    command = session.execute(
+        select(Command)
+        .options(load_only(*_SUMMARY_COLUMNS))
+        .where(Command.id == command_id)
+        .with_for_update()
     ).scalar_one()
     rows = session.execute(
         select(Invocation.status, Invocation.status_detail, func.count())
@@ -198,6 +201,20 @@ def refresh_command(session: Session, command_id: str) -> bool:
     command.version += 1
     command.updated_at = utcnow()
     return True
+
+
+_SUMMARY_COLUMNS = (
+    Command.error_threshold,
+    Command.status,
+    Command.status_detail,
+    Command.target_count,
+    Command.completed_count,
+    Command.error_count,
+    Command.delivery_timed_out_count,
+    Command.counts,
+    Command.version,
+    Command.updated_at,
+)
 
 
 def to_schema(command: Command) -> schemas.Command:

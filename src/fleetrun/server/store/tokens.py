@@ -46,17 +46,16 @@ def create_token(
     return row, token
 
 
-def read_valid_token(session: Session, token: str) -> ApiToken | None:
-    now = utcnow()
-    return (
-        session.execute(
-            select(ApiToken).where(
-                ApiToken.token_hash == hash_token(token),
-                ApiToken.revoked_at.is_(None),
-                or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
-            )
+def read_valid_token(session: Session, token: str) -> tuple[str, str] | None:
+    """(token id, principal) of a token that is neither revoked nor expired."""
+    row = session.execute(
+        select(ApiToken.id, ApiToken.principal).where(
+            ApiToken.token_hash == hash_token(token),
+            ApiToken.revoked_at.is_(None),
+            or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > utcnow()),
         )
-    ).scalar_one_or_none()
+    ).first()
+    return (row[0], row[1]) if row is not None else None
 
 
 def token_exists(session: Session, token: str) -> bool:
