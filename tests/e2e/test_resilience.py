@@ -31,7 +31,7 @@ def test_a_killed_agent_shows_connection_lost_within_seconds_and_online_again(fl
     wait_for(
         lambda: fleet.ping_status(agent) == "ConnectionLost", timeout_s=10, what="ConnectionLost"
     )
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 8
     agent.start()
     fleet.wait_online([agent], timeout_s=30)
 
