@@ -110,14 +110,18 @@ def test_tables_and_blocks_read_well(shared_fleet):
     assert "Status" in shown.stdout and "Online" in shown.stdout and "env=test" in shown.stdout
 
 
-def test_invocations_show_prints_the_full_output(shared_fleet):
+def test_invocations_show_prints_the_end_or_with_full_all_of_the_output(shared_fleet):
     node = shared_fleet.agents[0].node_id
     command = shared_fleet.client.send_command(script="seq 1 20000", node_ids=[node])
     shared_fleet.client.wait(command.id, timeout_s=30)
-    done = cli(shared_fleet, "invocations", "show", command.id, node)
-    assert done.returncode == 0
     numbers = "".join(f"{i}\n" for i in range(1, 20001))
-    assert numbers in done.stdout  # beyond the 24,000-character inline tail
+    short = cli(shared_fleet, "invocations", "show", command.id, node)
+    assert short.returncode == 0
+    assert numbers[-24_000:] in short.stdout and numbers not in short.stdout
+    assert "add --full" in short.stderr
+    full = cli(shared_fleet, "invocations", "show", command.id, node, "--full")
+    assert full.returncode == 0
+    assert numbers in full.stdout  # beyond the 24,000-character inline tail
 
 
 @pytest.mark.parametrize(

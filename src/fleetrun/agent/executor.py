@@ -12,9 +12,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import platform
+import pwd
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +26,7 @@ from typing import Any
 
 from fleetrun.agent.journal import Entry, Journal, Outbox, Stream, process_start_time
 from fleetrun.core import protocol
+from fleetrun.core.documents import platform_type, precondition_holds
 from fleetrun.core.statuses import InvocationStatus, StatusDetail, StepStatus, invocation_outcome
 
 log = logging.getLogger(__name__)
@@ -93,6 +97,7 @@ class Execution:
         self.stop_grace_s = stop_grace_s
         self.on_output = on_output
         self._cancel = asyncio.Event()
+        self._extra_dirs: list[Path] = []
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -112,22 +117,27 @@ class Execution:
                     continue
                 result = await self._run_step(idx, step, deadline)
                 results.append(result)
-                if result.status != StepStatus.SUCCESS and (
+                if result.status not in (StepStatus.SUCCESS, StepStatus.SKIPPED) and (
                     step.on_failure == "exit" or result.status != StepStatus.FAILED
                 ):
-                    stop = True
+                    stop = True  # a time-out or a cancel always ends the run
         finally:
             shutil.rmtree(self.work_dir, ignore_errors=True)
+            for path in self._extra_dirs:
+                shutil.rmtree(path, ignore_errors=True)
         self._finish(started, results)
 
     def _finish(self, started: float, results: list[StepResult]) -> None:
         outcome = invocation_outcome(r.status for r in results)
         if self._cancel.is_set() and outcome != InvocationStatus.FAILED:
             outcome = InvocationStatus.CANCELLED
-        deciding = next(
-            (r for r in results if r.status.value == outcome.value),
-            results[-1] if results else None,
-        )
+        ran = [r for r in results if r.status != StepStatus.SKIPPED]
+        if outcome == InvocationStatus.SUCCESS:
+            deciding = ran[-1] if ran else None
+        else:
+            deciding = next(
+                (r for r in ran if r.status.value == outcome.value), ran[-1] if ran else None
+            )
         detail = DETAILS[outcome]
         self.outbox.state(
             step=None,
@@ -144,6 +154,14 @@ class Execution:
 
     async def _run_step(self, idx: int, step: protocol.Step, deadline: float) -> StepResult:
         started = time.time()
+        if not precondition_holds(step.precondition, platform.system()):
+            message = (
+                f"Skipped: the step's precondition does not hold on "
+                f"{platform_type(platform.system())}."
+            )
+            self.outbox.state(step=idx, status=StepStatus.SKIPPED, message=message)
+            self.on_output()
+            return StepResult(StepStatus.SKIPPED, None, message)
         self.outbox.state(step=idx, status=StepStatus.IN_PROGRESS, started_at=started)
         self.on_output()
         try:
@@ -163,15 +181,20 @@ class Execution:
         return result
 
     async def _execute(self, idx: int, step: protocol.Step, deadline: float) -> StepResult:
-        script = self.work_dir / f"{idx}{SUFFIX.get(step.action, '')}"
+        user = run_as_user(step.run_as or self.invoke.run_as)
+        home = self.work_dir if user is None else self._user_dir(idx, user)
+        script = home / f"{idx}{SUFFIX.get(step.action, '')}"
         fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(step.script)
+        if user is not None:
+            os.chown(script, user.uid, user.gid)
         argv = interpreter(step.action, script, step.script) + list(step.args)
-        cwd = step.working_directory or str(self.work_dir)
+        cwd = step.working_directory or str(home)
         if not os.path.isdir(cwd):  # noqa: ASYNC240 - one stat, before the child starts
             raise StepFailure(f"The working directory {cwd} does not exist on this node.")
-        env = self._environment(step)
+        env = self._environment(step, user)
+        identity = user.popen_args() if user is not None else {}
         loop = asyncio.get_running_loop()
         streams: dict[int, Stream] = {1: "stdout", 2: "stderr"}
 
@@ -189,6 +212,7 @@ class Execution:
                 cwd=cwd,
                 env=env,
                 start_new_session=True,
+                **identity,
             )
         except OSError as exc:
             raise StepFailure(f"The step could not start: {exc}.") from exc
@@ -218,8 +242,27 @@ class Execution:
         status = StepStatus.SUCCESS if exit_code == 0 else StepStatus.FAILED
         return StepResult(status, exit_code)
 
-    def _environment(self, step: protocol.Step) -> dict[str, str]:
-        env = dict(os.environ)
+    def _user_dir(self, idx: int, user: RunAs) -> Path:
+        """A private directory the run-as user owns (the agent's own work directory
+        is not reachable for other users)."""
+        path = Path(tempfile.mkdtemp(prefix=f"fleetrun-{self.invoke.invocation_id[:8]}-{idx}-"))
+        os.chown(path, user.uid, user.gid)
+        self._extra_dirs.append(path)
+        return path
+
+    def _environment(self, step: protocol.Step, user: RunAs | None) -> dict[str, str]:
+        if user is None:
+            env = dict(os.environ)
+        else:
+            # A clean environment for another user: theirs, plus the parameters.
+            env = {k: v for k, v in os.environ.items() if k in KEPT_FOR_RUN_AS}
+            env.update(
+                PATH=DEFAULT_PATH,
+                HOME=user.home,
+                USER=user.name,
+                LOGNAME=user.name,
+                SHELL=user.shell,
+            )
         env.update(step.env)
         env.update(
             FLEETRUN_COMMAND_ID=self.invoke.command_id,
@@ -276,6 +319,48 @@ class _StepProtocol(asyncio.SubprocessProtocol):
     def process_exited(self) -> None:
         if not self.exited.done():
             self.exited.set_result(None)
+
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+KEPT_FOR_RUN_AS = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
+
+
+@dataclass(frozen=True)
+class RunAs:
+    name: str
+    uid: int
+    gid: int
+    groups: list[int]
+    home: str
+    shell: str
+
+    def popen_args(self) -> dict[str, Any]:
+        """Privileges are dropped in the child, before it runs anything: groups, gid, uid."""
+        return {"user": self.uid, "group": self.gid, "extra_groups": self.groups}
+
+
+def run_as_user(name: str | None) -> RunAs | None:
+    """The user a step runs as (None: the agent's own user), from the password database."""
+    if not name:
+        return None
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise StepFailure(f"The run-as user {name!r} does not exist on this node.") from None
+    if entry.pw_uid != os.geteuid() and os.geteuid() != 0:
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        raise StepFailure(
+            f"The agent runs as {me!r} and cannot run as {name!r}: run the agent as root to "
+            "use run-as."
+        )
+    return RunAs(
+        name=entry.pw_name,
+        uid=entry.pw_uid,
+        gid=entry.pw_gid,
+        groups=os.getgrouplist(entry.pw_name, entry.pw_gid),
+        home=entry.pw_dir,
+        shell=entry.pw_shell,
+    )
 
 
 def kill_group(pgid: int, sig: int) -> None:

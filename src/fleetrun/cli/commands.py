@@ -1,204 +1,77 @@
-"""`fleetrun send`, `fleetrun commands ...`, `fleetrun invocations ...`."""
+"""`fleetrun commands ...` and `fleetrun invocations ...`."""
 
 from __future__ import annotations
 
 import sys
-from collections import defaultdict
+from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from fleetrun.cli import render
-from fleetrun.cli.base import api_options, options
-from fleetrun.core.errors import ValidationError
-from fleetrun.core.tags import parse_tag
-from fleetrun.core.targets import Target, parse_target
-from fleetrun.schemas.commands import Command, Invocation
-from fleetrun.sdk import Client
+from fleetrun.cli.base import F, api_options, options
+from fleetrun.cli.send import counts_text
+from fleetrun.core.tags import parse_tags
+from fleetrun.schemas.commands import Invocation
 
-ORDER = [
-    "Success",
-    "Failed",
-    "TimedOut",
-    "Cancelled",
-    "Terminated",
-    "Undeliverable",
-    "AccessDenied",
-    "InProgress",
-    "Cancelling",
-    "Delayed",
-    "Pending",
-]
+SHOW_INVOCATIONS = 50
 
 
-def _tag_targets(tags: tuple[str, ...]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = defaultdict(list)
-    for text in tags:
-        key, value = parse_tag(text)
-        grouped[key].append(value)
-    return dict(grouped)
-
-
-@click.command("send")
-@click.option("--node", "node_ids", multiple=True, metavar="ID", help="A node id (repeatable).")
-@click.option(
-    "--tag",
-    "tags",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Nodes with this tag (repeatable; values of one key are ORed, keys ANDed).",
-)
-@click.option(
-    "--target",
-    "targets",
-    multiple=True,
-    metavar="FILTER",
-    help="tag:KEY=V1,V2 | tag-key:KEY | all (repeatable, ANDed).",
-)
-@click.option("--all", "all_nodes", is_flag=True, help="Every node.")
-@click.option("--script", required=True, help="The shell script to run.")
-@click.option(
-    "--timeout",
-    type=int,
-    default=None,
-    metavar="SECONDS",
-    help="Execution timeout per node (default 3600).",
-)
-@click.option("--comment", default=None, help="A note kept with the command (100 characters).")
-@click.option("--wait", is_flag=True, help="Wait, show progress, then each node's output.")
-@api_options
-@click.pass_context
-def send(
-    ctx: click.Context,
-    node_ids: tuple[str, ...],
-    tags: tuple[str, ...],
-    targets: tuple[str, ...],
-    all_nodes: bool,
-    script: str,
-    timeout: int | None,
-    comment: str | None,
-    wait: bool,
-) -> None:
-    """Run a script on nodes and print the command id (or, with --wait, the results)."""
-    opts = options(ctx)
-    if not (node_ids or tags or targets or all_nodes):
-        raise ValidationError(
-            "Say where to run: --node ID, --tag KEY=VALUE, --target tag:KEY=VALUE, or --all."
-        )
-    if not script.strip():
-        raise ValidationError("The script is empty: give the commands to run with --script.")
-    parsed: list[Target] = [parse_target(t) for t in targets]
-    client = opts.client()
-    command = client.send_command(
-        script=script,
-        node_ids=list(node_ids),
-        tags=_tag_targets(tags),
-        targets=parsed,
-        all_nodes=all_nodes,
-        timeout_s=timeout,
-        comment=comment,
+def _filters(f: F) -> F:
+    f = click.option("--until", default=None, help="Before this time (ISO 8601, or 2h ago).")(f)
+    f = click.option("--since", default=None, help="At or after this time (ISO 8601, or 2h ago).")(
+        f
     )
-    if not wait:
-        if opts.json:
-            return render.emit_json(command)
-        render.out.print(command.id)
-        render.err.print(
-            f"Sent to {command.target_count} node(s). Follow it with: fleetrun commands show "
-            f"{command.id}",
-            markup=False,
-        )
-        return
-    command = _wait_with_progress(client, command)
-    invocations = client.list_invocations(command.id, details=True)
-    if opts.json:
-        render.emit_json({"command": command, "invocations": invocations})
-    else:
-        _print_results(command, invocations)
-    if command.status != "Success":
-        ctx.exit(1)
-
-
-def counts_text(command: Command) -> str:
-    parts = [f"{status} {command.counts[status]}" for status in ORDER if command.counts.get(status)]
-    return " · ".join(parts) or command.status
-
-
-def _wait_with_progress(client: Client, command: Command) -> Command:
-    columns = (
-        TextColumn("[bold]{task.fields[status]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=render.err, transient=True) as progress:
-        task = progress.add_task(
-            counts_text(command), total=max(command.target_count, 1), status=command.status
-        )
-
-        def update(latest: Command) -> None:
-            progress.update(
-                task,
-                completed=latest.completed_count,
-                total=max(latest.target_count, 1),
-                description=counts_text(latest),
-                status=latest.status,
-            )
-
-        return client.wait(command.id, on_update=update)
-
-
-def _print_results(command: Command, invocations: list[Invocation]) -> None:
-    for inv in invocations:
-        header = Text(f"── {inv.node_name or inv.node_id} ({inv.node_id}) ", style="bold")
-        header += render.status(inv.status)
-        if inv.status_detail not in (inv.status, "Success"):
-            header += Text(f" ({inv.status_detail})")
-        header += Text(f" · exit {inv.exit_code if inv.exit_code is not None else '-'}")
-        header += Text(f" · {render.duration(inv.started_at, inv.ended_at)}")
-        render.out.print(header)
-        if inv.message:
-            render.out.print(inv.message, style="yellow", markup=False)
-        if inv.stdout:
-            render.raw(inv.stdout)
-        if inv.stderr:
-            render.out.print("stderr:", style="red")
-            render.raw(inv.stderr)
-        if inv.stdout_truncated or inv.stderr_truncated:
-            render.err.print(
-                f"(output cut; all of it: fleetrun invocations show {command.id} {inv.node_id})",
-                style="dim",
-                markup=False,
-            )
-    summary = counts_text(command)
-    style = "green" if command.status == "Success" else "red"
-    if command.target_count == 0:
-        render.err.print("No node matched the targets: nothing ran.", style="red")
-    else:
-        render.out.print(
-            Text(f"{command.status}", style=style)
-            + Text(f" on {command.target_count} node(s): {summary}")
-        )
+    f = click.option(
+        "--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only where nodes have this tag."
+    )(f)
+    f = click.option("--node", "node_id", default=None, metavar="ID", help="Only this node.")(f)
+    f = click.option(
+        "--status",
+        default=None,
+        help="A status (Failed, TimedOut...) or a detail (DeliveryTimedOut...).",
+    )(f)
+    return f
 
 
 @click.group("commands")
 @api_options
 def commands() -> None:
-    """Commands: list them, show one."""
+    """Commands: list, show, cancel."""
 
 
 @commands.command("list")
-@click.option("--status", default=None, help="Only commands with this status.")
+@_filters
+@click.option("--document", default=None, help="Only commands of this document.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--cursor", default=None, help="The next page (printed after a full page).")
 @api_options
 @click.pass_context
-def list_commands(ctx: click.Context, status: str | None, limit: int) -> None:
-    """List recent commands, newest first."""
+def list_commands(
+    ctx: click.Context,
+    status: str | None,
+    node_id: str | None,
+    tags: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    document: str | None,
+    limit: int,
+    cursor: str | None,
+) -> None:
+    """List commands, newest first."""
     opts = options(ctx)
-    found = opts.client().list_commands(status=status, limit=limit)
+    page = opts.client().list_commands_page(
+        status=status,
+        document=document,
+        node_id=node_id,
+        tags=parse_tags(tags),
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+    )
     if opts.json:
-        return render.emit_json(found)
+        return render.emit_json(page)
     render.table(
         ["ID", "DOCUMENT", "STATUS", "DONE", "ERRORS", "REQUESTED", "COMMENT"],
         (
@@ -211,10 +84,16 @@ def list_commands(ctx: click.Context, status: str | None, limit: int) -> None:
                 render.when(c.requested_at),
                 c.comment or "",
             ]
-            for c in found
+            for c in page.items
         ),
-        empty="No commands yet: send one with `fleetrun send`.",
+        empty="No commands match.",
     )
+    _more(page.next_cursor)
+
+
+def _more(cursor: str | None) -> None:
+    if cursor:
+        render.err.print(f"More: add --cursor {cursor}", style="dim", markup=False)
 
 
 @commands.command("show")
@@ -222,19 +101,23 @@ def list_commands(ctx: click.Context, status: str | None, limit: int) -> None:
 @api_options
 @click.pass_context
 def show_command(ctx: click.Context, command_id: str) -> None:
-    """Show a command and where it stands on each node."""
+    """Show a command and, node by node, where it stands."""
     opts = options(ctx)
     client = opts.client()
     command = client.get_command(command_id)
-    invocations = client.list_invocations(command_id)
+    page = client.list_invocations_page(command_id=command_id, limit=SHOW_INVOCATIONS)
     if opts.json:
-        return render.emit_json({"command": command, "invocations": invocations})
+        return render.emit_json({"command": command, "invocations": page.items})
     detail = f" ({command.status_detail})" if command.status_detail != command.status else ""
     render.block(
         [
             ("Command", command.id),
             ("Status", render.status(command.status) + Text(detail)),
-            ("Document", command.document_name),
+            (
+                "Document",
+                f"{command.document_name}"
+                + (f" version {command.document_version}" if command.document_version else ""),
+            ),
             ("Targets", ", ".join(f"{t.key}={','.join(t.values)}" for t in command.targets)),
             (
                 "Progress",
@@ -242,31 +125,70 @@ def show_command(ctx: click.Context, command_id: str) -> None:
                 f"{command.error_count} error(s)",
             ),
             ("Counts", counts_text(command)),
+            (
+                "Limits",
+                f"max concurrency {command.max_concurrency} ({command.concurrency_limit}), "
+                f"max errors {command.max_errors} ({command.error_threshold})",
+            ),
+            (
+                "Timeouts",
+                f"delivery {command.delivery_timeout_s}s, execution {command.execution_timeout_s}s",
+            ),
+            ("Run as", command.run_as or "the agent's user"),
             ("Requested", f"{render.when(command.requested_at)} by {command.principal or '-'}"),
             ("Comment", command.comment),
         ]
     )
     render.out.print()
-    _invocation_table(invocations)
+    invocation_table(page.items)
+    if page.next_cursor:
+        render.err.print(
+            f"Showing the first {SHOW_INVOCATIONS}; all of them: fleetrun invocations list "
+            f"--command {command_id}",
+            style="dim",
+            markup=False,
+        )
 
 
-def _invocation_table(invocations: list[Invocation]) -> None:
-    render.table(
-        ["NODE", "NAME", "STATUS", "DETAIL", "EXIT", "STARTED", "TOOK"],
-        (
-            [
-                i.node_id,
-                i.node_name or "-",
-                render.status(i.status),
-                i.status_detail if i.status_detail != i.status else "",
-                "-" if i.exit_code is None else i.exit_code,
-                render.when(i.started_at),
-                render.duration(i.started_at, i.ended_at),
-            ]
-            for i in invocations
-        ),
-        empty="This command has no invocations: its targets matched no node.",
+@commands.command("cancel")
+@click.argument("command_id")
+@click.option(
+    "--node", "node_ids", multiple=True, metavar="ID", help="Only on this node (repeatable)."
+)
+@api_options
+@click.pass_context
+def cancel_command(ctx: click.Context, command_id: str, node_ids: tuple[str, ...]) -> None:
+    """Cancel a command: what has not started is Cancelled at once, what runs is stopped."""
+    opts = options(ctx)
+    command = opts.client().cancel_command(command_id, list(node_ids) or None)
+    if opts.json:
+        return render.emit_json(command)
+    render.out.print(
+        Text("Cancel requested: ")
+        + render.status(command.status)
+        + Text(f" · {counts_text(command)}")
     )
+
+
+def invocation_table(invocations: list[Invocation], *, with_command: bool = False) -> None:
+    columns = ["NODE", "NAME", "STATUS", "DETAIL", "EXIT", "STARTED", "TOOK"]
+    if with_command:
+        columns.insert(0, "COMMAND")
+    rows = []
+    for i in invocations:
+        row = [
+            i.node_id,
+            i.node_name or "-",
+            render.status(i.status),
+            i.status_detail if i.status_detail != i.status else "",
+            "-" if i.exit_code is None else i.exit_code,
+            render.when(i.started_at),
+            render.duration(i.started_at, i.ended_at),
+        ]
+        if with_command:
+            row.insert(0, i.command_id)
+        rows.append(row)
+    render.table(columns, rows, empty="No invocations match.")
 
 
 @click.group("invocations")
@@ -276,34 +198,60 @@ def invocations() -> None:
 
 
 @invocations.command("list")
-@click.option("--command", "command_id", required=True, help="The command id.")
-@click.option("--status", default=None, help="Only invocations with this status.")
+@click.option("--command", "command_id", default=None, help="Only this command's.")
+@_filters
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--cursor", default=None, help="The next page (printed after a full page).")
 @api_options
 @click.pass_context
-def list_invocations(ctx: click.Context, command_id: str, status: str | None) -> None:
-    """List the invocations of a command."""
+def list_invocations(
+    ctx: click.Context,
+    command_id: str | None,
+    status: str | None,
+    node_id: str | None,
+    tags: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    limit: int,
+    cursor: str | None,
+) -> None:
+    """List invocations: one command's by node, or all, newest first."""
     opts = options(ctx)
-    found = opts.client().list_invocations(command_id, status=status)
+    page = opts.client().list_invocations_page(
+        command_id=command_id,
+        node_id=node_id,
+        status=status,
+        tags=parse_tags(tags),
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+    )
     if opts.json:
-        return render.emit_json(found)
-    _invocation_table(found)
+        return render.emit_json(page)
+    invocation_table(page.items, with_command=command_id is None)
+    _more(page.next_cursor)
 
 
 @invocations.command("show")
 @click.argument("command_id")
 @click.argument("node_id")
+@click.option("--full", is_flag=True, help="The whole stdout and stderr, not just their ends.")
 @api_options
 @click.pass_context
-def show_invocation(ctx: click.Context, command_id: str, node_id: str) -> None:
-    """Show one invocation with its full stdout and stderr."""
+def show_invocation(ctx: click.Context, command_id: str, node_id: str, full: bool) -> None:
+    """Show one invocation: status, steps, and its output (the end of it, or --full)."""
     opts = options(ctx)
     client = opts.client()
     inv = client.get_invocation(command_id, node_id)
     if opts.json:
         data = inv.model_dump(mode="json")
-        for stream in ("stdout", "stderr"):
-            data[stream] = client.get_output(command_id, node_id, stream).decode("utf-8", "replace")
-            data[f"{stream}_truncated"] = False
+        if full:
+            for stream in ("stdout", "stderr"):
+                data[stream] = client.get_output(command_id, node_id, stream).decode(
+                    "utf-8", "replace"
+                )
+                data[f"{stream}_truncated"] = False
         return render.emit_json(data)
     render.block(
         [
@@ -321,8 +269,30 @@ def show_invocation(ctx: click.Context, command_id: str, node_id: str) -> None:
             ("Message", inv.message),
         ]
     )
+    if len(inv.steps) > 1:
+        render.out.print()
+        render.table(
+            ["STEP", "ACTION", "STATUS", "EXIT", "TOOK", "MESSAGE"],
+            (
+                [
+                    s.name,
+                    s.action,
+                    render.status(s.status),
+                    "-" if s.exit_code is None else s.exit_code,
+                    render.duration(s.started_at, s.ended_at),
+                    s.message or "",
+                ]
+                for s in inv.steps
+            ),
+            empty="",
+        )
     for stream in ("stdout", "stderr"):
         render.out.print(f"\n{stream}:", style="bold")
+        if not full:
+            render.raw(getattr(inv, stream))
+            if getattr(inv, f"{stream}_truncated"):
+                render.err.print("(the end only; all of it: add --full)", style="dim")
+            continue
         last = b""
         for chunk in client.iter_output(command_id, node_id, stream):
             sys.stdout.buffer.write(chunk)
@@ -330,3 +300,37 @@ def show_invocation(ctx: click.Context, command_id: str, node_id: str) -> None:
         if last and not last.endswith(b"\n"):
             sys.stdout.buffer.write(b"\n")
         sys.stdout.flush()
+
+
+@invocations.command("download")
+@click.argument("command_id")
+@click.option(
+    "--dir",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write NODE.stdout and NODE.stderr for every node.",
+)
+@api_options
+@click.pass_context
+def download(ctx: click.Context, command_id: str, directory: Path) -> None:
+    """Save the full output of every node: one file per node and stream."""
+    opts = options(ctx)
+    client = opts.client()
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for inv in client.list_invocations(command_id):
+        for stream in ("stdout", "stderr"):
+            path = directory / f"{inv.node_id}.{stream}"
+            size = 0
+            with path.open("wb") as fh:
+                for chunk in client.iter_output(command_id, inv.node_id, stream):
+                    fh.write(chunk)
+                    size += len(chunk)
+            written.append(
+                {"node_id": inv.node_id, "stream": stream, "path": str(path), "bytes": size}
+            )
+    if opts.json:
+        return render.emit_json(written)
+    total = sum(int(w["bytes"]) for w in written)
+    render.out.print(f"Wrote {len(written)} file(s), {total} bytes, to {directory}.")

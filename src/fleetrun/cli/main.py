@@ -9,8 +9,11 @@ import click
 from fleetrun import __version__
 from fleetrun.cli import render
 from fleetrun.cli.base import api_options
-from fleetrun.cli.commands import commands, invocations, send
+from fleetrun.cli.commands import commands, invocations
+from fleetrun.cli.documents import documents
+from fleetrun.cli.groups import groups
 from fleetrun.cli.nodes import activations, nodes
+from fleetrun.cli.send import send
 from fleetrun.cli.serve import login, server
 from fleetrun.core.errors import FleetrunError
 
@@ -22,7 +25,7 @@ def cli() -> None:
     """fleetrun: run scripts and documents on your fleet, no SSH, no inbound port."""
 
 
-for command in (server, login, send, commands, invocations, nodes, activations):
+for command in (server, login, send, commands, invocations, documents, groups, nodes, activations):
     cli.add_command(command)
 
 

@@ -79,6 +79,20 @@ def show_node(ctx: click.Context, node_id: str) -> None:
         render.block([(k, v) for k, v in sorted(node.local_config.items())])
 
 
+@nodes.command("delete")
+@click.argument("node_id")
+@api_options
+@click.pass_context
+def delete_node(ctx: click.Context, node_id: str) -> None:
+    """Deregister a node: its agent can no longer connect, unfinished work ends
+    Undeliverable; its history stays."""
+    opts = options(ctx)
+    opts.client().delete_node(node_id)
+    if opts.json:
+        return render.emit_json({"deleted": node_id})
+    render.out.print(f"Deleted node {node_id}.")
+
+
 @click.group("activations")
 @api_options
 def activations() -> None:

@@ -1,38 +1,78 @@
-"""Documents: named, typed script templates, and how one becomes the steps a node runs.
+"""Documents: named, versioned, typed script templates, and how one becomes the steps
+a node runs.
 
-A document has typed parameters and ordered main steps (SSM schema 2.2 in spirit):
-
-    description: Run a shell script.
+    description: Restart a service and show its state.
     parameters:
-      commands: {type: StringList, description: The script, minItems: 1}
+      service: {type: String, allowedPattern: "^[a-z0-9@._-]+$"}
+      wait: {type: Integer, default: 2}
     mainSteps:
-      - action: runShellScript
-        name: runShellScript
-        inputs: {runCommand: "{{ commands }}"}
+      - name: restart
+        action: runShellScript
+        inputs:
+          runCommand: ["systemctl restart \"$service\"", "sleep \"$wait\""]
+          timeoutSeconds: 60
+      - name: show
+        action: runShellScript
+        precondition: {StringEquals: [platformType, Linux]}
+        inputs: {runCommand: "systemctl status {{ service }}"}
 
-`resolve_steps` checks the parameters against the document and substitutes
-`{{ name }}` placeholders: a string that is exactly one placeholder takes the value
-itself (a list stays a list), a placeholder inside a longer string takes the value's
-text. Parameter values never become shell text: named parameters also reach the
-script as environment variables.
+Parameters reach scripts without becoming code:
+
+- every named parameter is an environment variable of every step;
+- a string that is exactly one placeholder (`"{{ commands }}"`) takes the value
+  itself (a list stays a list): that is how a document takes a whole script;
+- a placeholder inside a longer script line takes the value quoted for the step's
+  language (shell, Python, PowerShell), so `{{ service }}` above can never run as
+  code; placeholders in other inputs (working directory, timeout) take the plain text.
+
+`validate` checks a document and names the field at fault; `bind_parameters` checks
+values against their declarations; `resolve_steps` makes the steps.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import shlex
+from dataclasses import dataclass, field
 from typing import Any
 
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.protocol import Step
 
 ACTIONS = ("runShellScript", "runPythonScript", "runPowerShellScript")
+PARAMETER_TYPES = ("String", "StringList", "Integer", "Boolean")
+PLATFORMS = {"linux": "Linux", "macos": "MacOS", "darwin": "MacOS", "windows": "Windows"}
+MAX_DOCUMENT_BYTES = 64 * 1024
+MAX_STEP_TIMEOUT_S = 172800
 
+NAME_RE = re.compile(r"^[A-Za-z0-9_\-.]{3,128}$")
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_STEP_NAME = re.compile(r"^[A-Za-z0-9_\-.]{1,128}$")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 _WHOLE = re.compile(r"^\{\{\s*([A-Za-z0-9_]+)\s*\}\}$")
+
+_TOP_KEYS = {"schemaVersion", "description", "parameters", "mainSteps"}
+_PARAM_KEYS = {
+    "type",
+    "description",
+    "default",
+    "allowedValues",
+    "allowedPattern",
+    "minItems",
+    "maxItems",
+    "minChars",
+    "maxChars",
+    "displayType",
+}
+_STEP_KEYS = {"name", "action", "inputs", "precondition", "onFailure", "runAs"}
+_INPUT_KEYS = {"runCommand", "workingDirectory", "timeoutSeconds"}
 
 
 def _builtin(action: str, description: str) -> dict[str, Any]:
     return {
+        "schemaVersion": "2.2",
         "description": description,
         "parameters": {
             "commands": {
@@ -62,15 +102,258 @@ def _builtin(action: str, description: str) -> dict[str, Any]:
 BUILTIN_DOCUMENTS: dict[str, dict[str, Any]] = {
     "RunShellScript": _builtin("runShellScript", "Run a shell script."),
     "RunPythonScript": _builtin("runPythonScript", "Run a Python script with python3."),
-    "RunPowerShellScript": _builtin("runPowerShellScript", "Run a PowerShell script with pwsh."),
+    "RunPowerShellScript": _builtin(
+        "runPowerShellScript", "Run a PowerShell script with pwsh (where it is installed)."
+    ),
 }
+
+
+# -- reading and checking ---------------------------------------------------------
+
+
+def parse(text: str) -> dict[str, Any]:
+    """A document from YAML or JSON text (JSON is YAML), or a ValidationError."""
+    if len(text.encode()) > MAX_DOCUMENT_BYTES:
+        raise ValidationError(f"The document is larger than {MAX_DOCUMENT_BYTES // 1024} KB.")
+    import yaml  # only where documents are read from text, not on the agent
+
+    try:
+        content = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "it is not YAML or JSON"
+        raise ValidationError(f"The document cannot be read{where}: {problem}.") from None
+    if not isinstance(content, dict):
+        raise ValidationError("The document must be a mapping with mainSteps (YAML or JSON).")
+    return content
+
+
+def _fail(where: str, problem: str) -> ValidationError:
+    return ValidationError(f"The document is not valid: {where} {problem}.")
+
+
+def validate(content: dict[str, Any]) -> dict[str, Any]:
+    """Check a document; return it unchanged, or raise naming the field at fault."""
+    if not isinstance(content, dict):
+        raise _fail("the document", "must be a mapping")
+    _no_unknown(content, _TOP_KEYS, "")
+    if "description" in content and not isinstance(content["description"], str | None):
+        raise _fail("description", "must be text")
+    params = content.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise _fail("parameters", "must be a mapping of parameter names to declarations")
+    for name, spec in params.items():
+        _check_parameter(str(name), spec)
+    steps = content.get("mainSteps")
+    if not isinstance(steps, list) or not steps:
+        raise _fail("mainSteps", "must be a list of at least one step")
+    seen: set[str] = set()
+    for index, step in enumerate(steps):
+        _check_step(index, step, params, seen)
+    if len(canonical(content)) > MAX_DOCUMENT_BYTES:
+        raise ValidationError(f"The document is larger than {MAX_DOCUMENT_BYTES // 1024} KB.")
+    return content
+
+
+def _no_unknown(mapping: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(str(k) for k in mapping if k not in known)
+    if unknown:
+        place = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise _fail(place, f"is not a known field (known: {', '.join(sorted(known))})")
+
+
+def _check_parameter(name: str, spec: Any) -> None:
+    where = f"parameters.{name}"
+    if not _PARAM_NAME.match(name):
+        raise _fail(where, "has a bad name: use letters, digits and _ and start with a letter")
+    if not isinstance(spec, dict):
+        raise _fail(where, "must be a mapping with at least a type")
+    _no_unknown(spec, _PARAM_KEYS, where)
+    kind = spec.get("type", "String")
+    if kind not in PARAMETER_TYPES:
+        raise _fail(f"{where}.type", f"must be one of {', '.join(PARAMETER_TYPES)}, not {kind!r}")
+    for key in ("minItems", "maxItems", "minChars", "maxChars"):
+        if key in spec and (not isinstance(spec[key], int) or spec[key] < 0):
+            raise _fail(f"{where}.{key}", "must be a whole number, 0 or more")
+    allowed = spec.get("allowedValues")
+    if allowed is not None and (
+        not isinstance(allowed, list)
+        or not allowed
+        or any(isinstance(v, dict | list) for v in allowed)
+    ):
+        raise _fail(f"{where}.allowedValues", "must be a non-empty list of values")
+    pattern = spec.get("allowedPattern")
+    if pattern is not None:
+        if not isinstance(pattern, str):
+            raise _fail(f"{where}.allowedPattern", "must be a regular expression as text")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise _fail(
+                f"{where}.allowedPattern", f"is not a valid regular expression ({exc})"
+            ) from None
+    if "default" in spec:
+        try:
+            _coerce(name, spec, _as_values(spec["default"]))
+        except ValidationError as exc:
+            raise _fail(
+                f"{where}.default", f"does not fit its declaration: {exc.message}"
+            ) from None
+
+
+def _check_step(index: int, step: Any, params: dict[str, Any], seen: set[str]) -> None:
+    where = f"mainSteps[{index}]"
+    if not isinstance(step, dict):
+        raise _fail(where, "must be a mapping with name, action and inputs")
+    _no_unknown(step, _STEP_KEYS, where)
+    name = step.get("name")
+    if not isinstance(name, str) or not _STEP_NAME.match(name):
+        raise _fail(f"{where}.name", "is required: 1-128 letters, digits, _ - or .")
+    if name in seen:
+        raise _fail(f"{where}.name", f"{name!r} is used by an earlier step; step names are unique")
+    seen.add(name)
+    if step.get("action") not in ACTIONS:
+        raise _fail(
+            f"{where}.action", f"must be one of {', '.join(ACTIONS)}, not {step.get('action')!r}"
+        )
+    if step.get("onFailure", "exit") not in ("exit", "continue"):
+        raise _fail(f"{where}.onFailure", "must be exit or continue")
+    if "runAs" in step and not (isinstance(step["runAs"], str) and step["runAs"].strip()):
+        raise _fail(f"{where}.runAs", "must be a user name")
+    inputs = step.get("inputs")
+    if not isinstance(inputs, dict):
+        raise _fail(f"{where}.inputs", "is required: a mapping with runCommand")
+    _no_unknown(inputs, _INPUT_KEYS, f"{where}.inputs")
+    run = inputs.get("runCommand")
+    if not (
+        isinstance(run, str) or (isinstance(run, list) and all(isinstance(x, str) for x in run))
+    ):
+        raise _fail(f"{where}.inputs.runCommand", "is required: a script line or a list of lines")
+    if "workingDirectory" in inputs and not isinstance(inputs["workingDirectory"], str):
+        raise _fail(f"{where}.inputs.workingDirectory", "must be a path")
+    timeout = inputs.get("timeoutSeconds")
+    if timeout is not None and not _is_placeholder(timeout) and not _timeout_ok(timeout):
+        raise _fail(f"{where}.inputs.timeoutSeconds", f"must be 1 to {MAX_STEP_TIMEOUT_S} seconds")
+    if "precondition" in step:
+        _check_precondition(f"{where}.precondition", step["precondition"])
+    for text in _strings(step):
+        for ref in _PLACEHOLDER.findall(text):
+            if ref not in params:
+                raise _fail(where, f"refers to {{{{ {ref} }}}}, which is not a declared parameter")
+
+
+def _is_placeholder(value: Any) -> bool:
+    return isinstance(value, str) and _WHOLE.match(value) is not None
+
+
+def _timeout_ok(value: Any) -> bool:
+    try:
+        seconds = int(str(value))
+    except ValueError:
+        return False
+    return 1 <= seconds <= MAX_STEP_TIMEOUT_S
+
+
+def _check_precondition(where: str, pre: Any) -> None:
+    if not isinstance(pre, dict) or set(pre) != {"StringEquals"}:
+        raise _fail(where, "must be {StringEquals: [platformType, Linux|MacOS|Windows]}")
+    pair = pre["StringEquals"]
+    if not isinstance(pair, list) or len(pair) != 2 or "platformType" not in pair:
+        raise _fail(f"{where}.StringEquals", "must be [platformType, Linux|MacOS|Windows]")
+    other = pair[1] if pair[0] == "platformType" else pair[0]
+    if not isinstance(other, str) or (
+        other.lower() not in PLATFORMS and not _is_placeholder(other)
+    ):
+        raise _fail(
+            f"{where}.StringEquals",
+            f"compares platformType with {other!r}: use Linux, MacOS or Windows",
+        )
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    return []
+
+
+def canonical(content: dict[str, Any]) -> bytes:
+    """The content as canonical JSON: what is hashed and signed."""
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def content_hash(content: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(content)).hexdigest()
+
+
+# -- parameters -----------------------------------------------------------------
+
+
+def _as_values(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [_text(v) for v in value]
+    return [_text(value)]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _coerce(name: str, spec: dict[str, Any], values: list[str]) -> str | list[str]:
+    kind = spec.get("type", "String")
+    if kind == "StringList":
+        low, high = spec.get("minItems"), spec.get("maxItems")
+        if low is not None and len(values) < low:
+            raise ValidationError(f"Parameter {name!r} needs at least {low} value(s).")
+        if high is not None and len(values) > high:
+            raise ValidationError(f"Parameter {name!r} takes at most {high} value(s).")
+        for value in values:
+            _check_value(name, spec, value)
+        return values
+    if len(values) != 1:
+        raise ValidationError(f"Parameter {name!r} takes exactly one value, not {len(values)}.")
+    value = values[0]
+    if kind == "Integer":
+        try:
+            value = str(int(value.strip()))
+        except ValueError:
+            raise ValidationError(
+                f"Parameter {name!r} must be a whole number, not {value!r}."
+            ) from None
+    elif kind == "Boolean":
+        if value.strip().lower() not in ("true", "false"):
+            raise ValidationError(f"Parameter {name!r} must be true or false, not {value!r}.")
+        value = value.strip().lower()
+    _check_value(name, spec, value)
+    return value
+
+
+def _check_value(name: str, spec: dict[str, Any], value: str) -> None:
+    allowed = spec.get("allowedValues")
+    if allowed is not None and value not in [_text(a) for a in allowed]:
+        choices = ", ".join(_text(a) for a in allowed)
+        raise ValidationError(f"Parameter {name!r} must be one of: {choices} (not {value!r}).")
+    pattern = spec.get("allowedPattern")
+    if pattern is not None and re.search(pattern, value) is None:
+        raise ValidationError(f"Parameter {name!r} value {value!r} does not match {pattern}.")
+    low, high = spec.get("minChars"), spec.get("maxChars")
+    if low is not None and len(value) < low:
+        raise ValidationError(f"Parameter {name!r} needs at least {low} character(s).")
+    if high is not None and len(value) > high:
+        raise ValidationError(f"Parameter {name!r} takes at most {high} character(s).")
 
 
 def bind_parameters(
     content: dict[str, Any], given: dict[str, list[str]]
 ) -> dict[str, str | list[str]]:
-    """The document's parameters with defaults filled in, or a ValidationError that
-    names the parameter at fault."""
+    """The document's parameters with defaults filled in and values checked against
+    their declarations, or a ValidationError that names the parameter at fault."""
     declared: dict[str, Any] = content.get("parameters") or {}
     unknown = sorted(set(given) - set(declared))
     if unknown:
@@ -80,55 +363,65 @@ def bind_parameters(
         )
     bound: dict[str, str | list[str]] = {}
     for name, spec in declared.items():
-        kind = spec.get("type", "String")
         if name in given:
             values = list(given[name])
         elif "default" in spec:
-            default = spec["default"]
-            values = [str(v) for v in default] if isinstance(default, list) else [str(default)]
+            values = _as_values(spec["default"])
         else:
             raise ValidationError(
                 f"Parameter {name!r} is required: pass it with --param {name}=VALUE."
             )
-        if kind == "StringList":
-            if len(values) < int(spec.get("minItems", 0)):
-                raise ValidationError(
-                    f"Parameter {name!r} needs at least {spec['minItems']} value."
-                )
-            bound[name] = values
-        else:
-            if len(values) != 1:
-                raise ValidationError(f"Parameter {name!r} takes exactly one value.")
-            bound[name] = values[0]
+        bound[name] = _coerce(name, spec, values)
     return bound
 
 
-def substitute(value: Any, params: dict[str, str | list[str]]) -> Any:
+# -- steps ----------------------------------------------------------------------
+
+
+def substitute(value: Any, params: dict[str, str | list[str]], quote: Any = None) -> Any:
+    """Replace placeholders: a whole-string placeholder takes the value itself; one
+    inside a longer string takes `quote(text)` (plain text when quote is None)."""
     if isinstance(value, str):
         whole = _WHOLE.match(value)
         if whole and whole.group(1) in params:
             return params[whole.group(1)]
-        return _PLACEHOLDER.sub(lambda m: _text(params, m), value)
+        return _PLACEHOLDER.sub(lambda m: _embed(params, m, quote), value)
     if isinstance(value, list):
-        return [substitute(v, params) for v in value]
+        return [substitute(v, params, quote) for v in value]
     if isinstance(value, dict):
-        return {k: substitute(v, params) for k, v in value.items()}
+        return {k: substitute(v, params, quote) for k, v in value.items()}
     return value
 
 
-def _text(params: dict[str, str | list[str]], match: re.Match[str]) -> str:
+def _embed(params: dict[str, str | list[str]], match: re.Match[str], quote: Any) -> str:
     name = match.group(1)
     if name not in params:
         return match.group(0)
     value = params[name]
-    return value if isinstance(value, str) else "\n".join(value)
+    if isinstance(value, list):
+        return " ".join(quote(v) for v in value) if quote else "\n".join(value)
+    return str(quote(value)) if quote else value
+
+
+def _quote_python(value: str) -> str:
+    return json.dumps(value)
+
+
+def _quote_powershell(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+QUOTERS = {
+    "runShellScript": shlex.quote,
+    "runPythonScript": _quote_python,
+    "runPowerShellScript": _quote_powershell,
+}
 
 
 def _script(run_command: Any) -> str:
-    if isinstance(run_command, str):
-        lines = [run_command]
-    else:
-        lines = [str(item) for item in _flatten(run_command)]
+    lines = (
+        [run_command] if isinstance(run_command, str) else [str(x) for x in _flatten(run_command)]
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -150,23 +443,60 @@ def _environment(params: dict[str, str | list[str]], run_command: Any) -> dict[s
     }
 
 
-def resolve_steps(content: dict[str, Any], params: dict[str, str | list[str]]) -> list[Step]:
-    """The steps of a document with its parameters bound."""
+@dataclass(frozen=True)
+class StepOptions:
+    run_as: str | None = None
+    args: list[str] = field(default_factory=list)
+
+
+def resolve_steps(
+    content: dict[str, Any],
+    params: dict[str, str | list[str]],
+    options: StepOptions | None = None,
+) -> list[Step]:
+    """The steps of a checked document with its parameters bound."""
+    options = options or StepOptions()
     steps: list[Step] = []
     for raw in content.get("mainSteps") or []:
         raw_inputs = raw.get("inputs") or {}
-        inputs = substitute(raw_inputs, params)
-        env = _environment(params, raw_inputs.get("runCommand"))
-        timeout = inputs.get("timeoutSeconds")
+        action = raw["action"]
+        run = substitute(raw_inputs.get("runCommand", []), params, QUOTERS[action])
+        other = substitute({k: v for k, v in raw_inputs.items() if k != "runCommand"}, params)
+        timeout = other.get("timeoutSeconds")
+        if timeout not in (None, "") and not _timeout_ok(timeout):
+            raise ValidationError(
+                f"Step {raw['name']!r}: timeoutSeconds {timeout!r} must be 1 to "
+                f"{MAX_STEP_TIMEOUT_S} seconds."
+            )
+        precondition = (
+            substitute(raw.get("precondition"), params) if raw.get("precondition") else None
+        )
         steps.append(
             Step(
                 name=raw["name"],
-                action=raw["action"],
-                script=_script(inputs.get("runCommand", [])),
-                env=env,
-                working_directory=inputs.get("workingDirectory") or None,
+                action=action,
+                script=_script(run),
+                args=list(options.args),
+                env=_environment(params, raw_inputs.get("runCommand")),
+                working_directory=other.get("workingDirectory") or None,
                 timeout_s=float(timeout) if timeout not in (None, "") else None,
                 on_failure=raw.get("onFailure", "exit"),
+                run_as=raw.get("runAs") or options.run_as,
+                precondition=precondition,
             )
         )
     return steps
+
+
+def platform_type(system: str) -> str:
+    """Linux, MacOS or Windows, from `platform.system()`."""
+    return PLATFORMS.get(system.lower(), system)
+
+
+def precondition_holds(precondition: dict[str, Any] | None, system: str) -> bool:
+    """Whether a step's precondition holds on a node (platform compared without case)."""
+    if not precondition:
+        return True
+    pair = precondition.get("StringEquals") or []
+    other = pair[1] if pair and pair[0] == "platformType" else (pair[0] if pair else "")
+    return platform_type(str(other)).lower() == platform_type(system).lower()

@@ -8,19 +8,37 @@ from fleetrun.core.targets import Target
 from fleetrun.schemas.base import Request, Response
 
 DEFAULT_EXECUTION_TIMEOUT_S = 3600
+MIN_EXECUTION_TIMEOUT_S = 1
 MAX_EXECUTION_TIMEOUT_S = 172800
 DEFAULT_DELIVERY_TIMEOUT_S = 3600
+MIN_DELIVERY_TIMEOUT_S = 30
+MAX_DELIVERY_TIMEOUT_S = 2592000
 
 
 class CommandCreate(Request):
     document_name: str = "RunShellScript"
-    document_version: str | None = None
+    document_version: str | None = Field(None, description="a number, $LATEST or $DEFAULT")
     parameters: dict[str, list[str]] = Field(default_factory=dict)
+    arguments: list[str] = Field(default_factory=list, description="positional, passed as argv")
     targets: list[Target]
     comment: str | None = Field(None, max_length=100)
     execution_timeout_s: int | None = Field(
-        None, description=f"per invocation; default {DEFAULT_EXECUTION_TIMEOUT_S}"
+        None,
+        description=f"per invocation; default {DEFAULT_EXECUTION_TIMEOUT_S}, at most "
+        f"{MAX_EXECUTION_TIMEOUT_S}",
     )
+    delivery_timeout_s: int | None = Field(
+        None,
+        description=f"not started by then: TimedOut; default {DEFAULT_DELIVERY_TIMEOUT_S}, "
+        f"{MIN_DELIVERY_TIMEOUT_S} to {MAX_DELIVERY_TIMEOUT_S}",
+    )
+    max_concurrency: str | None = Field(None, description="N or P%; default 50")
+    max_errors: str | None = Field(None, description="N or P%; default 0")
+    run_as: str | None = Field(None, max_length=64, description="the user to run as on the node")
+
+
+class CommandCancel(Request):
+    node_ids: list[str] | None = Field(None, description="only these nodes (default: all)")
 
 
 class Command(Response):
@@ -31,9 +49,19 @@ class Command(Response):
     targets: list[Target] = Field(default_factory=list)
     comment: str | None = None
     principal: str | None = None
+    document_hash: str | None = None
+    arguments: list[str] = Field(default_factory=list)
+    run_as: str | None = None
     requested_at: datetime
     expires_at: datetime | None = None
+    deliver_by: datetime | None = None
     execution_timeout_s: int
+    delivery_timeout_s: int | None = None
+    max_concurrency: str | None = None
+    max_errors: str | None = None
+    concurrency_limit: int | None = None
+    error_threshold: int | None = None
+    cancel_requested_at: datetime | None = None
     status: str
     status_detail: str
     target_count: int
@@ -65,6 +93,12 @@ class StepResult(Response):
     stderr_truncated: bool = False
 
 
+class Transition(Response):
+    status: str
+    detail: str
+    at: datetime
+
+
 class Invocation(Response):
     id: str
     command_id: str
@@ -82,3 +116,4 @@ class Invocation(Response):
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     steps: list[StepResult] = Field(default_factory=list)
+    transitions: list[Transition] = Field(default_factory=list)

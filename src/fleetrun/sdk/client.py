@@ -13,8 +13,10 @@ from fleetrun import __version__
 from fleetrun.core.errors import ConnectionError_, ValidationError, error_for
 from fleetrun.core.targets import Target
 from fleetrun.schemas.activations import Activation, ActivationCreate, ActivationCreated
-from fleetrun.schemas.base import build
+from fleetrun.schemas.base import Page, build
 from fleetrun.schemas.commands import Command, CommandCreate, Invocation
+from fleetrun.schemas.documents import Document, DocumentCreate, DocumentSummary, DocumentUpdate
+from fleetrun.schemas.groups import Group, GroupCreate
 from fleetrun.schemas.nodes import Node
 
 M = TypeVar("M", bound=BaseModel)
@@ -27,12 +29,16 @@ def build_targets(
     node_ids: Sequence[str] | None = None,
     tags: Mapping[str, str | Sequence[str]] | None = None,
     targets: Sequence[Target] | None = None,
+    group: str | None = None,
     all_nodes: bool = False,
 ) -> list[Target]:
-    """Targets from the usual shorthands: ids, tags (values of one key ORed), all."""
+    """Targets from the usual shorthands: ids, tags (values of one key ORed), a group,
+    all."""
     out: list[Target] = list(targets or [])
     if node_ids:
         out.append(Target(key="NodeIds", values=list(node_ids)))
+    if group:
+        out.append(Target(key="group", values=[group]))
     for key, value in (tags or {}).items():
         values = [value] if isinstance(value, str) else list(value)
         out.append(Target(key=f"tag:{key}", values=values))
@@ -141,6 +147,11 @@ class Client:
 
     # -- nodes ----------------------------------------------------------------------
 
+    def delete_node(self, node_id: str) -> None:
+        """Deregister a node: its agent can no longer connect; unfinished work ends
+        Undeliverable."""
+        self.request("DELETE", f"/v1/nodes/{node_id}")
+
     def list_nodes(
         self, *, tags: Mapping[str, str] | None = None, ping_status: str | None = None
     ) -> list[Node]:
@@ -157,14 +168,23 @@ class Client:
         *,
         script: str | None = None,
         document: str = "RunShellScript",
+        document_version: str | None = None,
         parameters: Mapping[str, str | Sequence[str]] | None = None,
+        arguments: Sequence[str] = (),
         node_ids: Sequence[str] | None = None,
         tags: Mapping[str, str | Sequence[str]] | None = None,
         targets: Sequence[Target] | None = None,
+        group: str | None = None,
         all_nodes: bool = False,
         timeout_s: int | None = None,
+        delivery_timeout_s: int | None = None,
+        max_concurrency: str | int | None = None,
+        max_errors: str | int | None = None,
+        run_as: str | None = None,
         comment: str | None = None,
     ) -> Command:
+        """Send a command. `script` is the shorthand for RunShellScript's `commands`;
+        `timeout_s` is the execution timeout per node."""
         params = {k: [v] if isinstance(v, str) else list(v) for k, v in (parameters or {}).items()}
         if script is not None:
             if not script.strip():
@@ -173,12 +193,18 @@ class Client:
         body = build(
             CommandCreate,
             document_name=document,
+            document_version=document_version,
             parameters=params,
+            arguments=list(arguments),
             targets=build_targets(
-                node_ids=node_ids, tags=tags, targets=targets, all_nodes=all_nodes
+                node_ids=node_ids, tags=tags, targets=targets, group=group, all_nodes=all_nodes
             ),
             comment=comment,
             execution_timeout_s=timeout_s,
+            delivery_timeout_s=delivery_timeout_s,
+            max_concurrency=None if max_concurrency is None else str(max_concurrency),
+            max_errors=None if max_errors is None else str(max_errors),
+            run_as=run_as,
         )
         return self._model(Command, "POST", "/v1/commands", json=body.model_dump(exclude_none=True))
 
@@ -193,16 +219,82 @@ class Client:
             timeout_s=wait_s + 30 if wait_s else None,
         )
 
-    def list_commands(self, *, status: str | None = None, limit: int = 50) -> list[Command]:
-        page = self.request("GET", "/v1/commands", params={"status": status, "limit": limit})
-        return [Command.model_validate(item) for item in page["items"]]
+    def cancel_command(self, command_id: str, node_ids: Sequence[str] | None = None) -> Command:
+        """Not started: Cancelled at once; running: Cancelling until the agent confirms."""
+        body = {"node_ids": list(node_ids)} if node_ids else None
+        return self._model(Command, "POST", f"/v1/commands/{command_id}/cancel", json=body)
+
+    def list_commands_page(
+        self,
+        *,
+        status: str | None = None,
+        document: str | None = None,
+        node_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Command]:
+        """One page of commands, newest first, and the cursor of the next."""
+        params = {
+            "status": status,
+            "document": document,
+            "node": node_id,
+            "tag": [f"{k}={v}" for k, v in (tags or {}).items()],
+            "since": since,
+            "until": until,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        return Page[Command].model_validate(self.request("GET", "/v1/commands", params=params))
+
+    def list_commands(
+        self, *, status: str | None = None, limit: int = 50, **filters: Any
+    ) -> list[Command]:
+        return self.list_commands_page(status=status, limit=limit, **filters).items
 
     def list_invocations(
-        self, command_id: str, *, status: str | None = None, details: bool = False
+        self,
+        command_id: str,
+        *,
+        status: str | None = None,
+        node_id: str | None = None,
+        details: bool = False,
     ) -> list[Invocation]:
-        """Every invocation of a command; with `details`, their steps and output tails."""
-        params = {"status": status, "details": "true" if details else None}
+        """Every invocation of a command (following pages); with `details`, their steps
+        and output tails."""
+        params = {"status": status, "node": node_id, "details": "true" if details else None}
         return list(self._items(Invocation, f"/v1/commands/{command_id}/invocations", params))
+
+    def list_invocations_page(
+        self,
+        *,
+        command_id: str | None = None,
+        node_id: str | None = None,
+        status: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        details: bool = False,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[Invocation]:
+        """One page of invocations across commands (newest first), or of one command."""
+        params = {
+            "command": command_id,
+            "node": node_id,
+            "status": status,
+            "tag": [f"{k}={v}" for k, v in (tags or {}).items()],
+            "since": since,
+            "until": until,
+            "details": "true" if details else None,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        return Page[Invocation].model_validate(
+            self.request("GET", "/v1/invocations", params=params)
+        )
 
     def get_invocation(self, command_id: str, node_id: str) -> Invocation:
         return self._model(Invocation, "GET", f"/v1/commands/{command_id}/invocations/{node_id}")
@@ -237,6 +329,63 @@ class Client:
 
     def get_output(self, command_id: str, node_id: str, stream: str = "stdout", **kw: Any) -> bytes:
         return b"".join(self.iter_output(command_id, node_id, stream, **kw))
+
+    # -- documents ------------------------------------------------------------------
+
+    def create_document(self, name: str, content: str) -> Document:
+        """Create a document from YAML or JSON text."""
+        body = build(DocumentCreate, name=name, content=content).model_dump()
+        return self._model(Document, "POST", "/v1/documents", json=body)
+
+    def update_document(self, name: str, content: str) -> Document:
+        """Add a version; the default version does not change."""
+        body = build(DocumentUpdate, content=content).model_dump()
+        return self._model(Document, "PUT", f"/v1/documents/{name}", json=body)
+
+    def list_documents(self) -> list[DocumentSummary]:
+        return list(self._items(DocumentSummary, "/v1/documents"))
+
+    def get_document(self, name: str, version: str | None = None) -> Document:
+        return self._model(Document, "GET", f"/v1/documents/{name}", params={"version": version})
+
+    def set_default_version(self, name: str, version: str | int) -> Document:
+        body = {"version": str(version)}
+        return self._model(Document, "PUT", f"/v1/documents/{name}/default-version", json=body)
+
+    def delete_document(self, name: str) -> None:
+        self.request("DELETE", f"/v1/documents/{name}")
+
+    # -- groups ---------------------------------------------------------------------
+
+    def create_group(
+        self,
+        name: str,
+        *,
+        node_ids: Sequence[str] | None = None,
+        tags: Mapping[str, str | Sequence[str]] | None = None,
+        description: str | None = None,
+    ) -> Group:
+        """A group of fixed nodes, or of every node matching tags (now and later)."""
+        tag_lists = None
+        if tags is not None:
+            tag_lists = {k: [v] if isinstance(v, str) else list(v) for k, v in tags.items()}
+        body = build(
+            GroupCreate,
+            name=name,
+            description=description,
+            node_ids=list(node_ids) if node_ids is not None else None,
+            tags=tag_lists,
+        )
+        return self._model(Group, "POST", "/v1/groups", json=body.model_dump())
+
+    def list_groups(self) -> list[Group]:
+        return list(self._items(Group, "/v1/groups"))
+
+    def get_group(self, name: str) -> Group:
+        return self._model(Group, "GET", f"/v1/groups/{name}")
+
+    def delete_group(self, name: str) -> None:
+        self.request("DELETE", f"/v1/groups/{name}")
 
     def wait(
         self,

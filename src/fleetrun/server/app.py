@@ -24,7 +24,7 @@ from fleetrun.core.errors import (
     ValidationError,
 )
 from fleetrun.schemas.base import describe
-from fleetrun.server.api import activations, agent, commands, nodes
+from fleetrun.server.api import activations, agent, commands, documents, groups, nodes
 from fleetrun.server.db import Database, Tx
 from fleetrun.server.output import LocalOutputStore
 from fleetrun.server.settings import Settings
@@ -34,7 +34,15 @@ from fleetrun.server.store import tokens as token_store
 
 log = logging.getLogger(__name__)
 
-ROUTERS = (activations.router, agent.router, nodes.router, commands.router)
+ROUTERS = (
+    activations.router,
+    agent.router,
+    nodes.router,
+    groups.router,
+    documents.router,
+    commands.router,
+    commands.invocations_router,
+)
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -3,10 +3,16 @@
 It wakes when something changes (a command is created, an agent connects, an
 invocation ends) and at least every `sweep_interval_s`. Each pass:
 
-1. delivers every released, unaccepted invocation whose node holds a session on this
+1. closes out what ran out of time: not started by the delivery deadline (TimedOut,
+   DeliveryTimedOut), or silent long past the command's expiry;
+2. delivers every released, unaccepted invocation whose node holds a session on this
    replica, re-sending an `invoke` that was not acknowledged in `invoke_resend_s`;
-2. marks Pending invocations of offline nodes Delayed: they go out when the node
+3. marks Pending invocations of offline nodes Delayed: they go out when the node
    connects.
+
+Releasing invocations within max-concurrency, and terminating them past max-errors,
+happens in the same transaction that changes an invocation's status
+(`refresh_command`), so it needs no pass of its own.
 
 Delivery is at least once; the agent's journal makes a repeat harmless.
 """
@@ -23,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 from fleetrun.core import protocol
 from fleetrun.core.statuses import InvocationStatus
 from fleetrun.server.db import Tx
+from fleetrun.server.store import commands as command_store
 from fleetrun.server.store import invocations as invocation_store
-from fleetrun.server.store.tables import Command
+from fleetrun.server.store.tables import Command, utcnow
 
 if TYPE_CHECKING:
     from fleetrun.server.state import ServerState
@@ -73,6 +80,7 @@ class Dispatcher:
                 await asyncio.sleep(interval)
 
     async def tick(self) -> None:
+        await self.expire()
         now = time.monotonic()
         if self._full or now - self._last_full >= self.state.settings.invoke_resend_s:
             self._full, self._nodes, self._last_full = False, set(), now
@@ -105,6 +113,13 @@ class Dispatcher:
 
             await self.state.db.write(delay)
 
+    async def expire(self) -> None:
+        def sweep(tx: Tx) -> None:
+            touched = command_store.expire(tx.session, utcnow())
+            self.state.refresh_commands(tx, touched)
+
+        await self.state.db.write(sweep)
+
     async def _invoke(self, invocation_id: str, command_id: str) -> protocol.Invoke | None:
         plan = self._plans.get(command_id)
         if plan is None:
@@ -117,6 +132,7 @@ class Dispatcher:
                 "document_version": command.document_version,
                 "steps": [protocol.Step(**s) for s in command.steps],
                 "execution_timeout_s": float(command.execution_timeout_s),
+                "run_as": command.run_as,
                 "principal": command.principal,
             }
             self._plans[command_id] = plan

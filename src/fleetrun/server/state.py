@@ -33,7 +33,11 @@ class ServerState:
     def refresh_commands(self, tx: Tx, command_ids: Iterable[str]) -> None:
         """Recompute these commands' status in `tx` (on the database thread), and once
         it is committed tell whoever waits on them and wake the dispatcher."""
+        wake = False
         for command_id in set(command_ids):
-            if command_store.refresh_command(tx.session, command_id):
+            refreshed = command_store.refresh_command(tx.session, command_id)
+            if refreshed.changed:
                 tx.after_commit(partial(self.changes.publish, command_id))
-                tx.after_commit(self.dispatcher.wake)
+            wake = wake or refreshed.changed or refreshed.released
+        if wake:
+            tx.after_commit(self.dispatcher.wake)

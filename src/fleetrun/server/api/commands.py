@@ -11,6 +11,7 @@ from fleetrun.core.errors import ValidationError
 from fleetrun.schemas import commands as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server.api.deps import action, authorize, state_of
+from fleetrun.server.api.query import moment, tag_filters
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
 from fleetrun.server.output import stream_key
@@ -19,8 +20,10 @@ from fleetrun.server.store import invocations as invocation_store
 from fleetrun.server.store.tables import InvocationStep
 
 router = APIRouter(prefix="/v1/commands", tags=["commands"])
+invocations_router = APIRouter(prefix="/v1/invocations", tags=["commands"])
 
 MAX_WAIT_S = 60.0
+Tags = Annotated[list[str] | None, Query(description="KEY=VALUE, repeatable (ANDed)")]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, **action("SendCommand"))
@@ -43,12 +46,25 @@ async def send_command(
 async def list_commands(
     request: Request,
     caller: Annotated[Caller, Depends(authorize("ListCommands"))],
-    status: str | None = None,
+    status: Annotated[str | None, Query(description="a status or a detail")] = None,
+    document: str | None = None,
+    node: Annotated[str | None, Query(description="commands that ran on this node")] = None,
+    tag: Tags = None,
+    since: Annotated[str | None, Query(description="ISO time, or how long ago: 2h")] = None,
+    until: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
 ) -> Page[schemas.Command]:
+    filters = store.CommandFilter(
+        status=status,
+        document=document,
+        node_id=node,
+        tags=tag_filters(tag),
+        since=moment(since, "since"),
+        until=moment(until, "until"),
+    )
     rows, next_cursor = await state_of(request).db.read(
-        lambda s: store.read_commands(s, status=status, limit=limit, cursor=cursor)
+        lambda s: store.read_commands(s, filters, limit=limit, cursor=cursor)
     )
     return Page(items=[store.to_schema(r) for r in rows], next_cursor=next_cursor)
 
@@ -77,27 +93,82 @@ async def get_command(
     return command
 
 
+@router.post("/{command_id}/cancel", **action("CancelCommand"))
+async def cancel_command(
+    request: Request,
+    command_id: str,
+    caller: Annotated[Caller, Depends(authorize("CancelCommand"))],
+    body: schemas.CommandCancel | None = None,
+) -> schemas.Command:
+    """Not started: Cancelled at once. Running: Cancelling until the agent confirms.
+    Finished: unchanged."""
+    state = state_of(request)
+    node_ids = body.node_ids if body else None
+
+    def cancel(tx: Tx) -> tuple[schemas.Command, list[tuple[str, str]]]:
+        notify = store.cancel_command(tx.session, command_id, node_ids)
+        state.refresh_commands(tx, [command_id])
+        tx.session.flush()
+        return store.to_schema(store.read_command(tx.session, command_id)), notify
+
+    command, notify = await state.db.write(cancel)
+    await state.gateway.cancel(notify)
+    return command
+
+
 @router.get("/{command_id}/invocations", **action("ListCommandInvocations"))
 async def list_invocations(
     request: Request,
     command_id: str,
     caller: Annotated[Caller, Depends(authorize("ListCommandInvocations"))],
-    status: str | None = None,
+    status: Annotated[str | None, Query(description="a status or a detail")] = None,
+    node: str | None = None,
+    tag: Tags = None,
     details: Annotated[bool, Query(description="include steps and output tails")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
     cursor: str | None = None,
 ) -> Page[schemas.Invocation]:
+    filters = invocation_store.InvocationFilter(
+        command_id=command_id, status=status, node_id=node, tags=tag_filters(tag)
+    )
+
     def read(session: Session) -> Page[schemas.Invocation]:
-        command = store.read_command(session, command_id)
-        rows, next_cursor = invocation_store.read_invocations(
-            session, command_id, status=status, limit=limit, cursor=cursor
+        store.read_command(session, command_id)
+        return invocation_store.read_page(
+            session, filters, details=details, limit=limit, cursor=cursor
         )
-        steps = invocation_store.read_steps_of(session, [r.id for r in rows]) if details else {}
-        plan = command.steps if details else []
-        items = [invocation_store.to_schema(r, steps.get(r.id, []), plan) for r in rows]
-        return Page(items=items, next_cursor=next_cursor)
 
     return await state_of(request).db.read(read)
+
+
+@invocations_router.get("", **action("ListCommandInvocations"))
+async def list_all_invocations(
+    request: Request,
+    caller: Annotated[Caller, Depends(authorize("ListCommandInvocations"))],
+    command: str | None = None,
+    node: str | None = None,
+    status: Annotated[str | None, Query(description="a status or a detail")] = None,
+    tag: Tags = None,
+    since: Annotated[str | None, Query(description="ISO time, or how long ago: 2h")] = None,
+    until: str | None = None,
+    details: Annotated[bool, Query(description="include steps and output tails")] = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> Page[schemas.Invocation]:
+    """Invocations across commands, newest first (or one command's, by node)."""
+    filters = invocation_store.InvocationFilter(
+        command_id=command,
+        node_id=node,
+        status=status,
+        tags=tag_filters(tag),
+        since=moment(since, "since"),
+        until=moment(until, "until"),
+    )
+    return await state_of(request).db.read(
+        lambda s: invocation_store.read_page(
+            s, filters, details=details, limit=limit, cursor=cursor
+        )
+    )
 
 
 @router.get("/{command_id}/invocations/{node_id}", **action("GetCommandInvocation"))
@@ -111,7 +182,10 @@ async def get_invocation(
         command = store.read_command(session, command_id)
         inv = invocation_store.read_invocation(session, command_id, node_id)
         return invocation_store.to_schema(
-            inv, invocation_store.read_steps(session, inv.id), command.steps
+            inv,
+            invocation_store.read_steps(session, inv.id),
+            command.steps,
+            invocation_store.read_transitions(session, inv.id),
         )
 
     return await state_of(request).db.read(read)

@@ -5,11 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
 
+from fleetrun.core.protocol import CLOSE_NODE_UNKNOWN
 from fleetrun.core.tags import parse_tags
 from fleetrun.schemas import nodes as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.authz import Caller
+from fleetrun.server.db import Tx
+from fleetrun.server.store import invocations as invocation_store
 from fleetrun.server.store import nodes as store
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
@@ -30,6 +33,23 @@ async def list_nodes(
         return [store.to_schema(n, node_tags[n.id]) for n in nodes]
 
     return Page(items=await state_of(request).db.read(read))
+
+
+@router.delete("/{node_id}", status_code=204, **action("DeleteNode"))
+async def delete_node(
+    request: Request, node_id: str, caller: Annotated[Caller, Depends(authorize("DeleteNode"))]
+) -> None:
+    """Deregister a node: its agent can no longer connect, and what it had not finished
+    ends Undeliverable. Its history stays."""
+    state = state_of(request)
+
+    def delete(tx: Tx) -> None:
+        node = store.delete_node(tx.session, node_id)
+        touched = invocation_store.undeliverable(tx.session, node.id)
+        state.refresh_commands(tx, touched)
+
+    await state.db.write(delete)
+    await state.gateway.disconnect(node_id, CLOSE_NODE_UNKNOWN, "node deleted")
 
 
 @router.get("/{node_id}", **action("GetNode"))

@@ -125,7 +125,7 @@ class Gateway:
     async def _online(self, session: AgentSession, hello: protocol.Hello) -> None:
         """Mark the node online, and close out what it ran but no longer knows of."""
 
-        def online(tx: Tx) -> None:
+        def online(tx: Tx) -> list[str]:
             node_store.set_online(
                 tx.session,
                 session.node_id,
@@ -135,8 +135,13 @@ class Gateway:
                 local_config=hello.local_config,
             )
             changed = set()
+            stop = invocation_store.ended_but_running(
+                tx.session, session.node_id, session.running_at_hello
+            )
             for inv in invocation_store.running_on(tx.session, session.node_id):
                 if inv.id in session.running_at_hello:
+                    if inv.status == InvocationStatus.CANCELLING:
+                        stop.append(inv.id)  # the cancel may not have reached it
                     continue
                 invocation_store.transition(
                     tx.session,
@@ -149,8 +154,10 @@ class Gateway:
                 )
                 changed.add(inv.command_id)
             self.state.refresh_commands(tx, changed)
+            return stop
 
-        await self.state.db.write(online)
+        for invocation_id in await self.state.db.write(online):
+            await session.send(protocol.Cancel(invocation_id=invocation_id))
 
     async def _run(self, session: AgentSession) -> None:
         """Read the session's frames into the shared inbox until it closes."""
@@ -195,6 +202,8 @@ class Gateway:
             for session, applied in results.items():
                 for invocation_id, seq in applied.received.items():
                     await session.send(protocol.Received(invocation_id=invocation_id, seq=seq))
+                for invocation_id in applied.stop:
+                    await session.send(protocol.Cancel(invocation_id=invocation_id))
             for session, frames in groups.items():
                 for frame in frames:
                     if isinstance(frame, protocol.Ack):
@@ -233,6 +242,19 @@ class Gateway:
             changed |= applier.applied.commands
         self.state.refresh_commands(tx, changed)
         return results
+
+    async def cancel(self, targets: list[tuple[str, str]]) -> None:
+        """Tell connected agents to stop these (node id, invocation id); an agent that
+        is offline is told when it connects."""
+        for node_id, invocation_id in targets:
+            session = self.session_for(node_id)
+            if session is not None:
+                await session.send(protocol.Cancel(invocation_id=invocation_id))
+
+    async def disconnect(self, node_id: str, code: int, reason: str) -> None:
+        session = self.sessions.get(node_id)
+        if session is not None:
+            await session.close(code, reason)
 
     async def _end(self, session: AgentSession) -> None:
         await session.close(1000, "bye")

@@ -1,65 +1,106 @@
-"""Commands: creation (documents, targets, invocations in one transaction), reading,
-and the aggregate status derived from the invocations."""
+"""Commands: creation (document, targets, limits, one invocation per node, in one
+transaction), the status and rate control derived from the invocations, deadlines,
+cancel, and reading."""
 
 from __future__ import annotations
 
-import base64
 import itertools
-import json
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, load_only
+from sqlalchemy.sql.elements import ColumnElement
 
-from fleetrun.core import documents, targets
+from fleetrun.core import documents, ratecontrol, targets
 from fleetrun.core.errors import NotFoundError, ValidationError
 from fleetrun.core.ids import is_uuid, new_uuid
 from fleetrun.core.statuses import (
+    TERMINAL_INVOCATION,
     CommandStatus,
     InvocationStatus,
     StatusDetail,
+    is_error,
     summarize,
 )
 from fleetrun.schemas import commands as schemas
+from fleetrun.server.store import documents as document_store
+from fleetrun.server.store import groups as group_store
 from fleetrun.server.store import nodes as node_store
-from fleetrun.server.store.invocations import record_transition
-from fleetrun.server.store.tables import Command, Invocation, Node, utcnow
+from fleetrun.server.store.invocations import record_transition, transition
+from fleetrun.server.store.paging import decode_cursor, encode_cursor, status_clause
+from fleetrun.server.store.tables import (
+    Command,
+    Invocation,
+    InvocationTransition,
+    Node,
+    NodeTag,
+    utcnow,
+)
+
+# How long past a command's expiry a running invocation may stay without a word from
+# its agent before the server gives up on it.
+LOST_GRACE_S = 60
 
 
 def create_command(
     session: Session, body: schemas.CommandCreate, *, principal: str | None
 ) -> Command:
-    content = documents.BUILTIN_DOCUMENTS.get(body.document_name)
-    if content is None:
-        raise NotFoundError(
-            f"No document {body.document_name!r} exists; see `fleetrun documents list`."
-        )
-    params = documents.bind_parameters(content, body.parameters)
-    steps = documents.resolve_steps(content, params)
+    doc = document_store.resolve(session, body.document_name, body.document_version)
+    params = documents.bind_parameters(doc.content, body.parameters)
+    run_as = (body.run_as or "").strip() or None
+    steps = documents.resolve_steps(
+        doc.content, params, documents.StepOptions(run_as=run_as, args=list(body.arguments))
+    )
     if not any(step.script.strip() for step in steps):
         raise ValidationError("The script is empty: give the commands to run.")
-    execution_timeout_s = _execution_timeout(body.execution_timeout_s)
+    execution_s = _in_range(
+        body.execution_timeout_s,
+        "Execution timeout",
+        schemas.DEFAULT_EXECUTION_TIMEOUT_S,
+        schemas.MIN_EXECUTION_TIMEOUT_S,
+        schemas.MAX_EXECUTION_TIMEOUT_S,
+    )
+    delivery_s = _in_range(
+        body.delivery_timeout_s,
+        "Delivery timeout",
+        schemas.DEFAULT_DELIVERY_TIMEOUT_S,
+        schemas.MIN_DELIVERY_TIMEOUT_S,
+        schemas.MAX_DELIVERY_TIMEOUT_S,
+    )
+    max_concurrency = ratecontrol.check_concurrency(
+        body.max_concurrency or ratecontrol.DEFAULT_MAX_CONCURRENCY
+    )
+    max_errors = ratecontrol.check_errors(body.max_errors or ratecontrol.DEFAULT_MAX_ERRORS)
     wanted = targets.check(list(body.targets))
-    candidates = node_store.candidates(session, wanted)
-    node_ids = targets.select(wanted, candidates)
+    named = [v for t in wanted if t.key == "NodeIds" for v in t.values]
+    if named:
+        node_store.read_nodes_by_ids(session, named)  # ids the caller named must exist
+    expanded = group_store.expand(session, wanted)
+    node_ids = targets.select(expanded, node_store.candidates(session, expanded, strict=False))
     now = utcnow()
+    count = len(node_ids)
     command = Command(
         id=new_uuid(),
-        document_name=body.document_name,
-        document_version=body.document_version,
+        document_name=doc.name,
+        document_version=doc.version,
+        document_hash=doc.hash,
         parameters=body.parameters,
+        arguments=list(body.arguments),
+        run_as=run_as,
         targets=[t.model_dump() for t in wanted],
         steps=[s.model_dump(exclude_none=True) for s in steps],
         comment=body.comment,
         principal=principal,
         requested_at=now,
-        expires_at=now
-        + timedelta(seconds=schemas.DEFAULT_DELIVERY_TIMEOUT_S + execution_timeout_s),
-        execution_timeout_s=execution_timeout_s,
-        delivery_timeout_s=schemas.DEFAULT_DELIVERY_TIMEOUT_S,
-        max_concurrency="100%",
-        max_errors="0",
-        error_threshold=0,
+        deliver_by=now + timedelta(seconds=delivery_s),
+        expires_at=now + timedelta(seconds=delivery_s + execution_s),
+        execution_timeout_s=execution_s,
+        delivery_timeout_s=delivery_s,
+        max_concurrency=max_concurrency,
+        max_errors=max_errors,
+        concurrency_limit=ratecontrol.concurrency_limit(max_concurrency, count),
+        error_threshold=ratecontrol.error_threshold(max_errors, count),
         status=CommandStatus.PENDING,
         status_detail=StatusDetail.PENDING,
         counts={},
@@ -68,39 +109,53 @@ def create_command(
     )
     session.add(command)
     session.flush()
-    names = _names(session, node_ids)
-    invocations = [
-        Invocation(
-            id=new_uuid(),
-            command_id=command.id,
-            node_id=node_id,
-            node_name=names.get(node_id),
-            status=InvocationStatus.PENDING,
-            status_detail=StatusDetail.PENDING,
-            requested_at=now,
-            released_at=now,
-            last_seq=0,
-            updated_at=now,
-        )
-        for node_id in node_ids
-    ]
-    session.add_all(invocations)
-    session.flush()
-    for inv in invocations:
-        record_transition(session, inv.id, inv.status, inv.status_detail, now)
-    refresh_command(session, command.id)
+    _add_invocations(session, command, node_ids, now)
+    refresh_command(session, command.id)  # releases the first invocations
     return command
 
 
-def _execution_timeout(value: int | None) -> int:
+def _in_range(value: int | None, what: str, default: int, low: int, high: int) -> int:
     if value is None:
-        return schemas.DEFAULT_EXECUTION_TIMEOUT_S
-    if not 1 <= value <= schemas.MAX_EXECUTION_TIMEOUT_S:
-        raise ValidationError(
-            f"Execution timeout {value}s is out of range: give 1 to "
-            f"{schemas.MAX_EXECUTION_TIMEOUT_S} seconds."
-        )
+        return default
+    if not low <= value <= high:
+        raise ValidationError(f"{what} {value}s is out of range: give {low} to {high} seconds.")
     return value
+
+
+def _add_invocations(
+    session: Session, command: Command, node_ids: list[str], now: datetime
+) -> None:
+    names = _names(session, node_ids)
+    rows = [
+        {
+            "id": new_uuid(),
+            "command_id": command.id,
+            "node_id": node_id,
+            "node_name": names.get(node_id),
+            "seq": seq,
+            "status": InvocationStatus.PENDING.value,
+            "status_detail": StatusDetail.PENDING.value,
+            "requested_at": now,
+            "last_seq": 0,
+            "updated_at": now,
+        }
+        for seq, node_id in enumerate(node_ids)
+    ]
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        session.execute(insert(Invocation), chunk)
+        session.execute(
+            insert(InvocationTransition),
+            [
+                {
+                    "invocation_id": r["id"],
+                    "status": r["status"],
+                    "detail": r["status_detail"],
+                    "at": now,
+                }
+                for r in chunk
+            ],
+        )
 
 
 def _names(session: Session, node_ids: list[str]) -> dict[str, str]:
@@ -122,89 +177,65 @@ def read_command(session: Session, command_id: str) -> Command:
     return command
 
 
+@dataclass
+class CommandFilter:
+    status: str | None = None
+    document: str | None = None
+    node_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 def read_commands(
     session: Session,
+    filters: CommandFilter | None = None,
     *,
-    status: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[Command], str | None]:
+    filters = filters or CommandFilter()
     query = select(Command).order_by(Command.requested_at.desc(), Command.id.desc())
-    if status:
-        query = query.where(Command.status == status)
+    if filters.status:
+        query = query.where(status_clause(Command.status, Command.status_detail, filters.status))
+    if filters.document:
+        query = query.where(Command.document_name == filters.document)
+    if filters.since:
+        query = query.where(Command.requested_at >= filters.since)
+    if filters.until:
+        query = query.where(Command.requested_at < filters.until)
+    if filters.node_id:
+        query = query.where(
+            Command.id.in_(
+                select(Invocation.command_id).where(Invocation.node_id == filters.node_id)
+            )
+        )
+    for key, value in filters.tags.items():
+        tagged = select(NodeTag.node_id).where(NodeTag.key == key, NodeTag.value == value)
+        query = query.where(
+            Command.id.in_(select(Invocation.command_id).where(Invocation.node_id.in_(tagged)))
+        )
     if cursor:
         at, last_id = decode_cursor(cursor)
         query = query.where(
-            or_(
-                Command.requested_at < at,
-                and_(Command.requested_at == at, Command.id < last_id),
-            )
+            or_(Command.requested_at < at, and_(Command.requested_at == at, Command.id < last_id))
         )
-    rows = list((session.execute(query.limit(limit + 1))).scalars())
-    next_cursor = (
-        encode_cursor(rows[limit - 1].requested_at, rows[limit - 1].id)
-        if len(rows) > limit
-        else None
-    )
+    rows = list(session.execute(query.limit(limit + 1)).scalars())
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = encode_cursor(rows[limit - 1].requested_at, rows[limit - 1].id)
     return rows[:limit], next_cursor
 
 
-def encode_cursor(at: datetime, last_id: str) -> str:
-    raw = json.dumps([at.isoformat(), last_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, last_id = json.loads(raw)
-        return datetime.fromisoformat(at), str(last_id)
-    except (ValueError, TypeError) as exc:
-        raise ValidationError(
-            "The cursor is not valid: pass the next_cursor of the previous page unchanged."
-        ) from exc
-
-
-def refresh_command(session: Session, command_id: str) -> bool:
-    """Recompute a command's status and counts from its invocations; True if changed.
-
-    The command row is locked first, so concurrent updates of its invocations are
-    counted one after the other and none is lost."""
-    command = session.execute(
-        select(Command)
-        .options(load_only(*_SUMMARY_COLUMNS))
-        .where(Command.id == command_id)
-        .with_for_update()
-    ).scalar_one()
-    rows = session.execute(
-        select(Invocation.status, Invocation.status_detail, func.count())
-        .where(Invocation.command_id == command_id)
-        .group_by(Invocation.status, Invocation.status_detail)
-    )
-    pairs = itertools.chain.from_iterable(
-        itertools.repeat((status, detail), count) for status, detail, count in rows
-    )
-    summary = summarize(pairs, error_threshold=command.error_threshold)
-    new = {
-        "status": summary.status.value,
-        "status_detail": summary.detail.value,
-        "target_count": summary.target_count,
-        "completed_count": summary.completed_count,
-        "error_count": summary.error_count,
-        "delivery_timed_out_count": summary.delivery_timed_out_count,
-        "counts": summary.counts,
-    }
-    if all(getattr(command, k) == v for k, v in new.items()):
-        return False
-    for key, value in new.items():
-        setattr(command, key, value)
-    command.version += 1
-    command.updated_at = utcnow()
-    return True
+@dataclass
+class Refreshed:
+    changed: bool = False  # status or counts changed
+    released: bool = False  # invocations were released to their nodes
 
 
 _SUMMARY_COLUMNS = (
     Command.error_threshold,
+    Command.concurrency_limit,
     Command.status,
     Command.status_detail,
     Command.target_count,
@@ -217,18 +248,255 @@ _SUMMARY_COLUMNS = (
 )
 
 
+def refresh_command(session: Session, command_id: str) -> Refreshed:
+    """Apply rate control, then recompute the command's status and counts from its
+    invocations.
+
+    The command row is locked first, so concurrent updates of its invocations are
+    counted one after the other and none is lost."""
+    command = session.execute(
+        select(Command)
+        .options(load_only(*_SUMMARY_COLUMNS))
+        .where(Command.id == command_id)
+        .with_for_update()
+    ).scalar_one()
+    rows = session.execute(
+        select(
+            Invocation.status,
+            Invocation.status_detail,
+            Invocation.released_at.is_(None),
+            func.count(),
+        )
+        .where(Invocation.command_id == command_id)
+        .group_by(Invocation.status, Invocation.status_detail, Invocation.released_at.is_(None))
+    ).all()
+    waiting = sum(n for s, _, unreleased, n in rows if unreleased and s == InvocationStatus.PENDING)
+    in_flight = sum(
+        n
+        for s, _, unreleased, n in rows
+        if s not in TERMINAL_INVOCATION and not (unreleased and s == InvocationStatus.PENDING)
+    )
+    errors = sum(n for s, d, _, n in rows if is_error(s, d))
+    decision = ratecontrol.plan(
+        in_flight=in_flight,
+        waiting=waiting,
+        errors=errors,
+        limit=command.concurrency_limit,
+        threshold=command.error_threshold,
+    )
+    result = Refreshed()
+    pairs: list[tuple[str, str | None, int]] = [(s, d, n) for s, d, _, n in rows]
+    if decision.terminate:
+        _terminate_waiting(session, command_id)
+        pairs = [
+            (s, d, n)
+            for s, d, unreleased, n in rows
+            if not (unreleased and s == InvocationStatus.PENDING)
+        ]
+        pairs.append((InvocationStatus.TERMINATED, StatusDetail.ERROR_THRESHOLD_EXCEEDED, waiting))
+    elif decision.release:
+        _release(session, command_id, decision.release)
+        result.released = True
+    summary = summarize(
+        itertools.chain.from_iterable(itertools.repeat((s, d), n) for s, d, n in pairs),
+        error_threshold=command.error_threshold,
+    )
+    new = {
+        "status": summary.status.value,
+        "status_detail": summary.detail.value,
+        "target_count": summary.target_count,
+        "completed_count": summary.completed_count,
+        "error_count": summary.error_count,
+        "delivery_timed_out_count": summary.delivery_timed_out_count,
+        "counts": summary.counts,
+    }
+    if all(getattr(command, k) == v for k, v in new.items()):
+        return result
+    for key, value in new.items():
+        setattr(command, key, value)
+    command.version += 1
+    command.updated_at = utcnow()
+    result.changed = True
+    return result
+
+
+def _waiting(command_id: str) -> ColumnElement[bool]:
+    return and_(
+        Invocation.command_id == command_id,
+        Invocation.status == InvocationStatus.PENDING,
+        Invocation.released_at.is_(None),
+    )
+
+
+def _release(session: Session, command_id: str, count: int) -> None:
+    ids = list(
+        session.execute(
+            select(Invocation.id).where(_waiting(command_id)).order_by(Invocation.seq).limit(count)
+        ).scalars()
+    )
+    session.execute(update(Invocation).where(Invocation.id.in_(ids)).values(released_at=utcnow()))
+
+
+def _terminate_waiting(session: Session, command_id: str) -> None:
+    """Max-errors was exceeded: what has not started never will."""
+    now = utcnow()
+    ids = list(session.execute(select(Invocation.id).where(_waiting(command_id))).scalars())
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        session.execute(
+            update(Invocation)
+            .where(Invocation.id.in_(chunk))
+            .values(
+                status=InvocationStatus.TERMINATED.value,
+                status_detail=StatusDetail.ERROR_THRESHOLD_EXCEEDED.value,
+                message="Not started: the command's error threshold (max errors) was exceeded.",
+                ended_at=now,
+                updated_at=now,
+            )
+        )
+        for invocation_id in chunk:
+            record_transition(
+                session,
+                invocation_id,
+                InvocationStatus.TERMINATED,
+                StatusDetail.ERROR_THRESHOLD_EXCEEDED,
+                now,
+            )
+
+
+def expire(session: Session, now: datetime) -> set[str]:
+    """Close out what has run out of time; the commands touched.
+
+    - not started by the command's delivery deadline: TimedOut (DeliveryTimedOut);
+    - running, or being cancelled, long past the command's expiry with no word from
+      the agent (the node went away): TimedOut (ExecutionTimedOut) or Cancelled."""
+    touched: set[str] = set()
+    late = session.execute(
+        select(Invocation)
+        .join(Command, Command.id == Invocation.command_id)
+        .where(
+            Invocation.status.in_([InvocationStatus.PENDING, InvocationStatus.DELAYED]),
+            Command.deliver_by <= now,
+        )
+        .limit(2000)
+    ).scalars()
+    for inv in late:
+        transition(
+            session,
+            inv,
+            InvocationStatus.TIMED_OUT,
+            StatusDetail.DELIVERY_TIMED_OUT,
+            ended_at=now,
+            message="Not started before the command's delivery deadline.",
+        )
+        touched.add(inv.command_id)
+    lost = session.execute(
+        select(Invocation)
+        .join(Command, Command.id == Invocation.command_id)
+        .where(
+            Invocation.status.in_([InvocationStatus.IN_PROGRESS, InvocationStatus.CANCELLING]),
+            Command.expires_at <= now - timedelta(seconds=LOST_GRACE_S),
+        )
+        .limit(2000)
+    ).scalars()
+    for inv in lost:
+        if inv.status == InvocationStatus.CANCELLING:
+            transition(
+                session,
+                inv,
+                InvocationStatus.CANCELLED,
+                StatusDetail.CANCELLED,
+                ended_at=now,
+                message="The agent did not confirm the cancel before the command expired.",
+            )
+        else:
+            transition(
+                session,
+                inv,
+                InvocationStatus.TIMED_OUT,
+                StatusDetail.EXECUTION_TIMED_OUT,
+                ended_at=now,
+                message="No result from the agent before the command expired (node offline?).",
+            )
+        touched.add(inv.command_id)
+    return touched
+
+
+def cancel_command(
+    session: Session, command_id: str, node_ids: list[str] | None
+) -> list[tuple[str, str]]:
+    """Cancel a command, or its invocations on some nodes: (node id, invocation id) of
+    every invocation an agent may be running, to be told to stop.
+
+    Not started: Cancelled at once. Running: Cancelling, until the agent confirms.
+    Finished: unchanged."""
+    command = (
+        session.execute(
+            select(Command)
+            .options(load_only(Command.id, Command.cancel_requested_at))
+            .where(Command.id == command_id)
+            .with_for_update()
+        ).scalar_one_or_none()
+        if is_uuid(command_id)
+        else None
+    )
+    if command is None:
+        raise NotFoundError(
+            f"No command {command_id} exists; list commands with `fleetrun commands list`."
+        )
+    query = select(Invocation).where(Invocation.command_id == command_id)
+    if node_ids:
+        query = query.where(Invocation.node_id.in_(node_ids))
+    invocations = list(session.execute(query).scalars())
+    if node_ids:
+        have = {inv.node_id for inv in invocations}
+        missing = [n for n in node_ids if n not in have]
+        if missing:
+            raise NotFoundError(f"Command {command_id} has no invocation on node {missing[0]}.")
+    now = utcnow()
+    command.cancel_requested_at = now
+    notify = []
+    for inv in invocations:
+        if inv.status in (InvocationStatus.PENDING, InvocationStatus.DELAYED):
+            released = inv.released_at is not None
+            transition(
+                session,
+                inv,
+                InvocationStatus.CANCELLED,
+                StatusDetail.CANCELLED,
+                ended_at=now,
+                message="Cancelled before it started.",
+            )
+            if released:
+                notify.append((inv.node_id, inv.id))  # it may be on its way to the agent
+        elif inv.status == InvocationStatus.IN_PROGRESS:
+            transition(session, inv, InvocationStatus.CANCELLING, StatusDetail.CANCELLING)
+            notify.append((inv.node_id, inv.id))
+    return notify
+
+
 def to_schema(command: Command) -> schemas.Command:
     return schemas.Command(
         id=command.id,
         document_name=command.document_name,
         document_version=command.document_version,
+        document_hash=command.document_hash,
         parameters=command.parameters,
+        arguments=command.arguments or [],
+        run_as=command.run_as,
         targets=[targets.Target(**t) for t in command.targets],
         comment=command.comment,
         principal=command.principal,
         requested_at=command.requested_at,
         expires_at=command.expires_at,
+        deliver_by=command.deliver_by,
         execution_timeout_s=command.execution_timeout_s,
+        delivery_timeout_s=command.delivery_timeout_s,
+        max_concurrency=command.max_concurrency,
+        max_errors=command.max_errors,
+        concurrency_limit=command.concurrency_limit,
+        error_threshold=command.error_threshold,
+        cancel_requested_at=command.cancel_requested_at,
         status=command.status,
         status_detail=command.status_detail,
         target_count=command.target_count,

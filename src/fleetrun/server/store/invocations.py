@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from fleetrun.core import protocol
-from fleetrun.core.errors import NotFoundError
+from fleetrun.core.errors import NotFoundError, ValidationError
 from fleetrun.core.ids import is_node_id, is_uuid
 from fleetrun.core.statuses import (
     TERMINAL_INVOCATION,
@@ -21,6 +21,7 @@ from fleetrun.core.statuses import (
     StepStatus,
 )
 from fleetrun.schemas import commands as schemas
+from fleetrun.schemas.base import Page
 from fleetrun.server.output import (
     STDERR_TAIL_CHARS,
     STDOUT_TAIL_CHARS,
@@ -29,11 +30,13 @@ from fleetrun.server.output import (
     stream_key,
     tail_text,
 )
+from fleetrun.server.store.paging import decode_cursor, encode_cursor, status_clause
 from fleetrun.server.store.tables import (
     Command,
     Invocation,
     InvocationStep,
     InvocationTransition,
+    NodeTag,
     utcnow,
 )
 
@@ -80,33 +83,129 @@ def read_invocation(session: Session, command_id: str, node_id: str) -> Invocati
     return inv
 
 
+@dataclass
+class InvocationFilter:
+    command_id: str | None = None
+    node_id: str | None = None
+    status: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 def read_invocations(
     session: Session,
-    command_id: str,
+    filters: InvocationFilter,
     *,
-    status: str | None = None,
     limit: int = 1000,
     cursor: str | None = None,
 ) -> tuple[list[Invocation], str | None]:
-    query = (
-        select(Invocation)
-        .where(Invocation.command_id == command_id)
-        .order_by(Invocation.node_name, Invocation.node_id)
-    )
-    if status:
-        query = query.where(Invocation.status == status)
-    if cursor:
-        name, _, node_id = cursor.partition("|")
-        query = query.where(
-            (Invocation.node_name > name)
-            | and_(Invocation.node_name == name, Invocation.node_id > node_id)
+    """Invocations, a page at a time: a command's ordered by node, otherwise newest
+    first. Output is not loaded."""
+    by_node = filters.command_id is not None
+    query = select(Invocation)
+    if by_node:
+        query = query.where(Invocation.command_id == filters.command_id).order_by(
+            Invocation.seq, Invocation.id
         )
-    rows = list((session.execute(query.limit(limit + 1))).scalars())
+    else:
+        query = query.order_by(Invocation.requested_at.desc(), Invocation.id.desc())
+    if filters.node_id:
+        query = query.where(Invocation.node_id == filters.node_id)
+    if filters.status:
+        query = query.where(
+            status_clause(Invocation.status, Invocation.status_detail, filters.status)
+        )
+    if filters.since:
+        query = query.where(Invocation.requested_at >= filters.since)
+    if filters.until:
+        query = query.where(Invocation.requested_at < filters.until)
+    for key, value in filters.tags.items():
+        query = query.where(
+            Invocation.node_id.in_(
+                select(NodeTag.node_id).where(NodeTag.key == key, NodeTag.value == value)
+            )
+        )
+    if cursor:
+        if by_node:
+            try:
+                seq, _, last_id = cursor.partition(":")
+                after = int(seq)
+            except ValueError:
+                raise ValidationError(
+                    "The cursor is not valid: pass the next_cursor of the previous page unchanged."
+                ) from None
+            query = query.where(
+                or_(Invocation.seq > after, and_(Invocation.seq == after, Invocation.id > last_id))
+            )
+        else:
+            at, last_id = decode_cursor(cursor)
+            query = query.where(
+                or_(
+                    Invocation.requested_at < at,
+                    and_(Invocation.requested_at == at, Invocation.id < last_id),
+                )
+            )
+    rows = list(session.execute(query.limit(limit + 1)).scalars())
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        next_cursor = f"{last.node_name or ''}|{last.node_id}"
+        next_cursor = (
+            f"{last.seq}:{last.id}" if by_node else encode_cursor(last.requested_at, last.id)
+        )
     return rows[:limit], next_cursor
+
+
+def read_page(
+    session: Session,
+    filters: InvocationFilter,
+    *,
+    details: bool,
+    limit: int,
+    cursor: str | None,
+) -> Page[schemas.Invocation]:
+    """A page of invocations as the API shows them; with `details`, their steps and
+    output tails (never the full output)."""
+    rows, next_cursor = read_invocations(session, filters, limit=limit, cursor=cursor)
+    steps = read_steps_of(session, [r.id for r in rows]) if details else {}
+    plans: dict[str, list[dict[str, Any]]] = {}
+    if details:
+        for command_id in {r.command_id for r in rows}:
+            command = session.get(Command, command_id)
+            plans[command_id] = list(command.steps) if command else []
+    items = [to_schema(r, steps.get(r.id, []), plans.get(r.command_id, [])) for r in rows]
+    return Page(items=items, next_cursor=next_cursor)
+
+
+def read_transitions(session: Session, invocation_id: str) -> list[InvocationTransition]:
+    rows = session.execute(
+        select(InvocationTransition)
+        .where(InvocationTransition.invocation_id == invocation_id)
+        .order_by(InvocationTransition.id)
+    )
+    return list(rows.scalars())
+
+
+def undeliverable(session: Session, node_id: str) -> set[str]:
+    """A node was deleted: what it has not finished ends Undeliverable; the commands touched."""
+    rows = session.execute(
+        select(Invocation).where(
+            Invocation.node_id == node_id,
+            Invocation.status.not_in([s.value for s in TERMINAL_INVOCATION]),
+        )
+    ).scalars()
+    touched = set()
+    for inv in rows:
+        transition(
+            session,
+            inv,
+            InvocationStatus.UNDELIVERABLE,
+            StatusDetail.NODE_DELETED,
+            ended_at=utcnow(),
+            message="The node was deleted (deregistered) before this finished.",
+        )
+        touched.add(inv.command_id)
+    return touched
 
 
 def read_steps(session: Session, invocation_id: str) -> list[InvocationStep]:
@@ -167,6 +266,20 @@ def mark_delayed(session: Session, invocation_ids: Sequence[str]) -> set[str]:
     return commands
 
 
+def ended_but_running(session: Session, node_id: str, running: set[str]) -> list[str]:
+    """Of the invocations an agent says it still runs, those the server has ended
+    (cancelled or expired while the node was away): the agent must stop them."""
+    if not running:
+        return []
+    ended = (InvocationStatus.CANCELLED, InvocationStatus.TIMED_OUT, InvocationStatus.UNDELIVERABLE)
+    rows = session.execute(
+        select(Invocation.id, Invocation.status).where(
+            Invocation.node_id == node_id, Invocation.id.in_(list(running))
+        )
+    )
+    return [invocation_id for invocation_id, status in rows if status in ended]
+
+
 def running_on(session: Session, node_id: str) -> list[Invocation]:
     rows = session.execute(
         select(Invocation).where(
@@ -183,6 +296,7 @@ class Applied:
 
     received: dict[str, int] = field(default_factory=dict)  # invocation id -> seq to ack
     commands: set[str] = field(default_factory=set)  # commands whose status may change
+    stop: list[str] = field(default_factory=list)  # accepted, but the server already ended it
 
 
 class FrameApplier:
@@ -208,7 +322,11 @@ class FrameApplier:
 
     def ack(self, frame: protocol.Ack) -> None:
         inv = self._invocation(frame.invocation_id)
-        if inv is None or inv.status not in (InvocationStatus.PENDING, InvocationStatus.DELAYED):
+        if inv is None:
+            return
+        if inv.status not in (InvocationStatus.PENDING, InvocationStatus.DELAYED):
+            if frame.accepted and inv.status in TERMINAL_INVOCATION:
+                self.applied.stop.append(inv.id)  # cancelled (or expired) on its way: stop it
             return
         if frame.accepted:
             transition(
@@ -326,7 +444,10 @@ def _time(epoch: float | None) -> datetime | None:
 
 
 def to_schema(
-    inv: Invocation, steps: list[InvocationStep], plan: list[dict[str, Any]]
+    inv: Invocation,
+    steps: list[InvocationStep],
+    plan: list[dict[str, Any]],
+    transitions: list[InvocationTransition] | None = None,
 ) -> schemas.Invocation:
     by_idx = {s.idx: s for s in steps}
     results = []
@@ -354,6 +475,9 @@ def to_schema(
         stderr_truncated=any(r.stderr_truncated for r in results)
         or len(stderr) > STDERR_TAIL_CHARS,
         steps=results,
+        transitions=[
+            schemas.Transition(status=t.status, detail=t.detail, at=t.at) for t in transitions or []
+        ],
     )
 
 

@@ -92,19 +92,35 @@ def read_tags(session: Session, node_ids: Iterable[str]) -> dict[str, dict[str, 
     return tags
 
 
-def candidates(session: Session, targets: list[Target]) -> list[Candidate]:
-    """The nodes that targeting may select: just the named ones when ids are given."""
+def read_nodes_by_ids(session: Session, ids: Sequence[str]) -> list[Node]:
+    """These nodes, or NotFoundError naming the first that does not exist."""
+    nodes = read_nodes(session, ids=list(ids))
+    known = {n.id for n in nodes}
+    missing = [i for i in ids if i not in known]
+    if missing:
+        raise NotFoundError(f"No node {missing[0]} exists; list nodes with `fleetrun nodes list`.")
+    return nodes
+
+
+def candidates(session: Session, targets: list[Target], *, strict: bool = True) -> list[Candidate]:
+    """The nodes that targeting may select: just the listed ones when ids are given.
+    With `strict`, a listed id that does not exist is an error."""
     ids = next((t.values for t in targets if t.key == "NodeIds"), None)
-    nodes = read_nodes(session, ids=ids)
-    if ids is not None:
-        known = {n.id for n in nodes}
-        missing = [i for i in ids if i not in known]
-        if missing:
-            raise NotFoundError(
-                f"No node {missing[0]} exists; list nodes with `fleetrun nodes list`."
-            )
+    if ids is not None and strict:
+        nodes = read_nodes_by_ids(session, ids)
+    else:
+        nodes = read_nodes(session, ids=ids)
     tags = read_tags(session, (n.id for n in nodes))
     return [Candidate(id=n.id, tags=tags[n.id]) for n in nodes]
+
+
+def delete_node(session: Session, node_id: str) -> Node:
+    """Deregister a node: it can no longer connect; its history stays."""
+    node = read_node(session, node_id)
+    node.deleted_at = utcnow()
+    node.ping_status = PingStatus.INACTIVE
+    node.session_id = None
+    return node
 
 
 def set_online(

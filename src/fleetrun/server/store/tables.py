@@ -129,11 +129,17 @@ class Command(Base):
     principal: Mapped[str | None] = mapped_column(String(128))
     requested_at: Mapped[datetime] = mapped_column(index=True)
     expires_at: Mapped[datetime | None]
+    document_hash: Mapped[str | None] = mapped_column(String(64))
+    arguments: Mapped[list[Any]] = mapped_column(default=list)  # positional, for every step
+    run_as: Mapped[str | None] = mapped_column(String(64))
     execution_timeout_s: Mapped[int] = mapped_column(Integer)
     delivery_timeout_s: Mapped[int] = mapped_column(Integer)
+    deliver_by: Mapped[datetime] = mapped_column(index=True)  # not started by then: TimedOut
     max_concurrency: Mapped[str] = mapped_column(String(8))
     max_errors: Mapped[str] = mapped_column(String(8))
+    concurrency_limit: Mapped[int] = mapped_column(Integer)
     error_threshold: Mapped[int] = mapped_column(Integer)
+    cancel_requested_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(32), index=True)
     status_detail: Mapped[str] = mapped_column(String(64))
     target_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -159,6 +165,7 @@ class Invocation(Base):
     )
     node_id: Mapped[str] = mapped_column(String(20))
     node_name: Mapped[str | None] = mapped_column(String(256))
+    seq: Mapped[int] = mapped_column(Integer, default=0)  # release order within the command
     status: Mapped[str] = mapped_column(String(32))
     status_detail: Mapped[str] = mapped_column(String(64))
     exit_code: Mapped[int | None] = mapped_column(Integer)
@@ -170,6 +177,45 @@ class Invocation(Base):
     ended_at: Mapped[datetime | None]
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime]
+
+
+class Document(Base):
+    """A named document; its content lives in versions."""
+
+    __tablename__ = "documents"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    default_version: Mapped[int] = mapped_column(Integer)
+    latest_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class DocumentVersion(Base):
+    __tablename__ = "document_versions"
+
+    name: Mapped[str] = mapped_column(
+        String(128), ForeignKey("documents.name", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content: Mapped[dict[str, Any]]
+    format: Mapped[str] = mapped_column(String(8))  # YAML or JSON, as it was given
+    hash: Mapped[str] = mapped_column(String(64))  # sha256 of the canonical JSON
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class NodeGroup(Base):
+    """A named set of nodes: a list of ids, or every node matching tag filters."""
+
+    __tablename__ = "node_groups"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    description: Mapped[str | None] = mapped_column(String(256))
+    node_ids: Mapped[list[Any] | None] = mapped_column(JSON)
+    tags: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # key -> values (ORed)
+    created_at: Mapped[datetime]
 
 
 class InvocationStep(Base):

@@ -1,0 +1,257 @@
+"""`fleetrun send`: run a script or a document on nodes, and show how it went."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from fleetrun.cli import render
+from fleetrun.cli.base import api_options, options
+from fleetrun.core.errors import ValidationError
+from fleetrun.core.tags import parse_tag
+from fleetrun.core.targets import Target, parse_target
+from fleetrun.schemas.commands import Command, Invocation
+from fleetrun.sdk import Client
+
+ORDER = [
+    "Success",
+    "Failed",
+    "TimedOut",
+    "Cancelled",
+    "Terminated",
+    "Undeliverable",
+    "AccessDenied",
+    "InProgress",
+    "Cancelling",
+    "Delayed",
+    "Pending",
+]
+
+
+def _tag_targets(tags: tuple[str, ...]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for text in tags:
+        key, value = parse_tag(text)
+        grouped[key].append(value)
+    return dict(grouped)
+
+
+def _params(pairs: tuple[str, ...]) -> dict[str, list[str]]:
+    """--param NAME=VALUE, repeatable; a name given twice makes a list."""
+    params: dict[str, list[str]] = defaultdict(list)
+    for text in pairs:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip():
+            raise ValidationError(f"Parameter {text!r} is malformed: write it as NAME=VALUE.")
+        params[name.strip()].append(value)
+    return dict(params)
+
+
+def _document(text: str) -> tuple[str, str | None]:
+    name, _, version = text.partition(":")
+    return name, version or None
+
+
+@click.command("send")
+@click.option("--node", "node_ids", multiple=True, metavar="ID", help="A node id (repeatable).")
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Nodes with this tag (repeatable; values of one key are ORed, keys ANDed).",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="FILTER",
+    help="tag:KEY=V1,V2 | tag-key:KEY | group:NAME | all (repeatable, ANDed).",
+)
+@click.option("--group", default=None, metavar="NAME", help="The members of a node group.")
+@click.option("--all", "all_nodes", is_flag=True, help="Every node.")
+@click.option("--script", default=None, help="A shell script (shorthand for RunShellScript).")
+@click.option("--document", default=None, metavar="NAME[:VERSION]", help="A document to run.")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A document parameter (repeatable; repeat a name for a list).",
+)
+@click.option(
+    "--arg",
+    "args",
+    multiple=True,
+    metavar="VALUE",
+    help="A positional argument for the script (repeatable), passed as argv.",
+)
+@click.option(
+    "--max-concurrency",
+    default=None,
+    metavar="N|P%",
+    help="At most this many nodes at once (default 50).",
+)
+@click.option(
+    "--max-errors",
+    default=None,
+    metavar="N|P%",
+    help="Stop starting new nodes after more errors than this (default 0).",
+)
+@click.option(
+    "--execution-timeout",
+    "--timeout",
+    "execution_timeout",
+    type=int,
+    default=None,
+    metavar="SECONDS",
+    help="Run time allowed per node (default 3600, at most 172800).",
+)
+@click.option(
+    "--delivery-timeout",
+    type=int,
+    default=None,
+    metavar="SECONDS",
+    help="A node that has not started by then times out (default 3600, 30-2592000).",
+)
+@click.option("--run-as", default=None, metavar="USER", help="Run as this user on the nodes.")
+@click.option("--comment", default=None, help="A note kept with the command (100 characters).")
+@click.option("--wait", is_flag=True, help="Wait, show progress, then each node's output.")
+@api_options
+@click.pass_context
+def send(
+    ctx: click.Context,
+    node_ids: tuple[str, ...],
+    tags: tuple[str, ...],
+    targets: tuple[str, ...],
+    group: str | None,
+    all_nodes: bool,
+    script: str | None,
+    document: str | None,
+    params: tuple[str, ...],
+    args: tuple[str, ...],
+    max_concurrency: str | None,
+    max_errors: str | None,
+    execution_timeout: int | None,
+    delivery_timeout: int | None,
+    run_as: str | None,
+    comment: str | None,
+    wait: bool,
+) -> None:
+    """Run a script or a document on nodes and print the command id (or, with --wait,
+    each node's result)."""
+    opts = options(ctx)
+    if not (node_ids or tags or targets or group or all_nodes):
+        raise ValidationError(
+            "Say where to run: --node ID, --tag KEY=VALUE, --target tag:KEY=VALUE, --group NAME, "
+            "or --all."
+        )
+    if (script is None) == (document is None):
+        raise ValidationError("Give either --script or --document (one of them).")
+    if script is not None and not script.strip():
+        raise ValidationError("The script is empty: give the commands to run with --script.")
+    name, version = _document(document) if document else ("RunShellScript", None)
+    parsed: list[Target] = [parse_target(t) for t in targets]
+    client = opts.client()
+    command = client.send_command(
+        script=script,
+        document=name,
+        document_version=version,
+        parameters=_params(params),
+        arguments=list(args),
+        node_ids=list(node_ids),
+        tags=_tag_targets(tags),
+        targets=parsed,
+        group=group,
+        all_nodes=all_nodes,
+        timeout_s=execution_timeout,
+        delivery_timeout_s=delivery_timeout,
+        max_concurrency=max_concurrency,
+        max_errors=max_errors,
+        run_as=run_as,
+        comment=comment,
+    )
+    if not wait:
+        if opts.json:
+            return render.emit_json(command)
+        render.out.print(command.id)
+        render.err.print(
+            f"Sent to {command.target_count} node(s). Follow it with: fleetrun commands show "
+            f"{command.id}",
+            markup=False,
+        )
+        return
+    command = _wait_with_progress(client, command)
+    invocations = client.list_invocations(command.id, details=True)
+    if opts.json:
+        render.emit_json({"command": command, "invocations": invocations})
+    else:
+        _print_results(command, invocations)
+    if command.status != "Success":
+        ctx.exit(1)
+
+
+def counts_text(command: Command) -> str:
+    parts = [f"{status} {command.counts[status]}" for status in ORDER if command.counts.get(status)]
+    return " · ".join(parts) or command.status
+
+
+def _wait_with_progress(client: Client, command: Command) -> Command:
+    columns = (
+        TextColumn("[bold]{task.fields[status]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=render.err, transient=True) as progress:
+        task = progress.add_task(
+            counts_text(command), total=max(command.target_count, 1), status=command.status
+        )
+
+        def update(latest: Command) -> None:
+            progress.update(
+                task,
+                completed=latest.completed_count,
+                total=max(latest.target_count, 1),
+                description=counts_text(latest),
+                status=latest.status,
+            )
+
+        return client.wait(command.id, on_update=update)
+
+
+def _print_results(command: Command, invocations: list[Invocation]) -> None:
+    for inv in invocations:
+        header = Text(f"── {inv.node_name or inv.node_id} ({inv.node_id}) ", style="bold")
+        header += render.status(inv.status)
+        if inv.status_detail not in (inv.status, "Success"):
+            header += Text(f" ({inv.status_detail})")
+        header += Text(f" · exit {inv.exit_code if inv.exit_code is not None else '-'}")
+        header += Text(f" · {render.duration(inv.started_at, inv.ended_at)}")
+        render.out.print(header)
+        if inv.message:
+            render.out.print(inv.message, style="yellow", markup=False)
+        if inv.stdout:
+            render.raw(inv.stdout)
+        if inv.stderr:
+            render.out.print("stderr:", style="red")
+            render.raw(inv.stderr)
+        if inv.stdout_truncated or inv.stderr_truncated:
+            render.err.print(
+                f"(output cut; all of it: fleetrun invocations show {command.id} {inv.node_id})",
+                style="dim",
+                markup=False,
+            )
+    summary = counts_text(command)
+    style = "green" if command.status == "Success" else "red"
+    if command.target_count == 0:
+        render.err.print("No node matched the targets: nothing ran.", style="red")
+    else:
+        render.out.print(
+            Text(f"{command.status}", style=style)
+            + Text(f" on {command.target_count} node(s): {summary}")
+        )

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, status
+
+from fleetrun.schemas import documents as schemas
+from fleetrun.schemas.base import Page
+from fleetrun.server.api.deps import action, authorize, state_of
+from fleetrun.server.authz import Caller
+from fleetrun.server.db import Tx
+from fleetrun.server.store import documents as store
+
+router = APIRouter(prefix="/v1/documents", tags=["documents"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, **action("CreateDocument"))
+async def create_document(
+    request: Request,
+    body: schemas.DocumentCreate,
+    caller: Annotated[Caller, Depends(authorize("CreateDocument"))],
+) -> schemas.Document:
+    def create(tx: Tx) -> schemas.Document:
+        row = store.create_document(tx.session, body, caller.principal)
+        return store.read_document(tx.session, row.name, str(row.version))
+
+    return await state_of(request).db.write(create)
+
+
+@router.put("/{name}", **action("UpdateDocument"))
+async def update_document(
+    request: Request,
+    name: str,
+    body: schemas.DocumentUpdate,
+    caller: Annotated[Caller, Depends(authorize("UpdateDocument"))],
+) -> schemas.Document:
+    """Add a version (the default version stays until it is set)."""
+
+    def update(tx: Tx) -> schemas.Document:
+        row = store.update_document(tx.session, name, body, caller.principal)
+        return store.read_document(tx.session, name, str(row.version))
+
+    return await state_of(request).db.write(update)
+
+
+@router.get("", **action("ListDocuments"))
+async def list_documents(
+    request: Request, caller: Annotated[Caller, Depends(authorize("ListDocuments"))]
+) -> Page[schemas.DocumentSummary]:
+    return Page(items=await state_of(request).db.read(store.read_documents))
+
+
+@router.get("/{name}", **action("GetDocument"))
+async def get_document(
+    request: Request,
+    name: str,
+    caller: Annotated[Caller, Depends(authorize("GetDocument"))],
+    version: Annotated[str | None, Query(description="a number, $LATEST or $DEFAULT")] = None,
+) -> schemas.Document:
+    return await state_of(request).db.read(lambda s: store.read_document(s, name, version))
+
+
+@router.put("/{name}/default-version", **action("UpdateDocumentDefaultVersion"))
+async def set_default_version(
+    request: Request,
+    name: str,
+    body: schemas.DefaultVersion,
+    caller: Annotated[Caller, Depends(authorize("UpdateDocumentDefaultVersion"))],
+) -> schemas.Document:
+    return await state_of(request).db.write(
+        lambda tx: store.set_default_version(tx.session, name, body.version)
+    )
+
+
+@router.delete("/{name}", status_code=204, **action("DeleteDocument"))
+async def delete_document(
+    request: Request, name: str, caller: Annotated[Caller, Depends(authorize("DeleteDocument"))]
+) -> None:
+    """Delete a document and all its versions. Commands sent with it keep their steps."""
+    await state_of(request).db.write(lambda tx: store.delete_document(tx.session, name))
