@@ -195,6 +195,7 @@ class AgentProcess:
     node_id: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def log_path(self) -> Path:
@@ -253,6 +254,7 @@ class AgentProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, **self.env},
         )
         log.close()
         return self

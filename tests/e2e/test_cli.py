@@ -195,3 +195,125 @@ def test_login_saves_server_and_token_for_later_commands(shared_fleet, tmp_path)
         timeout=60,
     )
     assert done.returncode == 0 and len(json.loads(done.stdout)) == 3
+
+
+def test_documents_from_the_command_line(shared_fleet, tmp_path):
+    doc = tmp_path / "doc.yaml"
+    doc.write_text(
+        "description: Say something\n"
+        "parameters: {words: {type: StringList}}\n"
+        'mainSteps: [{name: say, action: runShellScript, inputs: {runCommand: \'echo "$words" "$@"\'}}]\n'
+    )
+    made = cli(shared_fleet, "documents", "create", "cli-doc", "--file", str(doc), "--json")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["version"] == "1"
+    listed = cli(shared_fleet, "documents", "list")
+    assert "cli-doc" in listed.stdout and "RunShellScript (built-in)" in listed.stdout
+    shown = cli(shared_fleet, "documents", "show", "cli-doc:1")
+    assert "words" in shown.stdout and "StringList" in shown.stdout and "mainSteps" in shown.stdout
+    sent = cli(
+        shared_fleet,
+        "send",
+        "--node",
+        shared_fleet.agents[0].node_id,
+        "--document",
+        "cli-doc:1",
+        "--param",
+        "words=a b",
+        "--param",
+        "words=c",
+        "--arg",
+        "x y",
+        "--wait",
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert "a b\nc x y" in sent.stdout
+    doc.write_text(doc.read_text().replace("Say something", "Say more"))
+    updated = cli(shared_fleet, "documents", "update", "cli-doc", "--file", str(doc))
+    assert "version 2 (default version 1)" in updated.stdout
+    assert cli(shared_fleet, "documents", "set-default", "cli-doc", "2").returncode == 0
+    assert cli(shared_fleet, "documents", "delete", "cli-doc").returncode == 0
+
+
+def test_groups_and_rate_control_from_the_command_line(shared_fleet):
+    made = cli(shared_fleet, "groups", "create", "cli-webs", "--tag", "role=web")
+    assert made.returncode == 0 and "2 node(s)" in made.stdout
+    assert "cli-webs" in cli(shared_fleet, "groups", "list").stdout
+    sent = cli(
+        shared_fleet,
+        "send",
+        "--group",
+        "cli-webs",
+        "--script",
+        "true",
+        "--max-concurrency",
+        "1",
+        "--max-errors",
+        "50%",
+        "--wait",
+        "--json",
+    )
+    assert sent.returncode == 0
+    command = json.loads(sent.stdout)["command"]
+    assert (command["target_count"], command["concurrency_limit"], command["error_threshold"]) == (
+        2,
+        1,
+        1,
+    )
+    shown = cli(shared_fleet, "commands", "show", command["id"])
+    assert "max concurrency 1 (1), max errors 50% (1)" in shown.stdout
+    assert cli(shared_fleet, "groups", "delete", "cli-webs").returncode == 0
+
+
+def test_cancel_and_filtered_listings_from_the_command_line(shared_fleet):
+    node = shared_fleet.agents[2].node_id
+    sent = json.loads(
+        cli(shared_fleet, "send", "--node", node, "--script", "sleep 120", "--json").stdout
+    )
+    shared_fleet.client.wait(sent["id"], timeout_s=5)
+    cancelled = cli(shared_fleet, "commands", "cancel", sent["id"])
+    assert cancelled.returncode == 0 and "Cancel requested" in cancelled.stdout
+    assert shared_fleet.client.wait(sent["id"], timeout_s=60).status == "Cancelled"
+    listed = json.loads(
+        cli(shared_fleet, "commands", "list", "--status", "Cancelled", "--json").stdout
+    )
+    assert sent["id"] in [c["id"] for c in listed["items"]]
+    mine = json.loads(
+        cli(shared_fleet, "invocations", "list", "--node", node, "--since", "1h", "--json").stdout
+    )
+    assert all(i["node_id"] == node for i in mine["items"]) and mine["items"]
+    bad = cli(shared_fleet, "commands", "list", "--since", "yesterday-ish")
+    assert bad.returncode == 1 and "is not a time" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["send", "--all", "--script", "x", "--max-concurrency", "12x"],
+            "Max concurrency '12x' is malformed",
+        ),
+        (["send", "--all", "--document", "Nope"], "No document 'Nope'"),
+        (["send", "--all", "--document", "RunShellScript:7"], "only version 1"),
+        (
+            ["send", "--all", "--script", "x", "--document", "RunShellScript"],
+            "either --script or --document",
+        ),
+        (
+            ["send", "--all", "--document", "RunShellScript", "--param", "oops"],
+            "Parameter 'oops' is malformed",
+        ),
+        (
+            ["send", "--all", "--script", "x", "--delivery-timeout", "5"],
+            "Delivery timeout 5s is out of range",
+        ),
+        (["groups", "create", "g"], "Give either --tag"),
+    ],
+)
+def test_bad_input_for_commands_at_scale(shared_fleet, args, message):
+    before = len(shared_fleet.client.list_commands(limit=1000))
+    done = cli(shared_fleet, *args)
+    assert done.returncode == 1, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+    assert len(shared_fleet.client.list_commands(limit=1000)) == before

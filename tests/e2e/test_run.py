@@ -94,7 +94,11 @@ def test_a_timeout_kills_the_whole_process_tree(shared_fleet, tmp_path):
     node = shared_fleet.agents[1].node_id
     pids = tmp_path / "pids"
     script = (
-        f"sleep 300 & echo $! > {pids}\nsh -c 'sleep 301' & echo $! >> {pids}\necho started\nwait\n"
+        f"sleep 300 & echo $! > {pids}\n"
+        f"sh -c 'sleep 301' & echo $! >> {pids}\n"
+        f"setsid sleep 302 & echo $! >> {pids}\n"  # this one leaves the process group
+        "echo started\n"
+        "wait\n"
     )
     started = time.monotonic()
     command = client.send_command(script=script, node_ids=[node], timeout_s=2)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from fleetrun.agent.executor import Execution, kill_group
 from fleetrun.agent.journal import Journal, Outbox, group_alive, process_start_time, spool_path
+from fleetrun.agent.procs import kill_invocation
 from fleetrun.agent.state import StateDir
 from fleetrun.core import protocol
 from fleetrun.core.statuses import InvocationStatus, StatusDetail
@@ -53,6 +54,7 @@ class Agent:
             outbox = self._outbox(entry.invocation_id)
             if entry.state in ("accepted", "running"):
                 self._kill_leftovers(entry.pgid, entry.pgid_started)
+                kill_invocation(entry.invocation_id)  # whatever the group did not hold
                 now = time.time()
                 message = "The agent restarted while this ran; it was stopped and not run again."
                 outbox.state(
@@ -182,13 +184,16 @@ class Agent:
     async def shutdown(self) -> None:
         """Stop running scripts' process groups; the next start reports them as
         interrupted (AgentRestarted) instead of running them again."""
-        groups = [e.pgid for e in self.journal.unreported() if e.state == "running" and e.pgid]
-        for pgid in groups:
-            kill_group(pgid, signal.SIGTERM)
-        if groups:
+        running = [e for e in self.journal.unreported() if e.state in ("accepted", "running")]
+        for entry in running:
+            if entry.pgid:
+                kill_group(entry.pgid, signal.SIGTERM)
+        if running:
             await asyncio.sleep(min(self.options.stop_grace_s, 2.0))
-            for pgid in groups:
-                kill_group(pgid, signal.SIGKILL)
+            for entry in running:
+                if entry.pgid:
+                    kill_group(entry.pgid, signal.SIGKILL)
+                kill_invocation(entry.invocation_id)
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

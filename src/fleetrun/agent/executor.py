@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetrun.agent.journal import Entry, Journal, Outbox, Stream, process_start_time
+from fleetrun.agent.procs import kill_invocation
 from fleetrun.core import protocol
 from fleetrun.core.documents import platform_type, precondition_holds
 from fleetrun.core.statuses import InvocationStatus, StatusDetail, StepStatus, invocation_outcome
@@ -294,6 +295,7 @@ class Execution:
             await asyncio.wait_for(asyncio.shield(proto.exited), self.stop_grace_s)
         kill_group(pgid, signal.SIGKILL)
         await proto.exited
+        kill_invocation(self.invoke.invocation_id)  # children that left the group
 
 
 class _StepProtocol(asyncio.SubprocessProtocol):
