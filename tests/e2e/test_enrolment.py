@@ -50,6 +50,9 @@ def test_register_makes_a_node_with_facts_tags_and_a_private_key_that_stays(flee
     assert node.platform and node.architecture and node.hostname and node.agent_version
     key = tmp_path / "web" / "key.pem"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    seal_key = tmp_path / "web" / "seal.key"
+    assert stat.S_IMODE(seal_key.stat().st_mode) == 0o600
+    assert node.seal_public_key and len(node.seal_public_key) == 44
     assert (
         key.read_text()
         not in (fleet.server.data_dir / "fleetrun.db").read_bytes().decode("latin-1")

@@ -16,6 +16,7 @@ from typing import Any
 from fleetrun import __version__
 from fleetrun.agent import facts
 from fleetrun.agent.state import Identity, StateDir, public_key_b64
+from fleetrun.core import sealing
 
 
 class RegistrationError(Exception):
@@ -70,12 +71,14 @@ def register(
         )
     state.prepare()
     key = state.new_key()
+    seal_key = state.new_seal_key()
     answer = post_json(
         server.rstrip("/") + "/v1/agent/register",
         {
             "activation_id": activation_id,
             "activation_code": activation_code,
             "public_key": public_key_b64(key),
+            "seal_public_key": sealing.public_key_b64(seal_key),
             "name": name,
             "tags": tags,
             "facts": facts.collect(),

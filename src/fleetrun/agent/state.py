@@ -2,7 +2,8 @@
 
 STATE_DIR/
   identity.json     node id, server URL, name
-  key.pem           Ed25519 private key (mode 0600, never leaves the node)
+  key.pem           Ed25519 private key: the node's identity (0600, never leaves the node)
+  seal.key          X25519 private key: opens secrets sealed to this node (0600)
   journal/          one record per accepted invocation (fsynced before it runs)
   spool/            output and states not yet acknowledged by the server
   work/             scripts being run
@@ -19,6 +20,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 DEFAULT_STATE_DIR = Path("/var/lib/fleetrun-agent")
 
@@ -73,6 +75,10 @@ class StateDir:
         return self.root / "key.pem"
 
     @property
+    def seal_key_path(self) -> Path:
+        return self.root / "seal.key"
+
+    @property
     def journal_dir(self) -> Path:
         return self.root / "journal"
 
@@ -97,6 +103,27 @@ class StateDir:
             serialization.NoEncryption(),
         )
         write_atomic(self.key_path, pem, 0o600)
+        return key
+
+    def new_seal_key(self) -> X25519PrivateKey:
+        key = X25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        write_atomic(self.seal_key_path, pem, 0o600)
+        return key
+
+    def load_seal_key(self) -> X25519PrivateKey:
+        try:
+            key = serialization.load_pem_private_key(self.seal_key_path.read_bytes(), password=None)
+        except (OSError, ValueError) as exc:
+            raise AgentStateError(
+                f"Cannot read the sealing key {self.seal_key_path}: {exc}"
+            ) from exc
+        if not isinstance(key, X25519PrivateKey):
+            raise AgentStateError(f"{self.seal_key_path} is not an X25519 key.")
         return key
 
     def load_key(self) -> Ed25519PrivateKey:

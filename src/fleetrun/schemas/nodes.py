@@ -20,6 +20,7 @@ class Node(Response):
     platform_version: str | None = None
     architecture: str | None = None
     activation_id: str | None = None
+    seal_public_key: str | None = None  # seal secrets for this node to it (fleetrun.core.sealing)
     tags: dict[str, str] = Field(default_factory=dict)
     facts: dict[str, str] = Field(default_factory=dict)
     local_config: dict[str, Any] = Field(default_factory=dict)

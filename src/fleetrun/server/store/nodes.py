@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from fleetrun.core import sealing
 from fleetrun.core.errors import NotFoundError, ValidationError
 from fleetrun.core.ids import is_node_id, new_node_id
 from fleetrun.core.statuses import PingStatus
@@ -30,6 +31,16 @@ def _check_public_key(text: str) -> str:
     return text
 
 
+def _check_seal_key(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        sealing.load_public_key(text)
+    except sealing.SealError as exc:
+        raise ValidationError(exc.args[0]) from None
+    return text
+
+
 def create_node(session: Session, activation: Activation, request: RegisterRequest) -> Node:
     tags = {**activation.tags, **check_tags(dict(request.tags))}
     facts = request.facts
@@ -42,6 +53,7 @@ def create_node(session: Session, activation: Activation, request: RegisterReque
         architecture=facts.get("architecture"),
         agent_version=request.agent_version,
         public_key=_check_public_key(request.public_key),
+        seal_public_key=_check_seal_key(request.seal_public_key),
         activation_id=activation.id,
         ping_status=PingStatus.CONNECTION_LOST,
         registered_at=utcnow(),
@@ -187,6 +199,7 @@ def to_schema(node: Node, tags: dict[str, str]) -> schemas.Node:
         platform_version=node.platform_version,
         architecture=node.architecture,
         activation_id=node.activation_id,
+        seal_public_key=node.seal_public_key,
         tags=tags,
         facts={k: str(v) for k, v in (node.facts or {}).items()},
         local_config=node.local_config or {},

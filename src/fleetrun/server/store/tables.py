@@ -95,6 +95,7 @@ class Node(Base):
     architecture: Mapped[str | None] = mapped_column(String(64))
     agent_version: Mapped[str | None] = mapped_column(String(64))
     public_key: Mapped[str] = mapped_column(String(128))
+    seal_public_key: Mapped[str | None] = mapped_column(String(128))
     activation_id: Mapped[str | None] = mapped_column(String(36))
     ping_status: Mapped[str] = mapped_column(String(32))
     last_ping_at: Mapped[datetime | None]
