@@ -40,6 +40,7 @@ class Agent:
         self.options = options
         state.prepare()
         self.journal = Journal(state.journal_dir)
+        self.seal_key = state.load_seal_key() if state.seal_key_path.exists() else None
         self.outboxes: dict[str, Outbox] = {}
         self.executions: dict[str, Execution] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -118,6 +119,7 @@ class Agent:
             node_id=self.node_id,
             stop_grace_s=self.options.stop_grace_s,
             on_output=self._ready.set,
+            seal_key=self.seal_key,
         )
         self.executions[invoke.invocation_id] = execution
         task = asyncio.create_task(self._execute(execution), name=f"run {invoke.invocation_id}")

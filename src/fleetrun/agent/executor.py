@@ -24,10 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from fleetrun.agent.journal import Entry, Journal, Outbox, Stream, process_start_time
 from fleetrun.agent.procs import kill_invocation
 from fleetrun.core import protocol
 from fleetrun.core.documents import platform_type, precondition_holds
+from fleetrun.core.masking import Masker
+from fleetrun.core.sealing import SealError, unseal
 from fleetrun.core.statuses import InvocationStatus, StatusDetail, StepStatus, invocation_outcome
 
 log = logging.getLogger(__name__)
@@ -88,8 +92,12 @@ class Execution:
         node_id: str,
         stop_grace_s: float,
         on_output: Callable[[], None],
+        seal_key: X25519PrivateKey | None = None,
     ) -> None:
         self.invoke = invoke
+        self.seal_key = seal_key
+        self._secret_env: dict[str, str] = {}
+        self._secret_args: list[str] = []
         self.entry = entry
         self.journal = journal
         self.outbox = outbox
@@ -111,6 +119,11 @@ class Execution:
         results: list[StepResult] = []
         stop = False
         try:
+            self._open_secrets()
+        except StepFailure as exc:
+            results.append(StepResult(StepStatus.FAILED, None, str(exc)))
+            stop = True
+        try:
             self.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             for idx, step in enumerate(self.invoke.steps):
                 if stop or self._cancel.is_set():
@@ -127,6 +140,28 @@ class Execution:
             for path in self._extra_dirs:
                 shutil.rmtree(path, ignore_errors=True)
         self._finish(started, results)
+
+    def _open_secrets(self) -> None:
+        """Unseal this invocation's secrets, in memory only."""
+        if not (self.invoke.secrets or self.invoke.secret_args):
+            return
+        if self.seal_key is None:
+            raise StepFailure("This node has no sealing key: register it again to receive secrets.")
+        try:
+            for name, sealed in self.invoke.secrets.items():
+                context = f"{self.node_id}:{name}".encode()
+                self._secret_env[name] = unseal(self.seal_key, sealed, context=context).decode()
+            for index, sealed in enumerate(self.invoke.secret_args):
+                context = f"{self.node_id}:arg:{index}".encode()
+                self._secret_args.append(unseal(self.seal_key, sealed, context=context).decode())
+        except (SealError, UnicodeDecodeError) as exc:
+            raise StepFailure(
+                "A secret parameter could not be opened on this node (was it sealed to "
+                "another node's key?)."
+            ) from exc
+
+    def _masker(self) -> Masker:
+        return Masker([v.encode() for v in [*self._secret_env.values(), *self._secret_args]])
 
     def _finish(self, started: float, results: list[StepResult]) -> None:
         outcome = invocation_outcome(r.status for r in results)
@@ -190,7 +225,7 @@ class Execution:
             fh.write(step.script)
         if user is not None:
             os.chown(script, user.uid, user.gid)
-        argv = interpreter(step.action, script, step.script) + list(step.args)
+        argv = interpreter(step.action, script, step.script) + list(step.args) + self._secret_args
         cwd = step.working_directory or str(home)
         if not os.path.isdir(cwd):  # noqa: ASYNC240 - one stat, before the child starts
             raise StepFailure(f"The working directory {cwd} does not exist on this node.")
@@ -198,10 +233,13 @@ class Execution:
         identity = user.popen_args() if user is not None else {}
         loop = asyncio.get_running_loop()
         streams: dict[int, Stream] = {1: "stdout", 2: "stderr"}
+        maskers = {1: self._masker(), 2: self._masker()}
 
         def on_data(fd: int, data: bytes) -> None:
-            self.outbox.output(idx, streams[fd], data)
-            self.on_output()
+            masked = maskers[fd].feed(data)  # secrets never reach the spool
+            if masked:
+                self.outbox.output(idx, streams[fd], masked)
+                self.on_output()
 
         try:
             transport, proto = await loop.subprocess_exec(
@@ -232,6 +270,11 @@ class Execution:
             await asyncio.wait(proto.pipes_closed, timeout=PIPE_DRAIN_S)
         finally:
             transport.close()
+            for fd, masker in maskers.items():
+                rest = masker.flush()
+                if rest:
+                    self.outbox.output(idx, streams[fd], rest)
+            self.on_output()
         code = transport.get_returncode()
         exit_code = 128 - code if code is not None and code < 0 else code
         if ended == "timeout":
@@ -265,6 +308,7 @@ class Execution:
                 SHELL=user.shell,
             )
         env.update(step.env)
+        env.update(self._secret_env)
         env.update(
             FLEETRUN_COMMAND_ID=self.invoke.command_id,
             FLEETRUN_INVOCATION_ID=self.invoke.invocation_id,

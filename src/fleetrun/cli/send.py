@@ -50,6 +50,17 @@ def _params(pairs: tuple[str, ...]) -> dict[str, list[str]]:
     return dict(params)
 
 
+def _secrets(pairs: tuple[str, ...]) -> dict[str, str]:
+    secrets: dict[str, str] = {}
+    for text in pairs:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip():
+            # The text may hold a secret: do not repeat it.
+            raise ValidationError("A secret parameter is malformed: write it as NAME=VALUE.")
+        secrets[name.strip()] = value
+    return secrets
+
+
 def _document(text: str) -> tuple[str, str | None]:
     name, _, version = text.partition(":")
     return name, version or None
@@ -118,6 +129,14 @@ def _document(text: str) -> tuple[str, str | None]:
     help="A node that has not started by then times out (default 3600, 30-2592000).",
 )
 @click.option("--run-as", default=None, metavar="USER", help="Run as this user on the nodes.")
+@click.option(
+    "--secret-param",
+    "secret_params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A secret environment variable (repeatable): sealed here to each node's key, "
+    "never stored in clear, masked as *** in the output.",
+)
 @click.option("--comment", default=None, help="A note kept with the command (100 characters).")
 @click.option("--wait", is_flag=True, help="Wait, show progress, then each node's output.")
 @api_options
@@ -138,6 +157,7 @@ def send(
     execution_timeout: int | None,
     delivery_timeout: int | None,
     run_as: str | None,
+    secret_params: tuple[str, ...],
     comment: str | None,
     wait: bool,
 ) -> None:
@@ -173,6 +193,7 @@ def send(
         max_errors=max_errors,
         run_as=run_as,
         comment=comment,
+        secret_parameters=_secrets(secret_params),
     )
     if not wait:
         if opts.json:

@@ -99,6 +99,12 @@ class Invoke(_Frame):
     execution_timeout_s: float
     run_as: str | None = None
     principal: str | None = None
+    # Secrets sealed to this node (fleetrun.core.sealing): named ones become environment
+    # variables of every step (context "NODE:NAME"), positional ones follow the public
+    # arguments (context "NODE:arg:INDEX"). The agent opens them in memory only and
+    # masks them as *** in the output it sends.
+    secrets: dict[str, str] = Field(default_factory=dict)
+    secret_args: list[str] = Field(default_factory=list)
     extra: dict[str, Any] = Field(default_factory=dict)
 
 

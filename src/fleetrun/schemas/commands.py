@@ -35,6 +35,28 @@ class CommandCreate(Request):
     max_concurrency: str | None = Field(None, description="N or P%; default 50")
     max_errors: str | None = Field(None, description="N or P%; default 0")
     run_as: str | None = Field(None, max_length=64, description="the user to run as on the node")
+    secret_parameters: dict[str, SealedParameters] | None = Field(
+        None,
+        description="per node id: secrets sealed to that node (see POST /v1/targets/resolve); "
+        "every target node needs its own, and they are never returned",
+    )
+
+
+class SealedParameters(Request):
+    """Secrets sealed by the caller to one node's key; only ciphertext reaches the server."""
+
+    env: dict[str, str] = Field(default_factory=dict, description="name -> sealed value")
+    args: list[str] = Field(default_factory=list, description="sealed positional arguments")
+
+
+class TargetsResolve(Request):
+    targets: list[Target]
+
+
+class ResolvedNode(Response):
+    id: str
+    name: str
+    seal_public_key: str | None = None
 
 
 class CommandCancel(Request):

@@ -10,11 +10,18 @@ import httpx
 from pydantic import BaseModel
 
 from fleetrun import __version__
+from fleetrun.core import sealing
 from fleetrun.core.errors import ConnectionError_, ValidationError, error_for
 from fleetrun.core.targets import Target
 from fleetrun.schemas.activations import Activation, ActivationCreate, ActivationCreated
 from fleetrun.schemas.base import Page, build
-from fleetrun.schemas.commands import Command, CommandCreate, Invocation
+from fleetrun.schemas.commands import (
+    Command,
+    CommandCreate,
+    Invocation,
+    ResolvedNode,
+    SealedParameters,
+)
 from fleetrun.schemas.documents import Document, DocumentCreate, DocumentSummary, DocumentUpdate
 from fleetrun.schemas.groups import Group, GroupCreate
 from fleetrun.schemas.nodes import Node
@@ -182,9 +189,15 @@ class Client:
         max_errors: str | int | None = None,
         run_as: str | None = None,
         comment: str | None = None,
+        secret_parameters: Mapping[str, str] | None = None,
+        secret_arguments: Sequence[str] = (),
     ) -> Command:
         """Send a command. `script` is the shorthand for RunShellScript's `commands`;
-        `timeout_s` is the execution timeout per node."""
+        `timeout_s` is the execution timeout per node.
+
+        `secret_parameters` (environment variables) and `secret_arguments` (positional)
+        are sealed here, on this machine, to each target node's key: the server only
+        ever holds ciphertext, and the agent masks the values as *** in the output."""
         params = {k: [v] if isinstance(v, str) else list(v) for k, v in (parameters or {}).items()}
         if script is not None:
             if not script.strip():
@@ -206,7 +219,46 @@ class Client:
             max_errors=None if max_errors is None else str(max_errors),
             run_as=run_as,
         )
-        return self._model(Command, "POST", "/v1/commands", json=body.model_dump(exclude_none=True))
+        if secret_parameters or secret_arguments:
+            sealed = self.seal_for(
+                body.targets, dict(secret_parameters or {}), list(secret_arguments)
+            )
+            body = body.model_copy(update={"secret_parameters": sealed})
+        return self._model(
+            Command, "POST", "/v1/commands", json=body.model_dump(mode="json", exclude_none=True)
+        )
+
+    def resolve_targets(self, targets: Sequence[Target]) -> list[ResolvedNode]:
+        """The nodes targets select now, with the keys to seal secrets to them."""
+        body = {"targets": [t.model_dump() for t in targets]}
+        return [
+            ResolvedNode.model_validate(n)
+            for n in self.request("POST", "/v1/targets/resolve", json=body)
+        ]
+
+    def seal_for(
+        self, targets: Sequence[Target], env: dict[str, str], args: list[str]
+    ) -> dict[str, SealedParameters]:
+        """Seal secrets for every node the targets select, each to its own key."""
+        sealed: dict[str, SealedParameters] = {}
+        for node in self.resolve_targets(targets):
+            if not node.seal_public_key:
+                raise ValidationError(
+                    f"Node {node.id} has no sealing key (its agent registered before secrets "
+                    "existed): register it again to send it secrets."
+                )
+            key = node.seal_public_key
+            sealed[node.id] = SealedParameters(
+                env={
+                    name: sealing.seal(key, value.encode(), context=f"{node.id}:{name}".encode())
+                    for name, value in env.items()
+                },
+                args=[
+                    sealing.seal(key, value.encode(), context=f"{node.id}:arg:{index}".encode())
+                    for index, value in enumerate(args)
+                ],
+            )
+        return sealed
 
     def get_command(
         self, command_id: str, *, wait_s: float = 0, version: int | None = None

@@ -38,6 +38,7 @@ ROUTERS = (
     activations.router,
     agent.router,
     nodes.router,
+    nodes.targets_router,
     groups.router,
     documents.router,
     commands.router,

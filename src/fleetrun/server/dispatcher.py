@@ -93,7 +93,7 @@ class Dispatcher:
         rows = await self.state.db.read(lambda s: invocation_store.deliverable(s, node_ids))
         resend_s = self.state.settings.invoke_resend_s
         offline: list[str] = []
-        for invocation_id, node_id, command_id, status in rows:
+        for invocation_id, node_id, command_id, status, secrets in rows:
             agent = self.state.gateway.session_for(node_id)
             if agent is None:
                 if status == InvocationStatus.PENDING:
@@ -102,7 +102,7 @@ class Dispatcher:
             sent = agent.sent_invokes.get(invocation_id)
             if sent is not None and time.monotonic() - sent < resend_s:
                 continue
-            frame = await self._invoke(invocation_id, command_id)
+            frame = await self._invoke(invocation_id, command_id, secrets)
             if frame is not None and await agent.send(frame):
                 agent.sent_invokes[invocation_id] = time.monotonic()
         if offline:
@@ -120,7 +120,9 @@ class Dispatcher:
 
         await self.state.db.write(sweep)
 
-    async def _invoke(self, invocation_id: str, command_id: str) -> protocol.Invoke | None:
+    async def _invoke(
+        self, invocation_id: str, command_id: str, secrets: dict[str, Any] | None
+    ) -> protocol.Invoke | None:
         plan = self._plans.get(command_id)
         if plan is None:
             command = await self.state.db.read(lambda s: s.get(Command, command_id))
@@ -138,4 +140,10 @@ class Dispatcher:
             self._plans[command_id] = plan
             if len(self._plans) > PLAN_CACHE_SIZE:
                 self._plans.popitem(last=False)
-        return protocol.Invoke(invocation_id=invocation_id, **plan)
+        sealed = secrets or {}
+        return protocol.Invoke(
+            invocation_id=invocation_id,
+            secrets=sealed.get("env", {}),
+            secret_args=sealed.get("args", []),
+            **plan,
+        )

@@ -7,15 +7,19 @@ from sqlalchemy.orm import Session
 
 from fleetrun.core.protocol import CLOSE_NODE_UNKNOWN
 from fleetrun.core.tags import parse_tags
+from fleetrun.core.targets import check
 from fleetrun.schemas import nodes as schemas
 from fleetrun.schemas.base import Page
+from fleetrun.schemas.commands import ResolvedNode, TargetsResolve
 from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
+from fleetrun.server.store import commands as command_store
 from fleetrun.server.store import invocations as invocation_store
 from fleetrun.server.store import nodes as store
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
+targets_router = APIRouter(prefix="/v1/targets", tags=["nodes"])
 
 
 @router.get("", **action("ListNodes"))
@@ -33,6 +37,25 @@ async def list_nodes(
         return [store.to_schema(n, node_tags[n.id]) for n in nodes]
 
     return Page(items=await state_of(request).db.read(read))
+
+
+@targets_router.post("/resolve", **action("ListNodes"))
+async def resolve_targets(
+    request: Request,
+    body: TargetsResolve,
+    caller: Annotated[Caller, Depends(authorize("ListNodes"))],
+) -> list[ResolvedNode]:
+    """The nodes these targets select now, with the keys to seal secrets to them."""
+
+    def resolve(session: Session) -> list[ResolvedNode]:
+        ids = command_store.resolve_targets(session, check(list(body.targets)))
+        nodes = {n.id: n for n in store.read_nodes(session, ids=ids)}
+        return [
+            ResolvedNode(id=i, name=nodes[i].name, seal_public_key=nodes[i].seal_public_key)
+            for i in ids
+        ]
+
+    return await state_of(request).db.read(resolve)
 
 
 @router.delete("/{node_id}", status_code=204, **action("DeleteNode"))

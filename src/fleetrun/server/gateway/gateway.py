@@ -83,6 +83,11 @@ class Gateway:
             log.info("agent handshake failed: %r", exc)
             await _close_quietly(ws, protocol.CLOSE_PROTOCOL, "handshake failed")
             return
+        except Exception:
+            # The agent retries with backoff; the server keeps the traceback.
+            log.exception("agent handshake failed on the server side")
+            await _close_quietly(ws, 1011, "server error")
+            return
         try:
             await self._run(session)
         finally:

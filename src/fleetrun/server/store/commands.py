@@ -5,6 +5,8 @@ cancel, and reading."""
 from __future__ import annotations
 
 import itertools
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -12,8 +14,8 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, load_only
 from sqlalchemy.sql.elements import ColumnElement
 
-from fleetrun.core import documents, ratecontrol, targets
-from fleetrun.core.errors import NotFoundError, ValidationError
+from fleetrun.core import documents, ratecontrol, sealing, targets
+from fleetrun.core.errors import ConflictError, NotFoundError, ValidationError
 from fleetrun.core.ids import is_uuid, new_uuid
 from fleetrun.core.statuses import (
     TERMINAL_INVOCATION,
@@ -73,11 +75,8 @@ def create_command(
     )
     max_errors = ratecontrol.check_errors(body.max_errors or ratecontrol.DEFAULT_MAX_ERRORS)
     wanted = targets.check(list(body.targets))
-    named = [v for t in wanted if t.key == "NodeIds" for v in t.values]
-    if named:
-        node_store.read_nodes_by_ids(session, named)  # ids the caller named must exist
-    expanded = group_store.expand(session, wanted)
-    node_ids = targets.select(expanded, node_store.candidates(session, expanded, strict=False))
+    node_ids = resolve_targets(session, wanted)
+    secrets = _check_secrets(body, node_ids, params)
     now = utcnow()
     count = len(node_ids)
     command = Command(
@@ -109,9 +108,18 @@ def create_command(
     )
     session.add(command)
     session.flush()
-    _add_invocations(session, command, node_ids, now)
+    _add_invocations(session, command, node_ids, now, secrets)
     refresh_command(session, command.id)  # releases the first invocations
     return command
+
+
+def resolve_targets(session: Session, wanted: list[targets.Target]) -> list[str]:
+    """The ids of the nodes these (checked) targets select now."""
+    named = [v for t in wanted if t.key == "NodeIds" for v in t.values]
+    if named:
+        node_store.read_nodes_by_ids(session, named)  # ids the caller named must exist
+    expanded = group_store.expand(session, wanted)
+    return targets.select(expanded, node_store.candidates(session, expanded, strict=False))
 
 
 def _in_range(value: int | None, what: str, default: int, low: int, high: int) -> int:
@@ -122,8 +130,51 @@ def _in_range(value: int | None, what: str, default: int, low: int, high: int) -
     return value
 
 
+def _check_secrets(
+    body: schemas.CommandCreate, node_ids: list[str], params: Mapping[str, object]
+) -> dict[str, dict[str, object]]:
+    """Sealed secrets per node: exactly one set for every target, sealed values only."""
+    given = body.secret_parameters
+    if not given:
+        return {}
+    if set(given) != set(node_ids):
+        missing = sorted(set(node_ids) - set(given))
+        raise ConflictError(
+            "Secret parameters must be sealed for every target node and only those: "
+            + (f"node {missing[0]} has none" if missing else "some are for nodes not targeted")
+            + "; resolve the targets again and resend."
+        )
+    for node_id, sealed in given.items():
+        for name, value in sealed.env.items():
+            if not _SECRET_NAME.match(name):
+                raise ValidationError(
+                    f"Secret parameter name {name!r} is not valid: use letters, digits and _."
+                )
+            if name in params:
+                raise ValidationError(
+                    f"Secret parameter {name!r} has the name of a document parameter."
+                )
+            if not sealing.is_sealed(value):
+                raise ValidationError(
+                    f"Secret parameter {name!r} for {node_id} is not sealed: seal it to the "
+                    "node's key."
+                )
+        if not all(sealing.is_sealed(v) for v in sealed.args):
+            raise ValidationError(
+                f"A secret argument for {node_id} is not sealed: seal it to the node's key."
+            )
+    return {node_id: {"env": s.env, "args": s.args} for node_id, s in given.items()}
+
+
+_SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
 def _add_invocations(
-    session: Session, command: Command, node_ids: list[str], now: datetime
+    session: Session,
+    command: Command,
+    node_ids: list[str],
+    now: datetime,
+    secrets: dict[str, dict[str, object]],
 ) -> None:
     names = _names(session, node_ids)
     rows = [
@@ -137,6 +188,7 @@ def _add_invocations(
             "status_detail": StatusDetail.PENDING.value,
             "requested_at": now,
             "last_seq": 0,
+            "secrets": secrets.get(node_id),
             "updated_at": now,
         }
         for seq, node_id in enumerate(node_ids)
@@ -349,6 +401,7 @@ def _terminate_waiting(session: Session, command_id: str) -> None:
             .values(
                 status=InvocationStatus.TERMINATED.value,
                 status_detail=StatusDetail.ERROR_THRESHOLD_EXCEEDED.value,
+                secrets=None,
                 message="Not started: the command's error threshold (max errors) was exceeded.",
                 ended_at=now,
                 updated_at=now,

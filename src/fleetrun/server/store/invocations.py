@@ -60,6 +60,8 @@ def transition(
     inv.status = status.value
     inv.status_detail = str(detail)
     inv.updated_at = now
+    if status in TERMINAL_INVOCATION:
+        inv.secrets = None  # sealed secrets are kept only while they may still be needed
     for key, value in fields.items():
         setattr(inv, key, value)
     record_transition(session, inv.id, inv.status, inv.status_detail, now)
@@ -234,11 +236,17 @@ def read_steps_of(
 
 def deliverable(
     session: Session, node_ids: Sequence[str] | None = None
-) -> list[tuple[str, str, str, str]]:
-    """(invocation id, node id, command id, status) of every released invocation that
-    an agent has not accepted yet, oldest first."""
+) -> list[tuple[str, str, str, str, dict[str, Any] | None]]:
+    """(invocation id, node id, command id, status, sealed secrets) of every released
+    invocation that an agent has not accepted yet, oldest first."""
     query = (
-        select(Invocation.id, Invocation.node_id, Invocation.command_id, Invocation.status)
+        select(
+            Invocation.id,
+            Invocation.node_id,
+            Invocation.command_id,
+            Invocation.status,
+            Invocation.secrets,
+        )
         .where(
             Invocation.status.in_([InvocationStatus.PENDING, InvocationStatus.DELAYED]),
             Invocation.released_at.is_not(None),
@@ -247,7 +255,7 @@ def deliverable(
     )
     if node_ids is not None:
         query = query.where(Invocation.node_id.in_(node_ids))
-    return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in session.execute(query)]
 
 
 def mark_delayed(session: Session, invocation_ids: Sequence[str]) -> set[str]:

@@ -177,6 +177,8 @@ class Invocation(Base):
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # Sealed secrets only ({"env": {...}, "args": [...]}); cleared when it ends.
+    secrets: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     updated_at: Mapped[datetime]
 
 
