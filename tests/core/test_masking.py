@@ -32,7 +32,10 @@ def test_masking(secrets, chunks, expected):
 def test_any_chunking_gives_the_same_result():
     rng = random.Random(7)
     secrets = [b"hunter2", b"p@ss w0rd\n", "日本".encode()]
-    stream = b"".join(rng.choice([b"x", b"hunter2", b"p@ss w0rd\n", "日本".encode(), b"hunt", b"\n"]) for _ in range(400))
+    stream = b"".join(
+        rng.choice([b"x", b"hunter2", b"p@ss w0rd\n", "日本".encode(), b"hunt", b"\n"])
+        for _ in range(400)
+    )
     expected = _run(secrets, [stream])
     assert b"hunter2" not in expected and b"p@ss w0rd\n" not in expected
     for _ in range(50):

@@ -31,7 +31,10 @@ def _database_text(fleet) -> bytes:
     url = db.url.replace("postgresql+psycopg://", "postgresql://")
     chunks = []
     with psycopg.connect(url) as conn:
-        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        tables = [
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ]
         for table in tables:
             for row in conn.execute(f'SELECT * FROM "{table}"'):
                 chunks.append(repr(row).encode())
@@ -55,8 +58,10 @@ def test_a_secret_is_sealed_used_masked_and_found_nowhere(fleet):
         'printf "%s" "$db_password" | sha256sum | cut -c1-16'
     )
     command = client.send_command(
-        script=script, node_ids=[agent.node_id],
-        secret_parameters={"db_password": SECRET}, secret_arguments=[ARG_SECRET],
+        script=script,
+        node_ids=[agent.node_id],
+        secret_parameters={"db_password": SECRET},
+        secret_arguments=[ARG_SECRET],
     )
     assert client.wait(command.id, timeout_s=60).status == "Success"
     inv = client.get_invocation(command.id, agent.node_id)
@@ -67,7 +72,9 @@ def test_a_secret_is_sealed_used_masked_and_found_nowhere(fleet):
     assert inv.stderr == "err=***\n"
 
     responses = [
-        httpx.get(f"{fleet.server.url}{path}", headers={"authorization": f"Bearer {fleet.server.token}"}).content
+        httpx.get(
+            f"{fleet.server.url}{path}", headers={"authorization": f"Bearer {fleet.server.token}"}
+        ).content
         for path in (
             f"/v1/commands/{command.id}",
             "/v1/commands",
@@ -75,13 +82,27 @@ def test_a_secret_is_sealed_used_masked_and_found_nowhere(fleet):
             f"/v1/commands/{command.id}/invocations/{agent.node_id}",
             f"/v1/commands/{command.id}/invocations/{agent.node_id}/output",
             f"/v1/commands/{command.id}/invocations/{agent.node_id}/output?stream=stderr",
-            f"/v1/invocations?details=true",
+            "/v1/invocations?details=true",
         )
     ]
     shown = subprocess.run(
-        [sys.executable, "-m", "fleetrun", "invocations", "show", command.id, agent.node_id, "--full", "--json",
-         "--server", fleet.server.url, "--token", fleet.server.token],
-        capture_output=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "fleetrun",
+            "invocations",
+            "show",
+            command.id,
+            agent.node_id,
+            "--full",
+            "--json",
+            "--server",
+            fleet.server.url,
+            "--token",
+            fleet.server.token,
+        ],
+        capture_output=True,
+        timeout=60,
     ).stdout
     fleet.server.stop()  # flush everything the server holds to disk
     agent.stop()
@@ -103,7 +124,9 @@ def test_a_secret_is_sealed_used_masked_and_found_nowhere(fleet):
 def test_sealed_values_are_dropped_when_the_invocation_ends(fleet):
     agent = fleet.add_agent()
     client = fleet.client
-    command = client.send_command(script="sleep 2", node_ids=[agent.node_id], secret_parameters={"token": SECRET})
+    command = client.send_command(
+        script="sleep 2", node_ids=[agent.node_id], secret_parameters={"token": SECRET}
+    )
     fleet.client.wait(command.id, timeout_s=60)
     fleet.server.stop()
     assert b"fs1." not in _database_text(fleet)
@@ -116,16 +139,24 @@ def test_secrets_must_be_sealed_for_exactly_the_target_nodes(shared_fleet):
 
     only_one = client.seal_for([Target(key="NodeIds", values=[one])], {"x": "y"}, [])
     response = httpx.post(
-        f"{shared_fleet.server.url}/v1/commands", headers={"authorization": f"Bearer {shared_fleet.server.token}"},
-        json={"parameters": {"commands": ["true"]}, "targets": [{"key": "NodeIds", "values": [one, two]}],
-              "secret_parameters": {k: v.model_dump() for k, v in only_one.items()}},
+        f"{shared_fleet.server.url}/v1/commands",
+        headers={"authorization": f"Bearer {shared_fleet.server.token}"},
+        json={
+            "parameters": {"commands": ["true"]},
+            "targets": [{"key": "NodeIds", "values": [one, two]}],
+            "secret_parameters": {k: v.model_dump() for k, v in only_one.items()},
+        },
     )
     assert response.status_code == 409
     assert f"node {two} has none" in response.json()["error"]["message"]
     response = httpx.post(
-        f"{shared_fleet.server.url}/v1/commands", headers={"authorization": f"Bearer {shared_fleet.server.token}"},
-        json={"parameters": {"commands": ["true"]}, "targets": [{"key": "NodeIds", "values": [one]}],
-              "secret_parameters": {one: {"env": {"x": "plain text"}}}},
+        f"{shared_fleet.server.url}/v1/commands",
+        headers={"authorization": f"Bearer {shared_fleet.server.token}"},
+        json={
+            "parameters": {"commands": ["true"]},
+            "targets": [{"key": "NodeIds", "values": [one]}],
+            "secret_parameters": {one: {"env": {"x": "plain text"}}},
+        },
     )
     assert response.status_code == 400 and "is not sealed" in response.json()["error"]["message"]
 
@@ -137,9 +168,13 @@ def test_a_secret_sealed_for_another_node_cannot_be_opened(shared_fleet):
 
     for_two = client.seal_for([Target(key="NodeIds", values=[two])], {"x": SECRET}, [])[two]
     response = httpx.post(
-        f"{shared_fleet.server.url}/v1/commands", headers={"authorization": f"Bearer {shared_fleet.server.token}"},
-        json={"parameters": {"commands": ["echo $x"]}, "targets": [{"key": "NodeIds", "values": [one]}],
-              "secret_parameters": {one: for_two.model_dump()}},
+        f"{shared_fleet.server.url}/v1/commands",
+        headers={"authorization": f"Bearer {shared_fleet.server.token}"},
+        json={
+            "parameters": {"commands": ["echo $x"]},
+            "targets": [{"key": "NodeIds", "values": [one]}],
+            "secret_parameters": {one: for_two.model_dump()},
+        },
     )
     assert response.status_code == 201
     command_id = response.json()["id"]
@@ -149,17 +184,53 @@ def test_a_secret_sealed_for_another_node_cannot_be_opened(shared_fleet):
 
 
 def test_the_cli_takes_secret_params(shared_fleet):
-    env = {**os.environ, "FLEETRUN_SERVER": shared_fleet.server.url, "FLEETRUN_TOKEN": shared_fleet.server.token}
+    env = {
+        **os.environ,
+        "FLEETRUN_SERVER": shared_fleet.server.url,
+        "FLEETRUN_TOKEN": shared_fleet.server.token,
+    }
     done = subprocess.run(
-        [sys.executable, "-m", "fleetrun", "send", "--node", shared_fleet.agents[0].node_id, "--script",
-         'echo "pw=$pw"', "--secret-param", f"pw={SECRET}", "--wait", "--json"],
-        capture_output=True, text=True, env=env, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "fleetrun",
+            "send",
+            "--node",
+            shared_fleet.agents[0].node_id,
+            "--script",
+            'echo "pw=$pw"',
+            "--secret-param",
+            f"pw={SECRET}",
+            "--wait",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["invocations"][0]["stdout"] == "pw=***\n"
     assert SECRET not in done.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "fleetrun", "send", "--all", "--script", "true", "--secret-param", SECRET],
-        capture_output=True, text=True, env=env, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "fleetrun",
+            "send",
+            "--all",
+            "--script",
+            "true",
+            "--secret-param",
+            SECRET,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
-    assert bad.returncode == 1 and "secret parameter is malformed" in bad.stderr and SECRET not in bad.stderr
+    assert (
+        bad.returncode == 1
+        and "secret parameter is malformed" in bad.stderr
+        and SECRET not in bad.stderr
+    )
