@@ -101,6 +101,7 @@ class ServerProcess:
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     db: TestDatabase | None = None
+    tls: bool = False  # serve HTTPS with a private CA made by the server
 
     @property
     def data_dir(self) -> Path:
@@ -108,7 +109,15 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.data_dir / "tls" / "ca.pem"
+
+    @property
+    def verify(self) -> str | bool:
+        return str(self.ca_file) if self.tls else True
 
     @property
     def log_path(self) -> Path:
@@ -136,6 +145,7 @@ class ServerProcess:
                 str(self.data_dir),
                 "--database-url",
                 self.db.url,
+                *(["--tls-self-signed"] if self.tls else []),
                 *self.extra_args,
             ],
             stdout=log,
@@ -150,7 +160,8 @@ class ServerProcess:
                 raise AssertionError(
                     f"server exited with {self.proc.returncode}:\n{self.log_tail()}"
                 )
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            response = httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify)
+            return response.status_code == 200
 
         wait_for(up, timeout_s=timeout_s, what="the server to answer")
         return self
@@ -178,7 +189,7 @@ class ServerProcess:
             self.db.drop()
 
     def client(self, token: str | None = None) -> Client:
-        return Client(self.url, token if token is not None else self.token)
+        return Client(self.url, token if token is not None else self.token, verify=self.verify)
 
     def log_tail(self, lines: int = 60) -> str:
         try:
@@ -226,6 +237,8 @@ class AgentProcess:
         ]
         for key, value in (tags or {}).items():
             cmd += ["--tag", f"{key}={value}"]
+        if self.server.tls:
+            cmd += ["--ca-file", str(self.server.ca_file)]
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def finish_register(self, proc: subprocess.Popen[str]) -> str:

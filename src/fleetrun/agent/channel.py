@@ -19,9 +19,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from fleetrun import __version__
-from fleetrun.agent import facts
+from fleetrun.agent import facts, rotate, tls
 from fleetrun.agent.daemon import Agent
-from fleetrun.agent.state import Identity, sign_b64
+from fleetrun.agent.journal import Journal
+from fleetrun.agent.state import Identity, StateDir, sign_b64
 from fleetrun.core import protocol
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,76 @@ def ws_url(server: str) -> str:
     return base + "/v1/agent/connect"
 
 
+async def handshake(
+    ws: ClientConnection,
+    identity: Identity,
+    key: Ed25519PrivateKey,
+    running: list[str],
+    local_config: dict[str, object],
+) -> protocol.Welcome:
+    """Answer the server's challenge with a signed hello; the server's welcome."""
+    challenge = protocol.parse(await asyncio.wait_for(ws.recv(), 10))
+    if not isinstance(challenge, protocol.Challenge):
+        raise protocol.ProtocolError("expected a challenge")
+    time_ms = int(time.time() * 1000)
+    message = protocol.hello_message(challenge.nonce, identity.node_id, time_ms)
+    hello = protocol.Hello(
+        node_id=identity.node_id,
+        time_ms=time_ms,
+        signature=sign_b64(key, message),
+        agent_version=__version__,
+        facts=facts.collect(),
+        local_config=local_config,
+        running=running,
+    )
+    await ws.send(protocol.dump(hello))
+    welcome = protocol.parse(await asyncio.wait_for(ws.recv(), 10))
+    if not isinstance(welcome, protocol.Welcome):
+        raise protocol.ProtocolError("expected a welcome")
+    return welcome
+
+
+def connect_to(state: StateDir, identity: Identity) -> connect:
+    """A WebSocket connection to the agent channel, trusting what the node trusts."""
+    url = ws_url(identity.server)
+    options: dict[str, object] = {}
+    if url.startswith("wss://"):
+        options["ssl"] = tls.context(state.ca_path)
+    return connect(
+        url,
+        open_timeout=10,
+        ping_interval=None,
+        max_size=16 * 1024 * 1024,
+        close_timeout=2,
+        compression=None,  # CPU on both ends for little: output is base64 already
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def rotate_once(state: StateDir) -> None:
+    """Rotate the identity key over a session of its own (no agent is running)."""
+    identity = state.load_identity()
+    running = [e.invocation_id for e in Journal(state.journal_dir).unreported()]
+    request = rotate.frame(state, identity.node_id)
+    if request is None:
+        raise TerminalError("There is no pending key to rotate to.")
+    try:
+        async with connect_to(state, identity) as ws:
+            await handshake(ws, identity, state.load_key(), running, {})
+            await ws.send(protocol.dump(request))
+            async with asyncio.timeout(30):
+                async for text in ws:
+                    frame = protocol.parse(text)
+                    if isinstance(frame, protocol.Rotated):
+                        rotate.promote(state, frame.public_key)
+                        return
+    except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:
+        raise TerminalError(
+            f"Cannot reach {identity.server} to rotate the key ({exc}); the new key stays "
+            "pending and the agent uses it when it next connects."
+        ) from exc
+
+
 class Channel:
     def __init__(
         self,
@@ -75,18 +146,14 @@ class Channel:
         self.connected = asyncio.Event()
 
     async def run_forever(self) -> None:
-        url = ws_url(self.identity.server)
+        try:
+            tls.check_transport(self.identity.server, self.identity.insecure)
+        except tls.TransportError as exc:
+            raise TerminalError(str(exc)) from exc
         while True:
             started = time.monotonic()
             try:
-                async with connect(
-                    url,
-                    open_timeout=10,
-                    ping_interval=None,
-                    max_size=16 * 1024 * 1024,
-                    close_timeout=2,
-                    compression=None,  # CPU on both ends for little: output is base64 already
-                ) as ws:
+                async with connect_to(self.agent.state, self.identity) as ws:
                     await self._session(ws)
             except TerminalError:
                 raise
@@ -129,8 +196,21 @@ class Channel:
                 except protocol.ProtocolError as exc:
                     log.warning("unreadable frame from the server: %s", exc)
                     continue
-                if frame is not None:
+                if isinstance(frame, protocol.Rotated):
+                    self._rotated(frame.public_key)
+                elif frame is not None:
                     await self.agent.handle(frame, send)
+
+        async def rotation() -> None:
+            """Swap the identity key when `fleetrun-agent rotate-key` asks for it."""
+            while True:
+                if rotate.requested(self.agent.state):
+                    request = rotate.frame(self.agent.state, self.identity.node_id)
+                    if request is not None:
+                        await send(protocol.dump(request))
+                        await asyncio.sleep(5)  # the answer comes as a `rotated` frame
+                        continue
+                await asyncio.sleep(1)
 
         async def heartbeat() -> None:
             while True:
@@ -143,6 +223,8 @@ class Channel:
         tasks = [
             asyncio.create_task(receive()),
             asyncio.create_task(self.agent.uplink(send)),
+            asyncio.create_task(self.agent.watch_config(send)),
+            asyncio.create_task(rotation()),
             asyncio.create_task(heartbeat()),
         ]
         try:
@@ -156,29 +238,13 @@ class Channel:
         self._check_close(ws)
 
     async def _handshake(self, ws: ClientConnection) -> protocol.Welcome:
-        challenge = protocol.parse(await asyncio.wait_for(ws.recv(), 10))
-        if not isinstance(challenge, protocol.Challenge):
-            raise protocol.ProtocolError("expected a challenge")
-        time_ms = int(time.time() * 1000)
-        message = protocol.hello_message(challenge.nonce, self.identity.node_id, time_ms)
-        hello = protocol.Hello(
-            node_id=self.identity.node_id,
-            time_ms=time_ms,
-            signature=sign_b64(self.key, message),
-            agent_version=__version__,
-            facts=facts.collect(),
-            local_config=self.local_config,
-            running=self.agent.running_ids(),
-        )
-        await ws.send(protocol.dump(hello))
         try:
-            welcome = protocol.parse(await asyncio.wait_for(ws.recv(), 10))
+            return await handshake(
+                ws, self.identity, self.key, self.agent.running_ids(), self.agent.config.report()
+            )
         except ConnectionClosed:
             self._check_close(ws)
             raise
-        if not isinstance(welcome, protocol.Welcome):
-            raise protocol.ProtocolError("expected a welcome")
-        return welcome
 
     def _check_close(self, ws: ClientConnection) -> None:
         code = ws.close_code
@@ -189,3 +255,13 @@ class Channel:
             )
         if code == protocol.CLOSE_AUTH_FAILED:
             log.warning("the server refused this node's signature (%s)", ws.close_reason)
+            # A rotation may have reached the server just before this agent died.
+            pending = rotate.pending_key(self.agent.state)
+            if pending is not None and self.key is not pending:
+                log.info("trying the pending rotated key")
+                self.key = pending
+
+    def _rotated(self, public_key: str) -> None:
+        if rotate.promote(self.agent.state, public_key):
+            self.key = self.agent.state.load_key()
+            log.info("identity key rotated; the old key no longer works")

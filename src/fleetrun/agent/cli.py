@@ -1,7 +1,11 @@
-"""`fleetrun-agent`: register this node, then run the agent.
+"""`fleetrun-agent`: register this node, run the agent, and keep the node's last word.
 
     fleetrun-agent register --server URL --activation-id ID --activation-code CODE
     fleetrun-agent run
+    fleetrun-agent config set|get|list|clear ...     the node's local configuration
+    fleetrun-agent audit                             what ran here
+    fleetrun-agent rotate-key                        a new identity key
+    fleetrun-agent install-service [--print]         a systemd unit
 
 Every command takes --state-dir (default /var/lib/fleetrun-agent, or
 $FLEETRUN_AGENT_STATE_DIR), so several agents can share one machine.
@@ -18,11 +22,18 @@ import sys
 from pathlib import Path
 
 from fleetrun import __version__
+from fleetrun.agent import config as local_config
+from fleetrun.agent import rotate, service
+from fleetrun.agent.audit import AuditLog
 from fleetrun.agent.channel import Channel, TerminalError
+from fleetrun.agent.config import ConfigError
 from fleetrun.agent.daemon import Agent, AgentOptions
+from fleetrun.agent.lock import AlreadyRunningError, StateLock
 from fleetrun.agent.register import RegistrationError, register
 from fleetrun.agent.state import AgentStateError, StateDir, default_state_dir
+from fleetrun.agent.tls import TransportError
 from fleetrun.core.errors import ValidationError
+from fleetrun.core.localpolicy import KEYS
 from fleetrun.core.tags import parse_tags
 
 log = logging.getLogger("fleetrun.agent")
@@ -37,26 +48,39 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", type=Path, default=None, help="agent state directory")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
 def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="fleetrun-agent", description="The fleetrun node agent.")
     top.add_argument("--version", action="version", version=f"fleetrun-agent {__version__}")
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--state-dir", type=Path, default=None, help="agent state directory")
-        p.add_argument("--json", action="store_true", help="machine-readable output")
-
     reg = sub.add_parser("register", help="trade an activation for a node identity")
-    common(reg)
-    reg.add_argument("--server", required=True, help="server URL, e.g. http://host:8470")
+    _common(reg)
+    reg.add_argument("--server", required=True, help="server URL, e.g. https://host:8470")
     reg.add_argument("--activation-id", required=True)
     reg.add_argument("--activation-code", required=True)
     reg.add_argument("--name", default=None)
     reg.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+    reg.add_argument("--ca-file", type=Path, default=None, help="trust only this CA (PEM)")
+    reg.add_argument(
+        "--ca-fingerprint",
+        default=None,
+        metavar="SHA256",
+        help="trust the server's CA if its SHA-256 fingerprint is this",
+    )
+    reg.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain http:// to a host that is not this machine",
+    )
     reg.add_argument("--force", action="store_true", help="replace an existing identity")
 
     run = sub.add_parser("run", help="run the agent (foreground)")
-    common(run)
+    _common(run)
     run.add_argument(
         "--reconnect-max",
         type=float,
@@ -74,7 +98,38 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="info")
 
     status = sub.add_parser("status", help="show this node's identity")
-    common(status)
+    _common(status)
+
+    cfg = sub.add_parser("config", help="the node's local configuration (only here)")
+    cfg_sub = cfg.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    cfg_set = cfg_sub.add_parser("set", help="set KEY to VALUE (lists: comma-separated)")
+    _common(cfg_set)
+    cfg_set.add_argument("key")
+    cfg_set.add_argument("value")
+    mode = cfg_set.add_mutually_exclusive_group()
+    mode.add_argument("--add", action="store_true", help="add to a list instead of replacing it")
+    mode.add_argument("--remove", action="store_true", help="remove from a list")
+    cfg_get = cfg_sub.add_parser("get", help="show one key")
+    _common(cfg_get)
+    cfg_get.add_argument("key")
+    cfg_list = cfg_sub.add_parser("list", help="show every key in force")
+    _common(cfg_list)
+    cfg_clear = cfg_sub.add_parser("clear", help="reset KEY to its default")
+    _common(cfg_clear)
+    cfg_clear.add_argument("key")
+
+    audit = sub.add_parser("audit", help="what ran on this node")
+    _common(audit)
+    audit.add_argument("--limit", type=int, default=None, help="only the last N")
+
+    rot = sub.add_parser("rotate-key", help="replace this node's identity key")
+    _common(rot)
+    rot.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
+
+    svc = sub.add_parser("install-service", help="write a systemd unit for the agent")
+    _common(svc)
+    svc.add_argument("--print", action="store_true", help="only print the unit")
+    svc.add_argument("--unit-dir", type=Path, default=Path("/etc/systemd/system"))
     return top
 
 
@@ -85,52 +140,193 @@ def main(argv: list[str] | None = None) -> None:
     except UsageError as exc:
         print(f"fleetrun-agent: {exc}", file=sys.stderr)
         code = 2
-    except (RegistrationError, AgentStateError, TerminalError, ValidationError) as exc:
-        print(f"fleetrun-agent: {exc}", file=sys.stderr)
+    except (
+        RegistrationError,
+        AgentStateError,
+        TerminalError,
+        ValidationError,
+        ConfigError,
+        TransportError,
+        AlreadyRunningError,
+    ) as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        print(f"fleetrun-agent: {message}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)
 
 
+def _print(args: argparse.Namespace, data: object, text: str) -> None:
+    print(json.dumps(data, indent=2) if args.json else text)
+
+
 def dispatch(args: argparse.Namespace) -> int:
     state = StateDir(args.state_dir or default_state_dir())
-    if args.command == "register":
-        identity = register(
-            state,
-            args.server,
-            args.activation_id,
-            args.activation_code,
-            name=args.name,
-            tags=parse_tags(args.tag),
-            force=args.force,
+    handler = {
+        "register": _register,
+        "status": _status,
+        "run": _run,
+        "config": _config,
+        "audit": _audit,
+        "rotate-key": _rotate,
+        "install-service": _install,
+    }[args.command]
+    return handler(state, args)
+
+
+def _register(state: StateDir, args: argparse.Namespace) -> int:
+    identity = register(
+        state,
+        args.server,
+        args.activation_id,
+        args.activation_code,
+        name=args.name,
+        tags=parse_tags(args.tag),
+        force=args.force,
+        ca_file=args.ca_file,
+        ca_fingerprint=args.ca_fingerprint,
+        insecure=args.insecure,
+    )
+    _print(
+        args,
+        {"node_id": identity.node_id, "name": identity.name},
+        f"Registered node {identity.node_id} ({identity.name}) with {identity.server}.\n"
+        f"Start the agent with: fleetrun-agent run --state-dir {state.root}",
+    )
+    return 0
+
+
+def _status(state: StateDir, args: argparse.Namespace) -> int:
+    identity = state.load_identity()
+    data = {
+        "node_id": identity.node_id,
+        "name": identity.name,
+        "server": identity.server,
+        "running": StateLock(state.root / "agent.lock").held_elsewhere(),
+    }
+    _print(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
+    return 0
+
+
+def _config(state: StateDir, args: argparse.Namespace) -> int:
+    path = state.config_path
+    if args.action == "set":
+        updated = local_config.set_value(
+            path, args.key, args.value, add=args.add, remove=args.remove
         )
-        if args.json:
-            print(json.dumps({"node_id": identity.node_id, "name": identity.name}))
-        else:
-            print(f"Registered node {identity.node_id} ({identity.name}) with {identity.server}.")
-            print(f"Start the agent with: fleetrun-agent run --state-dir {state.root}")
-        return 0
-    if args.command == "status":
-        identity = state.load_identity()
-        data = {"node_id": identity.node_id, "name": identity.name, "server": identity.server}
-        print(json.dumps(data) if args.json else "\n".join(f"{k}: {v}" for k, v in data.items()))
-        return 0
-    if args.command == "run":
-        logging.basicConfig(
-            level=args.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        value = updated.get(args.key)
+        _print(args, {args.key: value}, f"{args.key} = {_show(value)}")
+    elif args.action == "clear":
+        updated = local_config.clear_value(path, args.key)
+        _print(
+            args,
+            {args.key: updated.get(args.key)},
+            f"{args.key} reset to {_show(updated.get(args.key))}",
         )
+    elif args.action == "get":
+        if args.key not in KEYS:
+            raise ValidationError(
+                f"{args.key!r} is not a configuration key: see `fleetrun-agent config list`."
+            )
+        effective = local_config.load(path).effective()
+        _print(args, {args.key: effective[args.key]}, _show(effective[args.key]))
+    else:
+        effective = local_config.load(path).effective()
+        width = max(len(k) for k in KEYS)
+        lines = [f"{k:<{width}}  {_show(effective[k]):<40}  {KEYS[k].help}" for k in KEYS]
+        _print(args, effective, "\n".join(lines))
+    return 0
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "(none)"
+    return "(not set)" if value is None else str(value)
+
+
+def _audit(state: StateDir, args: argparse.Namespace) -> int:
+    rows = AuditLog(state.audit_path).entries(args.limit)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        extra = (
+            f" refused: {row['refused_by']}"
+            if row.get("refused_by")
+            else f" exit {row.get('exit_code')}"
+        )
+        print(
+            f"{row['time']}  {row['outcome']:<10} {row['document']}  command {row['command_id']}"
+            f"  by {row.get('principal') or '-'}  as {row.get('run_as') or '(agent)'}"
+            f"  sha256:{row['content_hash'][:16]}{extra}"
+        )
+    if not rows:
+        print("Nothing has run on this node yet.", file=sys.stderr)
+    return 0
+
+
+def _rotate(state: StateDir, args: argparse.Namespace) -> int:
+    identity = state.load_identity()
+    public_key = rotate.request(state)
+    if StateLock(state.root / "agent.lock").held_elsewhere():
+        if not rotate.wait_done(state, args.timeout):
+            raise AgentStateError(
+                f"The running agent did not rotate its key within {args.timeout:.0f}s (is it "
+                "connected?); it will when it next connects."
+            )
+    else:
+        asyncio.run(rotate_standalone(state, identity))
+    _print(
+        args,
+        {"node_id": identity.node_id, "public_key": public_key},
+        f"Rotated the identity key of {identity.node_id}; the old key no longer works.",
+    )
+    return 0
+
+
+async def rotate_standalone(state: StateDir, identity: object) -> None:
+    """No agent runs: open a session just to rotate."""
+    from fleetrun.agent.channel import rotate_once
+
+    await rotate_once(state)
+
+
+def _install(state: StateDir, args: argparse.Namespace) -> int:
+    unit = service.unit(state.root)
+    if args.print:
+        print(unit, end="")
+        return 0
+    path = service.install(unit, args.unit_dir)
+    _print(
+        args,
+        {"unit": str(path)},
+        f"Wrote {path}. Enable and start it with:\n"
+        "  systemctl daemon-reload && systemctl enable --now fleetrun-agent",
+    )
+    return 0
+
+
+def _run(state: StateDir, args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    lock = StateLock(state.root / "agent.lock")
+    state.load_identity()
+    lock.acquire()
+    try:
         return asyncio.run(run_agent(state, args))
-    raise UsageError(f"unknown command {args.command}")
+    finally:
+        lock.release()
 
 
 async def run_agent(state: StateDir, args: argparse.Namespace) -> int:
     identity = state.load_identity()
-    key = state.load_key()
     agent = Agent(state, identity.node_id, AgentOptions(stop_grace_s=args.stop_grace))
     agent.recover()
-    channel = Channel(agent, identity, key, reconnect_max_s=args.reconnect_max)
+    channel = Channel(agent, identity, state.load_key(), reconnect_max_s=args.reconnect_max)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

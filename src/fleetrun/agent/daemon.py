@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import pwd
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from fleetrun.agent.audit import AuditLog
+from fleetrun.agent.config import Watcher
 from fleetrun.agent.executor import Execution, kill_group
 from fleetrun.agent.journal import Journal, Outbox, group_alive, process_start_time, spool_path
 from fleetrun.agent.procs import kill_invocation
 from fleetrun.agent.state import StateDir
-from fleetrun.core import protocol
+from fleetrun.core import documents, localpolicy, protocol, signing
+from fleetrun.core.errors import FleetrunError
 from fleetrun.core.statuses import InvocationStatus, StatusDetail
 
 log = logging.getLogger(__name__)
@@ -26,6 +31,14 @@ log = logging.getLogger(__name__)
 WINDOW = 64  # unacknowledged frames in flight per invocation
 
 Send = Callable[[str], Awaitable[None]]
+
+
+class Refused(Exception):
+    """The node's local configuration does not let this invocation run."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass
@@ -40,6 +53,9 @@ class Agent:
         self.options = options
         state.prepare()
         self.journal = Journal(state.journal_dir)
+        self.config = Watcher(state.config_path)
+        self.audit = AuditLog(state.audit_path)
+        self.own_user = pwd.getpwuid(os.geteuid()).pw_name
         self.seal_key = state.load_seal_key() if state.seal_key_path.exists() else None
         self.outboxes: dict[str, Outbox] = {}
         self.executions: dict[str, Execution] = {}
@@ -108,6 +124,20 @@ class Agent:
             )
             self._ready.set()
             return
+        self.config.refresh()
+        try:
+            invoke = self._checked(invoke)
+        except Refused as refused:
+            log.warning("invocation %s refused: %s", invoke.invocation_id, refused.reason)
+            self.audit.record(invoke, outcome="Refused", refused_by=refused.reason)
+            ack = protocol.Ack(
+                invocation_id=invoke.invocation_id,
+                accepted=False,
+                reason=refused.reason,
+                detail=StatusDetail.BLOCKED_BY_LOCAL_POLICY,
+            )
+            await send(protocol.dump(ack))
+            return
         entry = self.journal.accept(invoke)  # fsynced before anything else happens
         await send(protocol.dump(protocol.Ack(invocation_id=invoke.invocation_id, accepted=True)))
         execution = Execution(
@@ -126,10 +156,60 @@ class Agent:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def _checked(self, invoke: protocol.Invoke) -> protocol.Invoke:
+        """The invocation as this node will run it, or Refused naming the local rule.
+
+        With signed documents required, the steps are made here from the signed
+        content and the command's parameters; the server's steps are not used."""
+        if self.config.error:
+            raise Refused(
+                f"The local configuration cannot be read ({self.config.error}): nothing runs."
+            )
+        config = self.config.config
+        if config.get("security.require_signed_documents"):
+            invoke = self._from_signed_document(invoke, config.get("security.trusted_publishers"))
+        reason = localpolicy.refusal(
+            config,
+            handlers=[localpolicy.handler_of(s) for s in invoke.steps],
+            run_as=[s.run_as or invoke.run_as for s in invoke.steps],
+            own_user=self.own_user,
+            execution_timeout_s=invoke.execution_timeout_s,
+        )
+        if reason:
+            raise Refused(reason)
+        return invoke
+
+    def _from_signed_document(self, invoke: protocol.Invoke, trusted: list[str]) -> protocol.Invoke:
+        doc = invoke.document
+        if doc is None or not doc.signatures:
+            raise Refused(
+                "security.require_signed_documents is true and this command's document "
+                f"({invoke.document_name}) is not signed: inline scripts are refused here."
+            )
+        if signing.trusted_signer(doc.signatures, doc.content, trusted) is None:
+            raise Refused(
+                "security.require_signed_documents is true and no signature on "
+                f"{doc.name} is valid from a key in security.trusted_publishers (changed "
+                "after signing, or signed by someone else)."
+            )
+        try:
+            params = documents.bind_parameters(doc.content, invoke.parameters)
+            steps = documents.resolve_steps(
+                doc.content,
+                params,
+                documents.StepOptions(run_as=invoke.run_as, args=invoke.arguments),
+            )
+        except FleetrunError as exc:
+            raise Refused(
+                f"The signed document does not take these parameters: {exc.message}"
+            ) from None
+        return invoke.model_copy(update={"steps": steps})
+
     async def _execute(self, execution: Execution) -> None:
         invocation_id = execution.invoke.invocation_id
         try:
-            await execution.run()
+            outcome, exit_code = await execution.run()
+            self.audit.record(execution.invoke, outcome=outcome, exit_code=exit_code)
         except Exception:
             log.exception("invocation %s failed inside the agent", invocation_id)
             execution.outbox.state(
@@ -171,6 +251,14 @@ class Agent:
             self.journal.save(entry)
 
     # -- frames to the server ---------------------------------------------------
+
+    async def watch_config(self, send: Send, interval_s: float = 2.0) -> None:
+        """Tell the server when the local configuration changes (it shows it read-only)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            if self.config.refresh():
+                frame = protocol.Config(local_config=self.config.report())
+                await send(protocol.dump(frame))
 
     async def uplink(self, send: Send) -> None:
         """Send spooled frames for as long as the session lasts."""

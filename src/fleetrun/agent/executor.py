@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import platform
@@ -26,6 +27,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from fleetrun.agent import facts
 from fleetrun.agent.journal import Entry, Journal, Outbox, Stream, process_start_time
 from fleetrun.agent.procs import kill_invocation
 from fleetrun.core import protocol
@@ -111,7 +113,8 @@ class Execution:
     def cancel(self) -> None:
         self._cancel.set()
 
-    async def run(self) -> None:
+    async def run(self) -> tuple[str, int | None]:
+        """Run every step; the invocation's status and exit code."""
         started = time.time()
         self.outbox.state(step=None, status=InvocationStatus.IN_PROGRESS, started_at=started)
         self.on_output()
@@ -139,7 +142,7 @@ class Execution:
             shutil.rmtree(self.work_dir, ignore_errors=True)
             for path in self._extra_dirs:
                 shutil.rmtree(path, ignore_errors=True)
-        self._finish(started, results)
+        return self._finish(started, results)
 
     def _open_secrets(self) -> None:
         """Unseal this invocation's secrets, in memory only."""
@@ -160,10 +163,16 @@ class Execution:
                 "another node's key?)."
             ) from exc
 
+    def _node_info(self, idx: int) -> StepResult:
+        """Read-only, in the agent: no process, no change to the node."""
+        report = json.dumps(facts.node_info(), indent=2, sort_keys=True) + "\n"
+        self.outbox.output(idx, "stdout", report.encode())
+        return StepResult(StepStatus.SUCCESS, 0)
+
     def _masker(self) -> Masker:
         return Masker([v.encode() for v in [*self._secret_env.values(), *self._secret_args]])
 
-    def _finish(self, started: float, results: list[StepResult]) -> None:
+    def _finish(self, started: float, results: list[StepResult]) -> tuple[str, int | None]:
         outcome = invocation_outcome(r.status for r in results)
         if self._cancel.is_set() and outcome != InvocationStatus.FAILED:
             outcome = InvocationStatus.CANCELLED
@@ -187,6 +196,7 @@ class Execution:
         self.entry.state = "finished"
         self.journal.save(self.entry)
         self.on_output()
+        return outcome.value, deciding.exit_code if deciding else None
 
     async def _run_step(self, idx: int, step: protocol.Step, deadline: float) -> StepResult:
         started = time.time()
@@ -201,7 +211,10 @@ class Execution:
         self.outbox.state(step=idx, status=StepStatus.IN_PROGRESS, started_at=started)
         self.on_output()
         try:
-            result = await self._execute(idx, step, deadline)
+            if step.action == "getNodeInfo":
+                result = self._node_info(idx)
+            else:
+                result = await self._execute(idx, step, deadline)
         except StepFailure as exc:
             result = StepResult(StepStatus.FAILED, None, str(exc))
             self.outbox.output(idx, "stderr", (str(exc) + "\n").encode())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
+import shutil
 import socket
 
 from fleetrun import __version__
@@ -17,6 +20,22 @@ def os_release() -> str | None:
     except OSError:
         return None
     return None
+
+
+def node_info() -> dict[str, object]:
+    """What GetNodeInfo reports: read-only, gathered by the agent itself."""
+    info: dict[str, object] = dict(collect())
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/uptime") as fh:
+        info["uptime_s"] = round(float(fh.read().split()[0]))
+    with contextlib.suppress(OSError):
+        info["load"] = [round(x, 2) for x in os.getloadavg()]
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            mem = {ln.split(":")[0]: int(ln.split()[1]) * 1024 for ln in fh if ln.count(":") == 1}
+        info["memory_bytes"] = {"total": mem.get("MemTotal"), "available": mem.get("MemAvailable")}
+    usage = shutil.disk_usage("/")
+    info["disk_bytes"] = {"path": "/", "total": usage.total, "free": usage.free}
+    return info
 
 
 def collect() -> dict[str, str]:

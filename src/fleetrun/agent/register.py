@@ -11,11 +11,12 @@ import json
 import ssl
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from fleetrun import __version__
-from fleetrun.agent import facts
-from fleetrun.agent.state import Identity, StateDir, public_key_b64
+from fleetrun.agent import facts, tls
+from fleetrun.agent.state import Identity, StateDir, public_key_b64, write_atomic
 from fleetrun.core import sealing
 
 
@@ -45,10 +46,35 @@ def post_json(
         raise RegistrationError(message) from exc
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise RegistrationError(
+                f"The server's certificate is not trusted ({reason.verify_message}): give the "
+                "right --ca-file or --ca-fingerprint."
+            ) from exc
         raise RegistrationError(
             f"Cannot reach the server at {url.split('/v1/')[0]} ({reason}): check the URL and "
             "that the server is running."
         ) from exc
+
+
+def _trust(state: StateDir, server: str, ca_file: Path | None, fingerprint: str | None) -> None:
+    """Keep the CA this node will trust for its server (ca.pem), if one was given."""
+    if ca_file and fingerprint:
+        raise RegistrationError("Give --ca-file or --ca-fingerprint, not both.")
+    if ca_file:
+        try:
+            pem = ca_file.read_bytes()
+            tls.fingerprint(pem)
+        except (OSError, ValueError) as exc:
+            raise RegistrationError(
+                f"{ca_file} is not a readable PEM certificate: {exc}."
+            ) from None
+    elif fingerprint:
+        pem = tls.fetch_ca(server, fingerprint)
+    else:
+        state.ca_path.unlink(missing_ok=True)
+        return
+    write_atomic(state.ca_path, pem, 0o644)
 
 
 def register(
@@ -60,9 +86,15 @@ def register(
     name: str | None,
     tags: dict[str, str],
     force: bool = False,
+    ca_file: Path | None = None,
+    ca_fingerprint: str | None = None,
+    insecure: bool = False,
 ) -> Identity:
     if not server.startswith(("http://", "https://")):
         raise RegistrationError(f"The server URL {server!r} must start with http:// or https://.")
+    tls.check_transport(server, insecure)
+    if (ca_file or ca_fingerprint) and not server.startswith("https://"):
+        raise RegistrationError("--ca-file and --ca-fingerprint need an https:// server URL.")
     if state.is_registered() and not force:
         current = state.load_identity()
         raise RegistrationError(
@@ -70,6 +102,8 @@ def register(
             "register again (the old identity is replaced), or use another --state-dir."
         )
     state.prepare()
+    _trust(state, server, ca_file, ca_fingerprint)
+    context = tls.context(state.ca_path) if server.startswith("https://") else None
     key = state.new_key()
     seal_key = state.new_seal_key()
     answer = post_json(
@@ -84,7 +118,10 @@ def register(
             "facts": facts.collect(),
             "agent_version": __version__,
         },
+        context,
     )
-    identity = Identity(node_id=answer["node_id"], server=server.rstrip("/"), name=answer["name"])
+    identity = Identity(
+        node_id=answer["node_id"], server=server.rstrip("/"), name=answer["name"], insecure=insecure
+    )
     state.save_identity(identity)
     return identity

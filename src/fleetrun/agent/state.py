@@ -4,6 +4,8 @@ STATE_DIR/
   identity.json     node id, server URL, name
   key.pem           Ed25519 private key: the node's identity (0600, never leaves the node)
   seal.key          X25519 private key: opens secrets sealed to this node (0600)
+  config.toml       the node's local configuration: what may run here (0600)
+  audit.log         one line per execution (JSON), kept on the node
   journal/          one record per accepted invocation (fsynced before it runs)
   spool/            output and states not yet acknowledged by the server
   work/             scripts being run
@@ -39,6 +41,7 @@ class Identity:
     node_id: str
     server: str
     name: str
+    insecure: bool = False  # plain http to a host that is not this machine was allowed
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -77,6 +80,18 @@ class StateDir:
     @property
     def seal_key_path(self) -> Path:
         return self.root / "seal.key"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.root / "ca.pem"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.root / "audit.log"
 
     @property
     def journal_dir(self) -> Path:
@@ -136,7 +151,12 @@ class StateDir:
         return key
 
     def save_identity(self, identity: Identity) -> None:
-        data = {"node_id": identity.node_id, "server": identity.server, "name": identity.name}
+        data = {
+            "node_id": identity.node_id,
+            "server": identity.server,
+            "name": identity.name,
+            "insecure": identity.insecure,
+        }
         write_atomic(self.identity_path, json.dumps(data, indent=2).encode(), 0o600)
 
     def load_identity(self) -> Identity:
@@ -149,7 +169,12 @@ class StateDir:
             ) from exc
         except (OSError, ValueError) as exc:
             raise AgentStateError(f"Cannot read {self.identity_path}: {exc}") from exc
-        return Identity(node_id=data["node_id"], server=data["server"], name=data["name"])
+        return Identity(
+            node_id=data["node_id"],
+            server=data["server"],
+            name=data["name"],
+            insecure=bool(data.get("insecure", False)),
+        )
 
     def is_registered(self) -> bool:
         return self.identity_path.exists()

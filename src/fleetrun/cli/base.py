@@ -18,13 +18,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Options:
     server: str | None = None
     token: str | None = None
+    ca_file: str | None = None
     json: bool = False
     _client: Client | None = field(default=None, repr=False)
 
     def client(self) -> Client:
         if self._client is None:
-            profile = config.resolve(self.server, self.token)
-            self._client = Client(profile.server, profile.token)
+            profile = config.resolve(self.server, self.token, self.ca_file)
+            verify: str | bool = profile.ca_file or True
+            self._client = Client(profile.server, profile.token, verify=verify)
         return self._client
 
 
@@ -56,6 +58,12 @@ def api_options(f: F) -> F:
         expose_value=False,
         callback=_store("token"),
         help="API token (default: FLEETRUN_TOKEN, then the login file).",
+    )(f)
+    f = click.option(
+        "--ca-file",
+        expose_value=False,
+        callback=_store("ca_file"),
+        help="Trust this CA (PEM) for the server's certificate (default: FLEETRUN_CA_FILE).",
     )(f)
     f = click.option(
         "--server",

@@ -26,6 +26,7 @@ def config_path() -> Path:
 class Profile:
     server: str
     token: str | None
+    ca_file: str | None = None  # trust this CA for an https server with a private CA
 
 
 def read_file(path: Path | None = None) -> dict[str, str]:
@@ -42,7 +43,7 @@ def read_file(path: Path | None = None) -> dict[str, str]:
     return {k: str(v) for k, v in data.items() if isinstance(v, str)}
 
 
-def resolve(server: str | None, token: str | None) -> Profile:
+def resolve(server: str | None, token: str | None, ca_file: str | None = None) -> Profile:
     saved: dict[str, str] | None = None
 
     def from_file(key: str) -> str | None:
@@ -53,9 +54,12 @@ def resolve(server: str | None, token: str | None) -> Profile:
 
     server = server or os.environ.get("FLEETRUN_SERVER") or from_file("server") or DEFAULT_SERVER
     token = token or os.environ.get("FLEETRUN_TOKEN") or from_file("token")
+    ca_file = ca_file or os.environ.get("FLEETRUN_CA_FILE") or from_file("ca_file")
     if not server.startswith(("http://", "https://")):
         raise ValidationError(f"The server URL {server!r} must start with http:// or https://.")
-    return Profile(server=server.rstrip("/"), token=token)
+    if ca_file and not Path(ca_file).expanduser().is_file():
+        raise ValidationError(f"The CA file {ca_file} does not exist.")
+    return Profile(server=server.rstrip("/"), token=token, ca_file=ca_file)
 
 
 def _quote(value: str) -> str:
@@ -70,6 +74,8 @@ def write_file(profile: Profile, path: Path | None = None) -> Path:
     lines = [f"server = {_quote(profile.server)}"]
     if profile.token:
         lines.append(f"token = {_quote(profile.token)}")
+    if profile.ca_file:
+        lines.append(f"ca_file = {_quote(str(Path(profile.ca_file).expanduser().resolve()))}")
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:

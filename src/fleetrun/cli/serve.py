@@ -26,16 +26,44 @@ from fleetrun.sdk import Client
     help="sqlite:///PATH (default: in the data dir) or postgresql+psycopg://...",
 )
 @click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--tls-cert",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Serve HTTPS with this certificate (PEM, chain allowed).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The certificate's private key (PEM).",
+)
+@click.option(
+    "--tls-self-signed",
+    is_flag=True,
+    default=None,
+    help="Make a private CA and a certificate in the data dir; print its fingerprint.",
+)
+@click.option(
+    "--tls-san",
+    default=None,
+    metavar="NAMES",
+    help="Extra names or addresses for the self-signed certificate, comma-separated.",
+)
 def server(
     host: str | None,
     port: int | None,
     data_dir: Path | None,
     database_url: str | None,
     log_level: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_self_signed: bool | None,
+    tls_san: str | None,
 ) -> None:
     """Run the fleetrun server (API, agent gateway, dispatcher) in the foreground."""
     from fleetrun.server.db import sync_url
-    from fleetrun.server.main import serve
+    from fleetrun.server.main import serve, tls_files
     from fleetrun.server.settings import Settings
 
     settings = Settings.load(
@@ -45,21 +73,33 @@ def server(
             "data_dir": data_dir,
             "database_url": database_url,
             "log_level": log_level,
+            "tls_cert": tls_cert,
+            "tls_key": tls_key,
+            "tls_self_signed": tls_self_signed,
+            "tls_san": tls_san,
         }
     )
     sync_url(settings.effective_database_url)  # refuse a bad URL before starting
+    if not settings.tls_self_signed:
+        tls_files(settings)  # and TLS flags that do not fit together
     serve(settings)
 
 
 @click.command("login")
 @click.option("--server", "server_url", required=True, help="Server URL, e.g. http://host:8470.")
 @click.option("--token", required=True, help="Your API token.")
+@click.option(
+    "--ca-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Trust this CA (PEM) for an https server with a private CA.",
+)
 @json_option
 @click.pass_context
-def login(ctx: click.Context, server_url: str, token: str) -> None:
+def login(ctx: click.Context, server_url: str, token: str, ca_file: str | None) -> None:
     """Check the server and token, then save them for later commands."""
-    profile = config.resolve(server_url, token)
-    with Client(profile.server, profile.token) as client:
+    profile = config.resolve(server_url, token, ca_file)
+    with Client(profile.server, profile.token, verify=profile.ca_file or True) as client:
         client.list_nodes(ping_status="Online")  # proves both URL and token
     path = config.write_file(profile)
     if options(ctx).json:

@@ -41,7 +41,7 @@ from typing import Any
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.protocol import Step
 
-ACTIONS = ("runShellScript", "runPythonScript", "runPowerShellScript")
+ACTIONS = ("runShellScript", "runPythonScript", "runPowerShellScript", "getNodeInfo")
 PARAMETER_TYPES = ("String", "StringList", "Integer", "Boolean")
 PLATFORMS = {"linux": "Linux", "macos": "MacOS", "darwin": "MacOS", "windows": "Windows"}
 MAX_DOCUMENT_BYTES = 64 * 1024
@@ -99,7 +99,15 @@ def _builtin(action: str, description: str) -> dict[str, Any]:
     }
 
 
+GET_NODE_INFO: dict[str, Any] = {
+    "schemaVersion": "2.2",
+    "description": "Report the node's facts, uptime, load, memory and disk use, as JSON. "
+    "Read-only: it runs inside the agent and starts no process, so it may run in monitor mode.",
+    "mainSteps": [{"action": "getNodeInfo", "name": "getNodeInfo", "inputs": {"runCommand": ""}}],
+}
+
 BUILTIN_DOCUMENTS: dict[str, dict[str, Any]] = {
+    "GetNodeInfo": GET_NODE_INFO,
     "RunShellScript": _builtin("runShellScript", "Run a shell script."),
     "RunPythonScript": _builtin("runPythonScript", "Run a Python script with python3."),
     "RunPowerShellScript": _builtin(
@@ -415,6 +423,7 @@ QUOTERS = {
     "runShellScript": shlex.quote,
     "runPythonScript": _quote_python,
     "runPowerShellScript": _quote_powershell,
+    "getNodeInfo": shlex.quote,
 }
 
 

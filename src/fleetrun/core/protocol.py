@@ -89,6 +89,16 @@ class Step(_Frame):
     precondition: dict[str, Any] | None = None
 
 
+class DocumentRef(_Frame):
+    """The document an invocation runs, with its publishers' signatures, so a node that
+    requires signed documents can verify it and make the steps itself."""
+
+    name: str
+    version: str | None = None
+    content: dict[str, Any]
+    signatures: list[dict[str, str]] = Field(default_factory=list)
+
+
 class Invoke(_Frame):
     type: Literal["invoke"] = "invoke"
     invocation_id: str
@@ -105,6 +115,9 @@ class Invoke(_Frame):
     # masks them as *** in the output it sends.
     secrets: dict[str, str] = Field(default_factory=dict)
     secret_args: list[str] = Field(default_factory=list)
+    document: DocumentRef | None = None
+    parameters: dict[str, list[str]] = Field(default_factory=dict)  # as the command gave them
+    arguments: list[str] = Field(default_factory=list)
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -144,6 +157,27 @@ class State(_Frame):
     message: str | None = None
 
 
+class Config(_Frame):
+    """The agent's effective local configuration, sent when it changes (read-only)."""
+
+    type: Literal["config"] = "config"
+    local_config: dict[str, Any]
+
+
+class Rotate(_Frame):
+    """The agent asks to replace its identity key (over its authenticated session),
+    proving it holds the new one."""
+
+    type: Literal["rotate"] = "rotate"
+    public_key: str
+    proof: str  # base64 signature by the new key of rotate_message(node_id, public_key)
+
+
+class Rotated(_Frame):
+    type: Literal["rotated"] = "rotated"
+    public_key: str
+
+
 class Cancel(_Frame):
     type: Literal["cancel"] = "cancel"
     invocation_id: str
@@ -166,7 +200,20 @@ class Pong(_Frame):
 
 
 Frame = Annotated[
-    Challenge | Hello | Welcome | Invoke | Ack | Output | State | Cancel | Received | Ping | Pong,
+    Challenge
+    | Hello
+    | Welcome
+    | Invoke
+    | Ack
+    | Output
+    | State
+    | Config
+    | Rotate
+    | Rotated
+    | Cancel
+    | Received
+    | Ping
+    | Pong,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Frame] = TypeAdapter(Frame)
@@ -179,6 +226,9 @@ KNOWN_TYPES = frozenset(
         "ack",
         "output",
         "state",
+        "config",
+        "rotate",
+        "rotated",
         "cancel",
         "received",
         "ping",
@@ -215,6 +265,11 @@ def dump(frame: _Frame) -> str:
 def hello_message(nonce: str, node_id: str, time_ms: int) -> bytes:
     """The bytes an agent signs to open a session."""
     return f"fleetrun-hello\n{nonce}\n{node_id}\n{time_ms}".encode()
+
+
+def rotate_message(node_id: str, public_key: str) -> bytes:
+    """The bytes a new identity key signs to prove the agent holds it."""
+    return f"fleetrun-rotate\n{node_id}\n{public_key}".encode()
 
 
 def encode(data: bytes) -> str:

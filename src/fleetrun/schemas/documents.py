@@ -21,6 +21,18 @@ class DefaultVersion(Request):
     version: str = Field(description="a version number")
 
 
+class DocumentSignature(Request):
+    version: str = Field(description="the version signed (a number)")
+    publisher: str = Field(max_length=128, description="who signed it")
+    public_key: str = Field(description="base64 raw Ed25519 public key")
+    signature: str = Field(description="base64 signature (fleetrun.core.signing)")
+
+
+class SignatureInfo(Response):
+    publisher: str
+    public_key: str
+
+
 class DocumentParameter(Response):
     name: str
     type: str
@@ -52,5 +64,6 @@ class Document(Response):
     parameters: list[DocumentParameter] = Field(default_factory=list)
     steps: list[str] = Field(default_factory=list)
     content: dict[str, Any]
+    signatures: list[SignatureInfo] = Field(default_factory=list)
     created_at: datetime | None = None
     created_by: str | None = None

@@ -136,6 +136,16 @@ class Dispatcher:
                 "execution_timeout_s": float(command.execution_timeout_s),
                 "run_as": command.run_as,
                 "principal": command.principal,
+                "parameters": command.parameters,
+                "arguments": command.arguments or [],
+                "document": protocol.DocumentRef(
+                    name=command.document_name,
+                    version=command.document_version,
+                    content=command.document_content or {},
+                    signatures=command.document_signatures or [],
+                )
+                if command.document_content is not None
+                else None,
             }
             self._plans[command_id] = plan
             if len(self._plans) > PLAN_CACHE_SIZE:

@@ -30,6 +30,10 @@ class Settings:
     sweep_interval_s: float = 1.0  # how often the dispatcher looks at deadlines
     stop_grace_s: float = 5.0  # SIGTERM, then SIGKILL after this (sent to agents)
     log_level: str = "info"
+    tls_cert: Path | None = None  # PEM certificate (chain) to serve HTTPS with
+    tls_key: Path | None = None
+    tls_self_signed: bool = False  # make a private CA and a certificate in the data dir
+    tls_san: str = ""  # extra names/addresses for the self-signed certificate, comma-separated
 
     @property
     def sqlite_path(self) -> Path:
@@ -75,8 +79,17 @@ def _convert(name: str, type_: Any, raw: Any) -> Any:
             return int(raw)
         if kind == "float":
             return float(raw)
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
     except ValueError as exc:
         raise ValidationError(
-            f"Setting {name} (FLEETRUN_{name.upper()}) must be a number, not {raw!r}."
+            f"Setting {name} (FLEETRUN_{name.upper()}) must be a {kind.split('|')[0].strip()}, "
+            f"not {raw!r}."
         ) from exc
     return str(raw)

@@ -4,7 +4,9 @@ session WebSocket (authenticated by the node's key). No operator token is taken 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, WebSocket, status
+from fastapi.responses import PlainTextResponse
 
+from fleetrun.core.errors import NotFoundError
 from fleetrun.schemas.agent import RegisterRequest, RegisterResponse
 from fleetrun.server.api.deps import state_of
 from fleetrun.server.db import Tx
@@ -24,6 +26,19 @@ async def register(request: Request, body: RegisterRequest) -> RegisterResponse:
         return RegisterResponse(node_id=node.id, name=node.name)
 
     return await state_of(request).db.write(register_node)
+
+
+@router.get("/ca", response_class=PlainTextResponse, include_in_schema=False)
+async def ca_certificate(request: Request) -> PlainTextResponse:
+    """The server's private CA certificate (public by nature), for agents that pin its
+    fingerprint at registration. Only when the server made its own CA."""
+    settings = state_of(request).settings
+    ca = settings.data_dir / "tls" / "ca.pem"
+    if not settings.tls_self_signed or not ca.exists():
+        raise NotFoundError(
+            "This server has no private CA of its own: register agents with --ca-file."
+        )
+    return PlainTextResponse(ca.read_text(), media_type="application/x-pem-file")
 
 
 @router.websocket("/connect")

@@ -72,6 +72,18 @@ async def set_default_version(
     )
 
 
+@router.post("/{name}/signatures", **action("SignDocument"))
+async def sign_document(
+    request: Request,
+    name: str,
+    body: schemas.DocumentSignature,
+    caller: Annotated[Caller, Depends(authorize("SignDocument"))],
+) -> schemas.Document:
+    """Attach a publisher's signature to a version (made offline with the publisher's
+    key: `fleetrun documents sign`). Nodes that require signed documents verify it."""
+    return await state_of(request).db.write(lambda tx: store.add_signature(tx.session, name, body))
+
+
 @router.delete("/{name}", status_code=204, **action("DeleteDocument"))
 async def delete_document(
     request: Request, name: str, caller: Annotated[Caller, Depends(authorize("DeleteDocument"))]

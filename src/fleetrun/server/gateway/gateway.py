@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -174,6 +174,12 @@ class Gateway:
                 frame = protocol.parse(text)
                 if isinstance(frame, protocol.Ping):
                     await session.send(protocol.Pong(time=frame.time))
+                elif isinstance(frame, protocol.Rotate):
+                    await self._rotate(session, frame)
+                elif isinstance(frame, protocol.Config):
+                    await self.state.db.write(
+                        partial(_set_local_config, session.node_id, frame.local_config)
+                    )
                 elif frame is not None:
                     self._inbox.put_nowait((session, frame))
         except TimeoutError:
@@ -184,6 +190,23 @@ class Gateway:
             await session.close(protocol.CLOSE_PROTOCOL, "unreadable frame")
         except (WebSocketDisconnect, RuntimeError):
             session.closed.set()
+
+    async def _rotate(self, session: AgentSession, frame: protocol.Rotate) -> None:
+        """Replace the node's identity key; the session already proved the old one."""
+        try:
+            key = Ed25519PublicKey.from_public_bytes(
+                base64.b64decode(frame.public_key, validate=True)
+            )
+            key.verify(
+                base64.b64decode(frame.proof),
+                protocol.rotate_message(session.node_id, frame.public_key),
+            )
+        except (InvalidSignature, ValueError):
+            log.warning("node %s sent a key rotation without a valid proof", session.node_id)
+            return
+        await self.state.db.write(partial(_set_public_key, session.node_id, frame.public_key))
+        log.info("node %s rotated its identity key", session.node_id)
+        await session.send(protocol.Rotated(public_key=frame.public_key))
 
     async def _apply_loop(self) -> None:
         """Group commit: store every frame that arrived meanwhile, from all sessions, in
@@ -290,6 +313,14 @@ class Gateway:
                 await self.state.db.write(partial(_mark_pinged, live))
             except Exception:
                 log.exception("could not record pings")
+
+
+def _set_public_key(node_id: str, public_key: str, tx: Tx) -> None:
+    node_store.set_public_key(tx.session, node_id, public_key)
+
+
+def _set_local_config(node_id: str, config: dict[str, Any], tx: Tx) -> None:
+    node_store.set_local_config(tx.session, node_id, config)
 
 
 def _mark_pinged(node_ids: list[str], tx: Tx) -> None:

@@ -54,7 +54,7 @@ def create_command(
     steps = documents.resolve_steps(
         doc.content, params, documents.StepOptions(run_as=run_as, args=list(body.arguments))
     )
-    if not any(step.script.strip() for step in steps):
+    if not any(step.script.strip() or step.action == "getNodeInfo" for step in steps):
         raise ValidationError("The script is empty: give the commands to run.")
     execution_s = _in_range(
         body.execution_timeout_s,
@@ -84,6 +84,8 @@ def create_command(
         document_name=doc.name,
         document_version=doc.version,
         document_hash=doc.hash,
+        document_content=doc.content,
+        document_signatures=doc.signatures,
         parameters=body.parameters,
         arguments=list(body.arguments),
         run_as=run_as,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleetrun.core import documents as core
+from fleetrun.core import signing
 from fleetrun.core.errors import ConflictError, NotFoundError, ValidationError
 from fleetrun.schemas import documents as schemas
 from fleetrun.server.store.tables import Document, DocumentVersion, utcnow
@@ -20,6 +21,7 @@ class Resolved:
     version: str | None  # None for built-ins
     content: dict[str, Any]
     hash: str
+    signatures: list[dict[str, str]] = field(default_factory=list)
 
 
 def _check_name(name: str) -> None:
@@ -133,7 +135,7 @@ def resolve(session: Session, name: str, version: str | None) -> Resolved:
     row = session.get(DocumentVersion, (name, number))
     if row is None:
         raise NotFoundError(f"Document {name} version {number} was deleted.")
-    return Resolved(name, str(number), row.content, row.hash)
+    return Resolved(name, str(number), row.content, row.hash, list(row.signatures or []))
 
 
 def read_document(session: Session, name: str, version: str | None) -> schemas.Document:
@@ -195,6 +197,10 @@ def _schema(
         parameters=params,
         steps=[s["name"] for s in content.get("mainSteps") or []],
         content=content,
+        signatures=[
+            schemas.SignatureInfo(publisher=s.get("publisher", ""), public_key=s["public_key"])
+            for s in (row.signatures or [] if row else [])
+        ],
         created_at=row.created_at if row else None,
         created_by=created_by,
     )
@@ -236,6 +242,34 @@ def set_default_version(session: Session, name: str, version: str) -> schemas.Do
     doc.updated_at = utcnow()
     session.flush()
     return read_document(session, name, str(doc.default_version))
+
+
+def add_signature(session: Session, name: str, body: schemas.DocumentSignature) -> schemas.Document:
+    """Keep a publisher's signature of one version; it must verify against the content."""
+    if name in core.BUILTIN_DOCUMENTS:
+        raise ConflictError(
+            f"{name} is a built-in document: built-ins are not signed; wrap the "
+            "script in a document of your own and sign that."
+        )
+    doc = _document(session, name, lock=True)
+    number = _version_number(doc, body.version)
+    row = session.get(DocumentVersion, (name, number))
+    if row is None:
+        raise NotFoundError(f"Document {name} version {number} was deleted.")
+    if not signing.valid(body.public_key, body.signature, row.content):
+        raise ValidationError(
+            f"The signature does not verify against {name} version {number} with that public "
+            "key: sign the same version with the matching private key."
+        )
+    others = [s for s in row.signatures or [] if s.get("public_key") != body.public_key]
+    entry = {
+        "publisher": body.publisher,
+        "public_key": body.public_key,
+        "signature": body.signature,
+    }
+    row.signatures = [*others, entry]
+    session.flush()
+    return read_document(session, name, str(number))
 
 
 def delete_document(session: Session, name: str) -> None:

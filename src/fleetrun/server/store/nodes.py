@@ -162,6 +162,18 @@ def set_online(
     session.execute(update(Node).where(Node.id == node_id).values(**values))
 
 
+def set_public_key(session: Session, node_id: str, public_key: str) -> None:
+    """A rotated identity key: from now on only it opens a session."""
+    session.execute(
+        update(Node).where(Node.id == node_id).values(public_key=_check_public_key(public_key))
+    )
+
+
+def set_local_config(session: Session, node_id: str, config: dict[str, Any]) -> None:
+    """What the node says its local configuration is (shown read-only)."""
+    session.execute(update(Node).where(Node.id == node_id).values(local_config=config))
+
+
 def set_connection_lost(session: Session, node_id: str, session_id: str) -> bool:
     """Mark the node lost, unless a newer session of it took over meanwhile."""
     result = session.execute(

@@ -131,6 +131,9 @@ class Command(Base):
     requested_at: Mapped[datetime] = mapped_column(index=True)
     expires_at: Mapped[datetime | None]
     document_hash: Mapped[str | None] = mapped_column(String(64))
+    # What was sent, as it was: nodes that require signed documents verify it.
+    document_content: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    document_signatures: Mapped[list[Any]] = mapped_column(JSON, default=list)
     arguments: Mapped[list[Any]] = mapped_column(default=list)  # positional, for every step
     run_as: Mapped[str | None] = mapped_column(String(64))
     execution_timeout_s: Mapped[int] = mapped_column(Integer)
@@ -204,6 +207,7 @@ class DocumentVersion(Base):
     content: Mapped[dict[str, Any]]
     format: Mapped[str] = mapped_column(String(8))  # YAML or JSON, as it was given
     hash: Mapped[str] = mapped_column(String(64))  # sha256 of the canonical JSON
+    signatures: Mapped[list[Any]] = mapped_column(JSON, default=list)  # publishers' signatures
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     created_by: Mapped[str | None] = mapped_column(String(128))
