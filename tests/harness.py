@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -116,8 +117,8 @@ class ServerProcess:
         return self.data_dir / "tls" / "ca.pem"
 
     @property
-    def verify(self) -> str | bool:
-        return str(self.ca_file) if self.tls else True
+    def verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=str(self.ca_file)) if self.tls else True
 
     @property
     def log_path(self) -> Path:

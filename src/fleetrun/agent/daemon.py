@@ -254,11 +254,14 @@ class Agent:
 
     async def watch_config(self, send: Send, interval_s: float = 2.0) -> None:
         """Tell the server when the local configuration changes (it shows it read-only)."""
+        reported = self.config.report()  # what the hello carried
         while True:
             await asyncio.sleep(interval_s)
-            if self.config.refresh():
-                frame = protocol.Config(local_config=self.config.report())
-                await send(protocol.dump(frame))
+            self.config.refresh()
+            current = self.config.report()
+            if current != reported:
+                await send(protocol.dump(protocol.Config(local_config=current)))
+                reported = current
 
     async def uplink(self, send: Send) -> None:
         """Send spooled frames for as long as the session lasts."""

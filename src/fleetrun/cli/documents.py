@@ -9,6 +9,8 @@ import yaml
 
 from fleetrun.cli import render
 from fleetrun.cli.base import api_options, options
+from fleetrun.cli.keys import load_key
+from fleetrun.core import signing
 from fleetrun.core.errors import ValidationError
 from fleetrun.schemas.documents import Document
 
@@ -112,6 +114,7 @@ def show(ctx: click.Context, ref: str) -> None:
             ("Description", doc.description),
             ("Steps", ", ".join(doc.steps)),
             ("Hash", f"sha256:{doc.hash}"),
+            ("Signed by", ", ".join(s.publisher for s in doc.signatures) or "nobody"),
             ("Created", f"{render.when(doc.created_at)} by {doc.created_by or '-'}"),
         ]
     )
@@ -147,6 +150,42 @@ def set_default(ctx: click.Context, name: str, version: str) -> None:
     if options(ctx).json:
         return render.emit_json(doc)
     render.out.print(f"The default version of {doc.name} is now {doc.default_version}.")
+
+
+@documents.command("sign")
+@click.argument("ref", metavar="NAME[:VERSION]")
+@click.option(
+    "--key",
+    "key_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The publisher's private key (from `fleetrun keys create`).",
+)
+@click.option(
+    "--publisher", default=None, help="The publisher's name (default: the key file's name)."
+)
+@api_options
+@click.pass_context
+def sign(ctx: click.Context, ref: str, key_file: Path, publisher: str | None) -> None:
+    """Sign a version (its default version, or VERSION) here, with the publisher's key,
+    and attach the signature. The private key never leaves this machine."""
+    opts = options(ctx)
+    name, _, version = ref.partition(":")
+    client = opts.client()
+    current = client.get_document(name, version or None)
+    key = load_key(key_file)
+    signed = client.sign_document(
+        name,
+        current.version,
+        publisher=publisher or key_file.stem,
+        public_key=signing.public_key_b64(key),
+        signature=signing.sign(key, current.content),
+    )
+    if opts.json:
+        return render.emit_json(signed)
+    render.out.print(
+        f"Signed {signed.name} version {signed.version} as {publisher or key_file.stem}."
+    )
 
 
 @documents.command("delete")

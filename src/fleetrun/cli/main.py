@@ -12,6 +12,7 @@ from fleetrun.cli.base import api_options
 from fleetrun.cli.commands import commands, invocations
 from fleetrun.cli.documents import documents
 from fleetrun.cli.groups import groups
+from fleetrun.cli.keys import keys
 from fleetrun.cli.nodes import activations, nodes
 from fleetrun.cli.send import send
 from fleetrun.cli.serve import login, server
@@ -25,7 +26,18 @@ def cli() -> None:
     """fleetrun: run scripts and documents on your fleet, no SSH, no inbound port."""
 
 
-for command in (server, login, send, commands, invocations, documents, groups, nodes, activations):
+for command in (
+    server,
+    login,
+    send,
+    commands,
+    invocations,
+    documents,
+    groups,
+    keys,
+    nodes,
+    activations,
+):
     cli.add_command(command)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -22,7 +24,13 @@ from fleetrun.schemas.commands import (
     ResolvedNode,
     SealedParameters,
 )
-from fleetrun.schemas.documents import Document, DocumentCreate, DocumentSummary, DocumentUpdate
+from fleetrun.schemas.documents import (
+    Document,
+    DocumentCreate,
+    DocumentSignature,
+    DocumentSummary,
+    DocumentUpdate,
+)
 from fleetrun.schemas.groups import Group, GroupCreate
 from fleetrun.schemas.nodes import Node
 
@@ -64,6 +72,8 @@ class Client:
         verify: Any = True,
     ) -> None:
         self.server = server.rstrip("/")
+        if isinstance(verify, str | Path):  # a CA file for a server with a private CA
+            verify = ssl.create_default_context(cafile=str(verify))
         headers = {"user-agent": f"fleetrun-sdk/{__version__}"}
         if token:
             headers["authorization"] = f"Bearer {token}"
@@ -403,6 +413,19 @@ class Client:
     def set_default_version(self, name: str, version: str | int) -> Document:
         body = {"version": str(version)}
         return self._model(Document, "PUT", f"/v1/documents/{name}/default-version", json=body)
+
+    def sign_document(
+        self, name: str, version: str, *, publisher: str, public_key: str, signature: str
+    ) -> Document:
+        """Attach a signature made with `fleetrun.core.signing.sign`."""
+        body = build(
+            DocumentSignature,
+            version=str(version),
+            publisher=publisher,
+            public_key=public_key,
+            signature=signature,
+        ).model_dump()
+        return self._model(Document, "POST", f"/v1/documents/{name}/signatures", json=body)
 
     def delete_document(self, name: str) -> None:
         self.request("DELETE", f"/v1/documents/{name}")
