@@ -136,13 +136,11 @@ class Channel:
         key: Ed25519PrivateKey,
         *,
         reconnect_max_s: float = 30.0,
-        local_config: dict[str, object] | None = None,
     ) -> None:
         self.agent = agent
         self.identity = identity
         self.key = key
         self.backoff = Backoff(cap_s=reconnect_max_s)
-        self.local_config = local_config or {}
         self.connected = asyncio.Event()
 
     async def run_forever(self) -> None:

@@ -25,7 +25,7 @@ from fleetrun import __version__
 from fleetrun.agent import config as local_config
 from fleetrun.agent import rotate, service
 from fleetrun.agent.audit import AuditLog
-from fleetrun.agent.channel import Channel, TerminalError
+from fleetrun.agent.channel import Channel, TerminalError, rotate_once
 from fleetrun.agent.config import ConfigError
 from fleetrun.agent.daemon import Agent, AgentOptions
 from fleetrun.agent.lock import AlreadyRunningError, StateLock
@@ -278,20 +278,13 @@ def _rotate(state: StateDir, args: argparse.Namespace) -> int:
                 "connected?); it will when it next connects."
             )
     else:
-        asyncio.run(rotate_standalone(state, identity))
+        asyncio.run(rotate_once(state))  # no agent runs: a session just for this
     _print(
         args,
         {"node_id": identity.node_id, "public_key": public_key},
         f"Rotated the identity key of {identity.node_id}; the old key no longer works.",
     )
     return 0
-
-
-async def rotate_standalone(state: StateDir, identity: object) -> None:
-    """No agent runs: open a session just to rotate."""
-    from fleetrun.agent.channel import rotate_once
-
-    await rotate_once(state)
 
 
 def _install(state: StateDir, args: argparse.Namespace) -> int:

@@ -43,37 +43,6 @@ def _store(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     return callback
 
 
-def api_options(f: F) -> F:
-    """--server, --token and --json, accepted on the group and on every command."""
-    f = click.option(
-        "--json",
-        "json_",
-        is_flag=True,
-        expose_value=False,
-        callback=_store("json"),
-        help="Print machine-readable JSON.",
-    )(f)
-    f = click.option(
-        "--token",
-        expose_value=False,
-        callback=_store("token"),
-        help="API token (default: FLEETRUN_TOKEN, then the login file).",
-    )(f)
-    f = click.option(
-        "--ca-file",
-        expose_value=False,
-        callback=_store("ca_file"),
-        help="Trust this CA (PEM) for the server's certificate (default: FLEETRUN_CA_FILE).",
-    )(f)
-    f = click.option(
-        "--server",
-        expose_value=False,
-        callback=_store("server"),
-        help="Server URL (default: FLEETRUN_SERVER, then the login file).",
-    )(f)
-    return f
-
-
 def json_option(f: F) -> F:
     return click.option(
         "--json",
@@ -83,3 +52,19 @@ def json_option(f: F) -> F:
         callback=_store("json"),
         help="Print machine-readable JSON.",
     )(f)
+
+
+def api_options(f: F) -> F:
+    """--server, --token, --ca-file and --json, accepted on the group and on every command."""
+    f = json_option(f)
+    for name, help_text in (
+        ("--token", "API token (default: FLEETRUN_TOKEN, then the login file)."),
+        (
+            "--ca-file",
+            "Trust this CA (PEM) for the server's certificate (default: FLEETRUN_CA_FILE).",
+        ),
+        ("--server", "Server URL (default: FLEETRUN_SERVER, then the login file)."),
+    ):
+        attribute = name[2:].replace("-", "_")
+        f = click.option(name, expose_value=False, callback=_store(attribute), help=help_text)(f)
+    return f
