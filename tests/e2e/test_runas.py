@@ -8,6 +8,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -69,6 +70,13 @@ def marked(tmp_path_factory):
     f = Fleet(tmp_path_factory.mktemp("runas")).start()
     try:
         [agent] = f.add_agents(1, start=False)
+        # The node decides who scripts may run as (by default only the agent's own user).
+        allowed = "nobody,fleetrun-tu,no-such-user-x"
+        subprocess.run(
+            [sys.executable, "-m", "fleetrun.agent", "config", "set", "runcommand.allowed_users",
+             allowed, "--state-dir", str(agent.state_dir)],
+            check=True, capture_output=True, timeout=60,
+        )
         agent.env["AGENT_ONLY_MARKER"] = "agent-secret"
         agent.start()
         f.wait_online([agent])
