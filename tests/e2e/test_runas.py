@@ -73,9 +73,20 @@ def marked(tmp_path_factory):
         # The node decides who scripts may run as (by default only the agent's own user).
         allowed = "nobody,fleetrun-tu,no-such-user-x"
         subprocess.run(
-            [sys.executable, "-m", "fleetrun.agent", "config", "set", "runcommand.allowed_users",
-             allowed, "--state-dir", str(agent.state_dir)],
-            check=True, capture_output=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "fleetrun.agent",
+                "config",
+                "set",
+                "runcommand.allowed_users",
+                allowed,
+                "--state-dir",
+                str(agent.state_dir),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
         agent.env["AGENT_ONLY_MARKER"] = "agent-secret"
         agent.start()
