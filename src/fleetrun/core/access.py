@@ -1,0 +1,250 @@
+"""fleetrun's access vocabulary: actions, resource names, condition keys, built-in roles.
+
+Every API operation is one action, `fleetrun:<Verb><Noun>`, decided on one resource:
+
+    frn:fleetrun:node/<id>         frn:fleetrun:command/<id>      frn:fleetrun:document/<name>
+    frn:fleetrun:group/<name>      frn:fleetrun:activation/<id>   frn:fleetrun:principal/<name>
+    frn:fleetrun:policy/<name>     frn:fleetrun:role/<name>
+
+or on `*` when the operation has no resource of its own (listing the audit log, creating
+an activation). Conditions may use these keys:
+
+    fleetrun:ResourceTag/<key>  the tag <key> of the node acted on
+    fleetrun:DocumentName       the document a command runs (or the one acted on)
+    fleetrun:RunAsUser          the user a command asks to run as
+    fleetrun:Parameter/<name>   a parameter of the command (a list: one value per item)
+    fleetrun:SourceIp           the caller's address
+    fleetrun:CurrentTime        the time of the request (ISO 8601, UTC)
+    fleetrun:PrincipalName      the caller's principal
+
+`ACTIONS` is the table (docs/access-control.md prints it); `policy.evaluate` does the
+deciding and knows none of it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fleetrun.core.errors import ValidationError
+from fleetrun.core.policy import Policy, PolicyError, action_matches, parse_policy
+
+PREFIX = "frn:fleetrun:"
+SERVICE = "fleetrun"
+
+SOURCE_IP = "fleetrun:SourceIp"
+CURRENT_TIME = "fleetrun:CurrentTime"
+PRINCIPAL_NAME = "fleetrun:PrincipalName"
+DOCUMENT_NAME = "fleetrun:DocumentName"
+RUN_AS_USER = "fleetrun:RunAsUser"
+RESOURCE_TAG = "fleetrun:ResourceTag/"
+PARAMETER = "fleetrun:Parameter/"
+
+# Known for every request before any resource is loaded.
+GLOBAL_KEYS = frozenset(k.lower() for k in (SOURCE_IP, CURRENT_TIME, PRINCIPAL_NAME))
+NODE_KEYS = (RESOURCE_TAG + "<key>",)
+COMMAND_KEYS = (DOCUMENT_NAME, RUN_AS_USER, PARAMETER + "<name>")
+
+
+def frn(kind: str, name: str) -> str:
+    """The resource name of one thing: frn("node", "n-...") -> frn:fleetrun:node/n-..."""
+    return f"{PREFIX}{kind}/{name}"
+
+
+def action_name(verb: str) -> str:
+    """`SendCommand` -> `fleetrun:SendCommand`; a full name is kept as it is."""
+    return verb if ":" in verb else f"{SERVICE}:{verb}"
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    resource: str  # the resource kind it is decided on, or "*"
+    access: str  # read, write or admin (Reader gets read, Operator some writes)
+    keys: tuple[str, ...] = ()  # condition keys beyond the global ones
+    summary: str = ""
+
+
+def _a(resource: str, access: str, summary: str, *keys: str) -> ActionSpec:
+    return ActionSpec(resource, access, keys, summary)
+
+
+ACTIONS: dict[str, ActionSpec] = {
+    # nodes and enrolment
+    "CreateActivation": _a("*", "admin", "create an activation that enrols nodes"),
+    "ListActivations": _a("activation", "read", "list activations"),
+    "DeleteActivation": _a("activation", "admin", "delete an activation"),
+    "ListNodes": _a("node", "read", "list nodes (each node decided on its own)", *NODE_KEYS),
+    "GetNode": _a("node", "read", "read a node", *NODE_KEYS),
+    # commands and their invocations
+    "SendCommand": _a(
+        "document, node",
+        "write",
+        "run a document: decided on the document, then on each target node",
+        *NODE_KEYS,
+        *COMMAND_KEYS,
+    ),
+    "CancelCommand": _a(
+        "node", "write", "cancel a command on its nodes", *NODE_KEYS, DOCUMENT_NAME
+    ),
+    "ListCommands": _a("command", "read", "list commands", DOCUMENT_NAME),
+    "GetCommand": _a("command", "read", "read a command", DOCUMENT_NAME),
+    "ListCommandInvocations": _a(
+        "node", "read", "list a command's invocations (each on its node)", *NODE_KEYS, DOCUMENT_NAME
+    ),
+    "GetCommandInvocation": _a(
+        "node", "read", "read an invocation and its output", *NODE_KEYS, DOCUMENT_NAME
+    ),
+    # access control
+    "GetCallerIdentity": _a("*", "read", "say who the caller is"),
+    "CreatePrincipal": _a("principal", "admin", "create a user or service account"),
+    "ListPrincipals": _a("principal", "read", "list principals"),
+    "GetPrincipal": _a("principal", "read", "read a principal and what is attached to it"),
+    "DeletePrincipal": _a("principal", "admin", "delete a principal and its tokens"),
+    "AttachPrincipalPolicy": _a("principal", "admin", "attach a policy to a principal"),
+    "DetachPrincipalPolicy": _a("principal", "admin", "detach a policy from a principal"),
+    "AttachPrincipalRole": _a("principal", "admin", "attach a role to a principal"),
+    "DetachPrincipalRole": _a("principal", "admin", "detach a role from a principal"),
+    "SimulatePrincipalPolicy": _a("principal", "read", "decide a request for a principal"),
+    "CreateToken": _a("principal", "admin", "create an API token for a principal"),
+    "ListTokens": _a("principal", "read", "list API tokens (never their secrets)"),
+    "RevokeToken": _a("principal", "admin", "revoke an API token of a principal"),
+    "CreatePolicy": _a("policy", "admin", "create a policy"),
+    "PutPolicy": _a("policy", "admin", "create or replace a policy"),
+    "ListPolicies": _a("policy", "read", "list policies"),
+    "GetPolicy": _a("policy", "read", "read a policy document"),
+    "DeletePolicy": _a("policy", "admin", "delete a policy nothing uses"),
+    "CreateRole": _a("role", "admin", "create a role made of policies"),
+    "PutRole": _a("role", "admin", "create or replace a role"),
+    "ListRoles": _a("role", "read", "list roles"),
+    "GetRole": _a("role", "read", "read a role"),
+    "DeleteRole": _a("role", "admin", "delete a role no principal has"),
+    # audit
+    "ListAuditRecords": _a("*", "read", "list audit records"),
+    "ExportAuditRecords": _a("*", "read", "export audit records as JSON lines"),
+    "VerifyAuditLog": _a("*", "read", "check the audit log's hash chain"),
+}
+
+# What Operator may do beyond reading (Azure's Virtual Machine Contributor, for runs).
+OPERATOR_ACTIONS = (
+    "fleetrun:SendCommand",
+    "fleetrun:CancelCommand",
+    "fleetrun:*RunCommand",
+)
+READ_ACTIONS = ("fleetrun:Get*", "fleetrun:List*", "fleetrun:Describe*")
+AUDIT_READS = ("fleetrun:ExportAuditRecords", "fleetrun:VerifyAuditLog")
+
+
+def _document(sid: str, actions: Iterable[str]) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": "*"}],
+    }
+
+
+BUILTIN_POLICY_DOCUMENTS: dict[str, dict[str, Any]] = {
+    "ReadOnlyAccess": _document(
+        "ReadEverything", (*READ_ACTIONS, *AUDIT_READS, "fleetrun:SimulatePrincipalPolicy")
+    ),
+    "OperatorAccess": _document(
+        "RunAndRead",
+        (*READ_ACTIONS, *AUDIT_READS, "fleetrun:SimulatePrincipalPolicy", *OPERATOR_ACTIONS),
+    ),
+    "AdministratorAccess": _document("Everything", ("*",)),
+}
+BUILTIN_POLICIES: dict[str, Policy] = {
+    name: parse_policy(doc, name) for name, doc in BUILTIN_POLICY_DOCUMENTS.items()
+}
+BUILTIN_ROLES: dict[str, tuple[str, ...]] = {
+    "Reader": ("ReadOnlyAccess",),
+    "Operator": ("OperatorAccess",),
+    "Administrator": ("AdministratorAccess",),
+}
+BUILTIN_ROLE_DESCRIPTIONS = {
+    "Reader": "list and read everything (no secret is ever readable)",
+    "Operator": "send and cancel commands, manage run commands, read everything",
+    "Administrator": "everything",
+}
+ADMIN_PRINCIPAL = "admin"
+
+
+def request_context(principal: str, source_ip: str | None, now: datetime) -> dict[str, str]:
+    """The global keys of a request."""
+    context = {PRINCIPAL_NAME: principal, CURRENT_TIME: now.isoformat()}
+    if source_ip:
+        context[SOURCE_IP] = source_ip
+    return context
+
+
+def node_context(tags: Mapping[str, str]) -> dict[str, str]:
+    return {RESOURCE_TAG + key: value for key, value in tags.items()}
+
+
+def command_context(
+    document_name: str | None,
+    parameters: Mapping[str, Iterable[str]] | None = None,
+    run_as_user: str | None = None,
+) -> dict[str, Any]:
+    context: dict[str, Any] = {}
+    if document_name:
+        context[DOCUMENT_NAME] = document_name
+    if run_as_user:
+        context[RUN_AS_USER] = run_as_user
+    for name, values in (parameters or {}).items():
+        context[PARAMETER + name] = [str(v) for v in values]
+    return context
+
+
+def is_global_key(key: str) -> bool:
+    """For partial decisions before a resource is loaded: the keys known already."""
+    return key.lower() in GLOBAL_KEYS
+
+
+# -- names and vocabulary checks ------------------------------------------------------
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_+=,.@\-]+$")
+KEYS = (SOURCE_IP, CURRENT_TIME, PRINCIPAL_NAME, DOCUMENT_NAME, RUN_AS_USER)
+KEY_PREFIXES = (RESOURCE_TAG, PARAMETER)
+
+
+def check_name(kind: str, name: str, max_length: int = 128) -> str:
+    """Names of principals, policies and roles: IAM's alphabet, so they fit in an frn."""
+    if not name or len(name) > max_length or not _NAME_RE.match(name):
+        raise ValidationError(
+            f"The {kind} name {name!r} is not valid: use 1-{max_length} letters, digits or "
+            "_ + = , . @ -."
+        )
+    return name
+
+
+def check_vocabulary(policy: Policy, known_actions: Iterable[str]) -> None:
+    """Refuse fleetrun actions and condition keys that name nothing fleetrun knows: a
+    misspelt key in a Deny would otherwise never deny. Other services' names pass."""
+    known = [action_name(a) for a in known_actions]
+    label = f"Policy {policy.name!r}" if policy.name else "The policy"
+    for statement in policy.statements:
+        place = statement.describe().replace(f" of policy {policy.name!r}", "")
+        for pattern in statement.actions:
+            if pattern.lower().startswith(SERVICE + ":") and not any(
+                action_matches(pattern, a) for a in known
+            ):
+                raise PolicyError(
+                    f"{label} is not valid: in {place}, the action {pattern!r} names no "
+                    "fleetrun action (see docs/access-control.md for the list)."
+                )
+        for condition in statement.conditions:
+            key = condition.key
+            if key.lower().startswith(SERVICE + ":") and not _known_key(key):
+                raise PolicyError(
+                    f"{label} is not valid: in {place}, the condition key {key!r} is not a "
+                    f"fleetrun key (use {', '.join(KEYS)}, {RESOURCE_TAG}KEY or {PARAMETER}NAME)."
+                )
+
+
+def _known_key(key: str) -> bool:
+    lowered = key.lower()
+    if lowered in (k.lower() for k in KEYS):
+        return True
+    return any(lowered.startswith(p.lower()) and len(key) > len(p) for p in KEY_PREFIXES)
