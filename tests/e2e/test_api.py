@@ -11,6 +11,7 @@ DUMMY = {
     "node_id": "n-00000000000000000",
     "command_id": "00000000-0000-4000-8000-000000000000",
     "activation_id": "00000000-0000-4000-8000-000000000000",
+    "token_id": "00000000-0000-4000-8000-000000000000",
 }
 
 
@@ -21,21 +22,60 @@ def _operations(url):
             yield path, method, op
 
 
-def test_every_operator_route_needs_a_valid_token_and_names_its_action(shared_fleet):
-    url = shared_fleet.server.url
-    checked = 0
+def _operator_routes(url):
     for path, method, op in _operations(url):
         if "agent" in op.get("tags", []):
             continue  # the agent's routes take an activation or a node key, never a token
-        assert op.get("x-fleetrun-action", "").startswith("fleetrun:"), (method, path)
         concrete = re.sub(r"\{(\w+)\}", lambda m: DUMMY.get(m.group(1), "x"), path)
+        yield path, method, op, concrete
+
+
+def test_every_operator_route_needs_a_valid_token_and_names_its_action(shared_fleet):
+    url = shared_fleet.server.url
+    checked = 0
+    for path, method, op, concrete in _operator_routes(url):
+        assert op.get("x-fleetrun-action", "").startswith("fleetrun:"), (method, path)
         for headers in ({}, {"authorization": "Bearer frt_wrong"}, {"authorization": "Basic x"}):
             response = httpx.request(method, url + concrete, headers=headers, json={})
             assert response.status_code == 401, (method, path, headers, response.text)
             assert response.headers["www-authenticate"] == "Bearer"
             assert response.json()["error"]["type"] == "AuthenticationError"
         checked += 1
-    assert checked >= 9
+    assert checked >= 30
+
+
+def test_every_operator_route_answers_403_to_a_token_that_lacks_its_action(shared_fleet):
+    """Once with no policy at all, once with everything allowed but the route's own
+    action denied: the route checks exactly the action it names."""
+    admin = shared_fleet.client
+    admin.create_principal("lacks")
+    headers = {"authorization": f"Bearer {admin.create_token('lacks').token}"}
+    url = shared_fleet.server.url
+    checked = 0
+    for path, method, op, concrete in list(_operator_routes(url)):
+        name = op["x-fleetrun-action"]
+        response = httpx.request(method, url + concrete, headers=headers, json={})
+        assert response.status_code == 403, (method, path, response.text)
+        assert response.json()["error"]["type"] == "AccessDenied"
+        assert f"lacks may not perform {name}" in response.json()["error"]["message"]
+        admin.put_policy("all-but", _all_but(name))
+        admin.attach("lacks", policy="all-but")
+        response = httpx.request(method, url + concrete, headers=headers, json={})
+        assert response.status_code == 403, (method, path, "all but", response.text)
+        assert "denies it" in response.json()["error"]["message"]
+        admin.detach("lacks", policy="all-but")
+        checked += 1
+    assert checked >= 30
+
+
+def _all_but(action):
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "*", "Resource": "*"},
+            {"Effect": "Deny", "Action": action, "Resource": "*"},
+        ],
+    }
 
 
 def _api(fleet, method, path, headers=None, **kw):

@@ -8,6 +8,8 @@ import click
 
 from fleetrun import __version__
 from fleetrun.cli import render
+from fleetrun.cli.access import policies, policy, principals, roles, tokens, whoami
+from fleetrun.cli.audit import audit
 from fleetrun.cli.base import api_options
 from fleetrun.cli.commands import commands, invocations
 from fleetrun.cli.documents import documents
@@ -29,6 +31,7 @@ def cli() -> None:
 for command in (
     server,
     login,
+    whoami,
     send,
     commands,
     invocations,
@@ -37,6 +40,12 @@ for command in (
     keys,
     nodes,
     activations,
+    principals,
+    tokens,
+    policies,
+    roles,
+    policy,
+    audit,
 ):
     cli.add_command(command)
 

@@ -78,6 +78,19 @@ ACTIONS: dict[str, ActionSpec] = {
     "DeleteActivation": _a("activation", "admin", "delete an activation"),
     "ListNodes": _a("node", "read", "list nodes (each node decided on its own)", *NODE_KEYS),
     "GetNode": _a("node", "read", "read a node", *NODE_KEYS),
+    "DeleteNode": _a("node", "admin", "deregister a node", *NODE_KEYS),
+    # node groups (acting on a group is decided on each member node)
+    "CreateGroup": _a("group", "admin", "create a node group"),
+    "ListGroups": _a("group", "read", "list groups (members: the nodes one may list)"),
+    "GetGroup": _a("group", "read", "read a group (members: the nodes one may list)"),
+    "DeleteGroup": _a("group", "admin", "delete a node group"),
+    # documents
+    "CreateDocument": _a("document", "admin", "create a document"),
+    "UpdateDocument": _a("document", "admin", "add a version to a document"),
+    "UpdateDocumentDefaultVersion": _a("document", "admin", "set the version commands use"),
+    "ListDocuments": _a("document", "read", "list documents"),
+    "GetDocument": _a("document", "read", "read a document (a version of it)"),
+    "DeleteDocument": _a("document", "admin", "delete a document and its versions"),
     # commands and their invocations
     "SendCommand": _a(
         "document, node",

@@ -764,6 +764,14 @@ class Decision:
     def matched_statements(self) -> list[dict[str, Any]]:
         return [s.ref() for s in self.matched]
 
+    def why(self) -> str:
+        """What decided, in a few words: "statement 2 (Sid X) of policy 'p' denies it"."""
+        if self.explicit:
+            return f"{self.matched[0].describe()} denies it"
+        if self.allowed:
+            return f"{self.matched[0].describe()} allows it"
+        return "no statement allows it"
+
     def reason(self, action: str, resource: str | None) -> str:
         target = f" on {resource}" if resource else ""
         if self.explicit:

@@ -2,20 +2,45 @@
 
 from __future__ import annotations
 
+import json as jsonlib
 import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
 
 from fleetrun import __version__
 from fleetrun.core import sealing
-from fleetrun.core.errors import ConnectionError_, ValidationError, error_for
+from fleetrun.core.errors import (
+    ConnectionError_,
+    LimitExceededError,
+    ValidationError,
+    error_for,
+)
 from fleetrun.core.targets import Target
+from fleetrun.schemas.access import (
+    Identity,
+    Policy,
+    PolicyCreate,
+    PolicyPut,
+    Principal,
+    PrincipalCreate,
+    Role,
+    RoleCreate,
+    RolePut,
+    SimulateRequest,
+    SimulateResult,
+    Token,
+    TokenCreate,
+    TokenCreated,
+)
 from fleetrun.schemas.activations import Activation, ActivationCreate, ActivationCreated
+from fleetrun.schemas.audit import AuditRecord, AuditVerdict
 from fleetrun.schemas.base import Page, build
 from fleetrun.schemas.commands import (
     Command,
@@ -487,6 +512,177 @@ class Client:
             command = latest
         return command
 
+    # -- access control ---------------------------------------------------------------
+
+    def whoami(self) -> Identity:
+        return self._model(Identity, "GET", "/v1/whoami")
+
+    def create_principal(
+        self, name: str, *, kind: str = "user", description: str | None = None
+    ) -> Principal:
+        body = build(PrincipalCreate, name=name, kind=kind, description=description)
+        return self._model(Principal, "POST", "/v1/principals", json=body.model_dump())
+
+    def list_principals(self) -> list[Principal]:
+        return list(self._items(Principal, "/v1/principals"))
+
+    def get_principal(self, name: str) -> Principal:
+        return self._model(Principal, "GET", f"/v1/principals/{_seg(name)}")
+
+    def delete_principal(self, name: str) -> None:
+        self.request("DELETE", f"/v1/principals/{_seg(name)}")
+
+    def attach(
+        self, principal: str, *, policy: str | None = None, role: str | None = None
+    ) -> Principal:
+        """Attach a policy or a role to a principal."""
+        kind, name = _one_of(policy, role)
+        path = f"/v1/principals/{_seg(principal)}/{kind}/{_seg(name)}"
+        return self._model(Principal, "PUT", path)
+
+    def detach(
+        self, principal: str, *, policy: str | None = None, role: str | None = None
+    ) -> Principal:
+        kind, name = _one_of(policy, role)
+        path = f"/v1/principals/{_seg(principal)}/{kind}/{_seg(name)}"
+        return self._model(Principal, "DELETE", path)
+
+    def simulate(
+        self,
+        principal: str,
+        action: str,
+        resource: str = "*",
+        context: Mapping[str, str | Sequence[str]] | None = None,
+    ) -> SimulateResult:
+        """Would `principal` be allowed ACTION on RESOURCE with this context?"""
+        values = {k: v if isinstance(v, str) else list(v) for k, v in (context or {}).items()}
+        body = build(SimulateRequest, action=action, resource=resource, context=values)
+        path = f"/v1/principals/{_seg(principal)}/simulate"
+        return self._model(SimulateResult, "POST", path, json=body.model_dump())
+
+    def create_token(
+        self,
+        principal: str,
+        *,
+        expires_in_s: float | None = None,
+        description: str | None = None,
+    ) -> TokenCreated:
+        """A new API token of `principal`; its secret (`.token`) is shown only here."""
+        body = build(
+            TokenCreate, principal=principal, expires_in_s=expires_in_s, description=description
+        )
+        return self._model(TokenCreated, "POST", "/v1/tokens", json=body.model_dump())
+
+    def list_tokens(self, principal: str | None = None) -> list[Token]:
+        return list(self._items(Token, "/v1/tokens", {"principal": principal}))
+
+    def revoke_token(self, token_id: str) -> Token:
+        return self._model(Token, "DELETE", f"/v1/tokens/{_seg(token_id)}")
+
+    def create_policy(
+        self, name: str, document: str | Mapping[str, Any], *, description: str | None = None
+    ) -> Policy:
+        """Create a policy from its JSON text (or an object); refused if it exists."""
+        body = build(PolicyCreate, name=name, document=_doc(document), description=description)
+        return self._model(Policy, "POST", "/v1/policies", json=body.model_dump())
+
+    def put_policy(
+        self, name: str, document: str | Mapping[str, Any], *, description: str | None = None
+    ) -> Policy:
+        """Create or replace a policy."""
+        body = build(PolicyPut, document=_doc(document), description=description)
+        return self._model(Policy, "PUT", f"/v1/policies/{_seg(name)}", json=body.model_dump())
+
+    def list_policies(self) -> list[Policy]:
+        return list(self._items(Policy, "/v1/policies"))
+
+    def get_policy(self, name: str) -> Policy:
+        return self._model(Policy, "GET", f"/v1/policies/{_seg(name)}")
+
+    def delete_policy(self, name: str) -> None:
+        self.request("DELETE", f"/v1/policies/{_seg(name)}")
+
+    def create_role(
+        self, name: str, policies: Sequence[str], *, description: str | None = None
+    ) -> Role:
+        body = build(RoleCreate, name=name, policies=list(policies), description=description)
+        return self._model(Role, "POST", "/v1/roles", json=body.model_dump())
+
+    def put_role(
+        self, name: str, policies: Sequence[str], *, description: str | None = None
+    ) -> Role:
+        body = build(RolePut, policies=list(policies), description=description)
+        return self._model(Role, "PUT", f"/v1/roles/{_seg(name)}", json=body.model_dump())
+
+    def list_roles(self) -> list[Role]:
+        return list(self._items(Role, "/v1/roles"))
+
+    def get_role(self, name: str) -> Role:
+        return self._model(Role, "GET", f"/v1/roles/{_seg(name)}")
+
+    def delete_role(self, name: str) -> None:
+        self.request("DELETE", f"/v1/roles/{_seg(name)}")
+
+    # -- audit --------------------------------------------------------------------------
+
+    def list_audit_records(
+        self,
+        *,
+        since: datetime | None = None,
+        principal: str | None = None,
+        action: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """The newest `limit` records matching the filters, newest first."""
+        params = {
+            "since": since.isoformat() if since else None,
+            "principal": principal,
+            "action": action,
+            "limit": min(limit, 1000),
+        }
+        found: list[AuditRecord] = []
+        for record in self._items(AuditRecord, "/v1/audit", params):
+            found.append(record)
+            if len(found) >= limit:
+                break
+        return found
+
+    def export_audit_records(self, *, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """Every record, oldest first, as the JSON objects of the export."""
+        params = _clean({"since": since.isoformat() if since else None})
+        try:
+            with self._http.stream("GET", "/v1/audit/export", params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for(response)
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield jsonlib.loads(line)
+        except httpx.TransportError as exc:
+            raise ConnectionError_(
+                f"Cannot reach the fleetrun server at {self.server} ({_reason(exc)})."
+            ) from exc
+
+    def verify_audit_log(self) -> AuditVerdict:
+        return self._model(AuditVerdict, "GET", "/v1/audit/verify")
+
+
+def _seg(value: str) -> str:
+    """A value as one path segment."""
+    return quote(value, safe="")
+
+
+def _doc(document: str | Mapping[str, Any]) -> str | dict[str, Any]:
+    return document if isinstance(document, str) else dict(document)
+
+
+def _one_of(policy: str | None, role: str | None) -> tuple[str, str]:
+    if policy is not None and role is None:
+        return "policies", policy
+    if role is not None and policy is None:
+        return "roles", role
+    raise ValidationError("Name either a policy or a role, not both and not neither.")
+
 
 def _clean(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if params is None:
@@ -511,4 +707,8 @@ def _raise_for(response: httpx.Response) -> None:
             response.status_code,
             f"The server answered {response.status_code} {response.reason_phrase}.",
         ) from None
-    raise error_for(type_, response.status_code, message)
+    error = error_for(type_, response.status_code, message)
+    if isinstance(error, LimitExceededError):
+        retry_after = response.headers.get("retry-after", "")
+        error.retry_after_s = float(retry_after) if retry_after.isdigit() else None
+    raise error

@@ -24,12 +24,27 @@ from fleetrun.core.errors import (
     ValidationError,
 )
 from fleetrun.schemas.base import describe
-from fleetrun.server.api import activations, agent, commands, documents, groups, nodes
+from fleetrun.server.api import (
+    activations,
+    agent,
+    audit,
+    commands,
+    documents,
+    groups,
+    identity,
+    nodes,
+    policies,
+    principals,
+    roles,
+    tokens,
+)
+from fleetrun.server.audit import AuditMiddleware
 from fleetrun.server.db import Database, Tx
 from fleetrun.server.output import LocalOutputStore
 from fleetrun.server.settings import Settings
 from fleetrun.server.state import ServerState
 from fleetrun.server.store import nodes as node_store
+from fleetrun.server.store import principals as principal_store
 from fleetrun.server.store import tokens as token_store
 
 log = logging.getLogger(__name__)
@@ -43,6 +58,12 @@ ROUTERS = (
     documents.router,
     commands.router,
     commands.invocations_router,
+    identity.router,
+    principals.router,
+    tokens.router,
+    policies.router,
+    roles.router,
+    audit.router,
 )
 
 
@@ -64,10 +85,23 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.fleet = state
     for router in ROUTERS:
         app.include_router(router)
+    state.actions = route_actions(app)
     app.add_api_route("/healthz", _healthz, include_in_schema=False)
     _install_error_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(AuditMiddleware, audit=state.audit)
+    app.add_middleware(RequestIdMiddleware)  # outermost: the audit entry carries its id
     return app
+
+
+def route_actions(app: FastAPI) -> frozenset[str]:
+    """Every action a route of the app names (policies may name only these, or the
+    ones of fleetrun.core.access)."""
+    found = set()
+    for route in app.routes:
+        extra = getattr(route, "openapi_extra", None) or {}
+        if "x-fleetrun-action" in extra:
+            found.add(str(extra["x-fleetrun-action"]))
+    return frozenset(found)
 
 
 async def _healthz() -> dict[str, str]:
@@ -81,6 +115,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await asyncio.to_thread(state.db.migrate)
     await ensure_admin_token(state)
     await state.db.write(lambda tx: node_store.mark_all_lost(tx.session))
+    state.audit.start()
     state.dispatcher.start()
     state.gateway.start()
     log.info("fleetrun %s serving; data in %s", __version__, state.settings.data_dir)
@@ -89,16 +124,18 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await state.gateway.stop()
         await state.dispatcher.stop()
+        await state.audit.stop()
         await state.output.close()
         await state.db.close()
 
 
 async def ensure_admin_token(state: ServerState) -> None:
-    """On first start, make the administrator's token and leave it in admin.token
-    (mode 0600); later starts keep it."""
+    """On first start, make the administrator's token (of the built-in principal
+    `admin`) and leave it in admin.token (mode 0600); later starts keep it."""
     path = state.settings.admin_token_path
 
     def ensure(tx: Tx) -> bool:
+        principal_store.ensure_admin(tx.session)
         if path.exists():
             token = path.read_text().strip()
             if not token_store.token_exists(tx.session, token):

@@ -34,6 +34,8 @@ class Settings:
     tls_key: Path | None = None
     tls_self_signed: bool = False  # make a private CA and a certificate in the data dir
     tls_san: str = ""  # extra names/addresses for the self-signed certificate, comma-separated
+    rate_limit_per_s: float = 50.0  # API requests per second per principal (0: no limit)
+    rate_limit_burst: int = 200  # requests a principal may make at once above that rate
 
     @property
     def sqlite_path(self) -> Path:

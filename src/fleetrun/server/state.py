@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
-from fleetrun.server.authz import Authorizer
+from fleetrun.core.throttle import TokenBuckets
+from fleetrun.server.audit import AuditLog
 from fleetrun.server.changes import Changes
 from fleetrun.server.db import Database, Tx
 from fleetrun.server.dispatcher import Dispatcher
@@ -22,11 +23,15 @@ class ServerState:
     db: Database
     output: OutputStore
     changes: Changes = field(default_factory=Changes)
-    authorizer: Authorizer = field(default_factory=Authorizer)
+    actions: frozenset[str] = frozenset()  # every action a route names (set by the app)
+    audit: AuditLog = field(init=False)
+    throttle: TokenBuckets = field(init=False)
     gateway: Gateway = field(init=False)
     dispatcher: Dispatcher = field(init=False)
 
     def __post_init__(self) -> None:
+        self.audit = AuditLog(self.db)
+        self.throttle = TokenBuckets(self.settings.rate_limit_per_s, self.settings.rate_limit_burst)
         self.gateway = Gateway(self)
         self.dispatcher = Dispatcher(self)
 

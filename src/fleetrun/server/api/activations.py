@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, status
 
+from fleetrun.core import access
 from fleetrun.schemas import activations as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server.api.deps import action, authorize, state_of
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/v1/activations", tags=["activations"])
 async def create_activation(
     request: Request,
     body: schemas.ActivationCreate,
-    caller: Annotated[Caller, Depends(authorize("CreateActivation"))],
+    caller: Annotated[Caller, Depends(authorize("CreateActivation", "*"))],
 ) -> schemas.ActivationCreated:
     row, code = await state_of(request).db.write(
         lambda tx: store.create_activation(tx.session, body)
@@ -30,13 +31,19 @@ async def list_activations(
     request: Request, caller: Annotated[Caller, Depends(authorize("ListActivations"))]
 ) -> Page[schemas.Activation]:
     rows = await state_of(request).db.read(store.read_activations)
-    return Page(items=[store.to_schema(r) for r in rows])
+    return Page(
+        items=[
+            store.to_schema(r)
+            for r in rows
+            if caller.allows("ListActivations", access.frn("activation", r.id))
+        ]
+    )
 
 
 @router.delete("/{activation_id}", status_code=204, **action("DeleteActivation"))
 async def delete_activation(
     request: Request,
     activation_id: str,
-    caller: Annotated[Caller, Depends(authorize("DeleteActivation"))],
+    caller: Annotated[Caller, Depends(authorize("DeleteActivation", "activation/{activation_id}"))],
 ) -> None:
     await state_of(request).db.write(lambda tx: store.delete_activation(tx.session, activation_id))

@@ -1,23 +1,27 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import StreamingResponse
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fleetrun.core import access
 from fleetrun.core.errors import ValidationError
+from fleetrun.core.targets import Candidate
 from fleetrun.schemas import commands as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.api.query import moment, tag_filters
-from fleetrun.server.authz import Caller
+from fleetrun.server.authz import Caller, deny
 from fleetrun.server.db import Tx
 from fleetrun.server.output import stream_key
 from fleetrun.server.store import commands as store
 from fleetrun.server.store import invocations as invocation_store
-from fleetrun.server.store.tables import InvocationStep
+from fleetrun.server.store import nodes as node_store
+from fleetrun.server.store.tables import Command, Invocation, InvocationStep
 
 router = APIRouter(prefix="/v1/commands", tags=["commands"])
 invocations_router = APIRouter(prefix="/v1/invocations", tags=["commands"])
@@ -35,7 +39,7 @@ async def send_command(
     state = state_of(request)
 
     def create(tx: Tx) -> schemas.Command:
-        command = store.create_command(tx.session, body, principal=caller.principal)
+        command = store.create_command(tx.session, body, principal=caller.principal, caller=caller)
         tx.after_commit(state.dispatcher.wake)
         return store.to_schema(command)
 
@@ -63,8 +67,12 @@ async def list_commands(
         since=moment(since, "since"),
         until=moment(until, "until"),
     )
+
+    def readable(command: Command) -> bool:
+        return caller.allows("ListCommands", *_command_resource(command))
+
     rows, next_cursor = await state_of(request).db.read(
-        lambda s: store.read_commands(s, filters, limit=limit, cursor=cursor)
+        lambda s: store.read_commands(s, filters, limit=limit, cursor=cursor, keep=readable)
     )
     return Page(items=[store.to_schema(r) for r in rows], next_cursor=next_cursor)
 
@@ -82,7 +90,9 @@ async def get_command(
     state = state_of(request)
 
     def read(session: Session) -> schemas.Command:
-        return store.to_schema(store.read_command(session, command_id))
+        command = store.read_command(session, command_id)
+        caller.require("GetCommand", *_command_resource(command))
+        return store.to_schema(command)
 
     with state.changes.subscribe(command_id) as changed:
         command = await state.db.read(read)
@@ -106,7 +116,10 @@ async def cancel_command(
     node_ids = body.node_ids if body else None
 
     def cancel(tx: Tx) -> tuple[schemas.Command, list[tuple[str, str]]]:
-        notify = store.cancel_command(tx.session, command_id, node_ids)
+        allowed = _cancellable(
+            tx.session, caller, store.read_command(tx.session, command_id), node_ids
+        )
+        notify = store.cancel_command(tx.session, command_id, allowed)
         state.refresh_commands(tx, [command_id])
         tx.session.flush()
         return store.to_schema(store.read_command(tx.session, command_id)), notify
@@ -135,7 +148,12 @@ async def list_invocations(
     def read(session: Session) -> Page[schemas.Invocation]:
         store.read_command(session, command_id)
         return invocation_store.read_page(
-            session, filters, details=details, limit=limit, cursor=cursor
+            session,
+            filters,
+            details=details,
+            limit=limit,
+            cursor=cursor,
+            keep=_readable(caller, "ListCommandInvocations"),
         )
 
     return await state_of(request).db.read(read)
@@ -166,7 +184,12 @@ async def list_all_invocations(
     )
     return await state_of(request).db.read(
         lambda s: invocation_store.read_page(
-            s, filters, details=details, limit=limit, cursor=cursor
+            s,
+            filters,
+            details=details,
+            limit=limit,
+            cursor=cursor,
+            keep=_readable(caller, "ListCommandInvocations"),
         )
     )
 
@@ -181,6 +204,7 @@ async def get_invocation(
     def read(session: Session) -> schemas.Invocation:
         command = store.read_command(session, command_id)
         inv = invocation_store.read_invocation(session, command_id, node_id)
+        _require_invocation(session, caller, command, node_id)
         return invocation_store.to_schema(
             inv,
             invocation_store.read_steps(session, inv.id),
@@ -205,7 +229,9 @@ async def get_output(
     state = state_of(request)
 
     def read(session: Session) -> list[InvocationStep]:
+        command = store.read_command(session, command_id)
         inv = invocation_store.read_invocation(session, command_id, node_id)
+        _require_invocation(session, caller, command, node_id)
         return invocation_store.read_steps(session, inv.id)
 
     steps = await state.db.read(read)
@@ -237,6 +263,85 @@ async def get_output(
     return StreamingResponse(
         body(), status_code=code, headers=headers, media_type="application/octet-stream"
     )
+
+
+def _command_resource(command: Command) -> tuple[str, dict[str, Any]]:
+    """A command's resource name and its condition keys."""
+    return access.frn("command", command.id), access.command_context(command.document_name)
+
+
+def _node_contexts(
+    session: Session, documents: dict[str, str], pairs: list[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Condition keys of acting on invocations, per (command id, node id): the node's
+    tags and the command's document."""
+    tags = node_store.read_tags(session, {n for _, n in pairs})
+    return {
+        (c, n): {**access.command_context(documents.get(c)), **access.node_context(tags[n])}
+        for c, n in pairs
+    }
+
+
+def _readable(
+    caller: Caller, action_name: str
+) -> Callable[[Session, list[Invocation]], list[Invocation]]:
+    """Keep the invocations the caller may read: each is decided on its node."""
+
+    def keep(session: Session, rows: list[Invocation]) -> list[Invocation]:
+        ids = {r.command_id for r in rows}
+        documents = dict(
+            session.execute(select(Command.id, Command.document_name).where(Command.id.in_(ids)))
+            .tuples()
+            .all()
+        )
+        contexts = _node_contexts(session, documents, [(r.command_id, r.node_id) for r in rows])
+        return [
+            r
+            for r in rows
+            if caller.allows(
+                action_name, access.frn("node", r.node_id), contexts[(r.command_id, r.node_id)]
+            )
+        ]
+
+    return keep
+
+
+def _require_invocation(session: Session, caller: Caller, command: Command, node_id: str) -> None:
+    documents = {command.id: command.document_name}
+    context = _node_contexts(session, documents, [(command.id, node_id)])[(command.id, node_id)]
+    caller.require("GetCommandInvocation", access.frn("node", node_id), context)
+
+
+def _cancellable(
+    session: Session, caller: Caller, command: Command, node_ids: list[str] | None
+) -> list[str] | None:
+    """The nodes the caller may cancel this command on (None: all of them). A node
+    named and not allowed refuses the request; otherwise the nodes not allowed are
+    left running (each recorded as a denial), unless that is all of them."""
+    wanted = node_ids or list(
+        session.execute(select(Invocation.node_id).where(Invocation.command_id == command.id))
+        .scalars()
+        .all()
+    )
+    tags = node_store.read_tags(session, wanted)
+    context = access.command_context(command.document_name)
+    if node_ids:
+        for node_id in node_ids:
+            node = {**context, **access.node_context(tags.get(node_id, {}))}
+            caller.require("CancelCommand", access.frn("node", node_id), node)
+        return node_ids
+    nodes = [Candidate(id=n, tags=tags[n]) for n in wanted]
+    denied = caller.denied_nodes("CancelCommand", nodes, context)
+    if not denied:
+        return None
+    allowed = [n for n in wanted if n not in denied]
+    if not allowed:
+        first = access.frn("node", wanted[0])
+        decision = caller.decide(
+            "CancelCommand", first, {**context, **access.node_context(tags[wanted[0]])}
+        )
+        raise deny(caller, access.action_name("CancelCommand"), first, decision)
+    return allowed
 
 
 def _range(header: str | None, total: int) -> tuple[int, int]:

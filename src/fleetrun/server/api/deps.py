@@ -1,22 +1,30 @@
 """What routes share: the server state, and the caller behind the bearer token.
 
-`authorize("SendCommand")` is the dependency every operator route declares; it
-authenticates the token and asks the authorizer about the action. The action is also
-written into the OpenAPI document (`x-fleetrun-action`), so a test can walk every
-route and check that none is left open.
+`authorize("SendCommand")` is the dependency every operator route declares: it
+authenticates the token, holds the principal to its request rate, reads its effective
+policies (afresh: a change counts from the next request) and decides the action before
+the route runs (see `fleetrun.server.authz`). With `resource="policy/{name}"` the
+decision is final there; without, the route decides per resource once it has loaded it.
+The action is also written into the OpenAPI document (`x-fleetrun-action`), so a test
+can walk every route and check that none is left open.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from fastapi import Request
 
-from fleetrun.core.errors import AccessDeniedError, AuthenticationError
-from fleetrun.server.authz import Caller
+from fleetrun.core import access
+from fleetrun.core.errors import AuthenticationError, LimitExceededError
+from fleetrun.server.audit import AuditEntry
+from fleetrun.server.authz import Caller, deny, gate
 from fleetrun.server.state import ServerState
-from fleetrun.server.store import tokens as token_store
+from fleetrun.server.store import principals as principal_store
 
 MISSING_CREDENTIALS = (
     "This request needs an API token: pass --token, set FLEETRUN_TOKEN, or run `fleetrun login`."
@@ -32,6 +40,11 @@ def state_of(request: Request) -> ServerState:
     return state
 
 
+def audit_entry(request: Request) -> AuditEntry | None:
+    entry: AuditEntry | None = getattr(request.state, "audit", None)
+    return entry
+
+
 def bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -44,27 +57,57 @@ async def authenticate(request: Request) -> Caller:
     token = bearer(request)
     if token is None:
         raise AuthenticationError(MISSING_CREDENTIALS)
-    row = await state_of(request).db.read(lambda s: token_store.read_valid_token(s, token))
-    if row is None:
+    state = state_of(request)
+    identity = await state.db.read(lambda s: principal_store.identify(s, token))
+    if identity is None:
         raise AuthenticationError(WRONG_CREDENTIALS)
-    token_id, principal = row
+    entry = audit_entry(request)
+    if entry is not None:
+        entry.principal = identity.principal
+    wait_s = state.throttle.take(identity.principal, time.monotonic())
+    if wait_s is not None:
+        raise LimitExceededError(
+            f"{identity.principal} is over its request rate ({state.throttle.rate_per_s:g} "
+            f"per second): retry in {math.ceil(wait_s)} second(s), and slow the script down.",
+            retry_after_s=wait_s,
+        )
     return Caller(
-        principal=principal,
-        token_id=token_id,
+        principal=identity.principal,
+        token_id=identity.token_id,
         source_ip=request.client.host if request.client else None,
+        attributes={"kind": identity.kind},
+        policies=identity.policies,
+        request_id=getattr(request.state, "request_id", None),
+        on_denied=partial(state.audit.denied, entry),
+        on_allowed=partial(_note_resource, entry),
     )
 
 
-def authorize(action: str) -> Callable[[Request], Awaitable[Caller]]:
-    full = f"fleetrun:{action}"
+def _note_resource(entry: AuditEntry | None, resource: str) -> None:
+    """The audit record names the first resource a route decided on."""
+    if entry is not None and entry.resource is None:
+        entry.resource = resource
+
+
+def authorize(action: str, resource: str | None = None) -> Callable[[Request], Awaitable[Caller]]:
+    """The dependency for an operator route doing `action`. `resource` is "*" (the
+    operation has no resource) or a template of the path's parameters, such as
+    "policy/{name}"; leave it out when the route decides per loaded resource."""
+    full = access.action_name(action)
 
     async def dependency(request: Request) -> Caller:
+        entry = audit_entry(request)
+        if entry is not None:
+            entry.action = full
         caller = await authenticate(request)
-        if not await state_of(request).authorizer.allowed(caller, full):
-            raise AccessDeniedError(
-                f"{caller.principal} may not perform {full}: ask an administrator for a "
-                "policy that allows it."
-            )
+        concrete = _resource(resource, request.path_params)
+        if entry is not None:
+            entry.resource = concrete
+        decision = gate(caller, full, concrete)
+        if not decision.allowed:
+            raise deny(caller, full, concrete or "*", decision)
+        if entry is not None:
+            entry.decision = "allow"
         request.state.caller = caller
         request.state.action = full
         return caller
@@ -73,6 +116,12 @@ def authorize(action: str) -> Callable[[Request], Awaitable[Caller]]:
     return dependency
 
 
+def _resource(template: str | None, params: dict[str, Any]) -> str | None:
+    if template is None or template == "*":
+        return template
+    return access.PREFIX + template.format(**params)
+
+
 def action(name: str) -> dict[str, Any]:
     """Route keyword arguments that record the action in the OpenAPI document."""
-    return {"openapi_extra": {"x-fleetrun-action": f"fleetrun:{name}"}}
+    return {"openapi_extra": {"x-fleetrun-action": access.action_name(name)}}

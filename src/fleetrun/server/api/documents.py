@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, status
 
+from fleetrun.core import access
 from fleetrun.schemas import documents as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server.api.deps import action, authorize, state_of
@@ -12,6 +13,7 @@ from fleetrun.server.db import Tx
 from fleetrun.server.store import documents as store
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
+DOCUMENT = "document/{name}"
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, **action("CreateDocument"))
@@ -20,6 +22,8 @@ async def create_document(
     body: schemas.DocumentCreate,
     caller: Annotated[Caller, Depends(authorize("CreateDocument"))],
 ) -> schemas.Document:
+    caller.require("CreateDocument", access.frn("document", body.name))
+
     def create(tx: Tx) -> schemas.Document:
         row = store.create_document(tx.session, body, caller.principal)
         return store.read_document(tx.session, row.name, str(row.version))
@@ -32,7 +36,7 @@ async def update_document(
     request: Request,
     name: str,
     body: schemas.DocumentUpdate,
-    caller: Annotated[Caller, Depends(authorize("UpdateDocument"))],
+    caller: Annotated[Caller, Depends(authorize("UpdateDocument", DOCUMENT))],
 ) -> schemas.Document:
     """Add a version (the default version stays until it is set)."""
 
@@ -47,14 +51,17 @@ async def update_document(
 async def list_documents(
     request: Request, caller: Annotated[Caller, Depends(authorize("ListDocuments"))]
 ) -> Page[schemas.DocumentSummary]:
-    return Page(items=await state_of(request).db.read(store.read_documents))
+    found = await state_of(request).db.read(store.read_documents)
+    return Page(
+        items=[d for d in found if caller.allows("ListDocuments", access.frn("document", d.name))]
+    )
 
 
 @router.get("/{name}", **action("GetDocument"))
 async def get_document(
     request: Request,
     name: str,
-    caller: Annotated[Caller, Depends(authorize("GetDocument"))],
+    caller: Annotated[Caller, Depends(authorize("GetDocument", DOCUMENT))],
     version: Annotated[str | None, Query(description="a number, $LATEST or $DEFAULT")] = None,
 ) -> schemas.Document:
     return await state_of(request).db.read(lambda s: store.read_document(s, name, version))
@@ -65,7 +72,7 @@ async def set_default_version(
     request: Request,
     name: str,
     body: schemas.DefaultVersion,
-    caller: Annotated[Caller, Depends(authorize("UpdateDocumentDefaultVersion"))],
+    caller: Annotated[Caller, Depends(authorize("UpdateDocumentDefaultVersion", DOCUMENT))],
 ) -> schemas.Document:
     return await state_of(request).db.write(
         lambda tx: store.set_default_version(tx.session, name, body.version)
@@ -86,7 +93,9 @@ async def sign_document(
 
 @router.delete("/{name}", status_code=204, **action("DeleteDocument"))
 async def delete_document(
-    request: Request, name: str, caller: Annotated[Caller, Depends(authorize("DeleteDocument"))]
+    request: Request,
+    name: str,
+    caller: Annotated[Caller, Depends(authorize("DeleteDocument", DOCUMENT))],
 ) -> None:
     """Delete a document and all its versions. Commands sent with it keep their steps."""
     await state_of(request).db.write(lambda tx: store.delete_document(tx.session, name))

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
 
+from fleetrun.core import access
 from fleetrun.core.protocol import CLOSE_NODE_UNKNOWN
 from fleetrun.core.tags import parse_tags
 from fleetrun.core.targets import check
@@ -34,7 +35,13 @@ async def list_nodes(
     def read(session: Session) -> list[schemas.Node]:
         nodes = store.read_nodes(session, ping_status=ping_status, tags=tags)
         node_tags = store.read_tags(session, (n.id for n in nodes))
-        return [store.to_schema(n, node_tags[n.id]) for n in nodes]
+        return [
+            store.to_schema(n, node_tags[n.id])
+            for n in nodes
+            if caller.allows(
+                "ListNodes", access.frn("node", n.id), access.node_context(node_tags[n.id])
+            )
+        ]
 
     return Page(items=await state_of(request).db.read(read))
 
@@ -67,6 +74,9 @@ async def delete_node(
     state = state_of(request)
 
     def delete(tx: Tx) -> None:
+        found = store.read_node(tx.session, node_id)
+        tags = store.read_tags(tx.session, [found.id])[found.id]
+        caller.require("DeleteNode", access.frn("node", found.id), access.node_context(tags))
         node = store.delete_node(tx.session, node_id)
         touched = invocation_store.undeliverable(tx.session, node.id)
         state.refresh_commands(tx, touched)
@@ -81,6 +91,8 @@ async def get_node(
 ) -> schemas.Node:
     def read(session: Session) -> schemas.Node:
         node = store.read_node(session, node_id)
-        return store.to_schema(node, store.read_tags(session, [node.id])[node.id])
+        tags = store.read_tags(session, [node.id])[node.id]
+        caller.require("GetNode", access.frn("node", node.id), access.node_context(tags))
+        return store.to_schema(node, tags)
 
     return await state_of(request).db.read(read)

@@ -41,10 +41,11 @@ MAX_BATCH_BYTES = 8 * 1024 * 1024  # and about this much output
 
 
 class HandshakeError(Exception):
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: int, reason: str, node_id: str | None = None) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.node_id = node_id
 
 
 class Gateway:
@@ -73,10 +74,14 @@ class Gateway:
 
     async def serve(self, ws: WebSocket) -> None:
         await ws.accept()
+        address = ws.client.host if ws.client else None
         try:
             session = await self._handshake(ws)
         except HandshakeError as exc:
             log.info("agent handshake refused: %s", exc.reason)
+            self.state.audit.agent(
+                "agent:Connect", exc.node_id, source_ip=address, decision="deny", reason=exc.reason
+            )
             await ws.close(exc.code, exc.reason)
             return
         except (WebSocketDisconnect, TimeoutError, protocol.ProtocolError) as exc:
@@ -88,10 +93,24 @@ class Gateway:
             log.exception("agent handshake failed on the server side")
             await _close_quietly(ws, 1011, "server error")
             return
+        self.state.audit.agent(
+            "agent:Connect",
+            session.node_id,
+            source_ip=address,
+            session_id=session.session_id,
+            agent_version=session.agent_version,
+        )
         try:
             await self._run(session)
         finally:
             await self._end(session)
+            self.state.audit.agent(
+                "agent:Disconnect",
+                session.node_id,
+                source_ip=address,
+                session_id=session.session_id,
+                reason=session.close_reason,
+            )
 
     async def _handshake(self, ws: WebSocket) -> AgentSession:
         nonce = secrets.token_urlsafe(32)
@@ -101,9 +120,11 @@ class Gateway:
             raise HandshakeError(protocol.CLOSE_PROTOCOL, "expected hello")
         node = await self.state.db.read(lambda s: s.get(Node, hello.node_id))
         if node is None or node.deleted_at is not None:
-            raise HandshakeError(protocol.CLOSE_NODE_UNKNOWN, "node unknown or deregistered")
+            raise HandshakeError(
+                protocol.CLOSE_NODE_UNKNOWN, "node unknown or deregistered", hello.node_id
+            )
         if abs(hello.time_ms / 1000 - time.time()) > MAX_CLOCK_SKEW_S:
-            raise HandshakeError(protocol.CLOSE_AUTH_FAILED, "clock skew too large")
+            raise HandshakeError(protocol.CLOSE_AUTH_FAILED, "clock skew too large", node.id)
         try:
             key = Ed25519PublicKey.from_public_bytes(base64.b64decode(node.public_key))
             key.verify(
@@ -111,8 +132,9 @@ class Gateway:
                 protocol.hello_message(nonce, hello.node_id, hello.time_ms),
             )
         except (InvalidSignature, ValueError) as exc:
-            raise HandshakeError(protocol.CLOSE_AUTH_FAILED, "bad signature") from exc
+            raise HandshakeError(protocol.CLOSE_AUTH_FAILED, "bad signature", node.id) from exc
         session = AgentSession(ws, node.id, secrets.token_hex(8), hello.running)
+        session.agent_version = hello.agent_version
         old = self.sessions.get(node.id)
         self.sessions[node.id] = session
         if old is not None:

@@ -22,6 +22,8 @@ class AgentSession:
         self.sent_invokes: dict[str, float] = {}  # invocation id -> monotonic time sent
         self.last_frame_at = time.monotonic()
         self.closed = asyncio.Event()
+        self.agent_version: str | None = None
+        self.close_reason: str | None = None  # why the server closed it, for the audit log
         self._send_lock = asyncio.Lock()
 
     async def send(self, frame: protocol._Frame) -> bool:
@@ -41,6 +43,7 @@ class AgentSession:
         if self.closed.is_set():
             return
         self.closed.set()
+        self.close_reason = reason
         if self.ws.application_state == WebSocketState.CONNECTED:
             try:
                 await self.ws.close(code, reason)

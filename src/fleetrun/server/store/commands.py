@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, load_only
 from sqlalchemy.sql.elements import ColumnElement
 
-from fleetrun.core import documents, ratecontrol, sealing, targets
+from fleetrun.core import access, documents, ratecontrol, sealing, targets
 from fleetrun.core.errors import ConflictError, NotFoundError, ValidationError
 from fleetrun.core.ids import is_uuid, new_uuid
 from fleetrun.core.statuses import (
@@ -26,6 +27,7 @@ from fleetrun.core.statuses import (
     summarize,
 )
 from fleetrun.schemas import commands as schemas
+from fleetrun.server.authz import Caller
 from fleetrun.server.store import documents as document_store
 from fleetrun.server.store import groups as group_store
 from fleetrun.server.store import nodes as node_store
@@ -43,14 +45,22 @@ from fleetrun.server.store.tables import (
 # How long past a command's expiry a running invocation may stay without a word from
 # its agent before the server gives up on it.
 LOST_GRACE_S = 60
+ACCESS_DENIED_MESSAGE = "The sender may not run commands on this node (fleetrun:SendCommand)."
 
 
 def create_command(
-    session: Session, body: schemas.CommandCreate, *, principal: str | None
+    session: Session,
+    body: schemas.CommandCreate,
+    *,
+    principal: str | None,
+    caller: Caller | None = None,
 ) -> Command:
     doc = document_store.resolve(session, body.document_name, body.document_version)
-    params = documents.bind_parameters(doc.content, body.parameters)
     run_as = (body.run_as or "").strip() or None
+    conditions = access.command_context(doc.name, body.parameters, run_as)
+    if caller is not None:  # SendCommand is decided on the document, then on each node
+        caller.require("SendCommand", access.frn("document", doc.name), conditions)
+    params = documents.bind_parameters(doc.content, body.parameters)
     steps = documents.resolve_steps(
         doc.content, params, documents.StepOptions(run_as=run_as, args=list(body.arguments))
     )
@@ -75,8 +85,9 @@ def create_command(
     )
     max_errors = ratecontrol.check_errors(body.max_errors or ratecontrol.DEFAULT_MAX_ERRORS)
     wanted = targets.check(list(body.targets))
-    node_ids = resolve_targets(session, wanted)
-    secrets = _check_secrets(body, node_ids, params)
+    node_ids, candidates = _resolve(session, wanted)
+    denied = _denied_targets(caller, candidates, node_ids, conditions)
+    secrets = _check_secrets(body, [n for n in node_ids if n not in denied], params, denied)
     now = utcnow()
     count = len(node_ids)
     command = Command(
@@ -110,18 +121,42 @@ def create_command(
     )
     session.add(command)
     session.flush()
-    _add_invocations(session, command, node_ids, now, secrets)
+    _add_invocations(session, command, node_ids, now, secrets, denied)
     refresh_command(session, command.id)  # releases the first invocations
     return command
 
 
 def resolve_targets(session: Session, wanted: list[targets.Target]) -> list[str]:
     """The ids of the nodes these (checked) targets select now."""
+    return _resolve(session, wanted)[0]
+
+
+def _resolve(
+    session: Session, wanted: list[targets.Target]
+) -> tuple[list[str], list[targets.Candidate]]:
+    """The selected node ids, and the candidates (with their tags) they came from."""
     named = [v for t in wanted if t.key == "NodeIds" for v in t.values]
     if named:
         node_store.read_nodes_by_ids(session, named)  # ids the caller named must exist
     expanded = group_store.expand(session, wanted)
-    return targets.select(expanded, node_store.candidates(session, expanded, strict=False))
+    candidates = node_store.candidates(session, expanded, strict=False)
+    return targets.select(expanded, candidates), candidates
+
+
+def _denied_targets(
+    caller: Caller | None,
+    candidates: list[targets.Candidate],
+    node_ids: list[str],
+    conditions: dict[str, Any],
+) -> set[str]:
+    """The selected nodes the caller may not send to (SendCommand on each node, with its
+    tags): they get an invocation in AccessDenied, and the others still run."""
+    if caller is None:
+        return set()
+    selected = set(node_ids)
+    return caller.denied_nodes(
+        "SendCommand", (c for c in candidates if c.id in selected), conditions
+    )
 
 
 def _in_range(value: int | None, what: str, default: int, low: int, high: int) -> int:
@@ -133,11 +168,15 @@ def _in_range(value: int | None, what: str, default: int, low: int, high: int) -
 
 
 def _check_secrets(
-    body: schemas.CommandCreate, node_ids: list[str], params: Mapping[str, object]
+    body: schemas.CommandCreate,
+    node_ids: list[str],
+    params: Mapping[str, object],
+    denied: Collection[str] = (),
 ) -> dict[str, dict[str, object]]:
-    """Sealed secrets per node: exactly one set for every target, sealed values only."""
-    given = body.secret_parameters
-    if not given:
+    """Sealed secrets per node: exactly one set for every target that will run, sealed
+    values only (those sealed for a node the sender may not act on are dropped)."""
+    given = {k: v for k, v in (body.secret_parameters or {}).items() if k not in denied}
+    if not body.secret_parameters:
         return {}
     if set(given) != set(node_ids):
         missing = sorted(set(node_ids) - set(given))
@@ -177,24 +216,33 @@ def _add_invocations(
     node_ids: list[str],
     now: datetime,
     secrets: dict[str, dict[str, object]],
+    denied: Collection[str] = (),
 ) -> None:
+    """One Pending invocation per node; AccessDenied (final at once) where the sender
+    may not act."""
     names = _names(session, node_ids)
-    rows = [
-        {
-            "id": new_uuid(),
-            "command_id": command.id,
-            "node_id": node_id,
-            "node_name": names.get(node_id),
-            "seq": seq,
-            "status": InvocationStatus.PENDING.value,
-            "status_detail": StatusDetail.PENDING.value,
-            "requested_at": now,
-            "last_seq": 0,
-            "secrets": secrets.get(node_id),
-            "updated_at": now,
-        }
-        for seq, node_id in enumerate(node_ids)
-    ]
+    pending = (InvocationStatus.PENDING.value, None, None)
+    refused = (InvocationStatus.ACCESS_DENIED.value, now, ACCESS_DENIED_MESSAGE)
+    rows = []
+    for seq, node_id in enumerate(node_ids):
+        status, ended_at, message = refused if node_id in denied else pending
+        rows.append(
+            {
+                "id": new_uuid(),
+                "command_id": command.id,
+                "node_id": node_id,
+                "node_name": names.get(node_id),
+                "seq": seq,
+                "status": status,
+                "status_detail": status,
+                "requested_at": now,
+                "ended_at": ended_at,
+                "message": message,
+                "last_seq": 0,
+                "secrets": secrets.get(node_id),
+                "updated_at": now,
+            }
+        )
     for start in range(0, len(rows), 500):
         chunk = rows[start : start + 500]
         session.execute(insert(Invocation), chunk)
@@ -247,7 +295,10 @@ def read_commands(
     *,
     limit: int = 50,
     cursor: str | None = None,
+    keep: Callable[[Command], bool] | None = None,
 ) -> tuple[list[Command], str | None]:
+    """Newest first, a page at a time. With `keep` (what the caller may read), a page
+    holds kept commands only, reading on until `limit` are found."""
     filters = filters or CommandFilter()
     query = select(Command).order_by(Command.requested_at.desc(), Command.id.desc())
     if filters.status:
@@ -269,16 +320,27 @@ def read_commands(
         query = query.where(
             Command.id.in_(select(Invocation.command_id).where(Invocation.node_id.in_(tagged)))
         )
-    if cursor:
-        at, last_id = decode_cursor(cursor)
-        query = query.where(
-            or_(Command.requested_at < at, and_(Command.requested_at == at, Command.id < last_id))
-        )
-    rows = list(session.execute(query.limit(limit + 1)).scalars())
-    next_cursor = None
-    if len(rows) > limit:
-        next_cursor = encode_cursor(rows[limit - 1].requested_at, rows[limit - 1].id)
-    return rows[:limit], next_cursor
+    kept: list[Command] = []
+    while True:
+        page = query
+        if cursor:
+            at, last_id = decode_cursor(cursor)
+            page = query.where(
+                or_(
+                    Command.requested_at < at,
+                    and_(Command.requested_at == at, Command.id < last_id),
+                )
+            )
+        rows = list(session.execute(page.limit(limit + 1)).scalars())
+        for row in rows[:limit]:
+            if keep is None or keep(row):
+                kept.append(row)
+            if len(kept) == limit:
+                more = row is not rows[-1]
+                return kept, encode_cursor(row.requested_at, row.id) if more else None
+        if len(rows) <= limit:
+            return kept, None
+        cursor = encode_cursor(rows[limit - 1].requested_at, rows[limit - 1].id)
 
 
 @dataclass

@@ -3,7 +3,7 @@ them (acks, output, states), and how they are read back."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -165,10 +165,13 @@ def read_page(
     details: bool,
     limit: int,
     cursor: str | None,
+    keep: Callable[[Session, list[Invocation]], list[Invocation]] | None = None,
 ) -> Page[schemas.Invocation]:
     """A page of invocations as the API shows them; with `details`, their steps and
-    output tails (never the full output)."""
+    output tails (never the full output). `keep` drops what the caller may not read."""
     rows, next_cursor = read_invocations(session, filters, limit=limit, cursor=cursor)
+    if keep is not None:
+        rows = keep(session, rows)
     steps = read_steps_of(session, [r.id for r in rows]) if details else {}
     plans: dict[str, list[dict[str, Any]]] = {}
     if details:

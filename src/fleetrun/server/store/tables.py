@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -68,6 +69,101 @@ class ApiToken(Base):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+class Principal(Base):
+    """A user or service account: what tokens authenticate as, what policies attach to."""
+
+    __tablename__ = "principals"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # user or service
+    description: Mapped[str | None] = mapped_column(String(256))
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
+class Policy(Base):
+    """A custom policy: its document kept as the operator wrote it (built-in policies
+    live in code, in fleetrun.core.access)."""
+
+    __tablename__ = "policies"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    description: Mapped[str | None] = mapped_column(String(256))
+    document: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Role(Base):
+    __tablename__ = "roles"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    description: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class RolePolicy(Base):
+    """A policy of a role, by name (custom or built-in)."""
+
+    __tablename__ = "role_policies"
+
+    role: Mapped[str] = mapped_column(
+        String(128), ForeignKey("roles.name", ondelete="CASCADE"), primary_key=True
+    )
+    policy: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Attachment(Base):
+    """A policy or a role attached to a principal, by name."""
+
+    __tablename__ = "principal_attachments"
+    __table_args__ = (Index("ix_principal_attachments_kind_name", "kind", "name"),)
+
+    principal: Mapped[str] = mapped_column(
+        String(64), ForeignKey("principals.name", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # policy or role
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    attached_at: Mapped[datetime]
+
+
+class AuditRecord(Base):
+    """One audited event: an API request, a decision, an agent session. Append-only:
+    the database refuses UPDATE and DELETE, and the hash chain shows what got past."""
+
+    __tablename__ = "audit_records"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # request, decision, agent
+    principal: Mapped[str | None] = mapped_column(String(64), index=True)
+    action: Mapped[str | None] = mapped_column(String(128), index=True)
+    resource: Mapped[str | None] = mapped_column(String(512))
+    decision: Mapped[str | None] = mapped_column(String(8))  # allow, deny
+    source_ip: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    method: Mapped[str | None] = mapped_column(String(8))
+    path: Mapped[str | None] = mapped_column(String(512))
+    status: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The newest record's number and hash, kept apart (one row): the writer locks it
+    to extend the chain, and `verify` compares the chain's end with it."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class Activation(Base):

@@ -1,4 +1,5 @@
-"""API tokens: random secrets shown once and stored only as SHA-256 hashes."""
+"""API tokens: random secrets shown once and stored only as SHA-256 hashes. Each
+belongs to a principal; deleting the principal deletes its tokens."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from datetime import datetime
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from fleetrun.core.ids import new_uuid
-from fleetrun.server.store.tables import ApiToken, utcnow
+from fleetrun.core.errors import NotFoundError
+from fleetrun.core.ids import is_uuid, new_uuid
+from fleetrun.schemas import access as schemas
+from fleetrun.server.store.tables import ApiToken, Principal, utcnow
 
 PREFIX = "frt_"
 
@@ -32,6 +35,11 @@ def create_token(
     token: str | None = None,
 ) -> tuple[ApiToken, str]:
     """A new token row and its plaintext (the only time the plaintext exists)."""
+    if session.get(Principal, principal) is None:
+        raise NotFoundError(
+            f"No principal {principal!r} exists; create it with `fleetrun principals create "
+            f"{principal}`."
+        )
     token = token or new_token()
     row = ApiToken(
         id=new_uuid(),
@@ -47,9 +55,12 @@ def create_token(
 
 
 def read_valid_token(session: Session, token: str) -> tuple[str, str] | None:
-    """(token id, principal) of a token that is neither revoked nor expired."""
+    """(token id, principal) of a token that is neither revoked nor expired, and whose
+    principal still exists."""
     row = session.execute(
-        select(ApiToken.id, ApiToken.principal).where(
+        select(ApiToken.id, ApiToken.principal)
+        .join(Principal, Principal.name == ApiToken.principal)
+        .where(
             ApiToken.token_hash == hash_token(token),
             ApiToken.revoked_at.is_(None),
             or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > utcnow()),
@@ -65,3 +76,39 @@ def token_exists(session: Session, token: str) -> bool:
 
 def touch_token(session: Session, token_id: str) -> None:
     session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
+
+
+def read_token(session: Session, token_id: str) -> ApiToken:
+    row = session.get(ApiToken, token_id) if is_uuid(token_id) else None
+    if row is None:
+        raise NotFoundError(f"No token {token_id} exists; see `fleetrun tokens list`.")
+    return row
+
+
+def read_tokens(session: Session, principal: str | None = None) -> list[ApiToken]:
+    query = select(ApiToken).order_by(ApiToken.principal, ApiToken.created_at)
+    if principal is not None:
+        query = query.where(ApiToken.principal == principal)
+    return list(session.execute(query).scalars())
+
+
+def revoke_token(session: Session, token_id: str) -> ApiToken:
+    """Revoke a token (idempotent): it stops working on the next request."""
+    row = read_token(session, token_id)
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return row
+
+
+def to_schema(row: ApiToken) -> schemas.Token:
+    now = utcnow()
+    return schemas.Token(
+        id=row.id,
+        principal=row.principal,
+        description=row.description,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
+        active=row.revoked_at is None and (row.expires_at is None or row.expires_at > now),
+    )

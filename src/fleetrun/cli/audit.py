@@ -1,0 +1,139 @@
+"""`fleetrun audit list|export|verify`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from fleetrun.cli import render
+from fleetrun.cli.base import api_options, options
+from fleetrun.core import audit as chain
+from fleetrun.core.durations import parse_duration
+from fleetrun.core.errors import ValidationError
+
+
+def parse_since(text: str | None) -> datetime | None:
+    """`1h` (that long ago) or an ISO 8601 time (UTC unless it says otherwise)."""
+    if not text:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return datetime.now(UTC) - timedelta(seconds=parse_duration(text))
+        except ValidationError:
+            raise ValidationError(
+                f"--since {text!r} is neither a duration (e.g. 1h, 7d) nor a time "
+                "(e.g. 2026-01-31T08:00:00Z)."
+            ) from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+@click.group("audit")
+@api_options
+def audit() -> None:
+    """The audit log: every API request and agent session, hash-chained."""
+
+
+@audit.command("list")
+@click.option("--since", default=None, help="A duration (1h, 7d) or a time (ISO 8601).")
+@click.option("--principal", default=None, help="Only this principal's records.")
+@click.option(
+    "--action", "action_", default=None, help="Only this action, e.g. fleetrun:SendCommand."
+)
+@click.option("--limit", type=click.IntRange(1, 100000), default=100, show_default=True)
+@api_options
+@click.pass_context
+def list_records(
+    ctx: click.Context, since: str | None, principal: str | None, action_: str | None, limit: int
+) -> None:
+    """List audit records, newest first."""
+    opts = options(ctx)
+    found = opts.client().list_audit_records(
+        since=parse_since(since), principal=principal, action=action_, limit=limit
+    )
+    if opts.json:
+        return render.emit_json(found)
+    render.table(
+        ["SEQ", "TIME", "PRINCIPAL", "ACTION", "RESOURCE", "DECISION", "STATUS", "FROM"],
+        (
+            [
+                r.seq,
+                render.when(r.at),
+                r.principal or "-",
+                r.action or f"{r.method or ''} {r.path or ''}".strip() or "-",
+                r.resource or "-",
+                render.status("Success" if r.decision == "allow" else "Failed")
+                if r.decision
+                else "-",
+                r.status if r.status is not None else "-",
+                r.source_ip or "-",
+            ]
+            for r in found
+        ),
+        empty="No audit records match.",
+    )
+
+
+@audit.command("export")
+@click.option("--since", default=None, help="A duration (1h, 7d) or a time (ISO 8601).")
+@api_options
+@click.pass_context
+def export_records(ctx: click.Context, since: str | None) -> None:
+    """Write every record, oldest first, as JSON lines (with the chain's hashes)."""
+    for record in options(ctx).client().export_audit_records(since=parse_since(since)):
+        sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+@audit.command("verify")
+@click.option(
+    "--file",
+    "file_",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Check an export (JSON lines) offline instead of the server's log.",
+)
+@api_options
+@click.pass_context
+def verify(ctx: click.Context, file_: Path | None) -> None:
+    """Recompute the hash chain; name the first record missing or altered (exit 1)."""
+    opts = options(ctx)
+    if file_ is not None:
+        verdict = chain.verify(_lines(file_))
+        data = {
+            "ok": verdict.ok,
+            "records": verdict.records,
+            "first_bad_seq": verdict.first_bad_seq,
+            "problem": verdict.problem,
+            "message": verdict.message,
+        }
+    else:
+        data = opts.client().verify_audit_log().model_dump()
+    if opts.json:
+        render.emit_json(data)
+    elif data["ok"]:
+        render.out.print(data["message"], style="green", markup=False)
+    else:
+        render.err.print(data["message"], style="red", markup=False)
+    ctx.exit(0 if data["ok"] else 1)
+
+
+def _lines(path: Path) -> list[dict[str, object]]:
+    records = []
+    with path.open() as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValidationError(
+                    f"Line {number} of {path} is not JSON ({exc.msg}): give an export of "
+                    "`fleetrun audit export`."
+                ) from None
+    return records

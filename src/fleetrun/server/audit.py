@@ -1,0 +1,211 @@
+"""The audit log as the server writes it: every API request, every decision that
+skipped a target, every agent session.
+
+Requests put an `AuditEntry` in a queue (from the event loop or a database thread);
+one writer appends whatever gathered in one transaction to the hash chain (group
+commit), so auditing costs a request no extra round trip. Readers of the log flush
+the queue first, so they see every request answered before theirs. At shutdown the
+queue is written out; a crash can lose only the batch being gathered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fleetrun.server.authz import Denial
+from fleetrun.server.store import audit as audit_store
+
+if TYPE_CHECKING:
+    from fleetrun.server.db import Database, Tx
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+FLUSH_TIMEOUT_S = 10.0
+
+
+@dataclass
+class AuditEntry:
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    kind: str = "request"  # request, decision, agent
+    principal: str | None = None
+    action: str | None = None
+    resource: str | None = None
+    decision: str | None = None  # allow, deny
+    source_ip: str | None = None
+    request_id: str | None = None
+    method: str | None = None
+    path: str | None = None
+    status: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class AuditLog:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._pending: deque[AuditEntry] = deque()
+        self._lock = threading.Lock()
+        self._submitted = 0
+        self._written = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._written_changed: asyncio.Condition | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- what gets recorded -------------------------------------------------------
+
+    def submit(self, entry: AuditEntry) -> None:
+        """Queue a record; safe from any thread."""
+        with self._lock:
+            self._pending.append(entry)
+            self._submitted += 1
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(wake.set)
+
+    def denied(self, entry: AuditEntry | None, denial: Denial) -> None:
+        """A denial: the request's own record says so when the request failed with it;
+        a target skipped (a node of a command) gets a record of its own."""
+        detail: dict[str, Any] = {"reason": denial.reason}
+        if denial.matched_statements:
+            detail["matched_statements"] = denial.matched_statements
+        if denial.fails_request and entry is not None:
+            entry.decision = "deny"
+            entry.resource = denial.resource
+            entry.detail.update(detail)
+            return
+        self.submit(
+            AuditEntry(
+                kind="decision",
+                principal=denial.principal,
+                action=denial.action,
+                resource=denial.resource,
+                decision="deny",
+                source_ip=denial.source_ip,
+                request_id=denial.request_id,
+                detail=detail,
+            )
+        )
+
+    def agent(
+        self,
+        action: str,
+        node_id: str | None,
+        *,
+        source_ip: str | None,
+        decision: str = "allow",
+        **detail: Any,
+    ) -> None:
+        self.submit(
+            AuditEntry(
+                kind="agent",
+                action=action,
+                resource=f"frn:fleetrun:node/{node_id}" if node_id else None,
+                decision=decision,
+                source_ip=source_ip,
+                detail={k: v for k, v in detail.items() if v is not None},
+            )
+        )
+
+    # -- the writer ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._written_changed = asyncio.Condition()
+        self._task = asyncio.create_task(self._run(), name="audit-writer")
+        self._wake.set()
+
+    async def stop(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.flush(), FLUSH_TIMEOUT_S)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._pending:
+            log.error("%d audit record(s) could not be written at shutdown", len(self._pending))
+
+    async def flush(self) -> None:
+        """Wait until every record queued so far is in the database."""
+        target = self._submitted
+        if self._written >= target or self._written_changed is None or self._wake is None:
+            return
+        self._wake.set()
+        async with self._written_changed:
+            await self._written_changed.wait_for(lambda: self._written >= target)
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                with self._lock:
+                    batch = [
+                        self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))
+                    ]
+                try:
+                    await self.db.write(partial(_append, batch))
+                except Exception:
+                    log.exception("writing %d audit record(s) failed; retrying", len(batch))
+                    with self._lock:
+                        self._pending.extendleft(reversed(batch))
+                    await asyncio.sleep(1.0)
+                    continue
+                self._written += len(batch)
+                assert self._written_changed is not None
+                async with self._written_changed:
+                    self._written_changed.notify_all()
+
+
+def _append(batch: list[AuditEntry], tx: Tx) -> None:
+    audit_store.append_records(tx.session, [asdict(e) for e in batch])
+
+
+class AuditMiddleware:
+    """Give every /v1 HTTP request an audit entry (routes and the authorizer fill in
+    principal, action, resource and decision) and queue it with the status answered."""
+
+    def __init__(self, app: ASGIApp, audit: AuditLog) -> None:
+        self.app = app
+        self.audit = audit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        client = scope.get("client")
+        entry = AuditEntry(
+            source_ip=client[0] if client else None,
+            request_id=state.get("request_id"),
+            method=scope["method"],
+            path=scope["path"],
+        )
+        state["audit"] = entry
+        done = False
+
+        async def send_audited(message: Message) -> None:
+            nonlocal done
+            if message["type"] == "http.response.start" and not done:
+                entry.status = int(message["status"])
+                self.audit.submit(entry)
+                done = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_audited)
+        finally:
+            if not done:
+                entry.status = entry.status or 500
+                self.audit.submit(entry)
