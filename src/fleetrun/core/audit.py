@@ -38,15 +38,24 @@ FIELDS = (
 )
 
 
-def _plain(value: Any) -> Any:
+def _time(value: Any) -> Any:
+    """Times as UTC ISO 8601 with microseconds, however they were written (an export
+    may say ...Z where the database gave +00:00)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
     if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
         return value.astimezone(UTC).isoformat(timespec="microseconds")
     return value
 
 
 def canonical(record: Mapping[str, Any]) -> bytes:
     """The bytes hashed for a record: its fields in a fixed order, as compact JSON."""
-    fields = [_plain(record.get(name)) for name in FIELDS]
+    fields = [_time(record.get(name)) if name == "at" else record.get(name) for name in FIELDS]
     return json.dumps(fields, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
 

@@ -1,0 +1,189 @@
+"""The access-control commands of `fleetrun`, run as an operator would run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.e2e import test_cli
+
+
+def cli(fleet, *args, env=None):
+    """`fleetrun ARGS` against the fleet, or with no server at all (fleet None)."""
+    if fleet is not None:
+        return test_cli.cli(fleet, *args, env=env)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FLEETRUN_")}
+    base["FLEETRUN_CONFIG"] = os.devnull
+    base["FLEETRUN_SERVER"] = "http://127.0.0.1:9"  # nothing listens: offline must not ask
+    return subprocess.run(
+        [sys.executable, "-m", "fleetrun", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        timeout=120,
+    )
+
+
+WEB_ONLY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Sid": "Read", "Effect": "Allow", "Action": "fleetrun:List*", "Resource": "*"},
+        {
+            "Sid": "WebOnly",
+            "Effect": "Allow",
+            "Action": "fleetrun:SendCommand",
+            "Resource": "frn:fleetrun:node/*",
+            "Condition": {"StringEquals": {"fleetrun:ResourceTag/role": ["web"]}},
+        },
+        {
+            "Sid": "NotOnFriday",
+            "Effect": "Deny",
+            "Action": "fleetrun:SendCommand",
+            "Resource": "*",
+            "Condition": {"ForAnyValue:StringEquals": {"fleetrun:Parameter/commands": ["reboot"]}},
+        },
+    ],
+}
+
+
+def test_principals_tokens_policies_and_roles_from_the_command_line(fleet, tmp_path):
+    assert cli(fleet, "principals", "create", "ci-bot", "--kind", "service").returncode == 0
+    policy = tmp_path / "web.json"
+    policy.write_text(json.dumps(WEB_ONLY, indent=2))
+    created = cli(fleet, "policies", "create", "web-only", "--file", str(policy))
+    assert created.returncode == 0, created.stderr
+    assert "Created policy web-only (3 statement(s))" in created.stdout
+    role = cli(
+        fleet, "roles", "create", "web-ops", "--policy", "web-only", "--policy", "ReadOnlyAccess"
+    )
+    assert role.returncode == 0, role.stderr
+    attach = cli(fleet, "principals", "attach", "ci-bot", "--role", "web-ops")
+    assert attach.returncode == 0 and "role web-ops" in attach.stdout
+    token = cli(fleet, "tokens", "create", "--principal", "ci-bot", "--expires", "30d", "--json")
+    assert token.returncode == 0, token.stderr
+    secret = json.loads(token.stdout)["token"]
+    assert secret.startswith("frt_")
+    me = cli(fleet, "whoami", "--json", env={"FLEETRUN_TOKEN": secret})
+    assert json.loads(me.stdout)["principal"] == "ci-bot"
+    listed = cli(fleet, "tokens", "list", "--principal", "ci-bot", "--json")
+    assert secret not in listed.stdout and len(json.loads(listed.stdout)) == 1
+    shown = cli(fleet, "principals", "show", "ci-bot")
+    assert "role web-ops" in shown.stdout and "service" in shown.stdout
+    assert "web-only" in cli(fleet, "policies", "list").stdout
+    assert json.loads(cli(fleet, "policies", "show", "web-only").stdout) == WEB_ONLY
+    assert "ReadOnlyAccess" in cli(fleet, "roles", "show", "Reader").stdout
+    denied = cli(fleet, "principals", "list", env={"FLEETRUN_TOKEN": secret})
+    assert denied.returncode == 0  # List* is allowed
+    refused = cli(fleet, "principals", "delete", "admin", env={"FLEETRUN_TOKEN": secret})
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("fleetrun: ci-bot may not perform fleetrun:DeletePrincipal")
+    revoke = cli(fleet, "tokens", "revoke", json.loads(token.stdout)["id"])
+    assert revoke.returncode == 0
+    after = cli(fleet, "whoami", env={"FLEETRUN_TOKEN": secret})
+    assert after.returncode == 1 and "not valid" in after.stderr
+    assert cli(fleet, "principals", "detach", "ci-bot", "--role", "web-ops").returncode == 0
+    assert cli(fleet, "roles", "delete", "web-ops").returncode == 0
+    assert cli(fleet, "policies", "delete", "web-only").returncode == 0
+    assert cli(fleet, "principals", "delete", "ci-bot").returncode == 0
+
+
+def test_a_malformed_policy_file_is_refused_in_one_sentence(fleet, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        '{\n  "Version": "2012-10-17",\n  "Statement": [\n    {"Effect": "Allow",}\n  ]\n}\n'
+    )
+    done = cli(fleet, "policies", "create", "bad", "--file", str(bad))
+    assert done.returncode == 1
+    assert "Policy 'bad' is not valid JSON at line 4" in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    wrong_ip = tmp_path / "ip.json"
+    statement = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+    statement["Condition"] = {"NotIpAddress": {"fleetrun:SourceIp": ["10.0.0.0/8", "10.1.1"]}}
+    wrong_ip.write_text(json.dumps({"Version": "2012-10-17", "Statement": [statement]}))
+    done = cli(fleet, "policies", "create", "ip", "--file", str(wrong_ip))
+    assert done.returncode == 1 and "'10.1.1' is not an IP address or CIDR range" in done.stderr
+    offline = cli(None, "policy", "validate", str(wrong_ip))
+    assert offline.returncode == 1 and "Statement 1" in offline.stderr
+    assert "bad" not in cli(fleet, "policies", "list").stdout
+
+
+def test_simulate_offline_with_policy_files_and_contexts(tmp_path):
+    policy = tmp_path / "web.json"
+    policy.write_text(json.dumps(WEB_ONLY))
+    node = "frn:fleetrun:node/n-0123456789abcdef0"
+    args = ["policy", "simulate", "--policy-file", str(policy), "--action", "SendCommand"]
+    allow = cli(
+        None, *args, "--resource", node, "--context", "fleetrun:ResourceTag/role=web", "--json"
+    )
+    assert allow.returncode == 0, allow.stderr
+    assert json.loads(allow.stdout) == {
+        "decision": "allow",
+        "matched_statements": [
+            {"policy": "web.json", "index": 2, "sid": "WebOnly", "effect": "Allow"}
+        ],
+    }
+    deny = cli(None, *args, "--resource", node, "--context", "fleetrun:ResourceTag/role=db")
+    assert deny.returncode == 1
+    assert deny.stdout.splitlines() == [
+        "deny",
+        f"No statement allows fleetrun:SendCommand on {node}.",
+    ]
+    context = tmp_path / "context.json"
+    context.write_text(
+        json.dumps(
+            {
+                "fleetrun:ResourceTag/role": "web",
+                "fleetrun:Parameter/commands": ["uptime", "reboot"],
+            }
+        )
+    )
+    explicit = cli(None, *args, "--resource", node, "--context-file", str(context), "--json")
+    assert explicit.returncode == 1
+    assert json.loads(explicit.stdout)["matched_statements"][0]["sid"] == "NotOnFriday"
+    repeated = cli(
+        None,
+        *args,
+        "--resource",
+        node,
+        "--context",
+        "fleetrun:ResourceTag/role=web",
+        "--context",
+        "fleetrun:Parameter/commands=ls",
+        "--context",
+        "fleetrun:Parameter/commands=reboot",
+        "--json",
+    )
+    assert json.loads(repeated.stdout)["decision"] == "deny"
+    neither = cli(None, "policy", "simulate", "--action", "SendCommand")
+    assert neither.returncode == 1 and "--principal NAME, or --policy-file" in neither.stderr
+
+
+def test_simulate_against_a_principal_on_the_server(fleet, tmp_path):
+    policy = tmp_path / "web.json"
+    policy.write_text(json.dumps(WEB_ONLY))
+    assert cli(fleet, "principals", "create", "sim").returncode == 0
+    assert cli(fleet, "policies", "create", "web-only", "--file", str(policy)).returncode == 0
+    assert cli(fleet, "principals", "attach", "sim", "--policy", "web-only").returncode == 0
+    done = cli(
+        fleet,
+        "policy",
+        "simulate",
+        "--principal",
+        "sim",
+        "--action",
+        "fleetrun:SendCommand",
+        "--resource",
+        "frn:fleetrun:node/n-0123456789abcdef0",
+        "--context",
+        "fleetrun:ResourceTag/role=web",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["matched_statements"][0]["sid"] == "WebOnly"
+    human = cli(fleet, "policy", "simulate", "--principal", "sim", "--action", "ListNodes")
+    assert human.returncode == 0
+    assert human.stdout.splitlines()[1].startswith(
+        "Statement 1 (Sid Read) of policy 'web-only' allows"
+    )
