@@ -468,3 +468,145 @@ def test_principal_names_and_requests_are_checked(shared_fleet):
         json={"document": json.dumps(doc(READ)), "typo": 1},
     )
     assert response.status_code == 400 and "'typo' is not a known field" in response.text
+
+
+WEB_NODES_ONLY = {
+    "Effect": "Allow",
+    "Action": ["fleetrun:SendCommand", "fleetrun:CancelCommand", "fleetrun:ListNodes"],
+    "Resource": "frn:fleetrun:node/*",
+    "Condition": {"StringEquals": {"fleetrun:ResourceTag/role": "web"}},
+}
+ANY_DOCUMENT = {
+    "Effect": "Allow",
+    "Action": "fleetrun:SendCommand",
+    "Resource": "frn:fleetrun:document/*",
+}
+GROUPS_AND_COMMANDS = {
+    "Effect": "Allow",
+    "Action": [
+        "fleetrun:GetGroup",
+        "fleetrun:ListGroups",
+        "fleetrun:GetCommand",
+        "fleetrun:ListCommandInvocations",
+    ],
+    "Resource": "*",
+}
+
+
+def test_a_group_is_decided_per_member_node_when_sent_to_and_when_read(shared_fleet):
+    admin = shared_fleet.client
+    everyone = [n.id for n in admin.list_nodes()]
+    admin.create_group("everyone", node_ids=everyone)
+    client = principal(
+        shared_fleet, "group-user", doc(WEB_NODES_ONLY, ANY_DOCUMENT, GROUPS_AND_COMMANDS)
+    )
+    nodes = nodes_by_role(shared_fleet)
+    assert sorted(client.get_group("everyone").members) == sorted(
+        [nodes["web01"].id, nodes["web02"].id]
+    )
+    assert len(admin.get_group("everyone").members) == 3
+    command = client.send_command(script="true", group="everyone")
+    done = client.wait(command.id, timeout_s=60)
+    assert done.counts == {"Success": 2, "AccessDenied": 1}
+
+
+def test_cancel_is_decided_per_node(shared_fleet):
+    admin = shared_fleet.client
+    nodes = nodes_by_role(shared_fleet)
+    client = principal(
+        shared_fleet, "canceller", doc(WEB_NODES_ONLY, ANY_DOCUMENT, GROUPS_AND_COMMANDS)
+    )
+    command = admin.send_command(script="sleep 30", all_nodes=True, max_concurrency="100%")
+    wait_for(
+        lambda: admin.get_command(command.id).counts.get("InProgress") == 3,
+        timeout_s=60,
+        what="all three running",
+    )
+    with pytest.raises(AccessDeniedError, match="CancelCommand on frn:fleetrun:node/"):
+        client.cancel_command(command.id, node_ids=[nodes["db03"].id])
+    client.cancel_command(command.id)  # the web nodes only
+    wait_for(
+        lambda: (
+            {
+                i.node_name: i.status
+                for i in admin.list_invocations(command.id)
+                if i.status not in ("Cancelling", "InProgress")
+            }.keys()
+            >= {"web01", "web02"}
+        ),
+        timeout_s=60,
+        what="the web nodes cancelled",
+    )
+    states = {i.node_name: i.status for i in admin.list_invocations(command.id)}
+    assert states["web01"] == states["web02"] == "Cancelled"
+    assert states["db03"] == "InProgress"
+    admin.cancel_command(command.id)
+    assert admin.wait(command.id, timeout_s=60).status == "Cancelled"
+
+
+def test_documents_are_resources_of_their_own(shared_fleet):
+    admin = shared_fleet.client
+    content = json.dumps(
+        {
+            "schemaVersion": "2.2",
+            "description": "say hello",
+            "mainSteps": [
+                {
+                    "action": "runShellScript",
+                    "name": "hello",
+                    "inputs": {"runCommand": ["echo hello"]},
+                }
+            ],
+        }
+    )
+    admin.create_document("Team-Hello", content)
+    client = principal(
+        shared_fleet,
+        "team-docs",
+        doc(
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "fleetrun:ListDocuments",
+                    "fleetrun:GetDocument",
+                    "fleetrun:UpdateDocument",
+                ],
+                "Resource": "frn:fleetrun:document/Team-*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": "fleetrun:CreateDocument",
+                "Resource": "frn:fleetrun:document/Team-*",
+            },
+        ),
+    )
+    assert [d.name for d in client.list_documents()] == ["Team-Hello"]
+    assert client.get_document("Team-Hello").name == "Team-Hello"
+    with pytest.raises(AccessDeniedError):
+        client.get_document("RunShellScript")
+    with pytest.raises(AccessDeniedError, match="CreateDocument on frn:fleetrun:document/Other"):
+        client.create_document("Other-Doc", content)
+    client.create_document("Team-Bye", content)
+    with pytest.raises(AccessDeniedError):
+        client.delete_document("Team-Bye")
+
+
+def test_deleting_a_node_is_decided_on_that_node(fleet):
+    [web] = fleet.add_agents(1, tags={"role": "web"})
+    [db] = fleet.add_agents(1, tags={"role": "db"}, prefix="db")
+    client = principal(
+        fleet,
+        "janitor",
+        doc(
+            {
+                "Effect": "Allow",
+                "Action": "fleetrun:DeleteNode",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"fleetrun:ResourceTag/role": "db"}},
+            }
+        ),
+    )
+    with pytest.raises(AccessDeniedError):
+        client.delete_node(web.node_id)
+    client.delete_node(db.node_id)
+    assert [n.id for n in fleet.client.list_nodes()] == [web.node_id]
