@@ -7,6 +7,8 @@ import re
 import httpx
 import pytest
 
+from fleetrun.core import access
+
 DUMMY = {
     "node_id": "n-00000000000000000",
     "command_id": "00000000-0000-4000-8000-000000000000",
@@ -35,6 +37,8 @@ def test_every_operator_route_needs_a_valid_token_and_names_its_action(shared_fl
     checked = 0
     for path, method, op, concrete in _operator_routes(url):
         assert op.get("x-fleetrun-action", "").startswith("fleetrun:"), (method, path)
+        # Registered in the vocabulary, so roles, docs and policy checks know it.
+        assert op["x-fleetrun-action"].split(":", 1)[1] in access.ACTIONS, (method, path)
         for headers in ({}, {"authorization": "Bearer frt_wrong"}, {"authorization": "Basic x"}):
             response = httpx.request(method, url + concrete, headers=headers, json={})
             assert response.status_code == 401, (method, path, headers, response.text)

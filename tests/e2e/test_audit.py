@@ -112,6 +112,9 @@ def test_agent_sessions_are_recorded(fleet):
     assert disconnect.action == "agent:Disconnect" and disconnect.resource == resource
     assert connect.detail["session_id"] == disconnect.detail["session_id"]
     assert connect.source_ip == "127.0.0.1" and connect.detail["agent_version"]
+    [register] = fleet.client.list_audit_records(action="agent:Register")
+    assert (register.principal, register.status) == (None, 201)
+    assert register.detail["node_id"] == agent.node_id
 
 
 def test_the_database_refuses_to_change_or_delete_a_record(fleet):

@@ -238,7 +238,7 @@ def check_vocabulary(policy: Policy, known_actions: Iterable[str]) -> None:
     known = [action_name(a) for a in known_actions]
     label = f"Policy {policy.name!r}" if policy.name else "The policy"
     for statement in policy.statements:
-        place = statement.describe().replace(f" of policy {policy.name!r}", "")
+        place = statement.place()
         for pattern in statement.actions:
             if pattern.lower().startswith(SERVICE + ":") and not any(
                 action_matches(pattern, a) for a in known

@@ -235,6 +235,10 @@ class Statement:
         sid = f" (Sid {self.sid})" if self.sid else ""
         return f"statement {self.index}{sid} of policy {self.policy!r}"
 
+    def place(self) -> str:
+        """Where it is, as refusals name it: Statement 2 (Sid 'X')."""
+        return _place(self.index, self.sid)
+
 
 @dataclass(frozen=True, slots=True)
 class Policy:

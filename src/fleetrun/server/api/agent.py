@@ -8,7 +8,7 @@ from fastapi.responses import PlainTextResponse
 
 from fleetrun.core.errors import NotFoundError
 from fleetrun.schemas.agent import RegisterRequest, RegisterResponse
-from fleetrun.server.api.deps import state_of
+from fleetrun.server.api.deps import audit_entry, state_of
 from fleetrun.server.db import Tx
 from fleetrun.server.store import activations as activation_store
 from fleetrun.server.store import nodes as node_store
@@ -18,11 +18,18 @@ router = APIRouter(prefix="/v1/agent", tags=["agent"])
 
 @router.post("/register", status_code=status.HTTP_201_CREATED)
 async def register(request: Request, body: RegisterRequest) -> RegisterResponse:
+    entry = audit_entry(request)
+    if entry is not None:
+        entry.action = "agent:Register"
+        entry.resource = f"frn:fleetrun:activation/{body.activation_id}"
+
     def register_node(tx: Tx) -> RegisterResponse:
         activation = activation_store.consume_activation(
             tx.session, body.activation_id, body.activation_code
         )
         node = node_store.create_node(tx.session, activation, body)
+        if entry is not None:
+            entry.detail["node_id"] = node.id
         return RegisterResponse(node_id=node.id, name=node.name)
 
     return await state_of(request).db.write(register_node)
