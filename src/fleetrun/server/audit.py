@@ -5,7 +5,8 @@ Requests put an `AuditEntry` in a queue (from the event loop or a database threa
 one writer appends whatever gathered in one transaction to the hash chain (group
 commit), so auditing costs a request no extra round trip. Readers of the log flush
 the queue first, so they see every request answered before theirs. At shutdown the
-queue is written out; a crash can lose only the batch being gathered.
+queue is written out; a crash can lose only the batch being gathered (at most
+LINGER_S of records: a batch waits that long for company unless a reader asks).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
 FLUSH_TIMEOUT_S = 10.0
+LINGER_S = 0.05  # gather records this long before a write, unless a reader waits
 
 
 @dataclass
@@ -59,6 +61,7 @@ class AuditLog:
         self._written = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        self._urgent: asyncio.Event | None = None  # a reader waits: write now
         self._written_changed: asyncio.Condition | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -122,6 +125,7 @@ class AuditLog:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()
         self._written_changed = asyncio.Condition()
         self._task = asyncio.create_task(self._run(), name="audit-writer")
         self._wake.set()
@@ -138,17 +142,24 @@ class AuditLog:
     async def flush(self) -> None:
         """Wait until every record queued so far is in the database."""
         target = self._submitted
-        if self._written >= target or self._written_changed is None or self._wake is None:
+        if self._written >= target or self._written_changed is None:
             return
+        assert self._wake is not None
+        assert self._urgent is not None
+        self._urgent.set()
         self._wake.set()
         async with self._written_changed:
             await self._written_changed.wait_for(lambda: self._written >= target)
 
     async def _run(self) -> None:
         assert self._wake is not None
+        assert self._urgent is not None
         while True:
             await self._wake.wait()
+            with contextlib.suppress(TimeoutError):  # a request or two rarely come alone
+                await asyncio.wait_for(self._urgent.wait(), LINGER_S)
             self._wake.clear()
+            self._urgent.clear()
             while self._pending:
                 with self._lock:
                     batch = [

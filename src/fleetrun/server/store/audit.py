@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from fleetrun.core import audit as chain
@@ -38,9 +38,10 @@ def append_records(session: Session, entries: Sequence[Mapping[str, Any]]) -> in
         record["seq"] = seq
         record["detail"] = dict(record.get("detail") or {})
         digest = chain.chain_hash(prev, record)
-        rows.append(AuditRecord(**record, prev_hash=prev, hash=digest))
+        rows.append({**record, "prev_hash": prev, "hash": digest})
         prev = digest
-    session.add_all(rows)
+    if rows:
+        session.execute(insert(AuditRecord), rows)
     head.seq, head.hash = seq, prev
     return seq
 

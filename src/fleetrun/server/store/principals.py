@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from fleetrun.core import access
@@ -31,22 +31,34 @@ class Identity:
 
 
 def identify(session: Session, token: str) -> Identity | None:
-    """The identity behind a token (None when it is unknown, revoked or expired)."""
-    found = token_store.read_valid_token(session, token)
-    if found is None:
+    """The identity behind a token (None when it is unknown, revoked or expired), in
+    one query on every request (and two more only for custom roles and policies)."""
+    rows = session.execute(
+        select(ApiToken.id, ApiToken.principal, Principal.kind, Attachment.kind, Attachment.name)
+        .join(Principal, Principal.name == ApiToken.principal)
+        .outerjoin(Attachment, Attachment.principal == Principal.name)
+        .where(
+            ApiToken.token_hash == token_store.hash_token(token),
+            ApiToken.revoked_at.is_(None),
+            or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > utcnow()),
+        )
+        .order_by(Attachment.kind, Attachment.attached_at, Attachment.name)
+    ).all()
+    if not rows:
         return None
-    token_id, name = found
-    principal = session.get(Principal, name)
-    if principal is None:
-        return None
-    return Identity(token_id, name, principal.kind, tuple(effective_policies(session, name)))
+    token_id, name, kind = rows[0][0], rows[0][1], rows[0][2]
+    attached = [(k, n) for *_, k, n in rows if k is not None]
+    return Identity(token_id, name, kind, tuple(_policies(session, attached)))
 
 
 def effective_policies(session: Session, principal: str) -> list[ParsedPolicy]:
     """The principal's own policies, then its roles' policies."""
-    attached = read_attachments(session, principal)
-    direct = [a.name for a in attached if a.kind == "policy"]
-    roles = [a.name for a in attached if a.kind == "role"]
+    return _policies(session, [(a.kind, a.name) for a in read_attachments(session, principal)])
+
+
+def _policies(session: Session, attached: list[tuple[str, str]]) -> list[ParsedPolicy]:
+    direct = [name for kind, name in attached if kind == "policy"]
+    roles = [name for kind, name in attached if kind == "role"]
     return policy_store.load(session, [*direct, *role_store.role_policies(session, roles)])
 
 
