@@ -81,12 +81,12 @@ class Caller:
         """The nodes the caller may not act on (each decided with its own tags); every
         one is recorded as a denial that does not fail the request."""
         full = access.action_name(action)
+        base = self.context(context)
         denied = set()
         for node in nodes:
             resource = access.frn("node", node.id)
-            decision = self.decide(
-                full, resource, {**(context or {}), **access.node_context(node.tags)}
-            )
+            keys = {**base, **access.node_context(node.tags)}
+            decision = evaluate(self.policies, full, resource, keys)
             if not decision.allowed:
                 deny(self, full, resource, decision, fails_request=False)
                 denied.add(node.id)
@@ -114,7 +114,8 @@ def deny(
         source_ip=caller.source_ip,
         fails_request=fails_request,
     )
-    log.info("denied %s %s on %s: %s", caller.principal, action, resource, reason)
+    level = logging.INFO if fails_request else logging.DEBUG  # per-node ones: audit log
+    log.log(level, "denied %s %s on %s: %s", caller.principal, action, resource, reason)
     if caller.on_denied is not None:
         caller.on_denied(denial)
     on = f" on {resource}" if resource != "*" else ""
