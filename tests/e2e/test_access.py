@@ -610,3 +610,21 @@ def test_deleting_a_node_is_decided_on_that_node(fleet):
         client.delete_node(web.node_id)
     client.delete_node(db.node_id)
     assert [n.id for n in fleet.client.list_nodes()] == [web.node_id]
+
+
+def test_secrets_go_only_to_the_nodes_the_sender_may_act_on(shared_fleet):
+    client = principal(
+        shared_fleet,
+        "secret-sender",
+        doc(READ, WEB_NODES_ONLY, ANY_DOCUMENT, {**READ, "Action": "fleetrun:ListNodes"}),
+    )
+    command = client.send_command(
+        script='printf "%s" "$token" | wc -c',
+        all_nodes=True,
+        secret_parameters={"token": "s3cret-value"},
+    )
+    done = client.wait(command.id, timeout_s=60)
+    assert done.counts == {"Success": 2, "AccessDenied": 1}
+    outputs = {i.node_name: i.stdout for i in client.list_invocations(command.id, details=True)}
+    assert outputs["web01"].strip() == outputs["web02"].strip() == "12"
+    assert outputs["db03"] == ""

@@ -57,9 +57,11 @@ async def resolve_targets(
     def resolve(session: Session) -> list[ResolvedNode]:
         ids = command_store.resolve_targets(session, check(list(body.targets)))
         nodes = {n.id: n for n in store.read_nodes(session, ids=ids)}
+        tags = store.read_tags(session, ids)
         return [
             ResolvedNode(id=i, name=nodes[i].name, seal_public_key=nodes[i].seal_public_key)
             for i in ids
+            if caller.allows("ListNodes", access.frn("node", i), access.node_context(tags[i]))
         ]
 
     return await state_of(request).db.read(resolve)
