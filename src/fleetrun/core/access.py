@@ -30,7 +30,8 @@ from datetime import datetime
 from typing import Any
 
 from fleetrun.core.errors import ValidationError
-from fleetrun.core.policy import Policy, PolicyError, action_matches, parse_policy
+from fleetrun.core.matching import action_matches
+from fleetrun.core.policy import Policy, PolicyError, parse_policy
 
 PREFIX = "frn:fleetrun:"
 SERVICE = "fleetrun"
