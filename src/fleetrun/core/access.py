@@ -89,6 +89,7 @@ ACTIONS: dict[str, ActionSpec] = {
     "CreateDocument": _a("document", "admin", "create a document"),
     "UpdateDocument": _a("document", "admin", "add a version to a document"),
     "UpdateDocumentDefaultVersion": _a("document", "admin", "set the version commands use"),
+    "SignDocument": _a("document", "admin", "attach a publisher's signature to a version"),
     "ListDocuments": _a("document", "read", "list documents"),
     "GetDocument": _a("document", "read", "read a document (a version of it)"),
     "DeleteDocument": _a("document", "admin", "delete a document and its versions"),

@@ -84,7 +84,7 @@ async def sign_document(
     request: Request,
     name: str,
     body: schemas.DocumentSignature,
-    caller: Annotated[Caller, Depends(authorize("SignDocument"))],
+    caller: Annotated[Caller, Depends(authorize("SignDocument", DOCUMENT))],
 ) -> schemas.Document:
     """Attach a publisher's signature to a version (made offline with the publisher's
     key: `fleetrun documents sign`). Nodes that require signed documents verify it."""

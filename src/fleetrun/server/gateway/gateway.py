@@ -225,9 +225,20 @@ class Gateway:
             )
         except (InvalidSignature, ValueError):
             log.warning("node %s sent a key rotation without a valid proof", session.node_id)
+            self.state.audit.agent(
+                "agent:RotateKey",
+                session.node_id,
+                source_ip=None,
+                decision="deny",
+                session_id=session.session_id,
+                reason="no valid proof of the new key",
+            )
             return
         await self.state.db.write(partial(_set_public_key, session.node_id, frame.public_key))
         log.info("node %s rotated its identity key", session.node_id)
+        self.state.audit.agent(
+            "agent:RotateKey", session.node_id, source_ip=None, session_id=session.session_id
+        )
         await session.send(protocol.Rotated(public_key=frame.public_key))
 
     async def _apply_loop(self) -> None:

@@ -1,7 +1,7 @@
 """principals, policies, roles and the audit log
 
 Revision ID: 0200
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-21 17:53:14.268783
 """
 
@@ -17,7 +17,7 @@ APPEND_ONLY = "audit records are append-only"
 
 
 revision = "0200"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
