@@ -4,6 +4,8 @@ chain that names the first record altered or deleted behind the server's back.""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -247,3 +249,29 @@ def test_a_denied_reader_cannot_touch_the_audit_log(fleet):
             list(client.export_audit_records())
         with pytest.raises(AccessDeniedError):
             client.verify_audit_log()
+
+
+def test_key_rotations_and_refused_handshakes_are_recorded(fleet):
+    agent = fleet.add_agent()
+    old = (agent.state_dir / "key.pem").read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-m", "fleetrun.agent", "rotate-key", "--state-dir", str(agent.state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    agent.stop()
+    (agent.state_dir / "key.pem").write_bytes(old)  # a stolen, retired key
+    agent.start()
+    resource = f"frn:fleetrun:node/{agent.node_id}"
+
+    def refused():
+        found = fleet.client.list_audit_records(limit=1000)
+        return [r for r in found if r.action == "agent:Connect" and r.decision == "deny"]
+
+    denied = wait_for(refused, timeout_s=60, what="a refused handshake on record")[0]
+    assert denied.resource == resource and denied.detail["reason"] == "bad signature"
+    [rotation] = fleet.client.list_audit_records(action="agent:RotateKey")
+    assert (rotation.resource, rotation.decision) == (resource, "allow")
+    agent.stop()
