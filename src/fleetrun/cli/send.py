@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -138,6 +139,19 @@ def _document(text: str) -> tuple[str, str | None]:
     "never stored in clear, masked as *** in the output.",
 )
 @click.option("--comment", default=None, help="A note kept with the command (100 characters).")
+@click.option("--notify", default=None, metavar="CHANNEL", help="Notify this channel of changes.")
+@click.option(
+    "--notify-on",
+    default=None,
+    metavar="STATUSES",
+    help="Comma-separated: InProgress, Success, Failed, TimedOut, Cancelled (default all).",
+)
+@click.option(
+    "--notify-type",
+    type=click.Choice(["Command", "Invocation"]),
+    default=None,
+    help="One message per command status change (default), or per node's invocation.",
+)
 @click.option("--wait", is_flag=True, help="Wait, show progress, then each node's output.")
 @api_options
 @click.pass_context
@@ -159,6 +173,9 @@ def send(
     run_as: str | None,
     secret_params: tuple[str, ...],
     comment: str | None,
+    notify: str | None,
+    notify_on: str | None,
+    notify_type: str | None,
     wait: bool,
 ) -> None:
     """Run a script or a document on nodes and print the command id (or, with --wait,
@@ -194,6 +211,7 @@ def send(
         run_as=run_as,
         comment=comment,
         secret_parameters=_secrets(secret_params),
+        notification=_notification(notify, notify_on, notify_type),
     )
     if not wait:
         if opts.json:
@@ -213,6 +231,19 @@ def send(
         _print_results(command, invocations)
     if command.status != "Success":
         ctx.exit(1)
+
+
+def _notification(
+    channel: str | None, statuses: str | None, kind: str | None
+) -> dict[str, Any] | None:
+    if channel is None:
+        if statuses or kind:
+            raise ValidationError("--notify-on and --notify-type need --notify CHANNEL.")
+        return None
+    config: dict[str, Any] = {"channel": channel, "type": kind or "Command"}
+    if statuses:
+        config["events"] = [s.strip() for s in statuses.split(",") if s.strip()]
+    return config
 
 
 def counts_text(command: Command) -> str:

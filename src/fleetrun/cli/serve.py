@@ -52,6 +52,25 @@ from fleetrun.sdk import Client
     metavar="NAMES",
     help="Extra names or addresses for the self-signed certificate, comma-separated.",
 )
+@click.option(
+    "--delivery-max-attempts",
+    type=int,
+    default=None,
+    help="Attempts per event delivery before it is dead-lettered (default 8).",
+)
+@click.option("--smtp-host", default=None, help="SMTP server for email: targets.")
+@click.option("--smtp-port", type=int, default=None, help="SMTP port (default 587).")
+@click.option("--smtp-security", default=None, type=click.Choice(["starttls", "tls", "none"]))
+@click.option("--smtp-user", default=None, help="SMTP user name.")
+@click.option(
+    "--smtp-password-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Read the SMTP password from this file (or set FLEETRUN_SMTP_PASSWORD).",
+)
+@click.option("--smtp-from", default=None, help="Sender address of e-mails.")
+@click.option("--nats-url", default=None, help="NATS server for nats: targets.")
+@click.option("--redis-url", default=None, help="Redis server for redis: targets.")
 def server(
     host: str | None,
     port: int | None,
@@ -62,6 +81,15 @@ def server(
     tls_key: Path | None,
     tls_self_signed: bool | None,
     tls_san: str | None,
+    delivery_max_attempts: int | None,
+    smtp_host: str | None,
+    smtp_port: int | None,
+    smtp_security: str | None,
+    smtp_user: str | None,
+    smtp_password_file: Path | None,
+    smtp_from: str | None,
+    nats_url: str | None,
+    redis_url: str | None,
 ) -> None:
     """Run the fleetrun server (API, agent gateway, dispatcher) in the foreground."""
     from fleetrun.server.db import sync_url
@@ -79,12 +107,30 @@ def server(
             "tls_key": tls_key,
             "tls_self_signed": tls_self_signed,
             "tls_san": tls_san,
+            "delivery_max_attempts": delivery_max_attempts,
+            "smtp_host": smtp_host,
+            "smtp_port": smtp_port,
+            "smtp_security": smtp_security,
+            "smtp_user": smtp_user,
+            "smtp_password": _read_secret(smtp_password_file),
+            "smtp_from": smtp_from,
+            "nats_url": nats_url,
+            "redis_url": redis_url,
         }
     )
     sync_url(settings.effective_database_url)  # refuse a bad URL before starting
     if not settings.tls_self_signed:
         tls_files(settings)  # and TLS flags that do not fit together
     serve(settings)
+
+
+def _read_secret(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror}") from None
 
 
 @click.command("login")

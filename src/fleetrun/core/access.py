@@ -5,6 +5,7 @@ Every API operation is one action, `fleetrun:<Verb><Noun>`, decided on one resou
     frn:fleetrun:node/<id>         frn:fleetrun:command/<id>      frn:fleetrun:document/<name>
     frn:fleetrun:group/<name>      frn:fleetrun:activation/<id>   frn:fleetrun:principal/<name>
     frn:fleetrun:policy/<name>     frn:fleetrun:role/<name>
+    frn:fleetrun:rule/<name>       frn:fleetrun:channel/<name>
 
 or on `*` when the operation has no resource of its own (listing the audit log, creating
 an activation). Conditions may use these keys:
@@ -136,6 +137,23 @@ ACTIONS: dict[str, ActionSpec] = {
     "ListRoles": _a("role", "read", "list roles"),
     "GetRole": _a("role", "read", "read a role"),
     "DeleteRole": _a("role", "admin", "delete a role no principal has"),
+    # events, rules and notification channels
+    "ListEvents": _a("*", "read", "list the event log, or stream it as it happens"),
+    "CreateRule": _a(
+        "rule", "admin", "create a rule (command targets: also CreateToken on its principal)"
+    ),
+    "ListRules": _a("rule", "read", "list rules (never their target secrets)"),
+    "GetRule": _a("rule", "read", "read a rule (never its target secrets)"),
+    "EnableRule": _a("rule", "admin", "enable a rule"),
+    "DisableRule": _a("rule", "admin", "disable a rule"),
+    "DeleteRule": _a("rule", "admin", "delete a rule and its pending deliveries"),
+    "ListRuleDeliveries": _a("rule", "read", "list a rule's deliveries and their attempts"),
+    "RedriveRule": _a("rule", "admin", "retry a rule's dead-lettered deliveries"),
+    "CreateChannel": _a("channel", "admin", "create a notification channel"),
+    "ListChannels": _a("channel", "read", "list notification channels"),
+    "GetChannel": _a("channel", "read", "read a notification channel (never its secret)"),
+    "ListChannelDeliveries": _a("channel", "read", "list a channel's notifications sent"),
+    "DeleteChannel": _a("channel", "admin", "delete a notification channel"),
     # audit
     "ListAuditRecords": _a("*", "read", "list audit records"),
     "ExportAuditRecords": _a("*", "read", "export audit records as JSON lines"),

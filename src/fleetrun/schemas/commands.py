@@ -6,6 +6,7 @@ from pydantic import Field
 
 from fleetrun.core.targets import Target
 from fleetrun.schemas.base import Request, Response
+from fleetrun.schemas.events import Notification
 
 DEFAULT_EXECUTION_TIMEOUT_S = 3600
 MIN_EXECUTION_TIMEOUT_S = 1
@@ -40,6 +41,9 @@ class CommandCreate(Request):
         description="per node id: secrets sealed to that node (see POST /v1/targets/resolve); "
         "every target node needs its own, and they are never returned",
     )
+    notification: Notification | None = Field(
+        None, description="notify a channel when the command (or each invocation) changes"
+    )
 
 
 class SealedParameters(Request):
@@ -65,6 +69,7 @@ class CommandCancel(Request):
 
 class Command(Response):
     id: str
+    notification: Notification | None = None
     document_name: str
     document_version: str | None = None
     parameters: dict[str, list[str]] = Field(default_factory=dict)

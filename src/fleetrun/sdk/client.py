@@ -56,6 +56,17 @@ from fleetrun.schemas.documents import (
     DocumentSummary,
     DocumentUpdate,
 )
+from fleetrun.schemas.events import (
+    Channel,
+    ChannelCreate,
+    Delivery,
+    Event,
+    Notification,
+    Redriven,
+    Rule,
+    RuleCreate,
+    RuleTargetCreate,
+)
 from fleetrun.schemas.groups import Group, GroupCreate
 from fleetrun.schemas.nodes import Node
 
@@ -226,6 +237,7 @@ class Client:
         comment: str | None = None,
         secret_parameters: Mapping[str, str] | None = None,
         secret_arguments: Sequence[str] = (),
+        notification: Notification | Mapping[str, Any] | None = None,
     ) -> Command:
         """Send a command. `script` is the shorthand for RunShellScript's `commands`;
         `timeout_s` is the execution timeout per node.
@@ -253,6 +265,7 @@ class Client:
             max_concurrency=None if max_concurrency is None else str(max_concurrency),
             max_errors=None if max_errors is None else str(max_errors),
             run_as=run_as,
+            notification=notification,
         )
         if secret_parameters or secret_arguments:
             sealed = self.seal_for(
@@ -665,6 +678,131 @@ class Client:
 
     def verify_audit_log(self) -> AuditVerdict:
         return self._model(AuditVerdict, "GET", "/v1/audit/verify")
+
+    # -- events, rules and channels -----------------------------------------------------
+
+    def list_events(
+        self,
+        *,
+        since: datetime | None = None,
+        detail_type: str | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        """The newest `limit` events (matching the filters), newest first."""
+        params = {
+            "since": since.isoformat() if since else None,
+            "detail-type": detail_type,
+            "limit": min(limit, 1000),
+        }
+        page = self.request("GET", "/v1/events", params=params)
+        return [Event.model_validate(item) for item in page["items"]]
+
+    def stream_events(
+        self, *, pattern: Mapping[str, Any] | None = None, after: int | None = None
+    ) -> Iterator[Event]:
+        """Events as they happen (server-sent events), those matching `pattern` only;
+        from the sequence number `after` when given, else from now."""
+        params = _clean({"pattern": jsonlib.dumps(pattern) if pattern else None, "after": after})
+        try:
+            with self._http.stream(
+                "GET", "/v1/events/stream", params=params, timeout=httpx.Timeout(30, read=None)
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for(response)
+                data: list[str] = []
+                for line in response.iter_lines():
+                    if line.startswith("data:"):
+                        data.append(line[5:].strip())
+                    elif not line and data:
+                        yield Event.model_validate(jsonlib.loads("\n".join(data)))
+                        data = []
+        except httpx.TransportError as exc:
+            raise ConnectionError_(
+                f"Cannot reach the fleetrun server at {self.server} ({_reason(exc)})."
+            ) from exc
+
+    def create_rule(
+        self,
+        name: str,
+        *,
+        pattern: Mapping[str, Any],
+        targets: Sequence[str | RuleTargetCreate | Mapping[str, Any]],
+        principal: str | None = None,
+        description: str | None = None,
+        enabled: bool = True,
+    ) -> Rule:
+        """A rule: `targets` are "SCHEME:ADDRESS" strings, or objects with a webhook's
+        `secret` or a command's `input` template."""
+        body = build(
+            RuleCreate,
+            name=name,
+            pattern=dict(pattern),
+            targets=[_rule_target(t) for t in targets],
+            principal=principal,
+            description=description,
+            enabled=enabled,
+        )
+        return self._model(Rule, "POST", "/v1/rules", json=body.model_dump(exclude_none=True))
+
+    def list_rules(self) -> list[Rule]:
+        return list(self._items(Rule, "/v1/rules"))
+
+    def get_rule(self, name: str) -> Rule:
+        return self._model(Rule, "GET", f"/v1/rules/{_seg(name)}")
+
+    def enable_rule(self, name: str) -> Rule:
+        return self._model(Rule, "POST", f"/v1/rules/{_seg(name)}/enable")
+
+    def disable_rule(self, name: str) -> Rule:
+        return self._model(Rule, "POST", f"/v1/rules/{_seg(name)}/disable")
+
+    def delete_rule(self, name: str) -> None:
+        self.request("DELETE", f"/v1/rules/{_seg(name)}")
+
+    def list_rule_deliveries(
+        self, name: str, *, state: str | None = None, limit: int = 100
+    ) -> list[Delivery]:
+        params = {"state": state, "limit": min(limit, 1000)}
+        page = self.request("GET", f"/v1/rules/{_seg(name)}/deliveries", params=params)
+        return [Delivery.model_validate(item) for item in page["items"]]
+
+    def redrive_rule(self, name: str) -> Redriven:
+        return self._model(Redriven, "POST", f"/v1/rules/{_seg(name)}/redrive")
+
+    def create_channel(
+        self,
+        name: str,
+        *,
+        target: str,
+        secret: str | None = None,
+        description: str | None = None,
+    ) -> Channel:
+        body = build(
+            ChannelCreate, name=name, target=target, secret=secret, description=description
+        )
+        return self._model(Channel, "POST", "/v1/channels", json=body.model_dump(exclude_none=True))
+
+    def list_channels(self) -> list[Channel]:
+        return list(self._items(Channel, "/v1/channels"))
+
+    def get_channel(self, name: str) -> Channel:
+        return self._model(Channel, "GET", f"/v1/channels/{_seg(name)}")
+
+    def list_channel_deliveries(self, name: str, *, limit: int = 100) -> list[Delivery]:
+        page = self.request("GET", f"/v1/channels/{_seg(name)}/deliveries", params={"limit": limit})
+        return [Delivery.model_validate(item) for item in page["items"]]
+
+    def delete_channel(self, name: str) -> None:
+        self.request("DELETE", f"/v1/channels/{_seg(name)}")
+
+
+def _rule_target(target: str | RuleTargetCreate | Mapping[str, Any]) -> RuleTargetCreate:
+    if isinstance(target, RuleTargetCreate):
+        return target
+    if isinstance(target, str):
+        return build(RuleTargetCreate, target=target)
+    return build(RuleTargetCreate, **dict(target))
 
 
 def _seg(value: str) -> str:

@@ -30,12 +30,14 @@ from fleetrun.server.api import (
     audit,
     commands,
     documents,
+    events,
     groups,
     identity,
     nodes,
     policies,
     principals,
     roles,
+    rules,
     tokens,
 )
 from fleetrun.server.audit import AuditMiddleware
@@ -64,6 +66,9 @@ ROUTERS = (
     policies.router,
     roles.router,
     audit.router,
+    events.router,
+    rules.router,
+    rules.channels_router,
 )
 
 
@@ -118,10 +123,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.audit.start()
     state.dispatcher.start()
     state.gateway.start()
+    state.outbox.start()
     log.info("fleetrun %s serving; data in %s", __version__, state.settings.data_dir)
     try:
         yield
     finally:
+        await state.outbox.stop()
         await state.gateway.stop()
         await state.dispatcher.stop()
         await state.audit.stop()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fleetrun.server import events
 from fleetrun.server.authz import Denial
 from fleetrun.server.store import audit as audit_store
 
@@ -180,7 +181,26 @@ class AuditLog:
 
 
 def _append(batch: list[AuditEntry], tx: Tx) -> None:
+    """Append the records; each denial is an event as well, in the same transaction."""
     audit_store.append_records(tx.session, [asdict(e) for e in batch])
+    for entry in batch:
+        if entry.decision == "deny" and entry.kind in ("request", "decision"):
+            events.emit(
+                tx.session,
+                events.API_CALL_DENIED,
+                [entry.resource] if entry.resource and entry.resource != "*" else [],
+                {
+                    "principal": entry.principal,
+                    "action": entry.action,
+                    "resource": entry.resource,
+                    "reason": entry.detail.get("reason"),
+                    "source-ip": entry.source_ip,
+                    "request-id": entry.request_id,
+                    "path": entry.path,
+                    "kind": "request" if entry.kind == "request" else "target",
+                },
+                at=entry.at,
+            )
 
 
 class AuditMiddleware:

@@ -36,6 +36,22 @@ class Settings:
     tls_san: str = ""  # extra names/addresses for the self-signed certificate, comma-separated
     rate_limit_per_s: float = 50.0  # API requests per second per principal (0: no limit)
     rate_limit_burst: int = 200  # requests a principal may make at once above that rate
+    # events and their delivery (docs/events.md)
+    delivery_max_attempts: int = 8  # then the delivery is dead-lettered
+    delivery_base_s: float = 1.0  # first retry after about this long, doubling
+    delivery_cap_s: float = 300.0  # never waiting longer than this between attempts
+    delivery_timeout_s: float = 10.0  # one attempt (HTTP, SMTP, broker) may take this long
+    delivery_lease_s: float = 60.0  # a claimed delivery is taken up again after this
+    outbox_interval_s: float = 0.5  # how often the outbox looks for work when not woken
+    secret_key: str | None = None  # base64 of 32 bytes sealing target secrets (default: a file)
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: str = "starttls"  # starttls, tls or none
+    smtp_user: str | None = None
+    smtp_password: str | None = None  # FLEETRUN_SMTP_PASSWORD or --smtp-password-file
+    smtp_from: str = "fleetrun@localhost"
+    nats_url: str = "nats://127.0.0.1:4222"
+    redis_url: str = "redis://127.0.0.1:6379/0"
 
     @property
     def sqlite_path(self) -> Path:
@@ -53,6 +69,17 @@ class Settings:
     def admin_token_path(self) -> Path:
         return self.data_dir / "admin.token"
 
+    @property
+    def secret_key_path(self) -> Path:
+        return self.data_dir / "secret.key"
+
+    def __repr__(self) -> str:  # the SMTP password and the secret key stay out of logs
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("smtp_password", "secret_key"):
+            if shown[name]:
+                shown[name] = "***"
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
     @classmethod
     def load(
         cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
@@ -69,7 +96,13 @@ class Settings:
             if raw is None or raw == "":
                 continue
             values[f.name] = _convert(f.name, f.type, raw)
-        return cls(**values)
+        settings = cls(**values)
+        if settings.smtp_security not in ("starttls", "tls", "none"):
+            raise ValidationError(
+                f"Setting smtp_security must be starttls, tls or none, not "
+                f"{settings.smtp_security!r}."
+            )
+        return settings
 
 
 def _convert(name: str, type_: Any, raw: Any) -> Any:

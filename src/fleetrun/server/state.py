@@ -12,7 +12,9 @@ from fleetrun.server.changes import Changes
 from fleetrun.server.db import Database, Tx
 from fleetrun.server.dispatcher import Dispatcher
 from fleetrun.server.gateway.gateway import Gateway
+from fleetrun.server.outbox import Outbox
 from fleetrun.server.output import OutputStore
+from fleetrun.server.secretbox import SecretBox
 from fleetrun.server.settings import Settings
 from fleetrun.server.store import commands as command_store
 
@@ -28,8 +30,12 @@ class ServerState:
     throttle: TokenBuckets = field(init=False)
     gateway: Gateway = field(init=False)
     dispatcher: Dispatcher = field(init=False)
+    outbox: Outbox = field(init=False)
+    secrets: SecretBox = field(init=False)
 
     def __post_init__(self) -> None:
+        self.secrets = SecretBox.load(self.settings.secret_key, self.settings.secret_key_path)
+        self.outbox = Outbox(self)
         self.audit = AuditLog(self.db)
         self.throttle = TokenBuckets(self.settings.rate_limit_per_s, self.settings.rate_limit_burst)
         self.gateway = Gateway(self)

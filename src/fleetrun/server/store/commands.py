@@ -17,6 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from fleetrun.core import access, documents, ratecontrol, sealing, targets
 from fleetrun.core.errors import ConflictError, NotFoundError, ValidationError
+from fleetrun.core.events import NOTIFY_STATUSES
 from fleetrun.core.ids import is_uuid, new_uuid
 from fleetrun.core.statuses import (
     TERMINAL_INVOCATION,
@@ -27,6 +28,7 @@ from fleetrun.core.statuses import (
     summarize,
 )
 from fleetrun.schemas import commands as schemas
+from fleetrun.server import events
 from fleetrun.server.authz import Caller
 from fleetrun.server.store import documents as document_store
 from fleetrun.server.store import groups as group_store
@@ -34,6 +36,7 @@ from fleetrun.server.store import nodes as node_store
 from fleetrun.server.store.invocations import record_transition, transition
 from fleetrun.server.store.paging import decode_cursor, encode_cursor, status_clause
 from fleetrun.server.store.tables import (
+    Channel,
     Command,
     Invocation,
     InvocationTransition,
@@ -118,12 +121,35 @@ def create_command(
         counts={},
         version=0,
         updated_at=now,
+        notification=_notification(session, body),
     )
     session.add(command)
     session.flush()
+    events.command_changed(session, command)
     _add_invocations(session, command, node_ids, now, secrets, denied)
     refresh_command(session, command.id)  # releases the first invocations
     return command
+
+
+def _notification(session: Session, body: schemas.CommandCreate) -> dict[str, Any] | None:
+    """The command's notification configuration, checked: the channel exists, the
+    statuses are ones that notify."""
+    config = body.notification
+    if config is None:
+        return None
+    if session.get(Channel, config.channel) is None:
+        raise ValidationError(
+            f"No channel {config.channel!r} exists to notify: create it with "
+            "`fleetrun channels create`, or list them with `fleetrun channels list`."
+        )
+    wrong = [s for s in config.events if s not in NOTIFY_STATUSES]
+    if wrong or not config.events:
+        raise ValidationError(
+            f"Notification status {wrong[0] if wrong else ''!r} does not notify: choose among "
+            + ", ".join(NOTIFY_STATUSES)
+            + " (Pending and Cancelling never notify)."
+        )
+    return config.model_dump()
 
 
 def resolve_targets(session: Session, wanted: list[targets.Target]) -> list[str]:
@@ -246,6 +272,7 @@ def _add_invocations(
     for start in range(0, len(rows), 500):
         chunk = rows[start : start + 500]
         session.execute(insert(Invocation), chunk)
+        events.invocations_changed(session, chunk)
         session.execute(
             insert(InvocationTransition),
             [
@@ -428,11 +455,17 @@ def refresh_command(session: Session, command_id: str) -> Refreshed:
     }
     if all(getattr(command, k) == v for k, v in new.items()):
         return result
+    status_changed = (command.status, command.status_detail) != (
+        new["status"],
+        new["status_detail"],
+    )
     for key, value in new.items():
         setattr(command, key, value)
     command.version += 1
     command.updated_at = utcnow()
     result.changed = True
+    if status_changed:
+        events.command_changed(session, command)
     return result
 
 
@@ -479,6 +512,18 @@ def _terminate_waiting(session: Session, command_id: str) -> None:
                 StatusDetail.ERROR_THRESHOLD_EXCEEDED,
                 now,
             )
+        ended = session.execute(
+            select(
+                Invocation.command_id,
+                Invocation.node_id,
+                Invocation.node_name,
+                Invocation.requested_at,
+                Invocation.status,
+                Invocation.status_detail,
+                Invocation.exit_code,
+            ).where(Invocation.id.in_(chunk))
+        )
+        events.invocations_changed(session, [dict(row) for row in ended.mappings()])
 
 
 def expire(session: Session, now: datetime) -> set[str]:
@@ -622,4 +667,5 @@ def to_schema(command: Command) -> schemas.Command:
         delivery_timed_out_count=command.delivery_timed_out_count,
         counts=command.counts,
         version=command.version,
+        notification=command.notification,
     )

@@ -22,6 +22,7 @@ from fleetrun.core.statuses import (
 )
 from fleetrun.schemas import commands as schemas
 from fleetrun.schemas.base import Page
+from fleetrun.server import events
 from fleetrun.server.output import (
     STDERR_TAIL_CHARS,
     STDOUT_TAIL_CHARS,
@@ -54,8 +55,12 @@ def transition(
     inv: Invocation,
     status: InvocationStatus,
     detail: StatusDetail | str,
+    *,
+    refusal: str | None = None,
     **fields: Any,
 ) -> None:
+    """Move an invocation to `status`: recorded as a transition and as an event
+    (`refusal`, the agent's reason, makes it a local-policy refusal as well)."""
     now = utcnow()
     inv.status = status.value
     inv.status_detail = str(detail)
@@ -65,6 +70,7 @@ def transition(
     for key, value in fields.items():
         setattr(inv, key, value)
     record_transition(session, inv.id, inv.status, inv.status_detail, now)
+    events.invocation_changed(session, inv, refusal=refusal)
 
 
 def read_invocation(session: Session, command_id: str, node_id: str) -> Invocation:
@@ -353,6 +359,7 @@ class FrameApplier:
                 inv,
                 InvocationStatus.FAILED,
                 frame.detail or StatusDetail.BLOCKED_BY_LOCAL_POLICY,
+                refusal=frame.reason or "refused by the node's local policy",
                 message=frame.reason,
                 ended_at=utcnow(),
                 acked_at=utcnow(),

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from fleetrun.core import sealing
+from fleetrun.core import access, sealing
 from fleetrun.core.errors import NotFoundError, ValidationError
 from fleetrun.core.ids import is_node_id, new_node_id
 from fleetrun.core.statuses import PingStatus
@@ -18,6 +18,7 @@ from fleetrun.core.tags import check_tags
 from fleetrun.core.targets import Candidate, Target
 from fleetrun.schemas import nodes as schemas
 from fleetrun.schemas.agent import RegisterRequest
+from fleetrun.server import events
 from fleetrun.server.store.tables import Activation, Node, NodeTag, utcnow
 
 
@@ -63,7 +64,29 @@ def create_node(session: Session, activation: Activation, request: RegisterReque
     session.add(node)
     session.flush()
     session.add_all(NodeTag(node_id=node.id, key=k, value=v) for k, v in tags.items())
+    events.emit(
+        session,
+        events.NODE_REGISTRATION,
+        [access.frn("node", node.id)],
+        {
+            "node-id": node.id,
+            "node-name": node.name,
+            "activation-id": activation.id,
+            "tags": tags,
+            "platform": node.platform,
+            "agent-version": node.agent_version,
+        },
+    )
     return node
+
+
+def _ping_event(session: Session, node_id: str, name: str | None, status: str) -> None:
+    events.emit(
+        session,
+        events.NODE_STATUS,
+        [access.frn("node", node_id)],
+        {"node-id": node_id, "node-name": name, "ping-status": status},
+    )
 
 
 def read_node(session: Session, node_id: str, *, include_deleted: bool = False) -> Node:
@@ -132,6 +155,12 @@ def delete_node(session: Session, node_id: str) -> Node:
     node.deleted_at = utcnow()
     node.ping_status = PingStatus.INACTIVE
     node.session_id = None
+    events.emit(
+        session,
+        events.NODE_DEREGISTRATION,
+        [access.frn("node", node.id)],
+        {"node-id": node.id, "node-name": node.name},
+    )
     return node
 
 
@@ -159,7 +188,9 @@ def set_online(
             platform_version=facts.get("platform_version"),
             architecture=facts.get("architecture"),
         )
+    name = session.execute(select(Node.name).where(Node.id == node_id)).scalar_one_or_none()
     session.execute(update(Node).where(Node.id == node_id).values(**values))
+    _ping_event(session, node_id, name, PingStatus.ONLINE)
 
 
 def set_public_key(session: Session, node_id: str, public_key: str) -> None:
@@ -180,8 +211,12 @@ def set_connection_lost(session: Session, node_id: str, session_id: str) -> bool
         update(Node)
         .where(Node.id == node_id, Node.session_id == session_id)
         .values(ping_status=PingStatus.CONNECTION_LOST, session_id=None)
+        .returning(Node.name)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    names = list(result.scalars())
+    for name in names:
+        _ping_event(session, node_id, name, PingStatus.CONNECTION_LOST)
+    return bool(names)
 
 
 def mark_pinged(session: Session, node_ids: Sequence[str], at: datetime) -> None:
@@ -191,11 +226,14 @@ def mark_pinged(session: Session, node_ids: Sequence[str], at: datetime) -> None
 
 def mark_all_lost(session: Session) -> None:
     """At start, no session exists yet: every node that looked online is not."""
-    session.execute(
+    result = session.execute(
         update(Node)
         .where(Node.ping_status == PingStatus.ONLINE)
         .values(ping_status=PingStatus.CONNECTION_LOST, session_id=None)
+        .returning(Node.id, Node.name)
     )
+    for node_id, name in result.all():
+        _ping_event(session, node_id, name, PingStatus.CONNECTION_LOST)
 
 
 def to_schema(node: Node, tags: dict[str, str]) -> schemas.Node:

@@ -249,6 +249,8 @@ class Command(Base):
     counts: Mapped[dict[str, Any]]
     version: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime]
+    # SNS-style notifications: {"channel": NAME, "events": [...], "type": Command|Invocation}
+    notification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Invocation(Base):
@@ -353,3 +355,92 @@ class InvocationTransition(Base):
     status: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime]
+
+
+class Event(Base):
+    """Something that happened (EventBridge's envelope), written in the transaction of
+    the change that caused it. Unrouted events are the outbox: the router turns each
+    into deliveries (one per matching rule target or notification) and marks it."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_routed_seq", "routed", "seq"),)
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    detail_type: Mapped[str] = mapped_column(String(128), index=True)
+    time: Mapped[datetime] = mapped_column(index=True)
+    resources: Mapped[list[Any]]
+    detail: Mapped[dict[str, Any]]
+    routed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Rule(Base):
+    """An event pattern and its targets."""
+
+    __tablename__ = "rules"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str | None] = mapped_column(String(256))
+    pattern: Mapped[dict[str, Any]]
+    # [{"target": "webhook:URL", "secret": sealed|None, "input": {...}|None}]
+    targets: Mapped[list[Any]]
+    principal: Mapped[str | None] = mapped_column(String(64))  # command targets act as it
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Channel(Base):
+    """A named notification destination that commands name in --notify."""
+
+    __tablename__ = "channels"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str | None] = mapped_column(String(256))
+    target: Mapped[str] = mapped_column(String(1024))
+    secret: Mapped[str | None] = mapped_column(String(512))  # sealed with the server key
+    created_at: Mapped[datetime]
+
+
+class Delivery(Base):
+    """One event to one destination (a rule's target, or a command's channel), until it
+    is delivered or dead-lettered. Claimed with a lease, so a crashed server's work is
+    taken up again and two replicas do not send it twice."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "rule", "channel", "target_index"),
+        Index("ix_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_deliveries_rule_state", "rule", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), index=True)
+    rule: Mapped[str] = mapped_column(String(64), default="")  # "" for a notification
+    channel: Mapped[str] = mapped_column(String(64), default="")  # "" for a rule target
+    target_index: Mapped[int] = mapped_column(Integer, default=0)
+    target: Mapped[str] = mapped_column(String(1024))
+    state: Mapped[str] = mapped_column(String(16))  # pending, delivered, dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    leased_by: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16))  # delivered, retry, failed
+    detail: Mapped[str | None] = mapped_column(Text)

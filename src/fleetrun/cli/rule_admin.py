@@ -1,0 +1,235 @@
+"""`fleetrun rules create|list|show|enable|disable|delete|deliveries|redrive`: the
+commands that manage rules on the server (added to the `rules` group)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fleetrun.cli import render
+from fleetrun.cli.base import api_options, options
+from fleetrun.cli.events import read_json_file
+from fleetrun.core.errors import ValidationError
+from fleetrun.schemas.events import Delivery, Rule
+
+
+def secret_for(targets: list[str], env_name: str | None) -> tuple[str | None, bool]:
+    """The webhook signing secret: from $VAR, or made here (and printed once); None
+    when no target is a webhook. Whether it was made here."""
+    if not any(t.strip().startswith("webhook:") for t in targets):
+        if env_name:
+            raise ValidationError("--secret-env is for webhook: targets only.")
+        return None, False
+    if env_name:
+        value = os.environ.get(env_name, "")
+        if len(value) < 16:
+            raise ValidationError(
+                f"${env_name} must hold the webhook secret, 16 characters or more."
+            )
+        return value, False
+    return secrets.token_urlsafe(32), True
+
+
+def _targets(rule: Rule) -> str:
+    return ", ".join(t.target for t in rule.targets)
+
+
+@click.command("create")
+@click.argument("name")
+@click.option(
+    "--pattern-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The event pattern (JSON).",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    required=True,
+    help="SCHEME:ADDRESS (repeatable): webhook:URL, email:ADDRESS, nats:SUBJECT, "
+    "redis:CHANNEL, redis-stream:KEY, command:DOCUMENT.",
+)
+@click.option("--secret-env", default=None, metavar="VAR", help="Webhook secret from $VAR.")
+@click.option(
+    "--input-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="command: targets: the command to send, as an input template (JSON).",
+)
+@click.option("--principal", default=None, help="command: targets send as this principal.")
+@click.option("--description", default=None)
+@click.option("--disabled", is_flag=True, help="Create it disabled.")
+@api_options
+@click.pass_context
+def create(
+    ctx: click.Context,
+    name: str,
+    pattern_file: Path,
+    targets: tuple[str, ...],
+    secret_env: str | None,
+    input_file: Path | None,
+    principal: str | None,
+    description: str | None,
+    disabled: bool,
+) -> None:
+    """Create a rule: events matching the pattern go to every target. A webhook's
+    signing secret comes from --secret-env, or is made here and printed once."""
+    pattern = read_json_file(pattern_file, "pattern file")
+    template = read_json_file(input_file, "input file") if input_file else None
+    secret, made = secret_for(list(targets), secret_env)
+    specs: list[dict[str, Any]] = []
+    for target in targets:
+        spec: dict[str, Any] = {"target": target}
+        if target.strip().startswith("webhook:"):
+            spec["secret"] = secret
+        if target.strip().startswith("command:") and template is not None:
+            spec["input"] = template
+        specs.append(spec)
+    rule = (
+        options(ctx)
+        .client()
+        .create_rule(
+            name,
+            pattern=pattern,
+            targets=specs,
+            principal=principal,
+            description=description,
+            enabled=not disabled,
+        )
+    )
+    if options(ctx).json:
+        return render.emit_json(
+            {**rule.model_dump(mode="json"), **({"secret": secret} if made else {})}
+        )
+    render.out.print(f"Created rule {rule.name}: matching events go to {_targets(rule)}.")
+    if made:
+        render.out.print(f"Webhook signing secret (shown once, keep it for the receiver): {secret}")
+
+
+@click.command("list")
+@api_options
+@click.pass_context
+def list_rules(ctx: click.Context) -> None:
+    """List rules."""
+    opts = options(ctx)
+    found = opts.client().list_rules()
+    if opts.json:
+        return render.emit_json(found)
+    render.table(
+        ["NAME", "STATE", "TARGETS", "DESCRIPTION"],
+        (
+            [r.name, "enabled" if r.enabled else "disabled", _targets(r), r.description or ""]
+            for r in found
+        ),
+        empty="No rules: create one with `fleetrun rules create`.",
+    )
+
+
+@click.command("show")
+@click.argument("name")
+@api_options
+@click.pass_context
+def show(ctx: click.Context, name: str) -> None:
+    """Show a rule: its pattern and targets (never their secrets)."""
+    opts = options(ctx)
+    rule = opts.client().get_rule(name)
+    if opts.json:
+        return render.emit_json(rule)
+    render.block(
+        [
+            ("Rule", rule.name),
+            ("State", "enabled" if rule.enabled else "disabled"),
+            ("Pattern", render_json(rule.pattern)),
+            ("Targets", _targets(rule)),
+            ("Principal", rule.principal),
+            ("Description", rule.description),
+        ]
+    )
+
+
+def render_json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(", ", ": "))
+
+
+def _toggle(enabled: bool) -> click.Command:
+    verb = "enable" if enabled else "disable"
+
+    @click.command(verb)
+    @click.argument("name")
+    @api_options
+    @click.pass_context
+    def toggle(ctx: click.Context, name: str) -> None:
+        client = options(ctx).client()
+        rule = client.enable_rule(name) if enabled else client.disable_rule(name)
+        if options(ctx).json:
+            return render.emit_json(rule)
+        render.out.print(f"Rule {rule.name} is {verb}d.")
+
+    toggle.help = f"{verb.capitalize()} a rule."
+    return toggle
+
+
+enable = _toggle(True)
+disable = _toggle(False)
+
+
+@click.command("delete")
+@click.argument("name")
+@api_options
+@click.pass_context
+def delete(ctx: click.Context, name: str) -> None:
+    """Delete a rule, and its deliveries not yet made."""
+    options(ctx).client().delete_rule(name)
+    if options(ctx).json:
+        return render.emit_json({"deleted": name})
+    render.out.print(f"Deleted rule {name}.")
+
+
+@click.command("deliveries")
+@click.argument("name")
+@click.option(
+    "--state", type=click.Choice(["pending", "delivered", "dead"]), default=None, help="Only these."
+)
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@api_options
+@click.pass_context
+def deliveries(ctx: click.Context, name: str, state: str | None, limit: int) -> None:
+    """A rule's deliveries, newest first, with every attempt."""
+    opts = options(ctx)
+    found = opts.client().list_rule_deliveries(name, state=state, limit=limit)
+    if opts.json:
+        return render.emit_json(found)
+    render.table(
+        ["EVENT", "TARGET", "STATE", "ATTEMPTS", "LAST"],
+        ([d.event_id, d.target, d.state, d.attempts, _last(d)] for d in found),
+        empty=f"No deliveries for rule {name} yet.",
+    )
+
+
+def _last(d: Delivery) -> str:
+    if not d.history:
+        return "-"
+    last = d.history[-1]
+    return f"{last.outcome}: {last.detail or ''}".strip()
+
+
+@click.command("redrive")
+@click.argument("name")
+@api_options
+@click.pass_context
+def redrive(ctx: click.Context, name: str) -> None:
+    """Retry a rule's dead-lettered deliveries (a fresh set of attempts each)."""
+    done = options(ctx).client().redrive_rule(name)
+    if options(ctx).json:
+        return render.emit_json(done)
+    render.out.print(f"Redriving {done.redriven} dead delivery(ies) of rule {name}.")
+
+
+COMMANDS = (create, list_rules, show, enable, disable, delete, deliveries, redrive)

@@ -1,0 +1,111 @@
+"""The event log: recent events, and a live stream of them (server-sent events)."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import AsyncIterator
+from datetime import datetime
+from functools import partial
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
+
+from fleetrun.core.errors import ValidationError
+from fleetrun.schemas import events as schemas
+from fleetrun.schemas.base import Page
+from fleetrun.server.api.deps import action, authorize, state_of
+from fleetrun.server.authz import Caller
+from fleetrun.server.outbox import EVENTS_KEY
+from fleetrun.server.store import deliveries as store
+from fleetrun.server.store.rules import compile_pattern
+from fleetrun.server.store.tables import Event
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+KEEPALIVE_S = 15.0
+# Events that commit out of order (PostgreSQL, concurrent writers) land a little below
+# the newest sequence number seen: the stream looks back this far and skips repeats.
+LOOKBACK = 200
+
+
+@router.get("", **action("ListEvents"))
+async def list_events(
+    request: Request,
+    caller: Annotated[Caller, Depends(authorize("ListEvents", "*"))],
+    since: datetime | None = None,
+    detail_type: Annotated[str | None, Query(alias="detail-type")] = None,
+    after: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Page[schemas.Event]:
+    """Newest first (oldest first with `after`, a sequence number, for paging on)."""
+    state = state_of(request)
+    await state.audit.flush()  # denials still queued are events too
+    rows = await state.db.read(
+        lambda s: store.read_events(
+            s,
+            since=since,
+            after=after,
+            detail_type=detail_type,
+            limit=limit,
+            newest_first=after is None,
+        )
+    )
+    return Page(items=[store.event_schema(r) for r in rows])
+
+
+@router.get("/stream", **action("ListEvents"))
+async def stream_events(
+    request: Request,
+    caller: Annotated[Caller, Depends(authorize("ListEvents", "*"))],
+    pattern: str | None = None,
+    after: int | None = None,
+) -> StreamingResponse:
+    """Events as they happen, as server-sent events (`id:` is the sequence number:
+    reconnect with `after` to miss nothing); only those matching `pattern` (JSON)."""
+    matches = _matcher(pattern)
+    state = state_of(request)
+    start = after if after is not None else await state.db.read(store.last_seq)
+
+    async def stream() -> AsyncIterator[bytes]:
+        last = start
+        seen: deque[int] = deque(maxlen=4 * LOOKBACK)
+        yield b": stream of fleetrun events\n\n"
+        while not await request.is_disconnected():
+            with state.changes.subscribe(EVENTS_KEY) as sub:
+                floor = max(start, last - LOOKBACK)
+                rows = await state.db.read(partial(_after, floor))
+                fresh = [r for r in rows if r.seq not in seen]
+                for row in fresh:
+                    seen.append(row.seq)
+                    last = max(last, row.seq)
+                    event = store.event_of(row)
+                    if matches is None or matches(event):
+                        yield f"id: {row.seq}\nevent: event\ndata: {json.dumps(event)}\n\n".encode()
+                if len(rows) == 500:
+                    continue
+                if not await sub.wait(KEEPALIVE_S):
+                    yield b": keepalive\n\n"
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    )
+
+
+def _after(floor: int, session: Session) -> list[Event]:
+    return store.read_events(session, after=floor, limit=500, newest_first=False)
+
+
+def _matcher(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        pattern = json.loads(text)
+    except ValueError:
+        raise ValidationError(
+            "The pattern is not valid JSON: give an event pattern object."
+        ) from None
+    return compile_pattern(pattern).matches

@@ -1,0 +1,339 @@
+"""The event log and its deliveries.
+
+Routing: an unrouted event becomes one delivery per target of every enabled rule whose
+pattern matches it, and one per command notification that asks for it; then it is
+marked routed, all in one transaction (so a crash routes it again, or not at all,
+never half). Claiming: a due delivery is leased to one server for a while; the lease
+runs out if that server dies, and another (or the same, restarted) takes it up. On
+PostgreSQL both use `FOR UPDATE SKIP LOCKED`, so replicas share the work without
+waiting on each other or doing it twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from fleetrun.core.events import (
+    COMMAND_STATUS,
+    INVOCATION_STATUS,
+    envelope,
+    notification_wanted,
+)
+from fleetrun.core.ids import new_uuid
+from fleetrun.schemas import events as schemas
+from fleetrun.server.store.tables import (
+    Command,
+    Delivery,
+    DeliveryAttempt,
+    Event,
+    Rule,
+    utcnow,
+)
+
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+
+
+def event_of(row: Event) -> dict[str, Any]:
+    return envelope(row.id, row.detail_type, row.time, row.resources, row.detail)
+
+
+def event_schema(row: Event) -> schemas.Event:
+    return schemas.Event.model_validate({**event_of(row), "seq": row.seq})
+
+
+def read_events(
+    session: Session,
+    *,
+    since: datetime | None = None,
+    after: int | None = None,
+    detail_type: str | None = None,
+    limit: int = 100,
+    newest_first: bool = True,
+) -> list[Event]:
+    query = select(Event)
+    if since is not None:
+        query = query.where(Event.time >= since)
+    if after is not None:
+        query = query.where(Event.seq > after)
+    if detail_type:
+        query = query.where(Event.detail_type == detail_type)
+    order = Event.seq.desc() if newest_first else Event.seq
+    return list(session.execute(query.order_by(order).limit(limit)).scalars())
+
+
+def last_seq(session: Session) -> int:
+    row = session.execute(select(Event.seq).order_by(Event.seq.desc()).limit(1)).scalar()
+    return int(row or 0)
+
+
+# -- routing ------------------------------------------------------------------------
+
+
+def route(
+    session: Session,
+    matcher: Callable[[Rule], Callable[[dict[str, Any]], bool]],
+    *,
+    limit: int = 500,
+    skip_locked: bool = False,
+) -> int:
+    """Route a batch of unrouted events; how many there were."""
+    query = select(Event).where(Event.routed.is_(False)).order_by(Event.seq).limit(limit)
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    rows = list(session.execute(query).scalars())
+    if not rows:
+        return 0
+    rules = [(r, matcher(r)) for r in _enabled_rules(session)]
+    notifications = _notifications(session, rows)
+    now = utcnow()
+    made: list[dict[str, Any]] = []
+    for row in rows:
+        event = event_of(row)
+        for rule, matches in rules:
+            if matches(event):
+                for index, target in enumerate(rule.targets):
+                    made.append(
+                        _delivery(row.id, now, target["target"], rule=rule.name, index=index)
+                    )
+        config = notifications.get(str(row.detail.get("command-id")))
+        if config and notification_wanted(config, row.detail_type, str(row.detail.get("status"))):
+            made.append(_delivery(row.id, now, "", channel=str(config["channel"])))
+    for start in range(0, len(made), 1000):
+        session.execute(insert(Delivery), made[start : start + 1000])
+    session.execute(update(Event).where(Event.seq.in_([r.seq for r in rows])).values(routed=True))
+    return len(rows)
+
+
+def _enabled_rules(session: Session) -> list[Rule]:
+    return list(session.execute(select(Rule).where(Rule.enabled.is_(True))).scalars())
+
+
+def _notifications(session: Session, rows: Iterable[Event]) -> dict[str, dict[str, Any]]:
+    ids = {
+        str(r.detail.get("command-id"))
+        for r in rows
+        if r.detail_type in (COMMAND_STATUS, INVOCATION_STATUS)
+    }
+    if not ids:
+        return {}
+    found = session.execute(
+        select(Command.id, Command.notification).where(
+            Command.id.in_(ids), Command.notification.is_not(None)
+        )
+    )
+    return {command_id: config for command_id, config in found if config}
+
+
+def _delivery(
+    event_id: str, now: datetime, target: str, *, rule: str = "", channel: str = "", index: int = 0
+) -> dict[str, Any]:
+    return {
+        "id": new_uuid(),
+        "event_id": event_id,
+        "rule": rule,
+        "channel": channel,
+        "target_index": index,
+        "target": target,
+        "state": PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "lease_until": None,
+        "leased_by": None,
+        "last_error": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+# -- claiming and recording attempts ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: str
+    attempt: int  # the number this attempt will have
+    rule: str
+    channel: str
+    target_index: int
+    target: str
+    event: dict[str, Any]
+
+
+def claim(
+    session: Session,
+    owner: str,
+    *,
+    now: datetime,
+    lease_s: float,
+    limit: int,
+    skip_locked: bool = False,
+) -> list[Claimed]:
+    """Lease up to `limit` due deliveries to `owner`."""
+    query = (
+        select(Delivery)
+        .where(
+            Delivery.state == PENDING,
+            Delivery.next_attempt_at <= now,
+            or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+        )
+        .order_by(Delivery.next_attempt_at)
+        .limit(limit)
+    )
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    rows = list(session.execute(query).scalars())
+    if not rows:
+        return []
+    until = now + timedelta(seconds=lease_s)
+    for row in rows:
+        row.lease_until = until
+        row.leased_by = owner
+    found = {
+        e.id: event_of(e)
+        for e in session.execute(
+            select(Event).where(Event.id.in_({r.event_id for r in rows}))
+        ).scalars()
+    }
+    return [
+        Claimed(
+            r.id,
+            r.attempts + 1,
+            r.rule,
+            r.channel,
+            r.target_index,
+            r.target,
+            found.get(r.event_id, {}),
+        )
+        for r in rows
+    ]
+
+
+def record(
+    session: Session,
+    claimed: Claimed,
+    owner: str,
+    *,
+    outcome: str,
+    detail: str | None,
+    duration_ms: int,
+    retry_at: datetime | None,
+    target: str | None = None,
+) -> None:
+    """The result of one attempt: delivered; retry at `retry_at`; or dead (no retry
+    time: out of attempts, or a failure no retry can mend)."""
+    now = utcnow()
+    session.add(
+        DeliveryAttempt(
+            delivery_id=claimed.id,
+            number=claimed.attempt,
+            at=now,
+            duration_ms=duration_ms,
+            outcome=outcome,
+            detail=detail,
+        )
+    )
+    if outcome == DELIVERED:
+        state, error = DELIVERED, None
+    else:
+        state, error = (PENDING if retry_at is not None else DEAD), detail
+    values: dict[str, Any] = {
+        "state": state,
+        "attempts": claimed.attempt,
+        "last_error": error,
+        "lease_until": None,
+        "leased_by": None,
+        "updated_at": now,
+        "next_attempt_at": retry_at or now,
+    }
+    if target:
+        values["target"] = target
+    # Only while the lease is ours: a server that lost it (paused past the lease) must
+    # not overwrite the work of the one that took over.
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == claimed.id, Delivery.leased_by == owner)
+        .values(**values)
+    )
+
+
+# -- reading and redriving -------------------------------------------------------------
+
+
+def read_deliveries(
+    session: Session,
+    *,
+    rule: str | None = None,
+    channel: str | None = None,
+    state: str | None = None,
+    limit: int = 100,
+) -> list[schemas.Delivery]:
+    query = select(Delivery).order_by(Delivery.created_at.desc(), Delivery.id).limit(limit)
+    if rule is not None:
+        query = query.where(Delivery.rule == rule)
+    if channel is not None:
+        query = query.where(Delivery.channel == channel)
+    if state:
+        query = query.where(Delivery.state == state)
+    rows = list(session.execute(query).scalars())
+    history: dict[str, list[DeliveryAttempt]] = {}
+    if rows:
+        attempts = session.execute(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.delivery_id.in_([r.id for r in rows]))
+            .order_by(DeliveryAttempt.id)
+        ).scalars()
+        for attempt in attempts:
+            history.setdefault(attempt.delivery_id, []).append(attempt)
+    return [
+        schemas.Delivery(
+            id=r.id,
+            event_id=r.event_id,
+            rule=r.rule or None,
+            channel=r.channel or None,
+            target=r.target,
+            state=r.state,
+            attempts=r.attempts,
+            next_attempt_at=r.next_attempt_at if r.state == PENDING else None,
+            last_error=r.last_error,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+            history=[
+                schemas.DeliveryAttempt(
+                    number=a.number,
+                    at=a.at,
+                    duration_ms=a.duration_ms,
+                    outcome=a.outcome,
+                    detail=a.detail,
+                )
+                for a in history.get(r.id, [])
+            ],
+        )
+        for r in rows
+    ]
+
+
+def redrive(session: Session, rule: str) -> int:
+    """Give a rule's dead letters a fresh set of attempts, now."""
+    now = utcnow()
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.rule == rule, Delivery.state == DEAD)
+        .values(state=PENDING, attempts=0, next_attempt_at=now, lease_until=None, updated_at=now)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def forget_rule(session: Session, rule: str) -> None:
+    """A deleted rule's deliveries not yet made are dropped (its history goes too)."""
+    session.execute(delete(Delivery).where(Delivery.rule == rule))
+
+
+def to_json(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":"), sort_keys=False).encode()

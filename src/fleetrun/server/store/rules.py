@@ -1,0 +1,272 @@
+"""Rules (an event pattern and its targets) and channels (named destinations of
+command notifications): creation with every check before anything is stored, reading,
+enabling. Target secrets are stored sealed with the server's key and never shown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fleetrun.core import access, delivery
+from fleetrun.core.errors import ConflictError, NotFoundError, ValidationError
+from fleetrun.schemas import events as schemas
+from fleetrun.schemas.base import describe
+from fleetrun.schemas.commands import CommandCreate
+from fleetrun.server.secretbox import SecretBox
+from fleetrun.server.store import documents as document_store
+from fleetrun.server.store.tables import Channel, Principal, Rule, utcnow
+
+COMMAND_INPUT_KEYS = frozenset(CommandCreate.model_fields) - {"secret_parameters", "notification"}
+
+
+def compile_pattern(pattern: dict[str, Any] | str) -> Any:
+    """The pattern matcher of fleetrun.core.patterns (its PatternError is a
+    ValidationError: one sentence naming the fault)."""
+    try:
+        from fleetrun.core.patterns import compile_pattern as compile_
+    except ImportError:  # the full matcher has not landed yet: exact values only
+        return _ExactPattern(pattern)
+    return compile_(pattern)
+
+
+class _ExactPattern:
+    """A stand-in matcher: exact values and nested fields only."""
+
+    def __init__(self, pattern: dict[str, Any] | str) -> None:
+        import json
+
+        self.source = json.loads(pattern) if isinstance(pattern, str) else pattern
+        if not isinstance(self.source, dict) or not self.source:
+            raise ValidationError("The event pattern must be a non-empty JSON object.")
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        return _exact(self.source, event)
+
+
+def _exact(pattern: dict[str, Any], event: Any) -> bool:
+    if not isinstance(event, dict):
+        return False
+    for key, want in pattern.items():
+        have = event.get(key)
+        if isinstance(want, dict):
+            if not _exact(want, have):
+                return False
+            continue
+        values = have if isinstance(have, list) else [have]
+        if not any(v in want for v in values):
+            return False
+    return True
+
+
+def secret_context(kind: str, name: str, index: int = 0) -> str:
+    return f"{kind}/{name}/{index}"
+
+
+def create_rule(session: Session, body: schemas.RuleCreate, box: SecretBox) -> Rule:
+    access.check_name("rule", body.name, 64)
+    compile_pattern(body.pattern)
+    kinds = delivery.pattern_detail_types(body.pattern)
+    stored = []
+    for index, spec in enumerate(body.targets):
+        target = delivery.parse_target(spec.target)
+        _check_secret(target, spec.secret)
+        entry: dict[str, Any] = {"target": str(target), "secret": None, "input": None}
+        if spec.secret:
+            entry["secret"] = box.seal(spec.secret, secret_context("rule", body.name, index))
+        if target.scheme == "command":
+            entry["input"] = _check_input(session, target, spec.input, kinds, body.principal)
+        elif spec.input is not None:
+            raise ValidationError(
+                f"Target {target} takes no input template: only command: targets do."
+            )
+        stored.append(entry)
+    if body.principal is not None and not any(t["input"] is not None for t in stored):
+        raise ValidationError("A rule names a principal only for command: targets: drop it.")
+    if session.get(Rule, body.name) is not None:
+        raise ConflictError(
+            f"Rule {body.name!r} exists already: delete it first, or choose another name."
+        )
+    now = utcnow()
+    rule = Rule(
+        name=body.name,
+        description=body.description,
+        pattern=body.pattern,
+        targets=stored,
+        principal=body.principal,
+        enabled=body.enabled,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(rule)
+    return rule
+
+
+def _check_secret(target: delivery.Target, secret: str | None) -> None:
+    if target.scheme == "webhook" and not secret:
+        raise ValidationError(
+            f"Target {target} needs a signing secret (16 characters or more): give one, "
+            "so receivers can check that the request comes from this server."
+        )
+    if target.scheme != "webhook" and secret:
+        raise ValidationError(f"Target {target} takes no secret: only webhook: targets do.")
+
+
+def _check_input(
+    session: Session,
+    target: delivery.Target,
+    template: dict[str, Any] | None,
+    kinds: list[str] | None,
+    principal: str | None,
+) -> dict[str, Any]:
+    if not template or "targets" not in template:
+        raise ValidationError(
+            f"Target {target} needs an input template with targets, e.g. "
+            '{"targets": [{"key": "NodeIds", "values": ["$.detail.node-id"]}]}.'
+        )
+    unknown = sorted(set(template) - COMMAND_INPUT_KEYS)
+    if unknown:
+        raise ValidationError(
+            f"The input template's field {unknown[0]!r} is not a command field: use "
+            + ", ".join(sorted(COMMAND_INPUT_KEYS))
+            + "."
+        )
+    delivery.check_template(template, kinds)
+    sample = delivery.render_input(template, _SAMPLE)
+    try:
+        CommandCreate(**{**sample, "document_name": target.address})
+    except Exception as exc:
+        errors = getattr(exc, "errors", None)
+        reason = describe(errors()) if callable(errors) else str(exc)
+        raise ValidationError(f"The input template does not make a command: {reason}") from None
+    try:
+        document_store.resolve(session, target.address, None)
+    except NotFoundError as exc:
+        raise ValidationError(exc.message) from None
+    if principal is None:
+        raise ValidationError(
+            f"Target {target} sends commands: name the principal they are sent as "
+            "(--principal), whose policies decide them."
+        )
+    if session.get(Principal, principal) is None:
+        raise ValidationError(
+            f"No principal {principal!r} exists to send the rule's commands as: create it first."
+        )
+    return template
+
+
+class _AnyDetail(dict[str, Any]):
+    """A detail with a (node-id shaped) text for every field."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return "n-00000000000000000"
+
+
+# An event with a value for every path a template may read, to check its shape.
+_SAMPLE: dict[str, Any] = {
+    "version": "0",
+    "id": "00000000-0000-4000-8000-000000000000",
+    "detail-type": "sample",
+    "source": "fleetrun",
+    "time": "2026-01-01T00:00:00.000Z",
+    "resources": ["frn:fleetrun:node/n-00000000000000000"],
+    "detail": _AnyDetail(),
+}
+
+
+def read_rule(session: Session, name: str) -> Rule:
+    rule = session.get(Rule, name)
+    if rule is None:
+        raise NotFoundError(f"No rule {name!r} exists; list rules with `fleetrun rules list`.")
+    return rule
+
+
+def read_rules(session: Session, *, enabled_only: bool = False) -> list[Rule]:
+    query = select(Rule).order_by(Rule.name)
+    if enabled_only:
+        query = query.where(Rule.enabled.is_(True))
+    return list(session.execute(query).scalars())
+
+
+def set_enabled(session: Session, name: str, enabled: bool) -> Rule:
+    rule = read_rule(session, name)
+    rule.enabled = enabled
+    rule.updated_at = utcnow()
+    return rule
+
+
+def delete_rule(session: Session, name: str) -> None:
+    session.delete(read_rule(session, name))
+
+
+def to_schema(rule: Rule) -> schemas.Rule:
+    return schemas.Rule(
+        name=rule.name,
+        description=rule.description,
+        pattern=rule.pattern,
+        targets=[
+            schemas.RuleTarget(
+                target=t["target"], has_secret=bool(t.get("secret")), input=t.get("input")
+            )
+            for t in rule.targets
+        ],
+        principal=rule.principal,
+        enabled=rule.enabled,
+        created_at=rule.created_at,
+        updated_at=rule.updated_at,
+    )
+
+
+# -- channels ----------------------------------------------------------------------
+
+
+def create_channel(session: Session, body: schemas.ChannelCreate, box: SecretBox) -> Channel:
+    access.check_name("channel", body.name, 64)
+    target = delivery.parse_target(body.target)
+    if target.scheme == "command":
+        raise ValidationError(
+            f"Target {target} cannot be a channel: channels deliver messages (webhook:, "
+            "email:, nats:, redis:, redis-stream:); use a rule to send commands."
+        )
+    _check_secret(target, body.secret)
+    if session.get(Channel, body.name) is not None:
+        raise ConflictError(
+            f"Channel {body.name!r} exists already: delete it first, or choose another name."
+        )
+    channel = Channel(
+        name=body.name,
+        description=body.description,
+        target=str(target),
+        secret=box.seal(body.secret, secret_context("channel", body.name)) if body.secret else None,
+        created_at=utcnow(),
+    )
+    session.add(channel)
+    return channel
+
+
+def read_channel(session: Session, name: str) -> Channel:
+    channel = session.get(Channel, name)
+    if channel is None:
+        raise NotFoundError(
+            f"No channel {name!r} exists; list channels with `fleetrun channels list`."
+        )
+    return channel
+
+
+def read_channels(session: Session) -> list[Channel]:
+    return list(session.execute(select(Channel).order_by(Channel.name)).scalars())
+
+
+def delete_channel(session: Session, name: str) -> None:
+    session.delete(read_channel(session, name))
+
+
+def channel_schema(channel: Channel) -> schemas.Channel:
+    return schemas.Channel(
+        name=channel.name,
+        target=channel.target,
+        has_secret=channel.secret is not None,
+        description=channel.description,
+        created_at=channel.created_at,
+    )

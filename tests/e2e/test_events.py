@@ -1,0 +1,172 @@
+"""Every state change is an event, written with the change: commands and invocations
+(SSM's shapes), nodes coming, going, connecting and dropping, local-policy refusals and
+denied API calls; listed, filtered and streamed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from fleetrun.core.errors import AccessDeniedError
+from tests.e2e.test_cli import cli
+from tests.harness import wait_for
+
+INVOCATION = "Command Invocation Status-change Notification"
+COMMAND = "Command Status-change Notification"
+
+
+def _events(client, detail_type, **match):
+    return [
+        e
+        for e in reversed(client.list_events(detail_type=detail_type, limit=1000))
+        if all(e.detail.get(k) == v for k, v in match.items())
+    ]
+
+
+def test_a_command_and_its_invocations_emit_ssm_shaped_status_events(fleet):
+    client = fleet.client
+    agent = fleet.add_agent()
+    command = client.send_command(script="exit 3", node_ids=[agent.node_id], comment="evt")
+    assert client.wait(command.id, timeout_s=60).status == "Failed"
+
+    def statuses(kind):
+        return [e.detail["status"] for e in _events(client, kind, **{"command-id": command.id})]
+
+    wait_for(lambda: statuses(COMMAND)[-1:] == ["Failed"], what="the command's last event")
+    assert statuses(INVOCATION) == ["Pending", "InProgress", "Failed"]
+    assert statuses(COMMAND) == ["Pending", "InProgress", "Failed"]
+    last = _events(client, INVOCATION, **{"command-id": command.id})[-1]
+    envelope = last.envelope()
+    assert set(envelope) == {
+        "version",
+        "id",
+        "detail-type",
+        "source",
+        "time",
+        "resources",
+        "detail",
+    }
+    assert envelope["source"] == "fleetrun" and envelope["version"] == "0"
+    assert f"frn:fleetrun:node/{agent.node_id}" in envelope["resources"]
+    detail = envelope["detail"]
+    assert detail["node-id"] == agent.node_id
+    assert detail["document-name"] == "RunShellScript"
+    assert detail["exit-code"] == 3
+    assert detail["requested-date-time"].endswith("Z")
+    summary = _events(client, COMMAND, **{"command-id": command.id})[-1].detail
+    assert summary["parameters"] == {"commands": ["exit 3"]}
+    assert summary["expire-after"].endswith("Z") and summary["comment"] == "evt"
+
+
+def test_nodes_registering_connecting_dropping_and_leaving_are_events(fleet):
+    client = fleet.client
+    agent = fleet.add_agent(tags={"env": "evt"})
+    node = agent.node_id
+    registered = _events(client, "Node Registration", **{"node-id": node})
+    assert registered and registered[0].detail["tags"] == {"env": "evt"}
+    wait_for(
+        lambda: _events(client, "Node Status-change Notification", **{"node-id": node}),
+        what="the online event",
+    )
+    agent.stop()
+    wait_for(
+        lambda: (
+            [
+                e.detail["ping-status"]
+                for e in _events(client, "Node Status-change Notification", **{"node-id": node})
+            ][-1:]
+            == ["ConnectionLost"]
+        ),
+        what="the connection-lost event",
+    )
+    client.delete_node(node)
+    assert _events(client, "Node Deregistration", **{"node-id": node})
+
+
+def test_a_local_policy_refusal_is_an_event_naming_the_reason(fleet):
+    agent = fleet.add_agent()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fleetrun.agent",
+            "config",
+            "set",
+            "extensions.blocklist",
+            "fleetrun/runShellScript",
+            "--state-dir",
+            str(agent.state_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    client = fleet.client
+    command = client.send_command(script="echo no", node_ids=[agent.node_id])
+    client.wait(command.id, timeout_s=60)
+    refused = wait_for(
+        lambda: _events(client, "Local Policy Refusal", **{"command-id": command.id}),
+        what="the refusal event",
+    )
+    assert refused[0].detail["node-id"] == agent.node_id
+    assert "runShellScript" in refused[0].detail["reason"]
+
+
+def test_a_denied_api_call_is_an_event(fleet):
+    admin = fleet.client
+    admin.create_principal("nosy")
+    token = admin.create_token("nosy").token
+    with fleet.server.client(token) as nosy, pytest.raises(AccessDeniedError):
+        nosy.list_rules()
+    denied = wait_for(
+        lambda: _events(admin, "API Call Denied", principal="nosy"), what="the denial event"
+    )
+    assert denied[0].detail["action"] == "fleetrun:ListRules"
+    assert denied[0].detail["path"] == "/v1/rules"
+
+
+def test_events_list_on_the_command_line_filters_and_prints_json(shared_fleet):
+    node = shared_fleet.agents[0].node_id
+    command = shared_fleet.client.send_command(script="true", node_ids=[node])
+    shared_fleet.client.wait(command.id, timeout_s=60)
+    done = cli(shared_fleet, "events", "list", "--detail-type", COMMAND, "--json")
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)
+    assert listed and all(e["detail-type"] == COMMAND for e in listed)
+    assert any(e["detail"]["command-id"] == command.id for e in listed)
+    table = cli(shared_fleet, "events", "list", "--since", "10m")
+    assert table.returncode == 0 and "Command Status-change" in table.stdout
+    bad = cli(shared_fleet, "events", "list", "--since", "yesterday-ish")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "--since" in bad.stderr
+
+
+def test_the_stream_delivers_matching_events_as_they_happen(shared_fleet):
+    client = shared_fleet.client
+    node = shared_fleet.agents[1].node_id
+    got = []
+    start = client.list_events(limit=1)[0].seq
+
+    def tail():
+        with shared_fleet.server.client() as streaming:
+            for event in streaming.stream_events(
+                after=start,
+                pattern={"detail-type": [INVOCATION], "detail": {"status": ["Success"]}},
+            ):
+                got.append(event)
+                if len(got) >= 2:
+                    return
+
+    reader = threading.Thread(target=tail, daemon=True)
+    reader.start()
+    for _ in range(2):
+        command = client.send_command(script="true", node_ids=[node])
+        client.wait(command.id, timeout_s=60)
+    reader.join(30)
+    assert len(got) == 2
+    assert all(e.detail_type == INVOCATION and e.detail["status"] == "Success" for e in got)
