@@ -737,7 +737,7 @@ class Client:
         body = build(
             RuleCreate,
             name=name,
-            pattern=dict(pattern),
+            pattern=pattern,
             targets=[_rule_target(t) for t in targets],
             principal=principal,
             description=description,

@@ -1,0 +1,110 @@
+"""Real receivers on loopback for event deliveries: an HTTP server that checks
+webhook signatures (and can fail on purpose), and a real SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from fleetrun.core import delivery
+from tests.harness import free_port
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+    verified: bool
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class WebhookReceiver:
+    """Answers `fail_with` to the first `fail_first` requests (all of them while
+    `failing`), then 200; keeps every request and whether its signature held."""
+
+    secret: str
+    fail_first: int = 0
+    fail_with: int = 503
+    failing: bool = False
+    port: int = field(default_factory=free_port)
+    requests: list[Received] = field(default_factory=list)
+    answered: list[int] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def delivered(self) -> list[Received]:
+        return [r for r, code in zip(self.requests, self.answered, strict=False) if code == 200]
+
+    def __enter__(self) -> WebhookReceiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                verified = delivery.verify(
+                    receiver.secret,
+                    headers.get("x-fleetrun-timestamp", ""),
+                    body,
+                    headers.get("x-fleetrun-signature", ""),
+                    now_s=time.time(),
+                    tolerance_s=300,
+                )
+                failing = receiver.failing or len(receiver.requests) < receiver.fail_first
+                code = receiver.fail_with if failing or not verified else 200
+                if not verified:
+                    code = 401
+                receiver.requests.append(Received(headers, body, verified))
+                receiver.answered.append(code)
+                self.send_response(code)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class SmtpReceiver:
+    """A real SMTP server (aiosmtpd) on loopback keeping every message it accepts."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[Message] = []
+
+    def __enter__(self) -> SmtpReceiver:
+        from aiosmtpd.controller import Controller
+
+        receiver = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                receiver.messages.append(message_from_bytes(envelope.content))
+                return "250 OK"
+
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._controller.stop()

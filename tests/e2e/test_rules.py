@@ -1,0 +1,321 @@
+"""Rules and their deliveries: signed webhooks retried with backoff, dead letters and
+redrive, nothing lost across a server killed mid-delivery, bad rules refused whole,
+secrets never shown, and replicas sharing the work without doing it twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.receivers import WebhookReceiver
+from tests.e2e.test_cli import cli
+from tests.harness import PG_ENV, AgentProcess, Fleet, ServerProcess, wait_for
+
+SECRET = "a-webhook-secret-of-some-length"
+SUCCESS = {
+    "source": ["fleetrun"],
+    "detail-type": ["Command Status-change Notification"],
+    "detail": {"status": ["Success"]},
+}
+FAST = {"FLEETRUN_DELIVERY_BASE_S": "0.2", "FLEETRUN_DELIVERY_CAP_S": "1"}
+
+
+@pytest.fixture
+def fast_fleet(tmp_path, request):
+    f = Fleet(tmp_path, env=dict(FAST)).start()
+    try:
+        yield f
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            print("\n" + f.logs())
+        f.close()
+
+
+def _hook_rule(client, name, url, pattern=SUCCESS):
+    return client.create_rule(
+        name, pattern=pattern, targets=[{"target": f"webhook:{url}", "secret": SECRET}]
+    )
+
+
+def _run(fleet, agent, script="true"):
+    command = fleet.client.send_command(script=script, node_ids=[agent.node_id])
+    fleet.client.wait(command.id, timeout_s=60)
+    return command
+
+
+def test_a_failing_webhook_is_retried_with_backoff_until_it_takes_it(fast_fleet):
+    client = fast_fleet.client
+    agent = fast_fleet.add_agent()
+    with WebhookReceiver(SECRET, fail_first=2) as hook:
+        _hook_rule(client, "on-success", hook.url)
+        command = _run(fast_fleet, agent)
+        wait_for(lambda: hook.delivered(), what="the webhook to take the event")
+        event = hook.delivered()[0].json
+        assert event["detail"]["command-id"] == command.id
+        assert event["detail-type"] == "Command Status-change Notification"
+        assert all(r.verified for r in hook.requests)
+        assert hook.answered == [503, 503, 200]
+        ids = {r.headers["x-fleetrun-event-id"] for r in hook.requests}
+        assert ids == {event["id"]}  # the same event each time: receivers can deduplicate
+    (done,) = wait_for(
+        lambda: [d for d in client.list_rule_deliveries("on-success") if d.state == "delivered"],
+        what="the delivery recorded",
+    )
+    assert [a.outcome for a in done.history] == ["retry", "retry", "delivered"]
+    assert done.history[0].detail == "HTTP 503" and done.attempts == 3
+    gaps = [(b.at - a.at).total_seconds() for a, b in zip(done.history, done.history[1:])]
+    assert all(g >= 0.1 for g in gaps)  # waited (backoff), not hammered
+
+
+def test_dead_letters_after_the_configured_attempts_then_redrive(tmp_path):
+    fleet = Fleet(tmp_path, env=dict(FAST), extra_args=["--delivery-max-attempts", "2"]).start()
+    try:
+        agent = fleet.add_agent()
+        client = fleet.client
+        with WebhookReceiver(SECRET, failing=True) as hook:
+            _hook_rule(client, "dead", hook.url)
+            _run(fleet, agent)
+            (dead,) = wait_for(
+                lambda: client.list_rule_deliveries("dead", state="dead"), what="a dead letter"
+            )
+            assert dead.attempts == 2 and "dead-lettered" in dead.last_error
+            assert len(hook.requests) == 2
+            hook.failing = False
+            done = cli(fleet, "rules", "redrive", "dead", "--json")
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["redriven"] == 1
+            wait_for(lambda: hook.delivered(), what="the redriven delivery")
+            (after,) = wait_for(
+                lambda: client.list_rule_deliveries("dead", state="delivered"), what="delivered"
+            )
+            assert after.history[-1].outcome == "delivered"
+    finally:
+        fleet.close()
+
+
+def test_a_4xx_answer_is_not_retried_but_408_and_429_are(fast_fleet):
+    client = fast_fleet.client
+    agent = fast_fleet.add_agent()
+    with (
+        WebhookReceiver(SECRET, failing=True, fail_with=404) as gone,
+        WebhookReceiver(SECRET, fail_first=1, fail_with=429) as busy,
+    ):
+        _hook_rule(client, "gone", gone.url)
+        _hook_rule(client, "busy", busy.url)
+        _run(fast_fleet, agent)
+        wait_for(lambda: busy.delivered(), what="the 429 receiver, on the second try")
+        (dead,) = wait_for(
+            lambda: client.list_rule_deliveries("gone", state="dead"), what="the 404 dead letter"
+        )
+        assert dead.attempts == 1 and "404" in dead.last_error
+        assert len(gone.requests) == 1
+
+
+def test_a_delivery_survives_the_server_being_killed_mid_retry(tmp_path):
+    fleet = Fleet(
+        tmp_path,
+        env={**FAST, "FLEETRUN_DELIVERY_CAP_S": "2", "FLEETRUN_DELIVERY_LEASE_S": "3"},
+    ).start()
+    try:
+        agent = fleet.add_agent()
+        client = fleet.client
+        with WebhookReceiver(SECRET, failing=True) as hook:
+            _hook_rule(client, "survives", hook.url)
+            command = _run(fleet, agent)
+            wait_for(lambda: len(hook.requests) >= 2, what="a few failed attempts")
+            fleet.server.kill()  # SIGKILL: no goodbye, leases and all left as they were
+            hook.failing = False
+            seen = len(hook.requests)
+            assert not hook.delivered()
+            fleet.server.start()
+            wait_for(lambda: hook.delivered(), timeout_s=60, what="delivery after the restart")
+            assert hook.delivered()[0].json["detail"]["command-id"] == command.id
+            assert len(hook.requests) > seen
+            (done,) = client.list_rule_deliveries("survives")
+            assert done.state == "delivered"
+            assert [a.outcome for a in done.history][-1] == "delivered"
+    finally:
+        fleet.close()
+
+
+@pytest.mark.parametrize(
+    ("targets", "extra", "phrase"),
+    [
+        ([{"target": "ftp:somewhere"}], {}, "unknown scheme"),
+        ([{"target": "webhook:not a url", "secret": SECRET}], {}, "not a valid webhook"),
+        ([{"target": "webhook:http://h.example/x"}], {}, "needs a signing secret"),
+        ([{"target": "email:nobody"}], {}, "not a valid e-mail address"),
+        ([{"target": "nats:bad subject"}], {}, "not a valid NATS subject"),
+        (
+            [
+                {
+                    "target": "command:RunShellScript",
+                    "input": {
+                        "targets": [{"key": "NodeIds", "values": ["$.detail.ping-status"]}],
+                        "parameters": {"commands": ["true"]},
+                    },
+                }
+            ],
+            {"principal": "admin"},
+            "has no detail field 'ping-status'",
+        ),
+        (
+            [
+                {
+                    "target": "command:NoSuchDocument",
+                    "input": {"targets": [{"key": "NodeIds", "values": ["$.detail.principal"]}]},
+                }
+            ],
+            {"principal": "admin"},
+            "No document",
+        ),
+        (
+            [
+                {
+                    "target": "command:RunShellScript",
+                    "input": {
+                        "targets": [{"key": "tag:owner", "values": ["$.detail.principal"]}],
+                        "parameters": {"commands": ["true"]},
+                    },
+                }
+            ],
+            {},
+            "name the principal",
+        ),
+    ],
+)
+def test_bad_rules_get_one_sentence_a_400_and_store_nothing(shared_fleet, targets, extra, phrase):
+    url = shared_fleet.server.url
+    headers = {"authorization": f"Bearer {shared_fleet.server.token}"}
+    body = {"name": "bad", "pattern": SUCCESS, "targets": targets, **extra}
+    response = httpx.post(f"{url}/v1/rules", json=body, headers=headers)
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert phrase in message and message.endswith(".") and "\n" not in message
+    assert [r.name for r in shared_fleet.client.list_rules()] == []
+
+
+def test_a_bad_pattern_is_refused_on_the_command_line(shared_fleet, tmp_path):
+    pattern = tmp_path / "p.json"
+    pattern.write_text("[1, 2]")
+    done = cli(
+        shared_fleet,
+        "rules",
+        "create",
+        "x",
+        "--pattern-file",
+        str(pattern),
+        "--target",
+        "redis:events",
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "pattern" in done.stderr.lower()
+    assert shared_fleet.client.list_rules() == []
+
+
+def test_webhook_secrets_are_never_returned_nor_stored_in_clear(tmp_path):
+    secret = "never-shown-" + secrets.token_hex(8)
+    fleet = Fleet(tmp_path).start()
+    try:
+        rule = fleet.client.create_rule(
+            "quiet",
+            pattern=SUCCESS,
+            targets=[{"target": "webhook:http://127.0.0.1:9/x", "secret": secret}],
+        )
+        channel = fleet.client.create_channel(
+            "quiet", target="webhook:http://127.0.0.1:9/y", secret=secret
+        )
+        assert rule.targets[0].has_secret and channel.has_secret
+        headers = {"authorization": f"Bearer {fleet.server.token}"}
+        for path in ("/v1/rules", "/v1/rules/quiet", "/v1/channels", "/v1/channels/quiet"):
+            assert secret not in httpx.get(fleet.server.url + path, headers=headers).text
+        assert secret not in fleet.server.log_path.read_text()
+        assert secret.encode() not in _database_bytes(fleet)
+    finally:
+        fleet.close()
+
+
+def _database_bytes(fleet):
+    db = fleet.server.db
+    if db.kind == "sqlite":
+        data = b""
+        for path in fleet.server.data_dir.glob("fleetrun.db*"):
+            data += path.read_bytes()
+        return data
+    import psycopg
+
+    url = db.url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT targets::text FROM rules UNION ALL SELECT secret FROM channels")
+        return "".join(str(r[0]) for r in rows).encode()
+
+
+def test_rules_on_the_command_line(shared_fleet, tmp_path):
+    pattern = tmp_path / "p.json"
+    pattern.write_text(json.dumps(SUCCESS))
+    made = cli(
+        shared_fleet,
+        "rules",
+        "create",
+        "cli-rule",
+        "--pattern-file",
+        str(pattern),
+        "--target",
+        "webhook:http://127.0.0.1:9/hook",
+        "--target",
+        "redis:fleet-events",
+        "--json",
+    )
+    assert made.returncode == 0, made.stderr
+    created = json.loads(made.stdout)
+    assert len(created["secret"]) >= 16  # made on this machine, shown once
+    assert [t["target"] for t in created["targets"]] == [
+        "webhook:http://127.0.0.1:9/hook",
+        "redis:fleet-events",
+    ]
+    try:
+        listed = cli(shared_fleet, "rules", "list")
+        assert listed.returncode == 0 and "cli-rule" in listed.stdout
+        assert created["secret"] not in cli(shared_fleet, "rules", "show", "cli-rule").stdout
+        off = cli(shared_fleet, "rules", "disable", "cli-rule", "--json")
+        assert json.loads(off.stdout)["enabled"] is False
+        on = cli(shared_fleet, "rules", "enable", "cli-rule", "--json")
+        assert json.loads(on.stdout)["enabled"] is True
+        shown = cli(shared_fleet, "rules", "deliveries", "cli-rule", "--json")
+        assert shown.returncode == 0 and isinstance(json.loads(shown.stdout), list)
+        missing = cli(shared_fleet, "rules", "show", "no-such-rule")
+        assert missing.returncode != 0 and "No rule 'no-such-rule'" in missing.stderr
+    finally:
+        assert cli(shared_fleet, "rules", "delete", "cli-rule").returncode == 0
+    assert shared_fleet.client.list_rules() == []
+
+
+@pytest.mark.skipif(not os.environ.get(PG_ENV), reason="replicas share a PostgreSQL database")
+def test_replicas_sharing_postgresql_deliver_each_event_once(tmp_path):
+    key = {"FLEETRUN_SECRET_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}
+    first = ServerProcess(tmp_path / "a", env={**FAST, **key}).start()
+    second = ServerProcess(tmp_path / "b", env={**FAST, **key}, db=first.db)
+    try:
+        second.start()
+        with first.client() as client, WebhookReceiver(SECRET) as hook:
+            pattern = {"source": ["fleetrun"], "detail-type": ["Node Registration"]}
+            _hook_rule(client, "every-node", hook.url, pattern)
+            for index in range(20):
+                # Registrations alternate between the replicas: both route and deliver.
+                server = first if index % 2 else second
+                activation = client.create_activation(registration_limit=1)
+                agent = AgentProcess(server, tmp_path / f"agent{index}", f"r{index}")
+                agent.register(activation.id, activation.code)
+            wait_for(lambda: len(hook.delivered()) >= 20, what="20 deliveries")
+            time.sleep(2)  # anything sent twice would have arrived by now
+            ids = [r.json["id"] for r in hook.requests]
+            assert len(ids) == 20 and len(set(ids)) == 20
+    finally:
+        second.stop()
+        first.close()
