@@ -4,6 +4,7 @@ secrets never shown, and replicas sharing the work without doing it twice."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -69,7 +70,7 @@ def test_a_failing_webhook_is_retried_with_backoff_until_it_takes_it(fast_fleet)
     )
     assert [a.outcome for a in done.history] == ["retry", "retry", "delivered"]
     assert done.history[0].detail == "HTTP 503" and done.attempts == 3
-    gaps = [(b.at - a.at).total_seconds() for a, b in zip(done.history, done.history[1:])]
+    gaps = [(b.at - a.at).total_seconds() for a, b in itertools.pairwise(done.history)]
     assert all(g >= 0.1 for g in gaps)  # waited (backoff), not hammered
 
 
