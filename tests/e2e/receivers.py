@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from email import message_from_bytes
+from email import message_from_bytes, policy
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -88,21 +88,37 @@ class WebhookReceiver:
 class SmtpReceiver:
     """A real SMTP server (aiosmtpd) on loopback keeping every message it accepts."""
 
-    def __init__(self) -> None:
+    def __init__(self, user: str | None = None, password: str | None = None) -> None:
         self.port = free_port()
         self.messages: list[Message] = []
+        self.logins: list[tuple[str, str]] = []
+        self.user = user
+        self.password = password
 
     def __enter__(self) -> SmtpReceiver:
         from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
 
         receiver = self
 
         class Handler:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-                receiver.messages.append(message_from_bytes(envelope.content))
+                receiver.messages.append(
+                    message_from_bytes(envelope.content, policy=policy.default)
+                )
                 return "250 OK"
 
-        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        def authenticate(
+            server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+        ) -> AuthResult:
+            login, password = data.login.decode(), data.password.decode()
+            receiver.logins.append((login, password))
+            return AuthResult(success=(login, password) == (receiver.user, receiver.password))
+
+        kwargs: dict[str, Any] = {}
+        if self.user is not None:
+            kwargs = {"authenticator": authenticate, "auth_require_tls": False}
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **kwargs)
         self._controller.start()
         return self
 

@@ -16,6 +16,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email import policy as email_policy
 from email.message import EmailMessage
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -300,7 +301,9 @@ def compose_email(
     else:
         lines += ["", f"Rule: {claimed.rule}"]
     lines += ["", f"Event id: {event.get('id')}", "The full event is attached as JSON."]
-    message = EmailMessage()
+    # Long subjects stay on one line (RFC 5322 allows 998 characters): folded ones
+    # reach some mail readers with a stray leading space.
+    message = EmailMessage(policy=email_policy.SMTP.clone(max_line_length=998))
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject
