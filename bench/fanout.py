@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the repository on sys.path)
-from _common import median, rss_mb
+from _common import SERVER_ENV, median, rss_mb
 from tests.harness import fleet
 
 from fleetrun.sdk import Client
@@ -59,7 +59,7 @@ def main() -> None:
         help="also time 100%% concurrency, to show the cost of the limits",
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, fleet(Path(tmp)) as f:
+    with tempfile.TemporaryDirectory() as tmp, fleet(Path(tmp), env=SERVER_ENV) as f:
         started = time.perf_counter()
         agents = f.add_agents(args.agents, tags={"bench": "fanout"})
         enrol_s = time.perf_counter() - started

@@ -88,8 +88,14 @@ def test_tokens_are_shown_once_stored_as_hashes_expire_and_revoke(shared_fleet):
     assert created.token.startswith("frt_") and created.expires_at is not None
     listed = {t.id: t for t in admin.list_tokens("tokened")}
     assert created.id in listed and "token" not in listed[created.id].model_dump()
+    assert listed[created.id].last_used_at is None
     client = client_for(shared_fleet, created.token)
     assert client.whoami().principal == "tokened"
+    wait_for(
+        lambda: {t.id: t for t in admin.list_tokens("tokened")}[created.id].last_used_at,
+        timeout_s=10,
+        what="the token's last use to be recorded",
+    )
     admin.revoke_token(created.id)
     with pytest.raises(AuthenticationError):
         client.whoami()

@@ -214,7 +214,7 @@ def list_tokens(ctx: click.Context, principal: str | None) -> None:
         return "active" if t.active else "expired"
 
     render.table(
-        ["ID", "PRINCIPAL", "STATE", "CREATED", "EXPIRES", "DESCRIPTION"],
+        ["ID", "PRINCIPAL", "STATE", "CREATED", "EXPIRES", "LAST USED", "DESCRIPTION"],
         (
             [
                 t.id,
@@ -222,6 +222,7 @@ def list_tokens(ctx: click.Context, principal: str | None) -> None:
                 state(t),
                 render.when(t.created_at),
                 render.when(t.expires_at) if t.expires_at else "never",
+                render.when(t.last_used_at) if t.last_used_at else "never",
                 t.description or "",
             ]
             for t in found

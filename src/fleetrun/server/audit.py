@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fleetrun.server import events
 from fleetrun.server.authz import Denial
 from fleetrun.server.store import audit as audit_store
+from fleetrun.server.store import tokens as token_store
 
 if TYPE_CHECKING:
     from fleetrun.server.db import Database, Tx
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 1000
 FLUSH_TIMEOUT_S = 10.0
 LINGER_S = 0.05  # gather records this long before a write, unless a reader waits
+TOKEN_USE_S = 60.0  # a token's last_used_at is written at most this often
 
 
 @dataclass
@@ -65,6 +67,19 @@ class AuditLog:
         self._urgent: asyncio.Event | None = None  # a reader waits: write now
         self._written_changed: asyncio.Condition | None = None
         self._task: asyncio.Task[None] | None = None
+        self._token_written: dict[str, float] = {}  # token id -> when its use was last queued
+        self._token_uses: dict[str, datetime] = {}  # token id -> last use, to write
+
+    def token_used(self, token_id: str, now: float) -> None:
+        """A request authenticated with this token: its last_used_at goes out with the
+        next batch of records, at most once a minute per token (the request path
+        stays write-free)."""
+        last = self._token_written.get(token_id)
+        if last is not None and now - last < TOKEN_USE_S:
+            return
+        self._token_written[token_id] = now
+        with self._lock:
+            self._token_uses[token_id] = datetime.now(UTC)
 
     # -- what gets recorded -------------------------------------------------------
 
@@ -161,17 +176,19 @@ class AuditLog:
                 await asyncio.wait_for(self._urgent.wait(), LINGER_S)
             self._wake.clear()
             self._urgent.clear()
-            while self._pending:
+            while self._pending or self._token_uses:
                 with self._lock:
                     batch = [
                         self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))
                     ]
+                    uses, self._token_uses = self._token_uses, {}
                 try:
-                    await self.db.write(partial(_append, batch))
+                    await self.db.write(partial(_append, batch, uses))
                 except Exception:
                     log.exception("writing %d audit record(s) failed; retrying", len(batch))
                     with self._lock:
                         self._pending.extendleft(reversed(batch))
+                        self._token_uses = uses | self._token_uses
                     await asyncio.sleep(1.0)
                     continue
                 self._written += len(batch)
@@ -180,9 +197,11 @@ class AuditLog:
                     self._written_changed.notify_all()
 
 
-def _append(batch: list[AuditEntry], tx: Tx) -> None:
-    """Append the records; each denial is an event as well, in the same transaction."""
-    audit_store.append_records(tx.session, [asdict(e) for e in batch])
+def _append(batch: list[AuditEntry], uses: dict[str, datetime], tx: Tx) -> None:
+    """Append the records (each denial is an event as well, in the same transaction)
+    and note when tokens were last used."""
+    if batch:
+        audit_store.append_records(tx.session, [asdict(e) for e in batch])
     for entry in batch:
         if entry.decision == "deny" and entry.kind in ("request", "decision"):
             events.emit(
@@ -201,6 +220,8 @@ def _append(batch: list[AuditEntry], tx: Tx) -> None:
                 },
                 at=entry.at,
             )
+    for token_id, at in uses.items():
+        token_store.touch_token(tx.session, token_id, at)
 
 
 class AuditMiddleware:

@@ -64,7 +64,10 @@ async def authenticate(request: Request) -> Caller:
     entry = audit_entry(request)
     if entry is not None:
         entry.principal = identity.principal
-    wait_s = state.throttle.take(identity.principal, time.monotonic())
+    now = time.monotonic()
+    if identity.token_id is not None:
+        state.audit.token_used(identity.token_id, now)
+    wait_s = state.throttle.take(identity.principal, now)
     if wait_s is not None:
         raise LimitExceededError(
             f"{identity.principal} is over its request rate ({state.throttle.rate_per_s:g} "

@@ -74,8 +74,10 @@ def token_exists(session: Session, token: str) -> bool:
     return found.first() is not None
 
 
-def touch_token(session: Session, token_id: str) -> None:
-    session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
+def touch_token(session: Session, token_id: str, at: datetime | None = None) -> None:
+    """Record a token's last use (the audit writer batches these)."""
+    when = at or utcnow()
+    session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=when))
 
 
 def read_token(session: Session, token_id: str) -> ApiToken:
