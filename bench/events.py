@@ -125,7 +125,7 @@ def webhook_latency(runs: int) -> None:
                 command = f.client.send_command(script="true", node_ids=[agent.node_id])
                 f.client.wait(command.id, timeout_s=60)
                 t0 = time.perf_counter()
-                wait_for(lambda: len(hook.delivered()) > seen, interval_s=0.001)
+                wait_for(lambda seen=seen: len(hook.delivered()) > seen, interval_s=0.001)
                 times.append(time.perf_counter() - t0)
         ms = [t * 1000 for t in times]
         print(
