@@ -5,6 +5,7 @@ denied API calls; listed, filtered and streamed."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -170,3 +171,53 @@ def test_the_stream_delivers_matching_events_as_they_happen(shared_fleet):
     reader.join(30)
     assert len(got) == 2
     assert all(e.detail_type == INVOCATION and e.detail["status"] == "Success" for e in got)
+
+
+def test_events_tail_on_the_command_line_prints_matching_events_as_they_happen(
+    shared_fleet, tmp_path
+):
+    pattern = tmp_path / "failed.json"
+    pattern.write_text(json.dumps({"detail-type": [INVOCATION], "detail": {"status": ["Failed"]}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETRUN_")}
+    env.update(FLEETRUN_SERVER=shared_fleet.server.url, FLEETRUN_TOKEN=shared_fleet.server.token)
+    env["FLEETRUN_CONFIG"] = str(tmp_path / "none.toml")
+    tail = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fleetrun",
+            "events",
+            "tail",
+            "--json",
+            "--pattern-file",
+            str(pattern),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines = []
+    reader = threading.Thread(target=lambda: lines.append(tail.stdout.readline()), daemon=True)
+    try:
+        reader.start()
+        node = shared_fleet.agents[2].node_id
+        client = shared_fleet.client
+        # The stream starts at "now": keep failing commands coming until one is seen.
+        wait_for(
+            lambda: (
+                client.wait(client.send_command(script="exit 1", node_ids=[node]).id, timeout_s=60)
+                and lines
+            ),
+            timeout_s=60,
+            interval_s=0.5,
+            what="a line from events tail",
+        )
+    finally:
+        tail.terminate()
+        tail.wait(10)
+        tail.stdout.close()
+        tail.stderr.close()
+    event = json.loads(lines[0])
+    assert event["detail-type"] == INVOCATION and event["detail"]["status"] == "Failed"
+    assert event["detail"]["node-id"] == node

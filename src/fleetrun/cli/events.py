@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,8 @@ def tail(ctx: click.Context, pattern_file: Path | None, after: int | None) -> No
     pattern = read_json_file(pattern_file, "pattern file") if pattern_file else None
     for event in opts.client().stream_events(pattern=pattern, after=after):
         if opts.json:
-            render.out.print(json.dumps(event.envelope()), markup=False, soft_wrap=True)
+            line = json.dumps(event.envelope())
         else:
-            render.out.print(f"{event.time}  {event.detail_type}  {summary(event)}", markup=False)
+            line = f"{event.time}  {event.detail_type}  {summary(event)}"
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()  # a line as soon as it happens, also into a pipe
