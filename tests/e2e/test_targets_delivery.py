@@ -278,3 +278,25 @@ def test_bad_notification_settings_are_refused_and_send_nothing(shared_fleet, ar
         assert len(shared_fleet.client.list_commands()) == before
     finally:
         shared_fleet.client.delete_channel("bad-statuses")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "phrase"),
+    [
+        ({"name": "c", "target": "pigeon:home"}, 400, "unknown scheme"),
+        ({"name": "c", "target": "command:RunShellScript"}, 400, "cannot be a channel"),
+        ({"name": "c", "target": "webhook:https://h.example/x"}, 400, "needs a signing secret"),
+        ({"name": "c", "target": "email:x@"}, 400, "not a valid e-mail address"),
+        ({"name": "c", "target": "redis:x", "secret": "s" * 20}, 400, "takes no secret"),
+        ({"name": "bad name!", "target": "redis:x"}, 400, "is not valid"),
+    ],
+)
+def test_bad_channels_get_one_sentence_and_store_nothing(shared_fleet, body, status, phrase):
+    import httpx
+
+    headers = {"authorization": f"Bearer {shared_fleet.server.token}"}
+    response = httpx.post(f"{shared_fleet.server.url}/v1/channels", json=body, headers=headers)
+    assert response.status_code == status, response.text
+    message = response.json()["error"]["message"]
+    assert phrase in message and message.endswith(".") and "\n" not in message
+    assert shared_fleet.client.list_channels() == []

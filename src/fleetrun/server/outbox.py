@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROUTE_BATCH = 500
+PRUNE_EVERY_S = 600.0
 CLAIM_BATCH = 50
 MAX_IN_FLIGHT = 16
 
@@ -86,6 +87,7 @@ class Outbox:
 
     async def _route_loop(self) -> None:
         interval = self.state.settings.outbox_interval_s
+        pruned_at = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._route.wait(), interval)
@@ -93,10 +95,18 @@ class Outbox:
             try:
                 while await self.state.db.write(self._route_batch):
                     self._deliver.set()
+                if time.monotonic() - pruned_at > PRUNE_EVERY_S:
+                    pruned_at = time.monotonic()
+                    await self.state.db.write(self._prune)
             except Exception:
                 log.exception("routing events failed; trying again shortly")
                 await asyncio.sleep(1.0)
             self._deliver.set()
+
+    def _prune(self, tx: Tx) -> None:
+        before = utcnow() - timedelta(seconds=self.state.settings.event_retention_s)
+        if store.prune(tx.session, before):
+            log.info("forgot events and deliveries older than %s", before.isoformat())
 
     def _route_batch(self, tx: Tx) -> bool:
         """Route a batch; whether there may be more."""

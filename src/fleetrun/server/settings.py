@@ -43,6 +43,7 @@ class Settings:
     delivery_timeout_s: float = 10.0  # one attempt (HTTP, SMTP, broker) may take this long
     delivery_lease_s: float = 60.0  # a claimed delivery is taken up again after this
     outbox_interval_s: float = 0.5  # how often the outbox looks for work when not woken
+    event_retention_s: float = 30 * 86400  # events and delivered deliveries kept this long
     secret_key: str | None = None  # base64 of 32 bytes sealing target secrets (default: a file)
     smtp_host: str | None = None
     smtp_port: int = 587

@@ -335,5 +335,31 @@ def forget_rule(session: Session, rule: str) -> None:
     session.execute(delete(Delivery).where(Delivery.rule == rule))
 
 
+def prune(session: Session, before: datetime, *, limit: int = 5000) -> int:
+    """Forget routed events older than `before` and deliveries delivered before it;
+    dead letters, and the events they need, stay until redriven or their rule goes."""
+    done = list(
+        session.execute(
+            select(Delivery.id)
+            .where(Delivery.state == DELIVERED, Delivery.updated_at < before)
+            .limit(limit)
+        ).scalars()
+    )
+    if done:
+        session.execute(delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(done)))
+        session.execute(delete(Delivery).where(Delivery.id.in_(done)))
+    kept = select(Delivery.event_id).where(Delivery.state != DELIVERED)
+    old = list(
+        session.execute(
+            select(Event.seq)
+            .where(Event.routed.is_(True), Event.time < before, Event.id.not_in(kept))
+            .limit(limit)
+        ).scalars()
+    )
+    if old:
+        session.execute(delete(Event).where(Event.seq.in_(old)))
+    return len(old) + len(done)
+
+
 def to_json(event: dict[str, Any]) -> bytes:
     return json.dumps(event, separators=(",", ":"), sort_keys=False).encode()
