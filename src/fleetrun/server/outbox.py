@@ -23,6 +23,7 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -115,13 +116,27 @@ class Outbox:
         )
         return routed == ROUTE_BATCH
 
-    def _matcher(self, rule: Rule) -> Any:
+    def _matcher(self, rule: Rule) -> Callable[[dict[str, Any]], bool]:
+        """The rule's compiled pattern (cached while it is unchanged). A pattern that no
+        longer compiles, or fails on an event, matches nothing rather than stall routing."""
         key = (rule.name, repr(rule.pattern))
         compiled = self._patterns.get(key)
         if compiled is None:
             from fleetrun.server.store.rules import compile_pattern
 
-            compiled = compile_pattern(rule.pattern).matches
+            try:
+                matches = compile_pattern(rule.pattern).matches
+            except Exception as exc:
+                log.error("rule %s has a pattern that does not compile: %s", rule.name, exc)
+                matches = _nothing
+
+            def compiled(event: dict[str, Any], name: str = rule.name) -> bool:
+                try:
+                    return bool(matches(event))
+                except Exception:
+                    log.exception("rule %s failed on event %s", name, event.get("id"))
+                    return False
+
             self._patterns[key] = compiled
         return compiled
 
@@ -217,6 +232,10 @@ class Outbox:
 
 
 EVENTS_KEY = "events"
+
+
+def _nothing(event: dict[str, Any]) -> bool:
+    return False
 
 
 def _spec(senders: Senders, claimed: store.Claimed, session: Any) -> Spec | str:

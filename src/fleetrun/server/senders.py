@@ -238,8 +238,10 @@ class Senders:
         rendered = delivery.render_input(spec.input or {}, claimed.event)
         principal = spec.principal or ""
 
-        def send(tx: Tx) -> Result:
+        def send(tx: Tx) -> Result | None:
             started = time.monotonic()
+            if not store.still_leased(tx.session, claimed.id, owner):
+                return None  # another server took it over: it sends the command, not us
             marks = events.mark(tx.session)
             try:
                 body = CommandCreate(**{**rendered, "document_name": spec.target.address})
@@ -273,7 +275,8 @@ class Senders:
             )
             return result
 
-        return await state.db.write(send)
+        result = await state.db.write(send)
+        return result or Result(RETRY, "lease lost to another server", recorded=True)
 
 
 def compose_email(

@@ -263,6 +263,16 @@ def record(
     )
 
 
+def still_leased(session: Session, delivery_id: str, owner: str) -> bool:
+    """Whether `owner` still holds the delivery (locked until the transaction ends)."""
+    row = session.execute(
+        select(Delivery.id)
+        .where(Delivery.id == delivery_id, Delivery.leased_by == owner)
+        .with_for_update()
+    ).scalar_one_or_none()
+    return row is not None
+
+
 # -- reading and redriving -------------------------------------------------------------
 
 
