@@ -55,6 +55,7 @@ __all__ = [
     "emit",
     "invocation_changed",
     "on_committed",
+    "run_command_changed",
 ]
 
 _EVENTS = "fleetrun.events"
@@ -94,6 +95,39 @@ def emit(
         }
     )
     return event_id
+
+
+def run_command_changed(
+    session: Session,
+    *,
+    run_command: str,
+    execution_state: str,
+    node_id: str | None = None,
+    group: str | None = None,
+    command_id: str | None = None,
+    document_name: str | None = None,
+) -> str:
+    """A managed run command's execution state changed (Azure's Pending, Running,
+    Succeeded, Failed, TimedOut, Canceled, Unknown): its event, in the caller's
+    transaction."""
+    resources = [access.frn("runcommand", run_command)]
+    if node_id:
+        resources.append(access.frn("node", node_id))
+    if group:
+        resources.append(access.frn("group", group))
+    return emit(
+        session,
+        RUN_COMMAND_STATE,
+        resources,
+        {
+            "run-command": run_command,
+            "node-id": node_id,
+            "group": group,
+            "execution-state": execution_state,
+            "command-id": command_id,
+            "document-name": document_name,
+        },
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,59 @@
+"""emit(): events are written with the transaction that caused them, and only then."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetrun.server import events
+from fleetrun.server.db import Database
+from fleetrun.server.store import deliveries
+from tests import harness
+
+
+@pytest.fixture
+async def db(tmp_path):
+    test_db = harness.TestDatabase(tmp_path)
+    database = Database(test_db.url)
+    database.migrate()
+    try:
+        yield database
+    finally:
+        await database.close()
+        test_db.drop()
+
+
+async def test_an_event_is_written_when_its_transaction_commits(db):
+    written = []
+    remove = events.on_committed(lambda: written.append(True))
+    try:
+        event_id = await db.write(
+            lambda tx: events.run_command_changed(
+                tx.session, run_command="web/patch", execution_state="Running", node_id="n-1"
+            )
+        )
+    finally:
+        remove()
+    (row,) = await db.read(lambda s: deliveries.read_events(s))
+    assert row.id == event_id and written == [True]
+    event = deliveries.event_of(row)
+    assert event["detail-type"] == "Run Command State-change Notification"
+    assert event["detail"]["execution-state"] == "Running"
+    assert event["resources"] == ["frn:fleetrun:runcommand/web/patch", "frn:fleetrun:node/n-1"]
+    assert event["source"] == "fleetrun" and event["time"].endswith("Z")
+
+
+async def test_an_event_of_a_transaction_that_fails_is_never_written(db):
+    def fails(tx):
+        events.emit(tx.session, "Something", [], {"a": 1})
+        raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError):
+        await db.write(fails)
+    await db.write(lambda tx: None)  # a later transaction of the same pool writes nothing
+    assert await db.read(lambda s: deliveries.read_events(s)) == []
+
+
+async def test_many_events_of_one_transaction_are_written_in_order(db):
+    await db.write(lambda tx: [events.emit(tx.session, "Bulk", [], {"i": i}) for i in range(2500)])
+    rows = await db.read(lambda s: deliveries.read_events(s, limit=5000, newest_first=False))
+    assert [r.detail["i"] for r in rows] == list(range(2500))
