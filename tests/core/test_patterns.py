@@ -216,7 +216,9 @@ CASES = [
     ({"n": [{"numeric": ["=", 301.8]}]}, {"n": 301.81}, False),
     ({"n": [{"numeric": [">=", 10]}]}, {"n": 10}, True),
     ({"n": [{"numeric": ["<=", -1]}]}, {"n": -1}, True),
-    ({"n": [{"numeric": ["<", 20, ">", 10]}]}, {"n": 15}, True),  # either order
+    ({"n": [{"numeric": [">", 10, "<", 20]}]}, {"n": 15}, True),
+    ({"n": [{"numeric": [">", 10, "<", 20]}]}, {"n": 20}, False),
+    ({"n": [{"numeric": [">=", 10, "<=", 20]}]}, {"n": 20}, True),
     ({"n": [{"numeric": [">", 0]}]}, {"n": "5"}, False),  # JSON numbers only
     ({"n": [{"numeric": [">", 0]}]}, {"n": True}, False),
     ({"n": [{"numeric": [">", 0]}]}, {"n": 6e9}, False),  # beyond the numeric range
@@ -259,6 +261,22 @@ CASES = [
     ({"s": ["a", {"exists": False}]}, {}, True),  # absent, or "a"
     ({"s": ["a", {"exists": False}]}, {"s": "a"}, True),
     ({"s": ["a", {"exists": False}]}, {"s": "b"}, False),
+    # -- exists false in a list of objects: missing from every element, unless other fields
+    #    of the pattern tie it to one element
+    ({"r": {"tag": [{"exists": False}]}}, {"r": [{"type": "a"}, {"type": "b", "tag": "x"}]}, False),
+    ({"r": {"tag": [{"exists": False}]}}, {"r": [{"type": "a"}, {"type": "b"}]}, True),
+    ({"r": {"m": {"tag": [{"exists": False}]}}}, {"r": [{"m": {}}, {"m": {"tag": 1}}]}, False),
+    (
+        {"r": {"type": ["a"], "tag": [{"exists": False}]}},
+        {"r": [{"type": "a"}, {"type": "b", "tag": "x"}]},
+        True,
+    ),
+    (
+        {"r": {"type": ["b"], "tag": [{"exists": False}]}},
+        {"r": [{"type": "a"}, {"type": "b", "tag": "x"}]},
+        False,
+    ),
+    ({"r": {"tag": ["x", {"exists": False}]}}, {"r": [{"type": "a"}, {"tag": "y"}]}, True),
     # -- several values of different kinds in one list
     ({"s": ["x", {"prefix": "ab"}, {"numeric": [">", 9]}]}, {"s": "abc"}, True),
     ({"s": ["x", {"prefix": "ab"}, {"numeric": [">", 9]}]}, {"s": 10}, True),
@@ -413,6 +431,8 @@ ERRORS = [
     ({"s": [{"anything-but": {"prefix": "a", "suffix": "b"}}]}, "not prefix, suffix"),
     ({"s": [{"anything-but": {}}]}, "not nothing"),
     ({"s": [{"anything-but": {"prefix": ["a"]}}]}, "anything-but prefix expects a string"),
+    ({"s": [{"anything-but": {"prefix": ""}}]}, "anything-but prefix expects a non-empty string"),
+    ({"s": [{"anything-but": {"suffix": ""}}]}, "anything-but suffix expects a non-empty string"),
     ({"s": [{"anything-but": {"equals-ignore-case": []}}]}, "expects a string or a non-empty list"),
     ({"s": [{"anything-but": {"wildcard": ["a**"]}}]}, "has consecutive wildcards"),
     ({"s": [{"anything-but": {"wildcard": [1]}}]}, "anything-but wildcard expects a string"),
@@ -431,6 +451,8 @@ ERRORS = [
     ({"n": [{"numeric": [">", 6e9]}]}, "numeric > operand 6000000000.0 is out of range"),
     ({"n": [{"numeric": ["<", -5.1e9]}]}, "out of range; numbers go from -5.0e9 to 5.0e9"),
     ({"n": [{"numeric": [">", 1, ">=", 2]}]}, "numeric takes = alone"),
+    ({"n": [{"numeric": ["<", 20, ">", 10]}]}, "a lower bound (> or >=) then an upper bound"),
+    ({"n": [{"numeric": ["<", 20, "<=", 30]}]}, "numeric takes = alone, one bound, or"),
     ({"n": [{"numeric": ["=", 1, "<", 2]}]}, "numeric takes = alone"),
     ({"n": [{"numeric": ["<", 2, "=", 1]}]}, "numeric takes = alone"),
     ({"n": [{"numeric": ["=", 1, "=", 1]}]}, "numeric takes = alone"),

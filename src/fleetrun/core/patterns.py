@@ -48,6 +48,7 @@ OPERATORS = (
 ANYTHING_BUT_OPERATORS = ("equals-ignore-case", "prefix", "suffix", "wildcard")
 LOWER_BOUNDS = (">", ">=")
 UPPER_BOUNDS = ("<", "<=")
+NUMERIC_SHAPES = {("=",), ("lower",), ("upper",), ("lower", "upper")}  # as AWS accepts them
 
 _MISSING: Any = object()  # the value of a field the event does not have
 
@@ -72,6 +73,10 @@ class _Leaf:
     tests: tuple[Test, ...]
     exists: frozenset[bool]  # {"exists": true/false} entries of the list
 
+    @property
+    def absence_only(self) -> bool:
+        return not self.tests and self.exists == {False}
+
     def matches(self, value: Any) -> bool:
         scalars = [] if value is _MISSING else list(_scalars(value))
         if bool(scalars) in self.exists:
@@ -85,11 +90,16 @@ class _Node:
 
     fields: tuple[tuple[str, _Node | _Leaf], ...]
     alternatives: tuple[tuple[_Node, ...], ...]
+    absence_only: bool  # it asks only that fields be missing ({"exists": false})
 
     def matches(self, value: Any) -> bool:
         if isinstance(value, list):
-            # Array consistency: the whole object must match within one element.
             elements = list(_elements(value)) or [_MISSING]
+            if self.absence_only:
+                # Nothing ties the object to one element: a field is missing only if it is
+                # missing from every element, as a field is when the list is flattened.
+                return all(self._matches_one(element) for element in elements)
+            # Array consistency: the whole object must match within one element.
             return any(self._matches_one(element) for element in elements)
         return self._matches_one(value)
 
@@ -248,7 +258,8 @@ def _node(pattern: dict[str, Any], path: list[str], depth: int) -> _Node:
                 f"expects a list of values like [{json.dumps(value)}] or a nested object, "
                 f"not {_kind(value)}",
             )
-    return _Node(tuple(fields), tuple(alternatives))
+    absence_only = not alternatives and all(child.absence_only for _, child in fields)
+    return _Node(tuple(fields), tuple(alternatives), absence_only)
 
 
 def _alternatives(value: Any, path: list[str], depth: int) -> tuple[_Node, ...]:
@@ -425,17 +436,19 @@ def _numeric(operand: Any, path: list[str]) -> Test:
     if not isinstance(operand, list) or not operand or len(operand) % 2:
         raise _fail(path, usage)
     bounds: dict[str, tuple[str, Decimal]] = {}
+    sides: list[str] = []
     for op, value in zip(operand[::2], operand[1::2], strict=True):
         if op not in ("=", *LOWER_BOUNDS, *UPPER_BOUNDS):
             raise _fail(path, f"numeric operator {json.dumps(op)} is unknown; use =, <, <=, >, >=")
         side = "=" if op == "=" else "lower" if op in LOWER_BOUNDS else "upper"
-        if side in bounds or (bounds and ("=" in bounds or side == "=")):
-            raise _fail(
-                path,
-                "numeric takes = alone, or at most one lower bound (> or >=) "
-                "and one upper bound (< or <=)",
-            )
+        sides.append(side)
         bounds[side] = (op, _number(value, path, f"numeric {op} operand"))
+    if tuple(sides) not in NUMERIC_SHAPES:
+        raise _fail(
+            path,
+            "numeric takes = alone, one bound, or a lower bound (> or >=) then an upper "
+            'bound (< or <=), like [">", 0, "<=", 5]',
+        )
     if "lower" in bounds and "upper" in bounds and bounds["lower"][1] >= bounds["upper"][1]:
         raise _fail(path, "numeric range is empty; its lower bound must be below its upper bound")
     checks = tuple(bounds.values())
@@ -492,7 +505,10 @@ def _anything_but_operator(operand: dict[str, Any], path: list[str]) -> Test:
             raise _fail(path, f"{where} expects a string or a non-empty list of strings")
         excluded = tuple(_OPERATORS[name](_string(v, path, where), path) for v in inner)
     else:
-        excluded = (_OPERATORS[name](_string(inner, path, where), path),)
+        text = _string(inner, path, where)
+        if not text and name in ("prefix", "suffix"):
+            raise _fail(path, f"{where} expects a non-empty string (an empty one excludes all)")
+        excluded = (_OPERATORS[name](text, path),)
     # Exclusions only ever exclude strings: any other present value matches.
     return lambda v: not any(test(v) for test in excluded)
 
