@@ -281,7 +281,12 @@ def _leaf(values: list[Any], path: list[str]) -> _Leaf:
         raise _fail(path, 'is an empty list; give at least one value, like ["fleetrun"]')
     tests: list[Test] = []
     exists: set[bool] = set()
+    strings = frozenset(v for v in values if isinstance(v, str))
+    if strings:  # one set lookup for all the plain strings, the common case
+        tests.append(lambda v: isinstance(v, str) and v in strings)
     for value in values:
+        if isinstance(value, str):
+            continue
         if isinstance(value, dict):
             name, operand = _operator(value, path)
             if name == "exists":
@@ -316,8 +321,6 @@ def _equals(value: Any, path: list[str]) -> Test:
         return lambda v: v is None
     if isinstance(value, bool):
         return lambda v: isinstance(v, bool) and v is value
-    if isinstance(value, str):
-        return lambda v: isinstance(v, str) and v == value
     if _is_number(value):
         number = _number(value, path, "a value", limit=False)
         return lambda v: _decimal(v) == number
