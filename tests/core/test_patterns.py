@@ -471,7 +471,7 @@ ERRORS = [
     ({"$or": {"a": ["x"]}}, "$or expects a list of at least two sub-patterns"),
     (
         {"$or": [{"a": ["x"]}, {}]},
-        'pattern field "$or[1]": each $or entry must be a non-empty object',
+        'pattern field "$or[1]": each $or entry must be a non-empty object, not an empty one.',
     ),
     ({"$or": [{"a": ["x"]}, ["b"]]}, "each $or entry must be a non-empty object, not a list"),
     ({"d": {"$or": [{"a": ["x"]}, {"b": "y"}]}}, 'pattern field "d.$or[1].b": expects a list'),
@@ -506,6 +506,19 @@ def test_a_deeply_nested_pattern_is_refused_not_crashed_on():
         pattern = {"a": pattern}
     with pytest.raises(PatternError, match="nests deeper than 32 levels"):
         compile_pattern(pattern)
+
+
+def test_deeply_nested_json_text_is_refused_not_crashed_on():
+    with pytest.raises(PatternError, match="nests deeper than 32 levels"):
+        compile_pattern('{"a": ' * 100_000 + "1" + "}" * 100_000)
+
+
+def test_an_event_with_deeply_nested_lists_is_matched_without_recursion():
+    deep: list = ["x"]
+    for _ in range(100_000):
+        deep = [deep]
+    assert compile_pattern({"tags": ["x"]}).matches({"tags": deep})
+    assert not compile_pattern({"tags": ["y"]}).matches({"tags": deep})
 
 
 def test_source_is_the_pattern_as_given_and_not_shared():

@@ -50,6 +50,8 @@ def read_json_file(path: Path, what: str) -> Any:
         return value
     try:
         return json.loads(text)
+    except RecursionError:
+        raise ValidationError(f"The {what} file {path} nests too deeply to read.") from None
     except json.JSONDecodeError as exc:
         raise ValidationError(
             f"The {what} file {path} is not valid JSON at line {exc.lineno}, column {exc.colno} "

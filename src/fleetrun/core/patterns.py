@@ -151,11 +151,17 @@ def pattern_fields(pattern: dict[str, Any] | str | Pattern) -> set[str]:
 
 
 def _elements(values: list[Any]) -> Iterator[Any]:
-    for value in values:
-        if isinstance(value, list):
-            yield from _elements(value)
-        else:
+    """The elements of a list, looking into lists within it (without recursion: events
+    are not checked like patterns, and may nest lists deeply)."""
+    stack = [iter(values)]
+    while stack:
+        for value in stack[-1]:
+            if isinstance(value, list):
+                stack.append(iter(value))
+                break
             yield value
+        else:
+            stack.pop()
 
 
 def _scalars(value: Any) -> Iterator[Any]:
@@ -207,6 +213,10 @@ def _parse_json(text: str) -> Any:
 
     try:
         return json.loads(text, parse_constant=refuse)
+    except RecursionError:
+        raise PatternError(
+            f"The pattern nests deeper than {MAX_DEPTH} levels; flatten it."
+        ) from None
     except json.JSONDecodeError as exc:
         raise PatternError(
             f"The pattern is not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})."
@@ -255,7 +265,7 @@ def _node(pattern: dict[str, Any], path: list[str], depth: int) -> _Node:
         else:
             raise _fail(
                 here,
-                f"expects a list of values like [{json.dumps(value)}] or a nested object, "
+                f"expects a list of values like [{json.dumps(value, default=str)}] or a nested object, "
                 f"not {_kind(value)}",
             )
     absence_only = not alternatives and all(child.absence_only for _, child in fields)
@@ -270,7 +280,9 @@ def _alternatives(value: Any, path: list[str], depth: int) -> tuple[_Node, ...]:
         here = [*path[:-1], f"$or[{index}]"]
         if not isinstance(alternative, dict) or not alternative:
             raise _fail(
-                here, f"each $or entry must be a non-empty object, not {_kind(alternative)}"
+                here,
+                "each $or entry must be a non-empty object, "
+                f"not {_kind(alternative) if alternative != {} else 'an empty one'}",
             )
         group.append(_node(alternative, here, depth + 1))
     return tuple(group)
