@@ -263,10 +263,10 @@ def _node(pattern: dict[str, Any], path: list[str], depth: int) -> _Node:
                 raise _fail(here, "is an empty object; name a field inside it or remove it")
             fields.append((key, _node(value, here, depth + 1)))
         else:
+            example = json.dumps(value, default=str)
             raise _fail(
                 here,
-                f"expects a list of values like [{json.dumps(value, default=str)}] or a nested object, "
-                f"not {_kind(value)}",
+                f"expects a list of values like [{example}] or a nested object, not {_kind(value)}",
             )
     absence_only = not alternatives and all(child.absence_only for _, child in fields)
     return _Node(tuple(fields), tuple(alternatives), absence_only)
