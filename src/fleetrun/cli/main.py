@@ -16,6 +16,7 @@ from fleetrun.cli.documents import documents
 from fleetrun.cli.groups import groups
 from fleetrun.cli.keys import keys
 from fleetrun.cli.nodes import activations, nodes
+from fleetrun.cli.rules import rules
 from fleetrun.cli.send import send
 from fleetrun.cli.serve import login, server
 from fleetrun.core.errors import FleetrunError
@@ -46,6 +47,7 @@ for command in (
     roles,
     policy,
     audit,
+    rules,
 ):
     cli.add_command(command)
 
