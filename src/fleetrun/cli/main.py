@@ -18,7 +18,7 @@ from fleetrun.cli.events import events
 from fleetrun.cli.groups import groups
 from fleetrun.cli.keys import keys
 from fleetrun.cli.nodes import activations, nodes
-from fleetrun.cli.rule_admin import COMMANDS as RULE_COMMANDS
+from fleetrun.cli.rules import rules
 from fleetrun.cli.send import send
 from fleetrun.cli.serve import login, server
 from fleetrun.core.errors import FleetrunError
@@ -50,23 +50,10 @@ for command in (
     policy,
     audit,
     events,
+    rules,
     channels,
 ):
     cli.add_command(command)
-
-try:  # `rules test` (offline) lives with the pattern matcher
-    from fleetrun.cli.rules import rules
-except ImportError:  # pragma: no cover - until it lands
-
-    @click.group("rules")
-    @api_options
-    def rules() -> None:
-        """Rules: an event pattern, and where matching events go."""
-
-
-for command in RULE_COMMANDS:
-    rules.add_command(command)
-cli.add_command(rules)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fleetrun.core import access, delivery
+from fleetrun.core import access, delivery, patterns
 from fleetrun.core.errors import ConflictError, NotFoundError, ValidationError
+from fleetrun.core.patterns import Pattern
 from fleetrun.schemas import events as schemas
 from fleetrun.schemas.base import describe
 from fleetrun.schemas.commands import CommandCreate
@@ -21,43 +22,10 @@ from fleetrun.server.store.tables import Channel, Principal, Rule, utcnow
 COMMAND_INPUT_KEYS = frozenset(CommandCreate.model_fields) - {"secret_parameters", "notification"}
 
 
-def compile_pattern(pattern: dict[str, Any] | str) -> Any:
-    """The pattern matcher of fleetrun.core.patterns (its PatternError is a
-    ValidationError: one sentence naming the fault)."""
-    try:
-        from fleetrun.core.patterns import compile_pattern as compile_
-    except ImportError:  # the full matcher has not landed yet: exact values only
-        return _ExactPattern(pattern)
-    return compile_(pattern)
-
-
-class _ExactPattern:
-    """A stand-in matcher: exact values and nested fields only."""
-
-    def __init__(self, pattern: dict[str, Any] | str) -> None:
-        import json
-
-        self.source = json.loads(pattern) if isinstance(pattern, str) else pattern
-        if not isinstance(self.source, dict) or not self.source:
-            raise ValidationError("The event pattern must be a non-empty JSON object.")
-
-    def matches(self, event: dict[str, Any]) -> bool:
-        return _exact(self.source, event)
-
-
-def _exact(pattern: dict[str, Any], event: Any) -> bool:
-    if not isinstance(event, dict):
-        return False
-    for key, want in pattern.items():
-        have = event.get(key)
-        if isinstance(want, dict):
-            if not _exact(want, have):
-                return False
-            continue
-        values = have if isinstance(have, list) else [have]
-        if not any(v in want for v in values):
-            return False
-    return True
+def compile_pattern(pattern: dict[str, Any] | str) -> Pattern:
+    """The rule's pattern, checked (PatternError is a ValidationError: one sentence
+    naming the fault)."""
+    return patterns.compile_pattern(pattern)
 
 
 def secret_context(kind: str, name: str, index: int = 0) -> str:

@@ -1,0 +1,95 @@
+"""`fleetrun rules ...`: event rules, and trying their patterns out offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from fleetrun.cli import render
+from fleetrun.cli.base import api_options, json_option, options
+from fleetrun.core.errors import ValidationError
+from fleetrun.core.patterns import compile_pattern
+
+FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+@click.group("rules")
+@api_options
+def rules() -> None:
+    """Event rules: which events go to which targets."""
+
+
+def read_json_file(path: Path, what: str) -> Any:
+    """The JSON (or, for .yaml/.yml files, YAML) value a file holds, or one sentence why not."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValidationError(
+            f"Cannot read the {what} file {path}: {(exc.strerror or str(exc)).lower()}."
+        ) from None
+    except UnicodeDecodeError:
+        raise ValidationError(f"The {what} file {path} is not UTF-8 text.") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ValidationError(f"The {what} file {path} is not valid YAML{where}.") from None
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise ValidationError(
+                f"The {what} file {path} holds a value JSON cannot carry (a date or a time?): "
+                "quote it."
+            ) from None
+        return value
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValidationError(f"The {what} file {path} nests too deeply to read.") from None
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            f"The {what} file {path} is not valid JSON at line {exc.lineno}, column {exc.colno} "
+            f"({exc.msg})."
+        ) from None
+
+
+@rules.command("test")
+@click.option("--pattern-file", type=FILE, required=True, help="The event pattern, JSON (or YAML).")
+@click.option("--event-file", type=FILE, required=True, help="One event, JSON (or YAML).")
+@json_option
+@click.pass_context
+def test(ctx: click.Context, pattern_file: Path, event_file: Path) -> None:
+    """Try a pattern on an event, offline.
+
+    Prints whether the event in --event-file matches the pattern in --pattern-file, and
+    exits 0 either way; a file that cannot be read or a pattern that is not valid exits 1.
+    """
+    pattern = compile_pattern(read_json_file(pattern_file, "pattern"))
+    event = read_json_file(event_file, "event")
+    if not isinstance(event, dict):
+        raise ValidationError(f"The event file {event_file} must hold one JSON object (an event).")
+    match = pattern.matches(event)
+    if options(ctx).json:
+        return render.emit_json({"match": match})
+    if match:
+        render.out.print("matches: the event matches the pattern.", style="green")
+    else:
+        render.out.print("does not match: the event does not match the pattern.", style="yellow")
+
+
+# The rules kept on the server: create, list, show, enable, disable, delete,
+# deliveries, redrive (fleetrun.cli.rule_admin).
+def _add_server_commands() -> None:
+    from fleetrun.cli.rule_admin import COMMANDS
+
+    for command in COMMANDS:
+        rules.add_command(command)
+
+
+_add_server_commands()
