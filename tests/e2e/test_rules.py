@@ -346,3 +346,51 @@ def test_old_events_and_deliveries_are_forgotten_but_dead_letters_stay(tmp_path)
         assert client.list_events(detail_type="Node Registration")[0].id == dead.event_id
     finally:
         fleet.close()
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        {"detail": {"status": "Failed"}},
+        {"detail": {"exit-code": [{"numeric": [">", "x"]}]}},
+        {"source": [{"no-such-operator": 1}]},
+    ],
+)
+def test_an_invalid_pattern_is_refused_naming_the_fault(shared_fleet, pattern):
+    headers = {"authorization": f"Bearer {shared_fleet.server.token}"}
+    url = shared_fleet.server.url
+    body = {"name": "bad-pattern", "pattern": pattern, "targets": [{"target": "redis:x"}]}
+    response = httpx.post(f"{url}/v1/rules", json=body, headers=headers)
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert message.endswith(".") and "\n" not in message
+    assert shared_fleet.client.list_rules() == []
+    stream = httpx.get(
+        f"{url}/v1/events/stream", params={"pattern": json.dumps(pattern)}, headers=headers
+    )
+    assert stream.status_code == 400 and stream.json()["error"]["message"] == message
+
+
+def test_rules_match_with_eventbridge_operators(shared_fleet):
+    """The server routes with the full pattern matcher: prefix, numeric, anything-but."""
+    client = shared_fleet.client
+    node = shared_fleet.agents[0].node_id
+    pattern = {
+        "detail-type": [{"prefix": "Command Invocation"}],
+        "detail": {
+            "status": [{"anything-but": ["Pending", "InProgress", "Delayed"]}],
+            "exit-code": [{"numeric": [">=", 2, "<", 5]}],
+        },
+    }
+    with WebhookReceiver(SECRET) as hook:
+        _hook_rule(client, "operators", hook.url, pattern)
+        try:
+            for code in (0, 1, 3, 7):
+                command = client.send_command(script=f"exit {code}", node_ids=[node])
+                client.wait(command.id, timeout_s=60)
+            wait_for(lambda: hook.delivered(), what="the matching event")
+            time.sleep(1)  # the others, had they matched, would be here by now
+            (only,) = hook.delivered()
+            assert only.json["detail"]["exit-code"] == 3
+        finally:
+            client.delete_rule("operators")
