@@ -12,17 +12,14 @@ import click
 from fleetrun.cli import render
 from fleetrun.cli.audit import parse_since
 from fleetrun.cli.base import api_options, options
-from fleetrun.core.errors import ValidationError
 from fleetrun.schemas.events import Event
 
 
 def read_json_file(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except OSError as exc:
-        raise ValidationError(f"Cannot read the {what} {path}: {exc.strerror}.") from None
-    except ValueError as exc:
-        raise ValidationError(f"The {what} {path} is not valid JSON ({exc}): fix it.") from None
+    """A JSON (or YAML) file's value, or one sentence why not (as `rules test` reads)."""
+    from fleetrun.cli.rules import read_json_file as read  # imported late: no cycle
+
+    return read(path, what)
 
 
 def summary(event: Event) -> str:
@@ -73,7 +70,7 @@ def list_events(ctx: click.Context, since: str | None, detail_type: str | None, 
 def tail(ctx: click.Context, pattern_file: Path | None, after: int | None) -> None:
     """Print events as they happen (one JSON object a line with --json), until Ctrl-C."""
     opts = options(ctx)
-    pattern = read_json_file(pattern_file, "pattern file") if pattern_file else None
+    pattern = read_json_file(pattern_file, "pattern") if pattern_file else None
     for event in opts.client().stream_events(pattern=pattern, after=after):
         if opts.json:
             line = json.dumps(event.envelope())

@@ -44,7 +44,7 @@ def _targets(rule: Rule) -> str:
     "--pattern-file",
     type=click.Path(path_type=Path, dir_okay=False),
     required=True,
-    help="The event pattern (JSON).",
+    help="The event pattern (JSON or YAML).",
 )
 @click.option(
     "--target",
@@ -59,7 +59,7 @@ def _targets(rule: Rule) -> str:
     "--input-file",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="command: targets: the command to send, as an input template (JSON).",
+    help="command: targets: the command to send, as an input template (JSON or YAML).",
 )
 @click.option("--principal", default=None, help="command: targets send as this principal.")
 @click.option("--description", default=None)
@@ -79,8 +79,8 @@ def create(
 ) -> None:
     """Create a rule: events matching the pattern go to every target. A webhook's
     signing secret comes from --secret-env, or is made here and printed once."""
-    pattern = read_json_file(pattern_file, "pattern file")
-    template = read_json_file(input_file, "input file") if input_file else None
+    pattern = read_json_file(pattern_file, "pattern")
+    template = read_json_file(input_file, "input") if input_file else None
     secret, made = secret_for(list(targets), secret_env)
     specs: list[dict[str, Any]] = []
     for target in targets:
