@@ -300,3 +300,22 @@ def test_bad_channels_get_one_sentence_and_store_nothing(shared_fleet, body, sta
     message = response.json()["error"]["message"]
     assert phrase in message and message.endswith(".") and "\n" not in message
     assert shared_fleet.client.list_channels() == []
+
+
+def test_a_template_that_finds_no_value_in_an_event_fails_with_a_sentence(fleet):
+    """A rule taking two kinds of events, only one of which has the field: the other
+    kind makes no command, and its delivery says why (once: it is not retried)."""
+    client = fleet.client
+    client.create_rule(
+        "half-fits",
+        pattern={"detail-type": ["Node Registration", "Command Status-change Notification"]},
+        targets=[{"target": "command:RunShellScript", "input": BOOTSTRAP}],
+        principal="admin",
+    )
+    fleet.add_agent()
+    dead = wait_for(
+        lambda: client.list_rule_deliveries("half-fits", state="dead"), what="a dead delivery"
+    )
+    assert "made no valid command from this event" in dead[0].last_error
+    assert "targets.0.values.0" in dead[0].last_error and dead[0].attempts == 1
+    assert "\n" not in dead[0].last_error

@@ -22,11 +22,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from pydantic import ValidationError as PydanticValidationError
 
 from fleetrun import __version__
 from fleetrun.core import delivery
 from fleetrun.core.errors import FleetrunError
 from fleetrun.core.events import COMMAND_STATUS, INVOCATION_STATUS, notification_message
+from fleetrun.schemas.base import describe
 from fleetrun.schemas.commands import CommandCreate
 from fleetrun.server import events
 from fleetrun.server.authz import Caller
@@ -260,9 +262,11 @@ class Senders:
             except FleetrunError as exc:
                 events.reset(tx.session, marks)
                 result = Result(FAILED, exc.message, recorded=True)
-            except ValueError as exc:  # the template made no valid command
+            except PydanticValidationError as exc:  # the template made no valid command
                 events.reset(tx.session, marks)
-                reason = f"the input template made no valid command: {exc}"
+                reason = "The input template made no valid command from this event: " + describe(
+                    exc.errors()
+                )
                 result = Result(FAILED, reason[:500], recorded=True)
             store.record(
                 tx.session,
