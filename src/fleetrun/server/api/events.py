@@ -25,6 +25,9 @@ from fleetrun.server.store.tables import Event
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 KEEPALIVE_S = 15.0
+# Woken at once by commits on this server; events another replica wrote are read within
+# this long.
+POLL_S = 1.0
 # Events that commit out of order (PostgreSQL, concurrent writers) land a little below
 # the newest sequence number seen: the stream looks back this far and skips repeats.
 LOOKBACK = 200
@@ -70,6 +73,7 @@ async def stream_events(
 
     async def stream() -> AsyncIterator[bytes]:
         last = start
+        quiet = 0
         seen: deque[int] = deque(maxlen=4 * LOOKBACK)
         yield b": stream of fleetrun events\n\n"
         while not await request.is_disconnected():
@@ -85,8 +89,11 @@ async def stream_events(
                         yield f"id: {row.seq}\nevent: event\ndata: {json.dumps(event)}\n\n".encode()
                 if len(rows) == 500:
                     continue
-                if not await sub.wait(KEEPALIVE_S):
-                    yield b": keepalive\n\n"
+                if not await sub.wait(POLL_S):
+                    quiet += 1
+                    if quiet * POLL_S >= KEEPALIVE_S:
+                        quiet = 0
+                        yield b": keepalive\n\n"
 
     return StreamingResponse(
         stream(),
