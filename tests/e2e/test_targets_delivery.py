@@ -319,3 +319,46 @@ def test_a_template_that_finds_no_value_in_an_event_fails_with_a_sentence(fleet)
     assert "made no valid command from this event" in dead[0].last_error
     assert "targets.0.values.0" in dead[0].last_error and dead[0].attempts == 1
     assert "\n" not in dead[0].last_error
+
+
+def test_naming_a_channel_takes_leave_to_notify_it(shared_fleet):
+    """--notify is decided on the channel (fleetrun:NotifyChannel): a sender limited to
+    one channel cannot send mail through another, and nothing is sent when refused."""
+    from fleetrun.core.errors import AccessDeniedError
+    from fleetrun.sdk import Client
+
+    admin = shared_fleet.client
+    admin.create_channel("team-a", target="redis:team-a")
+    admin.create_channel("team-b", target="redis:team-b")
+    admin.create_policy(
+        "send-and-notify-a",
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": "fleetrun:SendCommand", "Resource": "*"},
+                {
+                    "Effect": "Allow",
+                    "Action": "fleetrun:NotifyChannel",
+                    "Resource": "frn:fleetrun:channel/team-a",
+                },
+                {"Effect": "Allow", "Action": "fleetrun:List*", "Resource": "*"},
+            ],
+        },
+    )
+    admin.create_principal("team-a-bot", kind="service")
+    admin.attach("team-a-bot", policy="send-and-notify-a")
+    token = admin.create_token("team-a-bot").token
+    node = shared_fleet.agents[0].node_id
+    try:
+        with Client(shared_fleet.server.url, token) as bot:
+            before = len(admin.list_commands())
+            with pytest.raises(AccessDeniedError, match="NotifyChannel"):
+                bot.send_command(script="true", node_ids=[node], notification={"channel": "team-b"})
+            assert len(admin.list_commands()) == before
+            sent = bot.send_command(
+                script="true", node_ids=[node], notification={"channel": "team-a"}
+            )
+            assert sent.notification is not None and sent.notification.channel == "team-a"
+    finally:
+        admin.delete_channel("team-a")
+        admin.delete_channel("team-b")

@@ -153,6 +153,9 @@ ACTIONS: dict[str, ActionSpec] = {
     "ListChannels": _a("channel", "read", "list notification channels"),
     "GetChannel": _a("channel", "read", "read a notification channel (never its secret)"),
     "ListChannelDeliveries": _a("channel", "read", "list a channel's notifications sent"),
+    "NotifyChannel": _a(
+        "channel", "write", "name a channel in a command's notification (with SendCommand)"
+    ),
     "DeleteChannel": _a("channel", "admin", "delete a notification channel"),
     # audit
     "ListAuditRecords": _a("*", "read", "list audit records"),
@@ -164,6 +167,7 @@ ACTIONS: dict[str, ActionSpec] = {
 OPERATOR_ACTIONS = (
     "fleetrun:SendCommand",
     "fleetrun:CancelCommand",
+    "fleetrun:NotifyChannel",
     "fleetrun:*RunCommand",
 )
 READ_ACTIONS = ("fleetrun:Get*", "fleetrun:List*", "fleetrun:Describe*")

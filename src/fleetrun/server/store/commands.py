@@ -121,7 +121,7 @@ def create_command(
         counts={},
         version=0,
         updated_at=now,
-        notification=_notification(session, body),
+        notification=_notification(session, body, caller),
     )
     session.add(command)
     session.flush()
@@ -131,12 +131,16 @@ def create_command(
     return command
 
 
-def _notification(session: Session, body: schemas.CommandCreate) -> dict[str, Any] | None:
-    """The command's notification configuration, checked: the channel exists, the
-    statuses are ones that notify."""
+def _notification(
+    session: Session, body: schemas.CommandCreate, caller: Caller | None
+) -> dict[str, Any] | None:
+    """The command's notification configuration, checked: the caller may notify the
+    channel, it exists, the statuses are ones that notify."""
     config = body.notification
     if config is None:
         return None
+    if caller is not None:
+        caller.require("NotifyChannel", access.frn("channel", config.channel))
     if session.get(Channel, config.channel) is None:
         raise ValidationError(
             f"No channel {config.channel!r} exists to notify: create it with "
