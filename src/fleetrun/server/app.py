@@ -36,6 +36,7 @@ from fleetrun.server.api import (
     policies,
     principals,
     roles,
+    runcommands,
     tokens,
 )
 from fleetrun.server.audit import AuditMiddleware
@@ -58,6 +59,7 @@ ROUTERS = (
     documents.router,
     commands.router,
     commands.invocations_router,
+    runcommands.router,
     identity.router,
     principals.router,
     tokens.router,

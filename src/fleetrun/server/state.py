@@ -15,6 +15,7 @@ from fleetrun.server.gateway.gateway import Gateway
 from fleetrun.server.output import OutputStore
 from fleetrun.server.settings import Settings
 from fleetrun.server.store import commands as command_store
+from fleetrun.server.store import runcommands as run_command_store
 
 
 @dataclass
@@ -39,10 +40,14 @@ class ServerState:
         """Recompute these commands' status in `tx` (on the database thread), and once
         it is committed tell whoever waits on them and wake the dispatcher."""
         wake = False
-        for command_id in set(command_ids):
+        command_ids = set(command_ids)
+        for command_id in command_ids:
             refreshed = command_store.refresh_command(tx.session, command_id)
             if refreshed.changed:
                 tx.after_commit(partial(self.changes.publish, command_id))
             wake = wake or refreshed.changed or refreshed.released
+        # Run commands follow their invocations; one that finishes may start another.
+        if run_command_store.refresh_runs(tx.session, command_ids):
+            wake = True
         if wake:
             tx.after_commit(self.dispatcher.wake)

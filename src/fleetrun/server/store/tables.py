@@ -353,3 +353,46 @@ class InvocationTransition(Base):
     status: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime]
+
+
+class RunCommand(Base):
+    """A named run command on one node (its definition; executions are runs)."""
+
+    __tablename__ = "run_commands"
+    __table_args__ = (UniqueConstraint("node_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(20), index=True)
+    name: Mapped[str] = mapped_column(String(36))
+    group_name: Mapped[str | None] = mapped_column(String(128), index=True)
+    spec: Mapped[dict[str, Any]]  # the public part of the PUT body
+    # Secrets sealed to the node only: {"env": {...}, "args": [...], "password": ...}.
+    sealed: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    salt: Mapped[str] = mapped_column(String(32))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    current_run_id: Mapped[str | None] = mapped_column(String(20))
+    provisioning_state: Mapped[str] = mapped_column(String(16))
+    principal: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class RunCommandRun(Base):
+    """One execution of a run command, carried by a command with one invocation."""
+
+    __tablename__ = "run_command_runs"
+
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)  # rc-...
+    run_command_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("run_commands.id", ondelete="CASCADE"), index=True
+    )
+    node_id: Mapped[str] = mapped_column(String(20), index=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(16))  # Create, Update, Rerun
+    command_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    execution_state: Mapped[str] = mapped_column(String(16))
+    provisioning_state: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text)  # why it ended before a command
+    requested_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]

@@ -1,0 +1,174 @@
+"""Run commands on a node: `/v1/nodes/{node_id}/run-commands[/{name}]`.
+
+Every action is decided on the node (`frn:fleetrun:node/<id>`, with its tags), like
+sending a command to it; writing also carries the document and run-as user as
+conditions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from sqlalchemy.orm import Session
+
+from fleetrun.core import access
+from fleetrun.core import runcommands as core
+from fleetrun.schemas import runcommands as schemas
+from fleetrun.schemas.base import Page
+from fleetrun.server.api.deps import action, authorize, state_of
+from fleetrun.server.authz import Caller
+from fleetrun.server.db import Tx
+from fleetrun.server.store import nodes as node_store
+from fleetrun.server.store import runcommands as store
+
+router = APIRouter(prefix="/v1/nodes/{node_id}/run-commands", tags=["run commands"])
+
+
+def _require(
+    session: Session, caller: Caller, verb: str, node_id: str, extra: dict[str, Any] | None = None
+) -> str:
+    """Decide `verb` on the node; its id as stored."""
+    node = node_store.read_node(session, node_id)
+    tags = node_store.read_tags(session, [node.id])[node.id]
+    caller.require(
+        verb, access.frn("node", node.id), {**access.node_context(tags), **(extra or {})}
+    )
+    return node.id
+
+
+def _conditions(body: schemas.RunCommandPut) -> dict[str, Any]:
+    named, _ = core.split_parameters([(p.name, p.value) for p in body.parameters])
+    document = body.source.documentName or "RunShellScript"
+    return access.command_context(
+        document, {k: [v] for k, v in named.items()}, (body.runAsUser or "").strip() or None
+    )
+
+
+@router.get("", **action("ListRunCommands"))
+async def list_run_commands(
+    request: Request,
+    node_id: str,
+    caller: Annotated[Caller, Depends(authorize("ListRunCommands"))],
+) -> Page[schemas.RunCommand]:
+    def read(session: Session) -> Page[schemas.RunCommand]:
+        _require(session, caller, "ListRunCommands", node_id)
+        rows = store.read_run_commands(session, node_id)
+        return Page(items=[store.to_schema(session, rc) for rc in rows])
+
+    return await state_of(request).db.read(read)
+
+
+@router.put("/{name}", **action("PutRunCommand"))
+async def put_run_command(
+    request: Request,
+    response: Response,
+    node_id: str,
+    name: str,
+    body: schemas.RunCommandPut,
+    caller: Annotated[Caller, Depends(authorize("PutRunCommand"))],
+) -> schemas.RunCommand:
+    """Create or update, and run. An identical body runs nothing; a changed one stops
+    the running execution (its whole process tree) and runs the new one."""
+    state = state_of(request)
+    core.check_name(name)
+
+    def put(tx: Tx) -> tuple[schemas.RunCommand, bool, store.Notify]:
+        found = _require(tx.session, caller, "PutRunCommand", node_id, _conditions(body))
+        result = store.put_run_command(tx.session, found, name, body, principal=caller.principal)
+        created = result.ran and result.run_command.generation == 1
+        tx.after_commit(state.dispatcher.wake)
+        return store.to_schema(tx.session, result.run_command), created, result.notify
+
+    view, created, notify = await state.db.write(put)
+    await state.gateway.cancel(notify)
+    if created:
+        response.status_code = status.HTTP_201_CREATED
+    return view
+
+
+@router.get("/{name}", **action("GetRunCommand"))
+async def get_run_command(
+    request: Request,
+    node_id: str,
+    name: str,
+    caller: Annotated[Caller, Depends(authorize("GetRunCommand"))],
+) -> schemas.RunCommand:
+    """With its instance view: the current run's state, exit code, and the last 4,096
+    bytes of its output and error, refreshed while it runs."""
+
+    def read(session: Session) -> schemas.RunCommand:
+        found = _require(session, caller, "GetRunCommand", node_id)
+        return store.to_schema(session, store.read_run_command(session, found, name))
+
+    return await state_of(request).db.read(read)
+
+
+@router.delete("/{name}", **action("DeleteRunCommand"))
+async def delete_run_command(
+    request: Request,
+    node_id: str,
+    name: str,
+    caller: Annotated[Caller, Depends(authorize("DeleteRunCommand"))],
+) -> schemas.RunCommand:
+    """Stop a running execution, then remove the run command. Always allowed."""
+    state = state_of(request)
+
+    def delete(tx: Tx) -> tuple[schemas.RunCommand, store.Notify]:
+        found = _require(tx.session, caller, "DeleteRunCommand", node_id)
+        rc = store.read_run_command(tx.session, found, name)
+        view = store.to_schema(tx.session, rc, core.ProvisioningState.DELETING.value)
+        _, notify = store.delete_run_command(tx.session, found, name)
+        tx.after_commit(state.dispatcher.wake)
+        return view, notify
+
+    view, notify = await state.db.write(delete)
+    await state.gateway.cancel(notify)
+    return view
+
+
+@router.post("/{name}/run", status_code=status.HTTP_202_ACCEPTED, **action("StartRunCommand"))
+async def rerun_run_command(
+    request: Request,
+    node_id: str,
+    name: str,
+    caller: Annotated[Caller, Depends(authorize("StartRunCommand"))],
+) -> schemas.RunCommand:
+    """Run it again, unchanged (a running execution is stopped first)."""
+    state = state_of(request)
+
+    def run(tx: Tx) -> tuple[schemas.RunCommand, store.Notify]:
+        found = _require(tx.session, caller, "StartRunCommand", node_id)
+        rc = store.read_run_command(tx.session, found, name)
+        _require(
+            tx.session,
+            caller,
+            "StartRunCommand",
+            found,
+            _conditions(schemas.RunCommandPut.model_validate(rc.spec)),
+        )
+        rc, notify = store.rerun(tx.session, found, name)
+        tx.after_commit(state.dispatcher.wake)
+        return store.to_schema(tx.session, rc), notify
+
+    view, notify = await state.db.write(run)
+    await state.gateway.cancel(notify)
+    return view
+
+
+@router.get("/{name}/runs", **action("ListRunCommandRuns"))
+async def list_runs(
+    request: Request,
+    node_id: str,
+    name: str,
+    caller: Annotated[Caller, Depends(authorize("ListRunCommandRuns"))],
+) -> Page[schemas.RunCommandRun]:
+    """Every execution of the run command, newest first, each with its own id."""
+
+    def read(session: Session) -> Page[schemas.RunCommandRun]:
+        found = _require(session, caller, "ListRunCommandRuns", node_id)
+        rc = store.read_run_command(session, found, name)
+        return Page(
+            items=[store.run_to_schema(session, rc, r) for r in store.read_runs(session, rc)]
+        )
+
+    return await state_of(request).db.read(read)
