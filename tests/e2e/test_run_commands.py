@@ -13,6 +13,8 @@ import pytest
 from fleetrun.core.errors import ConflictError
 from tests.harness import wait_for
 
+# Exits 0 while the process runs (a zombie does not count).
+ALIVE = "sh -c 'grep -qv \") Z \" /proc/$0/stat 2>/dev/null'"
 FINISHED = {"Succeeded", "Failed", "TimedOut", "Canceled", "Unknown"}
 
 
@@ -37,11 +39,12 @@ def _wait(client, node, name, timeout_s=60):
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper is not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    return True
 
 
 def test_put_runs_once_identical_put_does_not_and_a_changed_one_runs_again(rc_fleet, tmp_path):
@@ -78,3 +81,174 @@ def test_put_runs_once_identical_put_does_not_and_a_changed_one_runs_again(rc_fl
     assert command.status == "Success" and command.target_count == 1
     assert [rc.name for rc in client.list_run_commands(node)].count("once") == 1
     client.delete_run_command(node, "once")
+
+
+def test_a_changed_put_stops_the_running_tree_before_the_new_run(rc_fleet, tmp_path):
+    """§9.3 item 2: the previous run's whole process tree is gone before the next starts."""
+    client, node = rc_fleet.client, _node(rc_fleet)
+    child = tmp_path / "child"
+    client.put_run_command(node, "tree", script=f"sleep 300 & echo $! > {child}; wait")
+    wait_for(lambda: child.exists() and child.read_text().strip(), what="the child to start")
+    pid = int(child.read_text())
+    first = client.get_run_command(node, "tree")
+    assert first.instanceView.executionState == "Running"
+    client.put_run_command(node, "tree", script=f"{ALIVE} {pid} || echo second")
+    done = _wait(client, node, "tree")
+    assert done.instanceView.executionState == "Succeeded", done.instanceView
+    assert done.instanceView.output == "second\n"
+    assert not _alive(pid)
+    old = client.list_run_command_runs(node, "tree")[1]
+    assert old.instanceView.executionState == "Canceled"
+    client.delete_run_command(node, "tree")
+
+
+def test_delete_while_running_stops_the_script_and_removes_the_resource(rc_fleet, tmp_path):
+    """§9.3 item 3."""
+    client, node = rc_fleet.client, _node(rc_fleet)
+    pidfile = tmp_path / "pid"
+    client.put_run_command(node, "doomed", script=f"echo $$ > {pidfile}; sleep 300")
+    wait_for(pidfile.exists, what="the script to start")
+    pid = int(pidfile.read_text())
+    gone = client.delete_run_command(node, "doomed")
+    assert gone.provisioningState == "Deleting"
+    wait_for(lambda: not _alive(pid), what="the script to stop")
+    assert "doomed" not in [rc.name for rc in client.list_run_commands(node)]
+    with pytest.raises(Exception, match="has no run command 'doomed'"):
+        client.get_run_command(node, "doomed")
+
+
+def test_names_run_in_parallel_and_the_26th_is_refused(rc_fleet):
+    """§9.3 item 4 (on its own node: 25 fill it)."""
+    client, node = rc_fleet.client, _node(rc_fleet, 1)
+    start = time.monotonic()
+    for i in range(3):
+        client.put_run_command(node, f"par{i}", script="sleep 2")
+    for i in range(3):
+        assert _wait(client, node, f"par{i}").instanceView.executionState == "Succeeded"
+    assert time.monotonic() - start < 5.5  # three 2 s scripts at once, not one after another
+    for i in range(3, 25):
+        client.put_run_command(node, f"par{i}", script="true")
+    with pytest.raises(ConflictError) as refused:
+        client.put_run_command(node, "par25", script="true")
+    assert "maximum number of run commands on a node (max=25, current=25)" in str(refused.value)
+    assert len(client.list_run_commands(node)) == 25
+    client.put_run_command(node, "par0", script="true")  # updating one is still fine
+    for i in range(25):
+        client.delete_run_command(node, f"par{i}")
+    assert client.list_run_commands(node) == []
+
+
+def test_async_execution_succeeds_provisioning_while_the_script_runs(rc_fleet):
+    """§9.3 item 5."""
+    client, node = rc_fleet.client, _node(rc_fleet)
+    client.put_run_command(node, "bg", script="sleep 3; echo late", async_execution=True)
+    running = client.wait_run_command(
+        node, "bg", timeout_s=30, until=lambda rc: rc.instanceView.executionState == "Running"
+    )
+    assert running.provisioningState == "Succeeded"
+    done = _wait(client, node, "bg")
+    assert (done.provisioningState, done.instanceView.executionState) == ("Succeeded", "Succeeded")
+    assert done.instanceView.output == "late\n"
+    waited = client.put_run_command(node, "fg", script="sleep 2")
+    assert waited.provisioningState == "Creating"
+    running = client.wait_run_command(
+        node, "fg", timeout_s=30, until=lambda rc: rc.instanceView.executionState == "Running"
+    )
+    assert running.provisioningState == "Creating"
+    for name in ("bg", "fg"):
+        _wait(client, node, name)
+        client.delete_run_command(node, name)
+
+
+@pytest.mark.parametrize(
+    ("treat", "provisioning"), [(True, "Failed"), (False, "Succeeded")], ids=["treat", "plain"]
+)
+def test_treat_failure_as_deployment_failure_decides_provisioning(rc_fleet, treat, provisioning):
+    """§9.3 item 6."""
+    client, node = rc_fleet.client, _node(rc_fleet)
+    client.put_run_command(
+        node, "exit5", script="exit 5", treat_failure_as_deployment_failure=treat
+    )
+    done = _wait(client, node, "exit5")
+    assert done.provisioningState == provisioning
+    view = done.instanceView
+    assert (view.executionState, view.exitCode) == ("Failed", 5)
+    assert "exited with code 5" in view.executionMessage
+    client.delete_run_command(node, "exit5")
+
+
+def test_timeout_stops_the_whole_tree_and_says_timed_out(rc_fleet, tmp_path):
+    """§9.3 item 7: TimedOut (not Azure's Failed/-1), and no grandchild survives."""
+    client, node = rc_fleet.client, _node(rc_fleet)
+    child = tmp_path / "child"
+    started = time.monotonic()
+    client.put_run_command(
+        node, "slow", script=f"sleep 60 & echo $! > {child}; sleep 60", timeout_s=2
+    )
+    done = _wait(client, node, "slow")
+    assert time.monotonic() - started < 20
+    assert done.instanceView.executionState == "TimedOut"
+    assert done.provisioningState == "Succeeded"
+    wait_for(lambda: not _alive(int(child.read_text())), what="the grandchild to be gone")
+    client.delete_run_command(node, "slow")
+
+
+def test_instance_view_holds_the_last_4096_bytes_and_partial_output_while_running(rc_fleet):
+    """§9.3 item 8: the full stream stays in the output store."""
+    client, node = rc_fleet.client, _node(rc_fleet)
+    script = (
+        "i=0; while [ $i -lt 1000 ]; do printf 'line-%04d\\n' $i; i=$((i+1)); done; "
+        "echo err-start >&2; sleep 2; echo done"
+    )
+    client.put_run_command(node, "big", script=script)
+    partial = client.wait_run_command(
+        node, "big", timeout_s=30, until=lambda rc: "err-start" in rc.instanceView.error
+    )
+    assert partial.instanceView.executionState == "Running"
+    assert partial.instanceView.output.endswith("line-0999\n")
+    done = _wait(client, node, "big")
+    out = done.instanceView.output
+    assert len(out.encode()) == 4096 and out.endswith("line-0999\ndone\n")
+    run = client.list_run_command_runs(node, "big")[0]
+    full = client.get_output(run.commandId, node).decode()
+    assert full.startswith("line-0000\n") and len(full) == 1000 * 10 + 5
+    client.delete_run_command(node, "big")
+
+
+def test_parameters_are_env_and_argv_public_before_protected_and_secrets_stay_secret(
+    rc_fleet, tmp_path
+):
+    """§9.3 item 9: named -> environment, nameless -> argv (no shell string), public
+    before protected; protected values are never returned, logged or stored in clear."""
+    client, node = rc_fleet.client, _node(rc_fleet)
+    secret = "s3cret-Value-42"
+    script = 'printf "%s|" "$#" "$1" "$2" "$3" "$X" "$PW"; printf "$PW" > ' + str(
+        tmp_path / "pw"
+    )
+    client.put_run_command(
+        node,
+        "params",
+        script=script,
+        parameters={"X": "1"},
+        arguments=["a b", "$(reboot)"],
+        protected_parameters={"PW": secret},
+        protected_arguments=[secret + "-arg"],
+        run_as_password="hunter2-password",
+    )
+    done = _wait(client, node, "params")
+    assert done.instanceView.executionState == "Succeeded", done.instanceView
+    # The script saw everything; what it printed of the secrets is masked.
+    assert done.instanceView.output == "3|a b|$(reboot)|***|1|***|"
+    assert (tmp_path / "pw").read_text() == secret
+    raw = httpx.get(
+        f"{rc_fleet.server.url}/v1/nodes/{node}/run-commands/params",
+        headers={"authorization": f"Bearer {rc_fleet.server.token}"},
+    ).text
+    assert "protectedParameters" not in raw and "runAsPassword" not in raw
+    for text in (raw, rc_fleet.logs()):
+        assert secret not in text and "hunter2-password" not in text
+    for path in rc_fleet.server.data_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert secret.encode() not in data and b"hunter2-password" not in data, path
+    client.delete_run_command(node, "params")
