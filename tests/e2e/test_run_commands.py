@@ -252,3 +252,102 @@ def test_parameters_are_env_and_argv_public_before_protected_and_secrets_stay_se
             data = path.read_bytes()
             assert secret.encode() not in data and b"hunter2-password" not in data, path
     client.delete_run_command(node, "params")
+
+
+def test_run_as_user_gets_its_uid_and_home_and_a_missing_user_fails_clearly(fleet, rc_fleet):
+    """§9.3 item 10. The node's local config has the last word on who scripts run as."""
+    if os.geteuid() != 0:
+        pytest.skip("run-as needs an agent running as root")
+    import pwd
+    import subprocess
+    import sys
+
+    refused_node = _node(rc_fleet)
+    rc_fleet.client.put_run_command(refused_node, "as", script="id", run_as_user="nobody")
+    refused = _wait(rc_fleet.client, refused_node, "as")
+    assert refused.instanceView.executionState == "Failed"
+    assert "runcommand.allowed_users" in refused.instanceView.executionMessage
+    assert refused.provisioningState == "Failed"  # it never started
+    rc_fleet.client.delete_run_command(refused_node, "as")
+
+    [agent] = fleet.add_agents(1, start=False)
+    subprocess.run(
+        [sys.executable, "-m", "fleetrun.agent", "config", "set", "runcommand.allowed_users"]
+        + ["nobody,no-such-user-x", "--state-dir", str(agent.state_dir)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    agent.start()
+    fleet.wait_online([agent])
+    nobody = pwd.getpwnam("nobody")
+    client, node = fleet.client, agent.node_id
+    client.put_run_command(node, "as", script='echo "$(id -u) $HOME"', run_as_user="nobody")
+    done = _wait(client, node, "as")
+    assert done.instanceView.output == f"{nobody.pw_uid} {nobody.pw_dir}\n", done.instanceView
+    assert done.runAsUser == "nobody"
+    client.put_run_command(node, "as", script="id", run_as_user="no-such-user-x")
+    failed = _wait(client, node, "as")
+    assert failed.instanceView.executionState == "Failed"
+    assert "no-such-user-x" in failed.instanceView.executionMessage
+
+
+def test_run_after_orders_run_commands_and_a_failed_one_stops_what_follows(rc_fleet, tmp_path):
+    client, node = rc_fleet.client, _node(rc_fleet)
+    log = tmp_path / "order"
+    client.put_run_command(node, "first", script=f"sleep 2; echo first >> {log}")
+    client.put_run_command(node, "second", script=f"echo second >> {log}", run_after=["first"])
+    waiting = client.get_run_command(node, "second")
+    assert waiting.instanceView.executionState == "Pending"
+    assert _wait(client, node, "second").instanceView.executionState == "Succeeded"
+    assert log.read_text() == "first\nsecond\n"
+    client.put_run_command(node, "first", script="exit 3", treat_failure_as_deployment_failure=True)
+    client.rerun_run_command(node, "second")
+    skipped = _wait(client, node, "second")
+    assert skipped.instanceView.executionState == "Failed"
+    assert "first, which it runs after, failed" in skipped.instanceView.executionMessage
+    with pytest.raises(Exception, match="makes a loop"):
+        client.put_run_command(node, "first", script="true", run_after=["second"])
+    for name in ("second", "first"):
+        client.delete_run_command(node, name)
+
+
+def test_an_agent_killed_mid_run_closes_the_run_out_and_never_runs_it_again(fleet, tmp_path):
+    """§9.3 item 11."""
+    agent = fleet.add_agent()
+    client, node = fleet.client, agent.node_id
+    marker, pidfile = tmp_path / "runs", tmp_path / "pid"
+    client.put_run_command(node, "crash", script=f"echo run >> {marker}; echo $$ > {pidfile}; sleep 300")
+    wait_for(pidfile.exists, what="the script to start")
+    agent.kill()
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)  # as a reboot would
+    agent.start()
+    done = _wait(client, node, "crash")
+    view = done.instanceView
+    assert view.executionState == "Failed" and "agent restarted" in view.executionMessage
+    time.sleep(1)
+    assert marker.read_text() == "run\n"
+    assert client.get_run_command(node, "crash").generation == 1
+
+
+def test_an_offline_node_runs_it_on_reconnect_unless_deleted_first(fleet, tmp_path):
+    """§8 of the issue: Delayed while offline, then run once the node connects."""
+    agent = fleet.add_agent()
+    client, node = fleet.client, agent.node_id
+    marker = tmp_path / "ran"
+    agent.stop()
+    fleet.wait_online([], timeout_s=1)
+    client.put_run_command(node, "later", script=f"echo later >> {marker}")
+    client.put_run_command(node, "never", script=f"echo never >> {marker}")
+    pending = client.wait_run_command(
+        node,
+        "later",
+        timeout_s=30,
+        until=lambda rc: "offline" in rc.instanceView.executionMessage,
+    )
+    assert pending.instanceView.executionState == "Pending"
+    client.delete_run_command(node, "never")
+    agent.start()
+    assert _wait(client, node, "later").instanceView.executionState == "Succeeded"
+    time.sleep(1)
+    assert marker.read_text() == "later\n"
