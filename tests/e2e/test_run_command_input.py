@@ -38,6 +38,7 @@ def _names(fleet, node):
         ("baduri", {"source": {"scriptUri": "not a url"}}, 400, "scriptUri 'not a url'"),
         ("ftp", {"source": {"scriptUri": "ftp://h/x"}}, 400, "is not a valid URL"),
         ("out", {**GOOD, "outputUri": "nope"}, 400, "outputUri 'nope'"),
+        ("out2", {**GOOD, "errorUri": "https://h/e"}, 400, "errorUri is not supported"),
         ("sha", {"source": {"scriptUri": "https://h/x", "scriptSha256": "ab"}}, 400, "64 hex"),
         ("empty", {"source": {"script": "  "}}, 400, "script is empty"),
         ("t", {**GOOD, "timeoutInSeconds": -1}, 400, "out of range"),
@@ -65,7 +66,7 @@ def test_an_unknown_node_is_404_and_named(shared_fleet):
 class _Scripts(http.server.BaseHTTPRequestHandler):
     routes: dict[str, tuple[int, bytes]] = {}
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         status, body = self.routes.get(self.path.split("?")[0], (404, b"no"))
         self.send_response(status)
         self.send_header("content-length", str(len(body)))

@@ -222,9 +222,7 @@ def test_parameters_are_env_and_argv_public_before_protected_and_secrets_stay_se
     before protected; protected values are never returned, logged or stored in clear."""
     client, node = rc_fleet.client, _node(rc_fleet)
     secret = "s3cret-Value-42"
-    script = 'printf "%s|" "$#" "$1" "$2" "$3" "$X" "$PW"; printf "$PW" > ' + str(
-        tmp_path / "pw"
-    )
+    script = 'printf "%s|" "$#" "$1" "$2" "$3" "$X" "$PW"; printf "$PW" > ' + str(tmp_path / "pw")
     client.put_run_command(
         node,
         "params",
@@ -317,7 +315,9 @@ def test_an_agent_killed_mid_run_closes_the_run_out_and_never_runs_it_again(flee
     agent = fleet.add_agent()
     client, node = fleet.client, agent.node_id
     marker, pidfile = tmp_path / "runs", tmp_path / "pid"
-    client.put_run_command(node, "crash", script=f"echo run >> {marker}; echo $$ > {pidfile}; sleep 300")
+    client.put_run_command(
+        node, "crash", script=f"echo run >> {marker}; echo $$ > {pidfile}; sleep 300"
+    )
     wait_for(pidfile.exists, what="the script to start")
     agent.kill()
     os.kill(int(pidfile.read_text()), signal.SIGKILL)  # as a reboot would

@@ -22,7 +22,7 @@ class DownloadError(Exception):
 def fetch_script(uri: str, sha256: str | None = None, *, timeout_s: float = TIMEOUT_S) -> str:
     try:
         with urllib.request.urlopen(uri, timeout=timeout_s) as response:  # noqa: S310
-            data = response.read(MAX_SCRIPT_BYTES + 1)
+            data: bytes = response.read(MAX_SCRIPT_BYTES + 1)
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403, 410):
             raise DownloadError(

@@ -16,6 +16,7 @@ from fleetrun.cli.documents import documents
 from fleetrun.cli.groups import groups
 from fleetrun.cli.keys import keys
 from fleetrun.cli.nodes import activations, nodes
+from fleetrun.cli.runcommands import run_command
 from fleetrun.cli.send import send
 from fleetrun.cli.serve import login, server
 from fleetrun.core.errors import FleetrunError
@@ -37,6 +38,7 @@ for command in (
     invocations,
     documents,
     groups,
+    run_command,
     keys,
     nodes,
     activations,

@@ -81,7 +81,12 @@ def check_body(session: Session, name: str, body: schemas.RunCommandPut) -> None
         raise ValidationError("source.documentVersion goes with source.documentName.")
     for uri, what in ((body.outputUri, "outputUri"), (body.errorUri, "errorUri")):
         if uri:
-            check_uri(uri, what, schemes=("http", "https"))
+            check_uri(uri, what, schemes=("http", "https", "s3"))
+            # Refused rather than accepted and ignored: nothing would be written there.
+            raise ValidationError(
+                f"{what} is not supported by this server yet: leave it out, and read the "
+                "full output from the run's command (fleetrun invocations show)."
+            )
     timeout = body.timeoutInSeconds
     if timeout is not None and not 0 <= timeout <= core.MAX_TIMEOUT_S:
         raise ValidationError(

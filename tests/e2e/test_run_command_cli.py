@@ -1,0 +1,70 @@
+"""`fleetrun run-command ...` as an operator runs it."""
+
+from __future__ import annotations
+
+import json
+
+from tests.e2e.test_cli import cli
+
+
+def test_create_waits_shows_the_instance_view_and_exits_non_zero_on_failure(shared_fleet, tmp_path):
+    node = shared_fleet.agents[0].node_id
+    script = tmp_path / "hello.sh"
+    script.write_text('echo "hello $WHO $1"\n')
+    done = cli(
+        shared_fleet,
+        "run-command",
+        "create",
+        "hello",
+        "--node",
+        node,
+        "--script-file",
+        str(script),
+        "--param",
+        "WHO=world",
+        "--arg",
+        "again",
+        "--protected-param",
+        "TOKEN=very-secret-1",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Succeeded" in done.stdout and "hello world again" in done.stdout
+    assert "very-secret-1" not in done.stdout + done.stderr
+    shown = cli(shared_fleet, "run-command", "show", "hello", "--node", node, "--json")
+    view = json.loads(shown.stdout)
+    assert view["instanceView"]["executionState"] == "Succeeded"
+    assert "protectedParameters" not in view
+    listed = cli(shared_fleet, "run-command", "list", "--node", node)
+    assert "hello" in listed.stdout and "Succeeded" in listed.stdout
+    failed = cli(
+        shared_fleet,
+        "run-command",
+        "update",
+        "hello",
+        "--node",
+        node,
+        "--script",
+        "echo oops >&2; exit 4",
+    )
+    assert failed.returncode == 1
+    assert "Failed" in failed.stdout and "exited with code 4" in failed.stdout
+    assert "oops" in failed.stdout
+    rerun = cli(shared_fleet, "run-command", "rerun", "hello", "--node", node, "--async")
+    assert rerun.returncode == 0, rerun.stderr
+    runs = cli(shared_fleet, "run-command", "runs", "hello", "--node", node, "--json")
+    assert [r["reason"] for r in json.loads(runs.stdout)] == ["Rerun", "Update", "Create"]
+    gone = cli(shared_fleet, "run-command", "delete", "hello", "--node", node)
+    assert gone.returncode == 0 and "Deleted run command hello" in gone.stdout
+
+
+def test_bad_input_is_one_sentence_and_a_non_zero_exit(shared_fleet):
+    node = shared_fleet.agents[0].node_id
+    done = cli(shared_fleet, "run-command", "create", "x" * 37, "--node", node, "--script", "true")
+    assert done.returncode != 0
+    assert "use 1 to 36 letters" in done.stderr and "Traceback" not in done.stderr
+    missing = cli(shared_fleet, "run-command", "update", "nope", "--node", node, "--script", "x")
+    assert missing.returncode != 0 and "has no run command 'nope'" in missing.stderr
+    secret = cli(
+        shared_fleet, "run-command", "create", "s", "--node", node, "--protected-param", "oops"
+    )
+    assert secret.returncode != 0 and "NAME=VALUE" in secret.stderr
