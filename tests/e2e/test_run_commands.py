@@ -270,8 +270,11 @@ def test_run_as_user_gets_its_uid_and_home_and_a_missing_user_fails_clearly(flee
 
     [agent] = fleet.add_agents(1, start=False)
     subprocess.run(
-        [sys.executable, "-m", "fleetrun.agent", "config", "set", "runcommand.allowed_users"]
-        + ["nobody,no-such-user-x", "--state-dir", str(agent.state_dir)],
+        [
+            sys.executable,
+            *("-m", "fleetrun.agent", "config", "set", "runcommand.allowed_users"),
+            *("nobody,no-such-user-x", "--state-dir", str(agent.state_dir)),
+        ],
         check=True,
         capture_output=True,
         timeout=60,
