@@ -123,6 +123,15 @@ ACTIONS: dict[str, ActionSpec] = {
         "node", "write", "run a run command again, unchanged", *NODE_KEYS, *COMMAND_KEYS
     ),
     "ListRunCommandRuns": _a("node", "read", "list the runs of a run command", *NODE_KEYS),
+    "PutGroupRunCommand": _a(
+        "group, node",
+        "write",
+        "put a run command on a group: decided on the group, then on each member",
+        *NODE_KEYS,
+        *COMMAND_KEYS,
+    ),
+    "GetGroupRunCommand": _a("group", "read", "read a group's run command and its members'"),
+    "DeleteGroupRunCommand": _a("group", "write", "stop and remove a group's run command"),
     # access control
     "GetCallerIdentity": _a("*", "read", "say who the caller is"),
     "CreatePrincipal": _a("principal", "admin", "create a user or service account"),

@@ -83,3 +83,31 @@ class RunCommand(Response):
     createdAt: datetime
     updatedAt: datetime
     instanceView: InstanceView
+
+
+class GroupRunCommandSummary(Response):
+    """How the members are doing, by executionState."""
+
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0  # Failed and TimedOut
+    running: int = 0
+    pending: int = 0
+    canceled: int = 0
+
+
+class GroupRunCommand(Response):
+    groupName: str
+    name: str
+    source: RunCommandSource
+    parameters: list[RunCommandParameter] = Field(default_factory=list)
+    runAsUser: str | None = None
+    timeoutInSeconds: int
+    asyncExecution: bool = False
+    treatFailureAsDeploymentFailure: bool = False
+    runAfter: list[str] = Field(default_factory=list)
+    provisioningState: str  # Failed if any member's is; Creating/Updating while any is
+    summary: GroupRunCommandSummary
+    instances: list[RunCommand] = Field(default_factory=list)  # one per member
+    createdAt: datetime
+    updatedAt: datetime

@@ -58,7 +58,12 @@ from fleetrun.schemas.documents import (
 )
 from fleetrun.schemas.groups import Group, GroupCreate
 from fleetrun.schemas.nodes import Node
-from fleetrun.schemas.runcommands import RunCommand, RunCommandPut, RunCommandRun
+from fleetrun.schemas.runcommands import (
+    GroupRunCommand,
+    RunCommand,
+    RunCommandPut,
+    RunCommandRun,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -86,6 +91,55 @@ def build_targets(
     if all_nodes:
         out.append(Target(key="all", values=["*"]))
     return out
+
+
+def run_command_body(
+    *,
+    script: str | None = None,
+    script_uri: str | None = None,
+    script_sha256: str | None = None,
+    document: str | None = None,
+    document_version: str | None = None,
+    parameters: Mapping[str, str] | None = None,
+    arguments: Sequence[str] = (),
+    protected_parameters: Mapping[str, str] | None = None,
+    protected_arguments: Sequence[str] = (),
+    run_as_user: str | None = None,
+    run_as_password: str | None = None,
+    timeout_s: int | None = None,
+    async_execution: bool = False,
+    treat_failure_as_deployment_failure: bool = False,
+    output_uri: str | None = None,
+    error_uri: str | None = None,
+    run_after: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The PUT body of a run command, checked here as the server would."""
+
+    def params(named: Mapping[str, str] | None, nameless: Sequence[str]) -> list[Any]:
+        pairs = [{"name": k, "value": v} for k, v in (named or {}).items()]
+        return pairs + [{"name": "", "value": v} for v in nameless]
+
+    body = build(
+        RunCommandPut,
+        source={
+            "script": script,
+            "scriptUri": script_uri,
+            "scriptSha256": script_sha256,
+            "documentName": document,
+            "documentVersion": document_version,
+        },
+        parameters=params(parameters, arguments),
+        protectedParameters=params(protected_parameters, protected_arguments),
+        runAsUser=run_as_user,
+        runAsPassword=run_as_password,
+        timeoutInSeconds=timeout_s,
+        asyncExecution=async_execution,
+        treatFailureAsDeploymentFailure=treat_failure_as_deployment_failure,
+        outputUri=output_uri,
+        errorUri=error_uri,
+        runAfter=list(run_after),
+    )
+    return body.model_dump(mode="json", exclude_none=True)
 
 
 class Client:
@@ -515,63 +569,41 @@ class Client:
 
     # -- run commands -----------------------------------------------------------------
 
-    def put_run_command(
-        self,
-        node_id: str,
-        name: str,
-        *,
-        script: str | None = None,
-        script_uri: str | None = None,
-        script_sha256: str | None = None,
-        document: str | None = None,
-        document_version: str | None = None,
-        parameters: Mapping[str, str] | None = None,
-        arguments: Sequence[str] = (),
-        protected_parameters: Mapping[str, str] | None = None,
-        protected_arguments: Sequence[str] = (),
-        run_as_user: str | None = None,
-        run_as_password: str | None = None,
-        timeout_s: int | None = None,
-        async_execution: bool = False,
-        treat_failure_as_deployment_failure: bool = False,
-        output_uri: str | None = None,
-        error_uri: str | None = None,
-        run_after: Sequence[str] = (),
-    ) -> RunCommand:
+    def put_run_command(self, node_id: str, name: str, **definition: Any) -> RunCommand:
         """Create or update a run command on a node, and run it (an identical body runs
-        nothing). Named parameters become environment variables, arguments positional
-        ones (public before protected); protected values are sealed to the node's key
-        by the server and never returned."""
-
-        def params(named: Mapping[str, str] | None, nameless: Sequence[str]) -> list[Any]:
-            pairs = [{"name": k, "value": v} for k, v in (named or {}).items()]
-            return pairs + [{"name": "", "value": v} for v in nameless]
-
-        body = build(
-            RunCommandPut,
-            source={
-                "script": script,
-                "scriptUri": script_uri,
-                "scriptSha256": script_sha256,
-                "documentName": document,
-                "documentVersion": document_version,
-            },
-            parameters=params(parameters, arguments),
-            protectedParameters=params(protected_parameters, protected_arguments),
-            runAsUser=run_as_user,
-            runAsPassword=run_as_password,
-            timeoutInSeconds=timeout_s,
-            asyncExecution=async_execution,
-            treatFailureAsDeploymentFailure=treat_failure_as_deployment_failure,
-            outputUri=output_uri,
-            errorUri=error_uri,
-            runAfter=list(run_after),
-        )
+        nothing). See `run_command_body` for the definition's keywords: named parameters
+        become environment variables, arguments positional ones (public before
+        protected); protected values are sealed to the node's key by the server and
+        never returned."""
         return self._model(
             RunCommand,
             "PUT",
             f"/v1/nodes/{node_id}/run-commands/{quote(name, safe='')}",
-            json=body.model_dump(mode="json", exclude_none=True),
+            json=run_command_body(**definition),
+        )
+
+    def put_group_run_command(self, group: str, name: str, **definition: Any) -> GroupRunCommand:
+        """Put a run command on every member of a node group (and on nodes that join it
+        later)."""
+        return self._model(
+            GroupRunCommand,
+            "PUT",
+            f"/v1/groups/{quote(group, safe='')}/run-commands/{quote(name, safe='')}",
+            json=run_command_body(**definition),
+        )
+
+    def get_group_run_command(self, group: str, name: str) -> GroupRunCommand:
+        return self._model(
+            GroupRunCommand,
+            "GET",
+            f"/v1/groups/{quote(group, safe='')}/run-commands/{quote(name, safe='')}",
+        )
+
+    def delete_group_run_command(self, group: str, name: str) -> GroupRunCommand:
+        return self._model(
+            GroupRunCommand,
+            "DELETE",
+            f"/v1/groups/{quote(group, safe='')}/run-commands/{quote(name, safe='')}",
         )
 
     def get_run_command(self, node_id: str, name: str) -> RunCommand:

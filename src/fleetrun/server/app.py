@@ -60,6 +60,7 @@ ROUTERS = (
     commands.router,
     commands.invocations_router,
     runcommands.router,
+    runcommands.groups_router,
     identity.router,
     principals.router,
     tokens.router,

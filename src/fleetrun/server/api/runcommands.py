@@ -18,10 +18,12 @@ from fleetrun.schemas.base import Page
 from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
+from fleetrun.server.store import group_runcommands as group_store
 from fleetrun.server.store import nodes as node_store
 from fleetrun.server.store import runcommands as store
 
 router = APIRouter(prefix="/v1/nodes/{node_id}/run-commands", tags=["run commands"])
+groups_router = APIRouter(prefix="/v1/groups/{group_name}/run-commands", tags=["run commands"])
 
 
 def _require(
@@ -172,3 +174,91 @@ async def list_runs(
         )
 
     return await state_of(request).db.read(read)
+
+
+# -- on a node group -------------------------------------------------------------------
+
+
+def _group_view(session: Session, grc: Any) -> schemas.GroupRunCommand:
+    group_store.sync(session, grc)
+    instances = [store.to_schema(session, rc) for rc in group_store.members_of(session, grc)]
+    return group_store.to_schema(session, grc, instances)
+
+
+@groups_router.put("/{name}", **action("PutGroupRunCommand"))
+async def put_group_run_command(
+    request: Request,
+    group_name: str,
+    name: str,
+    body: schemas.RunCommandPut,
+    caller: Annotated[Caller, Depends(authorize("PutGroupRunCommand"))],
+) -> schemas.GroupRunCommand:
+    """Put it on every member of the group, and on nodes that join later; one instance
+    view per member and a roll-up. Decided on the group, then on each member."""
+    state = state_of(request)
+    core.check_name(name)
+
+    def put(tx: Tx) -> tuple[schemas.GroupRunCommand, store.Notify]:
+        caller.require("PutGroupRunCommand", access.frn("group", group_name))
+        conditions = _conditions(body)
+
+        def allow(members: list[str]) -> None:
+            tags = node_store.read_tags(tx.session, members)
+            for node_id in members:
+                context = {**access.node_context(tags.get(node_id, {})), **conditions}
+                caller.require("PutGroupRunCommand", access.frn("node", node_id), context)
+
+        grc, notify = group_store.put_group_run_command(
+            tx.session, group_name, name, body, principal=caller.principal, allow=allow
+        )
+        tx.after_commit(state.dispatcher.wake)
+        return _group_view(tx.session, grc), notify
+
+    view, notify = await state.db.write(put)
+    await state.gateway.cancel(notify)
+    return view
+
+
+@groups_router.get("/{name}", **action("GetGroupRunCommand"))
+async def get_group_run_command(
+    request: Request,
+    group_name: str,
+    name: str,
+    caller: Annotated[Caller, Depends(authorize("GetGroupRunCommand"))],
+) -> schemas.GroupRunCommand:
+    state = state_of(request)
+
+    def read(tx: Tx) -> schemas.GroupRunCommand:
+        caller.require("GetGroupRunCommand", access.frn("group", group_name))
+        grc = group_store.read_group_run_command(tx.session, group_name, name)
+        tx.after_commit(state.dispatcher.wake)  # members that joined may have got it now
+        return _group_view(tx.session, grc)
+
+    return await state.db.write(read)
+
+
+@groups_router.delete("/{name}", **action("DeleteGroupRunCommand"))
+async def delete_group_run_command(
+    request: Request,
+    group_name: str,
+    name: str,
+    caller: Annotated[Caller, Depends(authorize("DeleteGroupRunCommand"))],
+) -> schemas.GroupRunCommand:
+    """Stop and remove it on every member. Always allowed."""
+    state = state_of(request)
+
+    def delete(tx: Tx) -> tuple[schemas.GroupRunCommand, store.Notify]:
+        caller.require("DeleteGroupRunCommand", access.frn("group", group_name))
+        grc = group_store.read_group_run_command(tx.session, group_name, name)
+        instances = [
+            store.to_schema(tx.session, rc, core.ProvisioningState.DELETING.value)
+            for rc in group_store.members_of(tx.session, grc)
+        ]
+        view = group_store.to_schema(tx.session, grc, instances)
+        _, notify = group_store.delete_group_run_command(tx.session, group_name, name)
+        tx.after_commit(state.dispatcher.wake)
+        return view, notify
+
+    view, notify = await state.db.write(delete)
+    await state.gateway.cancel(notify)
+    return view

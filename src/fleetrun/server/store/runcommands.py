@@ -152,14 +152,24 @@ def put_run_command(
     *,
     principal: str | None,
     group_name: str | None = None,
+    hold: str | None = None,
 ) -> Put:
+    """Create or update, and run. With `group_name`, the run command belongs to that
+    group; with `hold`, its run ends Failed with that message instead of starting."""
     check_body(session, name, body)
     node = node_store.read_node(session, node_id)
     _check_order(session, node.id, name, body.runAfter)
     rc = _find(session, node.id, name)
+    if rc is not None and rc.group_name != group_name:
+        owner = f"group {rc.group_name}" if rc.group_name else "the node itself"
+        raise ConflictError(
+            f"Node {node.id} already has a run command {name!r}, put there by {owner}: "
+            "change or delete it there, or choose another name."
+        )
     whole = body.model_dump(mode="json")
     if rc is not None and rc.fingerprint == core.fingerprint(whole, rc.salt):
         return Put(rc, ran=False)
+    sealed = _seal(node.id, node.seal_public_key, body)
     now = utcnow()
     if rc is None:
         count = session.execute(
@@ -184,14 +194,14 @@ def put_run_command(
         reason = "Create"
     else:
         reason = "Update"
-    rc.group_name = group_name if group_name is not None else rc.group_name
+    rc.group_name = group_name
     rc.spec = _public(body)
-    rc.sealed = _seal(node.id, node.seal_public_key, body)
+    rc.sealed = sealed
     rc.fingerprint = core.fingerprint(whole, rc.salt)
     rc.principal = principal
     rc.updated_at = now
     session.flush()
-    return Put(rc, ran=True, notify=_new_run(session, rc, reason))
+    return Put(rc, ran=True, notify=_new_run(session, rc, reason, hold))
 
 
 def rerun(session: Session, node_id: str, name: str) -> tuple[RunCommand, Notify]:
@@ -222,7 +232,7 @@ def delete_run_command(session: Session, node_id: str, name: str) -> tuple[RunCo
     return rc, notify
 
 
-def _new_run(session: Session, rc: RunCommand, reason: str) -> Notify:
+def _new_run(session: Session, rc: RunCommand, reason: str, hold: str | None = None) -> Notify:
     notify = _stop_current(session, rc, "Superseded by a newer run before it started.")
     rc.generation += 1
     run = RunCommandRun(
@@ -239,6 +249,8 @@ def _new_run(session: Session, rc: RunCommand, reason: str) -> Notify:
     rc.current_run_id = run.id
     rc.provisioning_state = run.provisioning_state
     session.flush()
+    if hold is not None:
+        record_state(rc, run, ExecutionState.FAILED, ProvisioningState.FAILED, hold)
     start_waiting(session, rc.node_id)
     return notify
 

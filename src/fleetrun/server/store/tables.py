@@ -396,3 +396,19 @@ class RunCommandRun(Base):
     message: Mapped[str | None] = mapped_column(Text)  # why it ended before a command
     requested_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+
+
+class GroupRunCommand(Base):
+    """A run command put on a node group: one run command per member, now and later."""
+
+    __tablename__ = "group_run_commands"
+
+    group_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(36), primary_key=True)
+    spec: Mapped[dict[str, Any]]  # the public part of the PUT body
+    has_secrets: Mapped[bool] = mapped_column(Boolean, default=False)
+    salt: Mapped[str] = mapped_column(String(32))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    principal: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
