@@ -68,3 +68,22 @@ def test_bad_input_is_one_sentence_and_a_non_zero_exit(shared_fleet):
         shared_fleet, "run-command", "create", "s", "--node", node, "--protected-param", "oops"
     )
     assert secret.returncode != 0 and "NAME=VALUE" in secret.stderr
+
+
+def test_a_group_run_command_from_the_cli_waits_for_every_member(shared_fleet):
+    shared_fleet.client.create_group("cli-web", tags={"role": "web"})
+    done = cli(
+        shared_fleet, "run-command", "create", "ping", "--group", "cli-web", "--script", "echo ok"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "2: 2 succeeded, 0 failed" in done.stdout
+    shown = cli(shared_fleet, "run-command", "show", "ping", "--group", "cli-web", "--json")
+    assert json.loads(shown.stdout)["summary"]["succeeded"] == 2
+    failed = cli(
+        shared_fleet, "run-command", "update", "ping", "--group", "cli-web", "--script", "exit 2"
+    )
+    assert failed.returncode == 1 and "0 succeeded, 2 failed" in failed.stdout
+    gone = cli(shared_fleet, "run-command", "delete", "ping", "--group", "cli-web")
+    assert gone.returncode == 0 and "Deleted run command ping on group cli-web" in gone.stdout
+    both = cli(shared_fleet, "run-command", "show", "ping", "--group", "g", "--node", "n")
+    assert both.returncode != 0 and "either --node ID or --group NAME" in both.stderr

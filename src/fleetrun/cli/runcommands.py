@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,7 +13,7 @@ from rich.text import Text
 from fleetrun.cli import render
 from fleetrun.cli.base import api_options, options
 from fleetrun.core.errors import ValidationError
-from fleetrun.schemas.runcommands import RunCommand
+from fleetrun.schemas.runcommands import GroupRunCommand, RunCommand
 from fleetrun.sdk.client import Client
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -99,13 +100,25 @@ def _node_option(f: F) -> F:
     return click.option("--node", "node_id", required=True, metavar="ID", help="The node.")(f)
 
 
+def _target_options(f: F) -> F:
+    f = click.option("--group", "group", default=None, metavar="NAME", help="A node group.")(f)
+    return click.option("--node", "node_id", default=None, metavar="ID", help="The node.")(f)
+
+
+def _one_target(node_id: str | None, group: str | None) -> None:
+    if (node_id is None) == (group is None):
+        raise ValidationError("Give either --node ID or --group NAME (one of them).")
+
+
 @click.group("run-command")
 @api_options
 def run_command() -> None:
     """Named run commands on a node: create runs it, update re-runs it, delete stops it."""
 
 
-def _put(ctx: click.Context, name: str, node_id: str, kw: dict[str, Any]) -> None:
+def _put(
+    ctx: click.Context, name: str, node_id: str | None, group: str | None, kw: dict[str, Any]
+) -> None:
     opts = options(ctx)
     client = opts.client()
     script = kw["script"]
@@ -113,28 +126,82 @@ def _put(ctx: click.Context, name: str, node_id: str, kw: dict[str, Any]) -> Non
         if script is not None:
             raise ValidationError("Give --script or --script-file, not both.")
         script = kw["script_file"].read_text(encoding="utf-8")
-    rc = client.put_run_command(
-        node_id,
-        name,
-        script=script,
-        script_uri=kw["script_uri"],
-        script_sha256=kw["script_sha256"],
-        document=kw["document"],
-        document_version=kw["document_version"],
-        parameters=_pairs(kw["params"], "--param"),
-        arguments=list(kw["args"]),
-        protected_parameters=_pairs(kw["protected"], "--protected-param"),
-        protected_arguments=list(kw["protected_args"]),
-        run_as_user=kw["run_as_user"],
-        run_as_password=kw["run_as_password"],
-        timeout_s=kw["timeout_s"],
-        async_execution=kw["async_"],
-        treat_failure_as_deployment_failure=kw["treat"],
-        output_uri=kw["output_uri"],
-        error_uri=kw["error_uri"],
-        run_after=list(kw["run_after"]),
-    )
+    definition = {
+        "script": script,
+        "script_uri": kw["script_uri"],
+        "script_sha256": kw["script_sha256"],
+        "document": kw["document"],
+        "document_version": kw["document_version"],
+        "parameters": _pairs(kw["params"], "--param"),
+        "arguments": list(kw["args"]),
+        "protected_parameters": _pairs(kw["protected"], "--protected-param"),
+        "protected_arguments": list(kw["protected_args"]),
+        "run_as_user": kw["run_as_user"],
+        "run_as_password": kw["run_as_password"],
+        "timeout_s": kw["timeout_s"],
+        "async_execution": kw["async_"],
+        "treat_failure_as_deployment_failure": kw["treat"],
+        "output_uri": kw["output_uri"],
+        "error_uri": kw["error_uri"],
+        "run_after": list(kw["run_after"]),
+    }
+    if group is not None:
+        grc = client.put_group_run_command(group, name, **definition)
+        return _finish_group(ctx, client, grc, wait=not kw["async_"])
+    rc = client.put_run_command(str(node_id), name, **definition)
     _finish(ctx, client, rc, wait=not kw["async_"])
+
+
+def _finish_group(ctx: click.Context, client: Client, grc: GroupRunCommand, *, wait: bool) -> None:
+    if wait:
+        with render.err.status(f"{grc.name} on group {grc.groupName}") as status:
+            while not _group_done(grc):
+                time.sleep(0.5)
+                grc = client.get_group_run_command(grc.groupName, grc.name)
+                s = grc.summary
+                status.update(
+                    f"{grc.name} on {grc.groupName}: {s.succeeded} succeeded, {s.failed} "
+                    f"failed, {s.running} running, {s.pending} pending"
+                )
+    if options(ctx).json:
+        render.emit_json(grc)
+    else:
+        _show_group(grc)
+    if wait and (grc.summary.succeeded != grc.summary.total or grc.provisioningState == "Failed"):
+        ctx.exit(1)
+
+
+def _group_done(grc: GroupRunCommand) -> bool:
+    return grc.summary.running == 0 and grc.summary.pending == 0
+
+
+def _show_group(grc: GroupRunCommand) -> None:
+    s = grc.summary
+    render.block(
+        [
+            ("Run command", f"{grc.name} on group {grc.groupName}"),
+            ("Provisioning", _state(grc.provisioningState)),
+            (
+                "Members",
+                f"{s.total}: {s.succeeded} succeeded, {s.failed} failed, {s.running} running, "
+                f"{s.pending} pending, {s.canceled} canceled",
+            ),
+        ]
+    )
+    render.table(
+        ["NODE", "PROVISIONING", "EXECUTION", "EXIT", "MESSAGE"],
+        (
+            [
+                i.nodeId,
+                _state(i.provisioningState),
+                _state(i.instanceView.executionState),
+                "-" if i.instanceView.exitCode is None else i.instanceView.exitCode,
+                i.instanceView.executionMessage,
+            ]
+            for i in grc.instances
+        ),
+        empty="No members yet.",
+    )
 
 
 def _finish(ctx: click.Context, client: Client, rc: RunCommand, *, wait: bool) -> None:
@@ -189,37 +256,51 @@ def _show(rc: RunCommand) -> None:
 
 @run_command.command("create")
 @click.argument("name")
-@_node_option
+@_target_options
 @_definition_options
 @api_options
 @click.pass_context
-def create(ctx: click.Context, /, name: str, node_id: str, **kw: Any) -> None:
+def create(
+    ctx: click.Context, /, name: str, node_id: str | None, group: str | None, **kw: Any
+) -> None:
     """Create (or update) a run command and run it; waits unless --async, and exits
-    non-zero if the script failed."""
-    _put(ctx, name, node_id, kw)
+    non-zero if the script failed (on a group: on any member)."""
+    _one_target(node_id, group)
+    _put(ctx, name, node_id, group, kw)
 
 
 @run_command.command("update")
 @click.argument("name")
-@_node_option
+@_target_options
 @_definition_options
 @api_options
 @click.pass_context
-def update(ctx: click.Context, /, name: str, node_id: str, **kw: Any) -> None:
+def update(
+    ctx: click.Context, /, name: str, node_id: str | None, group: str | None, **kw: Any
+) -> None:
     """Replace an existing run command's definition: a changed one stops the running
     execution and runs again; an identical one runs nothing."""
-    options(ctx).client().get_run_command(node_id, name)  # it must exist
-    _put(ctx, name, node_id, kw)
+    _one_target(node_id, group)
+    client = options(ctx).client()
+    if group is not None:
+        client.get_group_run_command(group, name)  # it must exist
+    else:
+        client.get_run_command(str(node_id), name)
+    _put(ctx, name, node_id, group, kw)
 
 
 @run_command.command("show")
 @click.argument("name")
-@_node_option
+@_target_options
 @api_options
 @click.pass_context
-def show(ctx: click.Context, name: str, node_id: str) -> None:
-    """Show a run command with its instance view."""
-    rc = options(ctx).client().get_run_command(node_id, name)
+def show(ctx: click.Context, name: str, node_id: str | None, group: str | None) -> None:
+    """Show a run command with its instance view (on a group: each member's)."""
+    _one_target(node_id, group)
+    if group is not None:
+        grc = options(ctx).client().get_group_run_command(group, name)
+        return render.emit_json(grc) if options(ctx).json else _show_group(grc)
+    rc = options(ctx).client().get_run_command(str(node_id), name)
     if options(ctx).json:
         return render.emit_json(rc)
     _show(rc)
@@ -253,15 +334,23 @@ def list_run_commands(ctx: click.Context, node_id: str) -> None:
 
 @run_command.command("delete")
 @click.argument("name")
-@_node_option
+@_target_options
 @api_options
 @click.pass_context
-def delete(ctx: click.Context, name: str, node_id: str) -> None:
-    """Stop a running execution and remove the run command."""
-    rc = options(ctx).client().delete_run_command(node_id, name)
+def delete(ctx: click.Context, name: str, node_id: str | None, group: str | None) -> None:
+    """Stop a running execution and remove the run command (on a group: from every
+    member)."""
+    _one_target(node_id, group)
+    client = options(ctx).client()
+    gone: Any = (
+        client.delete_group_run_command(group, name)
+        if group is not None
+        else client.delete_run_command(str(node_id), name)
+    )
     if options(ctx).json:
-        return render.emit_json(rc)
-    render.out.print(f"Deleted run command {name} on {node_id}.")
+        return render.emit_json(gone)
+    where = f"group {group}" if group is not None else str(node_id)
+    render.out.print(f"Deleted run command {name} on {where}.")
 
 
 @run_command.command("rerun")
