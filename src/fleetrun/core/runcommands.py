@@ -151,6 +151,14 @@ def fingerprint(body: dict[str, Any], salt: str) -> str:
     return hashlib.sha256((salt + text).encode()).hexdigest()
 
 
+def redact_uri(uri: str | None) -> str | None:
+    """A destination URL as responses show it: a pre-signed URL's query (its signature)
+    is write-only, like a secret."""
+    if not uri or "?" not in uri:
+        return uri
+    return uri.split("?", 1)[0] + "?<redacted>"
+
+
 def split_parameters(
     parameters: list[tuple[str, str]],
 ) -> tuple[dict[str, str], list[str]]:

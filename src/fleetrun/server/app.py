@@ -121,10 +121,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.audit.start()
     state.dispatcher.start()
     state.gateway.start()
+    state.sinks.start()
     log.info("fleetrun %s serving; data in %s", __version__, state.settings.data_dir)
     try:
         yield
     finally:
+        await state.sinks.stop()
         await state.gateway.stop()
         await state.dispatcher.stop()
         await state.audit.stop()

@@ -14,6 +14,7 @@ from fleetrun.server.dispatcher import Dispatcher
 from fleetrun.server.gateway.gateway import Gateway
 from fleetrun.server.output import OutputStore
 from fleetrun.server.settings import Settings
+from fleetrun.server.sinks import OutputSinks
 from fleetrun.server.store import commands as command_store
 from fleetrun.server.store import runcommands as run_command_store
 
@@ -29,12 +30,14 @@ class ServerState:
     throttle: TokenBuckets = field(init=False)
     gateway: Gateway = field(init=False)
     dispatcher: Dispatcher = field(init=False)
+    sinks: OutputSinks = field(init=False)
 
     def __post_init__(self) -> None:
         self.audit = AuditLog(self.db)
         self.throttle = TokenBuckets(self.settings.rate_limit_per_s, self.settings.rate_limit_burst)
         self.gateway = Gateway(self)
         self.dispatcher = Dispatcher(self)
+        self.sinks = OutputSinks(self)
 
     def refresh_commands(self, tx: Tx, command_ids: Iterable[str]) -> None:
         """Recompute these commands' status in `tx` (on the database thread), and once

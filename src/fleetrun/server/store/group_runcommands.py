@@ -170,7 +170,7 @@ def to_schema(
     return schemas.GroupRunCommand(
         groupName=grc.group_name,
         name=grc.name,
-        source=schemas.RunCommandSource(**spec["source"]),
+        source=rc_store.shown_source(spec),
         parameters=[schemas.RunCommandParameter(**p) for p in spec.get("parameters") or []],
         runAsUser=spec.get("runAsUser"),
         timeoutInSeconds=spec.get("timeoutInSeconds") or core.DEFAULT_TIMEOUT_S,

@@ -82,11 +82,12 @@ def check_body(session: Session, name: str, body: schemas.RunCommandPut) -> None
     for uri, what in ((body.outputUri, "outputUri"), (body.errorUri, "errorUri")):
         if uri:
             check_uri(uri, what, schemes=("http", "https", "s3"))
-            # Refused rather than accepted and ignored: nothing would be written there.
-            raise ValidationError(
-                f"{what} is not supported by this server yet: leave it out, and read the "
-                "full output from the run's command (fleetrun invocations show)."
-            )
+            if urlsplit(uri).scheme.lower() == "s3":
+                # Refused rather than accepted and ignored: nothing would be written there.
+                raise ValidationError(
+                    f"{what}: S3 URLs are not supported yet; give an http(s) URL that "
+                    "accepts appended chunks (see docs/run-commands.md)."
+                )
     timeout = body.timeoutInSeconds
     if timeout is not None and not 0 <= timeout <= core.MAX_TIMEOUT_S:
         raise ValidationError(
@@ -244,6 +245,11 @@ def _new_run(session: Session, rc: RunCommand, reason: str, hold: str | None = N
         execution_state=ExecutionState.PENDING.value,
         provisioning_state=_busy(reason).value,
         requested_at=utcnow(),
+        output_uri=rc.spec.get("outputUri"),
+        error_uri=rc.spec.get("errorUri"),
+        output_sent=0,
+        error_sent=0,
+        sink_done=not (rc.spec.get("outputUri") or rc.spec.get("errorUri")),
     )
     session.add(run)
     rc.current_run_id = run.id
@@ -538,9 +544,12 @@ def instance_view(session: Session, run: RunCommandRun | None) -> schemas.Instan
         )
     steps = invocation_store.read_steps(session, inv.id)
     execution = core.execution_state(inv.status, inv.status_detail)
+    message = core.execution_message(execution, inv.status, inv.exit_code, inv.message)
+    if run.sink_message:
+        message = f"{message} {run.sink_message}"
     return schemas.InstanceView(
         executionState=execution.value,
-        executionMessage=core.execution_message(execution, inv.status, inv.exit_code, inv.message),
+        executionMessage=message,
         exitCode=inv.exit_code,
         output=core.tail(b"".join(s.stdout_tail for s in steps)),
         error=core.tail(b"".join(s.stderr_tail for s in steps)),
@@ -563,6 +572,12 @@ def run_to_schema(session: Session, rc: RunCommand, run: RunCommandRun) -> schem
     )
 
 
+def shown_source(spec: dict[str, Any]) -> schemas.RunCommandSource:
+    source = dict(spec["source"])
+    source["scriptUri"] = core.redact_uri(source.get("scriptUri"))
+    return schemas.RunCommandSource(**source)
+
+
 def to_schema(
     session: Session, rc: RunCommand, provisioning: str | None = None
 ) -> schemas.RunCommand:
@@ -572,14 +587,14 @@ def to_schema(
         name=rc.name,
         nodeId=rc.node_id,
         groupName=rc.group_name,
-        source=schemas.RunCommandSource(**spec["source"]),
+        source=shown_source(spec),
         parameters=[schemas.RunCommandParameter(**p) for p in spec.get("parameters") or []],
         runAsUser=spec.get("runAsUser"),
         timeoutInSeconds=spec.get("timeoutInSeconds") or core.DEFAULT_TIMEOUT_S,
         asyncExecution=bool(spec.get("asyncExecution")),
         treatFailureAsDeploymentFailure=bool(spec.get("treatFailureAsDeploymentFailure")),
-        outputUri=spec.get("outputUri"),
-        errorUri=spec.get("errorUri"),
+        outputUri=core.redact_uri(spec.get("outputUri")),
+        errorUri=core.redact_uri(spec.get("errorUri")),
         runAfter=list(spec.get("runAfter") or []),
         provisioningState=provisioning or rc.provisioning_state,
         generation=rc.generation,

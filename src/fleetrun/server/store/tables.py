@@ -396,6 +396,14 @@ class RunCommandRun(Base):
     message: Mapped[str | None] = mapped_column(Text)  # why it ended before a command
     requested_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+    # Where its stdout and stderr are appended (outputUri, errorUri), how far each has
+    # gone, and what went wrong there (shown in the instance view, never failing it).
+    output_uri: Mapped[str | None] = mapped_column(Text)
+    error_uri: Mapped[str | None] = mapped_column(Text)
+    output_sent: Mapped[int] = mapped_column(BigInteger, default=0)
+    error_sent: Mapped[int] = mapped_column(BigInteger, default=0)
+    sink_message: Mapped[str | None] = mapped_column(Text)
+    sink_done: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class GroupRunCommand(Base):

@@ -51,6 +51,12 @@ def upgrade() -> None:
         sa.Column("message", sa.Text(), nullable=True),
         sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("output_uri", sa.Text(), nullable=True),
+        sa.Column("error_uri", sa.Text(), nullable=True),
+        sa.Column("output_sent", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("error_sent", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("sink_message", sa.Text(), nullable=True),
+        sa.Column("sink_done", sa.Boolean(), nullable=False, server_default=sa.true()),
         sa.ForeignKeyConstraint(
             ["run_command_id"],
             ["run_commands.id"],
