@@ -17,7 +17,7 @@ class _Sink(http.server.BaseHTTPRequestHandler):
     complete: dict[str, int] = {}
     refuse: set[str] = set()
 
-    def do_PUT(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_PUT(self) -> None:
         path = self.path.split("?")[0]
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         if path in self.refuse:
