@@ -38,7 +38,7 @@ def _names(fleet, node):
         ("baduri", {"source": {"scriptUri": "not a url"}}, 400, "scriptUri 'not a url'"),
         ("ftp", {"source": {"scriptUri": "ftp://h/x"}}, 400, "is not a valid URL"),
         ("out", {**GOOD, "outputUri": "nope"}, 400, "outputUri 'nope'"),
-        ("s3", {**GOOD, "errorUri": "s3://bucket/key"}, 400, "S3 URLs are not supported yet"),
+        ("s3", {**GOOD, "errorUri": "s3://bucket"}, 400, "needs an object key"),
         ("sha", {"source": {"scriptUri": "https://h/x", "scriptSha256": "ab"}}, 400, "64 hex"),
         ("empty", {"source": {"script": "  "}}, 400, "script is empty"),
         ("t", {**GOOD, "timeoutInSeconds": -1}, 400, "out of range"),

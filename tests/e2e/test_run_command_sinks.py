@@ -4,12 +4,20 @@
 from __future__ import annotations
 
 import http.server
+import os
 import re
+import shutil
+import subprocess
+import sys
 import threading
+from datetime import UTC, datetime
 
+import httpx
 import pytest
 
-from tests.harness import wait_for
+from fleetrun.core.errors import ValidationError
+from fleetrun.core.sigv4 import sign
+from tests.harness import Fleet, free_port, wait_for
 
 
 class _Sink(http.server.BaseHTTPRequestHandler):
@@ -106,3 +114,90 @@ def test_a_failing_destination_is_reported_without_failing_the_script(shared_fle
     assert view.executionState == "Succeeded" and view.output == "fine\n"
     assert "outputUri" in view.executionMessage and "HTTP 500" in view.executionMessage
     client.delete_run_command(node, "broken")
+
+
+@pytest.fixture
+def s3(tmp_path):
+    """A real S3-compatible server (moto) on a loopback port, with one bucket."""
+    moto = shutil.which("moto_server", path=os.path.dirname(sys.executable))
+    if moto is None:
+        pytest.skip("moto[server] is not installed")
+    port = free_port()
+    log = (tmp_path / "moto.log").open("wb")
+    proc = subprocess.Popen(
+        [moto, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _up(url), what="the S3 server to start")
+        assert httpx.put(f"{url}/logs").status_code == 200  # the bucket
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def _up(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def test_s3_destinations_get_the_whole_streams_signed_with_the_servers_credentials(tmp_path, s3):
+    env = {
+        "FLEETRUN_S3_ENDPOINT_URL": s3,
+        "FLEETRUN_S3_ACCESS_KEY_ID": "AKIDFLEETRUNTEST",
+        "FLEETRUN_S3_SECRET_ACCESS_KEY": "s3-secret-key-not-logged",
+    }
+    f = Fleet(tmp_path / "fleet", env=env).start()
+    try:
+        [agent] = f.add_agents(1)
+        client, node = f.client, agent.node_id
+        client.put_run_command(
+            node,
+            "to-s3",
+            script="for i in 1 2 3; do echo out-$i; sleep 1; done; echo bad >&2",
+            output_uri="s3://logs/runs/out.txt",
+            error_uri="s3://logs/runs/err.txt",
+        )
+        done = client.wait_run_command(node, "to-s3", timeout_s=60)
+        assert done.instanceView.executionState == "Succeeded", done.instanceView
+
+        def stored(key: str) -> bytes | None:
+            url = f"{s3}/logs/{key}"
+            headers = sign(
+                "GET",
+                url,
+                region="us-east-1",
+                access_key=env["FLEETRUN_S3_ACCESS_KEY_ID"],
+                secret_key=env["FLEETRUN_S3_SECRET_ACCESS_KEY"],
+                payload=b"",
+                now=datetime.now(UTC),
+            )
+            response = httpx.get(url, headers=headers)
+            return response.content if response.status_code == 200 else None
+
+        wait_for(lambda: stored("runs/out.txt") == b"out-1\nout-2\nout-3\n", what="stdout")
+        wait_for(lambda: stored("runs/err.txt") == b"bad\n", what="stderr")
+        assert "s3-secret-key-not-logged" not in f.logs()
+        # A bucket that does not exist: reported, the script still succeeds.
+        client.put_run_command(node, "to-s3", script="echo x", output_uri="s3://nobucket/x")
+        wait_for(
+            lambda: (
+                "refused" in client.get_run_command(node, "to-s3").instanceView.executionMessage
+            ),
+            what="the refusal to be reported",
+        )
+        assert client.get_run_command(node, "to-s3").instanceView.executionState == "Succeeded"
+    finally:
+        f.close()
+
+
+def test_an_s3_destination_needs_server_credentials(shared_fleet):
+    with pytest.raises(ValidationError, match="no S3 credentials"):
+        shared_fleet.client.put_run_command(
+            shared_fleet.agents[0].node_id, "s3", script="true", output_uri="s3://b/k"
+        )

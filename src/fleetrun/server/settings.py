@@ -36,6 +36,19 @@ class Settings:
     tls_san: str = ""  # extra names/addresses for the self-signed certificate, comma-separated
     rate_limit_per_s: float = 50.0  # API requests per second per principal (0: no limit)
     rate_limit_burst: int = 200  # requests a principal may make at once above that rate
+    # S3-compatible storage for run commands' outputUri/errorUri (s3://bucket/key).
+    s3_endpoint_url: str = ""  # e.g. http://minio:9000; default: AWS in s3_region
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""  # from the environment; never logged
+
+    @property
+    def s3_enabled(self) -> bool:
+        return bool(self.s3_access_key_id and self.s3_secret_access_key)
+
+    @property
+    def s3_base_url(self) -> str:
+        return (self.s3_endpoint_url or f"https://s3.{self.s3_region}.amazonaws.com").rstrip("/")
 
     @property
     def sqlite_path(self) -> Path:

@@ -1,6 +1,11 @@
 """Output destinations of run commands (`outputUri`, `errorUri`): the server appends each
 run's stdout and stderr there as they stream, besides keeping them in its own store.
 
+An `s3://BUCKET/KEY` destination is written by the server with its configured
+credentials (FLEETRUN_S3_*), signed with SigV4; S3 objects cannot be appended to, so the
+object is rewritten whole with what has come so far (every few seconds while the
+script runs, and at the end).
+
 The protocol for an http(s) destination, one request per chunk, in order:
 
     PUT <uri>   Content-Range: bytes START-END/*   body: bytes START..END (inclusive)
@@ -21,14 +26,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleetrun.core import runcommands as core
+from fleetrun.core import sigv4
 from fleetrun.server.db import Tx
 from fleetrun.server.output import stream_key
 from fleetrun.server.store import invocations as invocation_store
@@ -40,6 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 256 * 1024
+S3_REWRITE_S = 5.0
 ATTEMPTS = 3
 TIMEOUT_S = 30.0
 
@@ -106,6 +116,7 @@ class OutputSinks:
         self.state = state
         self._task: asyncio.Task[None] | None = None
         self._failures: dict[str, int] = {}
+        self._s3_written: dict[tuple[str, str], float] = {}  # (run, stream) -> monotonic
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="output-sinks")
@@ -128,10 +139,11 @@ class OutputSinks:
         for item in await self.state.db.read(pending):
             try:
                 for stream in item.streams:
-                    await self._send(http, item.run_id, stream)
+                    await self._send(http, item.run_id, stream, finished=item.finished)
                 if item.finished:
                     for stream in item.streams:
-                        await _put(http, item.run_id, stream, f"bytes */{stream.total}", b"")
+                        if not stream.uri.lower().startswith("s3://"):
+                            await _put(http, item.run_id, stream, f"bytes */{stream.total}", b"")
                     await self._save(item, done=True)
                 else:
                     await self._save(item, done=False)
@@ -144,8 +156,12 @@ class OutputSinks:
                 self._failures.pop(item.run_id, None)
                 await self._save(item, done=True, message=str(exc))
 
-    async def _send(self, http: httpx.AsyncClient, run_id: str, stream: Stream) -> None:
+    async def _send(
+        self, http: httpx.AsyncClient, run_id: str, stream: Stream, *, finished: bool
+    ) -> None:
         """Append what the output store has beyond `stream.sent`."""
+        if stream.uri.lower().startswith("s3://"):
+            return await self._send_s3(http, run_id, stream, finished=finished)
         offset = 0
         for key, size in stream.parts:
             lo, hi = max(stream.sent - offset, 0), size
@@ -159,6 +175,41 @@ class OutputSinks:
                 if buffer:
                     await self._chunk(http, run_id, stream, buffer)
             offset += size
+
+    async def _send_s3(
+        self, http: httpx.AsyncClient, run_id: str, stream: Stream, *, finished: bool
+    ) -> None:
+        """S3 objects cannot be appended to: the object is written whole again with
+        what has come so far, at most every S3_REWRITE_S while the script runs, and
+        once at the end (an empty stream is written too)."""
+        key = (run_id, stream.name)
+        now = time.monotonic()
+        if stream.sent >= stream.total and not (finished and stream.sent == 0):
+            return
+        if not finished and now - self._s3_written.get(key, 0.0) < S3_REWRITE_S:
+            return
+        data = b""
+        for part, size in stream.parts:
+            async for chunk in self.state.output.read(part, 0, size):
+                data += chunk
+        settings = self.state.settings
+        bucket, _, name = stream.uri[len("s3://") :].partition("/")
+        url = f"{settings.s3_base_url}/{quote(bucket)}/{quote(name, safe='/')}"
+        headers = sigv4.sign(
+            "PUT",
+            url,
+            region=settings.s3_region,
+            access_key=settings.s3_access_key_id,
+            secret_key=settings.s3_secret_access_key,
+            payload=data,
+            now=datetime.now(UTC),
+            extra_headers={"x-amz-meta-fleetrun-run": run_id},
+        )
+        await _request(http, stream, url, headers, data)
+        self._s3_written[key] = now
+        stream.sent = len(data)
+        if finished:
+            self._s3_written.pop(key, None)
 
     async def _chunk(
         self, http: httpx.AsyncClient, run_id: str, stream: Stream, data: bytes
@@ -187,15 +238,21 @@ class OutputSinks:
 async def _put(
     http: httpx.AsyncClient, run_id: str, stream: Stream, content_range: str, data: bytes
 ) -> None:
-    where = core.redact_uri(stream.uri)
     headers = {
         "content-range": content_range,
         "content-type": "application/octet-stream",
         "x-fleetrun-run": run_id,
         "x-fleetrun-stream": stream.name,
     }
+    await _request(http, stream, stream.uri, headers, data)
+
+
+async def _request(
+    http: httpx.AsyncClient, stream: Stream, url: str, headers: dict[str, str], data: bytes
+) -> None:
+    where = core.redact_uri(stream.uri)
     try:
-        response = await http.put(stream.uri, content=data, headers=headers)
+        response = await http.put(url, content=data, headers=headers)
     except httpx.HTTPError as exc:
         raise SinkError(
             f"The {stream.what} {where} could not be reached ({type(exc).__name__}); the "

@@ -13,11 +13,13 @@ from sqlalchemy.orm import Session
 
 from fleetrun.core import access
 from fleetrun.core import runcommands as core
+from fleetrun.core.errors import ValidationError
 from fleetrun.schemas import runcommands as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
+from fleetrun.server.settings import Settings
 from fleetrun.server.store import group_runcommands as group_store
 from fleetrun.server.store import nodes as node_store
 from fleetrun.server.store import runcommands as store
@@ -36,6 +38,16 @@ def _require(
         verb, access.frn("node", node.id), {**access.node_context(tags), **(extra or {})}
     )
     return node.id
+
+
+def _check_destinations(body: schemas.RunCommandPut, settings: Settings) -> None:
+    for uri, what in ((body.outputUri, "outputUri"), (body.errorUri, "errorUri")):
+        if uri and uri.lower().startswith("s3://") and not settings.s3_enabled:
+            raise ValidationError(
+                f"{what} is an S3 URL, but this server has no S3 credentials: set "
+                "FLEETRUN_S3_ACCESS_KEY_ID and FLEETRUN_S3_SECRET_ACCESS_KEY (and "
+                "FLEETRUN_S3_ENDPOINT_URL for non-AWS storage), or give an http(s) URL."
+            )
 
 
 def _conditions(body: schemas.RunCommandPut) -> dict[str, Any]:
@@ -73,6 +85,7 @@ async def put_run_command(
     the running execution (its whole process tree) and runs the new one."""
     state = state_of(request)
     core.check_name(name)
+    _check_destinations(body, state.settings)
 
     def put(tx: Tx) -> tuple[schemas.RunCommand, bool, store.Notify]:
         found = _require(tx.session, caller, "PutRunCommand", node_id, _conditions(body))
@@ -197,6 +210,7 @@ async def put_group_run_command(
     view per member and a roll-up. Decided on the group, then on each member."""
     state = state_of(request)
     core.check_name(name)
+    _check_destinations(body, state.settings)
 
     def put(tx: Tx) -> tuple[schemas.GroupRunCommand, store.Notify]:
         caller.require("PutGroupRunCommand", access.frn("group", group_name))

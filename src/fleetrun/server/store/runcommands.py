@@ -82,12 +82,8 @@ def check_body(session: Session, name: str, body: schemas.RunCommandPut) -> None
     for uri, what in ((body.outputUri, "outputUri"), (body.errorUri, "errorUri")):
         if uri:
             check_uri(uri, what, schemes=("http", "https", "s3"))
-            if urlsplit(uri).scheme.lower() == "s3":
-                # Refused rather than accepted and ignored: nothing would be written there.
-                raise ValidationError(
-                    f"{what}: S3 URLs are not supported yet; give an http(s) URL that "
-                    "accepts appended chunks (see docs/run-commands.md)."
-                )
+            if urlsplit(uri).scheme.lower() == "s3" and not urlsplit(uri).path.strip("/"):
+                raise ValidationError(f"{what} {uri!r} needs an object key: s3://BUCKET/KEY.")
     timeout = body.timeoutInSeconds
     if timeout is not None and not 0 <= timeout <= core.MAX_TIMEOUT_S:
         raise ValidationError(
