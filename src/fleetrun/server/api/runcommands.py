@@ -42,6 +42,8 @@ def _require(
 
 def _check_destinations(body: schemas.RunCommandPut, settings: Settings) -> None:
     for uri, what in ((body.outputUri, "outputUri"), (body.errorUri, "errorUri")):
+        if uri:
+            store.check_destination(uri, what)
         if uri and uri.lower().startswith("s3://") and not settings.s3_enabled:
             raise ValidationError(
                 f"{what} is an S3 URL, but this server has no S3 credentials: set "

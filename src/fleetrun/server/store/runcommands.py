@@ -81,9 +81,7 @@ def check_body(session: Session, name: str, body: schemas.RunCommandPut) -> None
         raise ValidationError("source.documentVersion goes with source.documentName.")
     for uri, what in ((body.outputUri, "outputUri"), (body.errorUri, "errorUri")):
         if uri:
-            check_uri(uri, what, schemes=("http", "https", "s3"))
-            if urlsplit(uri).scheme.lower() == "s3" and not urlsplit(uri).path.strip("/"):
-                raise ValidationError(f"{what} {uri!r} needs an object key: s3://BUCKET/KEY.")
+            check_destination(uri, what)
     timeout = body.timeoutInSeconds
     if timeout is not None and not 0 <= timeout <= core.MAX_TIMEOUT_S:
         raise ValidationError(
@@ -104,6 +102,13 @@ def check_body(session: Session, name: str, body: schemas.RunCommandPut) -> None
         doc = document_store.resolve(session, source.documentName, source.documentVersion)
         named, _ = core.split_parameters([(p.name, p.value) for p in body.parameters])
         documents.bind_parameters(doc.content, {k: [v] for k, v in named.items()})
+
+
+def check_destination(uri: str, what: str) -> None:
+    """An outputUri or errorUri: http(s), or s3://BUCKET/KEY."""
+    check_uri(uri, what, schemes=("http", "https", "s3"))
+    if urlsplit(uri).scheme.lower() == "s3" and not urlsplit(uri).path.strip("/"):
+        raise ValidationError(f"{what} {uri!r} needs an object key: s3://BUCKET/KEY.")
 
 
 def check_uri(uri: str, what: str, *, schemes: tuple[str, ...]) -> str:
