@@ -49,6 +49,8 @@ def test_a_group_run_command_reaches_every_member_and_later_joiners(fleet):
     # The member's run command belongs to the group: it is changed there, not on the node.
     with pytest.raises(ConflictError, match="put there by group apps"):
         client.put_run_command(late.node_id, "hello", script="true")
+    with pytest.raises(ConflictError, match="belongs to group apps: delete it there"):
+        client.delete_run_command(late.node_id, "hello")
     gone = client.delete_group_run_command("apps", "hello")
     assert gone.provisioningState == "Deleting" and gone.summary.total == 3
     for agent in [*first, late]:
@@ -100,3 +102,14 @@ def test_unknown_group_is_404_and_stores_nothing(fleet):
     assert response.json()["error"]["message"] == (
         "No group 'nope' exists; see `fleetrun groups list`."
     )
+
+
+def test_a_group_run_command_outlives_its_node_group_and_can_still_be_removed(fleet):
+    client = fleet.client
+    [agent] = fleet.add_agents(1, tags={"tier": "gone"}, prefix="gone")
+    client.create_group("gone", node_ids=[agent.node_id])
+    client.put_group_run_command("gone", "stay", script="true")
+    client.delete_group("gone")
+    assert [rc.name for rc in client.list_run_commands(agent.node_id)] == ["stay"]
+    client.delete_group_run_command("gone", "stay")
+    assert client.list_run_commands(agent.node_id) == []

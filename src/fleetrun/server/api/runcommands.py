@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from fleetrun.core import access
 from fleetrun.core import runcommands as core
-from fleetrun.core.errors import ValidationError
+from fleetrun.core.errors import ConflictError, ValidationError
 from fleetrun.schemas import runcommands as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server.api.deps import action, authorize, state_of
@@ -133,6 +133,12 @@ async def delete_run_command(
     def delete(tx: Tx) -> tuple[schemas.RunCommand, store.Notify]:
         found = _require(tx.session, caller, "DeleteRunCommand", node_id)
         rc = store.read_run_command(tx.session, found, name)
+        if group_store.owner(tx.session, rc) is not None:
+            # Removed here, the group would put it back (and run it) at once.
+            raise ConflictError(
+                f"Run command {name!r} on {found} belongs to group {rc.group_name}: delete "
+                f"it there (fleetrun run-command delete {name} --group {rc.group_name})."
+            )
         view = store.to_schema(tx.session, rc, core.ProvisioningState.DELETING.value)
         _, notify = store.delete_run_command(tx.session, found, name)
         tx.after_commit(state.dispatcher.wake)

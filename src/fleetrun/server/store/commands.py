@@ -132,6 +132,12 @@ def create_command(
     return command
 
 
+TOO_OLD_FOR_SCRIPT_URI = (
+    "echo 'This agent cannot download a scriptUri: upgrade fleetrun-agent on this node.' >&2\n"
+    "exit 1\n"
+)
+
+
 @dataclass
 class StepExtras:
     """What a run command adds to the steps of its document: named parameters as
@@ -144,7 +150,12 @@ class StepExtras:
     def apply(self, step: Step) -> Step:
         update: dict[str, Any] = {"env": {**step.env, **self.env}}
         if self.script_uri:
-            update.update(script="", script_uri=self.script_uri, script_sha256=self.script_sha256)
+            # An agent that predates script_uri runs `script`: make it fail, not succeed.
+            update.update(
+                script=TOO_OLD_FOR_SCRIPT_URI,
+                script_uri=self.script_uri,
+                script_sha256=self.script_sha256,
+            )
         return step.model_copy(update=update)
 
 

@@ -115,11 +115,19 @@ def _join(session: Session, grc: GroupRunCommand, node_id: str) -> bool:
 
 
 def read_group_run_command(session: Session, group_name: str, name: str) -> GroupRunCommand:
-    group = group_store.read_group(session, group_name)
-    grc = session.get(GroupRunCommand, (group.name, name))
+    """Found even when the node group itself was deleted since, so it can be removed."""
+    grc = session.get(GroupRunCommand, (group_name, name))
     if grc is None:
+        group_store.read_group(session, group_name)  # an unknown group: say that
         raise NotFoundError(f"Group {group_name} has no run command {name!r}.")
     return grc
+
+
+def owner(session: Session, rc: RunCommand) -> GroupRunCommand | None:
+    """The group run command a node's run command belongs to, while it lives."""
+    if rc.group_name is None:
+        return None
+    return session.get(GroupRunCommand, (rc.group_name, rc.name))
 
 
 def members_of(session: Session, grc: GroupRunCommand) -> list[RunCommand]:
