@@ -83,6 +83,12 @@ def test_a_group_run_command_from_the_cli_waits_for_every_member(shared_fleet):
         shared_fleet, "run-command", "update", "ping", "--group", "cli-web", "--script", "exit 2"
     )
     assert failed.returncode == 1 and "0 succeeded, 2 failed" in failed.stdout
+    again = cli(shared_fleet, "run-command", "rerun", "ping", "--group", "cli-web")
+    assert again.returncode == 1 and "0 succeeded, 2 failed" in again.stdout
+    listed = cli(shared_fleet, "run-command", "list", "--group", "cli-web", "--json")
+    [entry] = json.loads(listed.stdout)
+    assert entry["name"] == "ping" and entry["summary"]["failed"] == 2
+    assert all(i["generation"] == 3 for i in entry["instances"])
     gone = cli(shared_fleet, "run-command", "delete", "ping", "--group", "cli-web")
     assert gone.returncode == 0 and "Deleted run command ping on group cli-web" in gone.stdout
     both = cli(shared_fleet, "run-command", "show", "ping", "--group", "g", "--node", "n")

@@ -307,16 +307,39 @@ def show(ctx: click.Context, name: str, node_id: str | None, group: str | None) 
 
 
 @run_command.command("list")
-@_node_option
+@_target_options
 @api_options
 @click.pass_context
-def list_run_commands(ctx: click.Context, node_id: str) -> None:
-    """List a node's run commands."""
-    found = options(ctx).client().list_run_commands(node_id)
+def list_run_commands(ctx: click.Context, node_id: str | None, group: str | None) -> None:
+    """List a node's run commands, or a group's."""
+    _one_target(node_id, group)
+    client = options(ctx).client()
+    if group is not None:
+        groups = client.list_group_run_commands(group)
+        if options(ctx).json:
+            return render.emit_json(groups)
+        return render.table(
+            ["NAME", "PROVISIONING", "MEMBERS", "SUCCEEDED", "FAILED", "RUNNING", "PENDING"],
+            (
+                [
+                    g.name,
+                    _state(g.provisioningState),
+                    g.summary.total,
+                    g.summary.succeeded,
+                    g.summary.failed,
+                    g.summary.running,
+                    g.summary.pending,
+                ]
+                for g in groups
+            ),
+            empty=f"No run commands on group {group}: create one with `fleetrun run-command "
+            "create NAME --group`.",
+        )
+    found = client.list_run_commands(str(node_id))
     if options(ctx).json:
         return render.emit_json(found)
     render.table(
-        ["NAME", "PROVISIONING", "EXECUTION", "EXIT", "ENDED", "GENERATION"],
+        ["NAME", "PROVISIONING", "EXECUTION", "EXIT", "ENDED", "GENERATION", "GROUP"],
         (
             [
                 rc.name,
@@ -325,6 +348,7 @@ def list_run_commands(ctx: click.Context, node_id: str) -> None:
                 "-" if rc.instanceView.exitCode is None else rc.instanceView.exitCode,
                 render.when(rc.instanceView.endTime),
                 rc.generation,
+                rc.groupName or "",
             ]
             for rc in found
         ),
@@ -355,14 +379,20 @@ def delete(ctx: click.Context, name: str, node_id: str | None, group: str | None
 
 @run_command.command("rerun")
 @click.argument("name")
-@_node_option
+@_target_options
 @click.option("--async", "async_", is_flag=True, help="Do not wait for the result.")
 @api_options
 @click.pass_context
-def rerun(ctx: click.Context, name: str, node_id: str, async_: bool) -> None:
-    """Run it again, unchanged."""
+def rerun(
+    ctx: click.Context, name: str, node_id: str | None, group: str | None, async_: bool
+) -> None:
+    """Run it again, unchanged (on a group: on every member)."""
+    _one_target(node_id, group)
     client = options(ctx).client()
-    _finish(ctx, client, client.rerun_run_command(node_id, name), wait=not async_)
+    if group is not None:
+        grc = client.rerun_group_run_command(group, name)
+        return _finish_group(ctx, client, grc, wait=not async_)
+    _finish(ctx, client, client.rerun_run_command(str(node_id), name), wait=not async_)
 
 
 @run_command.command("runs")

@@ -131,6 +131,14 @@ ACTIONS: dict[str, ActionSpec] = {
         *COMMAND_KEYS,
     ),
     "GetGroupRunCommand": _a("group", "read", "read a group's run command and its members'"),
+    "ListGroupRunCommands": _a("group", "read", "list a group's run commands"),
+    "StartGroupRunCommand": _a(
+        "group, node",
+        "write",
+        "run a group's run command again on every member: decided on the group, then each",
+        *NODE_KEYS,
+        *COMMAND_KEYS,
+    ),
     "DeleteGroupRunCommand": _a("group", "write", "stop and remove a group's run command"),
     # access control
     "GetCallerIdentity": _a("*", "read", "say who the caller is"),

@@ -599,6 +599,18 @@ class Client:
             f"/v1/groups/{quote(group, safe='')}/run-commands/{quote(name, safe='')}",
         )
 
+    def list_group_run_commands(self, group: str) -> list[GroupRunCommand]:
+        return list(
+            self._items(GroupRunCommand, f"/v1/groups/{quote(group, safe='')}/run-commands")
+        )
+
+    def rerun_group_run_command(self, group: str, name: str) -> GroupRunCommand:
+        return self._model(
+            GroupRunCommand,
+            "POST",
+            f"/v1/groups/{quote(group, safe='')}/run-commands/{quote(name, safe='')}/run",
+        )
+
     def delete_group_run_command(self, group: str, name: str) -> GroupRunCommand:
         return self._model(
             GroupRunCommand,

@@ -241,6 +241,52 @@ async def put_group_run_command(
     return view
 
 
+@groups_router.get("", **action("ListGroupRunCommands"))
+async def list_group_run_commands(
+    request: Request,
+    group_name: str,
+    caller: Annotated[Caller, Depends(authorize("ListGroupRunCommands"))],
+) -> Page[schemas.GroupRunCommand]:
+    state = state_of(request)
+
+    def read(tx: Tx) -> Page[schemas.GroupRunCommand]:
+        caller.require("ListGroupRunCommands", access.frn("group", group_name))
+        rows = group_store.read_group_run_commands(tx.session, group_name)
+        return Page(items=[_group_view(tx.session, grc) for grc in rows])
+
+    return await state.db.write(read)
+
+
+@groups_router.post(
+    "/{name}/run", status_code=status.HTTP_202_ACCEPTED, **action("StartGroupRunCommand")
+)
+async def rerun_group_run_command(
+    request: Request,
+    group_name: str,
+    name: str,
+    caller: Annotated[Caller, Depends(authorize("StartGroupRunCommand"))],
+) -> schemas.GroupRunCommand:
+    """Run it again, unchanged, on every member. Decided on the group, then on each."""
+    state = state_of(request)
+
+    def run(tx: Tx) -> tuple[schemas.GroupRunCommand, store.Notify]:
+        caller.require("StartGroupRunCommand", access.frn("group", group_name))
+        grc = group_store.read_group_run_command(tx.session, group_name, name)
+        conditions = _conditions(schemas.RunCommandPut.model_validate(grc.spec))
+        members = group_store.members_of(tx.session, grc)
+        tags = node_store.read_tags(tx.session, [rc.node_id for rc in members])
+        for rc in members:
+            context = {**access.node_context(tags.get(rc.node_id, {})), **conditions}
+            caller.require("StartGroupRunCommand", access.frn("node", rc.node_id), context)
+        notify = group_store.rerun(tx.session, grc)
+        tx.after_commit(state.dispatcher.wake)
+        return _group_view(tx.session, grc), notify
+
+    view, notify = await state.db.write(run)
+    await state.gateway.cancel(notify)
+    return view
+
+
 @groups_router.get("/{name}", **action("GetGroupRunCommand"))
 async def get_group_run_command(
     request: Request,

@@ -123,6 +123,29 @@ def read_group_run_command(session: Session, group_name: str, name: str) -> Grou
     return grc
 
 
+def read_group_run_commands(session: Session, group_name: str) -> list[GroupRunCommand]:
+    rows = list(
+        session.execute(
+            select(GroupRunCommand)
+            .where(GroupRunCommand.group_name == group_name)
+            .order_by(GroupRunCommand.name)
+        ).scalars()
+    )
+    if not rows:
+        group_store.read_group(session, group_name)  # an unknown group: say that
+    return rows
+
+
+def rerun(session: Session, grc: GroupRunCommand) -> rc_store.Notify:
+    """Run it again, unchanged, on every member."""
+    notify: rc_store.Notify = []
+    for rc in members_of(session, grc):
+        _, stopped = rc_store.rerun(session, rc.node_id, rc.name)
+        notify += stopped
+    grc.updated_at = utcnow()
+    return notify
+
+
 def owner(session: Session, rc: RunCommand) -> GroupRunCommand | None:
     """The group run command a node's run command belongs to, while it lives."""
     if rc.group_name is None:
