@@ -110,3 +110,13 @@ def test_token_buckets_are_per_key_and_can_be_off():
     assert buckets.take("ann", 0) == 1.0
     off = TokenBuckets(rate_per_s=0, burst=0)
     assert all(off.take("ann", 0) is None for _ in range(100))
+
+
+def test_the_operators_guide_lists_every_action():
+    import re
+    from pathlib import Path
+
+    guide = Path(__file__).resolve().parents[2] / "docs" / "access-control.md"
+    listed = set(re.findall(r"^\| `fleetrun:(\w+)` \|", guide.read_text(), re.M))
+    missing = sorted(set(access.ACTIONS) - listed)
+    assert not missing, f"docs/access-control.md lacks rows for {missing}"

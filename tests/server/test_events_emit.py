@@ -28,7 +28,7 @@ async def test_an_event_is_written_when_its_transaction_commits(db):
     try:
         event_id = await db.write(
             lambda tx: events.run_command_changed(
-                tx.session, run_command="web/patch", execution_state="Running", node_id="n-1"
+                tx.session, run_command="patch", execution_state="Running", node_id="n-1"
             )
         )
     finally:
@@ -38,7 +38,7 @@ async def test_an_event_is_written_when_its_transaction_commits(db):
     event = deliveries.event_of(row)
     assert event["detail-type"] == "Run Command State-change Notification"
     assert event["detail"]["execution-state"] == "Running"
-    assert event["resources"] == ["frn:fleetrun:runcommand/web/patch", "frn:fleetrun:node/n-1"]
+    assert event["resources"] == ["frn:fleetrun:runcommand/n-1/patch", "frn:fleetrun:node/n-1"]
     assert event["source"] == "fleetrun" and event["time"].endswith("Z")
 
 

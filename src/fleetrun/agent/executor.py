@@ -28,6 +28,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fleetrun.agent import facts
+from fleetrun.agent.download import DownloadError, fetch_script
 from fleetrun.agent.journal import Entry, Journal, Outbox, Stream, process_start_time
 from fleetrun.agent.procs import kill_invocation
 from fleetrun.core import protocol
@@ -230,6 +231,12 @@ class Execution:
         return result
 
     async def _execute(self, idx: int, step: protocol.Step, deadline: float) -> StepResult:
+        if step.script_uri:
+            try:
+                text = await asyncio.to_thread(fetch_script, step.script_uri, step.script_sha256)
+            except DownloadError as exc:
+                raise StepFailure(str(exc)) from exc
+            step = step.model_copy(update={"script": text})
         user = run_as_user(step.run_as or self.invoke.run_as)
         home = self.work_dir if user is None else self._user_dir(idx, user)
         script = home / f"{idx}{SUFFIX.get(step.action, '')}"

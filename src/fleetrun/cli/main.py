@@ -19,6 +19,7 @@ from fleetrun.cli.groups import groups
 from fleetrun.cli.keys import keys
 from fleetrun.cli.nodes import activations, nodes
 from fleetrun.cli.rules import rules
+from fleetrun.cli.runcommands import run_command
 from fleetrun.cli.send import send
 from fleetrun.cli.serve import login, server
 from fleetrun.core.errors import FleetrunError
@@ -40,6 +41,7 @@ for command in (
     invocations,
     documents,
     groups,
+    run_command,
     keys,
     nodes,
     activations,

@@ -113,6 +113,34 @@ ACTIONS: dict[str, ActionSpec] = {
     "GetCommandInvocation": _a(
         "node", "read", "read an invocation and its output", *NODE_KEYS, DOCUMENT_NAME
     ),
+    # run commands (named, on a node; decided on the node like sending a command)
+    "PutRunCommand": _a(
+        "node", "write", "create or update a run command, and run it", *NODE_KEYS, *COMMAND_KEYS
+    ),
+    "GetRunCommand": _a("node", "read", "read a run command and its instance view", *NODE_KEYS),
+    "ListRunCommands": _a("node", "read", "list a node's run commands", *NODE_KEYS),
+    "DeleteRunCommand": _a("node", "write", "stop and remove a run command", *NODE_KEYS),
+    "StartRunCommand": _a(
+        "node", "write", "run a run command again, unchanged", *NODE_KEYS, *COMMAND_KEYS
+    ),
+    "ListRunCommandRuns": _a("node", "read", "list the runs of a run command", *NODE_KEYS),
+    "PutGroupRunCommand": _a(
+        "group, node",
+        "write",
+        "put a run command on a group: decided on the group, then on each member",
+        *NODE_KEYS,
+        *COMMAND_KEYS,
+    ),
+    "GetGroupRunCommand": _a("group", "read", "read a group's run command and its members'"),
+    "ListGroupRunCommands": _a("group", "read", "list a group's run commands"),
+    "StartGroupRunCommand": _a(
+        "group, node",
+        "write",
+        "run a group's run command again on every member: decided on the group, then each",
+        *NODE_KEYS,
+        *COMMAND_KEYS,
+    ),
+    "DeleteGroupRunCommand": _a("group", "write", "stop and remove a group's run command"),
     # access control
     "GetCallerIdentity": _a("*", "read", "say who the caller is"),
     "CreatePrincipal": _a("principal", "admin", "create a user or service account"),

@@ -71,7 +71,17 @@ DETAIL_FIELDS: dict[str, frozenset[str]] = {
         {"principal", "action", "resource", "reason", "source-ip", "request-id", "path", "kind"}
     ),
     RUN_COMMAND_STATE: frozenset(
-        {"run-command", "node-id", "group", "execution-state", "command-id", "document-name"}
+        {
+            "run-command",
+            "run-id",
+            "node-id",
+            "group",
+            "execution-state",
+            "provisioning-state",
+            "execution-message",
+            "command-id",
+            "document-name",
+        }
     ),
 }
 ENVELOPE_FIELDS = frozenset({"version", "id", "detail-type", "source", "time", "resources"})

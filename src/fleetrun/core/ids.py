@@ -16,6 +16,11 @@ def new_node_id() -> str:
     return "n-" + secrets.token_hex(9)[:17]
 
 
+def new_run_id() -> str:
+    """`rc-` followed by 17 hex digits: one execution of a run command."""
+    return "rc-" + secrets.token_hex(9)[:17]
+
+
 def new_uuid() -> str:
     """A lowercase hyphenated UUID: command, invocation and activation ids."""
     return str(uuid.uuid4())

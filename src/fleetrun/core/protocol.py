@@ -87,6 +87,10 @@ class Step(_Frame):
     on_failure: Literal["exit", "continue"] = "exit"
     run_as: str | None = None
     precondition: dict[str, Any] | None = None
+    # Instead of `script`: an http(s) URL the agent downloads the script from (a run
+    # command's scriptUri), and the hex sha256 the download must match.
+    script_uri: str | None = None
+    script_sha256: str | None = None
 
 
 class DocumentRef(_Frame):

@@ -69,6 +69,12 @@ from fleetrun.schemas.events import (
 )
 from fleetrun.schemas.groups import Group, GroupCreate
 from fleetrun.schemas.nodes import Node
+from fleetrun.schemas.runcommands import (
+    GroupRunCommand,
+    RunCommand,
+    RunCommandPut,
+    RunCommandRun,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -96,6 +102,55 @@ def build_targets(
     if all_nodes:
         out.append(Target(key="all", values=["*"]))
     return out
+
+
+def run_command_body(
+    *,
+    script: str | None = None,
+    script_uri: str | None = None,
+    script_sha256: str | None = None,
+    document: str | None = None,
+    document_version: str | None = None,
+    parameters: Mapping[str, str] | None = None,
+    arguments: Sequence[str] = (),
+    protected_parameters: Mapping[str, str] | None = None,
+    protected_arguments: Sequence[str] = (),
+    run_as_user: str | None = None,
+    run_as_password: str | None = None,
+    timeout_s: int | None = None,
+    async_execution: bool = False,
+    treat_failure_as_deployment_failure: bool = False,
+    output_uri: str | None = None,
+    error_uri: str | None = None,
+    run_after: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The PUT body of a run command, checked here as the server would."""
+
+    def params(named: Mapping[str, str] | None, nameless: Sequence[str]) -> list[Any]:
+        pairs = [{"name": k, "value": v} for k, v in (named or {}).items()]
+        return pairs + [{"name": "", "value": v} for v in nameless]
+
+    body = build(
+        RunCommandPut,
+        source={
+            "script": script,
+            "scriptUri": script_uri,
+            "scriptSha256": script_sha256,
+            "documentName": document,
+            "documentVersion": document_version,
+        },
+        parameters=params(parameters, arguments),
+        protectedParameters=params(protected_parameters, protected_arguments),
+        runAsUser=run_as_user,
+        runAsPassword=run_as_password,
+        timeoutInSeconds=timeout_s,
+        asyncExecution=async_execution,
+        treatFailureAsDeploymentFailure=treat_failure_as_deployment_failure,
+        outputUri=output_uri,
+        errorUri=error_uri,
+        runAfter=list(run_after),
+    )
+    return body.model_dump(mode="json", exclude_none=True)
 
 
 class Client:
@@ -524,6 +579,104 @@ class Client:
                 on_update(latest)
             command = latest
         return command
+
+    # -- run commands -----------------------------------------------------------------
+
+    def put_run_command(self, node_id: str, name: str, **definition: Any) -> RunCommand:
+        """Create or update a run command on a node, and run it (an identical body runs
+        nothing). See `run_command_body` for the definition's keywords: named parameters
+        become environment variables, arguments positional ones (public before
+        protected); protected values are sealed to the node's key by the server and
+        never returned."""
+        return self._model(
+            RunCommand,
+            "PUT",
+            f"/v1/nodes/{node_id}/run-commands/{quote(name, safe='')}",
+            json=run_command_body(**definition),
+        )
+
+    def put_group_run_command(self, group: str, name: str, **definition: Any) -> GroupRunCommand:
+        """Put a run command on every member of a node group (and on nodes that join it
+        later)."""
+        return self._model(
+            GroupRunCommand,
+            "PUT",
+            f"/v1/groups/{quote(group, safe='')}/run-commands/{quote(name, safe='')}",
+            json=run_command_body(**definition),
+        )
+
+    def get_group_run_command(self, group: str, name: str) -> GroupRunCommand:
+        return self._model(
+            GroupRunCommand,
+            "GET",
+            f"/v1/groups/{quote(group, safe='')}/run-commands/{quote(name, safe='')}",
+        )
+
+    def list_group_run_commands(self, group: str) -> list[GroupRunCommand]:
+        return list(
+            self._items(GroupRunCommand, f"/v1/groups/{quote(group, safe='')}/run-commands")
+        )
+
+    def rerun_group_run_command(self, group: str, name: str) -> GroupRunCommand:
+        return self._model(
+            GroupRunCommand,
+            "POST",
+            f"/v1/groups/{quote(group, safe='')}/run-commands/{quote(name, safe='')}/run",
+        )
+
+    def delete_group_run_command(self, group: str, name: str) -> GroupRunCommand:
+        return self._model(
+            GroupRunCommand,
+            "DELETE",
+            f"/v1/groups/{quote(group, safe='')}/run-commands/{quote(name, safe='')}",
+        )
+
+    def get_run_command(self, node_id: str, name: str) -> RunCommand:
+        return self._model(
+            RunCommand, "GET", f"/v1/nodes/{node_id}/run-commands/{quote(name, safe='')}"
+        )
+
+    def list_run_commands(self, node_id: str) -> list[RunCommand]:
+        return list(self._items(RunCommand, f"/v1/nodes/{node_id}/run-commands"))
+
+    def delete_run_command(self, node_id: str, name: str) -> RunCommand:
+        return self._model(
+            RunCommand, "DELETE", f"/v1/nodes/{node_id}/run-commands/{quote(name, safe='')}"
+        )
+
+    def rerun_run_command(self, node_id: str, name: str) -> RunCommand:
+        return self._model(
+            RunCommand, "POST", f"/v1/nodes/{node_id}/run-commands/{quote(name, safe='')}/run"
+        )
+
+    def list_run_command_runs(self, node_id: str, name: str) -> list[RunCommandRun]:
+        return list(
+            self._items(
+                RunCommandRun, f"/v1/nodes/{node_id}/run-commands/{quote(name, safe='')}/runs"
+            )
+        )
+
+    def wait_run_command(
+        self,
+        node_id: str,
+        name: str,
+        *,
+        timeout_s: float | None = None,
+        until: Callable[[RunCommand], bool] | None = None,
+        on_update: Callable[[RunCommand], None] | None = None,
+        poll_s: float = 0.5,
+    ) -> RunCommand:
+        """Poll until `until` holds (default: the current run has finished)."""
+        finished = {"Succeeded", "Failed", "TimedOut", "Canceled", "Unknown"}
+        done = until or (lambda rc: rc.instanceView.executionState in finished)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            rc = self.get_run_command(node_id, name)
+            if on_update:
+                on_update(rc)
+            if done(rc) or (deadline is not None and time.monotonic() >= deadline):
+                return rc
+            time.sleep(poll_s)
 
     # -- access control ---------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from fleetrun.server.api import (
     principals,
     roles,
     rules,
+    runcommands,
     tokens,
 )
 from fleetrun.server.audit import AuditMiddleware
@@ -60,6 +61,8 @@ ROUTERS = (
     documents.router,
     commands.router,
     commands.invocations_router,
+    runcommands.router,
+    runcommands.groups_router,
     identity.router,
     principals.router,
     tokens.router,
@@ -124,11 +127,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.dispatcher.start()
     state.gateway.start()
     state.outbox.start()
+    state.sinks.start()
     log.info("fleetrun %s serving; data in %s", __version__, state.settings.data_dir)
     try:
         yield
     finally:
         await state.outbox.stop()
+        await state.sinks.stop()
         await state.gateway.stop()
         await state.dispatcher.stop()
         await state.audit.stop()

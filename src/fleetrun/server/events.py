@@ -106,11 +106,15 @@ def run_command_changed(
     group: str | None = None,
     command_id: str | None = None,
     document_name: str | None = None,
+    run_id: str | None = None,
+    provisioning_state: str | None = None,
+    message: str | None = None,
 ) -> str:
     """A managed run command's execution state changed (Azure's Pending, Running,
     Succeeded, Failed, TimedOut, Canceled, Unknown): its event, in the caller's
-    transaction."""
-    resources = [access.frn("runcommand", run_command)]
+    transaction. The resource is `frn:fleetrun:runcommand/<node>/<name>`."""
+    where = f"{node_id}/{run_command}" if node_id else run_command
+    resources = [access.frn("runcommand", where)]
     if node_id:
         resources.append(access.frn("node", node_id))
     if group:
@@ -121,9 +125,12 @@ def run_command_changed(
         resources,
         {
             "run-command": run_command,
+            "run-id": run_id,
             "node-id": node_id,
             "group": group,
             "execution-state": execution_state,
+            "provisioning-state": provisioning_state,
+            "execution-message": message,
             "command-id": command_id,
             "document-name": document_name,
         },

@@ -53,6 +53,19 @@ class Settings:
     smtp_from: str = "fleetrun@localhost"
     nats_url: str = "nats://127.0.0.1:4222"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # S3-compatible storage for run commands' outputUri/errorUri (s3://bucket/key).
+    s3_endpoint_url: str = ""  # e.g. http://minio:9000; default: AWS in s3_region
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""  # from the environment; never logged
+
+    @property
+    def s3_enabled(self) -> bool:
+        return bool(self.s3_access_key_id and self.s3_secret_access_key)
+
+    @property
+    def s3_base_url(self) -> str:
+        return (self.s3_endpoint_url or f"https://s3.{self.s3_region}.amazonaws.com").rstrip("/")
 
     @property
     def sqlite_path(self) -> Path:

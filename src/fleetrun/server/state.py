@@ -16,7 +16,9 @@ from fleetrun.server.outbox import Outbox
 from fleetrun.server.output import OutputStore
 from fleetrun.server.secretbox import SecretBox
 from fleetrun.server.settings import Settings
+from fleetrun.server.sinks import OutputSinks
 from fleetrun.server.store import commands as command_store
+from fleetrun.server.store import runcommands as run_command_store
 
 
 @dataclass
@@ -32,6 +34,7 @@ class ServerState:
     dispatcher: Dispatcher = field(init=False)
     outbox: Outbox = field(init=False)
     secrets: SecretBox = field(init=False)
+    sinks: OutputSinks = field(init=False)
 
     def __post_init__(self) -> None:
         self.secrets = SecretBox.load(self.settings.secret_key, self.settings.secret_key_path)
@@ -40,15 +43,20 @@ class ServerState:
         self.throttle = TokenBuckets(self.settings.rate_limit_per_s, self.settings.rate_limit_burst)
         self.gateway = Gateway(self)
         self.dispatcher = Dispatcher(self)
+        self.sinks = OutputSinks(self)
 
     def refresh_commands(self, tx: Tx, command_ids: Iterable[str]) -> None:
         """Recompute these commands' status in `tx` (on the database thread), and once
         it is committed tell whoever waits on them and wake the dispatcher."""
         wake = False
-        for command_id in set(command_ids):
+        command_ids = set(command_ids)
+        for command_id in command_ids:
             refreshed = command_store.refresh_command(tx.session, command_id)
             if refreshed.changed:
                 tx.after_commit(partial(self.changes.publish, command_id))
             wake = wake or refreshed.changed or refreshed.released
+        # Run commands follow their invocations; one that finishes may start another.
+        if run_command_store.refresh_runs(tx.session, command_ids):
+            wake = True
         if wake:
             tx.after_commit(self.dispatcher.wake)

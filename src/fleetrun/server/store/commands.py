@@ -19,6 +19,7 @@ from fleetrun.core import access, documents, ratecontrol, sealing, targets
 from fleetrun.core.errors import ConflictError, NotFoundError, ValidationError
 from fleetrun.core.events import NOTIFY_STATUSES
 from fleetrun.core.ids import is_uuid, new_uuid
+from fleetrun.core.protocol import Step
 from fleetrun.core.statuses import (
     TERMINAL_INVOCATION,
     CommandStatus,
@@ -57,6 +58,7 @@ def create_command(
     *,
     principal: str | None,
     caller: Caller | None = None,
+    extras: StepExtras | None = None,
 ) -> Command:
     doc = document_store.resolve(session, body.document_name, body.document_version)
     run_as = (body.run_as or "").strip() or None
@@ -67,7 +69,11 @@ def create_command(
     steps = documents.resolve_steps(
         doc.content, params, documents.StepOptions(run_as=run_as, args=list(body.arguments))
     )
-    if not any(step.script.strip() or step.action == "getNodeInfo" for step in steps):
+    if extras is not None:
+        steps = [extras.apply(step) for step in steps]
+    if not any(
+        step.script.strip() or step.script_uri or step.action == "getNodeInfo" for step in steps
+    ):
         raise ValidationError("The script is empty: give the commands to run.")
     execution_s = _in_range(
         body.execution_timeout_s,
@@ -154,6 +160,33 @@ def _notification(
             + " (Pending and Cancelling never notify)."
         )
     return config.model_dump()
+
+
+TOO_OLD_FOR_SCRIPT_URI = (
+    "echo 'This agent cannot download a scriptUri: upgrade fleetrun-agent on this node.' >&2\n"
+    "exit 1\n"
+)
+
+
+@dataclass
+class StepExtras:
+    """What a run command adds to the steps of its document: named parameters as
+    environment variables, and a script the agent downloads instead of the inline one."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    script_uri: str | None = None
+    script_sha256: str | None = None
+
+    def apply(self, step: Step) -> Step:
+        update: dict[str, Any] = {"env": {**step.env, **self.env}}
+        if self.script_uri:
+            # An agent that predates script_uri runs `script`: make it fail, not succeed.
+            update.update(
+                script=TOO_OLD_FOR_SCRIPT_URI,
+                script_uri=self.script_uri,
+                script_sha256=self.script_sha256,
+            )
+        return step.model_copy(update=update)
 
 
 def resolve_targets(session: Session, wanted: list[targets.Target]) -> list[str]:

@@ -444,3 +444,70 @@ class DeliveryAttempt(Base):
     duration_ms: Mapped[int] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(String(16))  # delivered, retry, failed
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class RunCommand(Base):
+    """A named run command on one node (its definition; executions are runs)."""
+
+    __tablename__ = "run_commands"
+    __table_args__ = (UniqueConstraint("node_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(20), index=True)
+    name: Mapped[str] = mapped_column(String(36))
+    group_name: Mapped[str | None] = mapped_column(String(128), index=True)
+    spec: Mapped[dict[str, Any]]  # the public part of the PUT body
+    # Secrets sealed to the node only: {"env": {...}, "args": [...], "password": ...}.
+    sealed: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    salt: Mapped[str] = mapped_column(String(32))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    current_run_id: Mapped[str | None] = mapped_column(String(20))
+    provisioning_state: Mapped[str] = mapped_column(String(16))
+    principal: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class RunCommandRun(Base):
+    """One execution of a run command, carried by a command with one invocation."""
+
+    __tablename__ = "run_command_runs"
+
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)  # rc-...
+    run_command_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("run_commands.id", ondelete="CASCADE"), index=True
+    )
+    node_id: Mapped[str] = mapped_column(String(20), index=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(16))  # Create, Update, Rerun
+    command_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    execution_state: Mapped[str] = mapped_column(String(16))
+    provisioning_state: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text)  # why it ended before a command
+    requested_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    # Where its stdout and stderr are appended (outputUri, errorUri), how far each has
+    # gone, and what went wrong there (shown in the instance view, never failing it).
+    output_uri: Mapped[str | None] = mapped_column(Text)
+    error_uri: Mapped[str | None] = mapped_column(Text)
+    output_sent: Mapped[int] = mapped_column(BigInteger, default=0)
+    error_sent: Mapped[int] = mapped_column(BigInteger, default=0)
+    sink_message: Mapped[str | None] = mapped_column(Text)
+    sink_done: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class GroupRunCommand(Base):
+    """A run command put on a node group: one run command per member, now and later."""
+
+    __tablename__ = "group_run_commands"
+
+    group_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(36), primary_key=True)
+    spec: Mapped[dict[str, Any]]  # the public part of the PUT body
+    has_secrets: Mapped[bool] = mapped_column(Boolean, default=False)
+    salt: Mapped[str] = mapped_column(String(32))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    principal: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

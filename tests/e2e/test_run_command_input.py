@@ -1,0 +1,126 @@
+"""Run commands: bad input gets one sentence, the right status, and stores nothing; a
+script from scriptUri (served here on loopback) runs, or fails saying why."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+
+import httpx
+import pytest
+
+from tests.harness import free_port
+
+GOOD = {"source": {"script": "true"}}
+
+
+def _put(fleet, node, name, body):
+    return httpx.put(
+        f"{fleet.server.url}/v1/nodes/{node}/run-commands/{name}",
+        json=body,
+        headers={"authorization": f"Bearer {fleet.server.token}"},
+    )
+
+
+def _names(fleet, node):
+    return [rc.name for rc in fleet.client.list_run_commands(node)]
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "status", "phrase"),
+    [
+        ("two", {"source": {"script": "true", "scriptUri": "https://h/x"}}, 400, "exactly one"),
+        ("none", {"source": {}}, 400, "this one has none"),
+        ("doc", {"source": {"documentName": "Nope"}}, 404, "No document 'Nope'"),
+        ("a" * 37, GOOD, 400, "use 1 to 36 letters, digits"),
+        ("-dash", GOOD, 400, "starting with a letter or a digit"),
+        ("baduri", {"source": {"scriptUri": "not a url"}}, 400, "scriptUri 'not a url'"),
+        ("ftp", {"source": {"scriptUri": "ftp://h/x"}}, 400, "is not a valid URL"),
+        ("out", {**GOOD, "outputUri": "nope"}, 400, "outputUri 'nope'"),
+        ("s3", {**GOOD, "errorUri": "s3://bucket"}, 400, "needs an object key"),
+        ("sha", {"source": {"scriptUri": "https://h/x", "scriptSha256": "ab"}}, 400, "64 hex"),
+        ("empty", {"source": {"script": "  "}}, 400, "script is empty"),
+        ("t", {**GOOD, "timeoutInSeconds": -1}, 400, "out of range"),
+        ("typo", {**GOOD, "typo": 1}, 400, "'typo' is not a known field"),
+        ("env", {**GOOD, "parameters": [{"name": "A-B", "value": "1"}]}, 400, "letters, digits"),
+        ("self", {**GOOD, "runAfter": ["self"]}, 400, "cannot run after itself"),
+    ],
+)
+def test_bad_bodies_get_one_sentence_and_store_nothing(shared_fleet, name, body, status, phrase):
+    node = shared_fleet.agents[0].node_id
+    response = _put(shared_fleet, node, name, body)
+    assert response.status_code == status, response.text
+    message = response.json()["error"]["message"]
+    assert phrase in message, message
+    assert message.endswith(".") and "\n" not in message
+    assert _names(shared_fleet, node) == []
+
+
+def test_an_unknown_node_is_404_and_named(shared_fleet):
+    response = _put(shared_fleet, "n-00000000000000000", "x", GOOD)
+    assert response.status_code == 404
+    assert "No node n-00000000000000000" in response.json()["error"]["message"]
+
+
+class _Scripts(http.server.BaseHTTPRequestHandler):
+    routes: dict[str, tuple[int, bytes]] = {}
+
+    def do_GET(self) -> None:
+        status, body = self.routes.get(self.path.split("?")[0], (404, b"no"))
+        self.send_response(status)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def scripts():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Scripts)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", _Scripts.routes
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_script_uri_downloads_checks_the_digest_and_says_why_it_failed(shared_fleet, scripts):
+    """Reference §4.4 step 5, made explicit: expired, unreachable and mismatching URLs
+    each end the run Failed with a message that says which."""
+    base, routes = scripts
+    client, node = shared_fleet.client, shared_fleet.agents[0].node_id
+    script = b'#!/bin/sh\necho "from uri $1 $X"\n'
+    routes["/ok.sh"] = (200, script)
+    routes["/expired.sh"] = (403, b"<Error>Request has expired</Error>")
+    routes["/gone.sh"] = (410, b"gone")
+    digest = hashlib.sha256(script).hexdigest()
+    client.put_run_command(
+        node,
+        "uri",
+        script_uri=f"{base}/ok.sh?sig=abc&expires=1",
+        script_sha256=digest,
+        parameters={"X": "x"},
+        arguments=["a"],
+    )
+    done = client.wait_run_command(node, "uri", timeout_s=60)
+    assert done.instanceView.executionState == "Succeeded", done.instanceView
+    assert done.instanceView.output == "from uri a x\n"
+    cases = [
+        (f"{base}/ok.sh", "0" * 64, "does not match scriptSha256"),
+        (f"{base}/expired.sh", None, "HTTP 403: the link has expired"),
+        (f"{base}/gone.sh", None, "HTTP 410: the link has expired"),
+        (f"{base}/missing.sh", None, "HTTP 404"),
+        (f"http://127.0.0.1:{free_port()}/x.sh", None, "could not be reached"),
+    ]
+    for uri, sha, phrase in cases:
+        client.put_run_command(node, "uri", script_uri=uri, script_sha256=sha)
+        failed = client.wait_run_command(node, "uri", timeout_s=60)
+        view = failed.instanceView
+        assert view.executionState == "Failed", (uri, view)
+        assert phrase in view.executionMessage, (uri, view.executionMessage)
+    client.delete_run_command(node, "uri")
