@@ -4,12 +4,14 @@ webhook signatures (and can fail on purpose), and a real SMTP server (aiosmtpd).
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from fleetrun.core import delivery
@@ -88,12 +90,33 @@ class WebhookReceiver:
 class SmtpReceiver:
     """A real SMTP server (aiosmtpd) on loopback keeping every message it accepts."""
 
-    def __init__(self, user: str | None = None, password: str | None = None) -> None:
+    def __init__(
+        self,
+        user: str | None = None,
+        password: str | None = None,
+        *,
+        tls: str | None = None,
+        tls_dir: Path | None = None,
+    ) -> None:
+        """`tls`: None (plain), "starttls" (required before anything else) or "tls"
+        (implicit TLS); its certificate is signed by a private CA made in `tls_dir`,
+        whose certificate is then `self.ca_file`."""
         self.port = free_port()
         self.messages: list[Message] = []
         self.logins: list[tuple[str, str]] = []
         self.user = user
         self.password = password
+        self.tls = tls
+        self.ca_file: Path | None = None
+        self._context: ssl.SSLContext | None = None
+        if tls is not None:
+            from fleetrun.server.tls import self_signed
+
+            assert tls_dir is not None, "a TLS receiver needs a directory for its CA"
+            files = self_signed(tls_dir, [])
+            self.ca_file = files.ca
+            self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._context.load_cert_chain(files.cert, files.key)
 
     def __enter__(self) -> SmtpReceiver:
         from aiosmtpd.controller import Controller
@@ -117,7 +140,11 @@ class SmtpReceiver:
 
         kwargs: dict[str, Any] = {}
         if self.user is not None:
-            kwargs = {"authenticator": authenticate, "auth_require_tls": False}
+            kwargs = {"authenticator": authenticate, "auth_require_tls": self.tls == "starttls"}
+        if self.tls == "starttls":
+            kwargs.update(tls_context=self._context, require_starttls=True)
+        elif self.tls == "tls":
+            kwargs.update(ssl_context=self._context)
         self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **kwargs)
         self._controller.start()
         return self

@@ -80,6 +80,51 @@ def test_email_targets_send_a_readable_mail_with_the_event_attached(tmp_path):
             fleet.close()
 
 
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_email_over_starttls_and_tls_verifies_the_smtp_servers_certificate(tmp_path, security):
+    """The SMTP server's certificate is checked (name and chain): a private CA is given
+    with --smtp-ca-file; without it the delivery is retried with a sentence saying so."""
+    password = "smtp-password-" + os.urandom(4).hex()
+    with SmtpReceiver(
+        user="fleet", password=password, tls=security, tls_dir=tmp_path / "smtp"
+    ) as smtp:
+        base = ["--smtp-host", "127.0.0.1", "--smtp-port", str(smtp.port)]
+        base += ["--smtp-security", security, "--smtp-user", "fleet"]
+        env = {"FLEETRUN_SMTP_PASSWORD": password}
+        untrusting = Fleet(tmp_path / "untrusting", env=env, extra_args=base).start()
+        try:
+            untrusting.client.create_rule(
+                "mail",
+                pattern={"source": ["fleetrun"], "detail-type": ["Node Registration"]},
+                targets=["email:ops@example.com"],
+            )
+            untrusting.add_agent()
+            (pending,) = wait_for(
+                lambda: [
+                    d
+                    for d in untrusting.client.list_rule_deliveries("mail")
+                    if d.last_error and "not trusted" in d.last_error
+                ],
+                what="a refused certificate",
+            )
+            assert "--smtp-ca-file" in pending.last_error and not smtp.messages
+        finally:
+            untrusting.close()
+        trusting = Fleet(
+            tmp_path / "trusting",
+            env=env,
+            extra_args=[*base, "--smtp-ca-file", str(smtp.ca_file)],
+        ).start()
+        try:
+            trusting.client.create_rule("mail", pattern=SUCCESS, targets=["email:ops@example.com"])
+            command = _run(trusting, trusting.add_agent())
+            wait_for(lambda: smtp.messages, what="the mail over " + security)
+            assert smtp.logins == [("fleet", password)]
+            assert command.id in smtp.messages[0].get_body(("plain",)).get_content()
+        finally:
+            trusting.close()
+
+
 @pytest.mark.skipif(not _reachable(4222), reason="no NATS server on 127.0.0.1:4222")
 def test_nats_targets_publish_the_event(shared_fleet):
     import nats

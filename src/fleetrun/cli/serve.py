@@ -69,6 +69,12 @@ from fleetrun.sdk import Client
     help="Read the SMTP password from this file (or set FLEETRUN_SMTP_PASSWORD).",
 )
 @click.option("--smtp-from", default=None, help="Sender address of e-mails.")
+@click.option(
+    "--smtp-ca-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="CA bundle that signed the SMTP server's certificate (default: the system's).",
+)
 @click.option("--nats-url", default=None, help="NATS server for nats: targets.")
 @click.option("--redis-url", default=None, help="Redis server for redis: targets.")
 def server(
@@ -88,6 +94,7 @@ def server(
     smtp_user: str | None,
     smtp_password_file: Path | None,
     smtp_from: str | None,
+    smtp_ca_file: Path | None,
     nats_url: str | None,
     redis_url: str | None,
 ) -> None:
@@ -114,6 +121,7 @@ def server(
             "smtp_user": smtp_user,
             "smtp_password": _read_secret(smtp_password_file),
             "smtp_from": smtp_from,
+            "smtp_ca_file": str(smtp_ca_file) if smtp_ca_file else None,
             "nats_url": nats_url,
             "redis_url": redis_url,
         }

@@ -173,13 +173,13 @@ class Senders:
                     settings.smtp_host,
                     settings.smtp_port,
                     timeout=timeout,
-                    context=ssl.create_default_context(),
+                    context=_smtp_tls(settings.smtp_ca_file),
                 )
             else:
                 smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout)
             with smtp:
                 if settings.smtp_security == "starttls":
-                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.starttls(context=_smtp_tls(settings.smtp_ca_file))
                 if settings.smtp_user:
                     smtp.login(settings.smtp_user, settings.smtp_password or "")
                 smtp.send_message(message)
@@ -190,6 +190,12 @@ class Senders:
         except smtplib.SMTPResponseException as exc:
             outcome = RETRY if 400 <= exc.smtp_code < 500 else FAILED
             return Result(outcome, f"SMTP {exc.smtp_code}")
+        except ssl.SSLCertVerificationError as exc:
+            return Result(
+                RETRY,
+                f"SMTP: the server's certificate is not trusted ({exc.verify_message}): "
+                "give its CA with --smtp-ca-file",
+            )
         except (smtplib.SMTPException, OSError) as exc:
             return Result(RETRY, f"SMTP: {type(exc).__name__}: {exc}"[:500])
         return Result(DELIVERED, f"accepted by {settings.smtp_host}")
@@ -348,3 +354,9 @@ def _output_location(event: Mapping[str, Any]) -> str:
     if event.get("detail-type") == COMMAND_STATUS:
         return f"/v1/commands/{command_id}/invocations"
     return ""
+
+
+def _smtp_tls(ca_file: str | None) -> ssl.SSLContext:
+    """Verify the SMTP server's certificate and name, against `ca_file` when given (a
+    private CA), else the system's trust store."""
+    return ssl.create_default_context(cafile=ca_file)

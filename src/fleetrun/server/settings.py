@@ -51,6 +51,7 @@ class Settings:
     smtp_user: str | None = None
     smtp_password: str | None = None  # FLEETRUN_SMTP_PASSWORD or --smtp-password-file
     smtp_from: str = "fleetrun@localhost"
+    smtp_ca_file: str | None = None  # CA bundle for the SMTP server's certificate (default: system)
     nats_url: str = "nats://127.0.0.1:4222"
     redis_url: str = "redis://127.0.0.1:6379/0"
     # S3-compatible storage for run commands' outputUri/errorUri (s3://bucket/key).
