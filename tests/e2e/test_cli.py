@@ -317,3 +317,19 @@ def test_bad_input_for_commands_at_scale(shared_fleet, args, message):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
     assert len(shared_fleet.client.list_commands(limit=1000)) == before
+
+
+def test_every_command_but_the_server_itself_takes_json():
+    import click
+
+    from fleetrun.cli.main import cli as root
+
+    def leaves(command, path):
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                yield from leaves(sub, [*path, name])
+        else:
+            yield " ".join(path), {o for p in command.params for o in getattr(p, "opts", [])}
+
+    without = [path for path, opts in leaves(root, []) if "--json" not in opts]
+    assert without == ["server"], without
