@@ -9,6 +9,10 @@ Two loops, woken when a transaction writes events and at least every
   with jitter (`core.delivery.backoff_s`); after `delivery_max_attempts`, or a failure
   no retry can mend, the delivery is dead: `fleetrun rules redrive` gives it new ones.
 
+Both spare the database's writer (SQLite has one): they look with a read before they
+write, and while no rule is enabled and no channel exists, events are marked routed in
+batches, at most every IDLE_ROUTE_S, instead of after every change.
+
 Delivery is at least once: a server that dies mid-send leaves its lease to run out,
 and the delivery is sent again (webhook receivers deduplicate on X-Fleetrun-Event-Id).
 Command targets are the exception: the command and the record of the attempt are
@@ -44,6 +48,7 @@ ROUTE_BATCH = 500
 PRUNE_EVERY_S = 600.0
 CLAIM_BATCH = 50
 MAX_IN_FLIGHT = 16
+IDLE_ROUTE_S = 2.0  # with nobody listening, events are marked routed this often at most
 
 
 class Outbox:
@@ -88,33 +93,42 @@ class Outbox:
 
     async def _route_loop(self) -> None:
         interval = self.state.settings.outbox_interval_s
-        pruned_at = 0.0
+        db = self.state.db
+        pruned_at = routed_at = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._route.wait(), interval)
             self._route.clear()
             try:
-                while await self.state.db.write(self._route_batch):
-                    self._deliver.set()
                 if time.monotonic() - pruned_at > PRUNE_EVERY_S:
                     pruned_at = time.monotonic()
-                    await self.state.db.write(self._prune)
+                    await db.write(self._prune)
+                if not await db.read(store.has_unrouted):
+                    continue
+                idle = time.monotonic() - routed_at < IDLE_ROUTE_S
+                if idle and not await db.read(store.anyone_listening):
+                    continue  # nothing can match: mark them with the next batch
+                routed_at = time.monotonic()
+                while True:
+                    routed, made = await db.write(self._route_batch)
+                    if made:
+                        self._deliver.set()
+                    if routed < ROUTE_BATCH:
+                        break
             except Exception:
                 log.exception("routing events failed; trying again shortly")
                 await asyncio.sleep(1.0)
-            self._deliver.set()
 
     def _prune(self, tx: Tx) -> None:
         before = utcnow() - timedelta(seconds=self.state.settings.event_retention_s)
         if store.prune(tx.session, before):
             log.info("forgot events and deliveries older than %s", before.isoformat())
 
-    def _route_batch(self, tx: Tx) -> bool:
-        """Route a batch; whether there may be more."""
-        routed = store.route(
+    def _route_batch(self, tx: Tx) -> tuple[int, int]:
+        """Route a batch: the events routed, the deliveries made."""
+        return store.route(
             tx.session, self._matcher, limit=ROUTE_BATCH, skip_locked=not self.state.db.is_sqlite
         )
-        return routed == ROUTE_BATCH
 
     def _matcher(self, rule: Rule) -> Callable[[dict[str, Any]], bool]:
         """The rule's compiled pattern (cached while it is unchanged). A pattern that no
@@ -152,6 +166,8 @@ class Outbox:
             if room <= 0:
                 continue
             try:
+                if not await self.state.db.read(partial(store.has_due, now=utcnow())):
+                    continue
                 claimed = await self.state.db.write(partial(self._claim, min(room, CLAIM_BATCH)))
             except Exception:
                 log.exception("claiming deliveries failed; trying again shortly")

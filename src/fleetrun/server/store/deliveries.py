@@ -29,6 +29,7 @@ from fleetrun.core.events import (
 from fleetrun.core.ids import new_uuid
 from fleetrun.schemas import events as schemas
 from fleetrun.server.store.tables import (
+    Channel,
     Command,
     Delivery,
     DeliveryAttempt,
@@ -76,20 +77,49 @@ def last_seq(session: Session) -> int:
 # -- routing ------------------------------------------------------------------------
 
 
+def has_unrouted(session: Session) -> bool:
+    """Whether any event waits to be routed (a read, to spare the writer)."""
+    found = session.execute(select(Event.seq).where(Event.routed.is_(False)).limit(1))
+    return found.first() is not None
+
+
+def anyone_listening(session: Session) -> bool:
+    """Whether an event could make a delivery now: a rule is enabled, or a channel
+    exists (commands can only name existing channels). Without either, routing only
+    marks events, and the outbox does that in batches."""
+    rule = session.execute(select(Rule.name).where(Rule.enabled.is_(True)).limit(1)).first()
+    return rule is not None or session.execute(select(Channel.name).limit(1)).first() is not None
+
+
+def has_due(session: Session, now: datetime) -> bool:
+    """Whether a delivery is due (a read, before claiming in a write)."""
+    found = session.execute(
+        select(Delivery.id)
+        .where(
+            Delivery.state == PENDING,
+            Delivery.next_attempt_at <= now,
+            or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+        )
+        .limit(1)
+    )
+    return found.first() is not None
+
+
 def route(
     session: Session,
     matcher: Callable[[Rule], Callable[[dict[str, Any]], bool]],
     *,
     limit: int = 500,
     skip_locked: bool = False,
-) -> int:
-    """Route a batch of unrouted events; how many there were."""
+) -> tuple[int, int]:
+    """Route a batch of unrouted events: how many there were, and how many deliveries
+    they made."""
     query = select(Event).where(Event.routed.is_(False)).order_by(Event.seq).limit(limit)
     if skip_locked:
         query = query.with_for_update(skip_locked=True)
     rows = list(session.execute(query).scalars())
     if not rows:
-        return 0
+        return 0, 0
     rules = [(r, matcher(r)) for r in _enabled_rules(session)]
     notifications = _notifications(session, rows)
     now = utcnow()
@@ -108,7 +138,7 @@ def route(
     for start in range(0, len(made), 1000):
         session.execute(insert(Delivery), made[start : start + 1000])
     session.execute(update(Event).where(Event.seq.in_([r.seq for r in rows])).values(routed=True))
-    return len(rows)
+    return len(rows), len(made)
 
 
 def _enabled_rules(session: Session) -> list[Rule]:
