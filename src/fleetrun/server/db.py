@@ -11,13 +11,18 @@ per statement:
 `Tx.after_commit` on the event loop (wake-ups, notifications), so nothing is
 announced that was not stored. SQLite has one writer at a time: its writes all run
 on one thread, so a busy database never surfaces as an error; reads run beside it
-(WAL).
+(WAL). PostgreSQL runs writers in parallel; when two of them deadlock (or a
+serializable transaction conflicts), it aborts one, and `write` runs that one again
+from the start, so the caller never sees it. A transaction's work must therefore
+depend only on what it reads in its transaction (store functions do).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +30,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleetrun.core.errors import ValidationError
@@ -32,6 +38,11 @@ from fleetrun.core.errors import ValidationError
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction was
+# aborted so that another could go on, and may simply be run again.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+WRITE_ATTEMPTS = 5
 
 
 def sync_url(url: str) -> str:
@@ -96,10 +107,21 @@ class Database:
         return await asyncio.get_running_loop().run_in_executor(self._reader, run)
 
     async def write(self, work: Callable[[Tx], T]) -> T:
-        def run() -> tuple[T, Tx]:
+        def once() -> tuple[T, Tx]:
             with self._sessions() as session, session.begin():
                 tx = Tx(session)
                 return work(tx), tx
+
+        def run() -> tuple[T, Tx]:
+            for attempt in range(1, WRITE_ATTEMPTS + 1):
+                try:
+                    return once()
+                except DBAPIError as exc:
+                    if attempt == WRITE_ATTEMPTS or not _retryable(exc):
+                        raise
+                    log.info("transaction aborted (%s); running it again", _sqlstate(exc))
+                    time.sleep(random.uniform(0.005, 0.02) * attempt)
+            raise AssertionError("unreachable")
 
         result, tx = await asyncio.get_running_loop().run_in_executor(self._writer, run)
         for callback in tx.after:
@@ -117,6 +139,14 @@ class Database:
         self._writer.shutdown(wait=True)
         self._reader.shutdown(wait=True)
         self.engine.dispose()
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    return _sqlstate(exc) in RETRYABLE_SQLSTATES
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

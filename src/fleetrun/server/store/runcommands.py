@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, object_session
 
 from fleetrun.core import documents, sealing
@@ -226,9 +226,7 @@ def delete_run_command(session: Session, node_id: str, name: str) -> tuple[RunCo
             ProvisioningState.DELETING,
             current.message,
         )
-    runs = session.execute(select(RunCommandRun).where(RunCommandRun.run_command_id == rc.id))
-    for run in runs.scalars().all():
-        session.delete(run)
+    session.execute(delete(RunCommandRun).where(RunCommandRun.run_command_id == rc.id))
     session.delete(rc)
     session.flush()
     start_waiting(session, rc.node_id)  # what ran after it need not wait any longer
