@@ -17,8 +17,6 @@ with the command's fields read once per command.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -281,8 +279,6 @@ def _status_events(
     return rows
 
 
-# What events say of a command never changes once it exists, so it is kept for the
-# commands seen lately: the writer (one thread on SQLite) is spared a query per commit.
 _INFO_FIELDS = (
     "document_name",
     "document_version",
@@ -292,36 +288,18 @@ _INFO_FIELDS = (
     "principal",
     "comment",
 )
-_INFO_KEEP = 4096
-_info_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
-_info_lock = threading.Lock()
-
-
-def _remember(command_id: str, info: dict[str, Any]) -> None:
-    with _info_lock:
-        _info_cache[command_id] = info
-        _info_cache.move_to_end(command_id)
-        while len(_info_cache) > _INFO_KEEP:
-            _info_cache.popitem(last=False)
 
 
 def _command_info(session: Session, ids: set[str]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
-    with _info_lock:
-        for command_id in ids:
-            cached = _info_cache.get(command_id)
-            if cached is not None:
-                found[command_id] = cached
-    listed = sorted(ids - found.keys())
+    listed = sorted(ids)
     columns = [getattr(Command, f) for f in _INFO_FIELDS]
     for start in range(0, len(listed), 500):
         result = session.execute(
             select(Command.id, *columns).where(Command.id.in_(listed[start : start + 500]))
         )
         for row in result.mappings():
-            info = {f: row[f] for f in _INFO_FIELDS}
-            _remember(row["id"], info)
-            found[row["id"]] = info
+            found[row["id"]] = {f: row[f] for f in _INFO_FIELDS}
     return found
 
 

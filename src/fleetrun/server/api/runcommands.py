@@ -40,6 +40,16 @@ def _require(
     return node.id
 
 
+def _require_members(
+    session: Session, caller: Caller, verb: str, node_ids: list[str], extra: dict[str, Any]
+) -> None:
+    """Decide `verb` on each member node, with its tags (a group's run commands)."""
+    tags = node_store.read_tags(session, node_ids)
+    for node_id in node_ids:
+        context = {**access.node_context(tags.get(node_id, {})), **extra}
+        caller.require(verb, access.frn("node", node_id), context)
+
+
 def _check_destinations(body: schemas.RunCommandPut, settings: Settings) -> None:
     for uri, what in ((body.outputUri, "outputUri"), (body.errorUri, "errorUri")):
         if uri:
@@ -225,10 +235,7 @@ async def put_group_run_command(
         conditions = _conditions(body)
 
         def allow(members: list[str]) -> None:
-            tags = node_store.read_tags(tx.session, members)
-            for node_id in members:
-                context = {**access.node_context(tags.get(node_id, {})), **conditions}
-                caller.require("PutGroupRunCommand", access.frn("node", node_id), context)
+            _require_members(tx.session, caller, "PutGroupRunCommand", members, conditions)
 
         grc, notify = group_store.put_group_run_command(
             tx.session, group_name, name, body, principal=caller.principal, allow=allow
@@ -273,11 +280,8 @@ async def rerun_group_run_command(
         caller.require("StartGroupRunCommand", access.frn("group", group_name))
         grc = group_store.read_group_run_command(tx.session, group_name, name)
         conditions = _conditions(schemas.RunCommandPut.model_validate(grc.spec))
-        members = group_store.members_of(tx.session, grc)
-        tags = node_store.read_tags(tx.session, [rc.node_id for rc in members])
-        for rc in members:
-            context = {**access.node_context(tags.get(rc.node_id, {})), **conditions}
-            caller.require("StartGroupRunCommand", access.frn("node", rc.node_id), context)
+        members = [rc.node_id for rc in group_store.members_of(tx.session, grc)]
+        _require_members(tx.session, caller, "StartGroupRunCommand", members, conditions)
         notify = group_store.rerun(tx.session, grc)
         tx.after_commit(state.dispatcher.wake)
         return _group_view(tx.session, grc), notify
