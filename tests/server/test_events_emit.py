@@ -57,3 +57,21 @@ async def test_many_events_of_one_transaction_are_written_in_order(db):
     await db.write(lambda tx: [events.emit(tx.session, "Bulk", [], {"i": i}) for i in range(2500)])
     rows = await db.read(lambda s: deliveries.read_events(s, limit=5000, newest_first=False))
     assert [r.detail["i"] for r in rows] == list(range(2500))
+
+
+async def test_a_savepoint_rolled_back_forgets_only_its_own_events(db):
+    def work(tx):
+        events.emit(tx.session, "Before", [], {})
+        try:
+            with tx.session.begin_nested():
+                events.emit(tx.session, "Undone", [], {})
+                raise RuntimeError("the savepoint's work failed")
+        except RuntimeError:
+            pass
+        with tx.session.begin_nested():
+            events.emit(tx.session, "Kept", [], {})
+        events.emit(tx.session, "After", [], {})
+
+    await db.write(work)
+    rows = await db.read(lambda s: deliveries.read_events(s, newest_first=False))
+    assert [r.detail_type for r in rows] == ["Before", "Kept", "After"]

@@ -23,7 +23,7 @@ from fleetrun.agent import facts, rotate, tls
 from fleetrun.agent.daemon import Agent
 from fleetrun.agent.journal import Journal
 from fleetrun.agent.state import Identity, StateDir, sign_b64
-from fleetrun.core import protocol
+from fleetrun.core import delivery, protocol
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,10 @@ class Backoff:
     attempt: int = 0
 
     def next_delay(self) -> float:
-        ceiling = min(self.cap_s, self.base_s * (2.0**self.attempt))
         self.attempt += 1
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+        return delivery.backoff_s(
+            self.attempt, base_s=self.base_s, cap_s=self.cap_s, jitter=random.random()
+        )
 
     def reset(self) -> None:
         self.attempt = 0

@@ -171,7 +171,6 @@ def invocation_detail(
 
 # Pending and Cancelling are reported by commands but do not notify (as in SSM).
 NOTIFY_STATUSES = ("InProgress", "Success", "Failed", "TimedOut", "Cancelled")
-NOTIFY_TYPES = ("Command", "Invocation")
 
 
 def notification_wanted(config: Mapping[str, Any], detail_type: str, status: str) -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import event as sa_event
 from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from fleetrun.core import access
 from fleetrun.core.events import (
@@ -62,6 +62,7 @@ _EVENTS = "fleetrun.events"
 _INVOCATIONS = "fleetrun.events.invocations"
 _COMMANDS = "fleetrun.events.commands"
 _WRITTEN = "fleetrun.events.written"
+_SAVEPOINTS = "fleetrun.events.savepoints"
 
 # Called (on the database thread) after a transaction that wrote events commits: the
 # server sets it to wake its outbox and its event streams.
@@ -83,18 +84,9 @@ def emit(
     at: datetime | None = None,
 ) -> str:
     """Write an event in the caller's transaction (at its commit); its id."""
-    event_id = new_uuid()
-    session.info.setdefault(_EVENTS, []).append(
-        {
-            "id": event_id,
-            "detail_type": detail_type,
-            "time": at or utcnow(),
-            "resources": list(resources),
-            "detail": dict(detail),
-            "routed": False,
-        }
-    )
-    return event_id
+    row = _row(detail_type, list(resources), dict(detail), at or utcnow())
+    session.info.setdefault(_EVENTS, []).append(row)
+    return str(row["id"])
 
 
 def run_command_changed(
@@ -198,13 +190,13 @@ def command_changed(session: Session, command: Command) -> None:
     )
 
 
-def mark(session: Session) -> tuple[int, int, int]:
-    """Where the session's queued events stand (before a savepoint)."""
+def _mark(session: Session) -> tuple[int, int, int]:
+    """Where the session's queued events stand (when a savepoint begins)."""
     return tuple(len(session.info.get(k, ())) for k in (_EVENTS, _INVOCATIONS, _COMMANDS))  # type: ignore[return-value]
 
 
-def reset(session: Session, marks: tuple[int, int, int]) -> None:
-    """Forget what was queued since `mark` (the savepoint was rolled back)."""
+def _reset(session: Session, marks: tuple[int, int, int]) -> None:
+    """Forget what was queued since `_mark` (the savepoint was rolled back)."""
     for key, length in zip((_EVENTS, _INVOCATIONS, _COMMANDS), marks, strict=True):
         if key in session.info:
             del session.info[key][length:]
@@ -322,11 +314,23 @@ def _committed(session: Session) -> None:
             callback()
 
 
-def _rolled_back(session: Session) -> None:
-    for key in (_EVENTS, _INVOCATIONS, _COMMANDS, _WRITTEN):
-        session.info.pop(key, None)
+def _began(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested:  # a savepoint: remember where its events start
+        session.info.setdefault(_SAVEPOINTS, {})[transaction] = _mark(session)
+
+
+def _rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    """A savepoint rolled back forgets only its own events; the whole transaction, all."""
+    if previous_transaction.nested:
+        marks = session.info.get(_SAVEPOINTS, {}).get(previous_transaction)
+        if marks is not None:
+            _reset(session, marks)
+    elif previous_transaction.parent is None:
+        for key in (_EVENTS, _INVOCATIONS, _COMMANDS, _WRITTEN, _SAVEPOINTS):
+            session.info.pop(key, None)
 
 
 sa_event.listen(Session, "before_commit", _flush)
 sa_event.listen(Session, "after_commit", _committed)
-sa_event.listen(Session, "after_rollback", _rolled_back)
+sa_event.listen(Session, "after_transaction_create", _began)
+sa_event.listen(Session, "after_soft_rollback", _rolled_back)

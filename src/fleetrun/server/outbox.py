@@ -33,9 +33,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from fleetrun.core import delivery
+from fleetrun.core.patterns import compile_pattern
 from fleetrun.server import events
 from fleetrun.server.db import Tx
-from fleetrun.server.senders import DELIVERED, FAILED, RETRY, Result, Senders, Spec
+from fleetrun.server.senders import DELIVERED, FAILED, RETRY, Result, Senders
 from fleetrun.server.store import deliveries as store
 from fleetrun.server.store.tables import Rule, utcnow
 
@@ -136,8 +137,6 @@ class Outbox:
         key = (rule.name, repr(rule.pattern))
         compiled = self._patterns.get(key)
         if compiled is None:
-            from fleetrun.server.store.rules import compile_pattern
-
             try:
                 matches = compile_pattern(rule.pattern).matches
             except Exception as exc:
@@ -198,7 +197,7 @@ class Outbox:
     async def _attempt(self, claimed: store.Claimed) -> None:
         started = time.monotonic()
         try:
-            spec = await self.state.db.read(partial(_spec, self.senders, claimed))
+            spec = await self.state.db.read(partial(self.senders.spec, claimed))
             if isinstance(spec, str):
                 result = Result(FAILED, spec)
             else:
@@ -210,12 +209,10 @@ class Outbox:
             return
         duration_ms = int((time.monotonic() - started) * 1000)
         retry_at = self._retry_at(claimed, result)
-        outcome = result.outcome
+        outcome, detail = result.outcome, result.detail
         if outcome == RETRY and retry_at is None:
-            outcome = FAILED
-        detail = result.detail
-        if result.outcome == RETRY and retry_at is None:
             limit = self.state.settings.delivery_max_attempts
+            outcome = FAILED
             detail = f"{detail} (attempt {claimed.attempt} of {limit}: dead-lettered)"
         try:
             await self.state.db.write(
@@ -252,7 +249,3 @@ EVENTS_KEY = "events"
 
 def _nothing(event: dict[str, Any]) -> bool:
     return False
-
-
-def _spec(senders: Senders, claimed: store.Claimed, session: Any) -> Spec | str:
-    return senders.spec(claimed, Tx(session))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy.orm import Session
 
 from fleetrun import __version__
 from fleetrun.core import delivery
@@ -30,7 +31,6 @@ from fleetrun.core.errors import FleetrunError
 from fleetrun.core.events import COMMAND_STATUS, INVOCATION_STATUS, notification_message
 from fleetrun.schemas.base import describe
 from fleetrun.schemas.commands import CommandCreate
-from fleetrun.server import events
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
 from fleetrun.server.store import commands as command_store
@@ -74,11 +74,11 @@ class Senders:
         if self._http is not None:
             await self._http.aclose()
 
-    def spec(self, claimed: store.Claimed, tx: Tx) -> Spec | str:
+    def spec(self, claimed: store.Claimed, session: Session) -> Spec | str:
         """The destination of a delivery, or why there is none any more."""
         box = self.state.secrets
         if claimed.channel:
-            channel = tx.session.get(Channel, claimed.channel)
+            channel = session.get(Channel, claimed.channel)
             if channel is None:
                 return f"channel {claimed.channel!r} was deleted"
             secret = (
@@ -88,7 +88,7 @@ class Senders:
             )
             payload = notification_message(claimed.event, _output_location(claimed.event))
             return Spec(delivery.parse_target(channel.target), secret, None, None, payload)
-        rule = tx.session.get(Rule, claimed.rule)
+        rule = session.get(Rule, claimed.rule)
         if rule is None or claimed.target_index >= len(rule.targets):
             return f"rule {claimed.rule!r} (or this target of it) was deleted"
         entry = rule.targets[claimed.target_index]
@@ -133,7 +133,7 @@ class Senders:
                 headers={"user-agent": f"fleetrun/{__version__}"},
                 follow_redirects=False,
             )
-        body = json.dumps(spec.payload, separators=(",", ":")).encode()
+        body = _json(spec.payload)
         timestamp = str(int(time.time()))
         headers = {
             "content-type": "application/json",
@@ -250,7 +250,6 @@ class Senders:
             started = time.monotonic()
             if not store.still_leased(tx.session, claimed.id, owner):
                 return None  # another server took it over: it sends the command, not us
-            marks = events.mark(tx.session)
             try:
                 body = CommandCreate(**{**rendered, "document_name": spec.target.address})
                 caller = Caller(
@@ -266,10 +265,8 @@ class Senders:
                 result = Result(DELIVERED, f"command {command.id}", recorded=True)
                 tx.after_commit(state.dispatcher.wake)
             except FleetrunError as exc:
-                events.reset(tx.session, marks)
                 result = Result(FAILED, exc.message, recorded=True)
             except PydanticValidationError as exc:  # the template made no valid command
-                events.reset(tx.session, marks)
                 reason = "The input template made no valid command from this event: " + describe(
                     exc.errors()
                 )

@@ -11,7 +11,6 @@ waiting on each other or doing it twice.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -91,17 +90,18 @@ def anyone_listening(session: Session) -> bool:
     return rule is not None or session.execute(select(Channel.name).limit(1)).first() is not None
 
 
+def _due(now: datetime) -> tuple[Any, ...]:
+    """A delivery due now: pending, its time come, and no live lease on it."""
+    return (
+        Delivery.state == PENDING,
+        Delivery.next_attempt_at <= now,
+        or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+    )
+
+
 def has_due(session: Session, now: datetime) -> bool:
     """Whether a delivery is due (a read, before claiming in a write)."""
-    found = session.execute(
-        select(Delivery.id)
-        .where(
-            Delivery.state == PENDING,
-            Delivery.next_attempt_at <= now,
-            or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
-        )
-        .limit(1)
-    )
+    found = session.execute(select(Delivery.id).where(*_due(now)).limit(1))
     return found.first() is not None
 
 
@@ -206,16 +206,7 @@ def claim(
     skip_locked: bool = False,
 ) -> list[Claimed]:
     """Lease up to `limit` due deliveries to `owner`."""
-    query = (
-        select(Delivery)
-        .where(
-            Delivery.state == PENDING,
-            Delivery.next_attempt_at <= now,
-            or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
-        )
-        .order_by(Delivery.next_attempt_at)
-        .limit(limit)
-    )
+    query = select(Delivery).where(*_due(now)).order_by(Delivery.next_attempt_at).limit(limit)
     if skip_locked:
         query = query.with_for_update(skip_locked=True)
     rows = list(session.execute(query).scalars())
@@ -254,7 +245,6 @@ def record(
     detail: str | None,
     duration_ms: int,
     retry_at: datetime | None,
-    target: str | None = None,
 ) -> None:
     """The result of one attempt: delivered; retry at `retry_at`; or dead (no retry
     time: out of attempts, or a failure no retry can mend)."""
@@ -282,8 +272,6 @@ def record(
         "updated_at": now,
         "next_attempt_at": retry_at or now,
     }
-    if target:
-        values["target"] = target
     # Only while the lease is ours: a server that lost it (paused past the lease) must
     # not overwrite the work of the one that took over.
     session.execute(
@@ -399,7 +387,3 @@ def prune(session: Session, before: datetime, *, limit: int = 5000) -> int:
     if old:
         session.execute(delete(Event).where(Event.seq.in_(old)))
     return len(old) + len(done)
-
-
-def to_json(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), sort_keys=False).encode()

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from fleetrun.core import access, delivery, patterns
 from fleetrun.core.errors import ConflictError, NotFoundError, ValidationError
-from fleetrun.core.patterns import Pattern
 from fleetrun.schemas import events as schemas
 from fleetrun.schemas.base import describe
 from fleetrun.schemas.commands import CommandCreate
@@ -22,19 +21,13 @@ from fleetrun.server.store.tables import Channel, Principal, Rule, utcnow
 COMMAND_INPUT_KEYS = frozenset(CommandCreate.model_fields) - {"secret_parameters", "notification"}
 
 
-def compile_pattern(pattern: dict[str, Any] | str) -> Pattern:
-    """The rule's pattern, checked (PatternError is a ValidationError: one sentence
-    naming the fault)."""
-    return patterns.compile_pattern(pattern)
-
-
 def secret_context(kind: str, name: str, index: int = 0) -> str:
     return f"{kind}/{name}/{index}"
 
 
 def create_rule(session: Session, body: schemas.RuleCreate, box: SecretBox) -> Rule:
     access.check_name("rule", body.name, 64)
-    compile_pattern(body.pattern)
+    patterns.compile_pattern(body.pattern)  # a PatternError names the fault
     kinds = delivery.pattern_detail_types(body.pattern)
     stored = []
     for index, spec in enumerate(body.targets):
@@ -150,11 +143,8 @@ def read_rule(session: Session, name: str) -> Rule:
     return rule
 
 
-def read_rules(session: Session, *, enabled_only: bool = False) -> list[Rule]:
-    query = select(Rule).order_by(Rule.name)
-    if enabled_only:
-        query = query.where(Rule.enabled.is_(True))
-    return list(session.execute(query).scalars())
+def read_rules(session: Session) -> list[Rule]:
+    return list(session.execute(select(Rule).order_by(Rule.name)).scalars())
 
 
 def set_enabled(session: Session, name: str, enabled: bool) -> Rule:
