@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the repository on sys.path)
-from _common import percentile
+from _common import SERVER_ENV, percentile
 from tests.harness import fleet
 
 
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, fleet(Path(tmp)) as f:
+    with tempfile.TemporaryDirectory() as tmp, fleet(Path(tmp), env=SERVER_ENV) as f:
         [agent] = f.add_agents(1)
         client = f.client
         samples = []

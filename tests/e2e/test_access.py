@@ -70,9 +70,14 @@ def test_the_admin_token_belongs_to_the_builtin_admin_principal(shared_fleet):
 def test_a_new_principal_may_do_nothing_until_granted_and_changes_count_at_once(shared_fleet):
     admin = shared_fleet.client
     client = principal(shared_fleet, "newcomer")
-    assert client.whoami  # the token authenticates ...
+    # The token authenticates (a 403, not a 401) but nothing is allowed yet, not even
+    # asking who it is.
+    with pytest.raises(
+        AccessDeniedError, match="newcomer may not perform fleetrun:GetCallerIdentity"
+    ):
+        client.whoami()
     with pytest.raises(AccessDeniedError, match="newcomer may not perform fleetrun:ListNodes"):
-        client.list_nodes()  # ... but nothing is allowed yet
+        client.list_nodes()
     admin.attach("newcomer", role="Reader")
     assert len(client.list_nodes()) == 3  # the very next request
     admin.detach("newcomer", role="Reader")

@@ -4,7 +4,8 @@
      "document": ..., "document_version": ..., "content_hash": ..., "run_as": ...,
      "outcome": "Success", "exit_code": 0, "refused_by": null}
 
-`content_hash` is the SHA-256 of what ran: the steps' scripts, in order.
+`content_hash` is the SHA-256 of what ran: the steps' scripts, in order (and, for a
+script downloaded from a scriptUri, its address and the digest it had to match).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def content_hash(invoke: protocol.Invoke) -> str:
     digest = hashlib.sha256()
     for step in invoke.steps:
         digest.update(step.action.encode() + b"\0" + step.script.encode() + b"\0")
+        if step.script_uri:  # the script comes from there: say which, and what it must be
+            digest.update(step.script_uri.encode() + b"\0" + (step.script_sha256 or "").encode())
     return digest.hexdigest()
 
 

@@ -22,7 +22,7 @@ from fleetrun import __version__
 from fleetrun.agent import facts, rotate, tls
 from fleetrun.agent.daemon import Agent
 from fleetrun.agent.journal import Journal
-from fleetrun.agent.state import Identity, StateDir, sign_b64
+from fleetrun.agent.state import Identity, StateDir, public_key_b64, sign_b64
 from fleetrun.core import delivery, protocol
 
 log = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ class Channel:
             log.warning("the server refused this node's signature (%s)", ws.close_reason)
             # A rotation may have reached the server just before this agent died.
             pending = rotate.pending_key(self.agent.state)
-            if pending is not None and self.key is not pending:
+            if pending is not None and public_key_b64(pending) != public_key_b64(self.key):
                 log.info("trying the pending rotated key")
                 self.key = pending
 

@@ -22,6 +22,7 @@ from fleetrun.core.errors import (
     ValidationError,
     error_for,
 )
+from fleetrun.core.runcommands import FINISHED
 from fleetrun.core.targets import Target
 from fleetrun.schemas.access import (
     Identity,
@@ -667,8 +668,7 @@ class Client:
         poll_s: float = 0.5,
     ) -> RunCommand:
         """Poll until `until` holds (default: the current run has finished)."""
-        finished = {"Succeeded", "Failed", "TimedOut", "Canceled", "Unknown"}
-        done = until or (lambda rc: rc.instanceView.executionState in finished)
+        done = until or (lambda rc: rc.instanceView.executionState in FINISHED)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             rc = self.get_run_command(node_id, name)

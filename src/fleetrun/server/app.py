@@ -46,6 +46,7 @@ from fleetrun.server.db import Database, Tx
 from fleetrun.server.output import LocalOutputStore
 from fleetrun.server.settings import Settings
 from fleetrun.server.state import ServerState
+from fleetrun.server.store import group_runcommands as group_run_command_store
 from fleetrun.server.store import nodes as node_store
 from fleetrun.server.store import principals as principal_store
 from fleetrun.server.store import tokens as token_store
@@ -93,23 +94,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.fleet = state
     for router in ROUTERS:
         app.include_router(router)
-    state.actions = route_actions(app)
     app.add_api_route("/healthz", _healthz, include_in_schema=False)
     _install_error_handlers(app)
     app.add_middleware(AuditMiddleware, audit=state.audit)
     app.add_middleware(RequestIdMiddleware)  # outermost: the audit entry carries its id
     return app
-
-
-def route_actions(app: FastAPI) -> frozenset[str]:
-    """Every action a route of the app names (policies may name only these, or the
-    ones of fleetrun.core.access)."""
-    found = set()
-    for route in app.routes:
-        extra = getattr(route, "openapi_extra", None) or {}
-        if "x-fleetrun-action" in extra:
-            found.add(str(extra["x-fleetrun-action"]))
-    return frozenset(found)
 
 
 async def _healthz() -> dict[str, str]:
@@ -123,6 +112,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await asyncio.to_thread(state.db.migrate)
     await ensure_admin_token(state)
     await state.db.write(lambda tx: node_store.mark_all_lost(tx.session))
+    await state.db.write(lambda tx: group_run_command_store.sync(tx.session))
     state.audit.start()
     state.dispatcher.start()
     state.gateway.start()

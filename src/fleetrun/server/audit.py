@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fleetrun.core import access
 from fleetrun.server import events
 from fleetrun.server.authz import Denial
 from fleetrun.server.store import audit as audit_store
@@ -129,7 +130,7 @@ class AuditLog:
             AuditEntry(
                 kind="agent",
                 action=action,
-                resource=f"frn:fleetrun:node/{node_id}" if node_id else None,
+                resource=access.frn("node", node_id) if node_id else None,
                 decision=decision,
                 source_ip=source_ip,
                 detail={k: v for k, v in detail.items() if v is not None},

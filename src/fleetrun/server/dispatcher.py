@@ -30,7 +30,6 @@ from fleetrun.core import protocol
 from fleetrun.core.statuses import InvocationStatus
 from fleetrun.server.db import Tx
 from fleetrun.server.store import commands as command_store
-from fleetrun.server.store import group_runcommands as group_run_command_store
 from fleetrun.server.store import invocations as invocation_store
 from fleetrun.server.store.tables import Command, utcnow
 
@@ -118,9 +117,6 @@ class Dispatcher:
         def sweep(tx: Tx) -> None:
             touched = command_store.expire(tx.session, utcnow())
             self.state.refresh_commands(tx, touched)
-            # Nodes that joined a group get its run commands.
-            if group_run_command_store.sync(tx.session):
-                tx.after_commit(self.wake)
 
         await self.state.db.write(sweep)
 

@@ -138,15 +138,17 @@ class OutputSinks:
     async def tick(self, http: httpx.AsyncClient) -> None:
         for item in await self.state.db.read(pending):
             try:
+                before = [stream.sent for stream in item.streams]
                 for stream in item.streams:
                     await self._send(http, item.run_id, stream, finished=item.finished)
+                self._failures.pop(item.run_id, None)  # failures count while in a row
                 if item.finished:
                     for stream in item.streams:
                         if not stream.uri.lower().startswith("s3://"):
                             await _put(http, item.run_id, stream, f"bytes */{stream.total}", b"")
                     await self._save(item, done=True)
-                else:
-                    await self._save(item, done=False)
+                elif [stream.sent for stream in item.streams] != before:
+                    await self._save(item, done=False)  # only progress is written
             except SinkError as exc:
                 if exc.retryable:
                     self._failures[item.run_id] = self._failures.get(item.run_id, 0) + 1

@@ -27,7 +27,6 @@ class ServerState:
     db: Database
     output: OutputStore
     changes: Changes = field(default_factory=Changes)
-    actions: frozenset[str] = frozenset()  # every action a route names (set by the app)
     audit: AuditLog = field(init=False)
     throttle: TokenBuckets = field(init=False)
     gateway: Gateway = field(init=False)

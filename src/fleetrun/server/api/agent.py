@@ -11,6 +11,7 @@ from fleetrun.schemas.agent import RegisterRequest, RegisterResponse
 from fleetrun.server.api.deps import audit_entry, state_of
 from fleetrun.server.db import Tx
 from fleetrun.server.store import activations as activation_store
+from fleetrun.server.store import group_runcommands as group_run_command_store
 from fleetrun.server.store import nodes as node_store
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"])
@@ -30,6 +31,10 @@ async def register(request: Request, body: RegisterRequest) -> RegisterResponse:
         node = node_store.create_node(tx.session, activation, body)
         if entry is not None:
             entry.detail["node_id"] = node.id
+        # Its tags may make it a member of groups with run commands: it gets them now
+        # (a node's tags, so its groups, are fixed when it registers).
+        if group_run_command_store.sync(tx.session):
+            tx.after_commit(state_of(request).dispatcher.wake)
         return RegisterResponse(node_id=node.id, name=node.name)
 
     return await state_of(request).db.write(register_node)

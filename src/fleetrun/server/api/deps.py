@@ -65,8 +65,7 @@ async def authenticate(request: Request) -> Caller:
     if entry is not None:
         entry.principal = identity.principal
     now = time.monotonic()
-    if identity.token_id is not None:
-        state.audit.token_used(identity.token_id, now)
+    state.audit.token_used(identity.token_id, now)
     wait_s = state.throttle.take(identity.principal, now)
     if wait_s is not None:
         raise LimitExceededError(

@@ -11,6 +11,7 @@ from fleetrun.schemas.base import Page
 from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
+from fleetrun.server.store import group_runcommands as group_run_command_store
 from fleetrun.server.store import groups as store
 from fleetrun.server.store import nodes as node_store
 
@@ -39,7 +40,11 @@ async def create_group(
     caller.require("CreateGroup", access.frn("group", body.name))
 
     def create(tx: Tx) -> schemas.Group:
-        return store.to_schema(tx.session, store.create_group(tx.session, body))
+        group = store.create_group(tx.session, body)
+        # A group made again under an old name takes up its run commands.
+        if group_run_command_store.sync(tx.session):
+            tx.after_commit(state_of(request).dispatcher.wake)
+        return store.to_schema(tx.session, group)
 
     return await state_of(request).db.write(create)
 

@@ -20,10 +20,6 @@ router = APIRouter(prefix="/v1/policies", tags=["policies"])
 POLICY = "policy/{name}"
 
 
-def _known(request: Request) -> frozenset[str]:
-    return state_of(request).actions | frozenset(access.ACTIONS)
-
-
 @router.post("", status_code=status.HTTP_201_CREATED, **action("CreatePolicy"))
 async def create_policy(
     request: Request,
@@ -31,7 +27,6 @@ async def create_policy(
     caller: Annotated[Caller, Depends(authorize("CreatePolicy"))],
 ) -> schemas.Policy:
     caller.require("CreatePolicy", access.frn("policy", body.name))
-    known = _known(request)
 
     def create(tx: Tx) -> schemas.Policy:
         row = store.create_policy(
@@ -39,7 +34,7 @@ async def create_policy(
             body.name,
             body.document,
             description=body.description,
-            known_actions=known,
+            known_actions=access.ACTIONS,
         )
         return store.to_schema(row)
 
@@ -54,11 +49,14 @@ async def put_policy(
     body: schemas.PolicyPut,
     caller: Annotated[Caller, Depends(authorize("PutPolicy", POLICY))],
 ) -> schemas.Policy:
-    known = _known(request)
 
     def put(tx: Tx) -> tuple[schemas.Policy, bool]:
         row, created = store.put_policy(
-            tx.session, name, body.document, description=body.description, known_actions=known
+            tx.session,
+            name,
+            body.document,
+            description=body.description,
+            known_actions=access.ACTIONS,
         )
         return store.to_schema(row), created
 

@@ -211,7 +211,6 @@ async def list_runs(
 
 
 def _group_view(session: Session, grc: Any) -> schemas.GroupRunCommand:
-    group_store.sync(session, grc)
     instances = [store.to_schema(session, rc) for rc in group_store.members_of(session, grc)]
     return group_store.to_schema(session, grc, instances)
 
@@ -254,14 +253,12 @@ async def list_group_run_commands(
     group_name: str,
     caller: Annotated[Caller, Depends(authorize("ListGroupRunCommands"))],
 ) -> Page[schemas.GroupRunCommand]:
-    state = state_of(request)
-
-    def read(tx: Tx) -> Page[schemas.GroupRunCommand]:
+    def read(session: Session) -> Page[schemas.GroupRunCommand]:
         caller.require("ListGroupRunCommands", access.frn("group", group_name))
-        rows = group_store.read_group_run_commands(tx.session, group_name)
-        return Page(items=[_group_view(tx.session, grc) for grc in rows])
+        rows = group_store.read_group_run_commands(session, group_name)
+        return Page(items=[_group_view(session, grc) for grc in rows])
 
-    return await state.db.write(read)
+    return await state_of(request).db.read(read)
 
 
 @groups_router.post(
@@ -298,15 +295,12 @@ async def get_group_run_command(
     name: str,
     caller: Annotated[Caller, Depends(authorize("GetGroupRunCommand"))],
 ) -> schemas.GroupRunCommand:
-    state = state_of(request)
-
-    def read(tx: Tx) -> schemas.GroupRunCommand:
+    def read(session: Session) -> schemas.GroupRunCommand:
         caller.require("GetGroupRunCommand", access.frn("group", group_name))
-        grc = group_store.read_group_run_command(tx.session, group_name, name)
-        tx.after_commit(state.dispatcher.wake)  # members that joined may have got it now
-        return _group_view(tx.session, grc)
+        grc = group_store.read_group_run_command(session, group_name, name)
+        return _group_view(session, grc)
 
-    return await state.db.write(read)
+    return await state_of(request).db.read(read)
 
 
 @groups_router.delete("/{name}", **action("DeleteGroupRunCommand"))

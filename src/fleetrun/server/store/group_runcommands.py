@@ -4,8 +4,10 @@ on nodes that join later (a tag group follows tags).
 The group row keeps the public definition; each member's run command is an ordinary
 one (`runcommands.put_run_command`) that remembers its group, so every member runs,
 re-runs on a change and reports exactly as a single node would. `sync` puts the run
-command on members that joined since; the dispatcher's sweep calls it, and so does
-reading it. Members that leave keep theirs until it is removed.
+command on members that joined since: a node joins groups only when it registers
+(its tags are fixed then), so registration calls it, as do creating a group (one made
+again under an old name) and server start. Members that leave keep theirs until it is
+removed.
 
 Protected parameters are sealed to each member's key at the PUT; a node that joins
 later cannot receive them (the server never keeps them in clear), so its run ends
@@ -60,16 +62,16 @@ def put_group_run_command(
     notify: rc_store.Notify = []
     for node_id in members:
         put = rc_store.put_run_command(
-            session, node_id, name, body, principal=principal, group_name=group.name
+            session, node_id, name, body, principal=principal, group_name=group.name, checked=True
         )
         notify += put.notify
     session.flush()
     return grc, notify
 
 
-def sync(session: Session, only: GroupRunCommand | None = None) -> bool:
+def sync(session: Session) -> bool:
     """Put group run commands on members that do not have them yet; whether any was."""
-    rows = [only] if only is not None else list(session.execute(select(GroupRunCommand)).scalars())
+    rows = list(session.execute(select(GroupRunCommand)).scalars())
     added = False
     for grc in rows:
         group = session.get(NodeGroup, grc.group_name)

@@ -156,10 +156,13 @@ def put_run_command(
     principal: str | None,
     group_name: str | None = None,
     hold: str | None = None,
+    checked: bool = False,
 ) -> Put:
     """Create or update, and run. With `group_name`, the run command belongs to that
-    group; with `hold`, its run ends Failed with that message instead of starting."""
-    check_body(session, name, body)
+    group; with `hold`, its run ends Failed with that message instead of starting;
+    `checked`: the caller has run `check_body` already (once for a whole group)."""
+    if not checked:
+        check_body(session, name, body)
     node = node_store.read_node(session, node_id)
     _check_order(session, node.id, name, body.runAfter)
     rc = _find(session, node.id, name)
