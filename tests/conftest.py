@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import Fleet
+from tests.inprocess import App
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -44,3 +45,13 @@ def shared_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         yield f
     finally:
         f.close()
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[App]:
+    """The real app in this process, on a database of its own; no agents, no processes."""
+    a = App(tmp_path).start()
+    try:
+        yield a
+    finally:
+        a.close()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from fleetrun.cli import config
 from fleetrun.sdk import Client
+
+if TYPE_CHECKING:
+    import httpx
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -20,13 +23,15 @@ class Options:
     token: str | None = None
     ca_file: str | None = None
     json: bool = False
+    # the SDK's transport seam (`main(argv, http=...)`): every request goes through it
+    http: httpx.Client | None = field(default=None, repr=False)
     _client: Client | None = field(default=None, repr=False)
 
     def client(self) -> Client:
         if self._client is None:
             profile = config.resolve(self.server, self.token, self.ca_file)
             verify: str | bool = profile.ca_file or True
-            self._client = Client(profile.server, profile.token, verify=verify)
+            self._client = Client(profile.server, profile.token, verify=verify, http=self.http)
         return self._client
 
 

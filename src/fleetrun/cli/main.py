@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,7 +11,7 @@ from fleetrun import __version__
 from fleetrun.cli import render
 from fleetrun.cli.access import policies, policy, principals, roles, tokens, whoami
 from fleetrun.cli.audit import audit
-from fleetrun.cli.base import api_options
+from fleetrun.cli.base import Options, api_options
 from fleetrun.cli.channels import channels
 from fleetrun.cli.commands import commands, invocations
 from fleetrun.cli.documents import documents
@@ -23,6 +24,9 @@ from fleetrun.cli.runcommands import run_command
 from fleetrun.cli.send import send
 from fleetrun.cli.serve import login, server
 from fleetrun.core.errors import FleetrunError
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -58,9 +62,13 @@ for command in (
     cli.add_command(command)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, *, http: httpx.Client | None = None) -> None:
+    """The entry point. `http` sends every API request through that client (the SDK's
+    transport seam: the tests drive an in-process server with it)."""
     try:
-        result = cli.main(args=argv, prog_name="fleetrun", standalone_mode=False)
+        result = cli.main(
+            args=argv, prog_name="fleetrun", standalone_mode=False, obj=Options(http=http)
+        )
     except click.exceptions.Abort:
         render.err.print("Aborted.")
         sys.exit(130)

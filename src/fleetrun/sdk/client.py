@@ -155,6 +155,13 @@ def run_command_body(
 
 
 class Client:
+    """The REST API, one method per operation.
+
+    `http` is the transport seam: an `httpx.Client` to send every request through (for
+    example Starlette's `TestClient` around an app in the same process, or a client with
+    a transport of your own). The caller owns it; `close()` leaves it open. Without it
+    the SDK makes its own client for `server`."""
+
     def __init__(
         self,
         server: str,
@@ -162,25 +169,32 @@ class Client:
         *,
         timeout_s: float = 30.0,
         verify: Any = True,
+        http: httpx.Client | None = None,
     ) -> None:
         self.server = server.rstrip("/")
-        if isinstance(verify, str | Path):  # a CA file for a server with a private CA
-            verify = ssl.create_default_context(cafile=str(verify))
-        headers = {"user-agent": f"fleetrun-sdk/{__version__}"}
+        self._headers = {"user-agent": f"fleetrun-sdk/{__version__}"}
         if token:
-            headers["authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(
-            base_url=self.server, headers=headers, timeout=timeout_s, verify=verify
-        )
+            self._headers["authorization"] = f"Bearer {token}"
+        self._timeout = httpx.Timeout(timeout_s)
+        self._owns_http = http is None
+        if http is None:
+            if isinstance(verify, str | Path):  # a CA file for a server with a private CA
+                verify = ssl.create_default_context(cafile=str(verify))
+            http = httpx.Client(base_url=self.server, timeout=timeout_s, verify=verify)
+        self._http = http
 
     def close(self) -> None:
-        self._http.close()
+        if self._owns_http:
+            self._http.close()
 
     def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _url(self, path: str) -> str:
+        return self.server + path
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -196,10 +210,11 @@ class Client:
         try:
             response = self._http.request(
                 method,
-                path,
+                self._url(path),
                 json=json,
                 params=_clean(params),
-                timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
+                headers=self._headers,
+                timeout=timeout_s if timeout_s is not None else self._timeout,
             )
         except httpx.TransportError as exc:
             raise ConnectionError_(
@@ -466,13 +481,17 @@ class Client:
         end: int | None = None,
     ) -> Iterator[bytes]:
         """The full stream as it is stored, in chunks (`start`/`end`: a byte range)."""
-        headers = {}
+        headers = dict(self._headers)
         if start is not None or end is not None:
             headers["range"] = f"bytes={start or 0}-{'' if end is None else end - 1}"
         path = f"/v1/commands/{command_id}/invocations/{node_id}/output"
         try:
             with self._http.stream(
-                "GET", path, params=_clean({"stream": stream, "step": step}), headers=headers
+                "GET",
+                self._url(path),
+                params=_clean({"stream": stream, "step": step}),
+                headers=headers,
+                timeout=self._timeout,
             ) as response:
                 if response.status_code >= 400:
                     response.read()
@@ -817,7 +836,13 @@ class Client:
         """Every record, oldest first, as the JSON objects of the export."""
         params = _clean({"since": since.isoformat() if since else None})
         try:
-            with self._http.stream("GET", "/v1/audit/export", params=params) as response:
+            with self._http.stream(
+                "GET",
+                self._url("/v1/audit/export"),
+                params=params,
+                headers=self._headers,
+                timeout=self._timeout,
+            ) as response:
                 if response.status_code >= 400:
                     response.read()
                     _raise_for(response)
@@ -858,7 +883,11 @@ class Client:
         params = _clean({"pattern": jsonlib.dumps(pattern) if pattern else None, "after": after})
         try:
             with self._http.stream(
-                "GET", "/v1/events/stream", params=params, timeout=httpx.Timeout(30, read=None)
+                "GET",
+                self._url("/v1/events/stream"),
+                params=params,
+                headers=self._headers,
+                timeout=httpx.Timeout(30, read=None),
             ) as response:
                 if response.status_code >= 400:
                     response.read()
