@@ -24,9 +24,13 @@ up: $(STAMP)
 down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python scripts/devstack.py down; else echo "nothing to stop"; fi
 
-## The whole suite (SQLite; PostgreSQL too when FLEETRUN_TEST_DATABASE_URL is set).
+## The whole suite, in parallel on every core, with coverage printed at the end
+## (SQLite; PostgreSQL instead when FLEETRUN_TEST_DATABASE_URL is set).
+## WORKERS=1 runs it in one process; PYTEST_ARGS adds pytest options.
+WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile \
+		--cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
