@@ -321,3 +321,30 @@ def test_env_var_interpolation_is_only_for_strings(spec, says):
     }
     with pytest.raises(ValidationError, match=says):
         d.validate(content)
+
+
+def test_event_fields_in_a_rules_script_become_variables_not_text(tmp_path):
+    from fleetrun.core import delivery
+
+    name = f"web1; touch {tmp_path / 'pwned'}; echo $(id) '"
+    event = {"detail": {"node-name": name, "node-id": "n-1"}}
+    template = {
+        "targets": [{"key": "NodeIds", "values": ["$.detail.node-id"]}],
+        "parameters": {
+            "commands": ["echo hi <$.detail.node-name>", "echo '<$.detail.node-name>'"],
+            "workingDirectory": "/tmp/<$.detail.node-id>",
+        },
+    }
+    scripts = d.script_parameters(d.BUILTIN_DOCUMENTS["RunShellScript"])
+    assert scripts == {"commands": {"runShellScript"}}
+    body, env = delivery.render_command_input(template, event, scripts)
+    assert body["parameters"]["commands"] == [
+        'echo hi "${FLEETRUN_EVENT_1}"',
+        "echo ''\"${FLEETRUN_EVENT_1}\"''",
+    ]
+    assert body["parameters"]["workingDirectory"] == "/tmp/n-1"  # data, as before
+    assert body["targets"][0]["values"] == ["n-1"]
+    assert env == {"FLEETRUN_EVENT_1": name}
+    out = _run(["/bin/sh", "-c"], "\n".join(body["parameters"]["commands"]), env, tmp_path)
+    assert out == f"hi {name}\n{name}\n"
+    assert not (tmp_path / "pwned").exists()

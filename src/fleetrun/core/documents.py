@@ -478,6 +478,20 @@ def _lines(
     return lines
 
 
+def script_parameters(content: Mapping[str, Any]) -> dict[str, set[str]]:
+    """The parameters whose value is code by design (a runCommand line that is exactly
+    their placeholder), with the actions of the steps that run them."""
+    declared = content.get("parameters") or {}
+    found: dict[str, set[str]] = {}
+    for step in content.get("mainSteps") or []:
+        run = (step.get("inputs") or {}).get("runCommand", [])
+        for item in _items(run):
+            whole = _WHOLE.match(item)
+            if whole and whole.group(1) in declared:
+                found.setdefault(whole.group(1), set()).add(str(step.get("action")))
+    return found
+
+
 def value_ref(name: str, label: str, value: str | list[str] | None) -> Ref:
     """The reference a placeholder of `name` becomes (a list also gets one variable
     per item, for shell words)."""
@@ -490,7 +504,7 @@ def value_ref(name: str, label: str, value: str | list[str] | None) -> Ref:
 def _place(action: str, step: str, lines: list[Line | None]) -> list[str | None]:
     if action == "getNodeInfo":  # never run: the agent answers it itself
         return [None if line is None else "".join(str(p) for p in line) for line in lines]
-    return substitution.place(action, step, lines)
+    return substitution.place(action, f"Step {step!r}", lines)
 
 
 def _joined(value: str | list[str]) -> str:

@@ -56,10 +56,10 @@ class _Refusal(Exception):
 Kind = tuple[str, ...]  # how one reference is written: ("word",), ("str", prefix, quote), ...
 
 
-def place(action: str, step: str, lines: Sequence[Line | None]) -> list[str | None]:
+def place(action: str, where: str, lines: Sequence[Line | None]) -> list[str | None]:
     """The lines with every Ref written as a reference to its variable in the form its
-    position needs (None lines stay None), or a ValidationError naming the step, the
-    line and what to write instead."""
+    position needs (None lines stay None), or a ValidationError naming `where` (the
+    step), the line and what to write instead."""
     seq: list[str | int] = []
     refs: list[Ref] = []
     line_of: list[int] = []
@@ -86,7 +86,7 @@ def place(action: str, step: str, lines: Sequence[Line | None]) -> list[str | No
     except _Refusal as refusal:
         ref = refs[refusal.ref]
         raise ValidationError(
-            f"Step {step!r}, line {line_of[refusal.ref]}: {ref.label} {refusal.why}, so "
+            f"{where}, line {line_of[refusal.ref]}: {ref.label} {refusal.why}, so "
             f"fleetrun cannot pass its value there as data; {refusal.instead}."
         ) from None
     write = WRITERS[action]
