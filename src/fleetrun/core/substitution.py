@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fleetrun.core.errors import ValidationError
+from fleetrun.core.shellsyntax import DOLLAR, ESCAPED, Kind, Refusal, ShellReader
 
 
 @dataclass(frozen=True)
@@ -45,15 +46,6 @@ class Ref:
 
 
 Line = tuple["str | Ref", ...]
-
-
-class _Refusal(Exception):
-    def __init__(self, ref: int, why: str, instead: str) -> None:
-        super().__init__(why)
-        self.ref, self.why, self.instead = ref, why, instead
-
-
-Kind = tuple[str, ...]  # how one reference is written: ("word",), ("str", prefix, quote), ...
 
 
 def place(action: str, where: str, lines: Sequence[Line | None]) -> list[str | None]:
@@ -81,9 +73,9 @@ def place(action: str, where: str, lines: Sequence[Line | None]) -> list[str | N
     reader = READERS.get(action)
     try:
         if reader is None:
-            raise _Refusal(0, f"is in a {action} step, which takes no placeholders", "remove it")
+            raise Refusal(0, f"is in a {action} step, which takes no placeholders", "remove it")
         kinds = reader(seq, refs)
-    except _Refusal as refusal:
+    except Refusal as refusal:
         ref = refs[refusal.ref]
         raise ValidationError(
             f"{where}, line {line_of[refusal.ref]}: {ref.label} {refusal.why}, so "
@@ -107,11 +99,7 @@ def place(action: str, where: str, lines: Sequence[Line | None]) -> list[str | N
     return out
 
 
-# -- shell ------------------------------------------------------------------------------
-
-SHELLS = {"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh", "busybox"}
-_ARITH_OPS = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge"}
-_BREAK = set(";&|()<>")
+# -- writers and the other languages ------------------------------------------------
 
 
 def _shell_word(ref: Ref, kind: Kind) -> str:
@@ -124,337 +112,6 @@ def _shell_word(ref: Ref, kind: Kind) -> str:
     return f"${{{ref.var}}}"  # inside double quotes, a here-document, a comment
 
 
-class _Shell:
-    """Reads a POSIX shell script (with the bash forms that matter here) far enough to
-    know, for each placeholder, what quoting it sits in."""
-
-    def __init__(self, seq: list[str | int], refs: list[Ref]) -> None:
-        self.s = seq
-        self.n = len(seq)
-        self.refs = refs
-        self.kinds: dict[int, Kind] = {}
-        self.pending: list[tuple[str, bool, bool]] = []  # here-documents to read
-        self.arith_until = -1  # refs before this index sit in arithmetic
-
-    def at(self, i: int) -> str | int | None:
-        return self.s[i] if i < self.n else None
-
-    def ref(self, i: int, kind: str) -> None:
-        k = self.s[i]
-        assert isinstance(k, int)
-        if i < self.arith_until:
-            raise _Refusal(k, *ARITH)
-        self.kinds[k] = (kind,)
-
-    def refuse_ref(self, i: int, reason: tuple[str, str]) -> None:
-        k = self.s[i]
-        if isinstance(k, int):
-            raise _Refusal(k, *reason)
-
-    def read(self) -> dict[int, Kind]:
-        self.shebang()
-        self.bare(0, None)
-        return self.kinds
-
-    def shebang(self) -> None:
-        if self.s[:2] != ["#", "!"]:
-            return
-        head = []
-        for c in self.s[2:]:
-            if c == "\n":
-                break
-            head.append(c if isinstance(c, str) else " ")
-        words = "".join(head).split()
-        program = words[0].rsplit("/", 1)[-1] if words else ""
-        if program == "env" and len(words) > 1:
-            program = words[1].rsplit("/", 1)[-1]
-        if program not in SHELLS:
-            raise _Refusal(
-                0,
-                f"is in a script its #! line gives to {program or 'an unknown program'}, "
-                "whose language fleetrun does not read",
-                "read the value from the environment variable "
-                f"{self.refs[0].var} in that language instead",
-            )
-
-    def bare(self, i: int, close: str | None) -> int:
-        word_start = True
-        depth = 0
-        while i < self.n:
-            c = self.s[i]
-            if isinstance(c, int):
-                self.ref(i, "word")
-                i += 1
-                word_start = False
-                continue
-            if c == "\n":
-                i = self.heredocs(i + 1)
-                word_start = True
-                continue
-            if c in " \t":
-                i += 1
-                word_start = True
-                continue
-            if c == "#" and word_start:
-                while i < self.n and self.s[i] != "\n":
-                    if isinstance(self.s[i], int):
-                        self.ref(i, "comment")
-                    i += 1
-                continue
-            if word_start and self._starts(i, "(("):
-                i = self.arith(i + 2, "))")
-                continue
-            if word_start and self._starts(i, "[[") and self.at(i + 2) in (" ", "\t", "\n"):
-                self.dbracket(i + 2)
-            if word_start and self._starts(i, "let") and self.at(i + 3) in (" ", "\t"):
-                self.let(i + 3)
-            word_start = c in _BREAK
-            if c == "\\":
-                self.refuse_ref(i + 1, ESCAPED)
-                i += 2
-            elif c == "'":
-                i = self.single(i + 1)
-            elif c == '"':
-                i = self.double(i + 1)
-            elif c == "`":
-                i = self.backtick(i + 1)
-            elif c == "$":
-                i = self.dollar(i, in_dq=False)
-            elif self._starts(i, "<<<"):
-                i += 3
-            elif self._starts(i, "<<"):
-                i = self.heredoc_start(i + 2)
-            else:
-                if c == "(":
-                    depth += 1
-                elif c == ")":
-                    if depth == 0 and close == ")":
-                        return i + 1
-                    depth -= 1
-                i += 1
-        return i
-
-    def _starts(self, i: int, text: str) -> bool:
-        return self.s[i : i + len(text)] == list(text)
-
-    def single(self, i: int) -> int:
-        while i < self.n and self.s[i] != "'":
-            if isinstance(self.s[i], int):
-                self.ref(i, "sq")
-            i += 1
-        return i + 1
-
-    def double(self, i: int, end: str = '"', stop: int | None = None) -> int:
-        """Inside double quotes (or, with end None, an unquoted here-document line)."""
-        limit = self.n if stop is None else stop
-        while i < limit:
-            c = self.s[i]
-            if isinstance(c, int):
-                self.ref(i, "dq")
-                i += 1
-            elif c == end:
-                return i + 1
-            elif c == "\\":
-                self.refuse_ref(i + 1, ESCAPED)
-                i += 2
-            elif c == "$":
-                i = self.dollar(i, in_dq=True)
-            elif c == "`":
-                i = self.backtick(i + 1)
-            else:
-                i += 1
-        return i
-
-    def backtick(self, i: int) -> int:
-        while i < self.n and self.s[i] != "`":
-            self.refuse_ref(i, BACKTICK)
-            i += 2 if self.s[i] == "\\" else 1
-        return i + 1
-
-    def dollar(self, i: int, *, in_dq: bool) -> int:
-        nxt = self.at(i + 1)
-        if isinstance(nxt, int):
-            raise _Refusal(nxt, *DOLLAR)
-        if nxt == "'" and not in_dq:
-            j = i + 2
-            while j < self.n and self.s[j] != "'":
-                self.refuse_ref(j, ANSI)
-                j += 2 if self.s[j] == "\\" else 1
-            return j + 1
-        if nxt == "(" and self.at(i + 2) == "(":
-            return self.arith(i + 3, "))")
-        if nxt == "(":
-            return self.bare(i + 2, ")")
-        if nxt == "[":
-            return self.arith(i + 2, "]")
-        if nxt == "{":
-            return self.param(i + 2, in_dq=in_dq)
-        return i + 1
-
-    def arith(self, i: int, close: str) -> int:
-        depth = 0
-        while i < self.n:
-            c = self.s[i]
-            self.refuse_ref(i, ARITH)
-            if c == "(":
-                depth += 1
-            elif c == ")":
-                if depth == 0 and close == "))" and self.at(i + 1) == ")":
-                    return i + 2
-                depth -= 1
-            elif c == "]" and close == "]" and depth == 0:
-                return i + 1
-            i += 1
-        return i
-
-    def param(self, i: int, *, in_dq: bool) -> int:
-        """After `${`: the name, a subscript, the operator, then the word."""
-        j = i
-        if self.at(j) in ("#", "!"):
-            j += 1
-        while (
-            j < self.n
-            and isinstance(self.s[j], str)
-            and (str(self.s[j]).isalnum() or self.s[j] == "_")
-        ):
-            j += 1
-        self.refuse_ref(j, NAME)
-        if j == i and self.at(j) in tuple("@*#?-$!0"):
-            j += 1
-        if self.at(j) == "[":
-            while j < self.n and self.s[j] != "]":
-                self.refuse_ref(j, ARITH)
-                j += 1
-            j += 1
-        if self.at(j) == ":" and self.at(j + 1) not in ("-", "=", "?", "+"):
-            while j < self.n and self.s[j] != "}":
-                self.refuse_ref(j, ARITH)
-                j += 1
-            return j + 1
-        while j < self.n:
-            c = self.s[j]
-            if isinstance(c, int):
-                self.ref(j, "dq" if in_dq else "word")
-                j += 1
-            elif c == "}":
-                return j + 1
-            elif c == "\\":
-                self.refuse_ref(j + 1, ESCAPED)
-                j += 2
-            elif c == "'" and not in_dq:
-                j = self.single(j + 1)
-            elif c == '"':
-                j = self.double(j + 1)
-            elif c == "$":
-                j = self.dollar(j, in_dq=in_dq)
-            elif c == "`":
-                j = self.backtick(j + 1)
-            else:
-                j += 1
-        return j
-
-    def dbracket(self, i: int) -> None:
-        """`[[ ... ]]` compares -eq/-lt/... operands as arithmetic, which bash evaluates
-        (array subscripts included): placeholders there are refused."""
-        j, words, word = i, [], ""
-        while j < self.n:
-            c = self.s[j]
-            if c in (" ", "\t", "\n") or isinstance(c, int):
-                if word == "]]":
-                    break
-                words.append(word)
-                word = ""
-            else:
-                word += str(c)
-            j += 1
-        if _ARITH_OPS & set(words):
-            self.arith_until = max(self.arith_until, j)
-
-    def let(self, i: int) -> None:
-        j = i
-        while j < self.n and self.s[j] not in ("\n", ";", "&", "|"):
-            j += 1
-        self.arith_until = max(self.arith_until, j)
-
-    def heredoc_start(self, i: int) -> int:
-        strip = self.at(i) == "-"
-        i += 1 if strip else 0
-        while self.at(i) in (" ", "\t"):
-            i += 1
-        quoted, delim = False, []
-        while i < self.n:
-            c = self.s[i]
-            self.refuse_ref(i, DELIMITER)
-            if c in (" ", "\t", "\n") or c in _BREAK:
-                break
-            if c in ("'", '"'):
-                quoted = True
-                i += 1
-                while i < self.n and self.s[i] != c:
-                    self.refuse_ref(i, DELIMITER)
-                    delim.append(str(self.s[i]))
-                    i += 1
-                i += 1
-            elif c == "\\":
-                quoted = True
-                if i + 1 < self.n:
-                    self.refuse_ref(i + 1, DELIMITER)
-                    delim.append(str(self.s[i + 1]))
-                i += 2
-            else:
-                delim.append(str(c))
-                i += 1
-        self.pending.append(("".join(delim), quoted, strip))
-        return i
-
-    def heredocs(self, i: int) -> int:
-        pending, self.pending = self.pending, []
-        for delim, quoted, strip in pending:
-            i = self.heredoc_body(i, delim, quoted=quoted, strip=strip)
-        return i
-
-    def heredoc_body(self, i: int, delim: str, *, quoted: bool, strip: bool) -> int:
-        while i < self.n:
-            j = i
-            while j < self.n and self.s[j] != "\n":
-                j += 1
-            line = self.s[i:j]
-            while strip and line and line[0] == "\t":
-                line = line[1:]
-            if all(isinstance(c, str) for c in line) and "".join(map(str, line)) == delim:
-                return min(j + 1, self.n)
-            if quoted:
-                for k in range(i, j):
-                    self.refuse_ref(k, QUOTED_HEREDOC)
-                i = j + 1
-                continue
-            end = self.double(i, end="\0", stop=j)
-            if end > j:  # a $(...) that went on past the line
-                while end < self.n and self.s[end] != "\n":
-                    end += 1
-                j = end
-            i = j + 1
-        return self.n
-
-
-ESCAPED = ("comes right after a backslash", "remove the backslash")
-DOLLAR = ("comes right after a $", "remove the $")
-BACKTICK = ("is inside backticks", "use $(...) instead of backticks")
-ANSI = ("is inside $'...'", "put it outside the $'...' quotes")
-ARITH = (
-    "is in arithmetic (which evaluates the text it is given)",
-    'check the value is a number first, e.g. case "$NAME" in *[!0-9]*) exit 1;; esac, '
-    "then use $NAME",
-)
-NAME = ("is a variable name inside ${...}", "use a fixed variable name")
-DELIMITER = ("is in a here-document's delimiter", "use a fixed delimiter word")
-QUOTED_HEREDOC = (
-    "is inside a quoted here-document, where nothing expands",
-    "write the delimiter unquoted (<<EOF), or read the environment variable in the program "
-    "the here-document feeds",
-)
-
-
 # -- Python ----------------------------------------------------------------------------
 
 _SENTINEL = "_fleetrun_ref"
@@ -464,12 +121,12 @@ _SENTINEL_RE = re.compile(r"_fleetrun_ref(\d+)_")
 def _python_read(seq: list[str | int], refs: list[Ref]) -> dict[int, Kind]:
     text = "".join(c if isinstance(c, str) else f"{_SENTINEL}{c}_" for c in seq)
     if _SENTINEL_RE.sub("", text).find(_SENTINEL) >= 0:
-        raise _Refusal(0, f"is in a script that uses the name {_SENTINEL}", "rename that")
+        raise Refusal(0, f"is in a script that uses the name {_SENTINEL}", "rename that")
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(text + "\n").readline))
     except (tokenize.TokenError, SyntaxError) as exc:
         what = exc.args[0] if exc.args else str(exc)
-        raise _Refusal(
+        raise Refusal(
             0,
             f"is in a Python script that cannot be read ({what})",
             "fix the script",
@@ -487,7 +144,7 @@ def _python_read(seq: list[str | int], refs: list[Ref]) -> dict[int, Kind]:
             kinds[k] = _python_kind(k, name, tok.string, match, in_fstring=depth > 0)
     missing = [k for k in range(len(refs)) if k not in kinds]
     if missing:
-        raise _Refusal(missing[0], "could not be found in the Python script", "fix the script")
+        raise Refusal(missing[0], "could not be found in the Python script", "fix the script")
     return kinds
 
 
@@ -498,22 +155,22 @@ def _python_kind(k: int, name: str, token: str, match: re.Match[str], *, in_fstr
     if name == "STRING":
         prefix = re.match(r"[A-Za-z]*", token).group(0)  # type: ignore[union-attr]
     if in_fstring or any(p in prefix.lower() for p in "ft"):
-        raise _Refusal(
+        raise Refusal(
             k,
             "is inside an f-string",
             "put it outside the f-string, or use a plain string ('...' + x + '...')",
         )
     if name == "NAME":
         if token != match.group(0):
-            raise _Refusal(k, "is joined to other letters", "put a space or an operator around it")
+            raise Refusal(k, "is joined to other letters", "put a space or an operator around it")
         return ("code",)
     if name != "STRING":
-        raise _Refusal(k, "is joined to other characters", "put a space or an operator around it")
+        raise Refusal(k, "is joined to other characters", "put a space or an operator around it")
     if "b" in prefix.lower():
-        raise _Refusal(k, "is inside a bytes literal", "use a str literal and .encode() it")
+        raise Refusal(k, "is inside a bytes literal", "use a str literal and .encode() it")
     before = token[: match.start()]
     if (len(before) - len(before.rstrip("\\"))) % 2:
-        raise _Refusal(k, *ESCAPED)
+        raise Refusal(k, *ESCAPED)
     body = token[len(prefix) :]
     quote = body[:3] if body[:3] in ('"""', "'''") else body[:1]
     return ("str", prefix, quote)
@@ -553,13 +210,13 @@ class _PowerShell:
         k = self.s[i]
         assert isinstance(k, int)
         if kind == "code" and i and self.s[i - 1] == "$":
-            raise _Refusal(k, *DOLLAR)
+            raise Refusal(k, *DOLLAR)
         self.kinds[k] = (kind,)
 
     def refuse_ref(self, i: int, reason: tuple[str, str]) -> None:
         k = self.at(i)
         if isinstance(k, int):
-            raise _Refusal(k, *reason)
+            raise Refusal(k, *reason)
 
     def read(self) -> dict[int, Kind]:
         self.code(0, close=False)
@@ -646,7 +303,7 @@ class _PowerShell:
             line_start = c == "\n"
             if isinstance(c, int):
                 if verbatim:
-                    raise _Refusal(
+                    raise Refusal(
                         c,
                         "is inside a verbatim here-string (@'...'@), where nothing expands",
                         'use an expandable one (@"..."@)',
@@ -668,7 +325,7 @@ def _powershell_write(ref: Ref, kind: Kind) -> str:
 
 
 READERS: dict[str, Callable[[list[str | int], list[Ref]], dict[int, Kind]]] = {
-    "runShellScript": lambda seq, refs: _Shell(seq, refs).read(),
+    "runShellScript": lambda seq, refs: ShellReader(seq, refs[0].var).read(),
     "runPythonScript": _python_read,
     "runPowerShellScript": lambda seq, refs: _PowerShell(seq).read(),
 }
