@@ -171,7 +171,8 @@ def _sql(fleet, query, params=()):
 
     url = fleet.server.db.url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(url) as conn:
-        return conn.execute(query, params).fetchall()
+        cursor = conn.execute(query, params)
+        return cursor.fetchall() if cursor.description else []
 
 
 def _edit_steps(fleet, command_id, env):
