@@ -21,7 +21,7 @@ from fleetrun.agent.executor import Execution
 from fleetrun.agent.journal import Journal, Outbox, spool_path
 from fleetrun.agent.procs import Containment, ProcessGroups
 from fleetrun.agent.state import StateDir
-from fleetrun.core import documents, localpolicy, protocol, signing
+from fleetrun.core import documents, envnames, localpolicy, protocol, signing
 from fleetrun.core.errors import FleetrunError
 from fleetrun.core.statuses import InvocationStatus, StatusDetail
 
@@ -168,8 +168,19 @@ class Agent:
                 f"The local configuration cannot be read ({self.config.error}): nothing runs."
             )
         config = self.config.config
+        declared = None
         if config.get("security.require_signed_documents"):
             invoke = self._from_signed_document(invoke, config.get("security.trusted_publishers"))
+            declared = list(
+                (invoke.document.content if invoke.document else {}).get("parameters") or {}
+            )
+        # Checked here again, whatever the server checked: an older or a compromised
+        # server must not set LD_PRELOAD and the like on this node.
+        reason = envnames.invocation_refusal(
+            [name for step in invoke.steps for name in step.env], invoke.secrets, declared
+        )
+        if reason:
+            raise Refused(reason)
         reason = localpolicy.refusal(
             config,
             handlers=[localpolicy.handler_of(s) for s in invoke.steps],
