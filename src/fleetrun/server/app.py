@@ -41,6 +41,7 @@ from fleetrun.server.api import (
     runcommands,
     tokens,
 )
+from fleetrun.server.api.runcommands import admit
 from fleetrun.server.audit import AuditMiddleware
 from fleetrun.server.db import Database, Tx
 from fleetrun.server.output import LocalOutputStore
@@ -112,7 +113,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await asyncio.to_thread(state.db.migrate)
     await ensure_admin_token(state)
     await state.db.write(lambda tx: node_store.mark_all_lost(tx.session))
-    await state.db.write(lambda tx: group_run_command_store.sync(tx.session))
+    await state.db.write(lambda tx: group_run_command_store.sync(tx.session, admit(state)))
     state.audit.start()
     state.dispatcher.start()
     state.gateway.start()

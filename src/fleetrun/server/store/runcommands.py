@@ -203,7 +203,8 @@ def put_run_command(
     rc.group_name = group_name
     rc.spec = _public(body)
     rc.sealed = sealed
-    rc.fingerprint = core.fingerprint(whole, rc.salt)
+    # A held run never starts: the same body put again must run, not count as done.
+    rc.fingerprint = core.fingerprint(whole, rc.salt) if hold is None else ""
     rc.principal = principal
     rc.updated_at = now
     session.flush()
