@@ -21,7 +21,6 @@ from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.audit import AuditEntry
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
-from fleetrun.server.settings import Settings
 from fleetrun.server.store import group_runcommands as group_store
 from fleetrun.server.store import nodes as node_store
 from fleetrun.server.store import principals as principal_store
@@ -99,10 +98,12 @@ def admit(state: ServerState) -> group_store.Admit:
     return decide
 
 
-def _check_destinations(body: schemas.RunCommandPut, settings: Settings) -> None:
+def _check_destinations(body: schemas.RunCommandPut, state: ServerState) -> None:
+    settings = state.settings
     for uri, what in ((body.outputUri, "outputUri"), (body.errorUri, "errorUri")):
         if uri:
             store.check_destination(uri, what)
+            state.destinations.check_url(uri, what)  # s3:// names a bucket, no address
         if uri and uri.lower().startswith("s3://") and not settings.s3_enabled:
             raise ValidationError(
                 f"{what} is an S3 URL, but this server has no S3 credentials: set "
@@ -146,7 +147,7 @@ async def put_run_command(
     the running execution (its whole process tree) and runs the new one."""
     state = state_of(request)
     core.check_name(name)
-    _check_destinations(body, state.settings)
+    _check_destinations(body, state)
 
     def put(tx: Tx) -> tuple[schemas.RunCommand, bool, store.Notify]:
         found = _require(tx.session, caller, "PutRunCommand", node_id, _conditions(body))
@@ -276,7 +277,7 @@ async def put_group_run_command(
     view per member and a roll-up. Decided on the group, then on each member."""
     state = state_of(request)
     core.check_name(name)
-    _check_destinations(body, state.settings)
+    _check_destinations(body, state)
 
     def put(tx: Tx) -> tuple[schemas.GroupRunCommand, store.Notify]:
         caller.require("PutGroupRunCommand", access.frn("group", group_name))
