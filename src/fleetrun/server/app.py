@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleetrun import __version__
+from fleetrun.core import protocol
 from fleetrun.core.errors import (
     AuthenticationError,
     FleetrunError,
@@ -44,6 +45,7 @@ from fleetrun.server.api import (
 from fleetrun.server.api.runcommands import admit
 from fleetrun.server.audit import AuditMiddleware
 from fleetrun.server.db import Database, Tx
+from fleetrun.server.limits import BodyLimitMiddleware
 from fleetrun.server.output import LocalOutputStore
 from fleetrun.server.settings import Settings
 from fleetrun.server.state import ServerState
@@ -97,6 +99,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router)
     app.add_api_route("/healthz", _healthz, include_in_schema=False)
     _install_error_handlers(app)
+    # Innermost of the three: a refused body is still audited and carries a request id.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=protocol.MAX_REQUEST_BYTES)
     app.add_middleware(AuditMiddleware, audit=state.audit)
     app.add_middleware(RequestIdMiddleware)  # outermost: the audit entry carries its id
     return app
