@@ -132,7 +132,14 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.db is None:
             self.db = TestDatabase(self.data_dir)
-        env = {**os.environ, "FLEETRUN_HEARTBEAT_S": "1", **self.env}
+        env = {
+            **os.environ,
+            "FLEETRUN_HEARTBEAT_S": "1",
+            # The tests' receivers (webhooks, output destinations) listen on loopback,
+            # which a server refuses to send to unless allowed.
+            "FLEETRUN_ALLOW_DESTINATION_CIDRS": "127.0.0.0/8",
+            **self.env,
+        }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [

@@ -98,7 +98,7 @@ def connect_to(state: StateDir, identity: Identity) -> connect:
         url,
         open_timeout=10,
         ping_interval=None,
-        max_size=16 * 1024 * 1024,
+        max_size=protocol.MAX_FRAME_BYTES,
         close_timeout=2,
         compression=None,  # CPU on both ends for little: output is base64 already
         **options,  # type: ignore[arg-type]

@@ -11,7 +11,8 @@ import hashlib
 import urllib.error
 import urllib.request
 
-MAX_SCRIPT_BYTES = 4 * 1024 * 1024
+from fleetrun.core.protocol import MAX_SCRIPT_BYTES
+
 TIMEOUT_S = 30.0
 
 

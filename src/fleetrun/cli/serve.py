@@ -77,6 +77,13 @@ from fleetrun.sdk import Client
 )
 @click.option("--nats-url", default=None, help="NATS server for nats: targets.")
 @click.option("--redis-url", default=None, help="Redis server for redis: targets.")
+@click.option(
+    "--allow-destination-cidr",
+    "allow_destination_cidrs",
+    multiple=True,
+    metavar="CIDR",
+    help="Let output destinations and webhooks reach this internal network (repeatable).",
+)
 def server(
     host: str | None,
     port: int | None,
@@ -97,6 +104,7 @@ def server(
     smtp_ca_file: Path | None,
     nats_url: str | None,
     redis_url: str | None,
+    allow_destination_cidrs: tuple[str, ...],
 ) -> None:
     """Run the fleetrun server (API, agent gateway, dispatcher) in the foreground."""
     from fleetrun.server.db import sync_url
@@ -124,6 +132,7 @@ def server(
             "smtp_ca_file": str(smtp_ca_file) if smtp_ca_file else None,
             "nats_url": nats_url,
             "redis_url": redis_url,
+            "allow_destination_cidrs": ",".join(allow_destination_cidrs) or None,
         }
     )
     sync_url(settings.effective_database_url)  # refuse a bad URL before starting

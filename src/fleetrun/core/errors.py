@@ -6,6 +6,7 @@
     ├── AccessDeniedError           the caller may not do this                        (403)
     ├── NotFoundError               the named thing does not exist                    (404)
     ├── ConflictError               the request clashes with the current state        (409)
+    ├── PayloadTooLargeError        a script or a request body over the size limits   (413)
     ├── LimitExceededError          a quota or rate limit was reached                 (429)
     ├── ServerError                 the server failed; the request may be retried     (500)
     └── ConnectionError_            the server could not be reached                   (CLI/SDK only)
@@ -55,6 +56,11 @@ class ConflictError(FleetrunError):
     type = "Conflict"
 
 
+class PayloadTooLargeError(FleetrunError):
+    status_code = 413
+    type = "PayloadTooLarge"
+
+
 class LimitExceededError(FleetrunError):
     status_code = 429
     type = "LimitExceeded"
@@ -84,6 +90,7 @@ ERROR_TYPES: dict[str, type[FleetrunError]] = {
         AccessDeniedError,
         NotFoundError,
         ConflictError,
+        PayloadTooLargeError,
         LimitExceededError,
         ServerError,
     )

@@ -34,7 +34,21 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
+from fleetrun.core.errors import PayloadTooLargeError
+
 PROTOCOL_VERSION = 1
+
+# Sizes. Every size limit of fleetrun derives from MAX_FRAME_BYTES, the largest frame
+# either end of the agent channel accepts (both pass it to their WebSocket library):
+# a script travels to the node inside one `invoke` frame, where it appears twice (the
+# step and the command's parameters) and JSON may escape it, so a script (with its
+# parameters) may be a quarter of a frame and an API request body half of one. The
+# server checks each encoded `invoke` too: one that still does not fit ends
+# Undeliverable (detail TooLarge) instead of being sent.
+MIB = 1024 * 1024
+MAX_FRAME_BYTES = 16 * MIB
+MAX_SCRIPT_BYTES = MAX_FRAME_BYTES // 4
+MAX_REQUEST_BYTES = MAX_FRAME_BYTES // 2
 
 # WebSocket close codes the server uses; the agent decides from them whether to retry.
 CLOSE_AUTH_FAILED = 4401  # bad signature, stale time, replayed nonce: retry later
@@ -278,3 +292,18 @@ def rotate_message(node_id: str, public_key: str) -> bytes:
 
 def encode(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def mib(size: int) -> str:
+    """A size as people read it: 9.2 MiB."""
+    return f"{size / MIB:.1f} MiB"
+
+
+def check_script_size(size: int, what: str) -> None:
+    """Refuse a script (with its parameters) that could not travel to a node."""
+    if size > MAX_SCRIPT_BYTES:
+        raise PayloadTooLargeError(
+            f"{what} is {mib(size)}, over the {mib(MAX_SCRIPT_BYTES)} a command can carry to a "
+            "node: keep the script small and let it fetch what it needs (a run command's "
+            "source.scriptUri is downloaded by the node itself)."
+        )

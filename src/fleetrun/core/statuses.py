@@ -65,6 +65,7 @@ class StatusDetail(StrEnum):
     ERROR_THRESHOLD_EXCEEDED = "ErrorThresholdExceeded"  # max-errors reached before it started
     UNDELIVERABLE = "Undeliverable"
     NODE_DELETED = "NodeDeleted"  # the node was deregistered while this waited
+    TOO_LARGE = "TooLarge"  # its invoke frame is over the agent channel's size limit
     ACCESS_DENIED = "AccessDenied"
     BLOCKED_BY_LOCAL_POLICY = "BlockedByLocalPolicy"  # the node's own configuration refused it
     AGENT_RESTARTED = "AgentRestarted"  # the agent restarted while it ran; never run twice

@@ -893,12 +893,19 @@ class Client:
                     response.read()
                     _raise_for(response)
                 data: list[str] = []
+                kind = "event"
                 for line in response.iter_lines():
-                    if line.startswith("data:"):
+                    if line.startswith("event:"):
+                        kind = line[6:].strip()
+                    elif line.startswith("data:"):
                         data.append(line[5:].strip())
                     elif not line and data:
-                        yield Event.model_validate(jsonlib.loads("\n".join(data)))
-                        data = []
+                        payload = jsonlib.loads("\n".join(data))
+                        if kind == "error":  # the server closed the stream, and says why
+                            body = payload.get("error") or {}
+                            raise error_for(str(body.get("type")), 0, str(body.get("message")))
+                        yield Event.model_validate(payload)
+                        data, kind = [], "event"
         except httpx.TransportError as exc:
             raise ConnectionError_(
                 f"Cannot reach the fleetrun server at {self.server} ({_reason(exc)})."

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from fleetrun import __version__
+from fleetrun.core import protocol
 from fleetrun.core.errors import (
     AuthenticationError,
     FleetrunError,
@@ -49,8 +50,10 @@ from fleetrun.server.api import (
     runcommands,
     tokens,
 )
+from fleetrun.server.api.runcommands import admit
 from fleetrun.server.audit import AuditMiddleware
 from fleetrun.server.db import Database, Tx
+from fleetrun.server.limits import BodyLimitMiddleware
 from fleetrun.server.output import LocalOutputStore
 from fleetrun.server.settings import Settings
 from fleetrun.server.state import ServerState
@@ -127,6 +130,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_api_route("/docs", _docs, include_in_schema=False)
     app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
     _install_error_handlers(app)
+    # Innermost of the three: a refused body is still audited and carries a request id.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=protocol.MAX_REQUEST_BYTES)
     app.add_middleware(AuditMiddleware, audit=state.audit)
     app.add_middleware(RequestIdMiddleware)  # outermost: the audit entry carries its id
     return app
@@ -172,7 +177,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await asyncio.to_thread(state.db.migrate)
     await ensure_admin_token(state)
     await state.db.write(lambda tx: node_store.mark_all_lost(tx.session))
-    await state.db.write(lambda tx: group_run_command_store.sync(tx.session))
+    await state.db.write(lambda tx: group_run_command_store.sync(tx.session, admit(state)))
     state.audit.start()
     state.dispatcher.start()
     state.gateway.start()

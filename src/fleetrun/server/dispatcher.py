@@ -8,7 +8,9 @@ invocation ends) and at least every `sweep_interval_s`. Each pass:
 2. delivers every released, unaccepted invocation whose node holds a session on this
    replica, re-sending an `invoke` that was not acknowledged in `invoke_resend_s`;
 3. marks Pending invocations of offline nodes Delayed: they go out when the node
-   connects.
+   connects;
+4. ends Undeliverable (detail TooLarge) an invocation whose `invoke` frame is over
+   the agent channel's size limit, rather than send what the agent must refuse.
 
 Releasing invocations within max-concurrency, and terminating them past max-errors,
 happens in the same transaction that changes an invocation's status
@@ -93,6 +95,7 @@ class Dispatcher:
         rows = await self.state.db.read(lambda s: invocation_store.deliverable(s, node_ids))
         resend_s = self.state.settings.invoke_resend_s
         offline: list[str] = []
+        too_large: dict[str, int] = {}
         for invocation_id, node_id, command_id, status, secrets in rows:
             agent = self.state.gateway.session_for(node_id)
             if agent is None:
@@ -103,8 +106,23 @@ class Dispatcher:
             if sent is not None and time.monotonic() - sent < resend_s:
                 continue
             frame = await self._invoke(invocation_id, command_id, secrets)
-            if frame is not None and await agent.send(frame):
+            if frame is None:
+                continue
+            # A frame over the agent's limit would close its session, and be sent again
+            # on every reconnect ahead of everything else: it ends here instead.
+            text = protocol.dump(frame)
+            size = len(text.encode())
+            if size > protocol.MAX_FRAME_BYTES:
+                too_large[invocation_id] = size
+                continue
+            if await agent.send(frame, text=text):
                 agent.sent_invokes[invocation_id] = time.monotonic()
+        if too_large:
+
+            def refuse(tx: Tx) -> None:
+                self.state.refresh_commands(tx, invocation_store.too_large(tx.session, too_large))
+
+            await self.state.db.write(refuse)
         if offline:
 
             def delay(tx: Tx) -> None:

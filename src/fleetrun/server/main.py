@@ -6,6 +6,7 @@ import logging
 
 import uvicorn
 
+from fleetrun.core import protocol
 from fleetrun.core.errors import ValidationError
 from fleetrun.server.app import create_app
 from fleetrun.server.settings import Settings
@@ -55,7 +56,7 @@ def serve(settings: Settings) -> None:
         log_level=settings.log_level,
         ws="websockets-sansio",
         ws_ping_interval=None,  # the agent channel has its own heartbeat
-        ws_max_size=16 * 1024 * 1024,
+        ws_max_size=protocol.MAX_FRAME_BYTES,
         lifespan="on",
         access_log=False,
         timeout_graceful_shutdown=5,

@@ -33,6 +33,7 @@ from fleetrun.schemas.base import describe
 from fleetrun.schemas.commands import CommandCreate
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
+from fleetrun.server.destinations import guarded_client
 from fleetrun.server.store import commands as command_store
 from fleetrun.server.store import deliveries as store
 from fleetrun.server.store import documents as document_store
@@ -129,10 +130,10 @@ class Senders:
 
     async def _webhook(self, spec: Spec, claimed: store.Claimed) -> Result:
         if self._http is None:
-            self._http = httpx.AsyncClient(
+            self._http = guarded_client(
+                self.state.destinations,
                 timeout=self.state.settings.delivery_timeout_s,
                 headers={"user-agent": f"fleetrun/{__version__}"},
-                follow_redirects=False,
             )
         body = _json(spec.payload)
         timestamp = str(int(time.time()))

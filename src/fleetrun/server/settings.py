@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from fleetrun.core.destinations import parse_networks
 from fleetrun.core.errors import ValidationError
 
 
@@ -59,6 +60,9 @@ class Settings:
     s3_region: str = "us-east-1"
     s3_access_key_id: str = ""
     s3_secret_access_key: str = ""  # from the environment; never logged
+    # Networks server-side requests (output destinations, webhooks) may reach although
+    # they are internal (loopback, link-local, private, the server's own), comma-separated.
+    allow_destination_cidrs: str = ""
 
     @property
     def s3_enabled(self) -> bool:
@@ -112,6 +116,7 @@ class Settings:
                 continue
             values[f.name] = _convert(f.name, f.type, raw)
         settings = cls(**values)
+        parse_networks(settings.allow_destination_cidrs.split(","))  # names a bad one
         if settings.smtp_security not in ("starttls", "tls", "none"):
             raise ValidationError(
                 f"Setting smtp_security must be starttls, tls or none, not "

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from fleetrun.core import runcommands as core
 from fleetrun.core import sigv4
 from fleetrun.server.db import Tx
+from fleetrun.server.destinations import DestinationRefusedError, guarded_client
 from fleetrun.server.output import stream_key
 from fleetrun.server.store import invocations as invocation_store
 from fleetrun.server.store.tables import Invocation, RunCommandRun
@@ -127,20 +128,28 @@ class OutputSinks:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _loop(self) -> None:
-        async with httpx.AsyncClient(timeout=TIMEOUT_S) as http:
+        # http(s) destinations are named by API callers: only where the destination
+        # policy allows. The S3 endpoint is the operator's own setting.
+        async with (
+            guarded_client(self.state.destinations, timeout=TIMEOUT_S) as http,
+            httpx.AsyncClient(timeout=TIMEOUT_S) as s3,
+        ):
             while True:
                 await asyncio.sleep(self.state.settings.sweep_interval_s)
                 try:
-                    await self.tick(http)
+                    await self.tick(http, s3)
                 except Exception:
                     log.exception("output destinations pass failed; retrying on the next one")
 
-    async def tick(self, http: httpx.AsyncClient) -> None:
+    async def tick(self, http: httpx.AsyncClient, s3: httpx.AsyncClient) -> None:
         for item in await self.state.db.read(pending):
             try:
                 before = [stream.sent for stream in item.streams]
                 for stream in item.streams:
-                    await self._send(http, item.run_id, stream, finished=item.finished)
+                    if stream.uri.lower().startswith("s3://"):
+                        await self._send_s3(s3, item.run_id, stream, finished=item.finished)
+                    else:
+                        await self._send(http, item.run_id, stream)
                 self._failures.pop(item.run_id, None)  # failures count while in a row
                 if item.finished:
                     for stream in item.streams:
@@ -158,12 +167,8 @@ class OutputSinks:
                 self._failures.pop(item.run_id, None)
                 await self._save(item, done=True, message=str(exc))
 
-    async def _send(
-        self, http: httpx.AsyncClient, run_id: str, stream: Stream, *, finished: bool
-    ) -> None:
+    async def _send(self, http: httpx.AsyncClient, run_id: str, stream: Stream) -> None:
         """Append what the output store has beyond `stream.sent`."""
-        if stream.uri.lower().startswith("s3://"):
-            return await self._send_s3(http, run_id, stream, finished=finished)
         offset = 0
         for key, size in stream.parts:
             lo, hi = max(stream.sent - offset, 0), size
@@ -255,6 +260,12 @@ async def _request(
     where = core.redact_uri(stream.uri)
     try:
         response = await http.put(url, content=data, headers=headers)
+    except DestinationRefusedError as exc:
+        raise SinkError(
+            f"The {stream.what} {where} was not sent to: {exc.message} The output is "
+            "complete in fleetrun's own store.",
+            retryable=False,
+        ) from exc
     except httpx.HTTPError as exc:
         raise SinkError(
             f"The {stream.what} {where} could not be reached ({type(exc).__name__}); the "

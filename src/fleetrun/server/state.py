@@ -6,10 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
+from fleetrun.core.destinations import DestinationPolicy
 from fleetrun.core.throttle import TokenBuckets
 from fleetrun.server.audit import AuditLog
 from fleetrun.server.changes import Changes
 from fleetrun.server.db import Database, Tx
+from fleetrun.server.destinations import policy_for
 from fleetrun.server.dispatcher import Dispatcher
 from fleetrun.server.gateway.gateway import Gateway
 from fleetrun.server.outbox import Outbox
@@ -34,8 +36,10 @@ class ServerState:
     outbox: Outbox = field(init=False)
     secrets: SecretBox = field(init=False)
     sinks: OutputSinks = field(init=False)
+    destinations: DestinationPolicy = field(init=False)  # where server-side requests may go
 
     def __post_init__(self) -> None:
+        self.destinations = policy_for(self.settings.allow_destination_cidrs, self.settings.host)
         self.secrets = SecretBox.load(self.settings.secret_key, self.settings.secret_key_path)
         self.outbox = Outbox(self)
         self.audit = AuditLog(self.db)

@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 from fleetrun.core.errors import NotFoundError
 from fleetrun.schemas.agent import RegisterRequest, RegisterResponse
 from fleetrun.server.api.deps import audit_entry, state_of
+from fleetrun.server.api.runcommands import admit
 from fleetrun.server.db import Tx
 from fleetrun.server.store import activations as activation_store
 from fleetrun.server.store import group_runcommands as group_run_command_store
@@ -32,8 +33,9 @@ async def register(request: Request, body: RegisterRequest) -> RegisterResponse:
         if entry is not None:
             entry.detail["node_id"] = node.id
         # Its tags may make it a member of groups with run commands: it gets them now
-        # (a node's tags, so its groups, are fixed when it registers).
-        if group_run_command_store.sync(tx.session):
+        # (a node's tags, so its groups, are fixed when it registers), each decided
+        # as the run command's author.
+        if group_run_command_store.sync(tx.session, admit(state_of(request))):
             tx.after_commit(state_of(request).dispatcher.wake)
         return RegisterResponse(node_id=node.id, name=node.name)
 

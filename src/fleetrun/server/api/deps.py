@@ -11,9 +11,11 @@ can walk every route and check that none is left open.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any
 
@@ -21,7 +23,7 @@ from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fleetrun.core import access
-from fleetrun.core.errors import AuthenticationError, LimitExceededError
+from fleetrun.core.errors import AuthenticationError, FleetrunError, LimitExceededError
 from fleetrun.server.audit import AuditEntry
 from fleetrun.server.authz import Caller, deny, gate
 from fleetrun.server.state import ServerState
@@ -92,6 +94,28 @@ async def authenticate(request: Request) -> Caller:
         on_denied=partial(state.audit.denied, entry),
         on_allowed=partial(_note_resource, entry),
     )
+
+
+async def recheck(
+    request: Request, caller: Caller, action: str, resource: str
+) -> FleetrunError | None:
+    """For a request that lasts (a stream): decide it again on the credentials as they
+    are now. The error to close it with when the token was revoked or expired, its
+    principal deleted, or its policies no longer allow `action` on `resource`; else None."""
+    token = bearer(request) or ""
+    state = state_of(request)
+    identity = await state.db.read(lambda s: principal_store.identify(s, token))
+    if identity is None or identity.principal != caller.principal:
+        return AuthenticationError(
+            "The API token is no longer valid (revoked or expired, or its principal was "
+            "deleted): this stream is closed; ask an administrator for a new token."
+        )
+    now = dataclasses.replace(caller, policies=identity.policies, at=datetime.now(UTC))
+    full = access.action_name(action)
+    decision = gate(now, full, resource)
+    if not decision.allowed:
+        return deny(now, full, resource, decision, fails_request=False)
+    return None
 
 
 def _note_resource(entry: AuditEntry | None, resource: str) -> None:

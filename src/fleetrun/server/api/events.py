@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -13,10 +14,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
+from fleetrun.core.errors import FleetrunError
 from fleetrun.core.patterns import compile_pattern
 from fleetrun.schemas import events as schemas
 from fleetrun.schemas.base import Page
-from fleetrun.server.api.deps import action, authorize, state_of
+from fleetrun.server.api.deps import action, authorize, recheck, state_of
 from fleetrun.server.authz import Caller
 from fleetrun.server.outbox import EVENTS_KEY
 from fleetrun.server.store import deliveries as store
@@ -30,6 +32,9 @@ POLL_S = 1.0
 # Events that commit out of order (PostgreSQL, concurrent writers) land a little below
 # the newest sequence number seen: the stream looks back this far and skips repeats.
 LOOKBACK = 200
+# A stream is decided again this often: a revoked or expired token, a deleted principal
+# or a policy that no longer allows ListEvents closes it within about this long.
+RECHECK_S = 2.0
 
 
 @router.get("", **action("ListEvents"))
@@ -74,7 +79,9 @@ async def stream_events(
     after: int | None = None,
 ) -> StreamingResponse:
     """Events as they happen, as server-sent events (`id:` is the sequence number:
-    reconnect with `after` to miss nothing); only those matching `pattern` (JSON)."""
+    reconnect with `after` to miss nothing); only those matching `pattern` (JSON).
+    The caller's credentials are decided again every RECHECK_S: when they no longer
+    allow it, the stream ends with an `error` event that says why."""
     matches = _matcher(pattern)
     state = state_of(request)
     start = after if after is not None else await state.db.read(store.last_seq)
@@ -83,8 +90,15 @@ async def stream_events(
         last = start
         quiet = 0
         seen: deque[int] = deque(maxlen=4 * LOOKBACK)
+        checked = time.monotonic()
         yield b": stream of fleetrun events\n\n"
         while not await request.is_disconnected():
+            if time.monotonic() - checked >= RECHECK_S:
+                refused = await recheck(request, caller, "ListEvents", "*")
+                if refused is not None:
+                    yield _closing(refused)
+                    return
+                checked = time.monotonic()
             with state.changes.subscribe(EVENTS_KEY) as sub:
                 floor = max(start, last - LOOKBACK)
                 rows = await state.db.read(partial(_after, floor))
@@ -106,6 +120,13 @@ async def stream_events(
     return EventStreamResponse(
         stream(), headers={"cache-control": "no-cache", "x-accel-buffering": "no"}
     )
+
+
+def _closing(error: FleetrunError) -> bytes:
+    """The last frame of a stream its caller may no longer read: the error, as an API
+    error body, under the event type `error`."""
+    body = {"error": {"type": error.type, "message": error.message}}
+    return f"event: error\ndata: {json.dumps(body)}\n\n".encode()
 
 
 def _after(floor: int, session: Session) -> list[Event]:

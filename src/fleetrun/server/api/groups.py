@@ -9,6 +9,7 @@ from fleetrun.core import access
 from fleetrun.schemas import groups as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server.api.deps import action, authorize, state_of
+from fleetrun.server.api.runcommands import admit
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
 from fleetrun.server.store import group_runcommands as group_run_command_store
@@ -41,8 +42,9 @@ async def create_group(
 
     def create(tx: Tx) -> schemas.Group:
         group = store.create_group(tx.session, body)
-        # A group made again under an old name takes up its run commands.
-        if group_run_command_store.sync(tx.session):
+        # A group made again under an old name takes up its run commands: on each
+        # member as their author may (decided as that principal, not as the caller).
+        if group_run_command_store.sync(tx.session, admit(state_of(request))):
             tx.after_commit(state_of(request).dispatcher.wake)
         return store.to_schema(tx.session, group)
 

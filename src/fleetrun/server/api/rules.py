@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, status
 from sqlalchemy.orm import Session
 
-from fleetrun.core import access
+from fleetrun.core import access, delivery
+from fleetrun.core.destinations import DestinationPolicy
 from fleetrun.schemas import events as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server.api.deps import action, authorize, state_of
@@ -36,6 +37,8 @@ async def create_rule(
     if body.principal is not None and body.principal != caller.principal:
         caller.require("CreateToken", access.frn("principal", body.principal))
     state = state_of(request)
+    for spec in body.targets:
+        _check_destination(state.destinations, spec.target)
 
     def create(tx: Tx) -> schemas.Rule:
         return store.to_schema(store.create_rule(tx.session, body, state.secrets))
@@ -145,6 +148,7 @@ async def create_channel(
 ) -> schemas.Channel:
     caller.require("CreateChannel", access.frn("channel", body.name))
     state = state_of(request)
+    _check_destination(state.destinations, body.target)
     return await state.db.write(
         lambda tx: store.channel_schema(store.create_channel(tx.session, body, state.secrets))
     )
@@ -198,3 +202,10 @@ async def delete_channel(
     caller: Annotated[Caller, Depends(authorize("DeleteChannel", CHANNEL))],
 ) -> None:
     await state_of(request).db.write(lambda tx: store.delete_channel(tx.session, name))
+
+
+def _check_destination(policy: DestinationPolicy, text: str) -> None:
+    """A webhook the server would post to an internal address is refused when written."""
+    target = delivery.parse_target(text)
+    if target.scheme == "webhook":
+        policy.check_url(target.address, f"The webhook target {text!r}")

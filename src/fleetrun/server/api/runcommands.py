@@ -6,23 +6,29 @@ conditions."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from sqlalchemy.orm import Session
 
 from fleetrun.core import access
 from fleetrun.core import runcommands as core
-from fleetrun.core.errors import ConflictError, ValidationError
+from fleetrun.core.errors import AccessDeniedError, ConflictError, ValidationError
 from fleetrun.schemas import runcommands as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server.api.deps import action, authorize, state_of
+from fleetrun.server.audit import AuditEntry
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
-from fleetrun.server.settings import Settings
 from fleetrun.server.store import group_runcommands as group_store
 from fleetrun.server.store import nodes as node_store
+from fleetrun.server.store import principals as principal_store
 from fleetrun.server.store import runcommands as store
+from fleetrun.server.store.tables import GroupRunCommand
+
+if TYPE_CHECKING:
+    from fleetrun.server.state import ServerState
 
 router = APIRouter(prefix="/v1/nodes/{node_id}/run-commands", tags=["run commands"])
 groups_router = APIRouter(prefix="/v1/groups/{group_name}/run-commands", tags=["run commands"])
@@ -50,10 +56,54 @@ def _require_members(
         caller.require(verb, access.frn("node", node_id), context)
 
 
-def _check_destinations(body: schemas.RunCommandPut, settings: Settings) -> None:
+def admit(state: ServerState) -> group_store.Admit:
+    """How a node that joins a group later is decided for the group's run commands: as
+    their author (its policies as they are now, the address it put them from), on the
+    group and then on the node with its tags, exactly as the author's PUT would be.
+    Either way the decision goes to the audit log."""
+
+    def decide(session: Session, grc: GroupRunCommand, node_id: str) -> str | None:
+        principal = grc.principal or ""
+        caller = Caller(
+            principal=principal,
+            source_ip=grc.source_ip,
+            policies=tuple(principal_store.effective_policies(session, principal)),
+            request_id=f"group-run-command:{grc.group_name}/{grc.name}",
+            on_denied=partial(state.audit.denied, None),
+        )
+        conditions = _conditions(schemas.RunCommandPut.model_validate(grc.spec))
+        try:
+            caller.require("PutGroupRunCommand", access.frn("group", grc.group_name))
+            _require_members(session, caller, "PutGroupRunCommand", [node_id], conditions)
+        except AccessDeniedError as exc:
+            return (
+                f"AccessDenied: this node joined group {grc.group_name} after {principal} "
+                f"put run command {grc.name} on it, and was decided as {principal}: "
+                f"{exc.message}"
+            )
+        state.audit.submit(
+            AuditEntry(
+                kind="decision",
+                principal=principal,
+                action=access.action_name("PutGroupRunCommand"),
+                resource=access.frn("node", node_id),
+                decision="allow",
+                source_ip=grc.source_ip,
+                request_id=caller.request_id,
+                detail={"reason": f"joined group {grc.group_name}"},
+            )
+        )
+        return None
+
+    return decide
+
+
+def _check_destinations(body: schemas.RunCommandPut, state: ServerState) -> None:
+    settings = state.settings
     for uri, what in ((body.outputUri, "outputUri"), (body.errorUri, "errorUri")):
         if uri:
             store.check_destination(uri, what)
+            state.destinations.check_url(uri, what)  # s3:// names a bucket, no address
         if uri and uri.lower().startswith("s3://") and not settings.s3_enabled:
             raise ValidationError(
                 f"{what} is an S3 URL, but this server has no S3 credentials: set "
@@ -97,7 +147,7 @@ async def put_run_command(
     the running execution (its whole process tree) and runs the new one."""
     state = state_of(request)
     core.check_name(name)
-    _check_destinations(body, state.settings)
+    _check_destinations(body, state)
 
     def put(tx: Tx) -> tuple[schemas.RunCommand, bool, store.Notify]:
         found = _require(tx.session, caller, "PutRunCommand", node_id, _conditions(body))
@@ -227,7 +277,7 @@ async def put_group_run_command(
     view per member and a roll-up. Decided on the group, then on each member."""
     state = state_of(request)
     core.check_name(name)
-    _check_destinations(body, state.settings)
+    _check_destinations(body, state)
 
     def put(tx: Tx) -> tuple[schemas.GroupRunCommand, store.Notify]:
         caller.require("PutGroupRunCommand", access.frn("group", group_name))
@@ -237,7 +287,13 @@ async def put_group_run_command(
             _require_members(tx.session, caller, "PutGroupRunCommand", members, conditions)
 
         grc, notify = group_store.put_group_run_command(
-            tx.session, group_name, name, body, principal=caller.principal, allow=allow
+            tx.session,
+            group_name,
+            name,
+            body,
+            principal=caller.principal,
+            source_ip=caller.source_ip,
+            allow=allow,
         )
         tx.after_commit(state.dispatcher.wake)
         return _group_view(tx.session, grc), notify

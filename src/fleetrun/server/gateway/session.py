@@ -26,13 +26,14 @@ class AgentSession:
         self.close_reason: str | None = None  # why the server closed it, for the audit log
         self._send_lock = asyncio.Lock()
 
-    async def send(self, frame: protocol._Frame) -> bool:
-        """Send a frame; False if the session is gone (the caller moves on)."""
+    async def send(self, frame: protocol._Frame, *, text: str | None = None) -> bool:
+        """Send a frame (`text`: already encoded); False if the session is gone (the
+        caller moves on)."""
         if self.closed.is_set():
             return False
         try:
             async with self._send_lock:
-                await self.ws.send_text(protocol.dump(frame))
+                await self.ws.send_text(text if text is not None else protocol.dump(frame))
             return True
         except Exception as exc:  # a dying socket raises many kinds of errors
             log.info("session %s of %s: send failed: %s", self.session_id, self.node_id, exc)

@@ -14,7 +14,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, load_only
 from sqlalchemy.sql.elements import ColumnElement
 
-from fleetrun.core import access, documents, envnames, ratecontrol, sealing, targets
+from fleetrun.core import access, documents, envnames, protocol, ratecontrol, sealing, targets
 from fleetrun.core.errors import ConflictError, NotFoundError, ValidationError
 from fleetrun.core.events import NOTIFY_STATUSES
 from fleetrun.core.ids import is_uuid, new_uuid
@@ -51,6 +51,16 @@ LOST_GRACE_S = 60
 ACCESS_DENIED_MESSAGE = "The sender may not run commands on this node (fleetrun:SendCommand)."
 
 
+def _steps_bytes(steps: list[Step]) -> int:
+    """What the steps carry to the node: scripts, environment and arguments."""
+    return sum(
+        len(step.script.encode())
+        + sum(len(k.encode()) + len(v.encode()) for k, v in step.env.items())
+        + sum(len(a.encode()) for a in step.args)
+        for step in steps
+    )
+
+
 def create_command(
     session: Session,
     body: schemas.CommandCreate,
@@ -71,6 +81,7 @@ def create_command(
     if extras is not None:
         steps = [extras.apply(step) for step in steps]
     envnames.check((name for step in steps for name in step.env), "Parameter", caller=False)
+    protocol.check_script_size(_steps_bytes(steps), "The command's script with its parameters")
     if not any(
         step.script.strip() or step.script_uri or step.action == "getNodeInfo" for step in steps
     ):

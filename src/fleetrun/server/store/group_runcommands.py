@@ -9,6 +9,12 @@ command on members that joined since: a node joins groups only when it registers
 again under an old name) and server start. Members that leave keep theirs until it is
 removed.
 
+A node that joins is decided as the group run command's author (the principal who put
+it, from the address it put it from), at the moment it joins, exactly as the author's
+PUT would be decided on it (`Admit`, given by the server's access layer, which also
+audits the decision): a node the author may not touch gets the run command with a run
+that ends Failed, its message saying AccessDenied and why, and runs nothing.
+
 Protected parameters are sealed to each member's key at the PUT; a node that joins
 later cannot receive them (the server never keeps them in clear), so its run ends
 Failed with a message that says to PUT the group run command again.
@@ -32,6 +38,10 @@ from fleetrun.server.store.tables import GroupRunCommand, NodeGroup, RunCommand,
 
 log = logging.getLogger(__name__)
 
+# Whether the author of a group run command may put it on a node that joins the group
+# now: None, or the sentence saying why not.
+Admit = Callable[[Session, GroupRunCommand, str], str | None]
+
 
 def put_group_run_command(
     session: Session,
@@ -40,6 +50,7 @@ def put_group_run_command(
     body: schemas.RunCommandPut,
     *,
     principal: str | None,
+    source_ip: str | None,
     allow: Callable[[list[str]], None],
 ) -> tuple[GroupRunCommand, rc_store.Notify]:
     """Put it on every member now (`allow` decides the caller on the members first)."""
@@ -58,6 +69,7 @@ def put_group_run_command(
     grc.has_secrets = bool(body.protectedParameters or body.runAsPassword)
     grc.fingerprint = core.fingerprint(body.model_dump(mode="json"), grc.salt)
     grc.principal = principal
+    grc.source_ip = source_ip
     grc.updated_at = now
     notify: rc_store.Notify = []
     for node_id in members:
@@ -69,8 +81,9 @@ def put_group_run_command(
     return grc, notify
 
 
-def sync(session: Session) -> bool:
-    """Put group run commands on members that do not have them yet; whether any was."""
+def sync(session: Session, admit: Admit) -> bool:
+    """Put group run commands on members that do not have them yet (each decided by
+    `admit`); whether any was."""
     rows = list(session.execute(select(GroupRunCommand)).scalars())
     added = False
     for grc in rows:
@@ -86,13 +99,13 @@ def sync(session: Session) -> bool:
         )
         for node_id in group_store.members(session, group):
             if node_id not in have:
-                added = _join(session, grc, node_id) or added
+                added = _join(session, grc, node_id, admit) or added
     return added
 
 
-def _join(session: Session, grc: GroupRunCommand, node_id: str) -> bool:
-    hold = None
-    if grc.has_secrets:
+def _join(session: Session, grc: GroupRunCommand, node_id: str, admit: Admit) -> bool:
+    hold = admit(session, grc, node_id)
+    if hold is None and grc.has_secrets:
         hold = (
             f"This node joined group {grc.group_name} after its protected parameters were "
             "sealed to the members of the time: put the group run command again to seal "

@@ -3,7 +3,7 @@ them (acks, output, states), and how they are read back."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -214,6 +214,30 @@ def undeliverable(session: Session, node_id: str) -> set[str]:
             StatusDetail.NODE_DELETED,
             ended_at=utcnow(),
             message="The node was deleted (deregistered) before this finished.",
+        )
+        touched.add(inv.command_id)
+    return touched
+
+
+def too_large(session: Session, sizes: Mapping[str, int]) -> set[str]:
+    """Invocations whose invoke frame would be over the agent channel's limit end
+    Undeliverable (detail TooLarge) instead of being sent; the commands touched."""
+    touched = set()
+    for inv in session.execute(select(Invocation).where(Invocation.id.in_(list(sizes)))).scalars():
+        if inv.status not in (InvocationStatus.PENDING, InvocationStatus.DELAYED):
+            continue
+        transition(
+            session,
+            inv,
+            InvocationStatus.UNDELIVERABLE,
+            StatusDetail.TOO_LARGE,
+            ended_at=utcnow(),
+            message=(
+                f"Not sent: it is {protocol.mib(sizes[inv.id])} once encoded for the node, over "
+                f"the {protocol.mib(protocol.MAX_FRAME_BYTES)} the agent channel carries; make "
+                "the script and its parameters smaller (a document step that repeats a large "
+                "parameter carries it once per step)."
+            ),
         )
         touched.add(inv.command_id)
     return touched

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, object_session
 
-from fleetrun.core import documents, envnames, sealing
+from fleetrun.core import documents, envnames, protocol, sealing
 from fleetrun.core import runcommands as core
 from fleetrun.core.errors import ConflictError, FleetrunError, NotFoundError, ValidationError
 from fleetrun.core.ids import new_run_id
@@ -69,6 +69,11 @@ def check_body(session: Session, name: str, body: schemas.RunCommandPut) -> None
         )
     if source.script is not None and not source.script.strip():
         raise ValidationError("The script is empty: give the commands to run.")
+    protocol.check_script_size(
+        len((source.script or "").encode())
+        + sum(len(p.value.encode()) for p in [*body.parameters, *body.protectedParameters]),
+        "The run command's script with its parameters",
+    )
     if source.scriptUri:
         check_uri(source.scriptUri, "scriptUri", schemes=("http", "https"))
     if source.scriptSha256 is not None:
@@ -201,7 +206,8 @@ def put_run_command(
     rc.group_name = group_name
     rc.spec = _public(body)
     rc.sealed = sealed
-    rc.fingerprint = core.fingerprint(whole, rc.salt)
+    # A held run never starts: the same body put again must run, not count as done.
+    rc.fingerprint = core.fingerprint(whole, rc.salt) if hold is None else ""
     rc.principal = principal
     rc.updated_at = now
     session.flush()

@@ -508,6 +508,9 @@ class GroupRunCommand(Base):
     has_secrets: Mapped[bool] = mapped_column(Boolean, default=False)
     salt: Mapped[str] = mapped_column(String(32))
     fingerprint: Mapped[str] = mapped_column(String(64))
+    # Its author: who put it last, and from where. A node that joins the group later is
+    # decided as this principal, then, exactly as the author's PUT was.
     principal: Mapped[str | None] = mapped_column(String(128))
+    source_ip: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
