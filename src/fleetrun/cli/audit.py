@@ -12,8 +12,9 @@ import click
 from fleetrun.cli import render
 from fleetrun.cli.base import api_options, options
 from fleetrun.core import audit as chain
-from fleetrun.core.durations import parse_duration
+from fleetrun.core.durations import is_duration, parse_duration
 from fleetrun.core.errors import ValidationError
+from fleetrun.core.inputs import utc
 
 
 def parse_since(text: str | None) -> datetime | None:
@@ -23,14 +24,13 @@ def parse_since(text: str | None) -> datetime | None:
     try:
         at = datetime.fromisoformat(text)
     except ValueError:
-        try:
-            return datetime.now(UTC) - timedelta(seconds=parse_duration(text))
-        except ValidationError:
+        if not is_duration(text):
             raise ValidationError(
                 f"--since {text!r} is neither a duration (e.g. 1h, 7d) nor a time "
                 "(e.g. 2026-01-31T08:00:00Z)."
             ) from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(text, "--since"))
+    return utc(at, "--since")
 
 
 @click.group("audit")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
 from functools import partial
 from typing import Annotated
 
@@ -16,6 +15,7 @@ from pydantic import TypeAdapter
 from fleetrun.schemas import audit as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server.api.deps import action, authorize, state_of
+from fleetrun.server.api.query import moment
 from fleetrun.server.authz import Caller
 from fleetrun.server.store import audit as store
 
@@ -28,7 +28,7 @@ _record = TypeAdapter(schemas.AuditRecord)
 async def list_records(
     request: Request,
     caller: Annotated[Caller, Depends(authorize("ListAuditRecords", "*"))],
-    since: datetime | None = None,
+    since: Annotated[str | None, Query(description="ISO time, or how long ago: 2h")] = None,
     principal: str | None = None,
     action_name: Annotated[str | None, Query(alias="action")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -40,7 +40,7 @@ async def list_records(
     rows, next_cursor = await state.db.read(
         lambda s: store.read_records(
             s,
-            since=since,
+            since=moment(since, "since"),
             principal=principal,
             action=action_name,
             limit=limit,
@@ -54,10 +54,11 @@ async def list_records(
 async def export_records(
     request: Request,
     caller: Annotated[Caller, Depends(authorize("ExportAuditRecords", "*"))],
-    since: datetime | None = None,
+    since: Annotated[str | None, Query(description="ISO time, or how long ago: 2h")] = None,
 ) -> StreamingResponse:
     """Every record (since a time), oldest first, one JSON object a line, with the
     hashes that let anyone check the chain again."""
+    start = moment(since, "since")
     state = state_of(request)
     await state.audit.flush()
 
@@ -65,7 +66,7 @@ async def export_records(
         after = 0
         while True:
             rows = await state.db.read(
-                partial(store.read_after, after=after, since=since, limit=EXPORT_BATCH)
+                partial(store.read_after, after=after, since=start, limit=EXPORT_BATCH)
             )
             for row in rows:
                 data = _record.dump_python(schemas.AuditRecord(**row), mode="json")

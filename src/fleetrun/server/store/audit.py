@@ -14,8 +14,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from fleetrun.core import audit as chain
-from fleetrun.core.errors import ValidationError
 from fleetrun.schemas import audit as schemas
+from fleetrun.server.store.paging import decode_seq_cursor
 from fleetrun.server.store.tables import AuditHead, AuditRecord
 
 VERIFY_BATCH = 2000
@@ -64,11 +64,7 @@ def read_records(
     if action:
         query = query.where(AuditRecord.action == action)
     if cursor:
-        if not cursor.isdigit():
-            raise ValidationError(
-                "The cursor is not valid: pass the next_cursor of the previous page unchanged."
-            )
-        query = query.where(AuditRecord.seq < int(cursor))
+        query = query.where(AuditRecord.seq < decode_seq_cursor(cursor))
     rows = list(session.execute(query.limit(limit + 1)).scalars())
     next_cursor = str(rows[limit - 1].seq) if len(rows) > limit else None
     return rows[:limit], next_cursor
