@@ -93,3 +93,59 @@ def test_the_server_logged_no_failure(server: Fleet, tmp_path: Path) -> None:
     _get(server, f"/v1/events?after={TOO_BIG}")
     log = server.server.log_path.read_text(errors="replace")
     assert "Traceback" not in log
+
+
+# -- a body the server cannot read: authenticate first, then say what was wrong ---------
+
+BAD_BODIES = [
+    pytest.param(b"{not json", "application/json", id="not-json"),
+    pytest.param(b'{"name": "\xff\xfe"}', "application/json", id="not-utf8"),
+    pytest.param(b"\xff", None, id="not-utf8-no-type"),
+]
+BODY_ROUTES = [
+    ("POST", "/v1/commands"),
+    ("POST", "/v1/groups"),
+    ("PUT", "/v1/documents/sec-doc"),
+    ("POST", "/v1/tokens"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), BODY_ROUTES)
+@pytest.mark.parametrize(("body", "content_type"), BAD_BODIES)
+@pytest.mark.parametrize("token", [None, "frt_wrong"])
+def test_an_unreadable_body_without_a_valid_token_is_401(
+    server: Fleet, method: str, path: str, body: bytes, content_type: str | None, token: str | None
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    response = httpx.request(method, server.server.url + path, content=body, headers=headers)
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["type"] == "AuthenticationError"
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_body_that_is_not_utf8_is_told_so(server: Fleet) -> None:
+    response = httpx.post(
+        server.server.url + "/v1/groups",
+        content=b'{"name": "\xff"}',
+        headers={
+            "authorization": f"Bearer {server.server.token}",
+            "content-type": "application/json",
+        },
+    )
+    message = _assert_sentence(response)
+    assert "UTF-8" in message and "0xff" in message
+    assert response.json()["error"]["type"] == "ValidationError"
+
+
+def test_a_body_that_is_not_json_is_told_so(server: Fleet) -> None:
+    response = httpx.post(
+        server.server.url + "/v1/groups",
+        content=b"{not json",
+        headers={
+            "authorization": f"Bearer {server.server.token}",
+            "content-type": "application/json",
+        },
+    )
+    assert "not valid JSON" in _assert_sentence(response)
