@@ -3,12 +3,14 @@ malformed is a 4xx with one sentence, never a 5xx, and changes nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from fleetrun.core.errors import FleetrunError, NotFoundError, ValidationError
+from fleetrun.sdk import Client
 from tests.harness import Fleet
 
 TOO_BIG = "99999999999999999999"
@@ -149,3 +151,81 @@ def test_a_body_that_is_not_json_is_told_so(server: Fleet) -> None:
         },
     )
     assert "not valid JSON" in _assert_sentence(response)
+
+
+# -- names and ids in URL paths: one segment each, whatever they contain --------------
+
+
+def test_a_document_name_cannot_climb_to_a_group(server: Fleet) -> None:
+    client = server.client
+    client.create_group("victim", tags={"env": "victim"})
+    with pytest.raises(NotFoundError):
+        client.delete_document("../groups/victim")
+    with pytest.raises((NotFoundError, ValidationError)):
+        client.delete_document("..%2Fgroups%2Fvictim")
+    assert client.get_group("victim").name == "victim"
+
+
+def test_an_activation_id_cannot_climb_to_a_node(server: Fleet) -> None:
+    client = server.client
+    [agent] = server.add_agents(1, start=False, prefix="keep")
+    assert agent.node_id is not None
+    with pytest.raises(FleetrunError):
+        client.delete_activation(f"../nodes/{agent.node_id}")
+    assert client.get_node(agent.node_id).id == agent.node_id
+
+
+@pytest.mark.parametrize("name", ["..", "."])
+def test_a_dot_name_is_never_a_move_in_the_path(server: Fleet, name: str) -> None:
+    """The SDK sends "." and ".." escaped, so they reach the route as names (and are
+    not found) instead of addressing the listing above."""
+    with pytest.raises(NotFoundError):
+        server.client.get_group(name)
+    with pytest.raises(NotFoundError):
+        server.client.delete_policy(name)
+
+
+def test_an_empty_name_is_refused_before_it_reaches_a_listing(server: Fleet) -> None:
+    with pytest.raises(ValidationError, match="empty"):
+        server.client.delete_group("")
+
+
+POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "fleetrun:ListNodes", "Resource": "*"}],
+}
+CREATES = pytest.mark.parametrize(
+    "create",
+    [
+        lambda c, n: c.create_group(n, tags={"env": "x"}),
+        lambda c, n: c.create_principal(n),
+        lambda c, n: c.create_policy(n, POLICY),
+        lambda c, n: c.create_role(n, ["ReadOnlyAccess"]),
+        lambda c, n: c.create_rule(
+            n,
+            pattern={"source": ["x"]},
+            targets=[{"target": "webhook:https://example.com/h", "secret": "s" * 20}],
+        ),
+        lambda c, n: c.create_channel(n, target="webhook:https://example.com/h", secret="s" * 20),
+        lambda c, n: c.create_document(n, ONE_STEP),
+        lambda c, n: c.create_activation(name=n),
+    ],
+    ids=["group", "principal", "policy", "role", "rule", "channel", "document", "activation"],
+)
+
+
+@CREATES
+@pytest.mark.parametrize("name", ["..", "a/b", "../groups/victim", "x\n"])
+def test_every_create_refuses_a_name_that_is_not_one_path_segment(
+    server: Fleet, create: Callable[[Client, str], object], name: str
+) -> None:
+    with pytest.raises(ValidationError):
+        create(server.client, name)
+
+
+@CREATES
+def test_every_create_takes_an_ordinary_name(
+    server: Fleet, create: Callable[[Client, str], object], request: pytest.FixtureRequest
+) -> None:
+    """The refusals above are about the names, not about the rest of the request."""
+    create(server.client, "ok-" + request.node.callspec.id)

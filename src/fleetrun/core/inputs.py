@@ -57,6 +57,25 @@ def check_printable(text: str, what: str) -> str:
     return text
 
 
+def check_not_dots(name: str, what: str) -> str:
+    """`name` itself, unless it is only dots: in a URL path "." and ".." are moves, not
+    names, so such a name could not be addressed (and could address something else)."""
+    if name.strip(".") == "":
+        raise ValidationError(f"{what} {name!r} is only dots: give a name with a letter or digit.")
+    return name
+
+
+def check_label(text: str, what: str, max_chars: int = 256) -> str:
+    """A free-form name people read (a node's name): printable, 1 to `max_chars`
+    characters, without "/" (it is never a path), and not only dots."""
+    if not text.strip() or len(text) > max_chars:
+        raise ValidationError(f"{what} {text!r} is not valid: give 1-{max_chars} characters.")
+    check_printable(text, what)
+    if "/" in text:
+        raise ValidationError(f"{what} {text!r} contains '/': leave it out.")
+    return check_not_dots(text, what)
+
+
 def escape_unprintable(text: str) -> str:
     """`text` with every unprintable character written as its escape (`\\x1b`, `\\n`),
     so that printing it cannot move the cursor, recolour the screen or fake a line."""

@@ -250,7 +250,7 @@ def _check_secrets(
         )
     for node_id, sealed in given.items():
         for name, value in sealed.env.items():
-            if not _SECRET_NAME.match(name):
+            if not _SECRET_NAME.fullmatch(name):
                 raise ValidationError(
                     f"Secret parameter name {name!r} is not valid: use letters, digits and _."
                 )

@@ -26,7 +26,7 @@ class Resolved:
 
 
 def _check_name(name: str) -> None:
-    if not core.NAME_RE.match(name):
+    if not core.NAME_RE.fullmatch(name):
         raise ValidationError(
             f"Document name {name!r} is not valid: use 3-128 letters, digits, _ - or ."
         )

@@ -90,7 +90,7 @@ def check_body(session: Session, name: str, body: schemas.RunCommandPut) -> None
             f"(0 or none means {core.DEFAULT_TIMEOUT_S})."
         )
     for param in [*body.parameters, *body.protectedParameters]:
-        if param.name and not command_store._SECRET_NAME.match(param.name):
+        if param.name and not command_store._SECRET_NAME.fullmatch(param.name):
             raise ValidationError(
                 f"Parameter name {param.name!r} is not valid: named parameters become "
                 "environment variables, so use letters, digits and _ (not first a digit)."
