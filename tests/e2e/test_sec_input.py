@@ -8,8 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleetrun.core.errors import FleetrunError, NotFoundError, ValidationError
+from fleetrun.core.signing import public_key_b64
 from fleetrun.sdk import Client
 from tests.harness import Fleet
 
@@ -229,3 +231,26 @@ def test_every_create_takes_an_ordinary_name(
 ) -> None:
     """The refusals above are about the names, not about the rest of the request."""
     create(server.client, "ok-" + request.node.callspec.id)
+
+
+# -- 16: a node's name is printable text -------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["evil\x1b[2J", "two\nlines", "rtl\u202etxt.exe", "a/b", ".."])
+def test_registration_refuses_a_name_a_terminal_would_not_show_as_it_is(
+    server: Fleet, name: str
+) -> None:
+    activation = server.client.create_activation()
+    key = Ed25519PrivateKey.generate()
+    body = {
+        "activation_id": activation.id,
+        "activation_code": activation.code,
+        "public_key": public_key_b64(key),
+        "name": name,
+        "agent_version": "0.1.0",
+    }
+    response = httpx.post(server.server.url + "/v1/agent/register", json=body)
+    _assert_sentence(response)
+    assert "node name" in response.json()["error"]["message"]
+    [unchanged] = [a for a in server.client.list_activations() if a.id == activation.id]
+    assert unchanged.registrations_count == 0

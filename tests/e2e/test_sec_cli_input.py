@@ -1,0 +1,118 @@
+"""Hostile input through the `fleetrun` command line, run as an operator runs it
+(`python -m fleetrun ...` against a real server): one sentence and a non-zero exit,
+never a traceback, nothing written where it should not be, nothing printed raw."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import Fleet
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    f = Fleet(tmp_path_factory.mktemp("sec-cli")).start()
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+def cli(fleet: Fleet | None, *args: str, token: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETRUN_")}
+    env["FLEETRUN_CONFIG"] = os.devnull
+    if fleet is not None:
+        env["FLEETRUN_SERVER"] = fleet.server.url
+        if token:
+            env["FLEETRUN_TOKEN"] = fleet.server.token
+    return subprocess.run(
+        [sys.executable, "-m", "fleetrun", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def assert_sentence(done: subprocess.CompletedProcess[str], *words: str) -> str:
+    """A refusal: non-zero exit, no traceback, one line on stderr naming `words`."""
+    assert done.returncode != 0, done.stdout
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+# -- 7: numbers and durations out of range --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("commands", "list", "--since", "99999999999d"),
+        ("invocations", "list", "--since", "99999999999d"),
+        ("audit", "list", "--since", "99999999999d"),
+        ("events", "list", "--since", "99999999999d"),
+        ("audit", "export", "--since", "99999999999d"),
+    ],
+)
+def test_a_since_too_long_is_one_sentence(server: Fleet, args: tuple[str, ...]) -> None:
+    assert_sentence(cli(server, *args), "too long")
+
+
+# -- 8: a name never climbs out of its path segment --------------------------------------
+
+
+def test_documents_delete_of_a_climbing_name_leaves_the_group_alone(server: Fleet) -> None:
+    server.client.create_group("victim", tags={"env": "victim"})
+    assert_sentence(cli(server, "documents", "delete", "../groups/victim"))
+    assert server.client.get_group("victim").name == "victim"
+
+
+# -- 16: ids become file names, names reach a terminal ----------------------------------
+
+
+def _tamper(fleet: Fleet, node_id: str, new_id: str, new_name: str) -> None:
+    """What a compromised or buggy server could answer: a node id and name that no
+    API accepts, written straight into its database."""
+    fleet.server.stop()
+    db = sqlite3.connect(fleet.server.data_dir / "fleetrun.db")
+    with db:
+        db.execute("UPDATE nodes SET id = ?, name = ? WHERE id = ?", (new_id, new_name, node_id))
+        db.execute("UPDATE node_tags SET node_id = ? WHERE node_id = ?", (new_id, node_id))
+        db.execute(
+            "UPDATE invocations SET node_id = ?, node_name = ? WHERE node_id = ?",
+            (new_id, new_name, node_id),
+        )
+    db.close()
+    fleet.server.start()
+
+
+@pytest.mark.skipif(bool(os.environ.get("FLEETRUN_TEST_DATABASE_URL")), reason="edits SQLite")
+def test_a_hostile_node_id_or_name_from_the_server_is_neither_a_path_nor_printed_raw(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    [agent] = fleet.add_agents(1, start=False)
+    assert agent.node_id is not None
+    command = fleet.client.send_command(script="true", node_ids=[agent.node_id])
+    _tamper(fleet, agent.node_id, "../evil", "evil\x1b[2J\nn-fake  Online")
+
+    out = tmp_path / "out"
+    done = cli(fleet, "invocations", "download", command.id, "--dir", str(out))
+    assert_sentence(done, "not a node id")
+    assert not (tmp_path / "evil.stdout").exists()
+    assert not list(out.glob("*")) if out.exists() else True
+
+    for args in (("nodes", "list"), ("invocations", "list", "--command", command.id)):
+        shown = cli(fleet, *args)
+        assert shown.returncode == 0, shown.stderr
+        assert "\x1b" not in shown.stdout and "evil\\x1b[2J\\nn-fake" in shown.stdout
