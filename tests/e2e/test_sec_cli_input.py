@@ -116,3 +116,65 @@ def test_a_hostile_node_id_or_name_from_the_server_is_neither_a_path_nor_printed
         shown = cli(fleet, *args)
         assert shown.returncode == 0, shown.stderr
         assert "\x1b" not in shown.stdout and "evil\\x1b[2J\\nn-fake" in shown.stdout
+
+
+# -- 14: files the operator names: a sentence, never a traceback -------------------------
+
+BINARY = bytes(range(256)) * 4
+
+
+def test_audit_verify_of_a_binary_file_is_one_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "export.bin"
+    path.write_bytes(BINARY)
+    assert_sentence(cli(None, "audit", "verify", "--file", str(path)), "not UTF-8")
+
+
+@pytest.mark.parametrize(
+    "text", ['[{"seq": 1}]\n', '"a string"\n', "42\n", '{"no": "seq"}\n', '{"seq": "1"}\n']
+)
+def test_audit_verify_of_json_that_is_not_records_is_one_sentence(
+    tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "export.jsonl"
+    path.write_text(text)
+    done = cli(None, "audit", "verify", "--file", str(path))
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_keys_create_in_a_directory_that_cannot_be_made_is_one_sentence(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert_sentence(cli(None, "keys", "create", "ops", "--dir", str(blocker / "sub")), "Cannot")
+
+
+def test_download_into_a_directory_that_cannot_be_made_is_one_sentence(
+    server: Fleet, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    command = "00000000-0000-4000-8000-000000000000"
+    done = cli(server, "invocations", "download", command, "--dir", str(blocker / "sub"))
+    assert_sentence(done, "Cannot")
+
+
+def test_a_binary_script_file_is_one_sentence(server: Fleet, tmp_path: Path) -> None:
+    script = tmp_path / "script.bin"
+    script.write_bytes(BINARY)
+    done = cli(
+        server,
+        "run-command",
+        "create",
+        "x",
+        "--node",
+        "n-00000000000000000",
+        "--script-file",
+        str(script),
+    )
+    assert_sentence(done, "script file", "not UTF-8")
+
+
+def test_a_ca_file_that_is_not_pem_is_one_sentence(server: Fleet, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(BINARY)
+    assert_sentence(cli(server, "--ca-file", str(ca), "nodes", "list"), "CA file", "PEM")

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from fleetrun.cli import render
-from fleetrun.cli.base import api_options, options
+from fleetrun.cli.base import api_options, options, read_text
 from fleetrun.core import audit as chain
 from fleetrun.core.durations import is_duration, parse_duration
 from fleetrun.core.errors import ValidationError
@@ -124,16 +124,23 @@ def verify(ctx: click.Context, file_: Path | None) -> None:
 
 
 def _lines(path: Path) -> list[dict[str, object]]:
+    """The JSON objects of an export, one a line, or one sentence naming the first line
+    that is not one."""
     records = []
-    with path.open() as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValidationError(
-                    f"Line {number} of {path} is not JSON ({exc.msg}): give an export of "
-                    "`fleetrun audit export`."
-                ) from None
+    for number, line in enumerate(read_text(path, "audit export").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(
+                f"Line {number} of {path} is not JSON ({exc.msg}): give an export of "
+                "`fleetrun audit export`."
+            ) from None
+        if not isinstance(value, dict):
+            raise ValidationError(
+                f"Line {number} of {path} is not an audit record (a JSON object): give an "
+                "export of `fleetrun audit export`."
+            )
+        records.append(value)
     return records

@@ -77,7 +77,9 @@ def verify(records: Iterable[Mapping[str, Any]], head: tuple[int, str] | None = 
     """Check records given in order of `seq` (and, when known, the stored head)."""
     expected, prev, count = 1, GENESIS, 0
     for record in records:
-        seq = int(record["seq"])
+        seq = record.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            return _altered(expected, count, "it has no record number")
         if seq != expected:
             return _missing(expected, count, f"the log jumps from record {expected - 1} to {seq}")
         if record.get("prev_hash") != prev:

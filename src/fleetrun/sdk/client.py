@@ -165,7 +165,7 @@ class Client:
     ) -> None:
         self.server = server.rstrip("/")
         if isinstance(verify, str | Path):  # a CA file for a server with a private CA
-            verify = ssl.create_default_context(cafile=str(verify))
+            verify = _ca_context(Path(verify))
         headers = {"user-agent": f"fleetrun-sdk/{__version__}"}
         if token:
             headers["authorization"] = f"Bearer {token}"
@@ -946,6 +946,20 @@ def _rule_target(target: str | RuleTargetCreate | Mapping[str, Any]) -> RuleTarg
     if isinstance(target, str):
         return build(RuleTargetCreate, target=target)
     return build(RuleTargetCreate, **dict(target))
+
+
+def _ca_context(path: Path) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError as exc:
+        raise ValidationError(
+            f"The CA file {path} holds no certificate that can be read ({exc.reason or exc}): "
+            "give the server's CA certificate in PEM."
+        ) from None
+    except OSError as exc:
+        raise ValidationError(
+            f"Cannot read the CA file {path}: {(exc.strerror or str(exc)).lower()}."
+        ) from None
 
 
 def _path(*segments: str) -> str:
