@@ -3,6 +3,7 @@ malformed is a 4xx with one sentence, never a 5xx, and changes nothing."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -254,3 +255,20 @@ def test_registration_refuses_a_name_a_terminal_would_not_show_as_it_is(
     assert "node name" in response.json()["error"]["message"]
     [unchanged] = [a for a in server.client.list_activations() if a.id == activation.id]
     assert unchanged.registrations_count == 0
+
+
+# -- 12: the audit key, and the signed head ending every export --------------------------
+
+
+def test_every_export_ends_with_a_head_signed_by_the_key_the_server_serves(
+    server: Fleet,
+) -> None:
+    from fleetrun.core.audit import verify_export
+
+    key = _get(server, "/v1/audit/key").json()
+    assert key["algorithm"] == "Ed25519"
+    assert httpx.get(server.server.url + "/v1/audit/key").status_code == 401
+    lines = [json.loads(line) for line in _get(server, "/v1/audit/export").text.splitlines()]
+    head = lines[-1]["head"]
+    assert head["seq"] == lines[-2]["seq"] and head["from_seq"] == 1
+    assert verify_export(lines, key["public_key"]).ok

@@ -96,15 +96,25 @@ def export_records(ctx: click.Context, since: str | None) -> None:
     "file_",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="Check an export (JSON lines) offline instead of the server's log.",
+    help="Check an export (JSON lines) instead of the server's log.",
+)
+@click.option(
+    "--public-key",
+    default=None,
+    help="The server's audit key (base64, from `GET /v1/audit/key`) to check --file "
+    "offline (default: fetched from the server).",
 )
 @api_options
 @click.pass_context
-def verify(ctx: click.Context, file_: Path | None) -> None:
-    """Recompute the hash chain; name the first record missing or altered (exit 1)."""
+def verify(ctx: click.Context, file_: Path | None, public_key: str | None) -> None:
+    """Recompute the hash chain; name the first record missing or altered (exit 1).
+
+    With --file, the export may be a window (`audit export --since 2h`); its last line,
+    the head it was cut at, signed by the server, shows records cut off either end."""
     opts = options(ctx)
     if file_ is not None:
-        verdict = chain.verify(_lines(file_))
+        lines = _lines(file_)
+        verdict = chain.verify_export(lines, public_key or opts.client().get_audit_key())
         data = {
             "ok": verdict.ok,
             "records": verdict.records,

@@ -41,7 +41,7 @@ from fleetrun.schemas.access import (
     TokenCreated,
 )
 from fleetrun.schemas.activations import Activation, ActivationCreate, ActivationCreated
-from fleetrun.schemas.audit import AuditRecord, AuditVerdict
+from fleetrun.schemas.audit import AuditKey, AuditRecord, AuditVerdict
 from fleetrun.schemas.base import Page, build
 from fleetrun.schemas.commands import (
     Command,
@@ -804,7 +804,9 @@ class Client:
         return found
 
     def export_audit_records(self, *, since: datetime | None = None) -> Iterator[dict[str, Any]]:
-        """Every record, oldest first, as the JSON objects of the export."""
+        """Every record, oldest first, as the JSON objects of the export; the last object
+        is the signed head the export was cut at (`{"head": {...}}`, see
+        `fleetrun.core.audit.verify_export`)."""
         params = _clean({"since": since.isoformat() if since else None})
         try:
             with self._http.stream("GET", "/v1/audit/export", params=params) as response:
@@ -818,6 +820,10 @@ class Client:
             raise ConnectionError_(
                 f"Cannot reach the fleetrun server at {self.server} ({_reason(exc)})."
             ) from exc
+
+    def get_audit_key(self) -> str:
+        """The server's public key (base64 Ed25519) that verifies the heads of exports."""
+        return self._model(AuditKey, "GET", "/v1/audit/key").public_key
 
     def verify_audit_log(self) -> AuditVerdict:
         return self._model(AuditVerdict, "GET", "/v1/audit/verify")

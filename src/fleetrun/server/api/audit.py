@@ -12,10 +12,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
 
+from fleetrun.core import audit as chain
 from fleetrun.schemas import audit as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.api.query import moment
+from fleetrun.server.audit import signing_key
 from fleetrun.server.authz import Caller
 from fleetrun.server.store import audit as store
 
@@ -57,25 +59,39 @@ async def export_records(
     since: Annotated[str | None, Query(description="ISO time, or how long ago: 2h")] = None,
 ) -> StreamingResponse:
     """Every record (since a time), oldest first, one JSON object a line, with the
-    hashes that let anyone check the chain again."""
+    hashes that let anyone check the chain again; the last line is the chain's head
+    the export was cut at, signed with the server's audit key (see /v1/audit/key), so
+    that records cut off either end show."""
     start = moment(since, "since")
     state = state_of(request)
     await state.audit.flush()
+    from_seq, head_seq, head_hash = await state.db.read(partial(store.read_window, since=start))
+    head = chain.sign_head(signing_key(state.secrets), from_seq, head_seq, head_hash)
 
     async def lines() -> AsyncIterator[bytes]:
-        after = 0
-        while True:
+        after = from_seq - 1
+        while after < head_seq:
             rows = await state.db.read(
-                partial(store.read_after, after=after, since=start, limit=EXPORT_BATCH)
+                partial(store.read_after, after=after, upto=head_seq, limit=EXPORT_BATCH)
             )
             for row in rows:
                 data = _record.dump_python(schemas.AuditRecord(**row), mode="json")
                 yield (json.dumps(data, ensure_ascii=False) + "\n").encode()
             if len(rows) < EXPORT_BATCH:
-                return
+                break
             after = rows[-1]["seq"]
+        yield (json.dumps(head) + "\n").encode()
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+@router.get("/key", **action("VerifyAuditLog"))
+async def audit_key(
+    request: Request,
+    caller: Annotated[Caller, Depends(authorize("VerifyAuditLog", "*"))],
+) -> schemas.AuditKey:
+    """The public key that verifies the signed head ending every export."""
+    return schemas.AuditKey(public_key=chain.public_key_of(signing_key(state_of(request).secrets)))
 
 
 @router.get("/verify", **action("VerifyAuditLog"))

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from fleetrun.core import audit as chain
@@ -71,14 +71,29 @@ def read_records(
 
 
 def read_after(
-    session: Session, after: int, *, since: datetime | None = None, limit: int = VERIFY_BATCH
+    session: Session, after: int, *, upto: int | None = None, limit: int = VERIFY_BATCH
 ) -> list[dict[str, Any]]:
-    """Up to `limit` records numbered above `after`, in order, as plain dicts."""
+    """Up to `limit` records numbered above `after` (and at most `upto`), in order, as
+    plain dicts."""
     query = select(AuditRecord).where(AuditRecord.seq > after)
-    if since is not None:
-        query = query.where(AuditRecord.at >= since)
+    if upto is not None:
+        query = query.where(AuditRecord.seq <= upto)
     rows = session.execute(query.order_by(AuditRecord.seq).limit(limit)).scalars()
     return [as_dict(r) for r in rows]
+
+
+def read_window(session: Session, since: datetime | None) -> tuple[int, int, str]:
+    """An export's window as it stands now: (from_seq, head seq, head hash). It runs
+    from the first record at or after `since` to the head, every record in between
+    (times are not strictly in order of numbers, the window is in numbers)."""
+    head = session.get(AuditHead, 1)
+    seq, digest = (head.seq, head.hash) if head is not None else (0, chain.GENESIS)
+    if since is None:
+        return 1, seq, digest
+    first = session.execute(
+        select(func.min(AuditRecord.seq)).where(AuditRecord.at >= since)
+    ).scalar_one_or_none()
+    return (first if first is not None else seq + 1), seq, digest
 
 
 def iter_records(session: Session, *, batch: int = VERIFY_BATCH) -> Iterator[dict[str, Any]]:
