@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from fleetrun.cli import render
-from fleetrun.cli.base import api_options, options
+from fleetrun.cli.base import api_options, options, read_text
 from fleetrun.core import access
 from fleetrun.core.durations import parse_duration
 from fleetrun.core.errors import ValidationError
@@ -254,10 +254,7 @@ def policies() -> None:
 
 
 def _read_text(path: Path) -> str:
-    try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"Cannot read {path}: {exc}.") from exc
+    return read_text(path)
 
 
 @policies.command("create")

@@ -10,10 +10,11 @@ from pathlib import Path
 import click
 
 from fleetrun.cli import render
-from fleetrun.cli.base import api_options, options
+from fleetrun.cli.base import api_options, options, read_text
 from fleetrun.core import audit as chain
-from fleetrun.core.durations import parse_duration
+from fleetrun.core.durations import is_duration, parse_duration
 from fleetrun.core.errors import ValidationError
+from fleetrun.core.inputs import utc
 
 
 def parse_since(text: str | None) -> datetime | None:
@@ -23,14 +24,13 @@ def parse_since(text: str | None) -> datetime | None:
     try:
         at = datetime.fromisoformat(text)
     except ValueError:
-        try:
-            return datetime.now(UTC) - timedelta(seconds=parse_duration(text))
-        except ValidationError:
+        if not is_duration(text):
             raise ValidationError(
                 f"--since {text!r} is neither a duration (e.g. 1h, 7d) nor a time "
                 "(e.g. 2026-01-31T08:00:00Z)."
             ) from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(text, "--since"))
+    return utc(at, "--since")
 
 
 @click.group("audit")
@@ -96,15 +96,25 @@ def export_records(ctx: click.Context, since: str | None) -> None:
     "file_",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="Check an export (JSON lines) offline instead of the server's log.",
+    help="Check an export (JSON lines) instead of the server's log.",
+)
+@click.option(
+    "--public-key",
+    default=None,
+    help="The server's audit key (base64, from `GET /v1/audit/key`) to check --file "
+    "offline (default: fetched from the server).",
 )
 @api_options
 @click.pass_context
-def verify(ctx: click.Context, file_: Path | None) -> None:
-    """Recompute the hash chain; name the first record missing or altered (exit 1)."""
+def verify(ctx: click.Context, file_: Path | None, public_key: str | None) -> None:
+    """Recompute the hash chain; name the first record missing or altered (exit 1).
+
+    With --file, the export may be a window (`audit export --since 2h`); its last line,
+    the head it was cut at, signed by the server, shows records cut off either end."""
     opts = options(ctx)
     if file_ is not None:
-        verdict = chain.verify(_lines(file_))
+        lines = _lines(file_)
+        verdict = chain.verify_export(lines, public_key or opts.client().get_audit_key())
         data = {
             "ok": verdict.ok,
             "records": verdict.records,
@@ -124,16 +134,23 @@ def verify(ctx: click.Context, file_: Path | None) -> None:
 
 
 def _lines(path: Path) -> list[dict[str, object]]:
+    """The JSON objects of an export, one a line, or one sentence naming the first line
+    that is not one."""
     records = []
-    with path.open() as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValidationError(
-                    f"Line {number} of {path} is not JSON ({exc.msg}): give an export of "
-                    "`fleetrun audit export`."
-                ) from None
+    for number, line in enumerate(read_text(path, "audit export").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(
+                f"Line {number} of {path} is not JSON ({exc.msg}): give an export of "
+                "`fleetrun audit export`."
+            ) from None
+        if not isinstance(value, dict):
+            raise ValidationError(
+                f"Line {number} of {path} is not an audit record (a JSON object): give an "
+                "export of `fleetrun audit export`."
+            )
+        records.append(value)
     return records

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from fleetrun.cli import config
+from fleetrun.core.errors import ValidationError
 from fleetrun.sdk import Client
 
 if TYPE_CHECKING:
@@ -73,3 +75,33 @@ def api_options(f: F) -> F:
         attribute = name[2:].replace("-", "_")
         f = click.option(name, expose_value=False, callback=_store(attribute), help=help_text)(f)
     return f
+
+
+# -- files the operator names ------------------------------------------------------------
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """The UTF-8 text of a file the operator named, or one sentence why not."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValidationError(describe_os_error(exc, f"the {what} {path}")) from None
+    except UnicodeDecodeError as exc:
+        raise ValidationError(describe_decode_error(exc, f"The {what} {path}")) from None
+
+
+def describe_os_error(exc: OSError, subject: str | None = None) -> str:
+    """One sentence for a file or directory that could not be read or written."""
+    subject = subject or (f"{exc.filename}" if exc.filename else "a file")
+    reason = (exc.strerror or str(exc) or type(exc).__name__).rstrip(".")
+    reason = reason[:1].lower() + reason[1:]
+    return f"Cannot use {subject}: {reason}; check the path and its permissions."
+
+
+def describe_decode_error(exc: UnicodeDecodeError, subject: str = "A file given") -> str:
+    """One sentence for bytes that are not UTF-8 text."""
+    byte = exc.object[exc.start] if exc.start < len(exc.object) else 0
+    return (
+        f"{subject} is not UTF-8 text (byte 0x{byte:02x} at position {exc.start}): "
+        "give a text file."
+    )

@@ -11,6 +11,9 @@ from rich.text import Text
 from fleetrun.cli import render
 from fleetrun.cli.base import F, api_options, options
 from fleetrun.cli.send import counts_text
+from fleetrun.core.errors import ValidationError
+from fleetrun.core.ids import is_node_id
+from fleetrun.core.inputs import escape_unprintable
 from fleetrun.core.tags import parse_tags
 from fleetrun.schemas.commands import Invocation
 
@@ -319,7 +322,14 @@ def download(ctx: click.Context, command_id: str, directory: Path) -> None:
     client = opts.client()
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for inv in client.list_invocations(command_id):
+    found = client.list_invocations(command_id)
+    for inv in found:  # a node id becomes a file name: it must stay inside the directory
+        if not is_node_id(inv.node_id):
+            raise ValidationError(
+                f"The server named a node {escape_unprintable(inv.node_id)!r}, which is not a "
+                "node id (n- and 17 hex digits): nothing was written; check the server."
+            )
+    for inv in found:
         for stream in ("stdout", "stderr"):
             path = directory / f"{inv.node_id}.{stream}"
             size = 0

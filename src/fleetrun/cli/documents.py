@@ -8,18 +8,14 @@ import click
 import yaml
 
 from fleetrun.cli import render
-from fleetrun.cli.base import api_options, options
+from fleetrun.cli.base import api_options, options, read_text
 from fleetrun.cli.keys import load_key
 from fleetrun.core import signing
-from fleetrun.core.errors import ValidationError
 from fleetrun.schemas.documents import Document
 
 
 def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"Cannot read {path}: {exc}.") from None
+    return read_text(path, "document file")
 
 
 def _created(ctx: click.Context, doc: Document, verb: str) -> None:

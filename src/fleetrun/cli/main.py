@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -11,7 +11,7 @@ from fleetrun import __version__
 from fleetrun.cli import render
 from fleetrun.cli.access import policies, policy, principals, roles, tokens, whoami
 from fleetrun.cli.audit import audit
-from fleetrun.cli.base import Options, api_options
+from fleetrun.cli.base import Options, api_options, describe_decode_error, describe_os_error
 from fleetrun.cli.channels import channels
 from fleetrun.cli.commands import commands, invocations
 from fleetrun.cli.documents import documents
@@ -62,6 +62,11 @@ for command in (
     cli.add_command(command)
 
 
+def _fail(message: str) -> NoReturn:
+    render.err.print(f"fleetrun: {message}", markup=False, highlight=False)
+    sys.exit(1)
+
+
 def main(argv: list[str] | None = None, *, http: httpx.Client | None = None) -> None:
     """The entry point. `http` sends every API request through that client (the SDK's
     transport seam: the tests drive an in-process server with it)."""
@@ -76,8 +81,15 @@ def main(argv: list[str] | None = None, *, http: httpx.Client | None = None) -> 
         exc.show()
         sys.exit(exc.exit_code)
     except FleetrunError as exc:
-        render.err.print(f"fleetrun: {exc.message}", markup=False, highlight=False)
-        sys.exit(1)
+        _fail(exc.message)
+    # The safety net for files and values the commands read without a sentence of their
+    # own: the operator sees what was wrong, never a traceback.
+    except UnicodeDecodeError as exc:
+        _fail(describe_decode_error(exc))
+    except OSError as exc:
+        _fail(describe_os_error(exc))
+    except ValueError as exc:
+        _fail(f"A value given is not valid ({exc}): check the options and files given.")
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(result if isinstance(result, int) else 0)

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from fleetrun.core.inputs import escape_unprintable
+
 # Piped output is not cut to 80 columns: tables keep their rows on one line.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -56,6 +58,17 @@ def duration(start: datetime | None, end: datetime | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+def shown(value: Any) -> Text:
+    """A cell as it may reach a terminal: a name from the server (a node's, a tag) can
+    hold escape sequences or line breaks, which are written out as escapes (`\x1b`,
+    `\n`) instead of acting on the screen or faking a row."""
+    if isinstance(value, Text):
+        if value.plain.isprintable():
+            return value
+        return Text(escape_unprintable(value.plain), style=value.style)
+    return Text(escape_unprintable(str(value)))
+
+
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, empty: str) -> None:
     rows = list(rows)
     if not rows:
@@ -65,18 +78,14 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, empty: str) 
     for column in columns:
         grid.add_column(column, no_wrap=column in ("ID", "NODE", "COMMAND", "STATUS"))
     for row in rows:
-        grid.add_row(*(c if isinstance(c, Text) else Text(str(c)) for c in row))
+        grid.add_row(*(shown(c) for c in row))
     out.print(grid)
 
 
 def block(pairs: Sequence[tuple[str, Any]]) -> None:
     width = max(len(k) for k, _ in pairs)
     for key, value in pairs:
-        text = (
-            value
-            if isinstance(value, Text)
-            else Text(str(value if value not in (None, "") else "-"))
-        )
+        text = shown(value if value not in (None, "") else "-")
         out.print(Text(f"{key:<{width}}  ", style="bold") + text)
 
 

@@ -11,7 +11,7 @@ import click
 from rich.text import Text
 
 from fleetrun.cli import render
-from fleetrun.cli.base import api_options, options
+from fleetrun.cli.base import api_options, options, read_text
 from fleetrun.core.errors import ValidationError
 from fleetrun.schemas.runcommands import GroupRunCommand, RunCommand
 from fleetrun.sdk.client import Client
@@ -125,7 +125,7 @@ def _put(
     if kw["script_file"] is not None:
         if script is not None:
             raise ValidationError("Give --script or --script-file, not both.")
-        script = kw["script_file"].read_text(encoding="utf-8")
+        script = read_text(kw["script_file"], "script file")
     definition = {
         "script": script,
         "script_uri": kw["script_uri"],

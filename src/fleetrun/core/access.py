@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from fleetrun.core.errors import ValidationError
+from fleetrun.core.inputs import check_not_dots
 from fleetrun.core.matching import action_matches
 from fleetrun.core.policy import Policy, PolicyError, parse_policy
 
@@ -276,12 +277,12 @@ KEY_PREFIXES = (RESOURCE_TAG, PARAMETER)
 
 def check_name(kind: str, name: str, max_length: int = 128) -> str:
     """Names of principals, policies and roles: IAM's alphabet, so they fit in an frn."""
-    if not name or len(name) > max_length or not _NAME_RE.match(name):
+    if not name or len(name) > max_length or not _NAME_RE.fullmatch(name):
         raise ValidationError(
             f"The {kind} name {name!r} is not valid: use 1-{max_length} letters, digits or "
             "_ + = , . @ -."
         )
-    return name
+    return check_not_dots(name, f"The {kind} name")
 
 
 def check_vocabulary(policy: Policy, known_actions: Iterable[str]) -> None:

@@ -72,20 +72,20 @@ def parse_target(text: str) -> Target:
                 "with a host."
             )
     elif scheme == "email":
-        if not _EMAIL.match(address):
+        if not _EMAIL.fullmatch(address):
             raise ValidationError(
                 f"Target {text!r} is not a valid e-mail address: write email:NAME@DOMAIN."
             )
     elif scheme == "nats":
-        if not _SUBJECT.match(address):
+        if not _SUBJECT.fullmatch(address):
             raise ValidationError(
                 f"Target {text!r} is not a valid NATS subject: use dot-separated tokens of "
                 "letters, digits, _ and -."
             )
     elif scheme in ("redis", "redis-stream"):
-        if not _KEY.match(address):
+        if not _KEY.fullmatch(address):
             raise ValidationError(f"Target {text!r} needs a channel or stream name without spaces.")
-    elif not _DOCUMENT.match(address):
+    elif not _DOCUMENT.fullmatch(address):
         raise ValidationError(f"Target {text!r} does not name a document: write command:DOCUMENT.")
     return Target(scheme, address)
 

@@ -184,7 +184,7 @@ def _no_unknown(mapping: dict[str, Any], known: set[str], where: str) -> None:
 
 def _check_parameter(name: str, spec: Any) -> None:
     where = f"parameters.{name}"
-    if not _PARAM_NAME.match(name):
+    if not _PARAM_NAME.fullmatch(name):
         raise _fail(where, "has a bad name: use letters, digits and _ and start with a letter")
     reason = envnames.refusal(name)
     if reason:
@@ -239,7 +239,7 @@ def _check_step(index: int, step: Any, params: dict[str, Any], seen: set[str]) -
         raise _fail(where, "must be a mapping with name, action and inputs")
     _no_unknown(step, _STEP_KEYS, where)
     name = step.get("name")
-    if not isinstance(name, str) or not _STEP_NAME.match(name):
+    if not isinstance(name, str) or not _STEP_NAME.fullmatch(name):
         raise _fail(f"{where}.name", "is required: 1-128 letters, digits, _ - or .")
     if name in seen:
         raise _fail(f"{where}.name", f"{name!r} is used by an earlier step; step names are unique")

@@ -81,7 +81,7 @@ def refusal(name: str, *, caller: bool = True) -> str | None:
     """Why the environment variable `name` may not be set, or None if it may. With
     `caller` (a name a caller chose), names fleetrun sets itself are refused too; the
     variables fleetrun derives (`FLEETRUN_P_...`) pass with caller False."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         return f"{name!r} is not a valid environment variable name: use letters, digits and _"
     if caller and name.startswith(RESERVED):
         return f"names starting with {RESERVED} are set by fleetrun itself"

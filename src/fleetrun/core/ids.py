@@ -36,8 +36,8 @@ def new_secret(length: int = 24) -> str:
 
 
 def is_node_id(value: str) -> bool:
-    return NODE_ID_RE.match(value) is not None
+    return NODE_ID_RE.fullmatch(value) is not None
 
 
 def is_uuid(value: str) -> bool:
-    return COMMAND_ID_RE.match(value) is not None
+    return COMMAND_ID_RE.fullmatch(value) is not None

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from fleetrun.core.errors import PayloadTooLargeError
+from fleetrun.core.inputs import INT64_MAX, INT64_MIN
 
 PROTOCOL_VERSION = 1
 
@@ -49,6 +50,12 @@ MIB = 1024 * 1024
 MAX_FRAME_BYTES = 16 * MIB
 MAX_SCRIPT_BYTES = MAX_FRAME_BYTES // 4
 MAX_REQUEST_BYTES = MAX_FRAME_BYTES // 2
+# Numbers a peer sends must fit the 64-bit columns they are stored in, and times must be
+# ones a datetime can hold (up to the end of the year 9999): a frame out of range is
+# unreadable, not a failure of the store.
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Epoch = Annotated[float, Field(ge=0, le=253402300799)]
 
 # WebSocket close codes the server uses; the agent decides from them whether to retry.
 CLOSE_AUTH_FAILED = 4401  # bad signature, stale time, replayed nonce: retry later
@@ -74,7 +81,7 @@ class Hello(_Frame):
     type: Literal["hello"] = "hello"
     protocol: int = PROTOCOL_VERSION
     node_id: str
-    time_ms: int
+    time_ms: Count
     signature: str  # base64 Ed25519 signature of hello_message(nonce, node_id, time_ms)
     agent_version: str
     facts: dict[str, str] = Field(default_factory=dict)
@@ -150,8 +157,8 @@ class Ack(_Frame):
 class Output(_Frame):
     type: Literal["output"] = "output"
     invocation_id: str
-    seq: int
-    step: int
+    seq: Count
+    step: Count
     stream: Literal["stdout", "stderr"]
     data: str  # base64
 
@@ -165,13 +172,13 @@ class State(_Frame):
 
     type: Literal["state"] = "state"
     invocation_id: str
-    seq: int
-    step: int | None = None
+    seq: Count
+    step: Count | None = None
     status: str
     detail: str | None = None
-    exit_code: int | None = None
-    started_at: float | None = None
-    ended_at: float | None = None
+    exit_code: Int64 | None = None
+    started_at: Epoch | None = None
+    ended_at: Epoch | None = None
     message: str | None = None
 
 

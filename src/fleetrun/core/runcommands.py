@@ -77,7 +77,7 @@ _EXECUTION = {
 
 
 def check_name(name: str) -> str:
-    if len(name) > MAX_NAME_CHARS or not _NAME_RE.match(name):
+    if len(name) > MAX_NAME_CHARS or not _NAME_RE.fullmatch(name):
         raise ValidationError(f"The run command name {name!r} is not valid: {NAME_RULE}.")
     return name
 

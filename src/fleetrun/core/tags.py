@@ -13,11 +13,11 @@ MAX_TAGS = 50
 
 
 def check_tag(key: str, value: str) -> None:
-    if not _KEY_RE.match(key):
+    if not _KEY_RE.fullmatch(key):
         raise ValidationError(
             f"Tag key {key!r} is not valid: use 1-128 letters, digits, spaces or _ . : / + - @."
         )
-    if not _VALUE_RE.match(value):
+    if not _VALUE_RE.fullmatch(value):
         raise ValidationError(
             f"Tag value {value!r} of key {key!r} is not valid: use at most 256 letters, "
             "digits, spaces or _ . : / = + - @."

@@ -34,3 +34,8 @@ class AuditVerdict(Response):
     first_bad_seq: int | None = None
     problem: str | None = None  # altered, missing
     message: str
+
+
+class AuditKey(Response):
+    algorithm: str = "Ed25519"
+    public_key: str  # base64 raw key: verifies the signed head at the end of an export

@@ -41,7 +41,7 @@ from fleetrun.schemas.access import (
     TokenCreated,
 )
 from fleetrun.schemas.activations import Activation, ActivationCreate, ActivationCreated
-from fleetrun.schemas.audit import AuditRecord, AuditVerdict
+from fleetrun.schemas.audit import AuditKey, AuditRecord, AuditVerdict
 from fleetrun.schemas.base import Page, build
 from fleetrun.schemas.commands import (
     Command,
@@ -179,7 +179,7 @@ class Client:
         self._owns_http = http is None
         if http is None:
             if isinstance(verify, str | Path):  # a CA file for a server with a private CA
-                verify = ssl.create_default_context(cafile=str(verify))
+                verify = _ca_context(Path(verify))
             http = httpx.Client(base_url=self.server, timeout=timeout_s, verify=verify)
         self._http = http
 
@@ -267,14 +267,14 @@ class Client:
         return list(self._items(Activation, "/v1/activations"))
 
     def delete_activation(self, activation_id: str) -> None:
-        self.request("DELETE", f"/v1/activations/{activation_id}")
+        self.request("DELETE", _path("activations", activation_id))
 
     # -- nodes ----------------------------------------------------------------------
 
     def delete_node(self, node_id: str) -> None:
         """Deregister a node: its agent can no longer connect; unfinished work ends
         Undeliverable."""
-        self.request("DELETE", f"/v1/nodes/{node_id}")
+        self.request("DELETE", _path("nodes", node_id))
 
     def list_nodes(
         self, *, tags: Mapping[str, str] | None = None, ping_status: str | None = None
@@ -283,7 +283,7 @@ class Client:
         return list(self._items(Node, "/v1/nodes", params))
 
     def get_node(self, node_id: str) -> Node:
-        return self._model(Node, "GET", f"/v1/nodes/{node_id}")
+        return self._model(Node, "GET", _path("nodes", node_id))
 
     # -- commands -------------------------------------------------------------------
 
@@ -385,7 +385,7 @@ class Client:
         return self._model(
             Command,
             "GET",
-            f"/v1/commands/{command_id}",
+            _path("commands", command_id),
             params={"wait_s": wait_s or None, "version": version},
             timeout_s=wait_s + 30 if wait_s else None,
         )
@@ -393,7 +393,7 @@ class Client:
     def cancel_command(self, command_id: str, node_ids: Sequence[str] | None = None) -> Command:
         """Not started: Cancelled at once; running: Cancelling until the agent confirms."""
         body = {"node_ids": list(node_ids)} if node_ids else None
-        return self._model(Command, "POST", f"/v1/commands/{command_id}/cancel", json=body)
+        return self._model(Command, "POST", _path("commands", command_id, "cancel"), json=body)
 
     def list_commands_page(
         self,
@@ -436,7 +436,7 @@ class Client:
         """Every invocation of a command (following pages); with `details`, their steps
         and output tails."""
         params = {"status": status, "node": node_id, "details": "true" if details else None}
-        return list(self._items(Invocation, f"/v1/commands/{command_id}/invocations", params))
+        return list(self._items(Invocation, _path("commands", command_id, "invocations"), params))
 
     def list_invocations_page(
         self,
@@ -468,7 +468,7 @@ class Client:
         )
 
     def get_invocation(self, command_id: str, node_id: str) -> Invocation:
-        return self._model(Invocation, "GET", f"/v1/commands/{command_id}/invocations/{node_id}")
+        return self._model(Invocation, "GET", _path("commands", command_id, "invocations", node_id))
 
     def iter_output(
         self,
@@ -484,7 +484,7 @@ class Client:
         headers = dict(self._headers)
         if start is not None or end is not None:
             headers["range"] = f"bytes={start or 0}-{'' if end is None else end - 1}"
-        path = f"/v1/commands/{command_id}/invocations/{node_id}/output"
+        path = _path("commands", command_id, "invocations", node_id, "output")
         try:
             with self._http.stream(
                 "GET",
@@ -515,17 +515,17 @@ class Client:
     def update_document(self, name: str, content: str) -> Document:
         """Add a version; the default version does not change."""
         body = build(DocumentUpdate, content=content).model_dump()
-        return self._model(Document, "PUT", f"/v1/documents/{name}", json=body)
+        return self._model(Document, "PUT", _path("documents", name), json=body)
 
     def list_documents(self) -> list[DocumentSummary]:
         return list(self._items(DocumentSummary, "/v1/documents"))
 
     def get_document(self, name: str, version: str | None = None) -> Document:
-        return self._model(Document, "GET", f"/v1/documents/{name}", params={"version": version})
+        return self._model(Document, "GET", _path("documents", name), params={"version": version})
 
     def set_default_version(self, name: str, version: str | int) -> Document:
         body = {"version": str(version)}
-        return self._model(Document, "PUT", f"/v1/documents/{name}/default-version", json=body)
+        return self._model(Document, "PUT", _path("documents", name, "default-version"), json=body)
 
     def sign_document(
         self, name: str, version: str, *, publisher: str, public_key: str, signature: str
@@ -538,10 +538,10 @@ class Client:
             public_key=public_key,
             signature=signature,
         ).model_dump()
-        return self._model(Document, "POST", f"/v1/documents/{name}/signatures", json=body)
+        return self._model(Document, "POST", _path("documents", name, "signatures"), json=body)
 
     def delete_document(self, name: str) -> None:
-        self.request("DELETE", f"/v1/documents/{name}")
+        self.request("DELETE", _path("documents", name))
 
     # -- groups ---------------------------------------------------------------------
 
@@ -570,10 +570,10 @@ class Client:
         return list(self._items(Group, "/v1/groups"))
 
     def get_group(self, name: str) -> Group:
-        return self._model(Group, "GET", f"/v1/groups/{name}")
+        return self._model(Group, "GET", _path("groups", name))
 
     def delete_group(self, name: str) -> None:
-        self.request("DELETE", f"/v1/groups/{name}")
+        self.request("DELETE", _path("groups", name))
 
     def wait(
         self,
@@ -611,7 +611,7 @@ class Client:
         return self._model(
             RunCommand,
             "PUT",
-            f"/v1/nodes/{node_id}/run-commands/{quote(name, safe='')}",
+            _path("nodes", node_id, "run-commands", name),
             json=run_command_body(**definition),
         )
 
@@ -621,7 +621,7 @@ class Client:
         return self._model(
             GroupRunCommand,
             "PUT",
-            f"/v1/groups/{quote(group, safe='')}/run-commands/{quote(name, safe='')}",
+            _path("groups", group, "run-commands", name),
             json=run_command_body(**definition),
         )
 
@@ -629,51 +629,41 @@ class Client:
         return self._model(
             GroupRunCommand,
             "GET",
-            f"/v1/groups/{quote(group, safe='')}/run-commands/{quote(name, safe='')}",
+            _path("groups", group, "run-commands", name),
         )
 
     def list_group_run_commands(self, group: str) -> list[GroupRunCommand]:
-        return list(
-            self._items(GroupRunCommand, f"/v1/groups/{quote(group, safe='')}/run-commands")
-        )
+        return list(self._items(GroupRunCommand, _path("groups", group, "run-commands")))
 
     def rerun_group_run_command(self, group: str, name: str) -> GroupRunCommand:
         return self._model(
             GroupRunCommand,
             "POST",
-            f"/v1/groups/{quote(group, safe='')}/run-commands/{quote(name, safe='')}/run",
+            _path("groups", group, "run-commands", name, "run"),
         )
 
     def delete_group_run_command(self, group: str, name: str) -> GroupRunCommand:
         return self._model(
             GroupRunCommand,
             "DELETE",
-            f"/v1/groups/{quote(group, safe='')}/run-commands/{quote(name, safe='')}",
+            _path("groups", group, "run-commands", name),
         )
 
     def get_run_command(self, node_id: str, name: str) -> RunCommand:
-        return self._model(
-            RunCommand, "GET", f"/v1/nodes/{node_id}/run-commands/{quote(name, safe='')}"
-        )
+        return self._model(RunCommand, "GET", _path("nodes", node_id, "run-commands", name))
 
     def list_run_commands(self, node_id: str) -> list[RunCommand]:
-        return list(self._items(RunCommand, f"/v1/nodes/{node_id}/run-commands"))
+        return list(self._items(RunCommand, _path("nodes", node_id, "run-commands")))
 
     def delete_run_command(self, node_id: str, name: str) -> RunCommand:
-        return self._model(
-            RunCommand, "DELETE", f"/v1/nodes/{node_id}/run-commands/{quote(name, safe='')}"
-        )
+        return self._model(RunCommand, "DELETE", _path("nodes", node_id, "run-commands", name))
 
     def rerun_run_command(self, node_id: str, name: str) -> RunCommand:
-        return self._model(
-            RunCommand, "POST", f"/v1/nodes/{node_id}/run-commands/{quote(name, safe='')}/run"
-        )
+        return self._model(RunCommand, "POST", _path("nodes", node_id, "run-commands", name, "run"))
 
     def list_run_command_runs(self, node_id: str, name: str) -> list[RunCommandRun]:
         return list(
-            self._items(
-                RunCommandRun, f"/v1/nodes/{node_id}/run-commands/{quote(name, safe='')}/runs"
-            )
+            self._items(RunCommandRun, _path("nodes", node_id, "run-commands", name, "runs"))
         )
 
     def wait_run_command(
@@ -712,24 +702,24 @@ class Client:
         return list(self._items(Principal, "/v1/principals"))
 
     def get_principal(self, name: str) -> Principal:
-        return self._model(Principal, "GET", f"/v1/principals/{_seg(name)}")
+        return self._model(Principal, "GET", _path("principals", name))
 
     def delete_principal(self, name: str) -> None:
-        self.request("DELETE", f"/v1/principals/{_seg(name)}")
+        self.request("DELETE", _path("principals", name))
 
     def attach(
         self, principal: str, *, policy: str | None = None, role: str | None = None
     ) -> Principal:
         """Attach a policy or a role to a principal."""
         kind, name = _one_of(policy, role)
-        path = f"/v1/principals/{_seg(principal)}/{kind}/{_seg(name)}"
+        path = _path("principals", principal, kind, name)
         return self._model(Principal, "PUT", path)
 
     def detach(
         self, principal: str, *, policy: str | None = None, role: str | None = None
     ) -> Principal:
         kind, name = _one_of(policy, role)
-        path = f"/v1/principals/{_seg(principal)}/{kind}/{_seg(name)}"
+        path = _path("principals", principal, kind, name)
         return self._model(Principal, "DELETE", path)
 
     def simulate(
@@ -742,7 +732,7 @@ class Client:
         """Would `principal` be allowed ACTION on RESOURCE with this context?"""
         values = {k: v if isinstance(v, str) else list(v) for k, v in (context or {}).items()}
         body = build(SimulateRequest, action=action, resource=resource, context=values)
-        path = f"/v1/principals/{_seg(principal)}/simulate"
+        path = _path("principals", principal, "simulate")
         return self._model(SimulateResult, "POST", path, json=body.model_dump())
 
     def create_token(
@@ -762,7 +752,7 @@ class Client:
         return list(self._items(Token, "/v1/tokens", {"principal": principal}))
 
     def revoke_token(self, token_id: str) -> Token:
-        return self._model(Token, "DELETE", f"/v1/tokens/{_seg(token_id)}")
+        return self._model(Token, "DELETE", _path("tokens", token_id))
 
     def create_policy(
         self, name: str, document: str | Mapping[str, Any], *, description: str | None = None
@@ -776,16 +766,16 @@ class Client:
     ) -> Policy:
         """Create or replace a policy."""
         body = build(PolicyPut, document=_doc(document), description=description)
-        return self._model(Policy, "PUT", f"/v1/policies/{_seg(name)}", json=body.model_dump())
+        return self._model(Policy, "PUT", _path("policies", name), json=body.model_dump())
 
     def list_policies(self) -> list[Policy]:
         return list(self._items(Policy, "/v1/policies"))
 
     def get_policy(self, name: str) -> Policy:
-        return self._model(Policy, "GET", f"/v1/policies/{_seg(name)}")
+        return self._model(Policy, "GET", _path("policies", name))
 
     def delete_policy(self, name: str) -> None:
-        self.request("DELETE", f"/v1/policies/{_seg(name)}")
+        self.request("DELETE", _path("policies", name))
 
     def create_role(
         self, name: str, policies: Sequence[str], *, description: str | None = None
@@ -797,16 +787,16 @@ class Client:
         self, name: str, policies: Sequence[str], *, description: str | None = None
     ) -> Role:
         body = build(RolePut, policies=list(policies), description=description)
-        return self._model(Role, "PUT", f"/v1/roles/{_seg(name)}", json=body.model_dump())
+        return self._model(Role, "PUT", _path("roles", name), json=body.model_dump())
 
     def list_roles(self) -> list[Role]:
         return list(self._items(Role, "/v1/roles"))
 
     def get_role(self, name: str) -> Role:
-        return self._model(Role, "GET", f"/v1/roles/{_seg(name)}")
+        return self._model(Role, "GET", _path("roles", name))
 
     def delete_role(self, name: str) -> None:
-        self.request("DELETE", f"/v1/roles/{_seg(name)}")
+        self.request("DELETE", _path("roles", name))
 
     # -- audit --------------------------------------------------------------------------
 
@@ -833,7 +823,9 @@ class Client:
         return found
 
     def export_audit_records(self, *, since: datetime | None = None) -> Iterator[dict[str, Any]]:
-        """Every record, oldest first, as the JSON objects of the export."""
+        """Every record, oldest first, as the JSON objects of the export; the last object
+        is the signed head the export was cut at (`{"head": {...}}`, see
+        `fleetrun.core.audit.verify_export`)."""
         params = _clean({"since": since.isoformat() if since else None})
         try:
             with self._http.stream(
@@ -853,6 +845,10 @@ class Client:
             raise ConnectionError_(
                 f"Cannot reach the fleetrun server at {self.server} ({_reason(exc)})."
             ) from exc
+
+    def get_audit_key(self) -> str:
+        """The server's public key (base64 Ed25519) that verifies the heads of exports."""
+        return self._model(AuditKey, "GET", "/v1/audit/key").public_key
 
     def verify_audit_log(self) -> AuditVerdict:
         return self._model(AuditVerdict, "GET", "/v1/audit/verify")
@@ -938,26 +934,26 @@ class Client:
         return list(self._items(Rule, "/v1/rules"))
 
     def get_rule(self, name: str) -> Rule:
-        return self._model(Rule, "GET", f"/v1/rules/{_seg(name)}")
+        return self._model(Rule, "GET", _path("rules", name))
 
     def enable_rule(self, name: str) -> Rule:
-        return self._model(Rule, "POST", f"/v1/rules/{_seg(name)}/enable")
+        return self._model(Rule, "POST", _path("rules", name, "enable"))
 
     def disable_rule(self, name: str) -> Rule:
-        return self._model(Rule, "POST", f"/v1/rules/{_seg(name)}/disable")
+        return self._model(Rule, "POST", _path("rules", name, "disable"))
 
     def delete_rule(self, name: str) -> None:
-        self.request("DELETE", f"/v1/rules/{_seg(name)}")
+        self.request("DELETE", _path("rules", name))
 
     def list_rule_deliveries(
         self, name: str, *, state: str | None = None, limit: int = 100
     ) -> list[Delivery]:
         params = {"state": state, "limit": min(limit, 1000)}
-        page = self.request("GET", f"/v1/rules/{_seg(name)}/deliveries", params=params)
+        page = self.request("GET", _path("rules", name, "deliveries"), params=params)
         return [Delivery.model_validate(item) for item in page["items"]]
 
     def redrive_rule(self, name: str) -> Redriven:
-        return self._model(Redriven, "POST", f"/v1/rules/{_seg(name)}/redrive")
+        return self._model(Redriven, "POST", _path("rules", name, "redrive"))
 
     def create_channel(
         self,
@@ -976,14 +972,14 @@ class Client:
         return list(self._items(Channel, "/v1/channels"))
 
     def get_channel(self, name: str) -> Channel:
-        return self._model(Channel, "GET", f"/v1/channels/{_seg(name)}")
+        return self._model(Channel, "GET", _path("channels", name))
 
     def list_channel_deliveries(self, name: str, *, limit: int = 100) -> list[Delivery]:
-        page = self.request("GET", f"/v1/channels/{_seg(name)}/deliveries", params={"limit": limit})
+        page = self.request("GET", _path("channels", name, "deliveries"), params={"limit": limit})
         return [Delivery.model_validate(item) for item in page["items"]]
 
     def delete_channel(self, name: str) -> None:
-        self.request("DELETE", f"/v1/channels/{_seg(name)}")
+        self.request("DELETE", _path("channels", name))
 
 
 def _rule_target(target: str | RuleTargetCreate | Mapping[str, Any]) -> RuleTargetCreate:
@@ -994,9 +990,31 @@ def _rule_target(target: str | RuleTargetCreate | Mapping[str, Any]) -> RuleTarg
     return build(RuleTargetCreate, **dict(target))
 
 
-def _seg(value: str) -> str:
-    """A value as one path segment."""
-    return quote(value, safe="")
+def _ca_context(path: Path) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError as exc:
+        raise ValidationError(
+            f"The CA file {path} holds no certificate that can be read ({exc.reason or exc}): "
+            "give the server's CA certificate in PEM."
+        ) from None
+    except OSError as exc:
+        raise ValidationError(
+            f"Cannot read the CA file {path}: {(exc.strerror or str(exc)).lower()}."
+        ) from None
+
+
+def _path(*segments: str) -> str:
+    """The API path of these segments, each quoted as exactly one segment: a name or an
+    id never adds a level, climbs one (`../groups/x`, `..`) or addresses a listing (an
+    empty one). Every method that puts a caller's value in a path goes through here."""
+    quoted = []
+    for segment in segments:
+        if segment == "":
+            raise ValidationError("A name or id is empty: give the name or id of one resource.")
+        # quote() leaves dots alone, and a URL would read "." and ".." as a move.
+        quoted.append("%2E" * len(segment) if segment in (".", "..") else quote(segment, safe=""))
+    return "/v1/" + "/".join(quoted)
 
 
 def _doc(document: str | Mapping[str, Any]) -> str | dict[str, Any]:

@@ -50,6 +50,7 @@ from fleetrun.server.api import (
     runcommands,
     tokens,
 )
+from fleetrun.server.api.deps import authenticate
 from fleetrun.server.api.runcommands import admit
 from fleetrun.server.audit import AuditMiddleware
 from fleetrun.server.db import Database, Tx
@@ -267,11 +268,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(_validation_error(exc))
+        refused = await _unauthenticated(request)
+        return error_response(refused or _validation_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kinds = {404: "NotFound", 405: "MethodNotAllowed"}
+        if exc.status_code == 400 and (refused := await _unauthenticated(request)):
+            return error_response(refused)
+        kinds = {404: "NotFound", 405: "MethodNotAllowed", 400: "ValidationError"}
         headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
         if exc.status_code == 404:
             message = (
@@ -285,7 +289,7 @@ def _install_error_handlers(app: FastAPI) -> None:
                 f"{', '.join(allowed)} (see /openapi.json for the API)."
             )
         else:
-            message = str(exc.detail)
+            message = _unreadable_body(exc)
         return JSONResponse(
             {"error": {"type": kinds.get(exc.status_code, "Error"), "message": message}},
             status_code=exc.status_code,
@@ -322,3 +326,33 @@ def _allowed_methods(request: Request) -> list[str]:
 
 def _validation_error(exc: RequestValidationError) -> FleetrunError:
     return ValidationError(describe(exc.errors()))
+
+
+async def _unauthenticated(request: Request) -> FleetrunError | None:
+    """FastAPI reads a route's body before it runs the route's dependencies, so a body
+    it cannot parse would be refused before the token is checked. On an operator route
+    whose caller is not yet known, authenticate first: without a valid token the answer
+    is 401 whatever was sent, and a bad body is told only to a caller who may send one."""
+    route = request.scope.get("route")
+    extra = getattr(route, "openapi_extra", None) or {}
+    if "x-fleetrun-action" not in extra or getattr(request.state, "caller", None) is not None:
+        return None
+    try:
+        await authenticate(request)
+    except FleetrunError as exc:
+        return exc
+    return None
+
+
+def _unreadable_body(exc: StarletteHTTPException) -> str:
+    """Say what was wrong with a body FastAPI could not read (it says only that it
+    could not)."""
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return (
+            f"The request body is not valid UTF-8 (byte 0x{cause.object[cause.start]:02x} at "
+            f"position {cause.start}): send JSON text encoded as UTF-8."
+        )
+    if exc.status_code == 400 and cause is not None:
+        return f"The request body could not be read ({cause}): send a JSON object."
+    return str(exc.detail)

@@ -21,11 +21,13 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleetrun.core import access
 from fleetrun.server import events
 from fleetrun.server.authz import Denial
+from fleetrun.server.secretbox import SecretBox
 from fleetrun.server.store import audit as audit_store
 from fleetrun.server.store import tokens as token_store
 
@@ -54,6 +56,15 @@ class AuditEntry:
     path: str | None = None
     status: int | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+AUDIT_SIGNING = "fleetrun audit signing v1"
+
+
+def signing_key(box: SecretBox) -> Ed25519PrivateKey:
+    """The key that signs the head of every audit export, derived from the server's
+    secret key (so every replica has the same one, and nothing more is kept)."""
+    return Ed25519PrivateKey.from_private_bytes(box.derive(AUDIT_SIGNING))
 
 
 class AuditLog:

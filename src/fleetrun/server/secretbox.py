@@ -6,6 +6,9 @@ the data dir, made on first use with mode 0600. Replicas that share one database
 share the key (set FLEETRUN_SECRET_KEY on each). The text form is `sk1.` and base64url
 of nonce (12) || AES-256-GCM ciphertext with tag; `context` (the rule and target it
 belongs to) is bound to it, so a sealed value cannot be moved to another target.
+
+Other keys the server needs (the Ed25519 key that signs audit exports) are derived
+from it with HKDF, one per purpose: replicas sharing the secret key share them too.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fleetrun.core.errors import ServerError, ValidationError
 
@@ -30,6 +35,12 @@ class SecretBox:
                 "The secret key must be 32 bytes (base64 in FLEETRUN_SECRET_KEY)."
             )
         self._aead = AESGCM(key)
+        self._key = key
+
+    def derive(self, purpose: str) -> bytes:
+        """32 bytes for one purpose, from the secret key (HKDF-SHA256)."""
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode())
+        return hkdf.derive(self._key)
 
     @classmethod
     def load(cls, configured: str | None, path: Path) -> SecretBox:

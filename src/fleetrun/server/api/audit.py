@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
 from functools import partial
 from typing import Annotated
 
@@ -13,9 +12,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
 
+from fleetrun.core import audit as chain
 from fleetrun.schemas import audit as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server.api.deps import action, authorize, state_of
+from fleetrun.server.api.query import moment
+from fleetrun.server.audit import signing_key
 from fleetrun.server.authz import Caller
 from fleetrun.server.store import audit as store
 
@@ -28,7 +30,7 @@ _record = TypeAdapter(schemas.AuditRecord)
 async def list_records(
     request: Request,
     caller: Annotated[Caller, Depends(authorize("ListAuditRecords", "*"))],
-    since: datetime | None = None,
+    since: Annotated[str | None, Query(description="ISO time, or how long ago: 2h")] = None,
     principal: str | None = None,
     action_name: Annotated[str | None, Query(alias="action")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -40,7 +42,7 @@ async def list_records(
     rows, next_cursor = await state.db.read(
         lambda s: store.read_records(
             s,
-            since=since,
+            since=moment(since, "since"),
             principal=principal,
             action=action_name,
             limit=limit,
@@ -68,27 +70,42 @@ class NDJSONResponse(StreamingResponse):
 async def export_records(
     request: Request,
     caller: Annotated[Caller, Depends(authorize("ExportAuditRecords", "*"))],
-    since: datetime | None = None,
+    since: Annotated[str | None, Query(description="ISO time, or how long ago: 2h")] = None,
 ) -> StreamingResponse:
     """Every record (since a time), oldest first, one JSON object a line, with the
-    hashes that let anyone check the chain again."""
+    hashes that let anyone check the chain again; the last line is the chain's head
+    the export was cut at, signed with the server's audit key (see /v1/audit/key), so
+    that records cut off either end show."""
+    start = moment(since, "since")
     state = state_of(request)
     await state.audit.flush()
+    from_seq, head_seq, head_hash = await state.db.read(partial(store.read_window, since=start))
+    head = chain.sign_head(signing_key(state.secrets), from_seq, head_seq, head_hash)
 
     async def lines() -> AsyncIterator[bytes]:
-        after = 0
-        while True:
+        after = from_seq - 1
+        while after < head_seq:
             rows = await state.db.read(
-                partial(store.read_after, after=after, since=since, limit=EXPORT_BATCH)
+                partial(store.read_after, after=after, upto=head_seq, limit=EXPORT_BATCH)
             )
             for row in rows:
                 data = _record.dump_python(schemas.AuditRecord(**row), mode="json")
                 yield (json.dumps(data, ensure_ascii=False) + "\n").encode()
             if len(rows) < EXPORT_BATCH:
-                return
+                break
             after = rows[-1]["seq"]
+        yield (json.dumps(head) + "\n").encode()
 
     return NDJSONResponse(lines())
+
+
+@router.get("/key", **action("VerifyAuditLog"))
+async def audit_key(
+    request: Request,
+    caller: Annotated[Caller, Depends(authorize("VerifyAuditLog", "*"))],
+) -> schemas.AuditKey:
+    """The public key that verifies the signed head ending every export."""
+    return schemas.AuditKey(public_key=chain.public_key_of(signing_key(state_of(request).secrets)))
 
 
 @router.get("/verify", **action("VerifyAuditLog"))

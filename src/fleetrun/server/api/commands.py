@@ -10,11 +10,12 @@ from sqlalchemy.orm import Session
 
 from fleetrun.core import access
 from fleetrun.core.errors import ValidationError
+from fleetrun.core.inputs import INT64_MAX
 from fleetrun.core.targets import Candidate
 from fleetrun.schemas import commands as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server.api.deps import action, authorize, state_of
-from fleetrun.server.api.query import moment, tag_filters
+from fleetrun.server.api.query import Count, moment, tag_filters
 from fleetrun.server.authz import Caller, deny
 from fleetrun.server.db import Tx
 from fleetrun.server.output import stream_key
@@ -83,7 +84,10 @@ async def get_command(
     command_id: str,
     caller: Annotated[Caller, Depends(authorize("GetCommand"))],
     wait_s: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="long-poll")] = 0,
-    version: Annotated[int | None, Query(description="return once the version differs")] = None,
+    version: Annotated[
+        int | None,
+        Query(ge=0, le=INT64_MAX, description="return once the version differs"),
+    ] = None,
 ) -> schemas.Command:
     """With `wait_s`, answer as soon as the command's version differs from `version`
     (or it is finished), and at the latest after `wait_s` seconds."""
@@ -237,7 +241,7 @@ async def get_output(
     node_id: str,
     caller: Annotated[Caller, Depends(authorize("GetCommandInvocation"))],
     stream: Literal["stdout", "stderr"] = "stdout",
-    step: int | None = None,
+    step: Count = None,
 ) -> StreamingResponse:
     """The full stream, all steps in order (or one step), as bytes. Honours a single
     `Range: bytes=START-END` header."""

@@ -6,7 +6,6 @@ import json
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
 
@@ -19,6 +18,7 @@ from fleetrun.core.patterns import compile_pattern
 from fleetrun.schemas import events as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server.api.deps import action, authorize, recheck, state_of
+from fleetrun.server.api.query import Seq, moment
 from fleetrun.server.authz import Caller
 from fleetrun.server.outbox import EVENTS_KEY
 from fleetrun.server.store import deliveries as store
@@ -41,9 +41,9 @@ RECHECK_S = 2.0
 async def list_events(
     request: Request,
     caller: Annotated[Caller, Depends(authorize("ListEvents", "*"))],
-    since: datetime | None = None,
+    since: Annotated[str | None, Query(description="ISO time, or how long ago: 2h")] = None,
     detail_type: Annotated[str | None, Query(alias="detail-type")] = None,
-    after: int | None = None,
+    after: Seq = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Page[schemas.Event]:
     """Newest first (oldest first with `after`, a sequence number, for paging on)."""
@@ -52,7 +52,7 @@ async def list_events(
     rows = await state.db.read(
         lambda s: store.read_events(
             s,
-            since=since,
+            since=moment(since, "since"),
             after=after,
             detail_type=detail_type,
             limit=limit,
@@ -76,7 +76,7 @@ async def stream_events(
     request: Request,
     caller: Annotated[Caller, Depends(authorize("ListEvents", "*"))],
     pattern: str | None = None,
-    after: int | None = None,
+    after: Seq = None,
 ) -> StreamingResponse:
     """Events as they happen, as server-sent events (`id:` is the sequence number:
     reconnect with `after` to miss nothing); only those matching `pattern` (JSON).

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from fleetrun.core.errors import AccessDeniedError, AuthenticationError, NotFoundError
 from fleetrun.core.ids import is_uuid, new_secret, new_uuid
+from fleetrun.core.inputs import check_label
 from fleetrun.core.tags import check_tags
 from fleetrun.schemas import activations as schemas
 from fleetrun.server.store.tables import Activation, utcnow
@@ -27,7 +28,7 @@ def create_activation(session: Session, body: schemas.ActivationCreate) -> tuple
     row = Activation(
         id=new_uuid(),
         code_hash=hash_token(code),
-        name=body.name,
+        name=check_label(body.name, "The node name") if body.name is not None else None,
         description=body.description,
         tags=check_tags(dict(body.tags)),
         registration_limit=body.registration_limit,

@@ -10,12 +10,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from fleetrun.core import audit as chain
-from fleetrun.core.errors import ValidationError
 from fleetrun.schemas import audit as schemas
+from fleetrun.server.store.paging import decode_seq_cursor
 from fleetrun.server.store.tables import AuditHead, AuditRecord
 
 VERIFY_BATCH = 2000
@@ -64,25 +64,36 @@ def read_records(
     if action:
         query = query.where(AuditRecord.action == action)
     if cursor:
-        if not cursor.isdigit():
-            raise ValidationError(
-                "The cursor is not valid: pass the next_cursor of the previous page unchanged."
-            )
-        query = query.where(AuditRecord.seq < int(cursor))
+        query = query.where(AuditRecord.seq < decode_seq_cursor(cursor))
     rows = list(session.execute(query.limit(limit + 1)).scalars())
     next_cursor = str(rows[limit - 1].seq) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
 
 def read_after(
-    session: Session, after: int, *, since: datetime | None = None, limit: int = VERIFY_BATCH
+    session: Session, after: int, *, upto: int | None = None, limit: int = VERIFY_BATCH
 ) -> list[dict[str, Any]]:
-    """Up to `limit` records numbered above `after`, in order, as plain dicts."""
+    """Up to `limit` records numbered above `after` (and at most `upto`), in order, as
+    plain dicts."""
     query = select(AuditRecord).where(AuditRecord.seq > after)
-    if since is not None:
-        query = query.where(AuditRecord.at >= since)
+    if upto is not None:
+        query = query.where(AuditRecord.seq <= upto)
     rows = session.execute(query.order_by(AuditRecord.seq).limit(limit)).scalars()
     return [as_dict(r) for r in rows]
+
+
+def read_window(session: Session, since: datetime | None) -> tuple[int, int, str]:
+    """An export's window as it stands now: (from_seq, head seq, head hash). It runs
+    from the first record at or after `since` to the head, every record in between
+    (times are not strictly in order of numbers, the window is in numbers)."""
+    head = session.get(AuditHead, 1)
+    seq, digest = (head.seq, head.hash) if head is not None else (0, chain.GENESIS)
+    if since is None:
+        return 1, seq, digest
+    first = session.execute(
+        select(func.min(AuditRecord.seq)).where(AuditRecord.at >= since)
+    ).scalar_one_or_none()
+    return (first if first is not None else seq + 1), seq, digest
 
 
 def iter_records(session: Session, *, batch: int = VERIFY_BATCH) -> Iterator[dict[str, Any]]:

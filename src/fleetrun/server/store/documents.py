@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from fleetrun.core import documents as core
 from fleetrun.core import signing
 from fleetrun.core.errors import ConflictError, NotFoundError, ValidationError
+from fleetrun.core.inputs import INT64_MAX, parse_int
 from fleetrun.schemas import documents as schemas
 from fleetrun.server.store.tables import Document, DocumentVersion, utcnow
 
@@ -25,7 +26,7 @@ class Resolved:
 
 
 def _check_name(name: str) -> None:
-    if not core.NAME_RE.match(name):
+    if not core.NAME_RE.fullmatch(name):
         raise ValidationError(
             f"Document name {name!r} is not valid: use 3-128 letters, digits, _ - or ."
         )
@@ -111,11 +112,12 @@ def _version_number(doc: Document, version: str | None) -> int:
         return doc.default_version
     if version == "$LATEST":
         return doc.latest_version
-    if not version.isdigit() or int(version) < 1:
+    try:
+        number = parse_int(version, "Document version", 1, INT64_MAX)
+    except ValidationError:
         raise ValidationError(
             f"Document version {version!r} is not valid: give a number, $LATEST or $DEFAULT."
-        )
-    number = int(version)
+        ) from None
     if number > doc.latest_version:
         raise NotFoundError(
             f"Document {doc.name} has no version {number}; its latest is {doc.latest_version}."

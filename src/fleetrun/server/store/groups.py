@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleetrun.core.errors import ConflictError, NotFoundError, ValidationError
+from fleetrun.core.inputs import check_not_dots
 from fleetrun.core.tags import check_tag
 from fleetrun.core.targets import Target
 from fleetrun.schemas import groups as schemas
@@ -19,10 +20,11 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,128}$")
 
 
 def create_group(session: Session, body: schemas.GroupCreate) -> NodeGroup:
-    if not NAME_RE.match(body.name):
+    if not NAME_RE.fullmatch(body.name):
         raise ValidationError(
             f"Group name {body.name!r} is not valid: use 1-128 letters, digits, _ - or ."
         )
+    check_not_dots(body.name, "Group name")
     if (body.node_ids is None) == (body.tags is None):
         raise ValidationError(
             "A group is either a list of nodes (--node) or tag filters (--tag), exactly one."

@@ -12,7 +12,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from fleetrun.core import protocol
-from fleetrun.core.errors import NotFoundError, ValidationError
+from fleetrun.core.errors import NotFoundError
 from fleetrun.core.ids import is_node_id, is_uuid
 from fleetrun.core.statuses import (
     TERMINAL_INVOCATION,
@@ -31,7 +31,12 @@ from fleetrun.server.output import (
     stream_key,
     tail_text,
 )
-from fleetrun.server.store.paging import decode_cursor, encode_cursor, status_clause
+from fleetrun.server.store.paging import (
+    decode_cursor,
+    decode_seq_cursor,
+    encode_cursor,
+    status_clause,
+)
 from fleetrun.server.store.tables import (
     Command,
     Invocation,
@@ -136,13 +141,8 @@ def read_invocations(
         )
     if cursor:
         if by_node:
-            try:
-                seq, _, last_id = cursor.partition(":")
-                after = int(seq)
-            except ValueError:
-                raise ValidationError(
-                    "The cursor is not valid: pass the next_cursor of the previous page unchanged."
-                ) from None
+            seq, _, last_id = cursor.partition(":")
+            after = decode_seq_cursor(seq)
             query = query.where(
                 or_(Invocation.seq > after, and_(Invocation.seq == after, Invocation.id > last_id))
             )

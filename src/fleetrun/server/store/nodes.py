@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from fleetrun.core import access, sealing
 from fleetrun.core.errors import NotFoundError, ValidationError
 from fleetrun.core.ids import is_node_id, new_node_id
+from fleetrun.core.inputs import check_label
 from fleetrun.core.statuses import PingStatus
 from fleetrun.core.tags import check_tags
 from fleetrun.core.targets import Candidate, Target
@@ -47,7 +48,9 @@ def create_node(session: Session, activation: Activation, request: RegisterReque
     facts = request.facts
     node = Node(
         id=new_node_id(),
-        name=request.name or activation.name or facts.get("hostname") or "node",
+        name=check_label(
+            request.name or activation.name or facts.get("hostname") or "node", "The node name"
+        ),
         hostname=facts.get("hostname"),
         platform=facts.get("platform"),
         platform_version=facts.get("platform_version"),

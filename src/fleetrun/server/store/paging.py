@@ -8,10 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from fleetrun.core.errors import ValidationError
+from fleetrun.core.inputs import INT64_MAX, parse_int, utc
 from fleetrun.core.statuses import CommandStatus, InvocationStatus, StatusDetail
 
 STATUS_VALUES = {s.value for s in InvocationStatus} | {s.value for s in CommandStatus}
 DETAIL_VALUES = {d.value for d in StatusDetail}
+BAD_CURSOR = "The cursor is not valid: pass the next_cursor of the previous page unchanged."
 
 
 def status_clause(status_column: Any, detail_column: Any, value: str) -> Any:
@@ -31,12 +33,18 @@ def encode_cursor(at: datetime, last_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def decode_seq_cursor(cursor: str) -> int:
+    """A cursor that is a position in a numbered log."""
+    try:
+        return parse_int(cursor, "The cursor", 0, INT64_MAX)
+    except ValidationError:
+        raise ValidationError(BAD_CURSOR) from None
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, last_id = json.loads(raw)
-        return datetime.fromisoformat(at), str(last_id)
-    except (ValueError, TypeError) as exc:
-        raise ValidationError(
-            "The cursor is not valid: pass the next_cursor of the previous page unchanged."
-        ) from exc
+        return utc(datetime.fromisoformat(at), "The cursor's time"), str(last_id)
+    except (ValueError, TypeError, ValidationError) as exc:
+        raise ValidationError(BAD_CURSOR) from exc
