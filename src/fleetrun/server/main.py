@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+from pathlib import Path
 
 import uvicorn
+from sqlalchemy.engine import make_url
 
 from fleetrun.core.errors import ValidationError
 from fleetrun.server.app import create_app
+from fleetrun.server.db import sync_url
 from fleetrun.server.settings import Settings
 from fleetrun.server.tls import TLSFiles, fingerprint, self_signed
 
@@ -38,9 +43,38 @@ def tls_files(settings: Settings) -> TLSFiles | None:
     return None
 
 
+def private_files() -> None:
+    """Whatever the server process creates from now on (the database and SQLite's -wal
+    and -shm files, output, keys, tokens) is its user's alone."""
+    os.umask(0o077)
+
+
+def secure_data_dir(settings: Settings) -> None:
+    """Make the data directory 0700, and tighten files an older version left readable
+    to others (the SQLite database and its -wal/-shm files, tokens, keys)."""
+    root = settings.data_dir
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    root.chmod(0o700)
+    secret_files = [settings.admin_token_path, settings.secret_key_path]
+    url = make_url(sync_url(settings.effective_database_url))
+    if url.drivername == "sqlite" and url.database and url.database != ":memory:":
+        db = Path(url.database)
+        secret_files += [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    for path in secret_files:
+        with contextlib.suppress(FileNotFoundError):
+            _tighten(path)
+
+
+def _tighten(path: Path) -> None:
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        path.chmod(mode & 0o700)
+
+
 def serve(settings: Settings) -> None:
+    private_files()
     configure_logging(settings.log_level)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(settings)
     files = tls_files(settings)
     if files is not None and files.ca is not None:
         digest = fingerprint(files.ca.read_bytes())
