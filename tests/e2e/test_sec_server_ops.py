@@ -7,12 +7,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness import PYTHON, free_port
+from tests.harness import PYTHON, ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,8 +44,6 @@ def test_the_data_dir_database_tokens_keys_and_output_are_private(fleet):
 
 
 def test_a_data_dir_left_readable_by_an_older_version_is_tightened(tmp_path):
-    from tests.harness import ServerProcess
-
     server = ServerProcess(tmp_path)
     server.data_dir.mkdir(parents=True, mode=0o755)
     (server.data_dir / "admin.token").write_text("frt_" + "x" * 43 + "\n")
@@ -86,3 +85,76 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         timeout=60,
         env={**os.environ, **(env or {})},
     )
+
+
+# -- no bearer token over plain HTTP to another host ----------------------------------
+
+
+def _own_address() -> str | None:
+    """This machine's address on its default route (not loopback), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("192.0.2.1", 9))  # no packet is sent for a UDP connect
+        except OSError:
+            return None
+        address = str(sock.getsockname()[0])
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def test_the_server_refuses_plain_http_off_loopback_without_insecure_http(tmp_path):
+    done = _cli(
+        "server",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(free_port()),
+        "--data-dir",
+        str(tmp_path / "data"),
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "without TLS" in done.stderr and "--insecure-http" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()  # nothing was made
+
+
+def test_off_loopback_the_server_serves_tls_or_plain_http_when_told(tmp_path):
+    tls = ServerProcess(tmp_path / "tls", tls=True, extra_args=["--host", "0.0.0.0"])
+    try:
+        tls.start()  # TLS needs no flag
+    finally:
+        tls.close()
+    plain = ServerProcess(tmp_path / "plain", extra_args=["--host", "0.0.0.0", "--insecure-http"])
+    try:
+        plain.start()
+        assert "--insecure-http" in plain.log_path.read_text()  # and it says so in its log
+        address = _own_address()
+        if address is None:
+            return
+        url = f"http://{address}:{plain.port}"
+        env = {
+            "FLEETRUN_TOKEN": plain.token,
+            "FLEETRUN_SERVER": url,
+            "FLEETRUN_CONFIG": "/nonexistent",
+        }
+        refused = _cli("whoami", env=env)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert "plain HTTP" in refused.stderr and "--insecure" in refused.stderr
+        assert _cli("--insecure", "whoami", env=env).returncode == 0
+        assert _cli("whoami", env={**env, "FLEETRUN_INSECURE": "1"}).returncode == 0
+    finally:
+        plain.close()
+
+
+def test_the_cli_will_not_send_its_token_over_plain_http_to_another_host(fleet):
+    env = {"FLEETRUN_CONFIG": "/nonexistent", "FLEETRUN_TOKEN": fleet.server.token}
+    for args in (
+        ["nodes", "list", "--server", "http://10.1.2.3:8470"],
+        ["--server", "http://fleet.example.invalid:8470", "whoami"],
+        ["login", "--server", "http://10.1.2.3:8470", "--token", "frt_x"],
+    ):
+        done = _cli(*args, env=env)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert "plain HTTP to a host that is not this machine" in done.stderr
+    # loopback over http needs no flag
+    for server in (fleet.server.url, f"http://localhost:{fleet.server.port}"):
+        assert _cli("whoami", "--server", server, env=env).returncode == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from fleetrun.cli import config, render
-from fleetrun.cli.base import json_option, options
+from fleetrun.cli.base import insecure_option, json_option, options
 from fleetrun.core.errors import AccessDeniedError
 from fleetrun.sdk import Client
 
@@ -53,6 +53,12 @@ from fleetrun.sdk import Client
     help="Extra names or addresses for the self-signed certificate, comma-separated.",
 )
 @click.option(
+    "--insecure-http",
+    is_flag=True,
+    default=None,
+    help="Allow plain HTTP on a --host other than loopback (tokens cross the network in clear).",
+)
+@click.option(
     "--delivery-max-attempts",
     type=int,
     default=None,
@@ -87,6 +93,7 @@ def server(
     tls_key: Path | None,
     tls_self_signed: bool | None,
     tls_san: str | None,
+    insecure_http: bool | None,
     delivery_max_attempts: int | None,
     smtp_host: str | None,
     smtp_port: int | None,
@@ -114,6 +121,7 @@ def server(
             "tls_key": tls_key,
             "tls_self_signed": tls_self_signed,
             "tls_san": tls_san,
+            "insecure_http": insecure_http,
             "delivery_max_attempts": delivery_max_attempts,
             "smtp_host": smtp_host,
             "smtp_port": smtp_port,
@@ -151,15 +159,16 @@ def _read_secret(path: Path | None) -> str | None:
     help="Trust this CA (PEM) for an https server with a private CA.",
 )
 @json_option
+@insecure_option
 @click.pass_context
 def login(ctx: click.Context, server_url: str, token: str, ca_file: str | None) -> None:
     """Check the server and token, then save them for later commands."""
-    profile = config.resolve(server_url, token, ca_file)
+    profile = config.resolve(server_url, token, ca_file, options(ctx).insecure)
     # Proves both URL and token; a valid token that may not ask who it is still
     # authenticated (it got 403, not 401).
     verify = profile.ca_file or True
     with (
-        Client(profile.server, profile.token, verify=verify) as client,
+        Client(profile.server, profile.token, verify=verify, insecure=profile.insecure) as client,
         contextlib.suppress(AccessDeniedError),
     ):
         client.whoami()

@@ -11,6 +11,7 @@ import uvicorn
 from sqlalchemy.engine import make_url
 
 from fleetrun.core.errors import ValidationError
+from fleetrun.core.transport import is_loopback_host
 from fleetrun.server.app import create_app
 from fleetrun.server.db import sync_url
 from fleetrun.server.settings import Settings
@@ -43,6 +44,25 @@ def tls_files(settings: Settings) -> TLSFiles | None:
     return None
 
 
+def check_listen(settings: Settings) -> None:
+    """Refuse plain HTTP off loopback (tokens and node traffic would cross the network
+    in clear) unless --insecure-http says it is meant."""
+    if settings.serves_tls or is_loopback_host(settings.host):
+        return
+    if not settings.insecure_http:
+        raise ValidationError(
+            f"Listening on {settings.host} without TLS would send API tokens and node "
+            "traffic in clear: add --tls-self-signed (or --tls-cert and --tls-key), keep "
+            "--host 127.0.0.1 behind a TLS proxy, or pass --insecure-http if this network "
+            "is private and you mean it."
+        )
+    logging.getLogger(__name__).warning(
+        "serving plain HTTP on %s (--insecure-http): API tokens and node traffic cross the "
+        "network unencrypted",
+        settings.host,
+    )
+
+
 def private_files() -> None:
     """Whatever the server process creates from now on (the database and SQLite's -wal
     and -shm files, output, keys, tokens) is its user's alone."""
@@ -72,8 +92,9 @@ def _tighten(path: Path) -> None:
 
 
 def serve(settings: Settings) -> None:
-    private_files()
     configure_logging(settings.log_level)
+    check_listen(settings)
+    private_files()
     secure_data_dir(settings)
     files = tls_files(settings)
     if files is not None and files.ca is not None:

@@ -34,6 +34,7 @@ class Settings:
     tls_key: Path | None = None
     tls_self_signed: bool = False  # make a private CA and a certificate in the data dir
     tls_san: str = ""  # extra names/addresses for the self-signed certificate, comma-separated
+    insecure_http: bool = False  # allow plain HTTP on an address other than loopback
     rate_limit_per_s: float = 50.0  # API requests per second per principal (0: no limit)
     rate_limit_burst: int = 200  # requests a principal may make at once above that rate
     # events and their delivery (docs/events.md)
@@ -67,6 +68,10 @@ class Settings:
     @property
     def s3_base_url(self) -> str:
         return (self.s3_endpoint_url or f"https://s3.{self.s3_region}.amazonaws.com").rstrip("/")
+
+    @property
+    def serves_tls(self) -> bool:
+        return bool(self.tls_self_signed or self.tls_cert)
 
     @property
     def sqlite_path(self) -> Path:
