@@ -13,6 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from fleetrun.core.errors import ConflictError
+from fleetrun.sdk import Client
 from tests.harness import PYTHON, ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,3 +162,84 @@ def test_the_cli_will_not_send_its_token_over_plain_http_to_another_host(fleet):
     # loopback over http needs no flag
     for server in (fleet.server.url, f"http://localhost:{fleet.server.port}"):
         assert _cli("whoami", "--server", server, env=env).returncode == 0
+
+
+# -- the last administrator credential, and the way back in ---------------------------
+
+LOCKOUT = "would leave no administrator with a working token"
+
+
+def test_the_last_administrator_token_cannot_be_revoked(fleet):
+    client = fleet.client
+    [first] = [t for t in client.list_tokens("admin") if t.active]
+    with pytest.raises(ConflictError, match=LOCKOUT):
+        client.revoke_token(first.id)
+    assert client.whoami().principal == "admin"  # still works: nothing was changed
+    done = _cli("tokens", "revoke", first.id, env=_env(fleet))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert LOCKOUT in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+    # With another administrator token, the first one may go; then the other may not.
+    second = client.create_token("admin", description="spare")
+    assert client.revoke_token(first.id).active is False
+    with Client(fleet.server.url, second.token) as spare:
+        with pytest.raises(ConflictError, match=LOCKOUT):
+            spare.revoke_token(second.id)
+        # Tokens of principals that cannot do everything come and go freely.
+        spare.create_principal("reader")
+        spare.attach("reader", role="Reader")
+        reader = spare.create_token("reader")
+        assert spare.revoke_token(reader.id).active is False
+        # Another administrator (by the Administrator role) holds the way in...
+        spare.create_principal("ops")
+        spare.attach("ops", role="Administrator")
+        ops_token = spare.create_token("ops")
+        assert spare.revoke_token(second.id).active is False
+    with Client(fleet.server.url, ops_token.token) as ops:
+        # ...and so may not lose its role, nor be deleted, nor lose its last token.
+        with pytest.raises(ConflictError, match=LOCKOUT):
+            ops.detach("ops", role="Administrator")
+        with pytest.raises(ConflictError, match=LOCKOUT):
+            ops.delete_principal("ops")
+        with pytest.raises(ConflictError, match=LOCKOUT):
+            ops.revoke_token(ops_token.id)
+        assert ops.whoami().principal == "ops"
+
+
+def test_reset_admin_token_gives_the_administrator_a_way_back_in(fleet):
+    """The admin.token file is lost and no other administrator exists: the command,
+    run on the server's machine beside the running server, makes a new token."""
+    data = fleet.server.data_dir
+    old = fleet.server.token
+    (data / "admin.token").unlink()
+    args = ["server", "reset-admin-token", "--data-dir", str(data)]
+    args += ["--database-url", fleet.server.db.url]
+    done = _cli(*args)
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert token.startswith("frt_") and token != old
+    assert (data / "admin.token").read_text().strip() == token
+    assert mode(data / "admin.token") == 0o600
+    with Client(fleet.server.url, token) as client:
+        assert client.whoami().principal == "admin"
+        [record] = client.list_audit_records(action="fleetrun:ResetAdminToken")
+        assert record.principal == "admin" and record.kind == "local"
+        assert client.verify_audit_log().ok
+    fleet.server.restart()  # the server starts with the new file as it is
+    with Client(fleet.server.url, token) as client:
+        assert client.whoami().principal == "admin"
+
+
+def test_reset_admin_token_without_a_database_says_what_to_give(tmp_path):
+    done = _cli("server", "reset-admin-token", "--data-dir", str(tmp_path / "nothing"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "No database in" in done.stderr and "--data-dir" in done.stderr
+    assert not (tmp_path / "nothing").exists()
+
+
+def _env(fleet) -> dict[str, str]:
+    return {
+        "FLEETRUN_CONFIG": "/nonexistent",
+        "FLEETRUN_SERVER": fleet.server.url,
+        "FLEETRUN_TOKEN": fleet.server.token,
+    }

@@ -13,7 +13,7 @@ from fleetrun.core.errors import AccessDeniedError
 from fleetrun.sdk import Client
 
 
-@click.command("server")
+@click.group("server", invoke_without_command=True)
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8470).")
 @click.option(
@@ -83,7 +83,9 @@ from fleetrun.sdk import Client
 )
 @click.option("--nats-url", default=None, help="NATS server for nats: targets.")
 @click.option("--redis-url", default=None, help="Redis server for redis: targets.")
+@click.pass_context
 def server(
+    ctx: click.Context,
     host: str | None,
     port: int | None,
     data_dir: Path | None,
@@ -106,6 +108,8 @@ def server(
     redis_url: str | None,
 ) -> None:
     """Run the fleetrun server (API, agent gateway, dispatcher) in the foreground."""
+    if ctx.invoked_subcommand is not None:
+        return
     from fleetrun.server.db import sync_url
     from fleetrun.server.main import serve, tls_files
     from fleetrun.server.settings import Settings
@@ -138,6 +142,51 @@ def server(
     if not settings.tls_self_signed:
         tls_files(settings)  # and TLS flags that do not fit together
     serve(settings)
+
+
+@server.command("reset-admin-token")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The server's data directory (admin.token is written there).",
+)
+@click.option(
+    "--database-url", default=None, help="The server's database (default: SQLite in the data dir)."
+)
+@json_option
+@click.pass_context
+def reset_admin_token(ctx: click.Context, data_dir: Path | None, database_url: str | None) -> None:
+    """Make a new token for the built-in administrator `admin` and write it to
+    DATA_DIR/admin.token (0600): the way back in when no administrator can sign in.
+    Run it on the server's machine, as the server's user."""
+    from fleetrun.server.admins import reset_admin_token as reset
+    from fleetrun.server.db import sync_url
+    from fleetrun.server.main import private_files, secure_data_dir
+    from fleetrun.server.settings import Settings
+
+    settings = Settings.load({"data_dir": data_dir, "database_url": database_url})
+    sync_url(settings.effective_database_url)
+    if settings.database_url is None and not settings.sqlite_path.exists():
+        raise click.UsageError(
+            f"No database in {settings.data_dir}: give the server's --data-dir (and "
+            "--database-url if it uses PostgreSQL)."
+        )
+    private_files()
+    secure_data_dir(settings)
+    token = reset(settings)
+    if options(ctx).json:
+        render.emit_json(
+            {"principal": "admin", "token": token, "file": str(settings.admin_token_path)}
+        )
+    else:
+        render.out.print(token, markup=False, highlight=False)
+        render.err.print(
+            f"New token for admin written to {settings.admin_token_path} (0600); "
+            "the old tokens still work unless revoked.",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _read_secret(path: Path | None) -> str | None:
