@@ -11,13 +11,15 @@ import socket
 import stat
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 
 from fleetrun.core.errors import ConflictError
 from fleetrun.sdk import Client
-from tests.harness import PYTHON, ServerProcess, free_port
+from tests.harness import PYTHON, ServerProcess, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -243,3 +245,71 @@ def _env(fleet) -> dict[str, str]:
         "FLEETRUN_SERVER": fleet.server.url,
         "FLEETRUN_TOKEN": fleet.server.token,
     }
+
+
+# -- unauthenticated floods: throttled per address, summed up in the audit log ---------
+
+
+def test_unauthenticated_requests_are_throttled_per_address_and_summed_up_in_the_audit_log(
+    tmp_path,
+):
+    server = ServerProcess(
+        tmp_path,
+        env={
+            "FLEETRUN_UNAUTHENTICATED_RATE_PER_S": "1",
+            "FLEETRUN_UNAUTHENTICATED_BURST": "20",
+            "FLEETRUN_AUDIT_FAILURE_WINDOW_S": "3",
+        },
+    )
+    try:
+        server.start()
+        url = server.url + "/v1/nodes"
+        failures = Counter()
+        with httpx.Client() as http:
+            for i in range(300):
+                headers = {"authorization": "Bearer frt_wrong"} if i % 2 else {}
+                response = http.get(url, headers=headers)
+                failures[response.status_code] += 1
+            assert set(failures) == {401, 429}, failures
+            assert 20 <= failures[401] < 60 and failures[429] > 200
+            refused = http.get(url, headers={"authorization": "Bearer frt_wrong"})
+            assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+            message = refused.json()["error"]["message"]
+            assert "Too many requests without a valid API token from 127.0.0.1" in message
+            failures[429] += 1
+            # Another address is not held back for this one's failures.
+            with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2")) as other:
+                assert other.get(url).status_code == 401
+            # While held back, even a valid token waits (no oracle for guessed tokens)...
+            valid = {"authorization": f"Bearer {server.token}"}
+            first = http.get(url, headers=valid).status_code
+            failures[first] += first == 429
+            # ...and passes once the bucket has refilled a little.
+
+            def through() -> bool:
+                status = http.get(url, headers=valid).status_code
+                failures[status] += status == 429
+                return status == 200
+
+            wait_for(through, timeout_s=30, what="the address to be let through again")
+        expected = failures[401] + failures[429]
+
+        def summed_up() -> list | None:
+            with server.client() as admin:
+                records = [
+                    r
+                    for r in admin.list_audit_records(limit=1000)
+                    if r.principal is None and r.source_ip == "127.0.0.1" and r.kind == "request"
+                ]
+            # a record as it was counts one request; a summary, its repeats
+            counted = sum(r.detail.get("repeated", 1) for r in records)
+            return records if counted == expected else None
+
+        records = wait_for(summed_up, timeout_s=30, what="the failures summed up")
+        assert len(records) <= 8, len(records)  # not one per request
+        summaries = [r for r in records if "repeated" in r.detail]
+        assert summaries and all(set(r.detail["statuses"]) <= {"401", "429"} for r in summaries)
+        [first] = [r for r in records if r.status == 401 and "repeated" not in r.detail][:1]
+        assert first.path == "/v1/nodes" and first.method == "GET"
+    finally:
+        server.close()

@@ -37,6 +37,11 @@ class Settings:
     insecure_http: bool = False  # allow plain HTTP on an address other than loopback
     rate_limit_per_s: float = 50.0  # API requests per second per principal (0: no limit)
     rate_limit_burst: int = 200  # requests a principal may make at once above that rate
+    # requests without a valid token, per source address (0: no limit); past the burst,
+    # that address gets 429 until its bucket refills, valid token or not
+    unauthenticated_rate_per_s: float = 2.0
+    unauthenticated_burst: int = 300
+    audit_failure_window_s: float = 60.0  # such requests: one audit record per address per window
     # events and their delivery (docs/events.md)
     delivery_max_attempts: int = 8  # then the delivery is dead-lettered
     delivery_base_s: float = 1.0  # first retry after about this long, doubling
