@@ -4,6 +4,10 @@ up    start the server (SQLite under .fleetrun/server), enrol and start one agen
       (.fleetrun/agent), send a demo command and print its output; both keep
       running in the background. Running it again reuses what is running.
 down  stop both (their data stays; `make clean` removes it).
+
+FLEETRUN_PORT picks another port; FLEETRUN_DEVSTACK_DIR another directory than
+.fleetrun. That directory is its user's alone (0700): `.fleetrun/env` holds the
+administrator's token (0600).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-STATE = ROOT / ".fleetrun"
+STATE = Path(os.environ.get("FLEETRUN_DEVSTACK_DIR") or ROOT / ".fleetrun")
 PORT = int(os.environ.get("FLEETRUN_PORT", "8470"))
 URL = f"http://127.0.0.1:{PORT}"
 PY = sys.executable
@@ -64,8 +68,17 @@ def _healthy() -> bool:
     return httpx.get(f"{URL}/healthz", timeout=1).status_code == 200
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read (it holds a token)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file made earlier by an older version may be 0644
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
 def up() -> None:
-    STATE.mkdir(exist_ok=True)
+    STATE.mkdir(exist_ok=True, mode=0o700)
+    STATE.chmod(0o700)
     if _pid("server") is None:
         try:
             if _healthy():
@@ -82,7 +95,7 @@ def up() -> None:
         )
     _wait(_healthy, "the server answering")
     token = (STATE / "server" / "admin.token").read_text().strip()
-    (STATE / "env").write_text(f"export FLEETRUN_SERVER={URL}\nexport FLEETRUN_TOKEN={token}\n")
+    _write_private(STATE / "env", f"export FLEETRUN_SERVER={URL}\nexport FLEETRUN_TOKEN={token}\n")
     env = {**os.environ, "FLEETRUN_SERVER": URL, "FLEETRUN_TOKEN": token}
     agent_dir = STATE / "agent"
     if not (agent_dir / "identity.json").exists():

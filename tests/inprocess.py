@@ -39,7 +39,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-BASE_URL = "http://testserver"
+BASE_URL = "http://127.0.0.1"  # loopback: the SDK sends a token over plain http only there
 
 
 def _raw_public(key: Ed25519PrivateKey | X25519PrivateKey) -> str:

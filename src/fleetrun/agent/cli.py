@@ -27,14 +27,15 @@ from fleetrun.agent import procs, rotate, service
 from fleetrun.agent.audit import AuditLog
 from fleetrun.agent.cgroups import CgroupUnavailableError, locate
 from fleetrun.agent.channel import Channel, TerminalError, rotate_once
-from fleetrun.agent.config import ConfigError
+from fleetrun.agent.config import BrokenConfigError, ConfigError
 from fleetrun.agent.daemon import Agent, AgentOptions
 from fleetrun.agent.lock import AlreadyRunningError, StateLock
 from fleetrun.agent.register import RegistrationError, register
+from fleetrun.agent.service import ServiceError
 from fleetrun.agent.state import AgentStateError, StateDir, default_state_dir
 from fleetrun.agent.tls import TransportError
 from fleetrun.core.errors import ValidationError
-from fleetrun.core.localpolicy import KEYS
+from fleetrun.core.localpolicy import KEYS, LocalConfig
 from fleetrun.core.tags import parse_tags
 
 log = logging.getLogger("fleetrun.agent")
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         ConfigError,
         TransportError,
         AlreadyRunningError,
+        ServiceError,
     ) as exc:
         message = getattr(exc, "message", None) or str(exc)
         print(f"fleetrun-agent: {message}", file=sys.stderr)
@@ -167,9 +169,18 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(f"fleetrun-agent: {message}", file=sys.stderr)
         code = 1
+    except OSError as exc:  # a path the operator gave that cannot be used
+        print(f"fleetrun-agent: {_os_error(exc)}", file=sys.stderr)
+        code = 1
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)
+
+
+def _os_error(exc: OSError) -> str:
+    where = f" {exc.filename}" if exc.filename else ""
+    reason = (exc.strerror or str(exc)).lower()
+    return f"Cannot use{where}: {reason}; check the path and its permissions."
 
 
 def _print(args: argparse.Namespace, data: object, text: str) -> None:
@@ -214,6 +225,11 @@ def _register(state: StateDir, args: argparse.Namespace) -> int:
 
 def _status(state: StateDir, args: argparse.Namespace) -> int:
     identity = state.load_identity()
+    try:
+        local_config.load(state.config_path)
+        config = "ok"
+    except ConfigError as exc:
+        config = f"cannot be read ({exc}): this node refuses everything until it is repaired"
     lock = StateLock(state.root / "agent.lock")
     running = lock.held_elsewhere()
     data: dict[str, object] = {
@@ -221,6 +237,7 @@ def _status(state: StateDir, args: argparse.Namespace) -> int:
         "name": identity.name,
         "server": identity.server,
         "running": running,
+        "config": config,
         **_containment(identity.node_id, lock.holder() if running else None),
     }
     _print(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
@@ -242,32 +259,49 @@ def _containment(node_id: str, pid: int | None) -> dict[str, str]:
 
 def _config(state: StateDir, args: argparse.Namespace) -> int:
     path = state.config_path
-    if args.action == "set":
-        updated = local_config.set_value(
-            path, args.key, args.value, add=args.add, remove=args.remove
-        )
-        value = updated.get(args.key)
-        _print(args, {args.key: value}, f"{args.key} = {_show(value)}")
-    elif args.action == "clear":
-        updated = local_config.clear_value(path, args.key)
-        _print(
-            args,
-            {args.key: updated.get(args.key)},
-            f"{args.key} reset to {_show(updated.get(args.key))}",
-        )
+    if args.action in ("set", "clear"):
+        if args.action == "set":
+            change = local_config.set_value(
+                path, args.key, args.value, add=args.add, remove=args.remove
+            )
+            text = f"{args.key} = {_show(change.get(args.key))}"
+        else:
+            change = local_config.clear_value(path, args.key)
+            text = f"{args.key} reset to {_show(change.get(args.key))}"
+        if change.replaced_broken:
+            print(
+                f"fleetrun-agent: the old file could not be read ({change.replaced_broken}); "
+                f"it is kept as {local_config.broken_path(path)} and {path} now holds only "
+                "what was set since.",
+                file=sys.stderr,
+            )
+        _print(args, {args.key: change.get(args.key)}, text)
     elif args.action == "get":
         if args.key not in KEYS:
             raise ValidationError(
                 f"{args.key!r} is not a configuration key: see `fleetrun-agent config list`."
             )
-        effective = local_config.load(path).effective()
+        effective = _readable(path).effective()
         _print(args, {args.key: effective[args.key]}, _show(effective[args.key]))
     else:
-        effective = local_config.load(path).effective()
+        effective = _readable(path).effective()
         width = max(len(k) for k in KEYS)
         lines = [f"{k:<{width}}  {_show(effective[k]):<40}  {KEYS[k].help}" for k in KEYS]
         _print(args, effective, "\n".join(lines))
     return 0
+
+
+def _readable(path: Path) -> LocalConfig:
+    """The configuration, or a ConfigError that says the node refuses everything and
+    how to repair the file."""
+    try:
+        return local_config.load(path)
+    except BrokenConfigError as exc:
+        raise ConfigError(
+            f"The local configuration cannot be read ({exc}), so this node refuses "
+            "everything: fix the file, or overwrite it with `fleetrun-agent config set KEY "
+            "VALUE` or `fleetrun-agent config clear KEY`."
+        ) from exc
 
 
 def _show(value: object) -> str:

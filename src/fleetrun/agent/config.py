@@ -3,41 +3,65 @@
 Only someone who can write that file (the agent's own user, usually root) can change
 it; the server has no way to. The running agent reads it again whenever it changes.
 A file that cannot be read makes the agent refuse everything sent to it: when the
-node's wishes are unknown, nothing runs.
+node's wishes are unknown, nothing runs. The agent keeps running and says why in its
+log and in `fleetrun-agent status`; `config set` and `config clear` repair such a file
+(the broken one is kept beside it as config.toml.broken).
+
+The file is written with a TOML writer (tomli-w), so no value can make it invalid.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomli_w
 
 from fleetrun.agent.state import write_atomic
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.localpolicy import KEYS, LIST_KEYS_LOCKED_IN_MONITOR, LocalConfig, parse_value
+
+log = logging.getLogger(__name__)
+
+HEADER = "# fleetrun agent: local configuration. Change it with `fleetrun-agent config`.\n"
 
 
 class ConfigError(Exception):
     """The configuration file cannot be read or written: the message says why."""
 
 
+class BrokenConfigError(ConfigError):
+    """The file is there and readable, but what it holds is not a configuration
+    (not UTF-8, not TOML, or keys and values this agent does not know)."""
+
+
 def load(path: Path) -> LocalConfig:
     try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
+        data = path.read_bytes()
     except FileNotFoundError:
         return LocalConfig()
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"Cannot read {path}: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {path}: {exc.strerror}.") from exc
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BrokenConfigError(
+            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise BrokenConfigError(f"{path} is not valid TOML ({exc})") from exc
     values: dict[str, Any] = {}
     for section, table in raw.items():
         if not isinstance(table, dict):
-            raise ConfigError(f"{path}: {section} must be a table")
+            raise BrokenConfigError(f"{path}: {section} must be a table")
         for name, value in table.items():
             key = f"{section}.{name}"
             if key not in KEYS:
-                raise ConfigError(f"{path}: {key} is not a configuration key")
+                raise BrokenConfigError(f"{path}: {key} is not a configuration key")
             values[key] = _checked(key, value, path)
     return LocalConfig(values)
 
@@ -52,21 +76,22 @@ def _checked(key: str, value: Any, path: Path) -> Any:
     try:
         return parse_value(key, text)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {exc.message}") from None
+        raise BrokenConfigError(f"{path}: {exc.message}") from None
 
 
-def save(path: Path, config: LocalConfig) -> None:
-    """Write the file (mode 0600) atomically, or say why it cannot be written."""
+def render(config: LocalConfig) -> str:
+    """The file's text: one table per section, written by a TOML writer."""
     sections: dict[str, dict[str, Any]] = {}
     for key, value in sorted(config.values.items()):
         section, _, name = key.partition(".")
         sections.setdefault(section, {})[name] = value
-    lines = ["# fleetrun agent: local configuration. Change it with `fleetrun-agent config`."]
-    for section, table in sections.items():
-        lines.append(f"\n[{section}]")
-        lines += [f"{name} = {_toml(value)}" for name, value in table.items()]
+    return HEADER + ("\n" + tomli_w.dumps(sections) if sections else "")
+
+
+def save(path: Path, config: LocalConfig) -> None:
+    """Write the file (mode 0600) atomically, or say why it cannot be written."""
     try:
-        write_atomic(path, ("\n".join(lines) + "\n").encode(), 0o600)
+        write_atomic(path, render(config).encode(), 0o600)
     except PermissionError as exc:
         raise ConfigError(
             f"Cannot write {path}: permission denied; run this as the agent's user (usually root)."
@@ -75,22 +100,45 @@ def save(path: Path, config: LocalConfig) -> None:
         raise ConfigError(f"Cannot write {path}: {exc.strerror}.") from exc
 
 
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+@dataclass(frozen=True)
+class Change:
+    """A configuration as written, and what was wrong with the file it replaced."""
+
+    config: LocalConfig
+    replaced_broken: str | None = None  # why the old file could not be read
+
+    def get(self, key: str) -> Any:
+        return self.config.get(key)
+
+
+def _load_for_change(path: Path) -> tuple[LocalConfig, str | None]:
+    """The configuration to change; a broken file counts as empty (the change
+    writes a fresh one) and is kept as config.toml.broken for its owner to read."""
+    try:
+        return load(path), None
+    except BrokenConfigError as exc:
+        return LocalConfig(), str(exc)
+
+
+def _write_change(path: Path, config: LocalConfig, broken: str | None) -> Change:
+    if broken is not None:
+        try:
+            os.replace(path, broken_path(path))
+        except OSError as exc:
+            raise ConfigError(f"Cannot move the broken {path} aside: {exc.strerror}.") from exc
+    save(path, config)
+    return Change(config, broken)
+
+
+def broken_path(path: Path) -> Path:
+    return path.with_name(path.name + ".broken")
 
 
 def set_value(
     path: Path, key: str, text: str, *, add: bool = False, remove: bool = False
-) -> LocalConfig:
-    config = load(path)
+) -> Change:
     value = parse_value(key, text)
+    config, broken = _load_for_change(path)
     if key in LIST_KEYS_LOCKED_IN_MONITOR and config.get("config.mode") == "monitor":
         raise ValidationError(
             f"config.mode is monitor: {key} cannot be changed; set config.mode full first."
@@ -103,26 +151,22 @@ def set_value(
             value = current + [v for v in value if v not in current]
         else:
             value = [v for v in current if v not in value]
-    updated = LocalConfig({**config.values, key: value})
-    save(path, updated)
-    return updated
+    return _write_change(path, LocalConfig({**config.values, key: value}), broken)
 
 
-def clear_value(path: Path, key: str) -> LocalConfig:
+def clear_value(path: Path, key: str) -> Change:
     if key not in KEYS:
         raise ValidationError(
             f"{key!r} is not a configuration key: see `fleetrun-agent config list`."
         )
-    config = load(path)
+    config, broken = _load_for_change(path)
     if key in LIST_KEYS_LOCKED_IN_MONITOR and config.get("config.mode") == "monitor":
         raise ValidationError(
             f"config.mode is monitor: {key} cannot be changed; set config.mode full first."
         )
     values = dict(config.values)
     values.pop(key, None)
-    updated = LocalConfig(values)
-    save(path, updated)
-    return updated
+    return _write_change(path, LocalConfig(values), broken)
 
 
 class Watcher:
@@ -152,6 +196,11 @@ class Watcher:
             self.config, self.error = load(self.path), None
         except ConfigError as exc:
             self.config, self.error = LocalConfig(), str(exc)
+            log.error(
+                "the local configuration cannot be read (%s): this node refuses everything "
+                "until it is repaired with `fleetrun-agent config set` or `config clear`",
+                exc,
+            )
         return True
 
     def report(self) -> dict[str, Any]:

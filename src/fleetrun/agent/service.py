@@ -40,9 +40,20 @@ WantedBy=multi-user.target
 """
 
 
+class ServiceError(Exception):
+    """The unit cannot be written: the message says why and what to do."""
+
+
 def install(text: str, unit_dir: Path) -> Path:
-    unit_dir.mkdir(parents=True, exist_ok=True)
     path = unit_dir / UNIT_NAME
-    path.write_text(text)
-    path.chmod(0o644)
+    try:
+        unit_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(0o644)
+    except OSError as exc:
+        raise ServiceError(
+            f"Cannot write {path}: {(exc.strerror or str(exc)).lower()}; give a --unit-dir "
+            "this user may write (systemd reads /etc/systemd/system, written as root), or "
+            "use --print."
+        ) from exc
     return path

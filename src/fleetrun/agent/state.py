@@ -106,9 +106,16 @@ class StateDir:
         return self.root / "work"
 
     def prepare(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for sub in (self.journal_dir, self.spool_dir, self.work_dir):
-            sub.mkdir(exist_ok=True, mode=0o700)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for sub in (self.journal_dir, self.spool_dir, self.work_dir):
+                sub.mkdir(exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise AgentStateError(
+                f"Cannot make the state directory {exc.filename or self.root}: "
+                f"{(exc.strerror or str(exc)).lower()}; give a --state-dir this user may "
+                "create and write."
+            ) from exc
 
     def new_key(self) -> Ed25519PrivateKey:
         key = Ed25519PrivateKey.generate()

@@ -12,33 +12,23 @@ plain HTTP is allowed at all.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import ssl
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+
+from fleetrun.core.transport import plain_http_off_host
 
 
 class TransportError(Exception):
     """The connection cannot be trusted: the message says why and what to do."""
 
 
-def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name other than localhost: not resolved, not assumed local
-
-
 def check_transport(url: str, insecure: bool) -> None:
-    if url.startswith("http://") and not insecure and not is_loopback(url):
+    if plain_http_off_host(url) and not insecure:
         raise TransportError(
             f"{url} is plain HTTP to a host that is not this machine: use https://, or pass "
             "--insecure if you really mean to send the node's traffic unencrypted."

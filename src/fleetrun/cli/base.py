@@ -24,6 +24,7 @@ class Options:
     server: str | None = None
     token: str | None = None
     ca_file: str | None = None
+    insecure: bool = False
     json: bool = False
     # the SDK's transport seam (`main(argv, http=...)`): every request goes through it
     http: httpx.Client | None = field(default=None, repr=False)
@@ -31,9 +32,15 @@ class Options:
 
     def client(self) -> Client:
         if self._client is None:
-            profile = config.resolve(self.server, self.token, self.ca_file)
+            profile = config.resolve(self.server, self.token, self.ca_file, self.insecure)
             verify: str | bool = profile.ca_file or True
-            self._client = Client(profile.server, profile.token, verify=verify, http=self.http)
+            self._client = Client(
+                profile.server,
+                profile.token,
+                verify=verify,
+                insecure=profile.insecure,
+                http=self.http,
+            )
         return self._client
 
 
@@ -61,9 +68,21 @@ def json_option(f: F) -> F:
     )(f)
 
 
+def insecure_option(f: F) -> F:
+    return click.option(
+        "--insecure",
+        is_flag=True,
+        expose_value=False,
+        callback=_store("insecure"),
+        help="Allow plain http:// to a server that is not this machine (or set "
+        "FLEETRUN_INSECURE=1); the token crosses the network in clear.",
+    )(f)
+
+
 def api_options(f: F) -> F:
-    """--server, --token, --ca-file and --json, accepted on the group and on every command."""
-    f = json_option(f)
+    """--server, --token, --ca-file, --insecure and --json, accepted on the group and on
+    every command."""
+    f = insecure_option(json_option(f))
     for name, help_text in (
         ("--token", "API token (default: FLEETRUN_TOKEN, then the login file)."),
         (

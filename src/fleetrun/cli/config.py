@@ -27,6 +27,7 @@ class Profile:
     server: str
     token: str | None
     ca_file: str | None = None  # trust this CA for an https server with a private CA
+    insecure: bool = False  # plain http:// to another host allowed (never saved)
 
 
 def read_file(path: Path | None = None) -> dict[str, str]:
@@ -43,7 +44,9 @@ def read_file(path: Path | None = None) -> dict[str, str]:
     return {k: str(v) for k, v in data.items() if isinstance(v, str)}
 
 
-def resolve(server: str | None, token: str | None, ca_file: str | None = None) -> Profile:
+def resolve(
+    server: str | None, token: str | None, ca_file: str | None = None, insecure: bool = False
+) -> Profile:
     saved: dict[str, str] | None = None
 
     def from_file(key: str) -> str | None:
@@ -59,7 +62,8 @@ def resolve(server: str | None, token: str | None, ca_file: str | None = None) -
         raise ValidationError(f"The server URL {server!r} must start with http:// or https://.")
     if ca_file and not Path(ca_file).expanduser().is_file():
         raise ValidationError(f"The CA file {ca_file} does not exist.")
-    return Profile(server=server.rstrip("/"), token=token, ca_file=ca_file)
+    insecure = insecure or os.environ.get("FLEETRUN_INSECURE", "").lower() in ("1", "true", "yes")
+    return Profile(server=server.rstrip("/"), token=token, ca_file=ca_file, insecure=insecure)
 
 
 def _quote(value: str) -> str:

@@ -8,12 +8,12 @@ from pathlib import Path
 import click
 
 from fleetrun.cli import config, render
-from fleetrun.cli.base import json_option, options
+from fleetrun.cli.base import insecure_option, json_option, options
 from fleetrun.core.errors import AccessDeniedError
 from fleetrun.sdk import Client
 
 
-@click.command("server")
+@click.group("server", invoke_without_command=True)
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8470).")
 @click.option(
@@ -53,6 +53,12 @@ from fleetrun.sdk import Client
     help="Extra names or addresses for the self-signed certificate, comma-separated.",
 )
 @click.option(
+    "--insecure-http",
+    is_flag=True,
+    default=None,
+    help="Allow plain HTTP on a --host other than loopback (tokens cross the network in clear).",
+)
+@click.option(
     "--delivery-max-attempts",
     type=int,
     default=None,
@@ -84,7 +90,9 @@ from fleetrun.sdk import Client
     metavar="CIDR",
     help="Let output destinations and webhooks reach this internal network (repeatable).",
 )
+@click.pass_context
 def server(
+    ctx: click.Context,
     host: str | None,
     port: int | None,
     data_dir: Path | None,
@@ -94,6 +102,7 @@ def server(
     tls_key: Path | None,
     tls_self_signed: bool | None,
     tls_san: str | None,
+    insecure_http: bool | None,
     delivery_max_attempts: int | None,
     smtp_host: str | None,
     smtp_port: int | None,
@@ -107,6 +116,8 @@ def server(
     allow_destination_cidrs: tuple[str, ...],
 ) -> None:
     """Run the fleetrun server (API, agent gateway, dispatcher) in the foreground."""
+    if ctx.invoked_subcommand is not None:
+        return
     from fleetrun.server.db import sync_url
     from fleetrun.server.main import serve, tls_files
     from fleetrun.server.settings import Settings
@@ -122,6 +133,7 @@ def server(
             "tls_key": tls_key,
             "tls_self_signed": tls_self_signed,
             "tls_san": tls_san,
+            "insecure_http": insecure_http,
             "delivery_max_attempts": delivery_max_attempts,
             "smtp_host": smtp_host,
             "smtp_port": smtp_port,
@@ -139,6 +151,51 @@ def server(
     if not settings.tls_self_signed:
         tls_files(settings)  # and TLS flags that do not fit together
     serve(settings)
+
+
+@server.command("reset-admin-token")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The server's data directory (admin.token is written there).",
+)
+@click.option(
+    "--database-url", default=None, help="The server's database (default: SQLite in the data dir)."
+)
+@json_option
+@click.pass_context
+def reset_admin_token(ctx: click.Context, data_dir: Path | None, database_url: str | None) -> None:
+    """Make a new token for the built-in administrator `admin` and write it to
+    DATA_DIR/admin.token (0600): the way back in when no administrator can sign in.
+    Run it on the server's machine, as the server's user."""
+    from fleetrun.server.admins import reset_admin_token as reset
+    from fleetrun.server.db import sync_url
+    from fleetrun.server.main import private_files, secure_data_dir
+    from fleetrun.server.settings import Settings
+
+    settings = Settings.load({"data_dir": data_dir, "database_url": database_url})
+    sync_url(settings.effective_database_url)
+    if settings.database_url is None and not settings.sqlite_path.exists():
+        raise click.UsageError(
+            f"No database in {settings.data_dir}: give the server's --data-dir (and "
+            "--database-url if it uses PostgreSQL)."
+        )
+    private_files()
+    secure_data_dir(settings)
+    token = reset(settings)
+    if options(ctx).json:
+        render.emit_json(
+            {"principal": "admin", "token": token, "file": str(settings.admin_token_path)}
+        )
+    else:
+        render.out.print(token, markup=False, highlight=False)
+        render.err.print(
+            f"New token for admin written to {settings.admin_token_path} (0600); "
+            "the old tokens still work unless revoked.",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _read_secret(path: Path | None) -> str | None:
@@ -160,15 +217,16 @@ def _read_secret(path: Path | None) -> str | None:
     help="Trust this CA (PEM) for an https server with a private CA.",
 )
 @json_option
+@insecure_option
 @click.pass_context
 def login(ctx: click.Context, server_url: str, token: str, ca_file: str | None) -> None:
     """Check the server and token, then save them for later commands."""
-    profile = config.resolve(server_url, token, ca_file)
+    profile = config.resolve(server_url, token, ca_file, options(ctx).insecure)
     # Proves both URL and token; a valid token that may not ask who it is still
     # authenticated (it got 403, not 401).
     verify = profile.ca_file or True
     with (
-        Client(profile.server, profile.token, verify=verify) as client,
+        Client(profile.server, profile.token, verify=verify, insecure=profile.insecure) as client,
         contextlib.suppress(AccessDeniedError),
     ):
         client.whoami()

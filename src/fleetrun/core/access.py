@@ -33,7 +33,7 @@ from typing import Any
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.inputs import check_not_dots
 from fleetrun.core.matching import action_matches
-from fleetrun.core.policy import Policy, PolicyError, parse_policy
+from fleetrun.core.policy import Policy, PolicyError, evaluate, parse_policy
 
 PREFIX = "frn:fleetrun:"
 SERVICE = "fleetrun"
@@ -234,6 +234,20 @@ BUILTIN_ROLE_DESCRIPTIONS = {
     "Administrator": "everything",
 }
 ADMIN_PRINCIPAL = "admin"
+
+
+def allows_everything(policies: Iterable[Policy]) -> bool:
+    """Whether these policies make an administrator: every action allowed on every
+    resource whatever the request, by statements without conditions, and no statement
+    (not even a conditional Deny) that could take any of it away."""
+    policies = tuple(policies)
+    for verb, spec in ACTIONS.items():
+        # A resource no statement names: only wildcards reach it.
+        resource = "*" if spec.resource == "*" else frn(spec.resource, "~any~")
+        decision = evaluate(policies, action_name(verb), resource, {}, known=lambda _key: False)
+        if not decision.allowed or decision.undecided:
+            return False
+    return True
 
 
 def request_context(principal: str, source_ip: str | None, now: datetime) -> dict[str, str]:

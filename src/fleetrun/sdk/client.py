@@ -24,6 +24,7 @@ from fleetrun.core.errors import (
 )
 from fleetrun.core.runcommands import FINISHED
 from fleetrun.core.targets import Target
+from fleetrun.core.transport import plain_http_off_host
 from fleetrun.schemas.access import (
     Identity,
     Policy,
@@ -170,8 +171,17 @@ class Client:
         timeout_s: float = 30.0,
         verify: Any = True,
         http: httpx.Client | None = None,
+        insecure: bool = False,
     ) -> None:
+        """`insecure=True` allows sending the token over plain http:// to a host that is
+        not this machine; without it such a client is refused (ValidationError)."""
         self.server = server.rstrip("/")
+        if token and plain_http_off_host(self.server) and not insecure:
+            raise ValidationError(
+                f"{self.server} is plain HTTP to a host that is not this machine, so the API "
+                "token would cross the network in clear: use https://, or allow it "
+                "explicitly with --insecure or FLEETRUN_INSECURE=1 (SDK: insecure=True)."
+            )
         self._headers = {"user-agent": f"fleetrun-sdk/{__version__}"}
         if token:
             self._headers["authorization"] = f"Bearer {token}"

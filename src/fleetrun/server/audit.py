@@ -7,6 +7,11 @@ commit), so auditing costs a request no extra round trip. Readers of the log flu
 the queue first, so they see every request answered before theirs. At shutdown the
 queue is written out; a crash can lose only the batch being gathered (at most
 LINGER_S of records: a batch waits that long for company unless a reader asks).
+
+Requests refused before anyone was authenticated (no token, a wrong one, throttled,
+no such route) are summed up per source address: the first in a window is recorded
+as it is, the others only counted, and one record per address and window says how
+many there were (`detail.repeated`), so a flood cannot flood the log.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections import deque
+import time
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -40,6 +46,7 @@ MAX_BATCH = 1000
 FLUSH_TIMEOUT_S = 10.0
 LINGER_S = 0.05  # gather records this long before a write, unless a reader waits
 TOKEN_USE_S = 60.0  # a token's last_used_at is written at most this often
+UNAUTHENTICATED_STATUSES = frozenset({401, 404, 405, 429})  # summed up when nobody signed in
 
 
 @dataclass
@@ -67,9 +74,38 @@ def signing_key(box: SecretBox) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(box.derive(AUDIT_SIGNING))
 
 
+@dataclass
+class _Failures:
+    """Unauthenticated failures from one address in the current window."""
+
+    started: float  # monotonic
+    first_at: datetime
+    last_at: datetime
+    repeated: int = 0  # after the first, which was recorded as it was
+    statuses: Counter[int] = field(default_factory=Counter)
+
+    def summary(self, source_ip: str, window_s: float) -> AuditEntry:
+        return AuditEntry(
+            at=self.last_at,
+            kind="request",
+            source_ip=source_ip,
+            status=self.statuses.most_common(1)[0][0],
+            detail={
+                "repeated": self.repeated,
+                "from": self.first_at.isoformat(),
+                "to": self.last_at.isoformat(),
+                "window_s": window_s,
+                "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            },
+        )
+
+
 class AuditLog:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, failure_window_s: float = 60.0) -> None:
         self.db = db
+        self.failure_window_s = failure_window_s
+        self._failures: dict[str, _Failures] = {}  # source address -> its current window
+        self._sweeper: asyncio.Task[None] | None = None
         self._pending: deque[AuditEntry] = deque()
         self._lock = threading.Lock()
         self._submitted = 0
@@ -103,6 +139,46 @@ class AuditLog:
         loop, wake = self._loop, self._wake
         if loop is not None and wake is not None and not loop.is_closed():
             loop.call_soon_threadsafe(wake.set)
+
+    def unauthenticated(self, entry: AuditEntry, now: float | None = None) -> None:
+        """A request refused with nobody authenticated: recorded if it is the first
+        from its address in the window, else only counted for the window's summary."""
+        now = time.monotonic() if now is None else now
+        source = entry.source_ip or "-"
+        with self._lock:
+            window = self._failures.get(source)
+            ended = window if window and now - window.started >= self.failure_window_s else None
+            if window is None or ended is not None:
+                self._failures[source] = _Failures(now, entry.at, entry.at)
+            else:
+                window.repeated += 1
+                window.last_at = entry.at
+                assert entry.status is not None
+                window.statuses[entry.status] += 1
+        if ended is not None and ended.repeated:
+            self.submit(ended.summary(source, self.failure_window_s))
+        if window is None or ended is not None:
+            self.submit(entry)
+
+    def close_windows(self, now: float | None = None, *, every: bool = False) -> None:
+        """Write the summary of each window that has ended (of every one: at shutdown)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            ended = {
+                source: window
+                for source, window in self._failures.items()
+                if every or now - window.started >= self.failure_window_s
+            }
+            for source in ended:
+                del self._failures[source]
+        for source, window in ended.items():
+            if window.repeated:
+                self.submit(window.summary(source, self.failure_window_s))
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(min(self.failure_window_s, 5.0))
+            self.close_windows()
 
     def denied(self, entry: AuditEntry | None, denial: Denial) -> None:
         """A denial: the request's own record says so when the request failed with it;
@@ -156,9 +232,14 @@ class AuditLog:
         self._urgent = asyncio.Event()
         self._written_changed = asyncio.Condition()
         self._task = asyncio.create_task(self._run(), name="audit-writer")
+        self._sweeper = asyncio.create_task(self._sweep(), name="audit-failure-windows")
         self._wake.set()
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        self.close_windows(every=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.flush(), FLUSH_TIMEOUT_S)
         if self._task is not None:
@@ -263,7 +344,7 @@ class AuditMiddleware:
             nonlocal done
             if message["type"] == "http.response.start" and not done:
                 entry.status = int(message["status"])
-                self.audit.submit(entry)
+                self._record(entry)
                 done = True
             await send(message)
 
@@ -273,3 +354,10 @@ class AuditMiddleware:
             if not done:
                 entry.status = entry.status or 500
                 self.audit.submit(entry)
+
+    def _record(self, entry: AuditEntry) -> None:
+        anonymous = entry.principal is None and not (entry.path or "").startswith("/v1/agent/")
+        if anonymous and entry.status in UNAUTHENTICATED_STATUSES:
+            self.audit.unauthenticated(entry)
+        else:
+            self.audit.submit(entry)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+from pathlib import Path
 
 import uvicorn
+from sqlalchemy.engine import make_url
 
 from fleetrun.core import protocol
 from fleetrun.core.errors import ValidationError
+from fleetrun.core.transport import is_loopback_host
 from fleetrun.server.app import create_app
+from fleetrun.server.db import sync_url
 from fleetrun.server.settings import Settings
 from fleetrun.server.tls import TLSFiles, fingerprint, self_signed
 
@@ -39,9 +45,58 @@ def tls_files(settings: Settings) -> TLSFiles | None:
     return None
 
 
+def check_listen(settings: Settings) -> None:
+    """Refuse plain HTTP off loopback (tokens and node traffic would cross the network
+    in clear) unless --insecure-http says it is meant."""
+    if settings.serves_tls or is_loopback_host(settings.host):
+        return
+    if not settings.insecure_http:
+        raise ValidationError(
+            f"Listening on {settings.host} without TLS would send API tokens and node "
+            "traffic in clear: add --tls-self-signed (or --tls-cert and --tls-key), keep "
+            "--host 127.0.0.1 behind a TLS proxy, or pass --insecure-http if this network "
+            "is private and you mean it."
+        )
+    logging.getLogger(__name__).warning(
+        "serving plain HTTP on %s (--insecure-http): API tokens and node traffic cross the "
+        "network unencrypted",
+        settings.host,
+    )
+
+
+def private_files() -> None:
+    """Whatever the server process creates from now on (the database and SQLite's -wal
+    and -shm files, output, keys, tokens) is its user's alone."""
+    os.umask(0o077)
+
+
+def secure_data_dir(settings: Settings) -> None:
+    """Make the data directory 0700, and tighten files an older version left readable
+    to others (the SQLite database and its -wal/-shm files, tokens, keys)."""
+    root = settings.data_dir
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    root.chmod(0o700)
+    secret_files = [settings.admin_token_path, settings.secret_key_path]
+    url = make_url(sync_url(settings.effective_database_url))
+    if url.drivername == "sqlite" and url.database and url.database != ":memory:":
+        db = Path(url.database)
+        secret_files += [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    for path in secret_files:
+        with contextlib.suppress(FileNotFoundError):
+            _tighten(path)
+
+
+def _tighten(path: Path) -> None:
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        path.chmod(mode & 0o700)
+
+
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_level)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    check_listen(settings)
+    private_files()
+    secure_data_dir(settings)
     files = tls_files(settings)
     if files is not None and files.ca is not None:
         digest = fingerprint(files.ca.read_bytes())

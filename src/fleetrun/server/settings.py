@@ -35,8 +35,14 @@ class Settings:
     tls_key: Path | None = None
     tls_self_signed: bool = False  # make a private CA and a certificate in the data dir
     tls_san: str = ""  # extra names/addresses for the self-signed certificate, comma-separated
+    insecure_http: bool = False  # allow plain HTTP on an address other than loopback
     rate_limit_per_s: float = 50.0  # API requests per second per principal (0: no limit)
     rate_limit_burst: int = 200  # requests a principal may make at once above that rate
+    # requests without a valid token, per source address (0: no limit); past the burst,
+    # that address gets 429 until its bucket refills, valid token or not
+    unauthenticated_rate_per_s: float = 2.0
+    unauthenticated_burst: int = 300
+    audit_failure_window_s: float = 60.0  # such requests: one audit record per address per window
     # events and their delivery (docs/events.md)
     delivery_max_attempts: int = 8  # then the delivery is dead-lettered
     delivery_base_s: float = 1.0  # first retry after about this long, doubling
@@ -71,6 +77,10 @@ class Settings:
     @property
     def s3_base_url(self) -> str:
         return (self.s3_endpoint_url or f"https://s3.{self.s3_region}.amazonaws.com").rstrip("/")
+
+    @property
+    def serves_tls(self) -> bool:
+        return bool(self.tls_self_signed or self.tls_cert)
 
     @property
     def sqlite_path(self) -> Path:

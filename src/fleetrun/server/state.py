@@ -30,7 +30,8 @@ class ServerState:
     output: OutputStore
     changes: Changes = field(default_factory=Changes)
     audit: AuditLog = field(init=False)
-    throttle: TokenBuckets = field(init=False)
+    throttle: TokenBuckets = field(init=False)  # per principal
+    unauthenticated: TokenBuckets = field(init=False)  # failures per source address
     gateway: Gateway = field(init=False)
     dispatcher: Dispatcher = field(init=False)
     outbox: Outbox = field(init=False)
@@ -42,8 +43,11 @@ class ServerState:
         self.destinations = policy_for(self.settings.allow_destination_cidrs, self.settings.host)
         self.secrets = SecretBox.load(self.settings.secret_key, self.settings.secret_key_path)
         self.outbox = Outbox(self)
-        self.audit = AuditLog(self.db)
+        self.audit = AuditLog(self.db, failure_window_s=self.settings.audit_failure_window_s)
         self.throttle = TokenBuckets(self.settings.rate_limit_per_s, self.settings.rate_limit_burst)
+        self.unauthenticated = TokenBuckets(
+            self.settings.unauthenticated_rate_per_s, self.settings.unauthenticated_burst
+        )
         self.gateway = Gateway(self)
         self.dispatcher = Dispatcher(self)
         self.sinks = OutputSinks(self)

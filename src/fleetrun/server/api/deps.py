@@ -65,13 +65,20 @@ def bearer(request: Request) -> str | None:
 
 
 async def authenticate(request: Request) -> Caller:
-    token = bearer(request)
-    if token is None:
-        raise AuthenticationError(MISSING_CREDENTIALS)
     state = state_of(request)
-    identity = await state.db.read(lambda s: principal_store.identify(s, token))
+    source = request.client.host if request.client else "-"
+    # An address that has failed too often is turned away before its token is even
+    # looked at: a 429 after the lookup would tell a guesser which token was right.
+    _hold_back(state, source, state.unauthenticated.wait_s(source, time.monotonic()))
+    token = bearer(request)
+    identity = (
+        await state.db.read(lambda s: principal_store.identify(s, token))
+        if token is not None
+        else None
+    )
     if identity is None:
-        raise AuthenticationError(WRONG_CREDENTIALS)
+        _hold_back(state, source, state.unauthenticated.take(source, time.monotonic()))
+        raise AuthenticationError(MISSING_CREDENTIALS if token is None else WRONG_CREDENTIALS)
     entry = audit_entry(request)
     if entry is not None:
         entry.principal = identity.principal
@@ -116,6 +123,17 @@ async def recheck(
     if not decision.allowed:
         return deny(now, full, resource, decision, fails_request=False)
     return None
+
+
+def _hold_back(state: ServerState, source: str, wait_s: float | None) -> None:
+    if wait_s is not None:
+        raise LimitExceededError(
+            f"Too many requests without a valid API token from {source} (more than "
+            f"{state.unauthenticated.burst} at "
+            f"{state.unauthenticated.rate_per_s:g} per second): retry in {math.ceil(wait_s)} "
+            "second(s) with a valid token.",
+            retry_after_s=wait_s,
+        )
 
 
 def _note_resource(entry: AuditEntry | None, resource: str) -> None:

@@ -13,6 +13,7 @@ from fleetrun.core import access
 from fleetrun.core.policy import evaluate
 from fleetrun.schemas import access as schemas
 from fleetrun.schemas.base import Page
+from fleetrun.server.admins import keeping_an_administrator
 from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
@@ -72,7 +73,11 @@ async def delete_principal(
     name: str,
     caller: Annotated[Caller, Depends(authorize("DeletePrincipal", PRINCIPAL))],
 ) -> None:
-    await state_of(request).db.write(lambda tx: store.delete_principal(tx.session, name))
+    await state_of(request).db.write(
+        lambda tx: keeping_an_administrator(
+            tx.session, lambda: store.delete_principal(tx.session, name), f"Deleting {name}"
+        )
+    )
 
 
 @router.put("/{name}/policies/{policy}", **action("AttachPrincipalPolicy"))
@@ -92,7 +97,12 @@ async def detach_policy(
     policy: str,
     caller: Annotated[Caller, Depends(authorize("DetachPrincipalPolicy", PRINCIPAL))],
 ) -> schemas.Principal:
-    return await _change(request, name, lambda s: store.detach(s, name, "policy", policy))
+    return await _change(
+        request,
+        name,
+        lambda s: store.detach(s, name, "policy", policy),
+        f"Detaching policy {policy} from {name}",
+    )
 
 
 @router.put("/{name}/roles/{role}", **action("AttachPrincipalRole"))
@@ -112,14 +122,25 @@ async def detach_role(
     role: str,
     caller: Annotated[Caller, Depends(authorize("DetachPrincipalRole", PRINCIPAL))],
 ) -> schemas.Principal:
-    return await _change(request, name, lambda s: store.detach(s, name, "role", role))
+    return await _change(
+        request,
+        name,
+        lambda s: store.detach(s, name, "role", role),
+        f"Detaching role {role} from {name}",
+    )
 
 
 async def _change(
-    request: Request, name: str, change: Callable[[Session], None]
+    request: Request, name: str, change: Callable[[Session], None], what: str | None = None
 ) -> schemas.Principal:
+    """Make `change`; one that takes something away (`what` says what) must leave an
+    administrator with a working token."""
+
     def run(tx: Tx) -> schemas.Principal:
-        change(tx.session)
+        if what is None:
+            change(tx.session)
+        else:
+            keeping_an_administrator(tx.session, lambda: change(tx.session), what)
         return _read(tx.session, name)
 
     return await state_of(request).db.write(run)

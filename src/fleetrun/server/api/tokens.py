@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from fleetrun.core import access
 from fleetrun.schemas import access as schemas
 from fleetrun.schemas.base import Page
+from fleetrun.server.admins import keeping_an_administrator
 from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
@@ -63,6 +64,11 @@ async def revoke_token(
     def revoke(tx: Tx) -> schemas.Token:
         row = store.read_token(tx.session, token_id)
         caller.require("RevokeToken", access.frn("principal", row.principal))
-        return store.to_schema(store.revoke_token(tx.session, token_id))
+        revoked = keeping_an_administrator(
+            tx.session,
+            lambda: store.revoke_token(tx.session, token_id),
+            f"Revoking token {token_id} of {row.principal}",
+        )
+        return store.to_schema(revoked)
 
     return await state_of(request).db.write(revoke)
