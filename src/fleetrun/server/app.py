@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleetrun import __version__
+from fleetrun.core.clock import Clock, SystemClock
 from fleetrun.core.errors import (
     AuthenticationError,
     FleetrunError,
@@ -76,12 +77,15 @@ ROUTERS = (
 )
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
+    """The server, composed. `clock` (default: the system's) is what delivery deadlines,
+    expiry and delivery backoff are measured by."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     state = ServerState(
         settings=settings,
         db=Database(settings.effective_database_url),
         output=LocalOutputStore(settings.output_dir),
+        clock=clock or SystemClock(),
     )
     app = FastAPI(
         title="fleetrun",

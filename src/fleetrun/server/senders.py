@@ -260,7 +260,7 @@ class Senders:
                 )
                 with tx.session.begin_nested():
                     command = command_store.create_command(
-                        tx.session, body, principal=principal, caller=caller
+                        tx.session, body, principal=principal, caller=caller, now=state.clock.now()
                     )
                 result = Result(DELIVERED, f"command {command.id}", recorded=True)
                 tx.after_commit(state.dispatcher.wake)
@@ -279,6 +279,7 @@ class Senders:
                 detail=result.detail,
                 duration_ms=int((time.monotonic() - started) * 1000),
                 retry_at=None,
+                now=state.clock.now(),
             )
             return result
 

@@ -58,7 +58,8 @@ async def authenticate(request: Request) -> Caller:
     if token is None:
         raise AuthenticationError(MISSING_CREDENTIALS)
     state = state_of(request)
-    identity = await state.db.read(lambda s: principal_store.identify(s, token))
+    at = state.clock.now()
+    identity = await state.db.read(lambda s: principal_store.identify(s, token, at))
     if identity is None:
         raise AuthenticationError(WRONG_CREDENTIALS)
     entry = audit_entry(request)
