@@ -126,7 +126,7 @@ class NodeSession:
     def send(self, frame: Any) -> None:
         self.ws.send_text(protocol.dump(frame))
 
-    def next(self, timeout_s: float = 10.0) -> Any:
+    def next(self, timeout_s: float = 30.0) -> Any:
         """The next frame from the server (fails after `timeout_s` without one)."""
         try:
             frame = self.frames.get(timeout=timeout_s)
@@ -137,7 +137,7 @@ class NodeSession:
         self.received.append(frame)
         return frame
 
-    def next_invoke(self, timeout_s: float = 10.0) -> protocol.Invoke:
+    def next_invoke(self, timeout_s: float = 30.0) -> protocol.Invoke:
         """The next `invoke` (pongs and the like in between are kept in `received`)."""
         deadline = time.monotonic() + timeout_s
         while True:

@@ -21,7 +21,7 @@ DELIVERY_S = 30  # the smallest delivery timeout allowed
 def _invocation_when(app, command_id, node_id, status, what=None):
     return wait_for(
         lambda: (inv := app.client.get_invocation(command_id, node_id)).status == status and inv,
-        timeout_s=10,
+        timeout_s=30,
         what=what or f"the invocation to be {status}",
     )
 
@@ -74,7 +74,7 @@ def test_a_node_that_never_connects_is_delayed_then_times_out_on_delivery(app):
     assert app.client.get_invocation(command.id, node.node_id).status == "Delayed"
     assert app.client.get_command(command.id).status == "InProgress"
     app.advance(6)  # past the deadline
-    done = app.client.wait(command.id, timeout_s=10)
+    done = app.client.wait(command.id, timeout_s=30)
     inv = app.client.get_invocation(command.id, node.node_id)
     assert (inv.status, inv.status_detail, inv.started_at) == ("TimedOut", "DeliveryTimedOut", None)
     assert inv.message == "Not started before the command's delivery deadline."
@@ -100,7 +100,7 @@ def test_a_node_connecting_after_the_delivery_deadline_is_not_sent_the_command(a
     )
     _invocation_when(app, late.id, node.node_id, "Delayed")
     app.advance(DELIVERY_S + 1)
-    assert app.client.wait(late.id, timeout_s=10).status == "TimedOut"
+    assert app.client.wait(late.id, timeout_s=30).status == "TimedOut"
     with app.connect(node) as session:
         fresh = app.client.send_command(script="echo fresh", node_ids=[node.node_id])
         invoke = session.next_invoke()
@@ -140,7 +140,7 @@ def test_a_running_invocation_whose_node_went_silent_times_out_after_the_command
         _invocation_when(app, command.id, node.node_id, "InProgress")
     wait_for(
         lambda: app.client.get_node(node.node_id).ping_status == "ConnectionLost",
-        timeout_s=10,
+        timeout_s=30,
         what="the node to be lost",
     )
     app.advance(30 + 60 + LOST_GRACE_S - 5)  # past the expiry, within the grace
@@ -148,7 +148,7 @@ def test_a_running_invocation_whose_node_went_silent_times_out_after_the_command
     _invocation_when(app, probe.id, node.node_id, "Delayed")  # a pass was made
     assert app.client.get_invocation(command.id, node.node_id).status == "InProgress"
     app.advance(10)
-    done = app.client.wait(command.id, timeout_s=10)
+    done = app.client.wait(command.id, timeout_s=30)
     inv = app.client.get_invocation(command.id, node.node_id)
     assert (done.status, inv.status, inv.status_detail) == (
         "TimedOut",
@@ -227,14 +227,14 @@ def test_a_failed_delivery_waits_out_its_backoff_before_the_next_attempt(tmp_pat
                 script="true", node_ids=[node.node_id], delivery_timeout_s=DELIVERY_S
             )
             app.advance(DELIVERY_S + 1)
-            app.client.wait(command.id, timeout_s=10)
+            app.client.wait(command.id, timeout_s=30)
             (first,) = wait_for(
                 lambda: [
                     d
                     for d in app.client.list_rule_deliveries("on-timeout")
                     if d.attempts == 1 and d.state == "pending"
                 ],
-                timeout_s=10,
+                timeout_s=30,
                 what="the first attempt, refused",
             )
             assert hook.answered == [503]
@@ -248,7 +248,7 @@ def test_a_failed_delivery_waits_out_its_backoff_before_the_next_attempt(tmp_pat
                     for d in app.client.list_rule_deliveries("on-timeout")
                     if d.state == "delivered"
                 ],
-                timeout_s=10,
+                timeout_s=30,
                 what="the second attempt",
             )
             assert hook.answered == [503, 200]
