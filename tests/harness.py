@@ -353,6 +353,9 @@ class Fleet:
         return self.add_agents(1, **kwargs)[0]
 
     def wait_online(self, agents: list[AgentProcess], timeout_s: float = 60.0) -> None:
+        """Wait until every one of `agents` (at least one) is Online."""
+        if not agents:
+            raise ValueError("wait_online needs the agents to wait for (all of none is at once)")
         ids = {a.node_id for a in agents}
 
         def online() -> bool:

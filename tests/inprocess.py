@@ -6,7 +6,8 @@ lifespan: migrations, the administrator's token, the dispatcher, the gateway, th
 on real SQLite in a temp dir, or on a fresh PostgreSQL database when
 FLEETRUN_TEST_DATABASE_URL is set. Requests go through Starlette's `TestClient`, an
 `httpx.Client` whose transport calls the app in a thread of its own, so the SDK and the
-CLI run unchanged. Nodes that only need to exist are enrolled through the real
+CLI run unchanged. Time is a `SettableClock`: the system's time until a test moves it
+forward with `App.advance(seconds)`, so deadlines pass without waiting. Nodes that only need to exist are enrolled through the real
 registration route with a key made for them; no agent process is started.
 
 Use it for tests whose subject is the API (shape, validation, authorization, paging);
@@ -20,9 +21,13 @@ import base64
 import contextlib
 import io
 import os
+import queue
+import threading
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from fleetrun.core import protocol
 from fleetrun.sdk import Client
 from fleetrun.server.app import create_app
 from fleetrun.server.settings import Settings
@@ -40,6 +46,27 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 BASE_URL = "http://127.0.0.1"  # loopback: the SDK sends a token over plain http only there
+
+
+class SettableClock:
+    """The system's time plus an offset the test moves forward: until it does, the
+    server runs on real time; `advance(s)` makes `s` seconds pass at once, for the wall
+    clock (deadlines, expiry, backoff) and the monotonic one (resend intervals) alike."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+        self._lock = threading.Lock()
+
+    def advance(self, seconds: float) -> None:
+        assert seconds >= 0, "time does not go back"
+        with self._lock:
+            self._offset += seconds
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self._offset)
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self._offset
 
 
 def _raw_public(key: Ed25519PrivateKey | X25519PrivateKey) -> str:
@@ -57,6 +84,68 @@ class Node:
     seal_key: X25519PrivateKey
 
 
+class NodeSession:
+    """A node's session with the real gateway over the in-process WebSocket: the real
+    handshake (challenge, hello signed with the node's key, welcome) and real frames,
+    with the test speaking for the node. Nothing is run: this is for what the server
+    sends and decides, not for what an agent does with it (that needs an agent process).
+    """
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.frames: queue.Queue[Any] = queue.Queue()
+        self.received: list[Any] = []  # every frame, in order, once taken
+        self._reader = threading.Thread(target=self._read, daemon=True)
+
+    def _read(self) -> None:
+        try:
+            while True:
+                self.frames.put(protocol.parse(self.ws.receive_text()))
+        except Exception as exc:  # closed
+            self.frames.put(exc)
+
+    def open(self, node: Node, *, running: Sequence[str] = ()) -> protocol.Welcome:
+        challenge = protocol.parse(self.ws.receive_text())
+        assert isinstance(challenge, protocol.Challenge), challenge
+        time_ms = int(time.time() * 1000)
+        signed = node.key.sign(protocol.hello_message(challenge.nonce, node.node_id, time_ms))
+        self.send(
+            protocol.Hello(
+                node_id=node.node_id,
+                time_ms=time_ms,
+                signature=base64.b64encode(signed).decode(),
+                agent_version="0.0.0-test",
+                running=list(running),
+            )
+        )
+        self._reader.start()
+        welcome = self.next()
+        assert isinstance(welcome, protocol.Welcome), welcome
+        return welcome
+
+    def send(self, frame: Any) -> None:
+        self.ws.send_text(protocol.dump(frame))
+
+    def next(self, timeout_s: float = 30.0) -> Any:
+        """The next frame from the server (fails after `timeout_s` without one)."""
+        try:
+            frame = self.frames.get(timeout=timeout_s)
+        except queue.Empty:
+            raise AssertionError(f"no frame from the server in {timeout_s}s") from None
+        if isinstance(frame, Exception):
+            raise AssertionError(f"the session closed: {frame!r}")
+        self.received.append(frame)
+        return frame
+
+    def next_invoke(self, timeout_s: float = 30.0) -> protocol.Invoke:
+        """The next `invoke` (pongs and the like in between are kept in `received`)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            frame = self.next(max(0.01, deadline - time.monotonic()))
+            if isinstance(frame, protocol.Invoke):
+                return frame
+
+
 @dataclass
 class CliResult:
     exit_code: int
@@ -71,17 +160,20 @@ class CliResult:
 class App:
     """One server, in this process; `client` is the administrator's SDK client."""
 
-    def __init__(self, root: Path, **settings: Any) -> None:
+    def __init__(self, root: Path, *, clock: SettableClock | None = None, **settings: Any) -> None:
         self.root = root
+        self.clock = clock or SettableClock()
         self.data_dir = root / "server"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = TestDatabase(self.data_dir)
         self.settings = Settings(
-            data_dir=self.data_dir,
-            database_url=self.db.url,
-            heartbeat_s=1.0,
-            rate_limit_per_s=0.0,
-            **settings,
+            **{
+                "data_dir": self.data_dir,
+                "database_url": self.db.url,
+                "heartbeat_s": 1.0,
+                "rate_limit_per_s": 0.0,
+                **settings,
+            }
         )
         self.url = BASE_URL
         self.http: TestClient | None = None
@@ -91,7 +183,7 @@ class App:
 
     def start(self) -> App:
         http = TestClient(
-            create_app(self.settings),
+            create_app(self.settings, clock=self.clock),
             base_url=BASE_URL,
             raise_server_exceptions=False,  # a 500 is an answer, as over the network
             client=("127.0.0.1", 50000),
@@ -107,6 +199,28 @@ class App:
             self.http.__exit__(None, None, None)
             self.http = None
         self.db.drop()
+
+    @contextlib.contextmanager
+    def connect(self, node: Node, *, running: Sequence[str] = ()) -> Iterator[NodeSession]:
+        """A session of `node` with the gateway, open (handshake done) until the block ends."""
+        assert self.http is not None, "start() the app first"
+        with self.http.websocket_connect("/v1/agent/connect") as ws:
+            session = NodeSession(ws)
+            session.open(node, running=running)
+            yield session
+
+    def advance(self, seconds: float) -> None:
+        """Let `seconds` pass on the server's clock, and have the dispatcher and the
+        outbox look at once (as their next pass would) rather than after their interval."""
+        assert self.http is not None, "start() the app first"
+        self.clock.advance(seconds)
+        state = self.http.app.state.fleet  # type: ignore[attr-defined]
+
+        def wake() -> None:  # on the app's event loop
+            state.dispatcher.wake()
+            state.outbox.wake()
+
+        self.http.portal.call(wake)
 
     @property
     def token(self) -> str:
@@ -214,4 +328,4 @@ def node_ids(nodes: Sequence[Node]) -> list[str]:
     return [n.node_id for n in nodes]
 
 
-__all__ = ["App", "CliResult", "Node", "node_ids"]
+__all__ = ["App", "CliResult", "Node", "NodeSession", "SettableClock", "node_ids"]

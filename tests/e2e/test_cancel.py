@@ -38,14 +38,21 @@ def test_cancelling_a_running_command_stops_its_process_tree(shared_fleet, tmp_p
         wait_for(lambda pid=pid: not _alive(pid), timeout_s=15, what=f"process {pid} to be gone")
 
 
-def test_cancelling_before_it_starts_ends_it_at_once(fleet):
+def test_cancelling_before_it_starts_ends_it_at_once(fleet, tmp_path):
+    """Cancelled at once, and the agent connecting later never runs it: once it has run a
+    later command, the cancelled one has left no trace and is still Cancelled."""
     [agent] = fleet.add_agents(1, start=False)
-    command = fleet.client.send_command(script="echo never", node_ids=[agent.node_id])
+    marker = tmp_path / "ran"
+    command = fleet.client.send_command(script=f"touch {marker}", node_ids=[agent.node_id])
     cancelled = fleet.client.cancel_command(command.id)
     assert (cancelled.status, cancelled.counts) == ("Cancelled", {"Cancelled": 1})
     agent.start()
     fleet.wait_online([agent])
-    assert fleet.client.get_invocation(command.id, agent.node_id).stdout == ""
+    later = fleet.client.send_command(script="echo later", node_ids=[agent.node_id])
+    assert fleet.client.wait(later.id, timeout_s=60).status == "Success"
+    inv = fleet.client.get_invocation(command.id, agent.node_id)
+    assert (inv.status, inv.stdout, inv.started_at) == ("Cancelled", "", None)
+    assert not marker.exists()
 
 
 def test_cancelling_after_the_end_changes_nothing(shared_fleet):

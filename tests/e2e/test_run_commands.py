@@ -38,6 +38,14 @@ def _wait(client, node, name, timeout_s=60):
     return client.wait_run_command(node, name, timeout_s=timeout_s)
 
 
+def _settled(client, node):
+    """Wait until the node's agent has taken and finished a later command: what it was
+    sent before (or would have run on its own) is behind it, so a test can then assert
+    that something did not run, without a fixed sleep."""
+    probe = client.send_command(script="true", node_ids=[node], comment="probe")
+    assert client.wait(probe.id, timeout_s=60).status == "Success"
+
+
 def _alive(pid: int) -> bool:
     """Running (a zombie waiting for a reaper is not)."""
     try:
@@ -61,8 +69,8 @@ def test_put_runs_once_identical_put_does_not_and_a_changed_one_runs_again(rc_fl
     assert done.instanceView.startTime <= done.instanceView.endTime
     again = client.put_run_command(node, "once", script=script)
     assert again.generation == 1 and again.currentRunId == done.currentRunId
-    time.sleep(1)
-    assert marker.read_text() == "run\n"
+    # That it did not run: the node runs a name's runs in order, so once the later ones
+    # are done the marker has exactly one line per run below.
     changed = client.put_run_command(node, "once", script=script + " again")
     assert changed.generation == 2 and changed.provisioningState == "Updating"
     assert _wait(client, node, "once").instanceView.output == "hello again\n"
@@ -328,7 +336,7 @@ def test_an_agent_killed_mid_run_closes_the_run_out_and_never_runs_it_again(flee
     done = _wait(client, node, "crash")
     view = done.instanceView
     assert view.executionState == "Failed" and "agent restarted" in view.executionMessage
-    time.sleep(1)
+    _settled(client, node)
     assert marker.read_text() == "run\n"
     assert client.get_run_command(node, "crash").generation == 1
 
@@ -339,7 +347,7 @@ def test_an_offline_node_runs_it_on_reconnect_unless_deleted_first(fleet, tmp_pa
     client, node = fleet.client, agent.node_id
     marker = tmp_path / "ran"
     agent.stop()
-    fleet.wait_online([], timeout_s=1)
+    wait_for(lambda: fleet.ping_status(agent) != "Online", timeout_s=10, what="the node offline")
     client.put_run_command(node, "later", script=f"echo later >> {marker}")
     client.put_run_command(node, "never", script=f"echo never >> {marker}")
     pending = client.wait_run_command(
@@ -352,8 +360,9 @@ def test_an_offline_node_runs_it_on_reconnect_unless_deleted_first(fleet, tmp_pa
     client.delete_run_command(node, "never")
     agent.start()
     assert _wait(client, node, "later").instanceView.executionState == "Succeeded"
-    time.sleep(1)
+    _settled(client, node)
     assert marker.read_text() == "later\n"
+    assert "never" not in [rc.name for rc in client.list_run_commands(node)]
 
 
 def test_each_state_of_a_run_is_an_event_rules_can_match(rc_fleet):

@@ -26,6 +26,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from fleetrun import __version__
 from fleetrun.core import protocol
+from fleetrun.core.clock import Clock, SystemClock
 from fleetrun.core.errors import (
     AuthenticationError,
     FleetrunError,
@@ -106,12 +107,15 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
+    """The server, composed. `clock` (default: the system's) is what delivery deadlines,
+    expiry and delivery backoff are measured by."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     state = ServerState(
         settings=settings,
         db=Database(settings.effective_database_url),
         output=LocalOutputStore(settings.output_dir),
+        clock=clock or SystemClock(),
     )
     app = FastAPI(
         title="fleetrun",

@@ -266,7 +266,8 @@ class AuditLog:
         while True:
             await self._wake.wait()
             with contextlib.suppress(TimeoutError):  # a request or two rarely come alone
-                await asyncio.wait_for(self._urgent.wait(), LINGER_S)
+                async with asyncio.timeout(LINGER_S):  # not wait_for: see changes.py
+                    await self._urgent.wait()
             self._wake.clear()
             self._urgent.clear()
             while self._pending or self._token_uses:

@@ -20,8 +20,13 @@ class Subscription:
         self._event.set()
 
     async def wait(self, timeout_s: float) -> bool:
+        # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for swallows a
+        # cancellation that arrives as the awaited event is set, and a loop cancelled at
+        # shutdown would then wait forever (the server hung on stop). The same in the
+        # dispatcher's, the outbox's and the audit writer's loops.
         try:
-            await asyncio.wait_for(self._event.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._event.wait()
         except TimeoutError:
             return False
         self._event.clear()

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,7 @@ from fleetrun.core.statuses import InvocationStatus
 from fleetrun.server.db import Tx
 from fleetrun.server.store import commands as command_store
 from fleetrun.server.store import invocations as invocation_store
-from fleetrun.server.store.tables import Command, utcnow
+from fleetrun.server.store.tables import Command
 
 if TYPE_CHECKING:
     from fleetrun.server.state import ServerState
@@ -73,7 +72,8 @@ class Dispatcher:
         interval = self.state.settings.sweep_interval_s
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+                async with asyncio.timeout(interval):  # not wait_for: see changes.py
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.tick()
@@ -83,7 +83,7 @@ class Dispatcher:
 
     async def tick(self) -> None:
         await self.expire()
-        now = time.monotonic()
+        now = self.state.clock.monotonic()
         if self._full or now - self._last_full >= self.state.settings.invoke_resend_s:
             self._full, self._nodes, self._last_full = False, set(), now
             await self.deliver(None)
@@ -103,7 +103,7 @@ class Dispatcher:
                     offline.append(invocation_id)
                 continue
             sent = agent.sent_invokes.get(invocation_id)
-            if sent is not None and time.monotonic() - sent < resend_s:
+            if sent is not None and self.state.clock.monotonic() - sent < resend_s:
                 continue
             frame = await self._invoke(invocation_id, command_id, secrets)
             if frame is None:
@@ -116,7 +116,7 @@ class Dispatcher:
                 too_large[invocation_id] = size
                 continue
             if await agent.send(frame, text=text):
-                agent.sent_invokes[invocation_id] = time.monotonic()
+                agent.sent_invokes[invocation_id] = self.state.clock.monotonic()
         if too_large:
 
             def refuse(tx: Tx) -> None:
@@ -132,8 +132,10 @@ class Dispatcher:
             await self.state.db.write(delay)
 
     async def expire(self) -> None:
+        now = self.state.clock.now()
+
         def sweep(tx: Tx) -> None:
-            touched = command_store.expire(tx.session, utcnow())
+            touched = command_store.expire(tx.session, now)
             self.state.refresh_commands(tx, touched)
 
         await self.state.db.write(sweep)

@@ -38,7 +38,7 @@ from fleetrun.server import events
 from fleetrun.server.db import Tx
 from fleetrun.server.senders import DELIVERED, FAILED, RETRY, Result, Senders
 from fleetrun.server.store import deliveries as store
-from fleetrun.server.store.tables import Rule, utcnow
+from fleetrun.server.store.tables import Rule
 
 if TYPE_CHECKING:
     from fleetrun.server.state import ServerState
@@ -98,7 +98,8 @@ class Outbox:
         pruned_at = routed_at = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._route.wait(), interval)
+                async with asyncio.timeout(interval):  # not wait_for: see changes.py
+                    await self._route.wait()
             self._route.clear()
             try:
                 if time.monotonic() - pruned_at > PRUNE_EVERY_S:
@@ -121,7 +122,7 @@ class Outbox:
                 await asyncio.sleep(1.0)
 
     def _prune(self, tx: Tx) -> None:
-        before = utcnow() - timedelta(seconds=self.state.settings.event_retention_s)
+        before = self.state.clock.now() - timedelta(seconds=self.state.settings.event_retention_s)
         if store.prune(tx.session, before):
             log.info("forgot events and deliveries older than %s", before.isoformat())
 
@@ -159,13 +160,14 @@ class Outbox:
         interval = self.state.settings.outbox_interval_s
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._deliver.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._deliver.wait()
             self._deliver.clear()
             room = MAX_IN_FLIGHT - len(self._in_flight)
             if room <= 0:
                 continue
             try:
-                if not await self.state.db.read(partial(store.has_due, now=utcnow())):
+                if not await self.state.db.read(partial(store.has_due, now=self.state.clock.now())):
                     continue
                 claimed = await self.state.db.write(partial(self._claim, min(room, CLAIM_BATCH)))
             except Exception:
@@ -188,7 +190,7 @@ class Outbox:
         return store.claim(
             tx.session,
             self.owner,
-            now=utcnow(),
+            now=self.state.clock.now(),
             lease_s=settings.delivery_lease_s,
             limit=limit,
             skip_locked=not self.state.db.is_sqlite,
@@ -224,6 +226,7 @@ class Outbox:
                     detail=detail,
                     duration_ms=duration_ms,
                     retry_at=retry_at,
+                    now=self.state.clock.now(),
                 )
             )
         except Exception:
@@ -241,7 +244,7 @@ class Outbox:
             cap_s=settings.delivery_cap_s,
             jitter=random.random(),
         )
-        return utcnow() + timedelta(seconds=wait_s)
+        return self.state.clock.now() + timedelta(seconds=wait_s)
 
 
 EVENTS_KEY = "events"

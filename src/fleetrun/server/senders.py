@@ -267,6 +267,7 @@ class Senders:
                         principal=principal,
                         caller=caller,
                         extras=command_store.StepExtras(env=env),
+                        now=state.clock.now(),
                     )
                 result = Result(DELIVERED, f"command {command.id}", recorded=True)
                 tx.after_commit(state.dispatcher.wake)
@@ -285,6 +286,7 @@ class Senders:
                 detail=result.detail,
                 duration_ms=int((time.monotonic() - started) * 1000),
                 retry_at=None,
+                now=state.clock.now(),
             )
             return result
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
+from fleetrun.core.clock import Clock, SystemClock
 from fleetrun.core.destinations import DestinationPolicy
 from fleetrun.core.throttle import TokenBuckets
 from fleetrun.server.audit import AuditLog
@@ -28,6 +29,7 @@ class ServerState:
     settings: Settings
     db: Database
     output: OutputStore
+    clock: Clock = field(default_factory=SystemClock)  # what deadlines are measured by
     changes: Changes = field(default_factory=Changes)
     audit: AuditLog = field(init=False)
     throttle: TokenBuckets = field(init=False)  # per principal

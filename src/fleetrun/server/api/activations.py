@@ -20,20 +20,22 @@ async def create_activation(
     body: schemas.ActivationCreate,
     caller: Annotated[Caller, Depends(authorize("CreateActivation", "*"))],
 ) -> schemas.ActivationCreated:
-    row, code = await state_of(request).db.write(
-        lambda tx: store.create_activation(tx.session, body)
-    )
-    return schemas.ActivationCreated(**store.to_schema(row).model_dump(), code=code)
+    state = state_of(request)
+    now = state.clock.now()
+    row, code = await state.db.write(lambda tx: store.create_activation(tx.session, body, now))
+    return schemas.ActivationCreated(**store.to_schema(row, now).model_dump(), code=code)
 
 
 @router.get("", **action("ListActivations"))
 async def list_activations(
     request: Request, caller: Annotated[Caller, Depends(authorize("ListActivations"))]
 ) -> Page[schemas.Activation]:
-    rows = await state_of(request).db.read(store.read_activations)
+    state = state_of(request)
+    rows = await state.db.read(store.read_activations)
+    now = state.clock.now()
     return Page(
         items=[
-            store.to_schema(r)
+            store.to_schema(r, now)
             for r in rows
             if caller.allows("ListActivations", access.frn("activation", r.id))
         ]

@@ -25,9 +25,11 @@ async def register(request: Request, body: RegisterRequest) -> RegisterResponse:
         entry.action = "agent:Register"
         entry.resource = f"frn:fleetrun:activation/{body.activation_id}"
 
+    now = state_of(request).clock.now()
+
     def register_node(tx: Tx) -> RegisterResponse:
         activation = activation_store.consume_activation(
-            tx.session, body.activation_id, body.activation_code
+            tx.session, body.activation_id, body.activation_code, now
         )
         node = node_store.create_node(tx.session, activation, body)
         if entry is not None:

@@ -38,9 +38,12 @@ async def send_command(
     caller: Annotated[Caller, Depends(authorize("SendCommand"))],
 ) -> schemas.Command:
     state = state_of(request)
+    now = state.clock.now()
 
     def create(tx: Tx) -> schemas.Command:
-        command = store.create_command(tx.session, body, principal=caller.principal, caller=caller)
+        command = store.create_command(
+            tx.session, body, principal=caller.principal, caller=caller, now=now
+        )
         tx.after_commit(state.dispatcher.wake)
         return store.to_schema(command)
 

@@ -71,8 +71,9 @@ async def authenticate(request: Request) -> Caller:
     # looked at: a 429 after the lookup would tell a guesser which token was right.
     _hold_back(state, source, state.unauthenticated.wait_s(source, time.monotonic()))
     token = bearer(request)
+    at = state.clock.now()
     identity = (
-        await state.db.read(lambda s: principal_store.identify(s, token))
+        await state.db.read(lambda s: principal_store.identify(s, token, at))
         if token is not None
         else None
     )

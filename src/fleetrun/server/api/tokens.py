@@ -16,7 +16,6 @@ from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
 from fleetrun.server.store import tokens as store
-from fleetrun.server.store.tables import utcnow
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
 
@@ -28,13 +27,14 @@ async def create_token(
     caller: Annotated[Caller, Depends(authorize("CreateToken"))],
 ) -> schemas.TokenCreated:
     caller.require("CreateToken", access.frn("principal", body.principal))
-    expires_at = utcnow() + timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
+    now = state_of(request).clock.now()
+    expires_at = now + timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
 
     def create(tx: Tx) -> schemas.TokenCreated:
         row, token = store.create_token(
             tx.session, body.principal, description=body.description, expires_at=expires_at
         )
-        return schemas.TokenCreated(**store.to_schema(row).model_dump(), token=token)
+        return schemas.TokenCreated(**store.to_schema(row, now).model_dump(), token=token)
 
     return await state_of(request).db.write(create)
 
@@ -45,9 +45,11 @@ async def list_tokens(
     caller: Annotated[Caller, Depends(authorize("ListTokens"))],
     principal: str | None = None,
 ) -> Page[schemas.Token]:
+    now = state_of(request).clock.now()
+
     def read(session: Session) -> list[schemas.Token]:
         return [
-            store.to_schema(row)
+            store.to_schema(row, now)
             for row in store.read_tokens(session, principal)
             if caller.allows("ListTokens", access.frn("principal", row.principal))
         ]

@@ -191,7 +191,8 @@ class Gateway:
         timeout = self.state.settings.heartbeat_s * 3
         try:
             while True:
-                text = await asyncio.wait_for(session.ws.receive_text(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: see changes.py
+                    text = await session.ws.receive_text()
                 session.last_frame_at = time.monotonic()
                 frame = protocol.parse(text)
                 if isinstance(frame, protocol.Ping):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -22,9 +22,11 @@ WRONG = (
 )
 
 
-def create_activation(session: Session, body: schemas.ActivationCreate) -> tuple[Activation, str]:
+def create_activation(
+    session: Session, body: schemas.ActivationCreate, now: datetime | None = None
+) -> tuple[Activation, str]:
     code = new_secret(24)
-    now = utcnow()
+    now = now or utcnow()
     row = Activation(
         id=new_uuid(),
         code_hash=hash_token(code),
@@ -55,14 +57,17 @@ def delete_activation(session: Session, activation_id: str) -> None:
     session.delete(row)
 
 
-def consume_activation(session: Session, activation_id: str, code: str) -> Activation:
-    """Count one registration against the activation, or say why it cannot be used.
+def consume_activation(
+    session: Session, activation_id: str, code: str, now: datetime | None = None
+) -> Activation:
+    """Count one registration against the activation at `now` (default: the system's
+    time), or say why it cannot be used.
 
     Expiry and exhaustion are told only to a caller who knows the code."""
     row = session.get(Activation, activation_id) if is_uuid(activation_id) else None
     if row is None or not hmac.compare_digest(row.code_hash, hash_token(code)):
         raise AuthenticationError(WRONG)
-    if row.expires_at <= utcnow():
+    if row.expires_at <= (now or utcnow()):
         raise AccessDeniedError(
             f"Activation {activation_id} expired at {row.expires_at:%Y-%m-%d %H:%M:%S} UTC: "
             "create a new one with `fleetrun activations create`."
@@ -84,7 +89,7 @@ def consume_activation(session: Session, activation_id: str, code: str) -> Activ
     return row
 
 
-def to_schema(row: Activation) -> schemas.Activation:
+def to_schema(row: Activation, now: datetime | None = None) -> schemas.Activation:
     return schemas.Activation(
         id=row.id,
         name=row.name,
@@ -94,5 +99,5 @@ def to_schema(row: Activation) -> schemas.Activation:
         registrations_count=row.registrations_count,
         expires_at=row.expires_at,
         created_at=row.created_at,
-        expired=row.expires_at <= utcnow(),
+        expired=row.expires_at <= (now or utcnow()),
     )

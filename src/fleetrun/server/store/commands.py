@@ -68,7 +68,10 @@ def create_command(
     principal: str | None,
     caller: Caller | None = None,
     extras: StepExtras | None = None,
+    now: datetime | None = None,
 ) -> Command:
+    """`now` (default: the system's time) is when it was requested; its delivery
+    deadline and expiry count from then."""
     doc = document_store.resolve(session, body.document_name, body.document_version)
     run_as = (body.run_as or "").strip() or None
     conditions = access.command_context(doc.name, body.parameters, run_as)
@@ -108,7 +111,7 @@ def create_command(
     node_ids, candidates = _resolve(session, wanted)
     denied = _denied_targets(caller, candidates, node_ids, conditions)
     secrets = _check_secrets(body, [n for n in node_ids if n not in denied], params, denied)
-    now = utcnow()
+    now = now or utcnow()
     count = len(node_ids)
     command = Command(
         id=new_uuid(),

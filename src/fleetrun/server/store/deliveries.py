@@ -245,10 +245,12 @@ def record(
     detail: str | None,
     duration_ms: int,
     retry_at: datetime | None,
+    now: datetime | None = None,
 ) -> None:
-    """The result of one attempt: delivered; retry at `retry_at`; or dead (no retry
-    time: out of attempts, or a failure no retry can mend)."""
-    now = utcnow()
+    """The result of one attempt, made at `now` (default: the system's time): delivered;
+    retry at `retry_at`; or dead (no retry time: out of attempts, or a failure no retry
+    can mend)."""
+    now = now or utcnow()
     session.add(
         DeliveryAttempt(
             delivery_id=claimed.id,

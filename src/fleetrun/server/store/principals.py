@@ -4,6 +4,7 @@ therefore do (their effective policies), read afresh on every request."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
@@ -30,8 +31,9 @@ class Identity:
     policies: tuple[ParsedPolicy, ...]
 
 
-def identify(session: Session, token: str) -> Identity | None:
-    """The identity behind a token (None when it is unknown, revoked or expired), in
+def identify(session: Session, token: str, now: datetime | None = None) -> Identity | None:
+    """The identity behind a token (None when it is unknown, revoked or expired at `now`,
+    default the system's time), in
     one query on every request (and two more only for custom roles and policies)."""
     rows = session.execute(
         select(ApiToken.id, ApiToken.principal, Principal.kind, Attachment.kind, Attachment.name)
@@ -40,7 +42,7 @@ def identify(session: Session, token: str) -> Identity | None:
         .where(
             ApiToken.token_hash == token_store.hash_token(token),
             ApiToken.revoked_at.is_(None),
-            or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > utcnow()),
+            or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > (now or utcnow())),
         )
         .order_by(Attachment.kind, Attachment.attached_at, Attachment.name)
     ).all()

@@ -102,8 +102,8 @@ def revoke_token(session: Session, token_id: str) -> ApiToken:
     return row
 
 
-def to_schema(row: ApiToken) -> schemas.Token:
-    now = utcnow()
+def to_schema(row: ApiToken, now: datetime | None = None) -> schemas.Token:
+    now = now or utcnow()
     return schemas.Token(
         id=row.id,
         principal=row.principal,
