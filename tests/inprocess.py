@@ -172,6 +172,8 @@ class App:
                 "database_url": self.db.url,
                 "heartbeat_s": 1.0,
                 "rate_limit_per_s": 0.0,
+                # the tests' receivers listen on loopback (as tests/harness.py allows)
+                "allow_destination_cidrs": "127.0.0.0/8",
                 **settings,
             }
         )
