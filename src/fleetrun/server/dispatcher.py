@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 from fleetrun.core import protocol
 from fleetrun.core.statuses import InvocationStatus
 from fleetrun.server.db import Tx
-from fleetrun.server.store import commands as command_store
+from fleetrun.server.engine import commands as engine_commands
+from fleetrun.server.engine import invocations as engine_invocations
 from fleetrun.server.store import invocations as invocation_store
 from fleetrun.server.store.tables import Command, utcnow
 
@@ -108,14 +109,14 @@ class Dispatcher:
         if offline:
 
             def delay(tx: Tx) -> None:
-                changed = invocation_store.mark_delayed(tx.session, offline)
+                changed = engine_invocations.mark_delayed(tx.session, offline)
                 self.state.refresh_commands(tx, changed)
 
             await self.state.db.write(delay)
 
     async def expire(self) -> None:
         def sweep(tx: Tx) -> None:
-            touched = command_store.expire(tx.session, utcnow())
+            touched = engine_commands.expire(tx.session, utcnow())
             self.state.refresh_commands(tx, touched)
 
         await self.state.db.write(sweep)

@@ -33,7 +33,7 @@ from fleetrun.schemas.base import describe
 from fleetrun.schemas.commands import CommandCreate
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
-from fleetrun.server.store import commands as command_store
+from fleetrun.server.engine import commands as engine_commands
 from fleetrun.server.store import deliveries as store
 from fleetrun.server.store import principals as principal_store
 from fleetrun.server.store.rules import secret_context
@@ -259,7 +259,7 @@ class Senders:
                     on_denied=partial(state.audit.denied, None),
                 )
                 with tx.session.begin_nested():
-                    command = command_store.create_command(
+                    command = engine_commands.send_command(
                         tx.session, body, principal=principal, caller=caller
                     )
                 result = Result(DELIVERED, f"command {command.id}", recorded=True)

@@ -17,6 +17,7 @@ from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.api.query import moment, tag_filters
 from fleetrun.server.authz import Caller, deny
 from fleetrun.server.db import Tx
+from fleetrun.server.engine import commands as engine_commands
 from fleetrun.server.output import stream_key
 from fleetrun.server.store import commands as store
 from fleetrun.server.store import invocations as invocation_store
@@ -39,7 +40,9 @@ async def send_command(
     state = state_of(request)
 
     def create(tx: Tx) -> schemas.Command:
-        command = store.create_command(tx.session, body, principal=caller.principal, caller=caller)
+        command = engine_commands.send_command(
+            tx.session, body, principal=caller.principal, caller=caller
+        )
         tx.after_commit(state.dispatcher.wake)
         return store.to_schema(command)
 
@@ -119,7 +122,7 @@ async def cancel_command(
         allowed = _cancellable(
             tx.session, caller, store.read_command(tx.session, command_id), node_ids
         )
-        notify = store.cancel_command(tx.session, command_id, allowed)
+        notify = engine_commands.cancel_command(tx.session, command_id, allowed)
         state.refresh_commands(tx, [command_id])
         tx.session.flush()
         return store.to_schema(store.read_command(tx.session, command_id)), notify
