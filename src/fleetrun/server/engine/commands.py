@@ -10,8 +10,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Select, and_, func, select, update
 from sqlalchemy.orm import Session, load_only
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -176,6 +177,37 @@ def _terminate_waiting(session: Session, command_id: str) -> None:
     moves.move_waiting(session, ids, Happening.ERROR_THRESHOLD)
 
 
+def _late(now: datetime) -> Select[Any]:
+    return (
+        select(Invocation)
+        .join(Command, Command.id == Invocation.command_id)
+        .where(
+            Invocation.status.in_([InvocationStatus.PENDING, InvocationStatus.DELAYED]),
+            Command.deliver_by <= now,
+        )
+    )
+
+
+def _lost(now: datetime) -> Select[Any]:
+    return (
+        select(Invocation)
+        .join(Command, Command.id == Invocation.command_id)
+        .where(
+            Invocation.status.in_([InvocationStatus.IN_PROGRESS, InvocationStatus.CANCELLING]),
+            Command.expires_at <= now - timedelta(seconds=LOST_GRACE_S),
+        )
+    )
+
+
+def expiry_due(session: Session, now: datetime) -> bool:
+    """Whether `expire` has anything to do: a read, so that the dispatcher's passes take
+    the database's writer only when a deadline has passed."""
+    for query in (_late(now), _lost(now)):
+        if session.execute(query.with_only_columns(Invocation.id).limit(1)).first():
+            return True
+    return False
+
+
 def expire(session: Session, now: datetime) -> set[str]:
     """Close out what has run out of time; the commands touched.
 
@@ -183,28 +215,10 @@ def expire(session: Session, now: datetime) -> set[str]:
     - running, or being cancelled, long past the command's expiry with no word from
       the agent (the node went away): TimedOut (ExecutionTimedOut) or Cancelled."""
     touched: set[str] = set()
-    late = session.execute(
-        select(Invocation)
-        .join(Command, Command.id == Invocation.command_id)
-        .where(
-            Invocation.status.in_([InvocationStatus.PENDING, InvocationStatus.DELAYED]),
-            Command.deliver_by <= now,
-        )
-        .limit(2000)
-    ).scalars()
-    for inv in late:
+    for inv in session.execute(_late(now).limit(2000)).scalars():
         if moves.move(session, inv, Happening.DELIVERY_DEADLINE, at=now):
             touched.add(inv.command_id)
-    lost = session.execute(
-        select(Invocation)
-        .join(Command, Command.id == Invocation.command_id)
-        .where(
-            Invocation.status.in_([InvocationStatus.IN_PROGRESS, InvocationStatus.CANCELLING]),
-            Command.expires_at <= now - timedelta(seconds=LOST_GRACE_S),
-        )
-        .limit(2000)
-    ).scalars()
-    for inv in lost:
+    for inv in session.execute(_lost(now).limit(2000)).scalars():
         if moves.move(session, inv, Happening.EXPIRED, at=now):
             touched.add(inv.command_id)
     return touched
