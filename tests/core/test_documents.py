@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 
 import pytest
@@ -155,18 +154,23 @@ def test_parameters_get_defaults_and_normal_forms():
     }
 
 
-def test_steps_carry_parameters_as_environment_and_quote_embedded_values():
+def test_steps_carry_parameters_as_environment_and_refer_to_embedded_values():
     evil = "x'; rm -rf / #$(id)`id`"
     bound = {"service": evil, "names": ["a b", "c"], "count": "2", "force": "false", "mode": "fast"}
     one, two = d.resolve_steps(GOOD, bound, d.StepOptions(run_as="root", args=["--x"]))
-    assert one.script == f"echo {shlex.quote(evil)} 'a b' c\n"
-    assert two.script == 'print("x\'; rm -rf / #$(id)`id`")\n'
+    assert one.script == (
+        'echo "${FLEETRUN_P_service}" "${FLEETRUN_L0_names}" "${FLEETRUN_L1_names}"\n'
+    )
+    assert two.script == "print(__import__('os').environ['FLEETRUN_P_service'])\n"
     assert one.env["service"] == evil and one.env["names"] == "a b\nc"
+    assert one.env["FLEETRUN_P_service"] == evil and one.env["FLEETRUN_L0_names"] == "a b"
     assert one.timeout_s == 30 and one.run_as == "root" and two.run_as == "nobody"
     assert two.on_failure == "continue" and two.working_directory == "/tmp"
     assert one.args == ["--x"]
     # the shell really prints the value, and runs nothing
-    done = subprocess.run(["/bin/sh", "-c", one.script], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        ["/bin/sh", "-c", one.script], capture_output=True, text=True, check=True, env=one.env
+    )
     assert done.stdout == f"{evil} a b c\n"
 
 

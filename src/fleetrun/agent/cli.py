@@ -23,8 +23,9 @@ from pathlib import Path
 
 from fleetrun import __version__
 from fleetrun.agent import config as local_config
-from fleetrun.agent import rotate, service
+from fleetrun.agent import procs, rotate, service
 from fleetrun.agent.audit import AuditLog
+from fleetrun.agent.cgroups import CgroupUnavailableError, locate
 from fleetrun.agent.channel import Channel, TerminalError, rotate_once
 from fleetrun.agent.config import ConfigError
 from fleetrun.agent.daemon import Agent, AgentOptions
@@ -95,6 +96,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="SIGTERM to SIGKILL grace for timeouts and cancels",
     )
+    run.add_argument(
+        "--containment",
+        choices=procs.MODES,
+        default="auto",
+        help="how an invocation's processes are held and killed: a cgroup v2 per "
+        "invocation where the agent can manage one (auto), or process groups",
+    )
     run.add_argument("--log-level", default="info")
 
     status = sub.add_parser("status", help="show this node's identity")
@@ -152,6 +160,13 @@ def main(argv: list[str] | None = None) -> None:
         message = getattr(exc, "message", None) or str(exc)
         print(f"fleetrun-agent: {message}", file=sys.stderr)
         code = 1
+    except CgroupUnavailableError as exc:
+        message = (
+            f"--containment cgroup was asked for, but {exc}: run the agent as root on a "
+            "machine with cgroup v2, or use --containment auto."
+        )
+        print(f"fleetrun-agent: {message}", file=sys.stderr)
+        code = 1
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)
@@ -199,14 +214,30 @@ def _register(state: StateDir, args: argparse.Namespace) -> int:
 
 def _status(state: StateDir, args: argparse.Namespace) -> int:
     identity = state.load_identity()
-    data = {
+    lock = StateLock(state.root / "agent.lock")
+    running = lock.held_elsewhere()
+    data: dict[str, object] = {
         "node_id": identity.node_id,
         "name": identity.name,
         "server": identity.server,
-        "running": StateLock(state.root / "agent.lock").held_elsewhere(),
+        "running": running,
+        **_containment(identity.node_id, lock.holder() if running else None),
     }
     _print(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
     return 0
+
+
+def _containment(node_id: str, pid: int | None) -> dict[str, str]:
+    """How the running agent (or, if none runs, the next one) holds and kills an
+    invocation's processes."""
+    if pid is not None:
+        method = procs.CGROUP if procs.in_use(pid, node_id) else procs.PROCESS_GROUP
+        return {"containment": method}
+    try:
+        locate(node_id)
+    except CgroupUnavailableError as exc:
+        return {"containment": procs.PROCESS_GROUP, "containment_reason": str(exc)}
+    return {"containment": procs.CGROUP}
 
 
 def _config(state: StateDir, args: argparse.Namespace) -> int:
@@ -317,8 +348,18 @@ def _run(state: StateDir, args: argparse.Namespace) -> int:
 
 async def run_agent(state: StateDir, args: argparse.Namespace) -> int:
     identity = state.load_identity()
-    agent = Agent(state, identity.node_id, AgentOptions(stop_grace_s=args.stop_grace))
-    agent.recover()
+    containment = procs.choose(args.containment, identity.node_id)
+    if containment.method == procs.PROCESS_GROUP:
+        log.warning(
+            "invocations are held by process groups (%s): a child that calls setsid and "
+            "clears its environment can outlive a cancel",
+            containment.detail,
+        )
+    else:
+        log.info("each invocation runs in its own cgroup under %s", containment.detail)
+    options = AgentOptions(stop_grace_s=args.stop_grace)
+    agent = Agent(state, identity.node_id, options, containment)
+    await agent.recover()
     channel = Channel(agent, identity, state.load_key(), reconnect_max_s=args.reconnect_max)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -11,18 +11,17 @@ import asyncio
 import logging
 import os
 import pwd
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fleetrun.agent.audit import AuditLog
 from fleetrun.agent.config import Watcher
-from fleetrun.agent.executor import Execution, kill_group
-from fleetrun.agent.journal import Journal, Outbox, group_alive, process_start_time, spool_path
-from fleetrun.agent.procs import kill_invocation
+from fleetrun.agent.executor import Execution
+from fleetrun.agent.journal import Journal, Outbox, spool_path
+from fleetrun.agent.procs import Containment, ProcessGroups
 from fleetrun.agent.state import StateDir
-from fleetrun.core import documents, localpolicy, protocol, signing
+from fleetrun.core import documents, envnames, localpolicy, protocol, signing
 from fleetrun.core.errors import FleetrunError
 from fleetrun.core.statuses import InvocationStatus, StatusDetail
 
@@ -47,8 +46,15 @@ class AgentOptions:
 
 
 class Agent:
-    def __init__(self, state: StateDir, node_id: str, options: AgentOptions) -> None:
+    def __init__(
+        self,
+        state: StateDir,
+        node_id: str,
+        options: AgentOptions,
+        containment: Containment | None = None,
+    ) -> None:
         self.state = state
+        self.containment = containment or ProcessGroups()
         self.node_id = node_id
         self.options = options
         state.prepare()
@@ -64,14 +70,16 @@ class Agent:
 
     # -- start-up ---------------------------------------------------------------
 
-    def recover(self) -> None:
-        """Close out what a previous run left: never run it again, deliver its output."""
+    async def recover(self) -> None:
+        """Close out what a previous run left: never run it again, deliver its output.
+        Whatever its scripts still run is killed (their cgroups, or their groups)."""
         self.journal.prune()
+        killed = []
         for entry in self.journal.unreported():
             outbox = self._outbox(entry.invocation_id)
             if entry.state in ("accepted", "running"):
-                self._kill_leftovers(entry.pgid, entry.pgid_started)
-                kill_invocation(entry.invocation_id)  # whatever the group did not hold
+                self.containment.kill(entry.invocation_id, entry.pgid, entry.pgid_started)
+                killed.append(entry.invocation_id)
                 now = time.time()
                 message = "The agent restarted while this ran; it was stopped and not run again."
                 outbox.state(
@@ -86,16 +94,9 @@ class Agent:
                 log.warning("invocation %s was interrupted by a restart", entry.invocation_id)
             if outbox.done:
                 self._complete(entry.invocation_id)
-
-    @staticmethod
-    def _kill_leftovers(pgid: int | None, started: str | None) -> None:
-        # Only the group we started: the leader's start time guards against pid reuse.
-        if (
-            pgid
-            and group_alive(pgid)
-            and (started is None or process_start_time(pgid) in (started, None))
-        ):
-            kill_group(pgid, signal.SIGKILL)
+        for invocation_id in killed:
+            await self.containment.settle(invocation_id)
+        self.containment.tidy(keep=set())  # cgroups emptied since the last run
 
     def running_ids(self) -> list[str]:
         return [e.invocation_id for e in self.journal.unreported()]
@@ -150,6 +151,7 @@ class Agent:
             stop_grace_s=self.options.stop_grace_s,
             on_output=self._ready.set,
             seal_key=self.seal_key,
+            containment=self.containment,
         )
         self.executions[invoke.invocation_id] = execution
         task = asyncio.create_task(self._execute(execution), name=f"run {invoke.invocation_id}")
@@ -166,8 +168,19 @@ class Agent:
                 f"The local configuration cannot be read ({self.config.error}): nothing runs."
             )
         config = self.config.config
+        declared = None
         if config.get("security.require_signed_documents"):
             invoke = self._from_signed_document(invoke, config.get("security.trusted_publishers"))
+            declared = list(
+                (invoke.document.content if invoke.document else {}).get("parameters") or {}
+            )
+        # Checked here again, whatever the server checked: an older or a compromised
+        # server must not set LD_PRELOAD and the like on this node.
+        reason = envnames.invocation_refusal(
+            [name for step in invoke.steps for name in step.env], invoke.secrets, declared
+        )
+        if reason:
+            raise Refused(reason)
         reason = localpolicy.refusal(
             config,
             handlers=[localpolicy.handler_of(s) for s in invoke.steps],
@@ -224,6 +237,7 @@ class Agent:
             self._ready.set()
         finally:
             self.executions.pop(invocation_id, None)
+            self.containment.tidy(keep=set(self.executions))
 
     def _received(self, frame: protocol.Received) -> None:
         outbox = self.outboxes.get(frame.invocation_id)
@@ -275,18 +289,19 @@ class Agent:
             await self._ready.wait()
 
     async def shutdown(self) -> None:
-        """Stop running scripts' process groups; the next start reports them as
-        interrupted (AgentRestarted) instead of running them again."""
+        """Stop running scripts (all of each one's processes); the next start reports
+        them as interrupted (AgentRestarted) instead of running them again."""
         running = [e for e in self.journal.unreported() if e.state in ("accepted", "running")]
         for entry in running:
             if entry.pgid:
-                kill_group(entry.pgid, signal.SIGTERM)
+                self.containment.terminate(entry.invocation_id, entry.pgid)
         if running:
             await asyncio.sleep(min(self.options.stop_grace_s, 2.0))
             for entry in running:
-                if entry.pgid:
-                    kill_group(entry.pgid, signal.SIGKILL)
-                kill_invocation(entry.invocation_id)
+                self.containment.kill(entry.invocation_id, entry.pgid)
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        for entry in running:
+            await self.containment.settle(entry.invocation_id)
+        self.containment.close()

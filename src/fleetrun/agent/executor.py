@@ -1,22 +1,25 @@
 """Running one invocation: its steps as child processes, in order.
 
 Each step is a script file run by its interpreter, as a child process in its own
-process group (`start_new_session`), with no stdin. Its stdout and stderr are read
-as they come and spooled as numbered frames. A timeout or a cancel sends SIGTERM to
-the whole group, then SIGKILL after a grace period, so no grandchild survives.
+process group (`start_new_session`) and, where the agent manages cgroups, in its
+invocation's cgroup (entered by the child before it drops privileges and executes
+the script), with no stdin. Its stdout and stderr are read as they come and spooled
+as numbered frames. A timeout or a cancel sends SIGTERM to the whole group (and every
+process of the cgroup), then SIGKILL to all of them after a grace period, so no
+descendant survives (procs.py says how, and where only process groups are at hand).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
 import platform
 import pwd
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -28,9 +31,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fleetrun.agent import facts
+from fleetrun.agent.cgroups import enter_cgroup
 from fleetrun.agent.download import DownloadError, fetch_script
 from fleetrun.agent.journal import Entry, Journal, Outbox, Stream, process_start_time
-from fleetrun.agent.procs import kill_invocation
+from fleetrun.agent.procs import Containment, ProcessGroups
 from fleetrun.core import protocol
 from fleetrun.core.documents import platform_type, precondition_holds
 from fleetrun.core.masking import Masker
@@ -96,8 +100,10 @@ class Execution:
         stop_grace_s: float,
         on_output: Callable[[], None],
         seal_key: X25519PrivateKey | None = None,
+        containment: Containment | None = None,
     ) -> None:
         self.invoke = invoke
+        self.containment = containment or ProcessGroups()
         self.seal_key = seal_key
         self._secret_env: dict[str, str] = {}
         self._secret_args: list[str] = []
@@ -250,7 +256,14 @@ class Execution:
         if not os.path.isdir(cwd):  # noqa: ASYNC240 - one stat, before the child starts
             raise StepFailure(f"The working directory {cwd} does not exist on this node.")
         env = self._environment(step, user)
-        identity = user.popen_args() if user is not None else {}
+        procs_file = self.containment.entry(self.invoke.invocation_id)
+        if procs_file is not None:
+            # The child enters the cgroup as root, then drops privileges itself.
+            identity: dict[str, Any] = {
+                "preexec_fn": functools.partial(_enter_as, procs_file, user)
+            }
+        else:
+            identity = user.popen_args() if user is not None else {}
         loop = asyncio.get_running_loop()
         streams: dict[int, Stream] = {1: "stdout", 2: "stderr"}
         maskers = {1: self._masker(), 2: self._masker()}
@@ -273,7 +286,7 @@ class Execution:
                 start_new_session=True,
                 **identity,
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
             raise StepFailure(f"The step could not start: {exc}.") from exc
         pid = transport.get_pid()
         self.entry.state = "running"
@@ -353,13 +366,14 @@ class Execution:
         return reason
 
     async def _stop_group(self, pgid: int, proto: _StepProtocol) -> None:
-        """SIGTERM to the whole process group, SIGKILL after the grace period."""
-        kill_group(pgid, signal.SIGTERM)
+        """SIGTERM to every process of the invocation, SIGKILL after the grace period."""
+        invocation_id = self.invoke.invocation_id
+        self.containment.terminate(invocation_id, pgid)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(proto.exited), self.stop_grace_s)
-        kill_group(pgid, signal.SIGKILL)
+        self.containment.kill(invocation_id, pgid)
         await proto.exited
-        kill_invocation(self.invoke.invocation_id)  # children that left the group
+        await self.containment.settle(invocation_id)
 
 
 class _StepProtocol(asyncio.SubprocessProtocol):
@@ -404,6 +418,12 @@ class RunAs:
         """Privileges are dropped in the child, before it runs anything: groups, gid, uid."""
         return {"user": self.uid, "group": self.gid, "extra_groups": self.groups}
 
+    def drop_to(self) -> None:
+        """The same, by hand, in the child (after it entered its cgroup as root)."""
+        os.setgroups(self.groups)
+        os.setregid(self.gid, self.gid)
+        os.setreuid(self.uid, self.uid)
+
 
 def run_as_user(name: str | None) -> RunAs | None:
     """The user a step runs as (None: the agent's own user), from the password database."""
@@ -429,6 +449,8 @@ def run_as_user(name: str | None) -> RunAs | None:
     )
 
 
-def kill_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
+def _enter_as(procs_file: bytes, user: RunAs | None) -> None:
+    """In the step's child, before exec: into the invocation's cgroup, then the user."""
+    enter_cgroup(procs_file)
+    if user is not None:
+        user.drop_to()

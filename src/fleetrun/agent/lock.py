@@ -46,6 +46,13 @@ class StateLock:
         finally:
             os.close(fd)
 
+    def holder(self) -> int | None:
+        """The pid the running agent wrote into the lock file, if readable."""
+        try:
+            return int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)

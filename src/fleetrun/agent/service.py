@@ -2,7 +2,8 @@
 
 KillMode=mixed: on stop, systemd sends SIGTERM to the agent alone (it stops what runs
 and records it), then SIGKILL to whatever is left in the unit's cgroup, so no script
-outlives the service.
+outlives the service. Delegate=yes: the service's cgroup subtree is the agent's to
+manage, for its one cgroup per invocation (cgroups.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ Environment=FLEETRUN_AGENT_STATE_DIR={state}
 Restart=on-failure
 RestartSec=5
 KillMode=mixed
+# The agent makes one cgroup per invocation under the service's own.
+Delegate=yes
 TimeoutStopSec=30
 
 [Install]

@@ -12,7 +12,11 @@ Targets are written `SCHEME:ADDRESS`:
 
 An input template is JSON in which a string that is a path, "$.detail.node-id", is
 replaced by that value of the event, and "<$.detail.node-id>" inside a longer string
-by its text.
+by its text. In a command's parameter that is a script (`commands`), an event field
+never becomes script text: `render_command_input` passes it in an environment variable
+(FLEETRUN_EVENT_1, ...) and writes a reference to it, placed for the script's language
+as a document's placeholder is (`fleetrun.core.substitution`); a whole path there (the
+event's text as the script) is refused.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from fleetrun.core import substitution
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.events import DETAIL_FIELDS, ENVELOPE_FIELDS
 
@@ -162,6 +167,76 @@ def render_input(template: Any, event: Mapping[str, Any]) -> Any:
     if isinstance(template, list):
         return [render_input(v, event) for v in template]
     return template
+
+
+EVENT_VAR = "FLEETRUN_EVENT_{}"
+
+
+def render_command_input(
+    template: Mapping[str, Any], event: Mapping[str, Any], scripts: Mapping[str, set[str]]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """A command target's template made into a command body for this event, and the
+    environment variables its scripts read. `scripts` names the document's parameters
+    that are a script, with the actions that run them (`documents.script_parameters`):
+    event fields reach those only as references to environment variables."""
+    params = template.get("parameters")
+    used = sorted(set(scripts) & set(params)) if isinstance(params, Mapping) else []
+    if scripts and not isinstance(params, Mapping | None):
+        raise ValidationError(
+            "The input template's parameters must be written out, not read from the event: "
+            f"{', '.join(sorted(scripts))} is the script, and an event field never becomes code."
+        )
+    rendered = render_input({k: v for k, v in template.items() if k != "parameters"}, event)
+    if params is None:
+        return rendered, {}
+    assert isinstance(params, Mapping)
+    out = {k: render_input(v, event) for k, v in params.items() if k not in used}
+    env: dict[str, str] = {}
+    for name in used:
+        out[name] = _script_value(name, params[name], event, scripts[name], env)
+    rendered["parameters"] = out
+    return rendered, env
+
+
+def _script_value(
+    name: str, value: Any, event: Mapping[str, Any], actions: set[str], env: dict[str, str]
+) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ValidationError(f"The input template's parameter {name} must be script lines.")
+    for item in items:
+        if _PATH.match(item):
+            raise ValidationError(
+                f"The input template makes the event field {item} the script ({name}): an "
+                f"event field never becomes code; write it inside a line, <{item}>, where it "
+                "reaches the script as an environment variable."
+            )
+    if not any(_EMBEDDED.search(i) for i in items):
+        return list(items)
+    if len(actions) != 1:
+        raise ValidationError(
+            f"The input template puts event fields in {name}, which steps of several "
+            "languages run: put them in a parameter that is not the script instead."
+        )
+    variables: dict[str, str] = {}
+    lines: list[substitution.Line | None] = []
+    for item in items:
+        pieces: list[str | substitution.Ref] = []
+        last = 0
+        for match in _EMBEDDED.finditer(item):
+            path = match.group(1)
+            if path not in variables:
+                variables[path] = EVENT_VAR.format(len(env) + 1)
+                env[variables[path]] = _text(lookup(event, path))
+            pieces += [
+                item[last : match.start()],
+                substitution.Ref(match.group(0), variables[path]),
+            ]
+            last = match.end()
+        pieces.append(item[last:])
+        lines.append(tuple(p for p in pieces if p != ""))
+    placed = substitution.place(next(iter(actions)), f"The input template's {name}", lines)
+    return [str(line) for line in placed]
 
 
 def _text(value: Any) -> str:

@@ -16,14 +16,19 @@ a node runs.
         precondition: {StringEquals: [platformType, Linux]}
         inputs: {runCommand: "systemctl status {{ service }}"}
 
-Parameters reach scripts without becoming code:
+Parameters reach scripts as data, never as code:
 
-- every named parameter is an environment variable of every step;
-- a string that is exactly one placeholder (`"{{ commands }}"`) takes the value
-  itself (a list stays a list): that is how a document takes a whole script;
-- a placeholder inside a longer script line takes the value quoted for the step's
-  language (shell, Python, PowerShell), so `{{ service }}` above can never run as
-  code; placeholders in other inputs (working directory, timeout) take the plain text.
+- every named parameter is an environment variable of every step (and, with
+  `interpolationType: ENV_VAR`, also `SSM_<name>`, as in SSM);
+- a runCommand line that is exactly one placeholder (`"{{ commands }}"`) takes the
+  value itself (a list stays a list): that is how a document takes a whole script, and
+  that value is code by design;
+- a placeholder inside a longer script line is not replaced by the value's text: the
+  value travels in the environment variable `FLEETRUN_P_<name>` and the placeholder
+  becomes a reference to it written for its position (`fleetrun.core.substitution`),
+  and a position where no such reference is data is refused when the document is
+  written; placeholders in other inputs (working directory, timeout) take the plain
+  text, which is never run.
 
 `validate` checks a document and names the field at fault; `bind_parameters` checks
 values against their declarations; `resolve_steps` makes the steps.
@@ -34,12 +39,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetrun.core import envnames, substitution
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.protocol import Step
+from fleetrun.core.substitution import Line, Ref
 
 ACTIONS = ("runShellScript", "runPythonScript", "runPowerShellScript", "getNodeInfo")
 PARAMETER_TYPES = ("String", "StringList", "Integer", "Boolean")
@@ -65,7 +72,11 @@ _PARAM_KEYS = {
     "minChars",
     "maxChars",
     "displayType",
+    "interpolationType",
 }
+VALUE_PREFIX = "FLEETRUN_P_"  # the variable a placeholder inside a line refers to
+WORD_VAR = "FLEETRUN_L{}_{}"  # a list's item, in a shell word (index, name)
+SSM_VAR = "SSM_{}"  # interpolationType: ENV_VAR
 _STEP_KEYS = {"name", "action", "inputs", "precondition", "onFailure", "runAs"}
 _INPUT_KEYS = {"runCommand", "workingDirectory", "timeoutSeconds"}
 
@@ -175,12 +186,24 @@ def _check_parameter(name: str, spec: Any) -> None:
     where = f"parameters.{name}"
     if not _PARAM_NAME.match(name):
         raise _fail(where, "has a bad name: use letters, digits and _ and start with a letter")
+    reason = envnames.refusal(name)
+    if reason:
+        raise _fail(
+            where,
+            f"cannot be a parameter's name: every parameter becomes an environment variable "
+            f"of the script, and {reason}; rename it",
+        )
     if not isinstance(spec, dict):
         raise _fail(where, "must be a mapping with at least a type")
     _no_unknown(spec, _PARAM_KEYS, where)
     kind = spec.get("type", "String")
     if kind not in PARAMETER_TYPES:
         raise _fail(f"{where}.type", f"must be one of {', '.join(PARAMETER_TYPES)}, not {kind!r}")
+    if "interpolationType" in spec and (spec["interpolationType"] != "ENV_VAR" or kind != "String"):
+        raise _fail(
+            f"{where}.interpolationType",
+            "must be ENV_VAR, on a String parameter (its value is then also in SSM_" + name + ")",
+        )
     for key in ("minItems", "maxItems", "minChars", "maxChars"):
         if key in spec and (not isinstance(spec[key], int) or spec[key] < 0):
             raise _fail(f"{where}.{key}", "must be a whole number, 0 or more")
@@ -249,6 +272,10 @@ def _check_step(index: int, step: Any, params: dict[str, Any], seen: set[str]) -
         for ref in _PLACEHOLDER.findall(text):
             if ref not in params:
                 raise _fail(where, f"refers to {{{{ {ref} }}}}, which is not a declared parameter")
+    try:
+        _place(step["action"], name, _lines(run, params, None))
+    except ValidationError as exc:
+        raise ValidationError(f"The document is not valid: {exc.message}") from None
 
 
 def _is_placeholder(value: Any) -> bool:
@@ -386,52 +413,33 @@ def bind_parameters(
 # -- steps ----------------------------------------------------------------------
 
 
-def substitute(value: Any, params: dict[str, str | list[str]], quote: Any = None) -> Any:
-    """Replace placeholders: a whole-string placeholder takes the value itself; one
-    inside a longer string takes `quote(text)` (plain text when quote is None)."""
+def substitute(value: Any, params: Mapping[str, str | list[str]]) -> Any:
+    """Replace placeholders in inputs that are never run (working directory, timeout,
+    precondition): a whole-string placeholder takes the value itself, one inside a
+    longer string its text."""
     if isinstance(value, str):
         whole = _WHOLE.match(value)
         if whole and whole.group(1) in params:
             return params[whole.group(1)]
-        return _PLACEHOLDER.sub(lambda m: _embed(params, m, quote), value)
+        return _PLACEHOLDER.sub(lambda m: _plain(params, m), value)
     if isinstance(value, list):
-        return [substitute(v, params, quote) for v in value]
+        return [substitute(v, params) for v in value]
     if isinstance(value, dict):
-        return {k: substitute(v, params, quote) for k, v in value.items()}
+        return {k: substitute(v, params) for k, v in value.items()}
     return value
 
 
-def _embed(params: dict[str, str | list[str]], match: re.Match[str], quote: Any) -> str:
-    name = match.group(1)
-    if name not in params:
+def _plain(params: Mapping[str, str | list[str]], match: re.Match[str]) -> str:
+    value = params.get(match.group(1))
+    if value is None:
         return match.group(0)
-    value = params[name]
-    if isinstance(value, list):
-        return " ".join(quote(v) for v in value) if quote else "\n".join(value)
-    return str(quote(value)) if quote else value
+    return value if isinstance(value, str) else "\n".join(value)
 
 
-def _quote_python(value: str) -> str:
-    return json.dumps(value)
-
-
-def _quote_powershell(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-QUOTERS = {
-    "runShellScript": shlex.quote,
-    "runPythonScript": _quote_python,
-    "runPowerShellScript": _quote_powershell,
-    "getNodeInfo": shlex.quote,
-}
-
-
-def _script(run_command: Any) -> str:
-    lines = (
+def _items(run_command: Any) -> list[str]:
+    return (
         [run_command] if isinstance(run_command, str) else [str(x) for x in _flatten(run_command)]
     )
-    return "\n".join(lines) + "\n"
 
 
 def _flatten(items: Any) -> list[Any]:
@@ -441,15 +449,112 @@ def _flatten(items: Any) -> list[Any]:
     return out
 
 
-def _environment(params: dict[str, str | list[str]], run_command: Any) -> dict[str, str]:
-    """Named parameters as environment variables, except the one that is the script."""
+def _lines(
+    run_command: Any,
+    declared: Mapping[str, Any],
+    values: Mapping[str, str | list[str]] | None,
+) -> list[Line | None]:
+    """The script's lines as text and references; None for a line that is a whole
+    placeholder (the value itself, code by design)."""
+    lines: list[Line | None] = []
+    for item in _items(run_command):
+        whole = _WHOLE.match(item)
+        if whole and whole.group(1) in declared:
+            lines.append(None)
+            continue
+        pieces: list[str | Ref] = []
+        last = 0
+        for match in _PLACEHOLDER.finditer(item):
+            name = match.group(1)
+            pieces.append(item[last : match.start()])
+            if name in declared:
+                value = values.get(name) if values is not None else None
+                pieces.append(value_ref(name, match.group(0), value))
+            else:
+                pieces.append(match.group(0))
+            last = match.end()
+        pieces.append(item[last:])
+        lines.append(tuple(p for p in pieces if p != ""))
+    return lines
+
+
+def script_parameters(content: Mapping[str, Any]) -> dict[str, set[str]]:
+    """The parameters whose value is code by design (a runCommand line that is exactly
+    their placeholder), with the actions of the steps that run them."""
+    declared = content.get("parameters") or {}
+    found: dict[str, set[str]] = {}
+    for step in content.get("mainSteps") or []:
+        run = (step.get("inputs") or {}).get("runCommand", [])
+        for item in _items(run):
+            whole = _WHOLE.match(item)
+            if whole and whole.group(1) in declared:
+                found.setdefault(whole.group(1), set()).add(str(step.get("action")))
+    return found
+
+
+def value_ref(name: str, label: str, value: str | list[str] | None) -> Ref:
+    """The reference a placeholder of `name` becomes (a list also gets one variable
+    per item, for shell words)."""
+    words = None
+    if isinstance(value, list):
+        words = tuple(WORD_VAR.format(i, name) for i in range(len(value)))
+    return Ref(label, VALUE_PREFIX + name, words)
+
+
+def _place(action: str, step: str, lines: list[Line | None]) -> list[str | None]:
+    if action == "getNodeInfo":  # never run: the agent answers it itself
+        return [None if line is None else "".join(str(p) for p in line) for line in lines]
+    return substitution.place(action, f"Step {step!r}", lines)
+
+
+def _joined(value: str | list[str]) -> str:
+    return value if isinstance(value, str) else "\n".join(value)
+
+
+def render_script(
+    action: str,
+    step: str,
+    run_command: Any,
+    declared: Mapping[str, Any],
+    values: Mapping[str, str | list[str]],
+) -> tuple[str, dict[str, str]]:
+    """A step's script with its placeholders placed, and the variables that carry the
+    values its references read."""
+    lines = _lines(run_command, declared, values)
+    placed = _place(action, step, lines)
+    wholes = iter(
+        m.group(1) for m in map(_WHOLE.match, _items(run_command)) if m and m.group(1) in declared
+    )
+    out: list[str] = []
+    env: dict[str, str] = {}
+    for line, text in zip(lines, placed, strict=True):
+        if line is None:
+            value = values[next(wholes)]
+            out.extend([value] if isinstance(value, str) else value)
+            continue
+        out.append(str(text))
+        for piece in line:
+            if isinstance(piece, Ref):
+                name = piece.var.removeprefix(VALUE_PREFIX)
+                env[piece.var] = _joined(values[name])
+                if piece.words and action == "runShellScript":
+                    env.update(zip(piece.words, values[name], strict=True))
+    return "\n".join(out) + "\n", env
+
+
+def _environment(
+    declared: Mapping[str, Any], params: Mapping[str, str | list[str]], run_command: Any
+) -> dict[str, str]:
+    """Named parameters as environment variables, except the one that is the script;
+    ENV_VAR parameters also as SSM_<name>."""
     whole = _WHOLE.match(run_command) if isinstance(run_command, str) else None
     script_param = whole.group(1) if whole else None
-    return {
-        name: (value if isinstance(value, str) else "\n".join(value))
-        for name, value in params.items()
-        if name != script_param
-    }
+    env = {name: _joined(value) for name, value in params.items() if name != script_param}
+    envnames.check(env, "Parameter")
+    for name, spec in declared.items():
+        if isinstance(spec, dict) and spec.get("interpolationType") == "ENV_VAR" and name in params:
+            env[SSM_VAR.format(name)] = _joined(params[name])
+    return env
 
 
 @dataclass(frozen=True)
@@ -465,11 +570,14 @@ def resolve_steps(
 ) -> list[Step]:
     """The steps of a checked document with its parameters bound."""
     options = options or StepOptions()
+    declared: dict[str, Any] = content.get("parameters") or {}
     steps: list[Step] = []
     for raw in content.get("mainSteps") or []:
         raw_inputs = raw.get("inputs") or {}
         action = raw["action"]
-        run = substitute(raw_inputs.get("runCommand", []), params, QUOTERS[action])
+        script, values_env = render_script(
+            action, raw["name"], raw_inputs.get("runCommand", []), declared, params
+        )
         other = substitute({k: v for k, v in raw_inputs.items() if k != "runCommand"}, params)
         timeout = other.get("timeoutSeconds")
         if timeout not in (None, "") and not _timeout_ok(timeout):
@@ -484,9 +592,9 @@ def resolve_steps(
             Step(
                 name=raw["name"],
                 action=action,
-                script=_script(run),
+                script=script,
                 args=list(options.args),
-                env=_environment(params, raw_inputs.get("runCommand")),
+                env={**_environment(declared, params, raw_inputs.get("runCommand")), **values_env},
                 working_directory=other.get("workingDirectory") or None,
                 timeout_s=float(timeout) if timeout not in (None, "") else None,
                 on_failure=raw.get("onFailure", "exit"),

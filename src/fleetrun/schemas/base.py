@@ -54,11 +54,13 @@ class Page(Response, Generic[T]):
 
 
 class ErrorBody(Response):
-    type: str
-    message: str
+    type: str  # NotFound, ValidationError, AccessDenied, ...
+    message: str  # one sentence: what was wrong and what to do
 
 
 class ErrorResponse(Response):
+    """The body of every 4xx and 5xx answer."""
+
     error: ErrorBody
 
 

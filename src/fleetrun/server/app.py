@@ -1,5 +1,6 @@
-"""The app factory: routers, the server's lifecycle, and the one place where errors
-become HTTP responses."""
+"""The app factory: routers, the server's lifecycle, the API's description
+(/openapi.json, and /docs with its assets served from here, not from a CDN), and the
+one place where errors become HTTP responses."""
 
 from __future__ import annotations
 
@@ -9,12 +10,19 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
 
 from fleetrun import __version__
 from fleetrun.core.errors import (
@@ -23,7 +31,7 @@ from fleetrun.core.errors import (
     LimitExceededError,
     ValidationError,
 )
-from fleetrun.schemas.base import describe
+from fleetrun.schemas.base import ErrorResponse, describe
 from fleetrun.server.api import (
     activations,
     agent,
@@ -75,6 +83,24 @@ ROUTERS = (
     rules.channels_router,
 )
 
+DOCS_ASSETS = "/docs/assets"
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+# Every route may answer these, always with an ErrorResponse. "4XX" also keeps FastAPI from
+# describing a 422 this server never sends (a bad request is a 400).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (400, "The request is not valid: the message names the field and what to send."),
+        (401, "No API token, or one that is unknown, expired or revoked."),
+        (403, "No policy allows this action on this resource (or one denies it)."),
+        (404, "No such resource (or no route)."),
+        (409, "The request conflicts with the resource's current state."),
+        (429, "Over a rate or size limit: retry after the Retry-After header's seconds."),
+        ("4XX", "Another client error, such as 405 (with an Allow header)."),
+    )
+}
+
 
 def create_app(settings: Settings) -> FastAPI:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -90,11 +116,16 @@ def create_app(settings: Settings) -> FastAPI:
         "Every route needs `Authorization: Bearer TOKEN`.",
         lifespan=_lifespan,
         openapi_url="/openapi.json",
+        docs_url=None,  # served below with local assets
+        redoc_url=None,
     )
     app.state.fleet = state
+    app.openapi = partial(_openapi, app)  # type: ignore[method-assign]
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     app.add_api_route("/healthz", _healthz, include_in_schema=False)
+    app.add_api_route("/docs", _docs, include_in_schema=False)
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
     _install_error_handlers(app)
     app.add_middleware(AuditMiddleware, audit=state.audit)
     app.add_middleware(RequestIdMiddleware)  # outermost: the audit entry carries its id
@@ -104,6 +135,35 @@ def create_app(settings: Settings) -> FastAPI:
 async def _healthz() -> dict[str, str]:
     """Liveness for process supervisors: says nothing but that the server answers."""
     return {"status": "ok"}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with every error answer described as what it is: JSON, also
+    on the routes whose success is a stream (FastAPI gives the route's media type)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    if status.startswith("4"):
+                        response["content"] = error
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+async def _docs() -> HTMLResponse:
+    """The interactive API page; its script and style come from this server, so it works
+    on a network without access to the internet."""
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="fleetrun API",
+        swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+    )
 
 
 @asynccontextmanager
@@ -207,14 +267,24 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kinds = {404: "NotFound", 405: "MethodNotAllowed"}
-        message = (
-            f"No route {request.method} {request.url.path}: see /openapi.json for the API."
-            if exc.status_code in (404, 405)
-            else str(exc.detail)
-        )
+        headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+        if exc.status_code == 404:
+            message = (
+                f"No route {request.method} {request.url.path}: see /openapi.json for the API."
+            )
+        elif exc.status_code == 405:
+            allowed = _allowed_methods(request)
+            headers["allow"] = ", ".join(allowed)
+            message = (
+                f"{request.method} is not allowed on {request.url.path}: use "
+                f"{', '.join(allowed)} (see /openapi.json for the API)."
+            )
+        else:
+            message = str(exc.detail)
         return JSONResponse(
             {"error": {"type": kinds.get(exc.status_code, "Error"), "message": message}},
             status_code=exc.status_code,
+            headers=headers,
         )
 
     @app.exception_handler(Exception)
@@ -231,6 +301,18 @@ def _install_error_handlers(app: FastAPI) -> None:
             },
             status_code=500,
         )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path. Starlette's own Allow header names
+    only the first route that matched the path, and FastAPI makes one route per method:
+    ask every route (through its public `matches`) about each method instead."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
 
 
 def _validation_error(exc: RequestValidationError) -> FleetrunError:

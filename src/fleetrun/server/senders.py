@@ -26,7 +26,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.orm import Session
 
 from fleetrun import __version__
-from fleetrun.core import delivery
+from fleetrun.core import delivery, documents
 from fleetrun.core.errors import FleetrunError
 from fleetrun.core.events import COMMAND_STATUS, INVOCATION_STATUS, notification_message
 from fleetrun.schemas.base import describe
@@ -34,7 +34,9 @@ from fleetrun.schemas.commands import CommandCreate
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
 from fleetrun.server.engine import commands as engine_commands
+from fleetrun.server.store import commands as command_store
 from fleetrun.server.store import deliveries as store
+from fleetrun.server.store import documents as document_store
 from fleetrun.server.store import principals as principal_store
 from fleetrun.server.store.rules import secret_context
 from fleetrun.server.store.tables import Channel, Rule
@@ -243,7 +245,6 @@ class Senders:
         """Send the command and record the attempt in one transaction: a crash cannot
         send it twice."""
         state = self.state
-        rendered = delivery.render_input(spec.input or {}, claimed.event)
         principal = spec.principal or ""
 
         def send(tx: Tx) -> Result | None:
@@ -251,6 +252,7 @@ class Senders:
             if not store.still_leased(tx.session, claimed.id, owner):
                 return None  # another server took it over: it sends the command, not us
             try:
+                rendered, env = command_input(tx.session, spec, claimed.event)
                 body = CommandCreate(**{**rendered, "document_name": spec.target.address})
                 caller = Caller(
                     principal=principal,
@@ -260,7 +262,11 @@ class Senders:
                 )
                 with tx.session.begin_nested():
                     command = engine_commands.send_command(
-                        tx.session, body, principal=principal, caller=caller
+                        tx.session,
+                        body,
+                        principal=principal,
+                        caller=caller,
+                        extras=command_store.StepExtras(env=env),
                     )
                 result = Result(DELIVERED, f"command {command.id}", recorded=True)
                 tx.after_commit(state.dispatcher.wake)
@@ -284,6 +290,18 @@ class Senders:
 
         result = await state.db.write(send)
         return result or Result(RETRY, "lease lost to another server", recorded=True)
+
+
+def command_input(
+    session: Session, spec: Spec, event: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The command body a rule's input template makes from this event, and the
+    environment variables that carry the event fields its script reads (never text of
+    the script: `delivery.render_command_input`)."""
+    template = spec.input or {}
+    version = delivery.render_input(template.get("document_version"), event)
+    doc = document_store.resolve(session, spec.target.address, version)
+    return delivery.render_command_input(template, event, documents.script_parameters(doc.content))
 
 
 def compose_email(

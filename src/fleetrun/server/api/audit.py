@@ -50,7 +50,21 @@ async def list_records(
     return Page(items=[store.to_schema(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/export", **action("ExportAuditRecords"))
+class NDJSONResponse(StreamingResponse):
+    media_type = "application/x-ndjson"
+
+
+@router.get(
+    "/export",
+    response_class=NDJSONResponse,
+    responses={
+        200: {
+            "description": "One AuditRecord (JSON) a line.",
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+        }
+    },
+    **action("ExportAuditRecords"),
+)
 async def export_records(
     request: Request,
     caller: Annotated[Caller, Depends(authorize("ExportAuditRecords", "*"))],
@@ -74,7 +88,7 @@ async def export_records(
                 return
             after = rows[-1]["seq"]
 
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
+    return NDJSONResponse(lines())
 
 
 @router.get("/verify", **action("VerifyAuditLog"))

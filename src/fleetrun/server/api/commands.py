@@ -218,7 +218,22 @@ async def get_invocation(
     return await state_of(request).db.read(read)
 
 
-@router.get("/{command_id}/invocations/{node_id}/output", **action("GetCommandInvocation"))
+class OctetStreamResponse(StreamingResponse):
+    media_type = "application/octet-stream"
+
+
+@router.get(
+    "/{command_id}/invocations/{node_id}/output",
+    response_class=OctetStreamResponse,
+    responses={
+        200: {"description": "The output's bytes."},
+        206: {
+            "description": "The range asked for in the Range header.",
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        },
+    },
+    **action("GetCommandInvocation"),
+)
 async def get_output(
     request: Request,
     command_id: str,
@@ -263,9 +278,7 @@ async def get_output(
     if request.headers.get("range"):
         code = 206
         headers["content-range"] = f"bytes {start}-{max(end - 1, start)}/{total}"
-    return StreamingResponse(
-        body(), status_code=code, headers=headers, media_type="application/octet-stream"
-    )
+    return OctetStreamResponse(body(), status_code=code, headers=headers)
 
 
 def _command_resource(command: Command) -> tuple[str, dict[str, Any]]:

@@ -15,9 +15,10 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fleetrun.core import access
 from fleetrun.core.errors import AuthenticationError, LimitExceededError
@@ -32,6 +33,14 @@ MISSING_CREDENTIALS = (
 WRONG_CREDENTIALS = (
     "The API token is not valid (unknown, expired or revoked): check it, or ask an "
     "administrator for a new one."
+)
+
+
+# Described in the OpenAPI document (the docs page's Authorize button); the token is read
+# and checked by `authenticate`, which words its own errors.
+BEARER = HTTPBearer(
+    auto_error=False,
+    description="An API token (`fleetrun tokens create`, or admin.token in the data dir).",
 )
 
 
@@ -91,13 +100,15 @@ def _note_resource(entry: AuditEntry | None, resource: str) -> None:
         entry.resource = resource
 
 
-def authorize(action: str, resource: str | None = None) -> Callable[[Request], Awaitable[Caller]]:
+def authorize(action: str, resource: str | None = None) -> Callable[..., Awaitable[Caller]]:
     """The dependency for an operator route doing `action`. `resource` is "*" (the
     operation has no resource) or a template of the path's parameters, such as
     "policy/{name}"; leave it out when the route decides per loaded resource."""
     full = access.action_name(action)
 
-    async def dependency(request: Request) -> Caller:
+    async def dependency(
+        request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+    ) -> Caller:
         entry = audit_entry(request)
         if entry is not None:
             entry.action = full

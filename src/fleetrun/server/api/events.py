@@ -57,7 +57,16 @@ async def list_events(
     return Page(items=[store.event_schema(r) for r in rows])
 
 
-@router.get("/stream", **action("ListEvents"))
+class EventStreamResponse(StreamingResponse):
+    media_type = "text/event-stream"
+
+
+@router.get(
+    "/stream",
+    response_class=EventStreamResponse,
+    responses={200: {"description": "Server-sent events, each `data:` one Event (JSON)."}},
+    **action("ListEvents"),
+)
 async def stream_events(
     request: Request,
     caller: Annotated[Caller, Depends(authorize("ListEvents", "*"))],
@@ -94,10 +103,8 @@ async def stream_events(
                         quiet = 0
                         yield b": keepalive\n\n"
 
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    return EventStreamResponse(
+        stream(), headers={"cache-control": "no-cache", "x-accel-buffering": "no"}
     )
 
 

@@ -4,7 +4,6 @@ cancel, and reading."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -13,7 +12,7 @@ from typing import Any
 from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session
 
-from fleetrun.core import access, documents, ratecontrol, sealing, targets
+from fleetrun.core import access, documents, envnames, ratecontrol, sealing, targets
 from fleetrun.core.errors import ConflictError, NotFoundError, ValidationError
 from fleetrun.core.events import NOTIFY_STATUSES
 from fleetrun.core.ids import is_uuid, new_uuid
@@ -62,6 +61,7 @@ def create_command(
     )
     if extras is not None:
         steps = [extras.apply(step) for step in steps]
+    envnames.check((name for step in steps for name in step.env), "Parameter", caller=False)
     if not any(
         step.script.strip() or step.script_uri or step.action == "getNodeInfo" for step in steps
     ):
@@ -240,10 +240,7 @@ def _check_secrets(
         )
     for node_id, sealed in given.items():
         for name, value in sealed.env.items():
-            if not _SECRET_NAME.match(name):
-                raise ValidationError(
-                    f"Secret parameter name {name!r} is not valid: use letters, digits and _."
-                )
+            envnames.check([name], "Secret parameter")
             if name in params:
                 raise ValidationError(
                     f"Secret parameter {name!r} has the name of a document parameter."
@@ -258,9 +255,6 @@ def _check_secrets(
                 f"A secret argument for {node_id} is not sealed: seal it to the node's key."
             )
     return {node_id: {"env": s.env, "args": s.args} for node_id, s in given.items()}
-
-
-_SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 def _add_invocations(

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fleetrun.core import access, delivery, patterns
+from fleetrun.core import access, delivery, documents, patterns
 from fleetrun.core.errors import ConflictError, NotFoundError, ValidationError
 from fleetrun.schemas import events as schemas
 from fleetrun.schemas.base import describe
@@ -102,9 +102,11 @@ def _check_input(
         reason = describe(errors()) if callable(errors) else str(exc)
         raise ValidationError(f"The input template does not make a command: {reason}") from None
     try:
-        document_store.resolve(session, target.address, None)
+        doc = document_store.resolve(session, target.address, None)
     except NotFoundError as exc:
         raise ValidationError(exc.message) from None
+    # Event fields in the document's script are placed as data, or the rule is refused.
+    delivery.render_command_input(template, _SAMPLE, documents.script_parameters(doc.content))
     if principal is None:
         raise ValidationError(
             f"Target {target} sends commands: name the principal they are sent as "

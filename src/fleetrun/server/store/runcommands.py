@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, object_session
 
-from fleetrun.core import documents, sealing
+from fleetrun.core import documents, envnames, sealing
 from fleetrun.core import runcommands as core
 from fleetrun.core.errors import ConflictError, FleetrunError, NotFoundError, ValidationError
 from fleetrun.core.ids import new_run_id
@@ -90,12 +90,10 @@ def check_body(session: Session, name: str, body: schemas.RunCommandPut) -> None
             f"timeoutInSeconds {timeout} is out of range: give 1 to {core.MAX_TIMEOUT_S} "
             f"(0 or none means {core.DEFAULT_TIMEOUT_S})."
         )
-    for param in [*body.parameters, *body.protectedParameters]:
-        if param.name and not command_store._SECRET_NAME.match(param.name):
-            raise ValidationError(
-                f"Parameter name {param.name!r} is not valid: named parameters become "
-                "environment variables, so use letters, digits and _ (not first a digit)."
-            )
+    envnames.check(
+        [p.name for p in [*body.parameters, *body.protectedParameters] if p.name],
+        "Parameter",
+    )
     for other in body.runAfter:
         core.check_name(other)
         if other == name:
