@@ -10,7 +10,7 @@ import pytest
 
 from fleetrun.core import protocol
 from fleetrun.core.errors import AccessDeniedError, AuthenticationError, ValidationError
-from fleetrun.server.store.commands import LOST_GRACE_S
+from fleetrun.server.engine.commands import LOST_GRACE_S
 from tests.e2e.receivers import WebhookReceiver
 from tests.harness import wait_for
 from tests.inprocess import App

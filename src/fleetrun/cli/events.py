@@ -5,21 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from fleetrun.cli import render
 from fleetrun.cli.audit import parse_since
 from fleetrun.cli.base import api_options, options
+from fleetrun.cli.files import read_json_file
 from fleetrun.schemas.events import Event
-
-
-def read_json_file(path: Path, what: str) -> Any:
-    """A JSON (or YAML) file's value, or one sentence why not (as `rules test` reads)."""
-    from fleetrun.cli.rules import read_json_file as read  # imported late: no cycle
-
-    return read(path, what)
 
 
 def summary(event: Event) -> str:

@@ -12,7 +12,7 @@ import click
 
 from fleetrun.cli import render
 from fleetrun.cli.base import api_options, options
-from fleetrun.cli.events import read_json_file
+from fleetrun.cli.files import read_json_file
 from fleetrun.core.errors import ValidationError
 from fleetrun.schemas.events import Delivery, Rule
 

@@ -23,7 +23,7 @@ The happenings are the things that move invocations in a Run Command system:
 | ErrorThreshold | Pending | Terminated (ErrorThresholdExceeded) |
 | NodeDeleted | any open status | Undeliverable (NodeDeleted) |
 | AgentForgot | InProgress | Failed (AgentRestarted) |
-| TooLarge | Pending, Delayed | Failed (Undeliverable): it can never be delivered |
+| TooLarge | Pending, Delayed | Undeliverable (TooLarge): it can never be delivered |
 
 A terminal status never moves again: the first word wins, whether it is the agent's
 result, a cancel or a deadline.
@@ -125,8 +125,8 @@ _TABLE: dict[tuple[Happening, InvocationStatus], Move] = {
     ),
     **{
         (Happening.TOO_LARGE, s): Move(
-            S.FAILED,
-            D.UNDELIVERABLE,
+            S.UNDELIVERABLE,
+            D.TOO_LARGE,
             "Too large to deliver: its invoke frame exceeds what an agent accepts.",
         )
         for s in WAITING

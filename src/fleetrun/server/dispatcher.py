@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 from fleetrun.core import protocol
 from fleetrun.core.statuses import InvocationStatus
 from fleetrun.server.db import Tx
-from fleetrun.server.store import commands as command_store
+from fleetrun.server.engine import commands as engine_commands
+from fleetrun.server.engine import invocations as engine_invocations
 from fleetrun.server.store import invocations as invocation_store
 from fleetrun.server.store.tables import Command
 
@@ -120,22 +121,26 @@ class Dispatcher:
         if too_large:
 
             def refuse(tx: Tx) -> None:
-                self.state.refresh_commands(tx, invocation_store.too_large(tx.session, too_large))
+                self.state.refresh_commands(tx, engine_invocations.too_large(tx.session, too_large))
 
             await self.state.db.write(refuse)
         if offline:
 
             def delay(tx: Tx) -> None:
-                changed = invocation_store.mark_delayed(tx.session, offline)
+                changed = engine_invocations.mark_delayed(tx.session, offline)
                 self.state.refresh_commands(tx, changed)
 
             await self.state.db.write(delay)
 
     async def expire(self) -> None:
+        """Close out what ran out of time; looks first, so that a pass with nothing due
+        writes nothing."""
         now = self.state.clock.now()
+        if not await self.state.db.read(lambda s: engine_commands.expiry_due(s, now)):
+            return
 
         def sweep(tx: Tx) -> None:
-            touched = command_store.expire(tx.session, now)
+            touched = engine_commands.expire(tx.session, now)
             self.state.refresh_commands(tx, touched)
 
         await self.state.db.write(sweep)

@@ -34,6 +34,7 @@ from fleetrun.schemas.commands import CommandCreate
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
 from fleetrun.server.destinations import guarded_client
+from fleetrun.server.engine import commands as engine_commands
 from fleetrun.server.store import commands as command_store
 from fleetrun.server.store import deliveries as store
 from fleetrun.server.store import documents as document_store
@@ -261,7 +262,7 @@ class Senders:
                     on_denied=partial(state.audit.denied, None),
                 )
                 with tx.session.begin_nested():
-                    command = command_store.create_command(
+                    command = engine_commands.send_command(
                         tx.session,
                         body,
                         principal=principal,

@@ -14,13 +14,13 @@ from fleetrun.server.changes import Changes
 from fleetrun.server.db import Database, Tx
 from fleetrun.server.destinations import policy_for
 from fleetrun.server.dispatcher import Dispatcher
+from fleetrun.server.engine import commands as engine_commands
 from fleetrun.server.gateway.gateway import Gateway
 from fleetrun.server.outbox import Outbox
 from fleetrun.server.output import OutputStore
 from fleetrun.server.secretbox import SecretBox
 from fleetrun.server.settings import Settings
 from fleetrun.server.sinks import OutputSinks
-from fleetrun.server.store import commands as command_store
 from fleetrun.server.store import runcommands as run_command_store
 
 
@@ -60,7 +60,7 @@ class ServerState:
         wake = False
         command_ids = set(command_ids)
         for command_id in command_ids:
-            refreshed = command_store.refresh_command(tx.session, command_id)
+            refreshed = engine_commands.refresh_command(tx.session, command_id)
             if refreshed.changed:
                 tx.after_commit(partial(self.changes.publish, command_id))
             wake = wake or refreshed.changed or refreshed.released

@@ -18,6 +18,7 @@ from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.api.query import Count, moment, tag_filters
 from fleetrun.server.authz import Caller, deny
 from fleetrun.server.db import Tx
+from fleetrun.server.engine import commands as engine_commands
 from fleetrun.server.output import stream_key
 from fleetrun.server.store import commands as store
 from fleetrun.server.store import invocations as invocation_store
@@ -41,7 +42,7 @@ async def send_command(
     now = state.clock.now()
 
     def create(tx: Tx) -> schemas.Command:
-        command = store.create_command(
+        command = engine_commands.send_command(
             tx.session, body, principal=caller.principal, caller=caller, now=now
         )
         tx.after_commit(state.dispatcher.wake)
@@ -126,7 +127,7 @@ async def cancel_command(
         allowed = _cancellable(
             tx.session, caller, store.read_command(tx.session, command_id), node_ids
         )
-        notify = store.cancel_command(tx.session, command_id, allowed)
+        notify = engine_commands.cancel_command(tx.session, command_id, allowed)
         state.refresh_commands(tx, [command_id])
         tx.session.flush()
         return store.to_schema(store.read_command(tx.session, command_id)), notify

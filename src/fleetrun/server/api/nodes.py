@@ -15,8 +15,8 @@ from fleetrun.schemas.commands import ResolvedNode, TargetsResolve
 from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
+from fleetrun.server.engine import invocations as engine_invocations
 from fleetrun.server.store import commands as command_store
-from fleetrun.server.store import invocations as invocation_store
 from fleetrun.server.store import nodes as store
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
@@ -80,7 +80,7 @@ async def delete_node(
         tags = store.read_tags(tx.session, [found.id])[found.id]
         caller.require("DeleteNode", access.frn("node", found.id), access.node_context(tags))
         node = store.delete_node(tx.session, node_id)
-        touched = invocation_store.undeliverable(tx.session, node.id)
+        touched = engine_invocations.node_deleted(tx.session, node.id)
         state.refresh_commands(tx, touched)
 
     await state.db.write(delete)

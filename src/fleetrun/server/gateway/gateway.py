@@ -22,10 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from fleetrun.core import protocol
-from fleetrun.core.statuses import InvocationStatus, StatusDetail
 from fleetrun.server.db import Tx
+from fleetrun.server.engine import invocations as engine_invocations
 from fleetrun.server.gateway.session import AgentSession
-from fleetrun.server.store import invocations as invocation_store
 from fleetrun.server.store import nodes as node_store
 from fleetrun.server.store.tables import Node, utcnow
 
@@ -161,25 +160,9 @@ class Gateway:
                 facts=hello.facts,
                 local_config=hello.local_config,
             )
-            changed = set()
-            stop = invocation_store.ended_but_running(
+            stop, changed = engine_invocations.agent_hello(
                 tx.session, session.node_id, session.running_at_hello
             )
-            for inv in invocation_store.running_on(tx.session, session.node_id):
-                if inv.id in session.running_at_hello:
-                    if inv.status == InvocationStatus.CANCELLING:
-                        stop.append(inv.id)  # the cancel may not have reached it
-                    continue
-                invocation_store.transition(
-                    tx.session,
-                    inv,
-                    InvocationStatus.FAILED,
-                    StatusDetail.AGENT_RESTARTED,
-                    ended_at=utcnow(),
-                    message="The agent restarted and no longer knows this invocation; "
-                    "it was not run again.",
-                )
-                changed.add(inv.command_id)
             self.state.refresh_commands(tx, changed)
             return stop
 
@@ -273,7 +256,7 @@ class Gateway:
 
     async def _apply_one_by_one(
         self, groups: dict[AgentSession, list[protocol.Frame]]
-    ) -> dict[AgentSession, invocation_store.Applied]:
+    ) -> dict[AgentSession, engine_invocations.Applied]:
         results = {}
         for session, frames in groups.items():
             try:
@@ -290,11 +273,13 @@ class Gateway:
 
     def _apply_groups(
         self, groups: dict[AgentSession, list[protocol.Frame]], tx: Tx
-    ) -> dict[AgentSession, invocation_store.Applied]:
+    ) -> dict[AgentSession, engine_invocations.Applied]:
         results = {}
         changed: set[str] = set()
         for session, frames in groups.items():
-            applier = invocation_store.FrameApplier(tx.session, session.node_id, self.state.output)
+            applier = engine_invocations.FrameApplier(
+                tx.session, session.node_id, self.state.output
+            )
             for frame in frames:
                 if isinstance(frame, protocol.Ack):
                     applier.ack(frame)

@@ -4,15 +4,13 @@ cancel, and reading."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
-from sqlalchemy.orm import Session, load_only
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import and_, insert, or_, select
+from sqlalchemy.orm import Session
 
 from fleetrun.core import access, documents, envnames, protocol, ratecontrol, sealing, targets
 from fleetrun.core.errors import ConflictError, NotFoundError, ValidationError
@@ -20,12 +18,9 @@ from fleetrun.core.events import NOTIFY_STATUSES
 from fleetrun.core.ids import is_uuid, new_uuid
 from fleetrun.core.protocol import Step
 from fleetrun.core.statuses import (
-    TERMINAL_INVOCATION,
     CommandStatus,
     InvocationStatus,
     StatusDetail,
-    is_error,
-    summarize,
 )
 from fleetrun.schemas import commands as schemas
 from fleetrun.server import events
@@ -33,7 +28,6 @@ from fleetrun.server.authz import Caller
 from fleetrun.server.store import documents as document_store
 from fleetrun.server.store import groups as group_store
 from fleetrun.server.store import nodes as node_store
-from fleetrun.server.store.invocations import record_transition, transition
 from fleetrun.server.store.paging import decode_cursor, encode_cursor, status_clause
 from fleetrun.server.store.tables import (
     Channel,
@@ -45,9 +39,6 @@ from fleetrun.server.store.tables import (
     utcnow,
 )
 
-# How long past a command's expiry a running invocation may stay without a word from
-# its agent before the server gives up on it.
-LOST_GRACE_S = 60
 ACCESS_DENIED_MESSAGE = "The sender may not run commands on this node (fleetrun:SendCommand)."
 
 
@@ -147,8 +138,7 @@ def create_command(
     session.flush()
     events.command_changed(session, command)
     _add_invocations(session, command, node_ids, now, secrets, denied)
-    refresh_command(session, command.id)  # releases the first invocations
-    return command
+    return command  # the engine releases the first invocations (engine.commands.send_command)
 
 
 def _notification(
@@ -413,273 +403,6 @@ def read_commands(
         if len(rows) <= limit:
             return kept, None
         cursor = encode_cursor(rows[limit - 1].requested_at, rows[limit - 1].id)
-
-
-@dataclass
-class Refreshed:
-    changed: bool = False  # status or counts changed
-    released: bool = False  # invocations were released to their nodes
-
-
-_SUMMARY_COLUMNS = (
-    Command.error_threshold,
-    Command.concurrency_limit,
-    Command.status,
-    Command.status_detail,
-    Command.target_count,
-    Command.completed_count,
-    Command.error_count,
-    Command.delivery_timed_out_count,
-    Command.counts,
-    Command.version,
-    Command.updated_at,
-)
-
-
-def refresh_command(session: Session, command_id: str) -> Refreshed:
-    """Apply rate control, then recompute the command's status and counts from its
-    invocations.
-
-    The command row is locked first, so concurrent updates of its invocations are
-    counted one after the other and none is lost."""
-    command = session.execute(
-        select(Command)
-        .options(load_only(*_SUMMARY_COLUMNS))
-        .where(Command.id == command_id)
-        .with_for_update()
-    ).scalar_one()
-    rows = session.execute(
-        select(
-            Invocation.status,
-            Invocation.status_detail,
-            Invocation.released_at.is_(None),
-            func.count(),
-        )
-        .where(Invocation.command_id == command_id)
-        .group_by(Invocation.status, Invocation.status_detail, Invocation.released_at.is_(None))
-    ).all()
-    waiting = sum(n for s, _, unreleased, n in rows if unreleased and s == InvocationStatus.PENDING)
-    in_flight = sum(
-        n
-        for s, _, unreleased, n in rows
-        if s not in TERMINAL_INVOCATION and not (unreleased and s == InvocationStatus.PENDING)
-    )
-    errors = sum(n for s, d, _, n in rows if is_error(s, d))
-    decision = ratecontrol.plan(
-        in_flight=in_flight,
-        waiting=waiting,
-        errors=errors,
-        limit=command.concurrency_limit,
-        threshold=command.error_threshold,
-    )
-    result = Refreshed()
-    pairs: list[tuple[str, str | None, int]] = [(s, d, n) for s, d, _, n in rows]
-    if decision.terminate:
-        _terminate_waiting(session, command_id)
-        pairs = [
-            (s, d, n)
-            for s, d, unreleased, n in rows
-            if not (unreleased and s == InvocationStatus.PENDING)
-        ]
-        pairs.append((InvocationStatus.TERMINATED, StatusDetail.ERROR_THRESHOLD_EXCEEDED, waiting))
-    elif decision.release:
-        _release(session, command_id, decision.release)
-        result.released = True
-    summary = summarize(
-        itertools.chain.from_iterable(itertools.repeat((s, d), n) for s, d, n in pairs),
-        error_threshold=command.error_threshold,
-    )
-    new = {
-        "status": summary.status.value,
-        "status_detail": summary.detail.value,
-        "target_count": summary.target_count,
-        "completed_count": summary.completed_count,
-        "error_count": summary.error_count,
-        "delivery_timed_out_count": summary.delivery_timed_out_count,
-        "counts": summary.counts,
-    }
-    if all(getattr(command, k) == v for k, v in new.items()):
-        return result
-    status_changed = (command.status, command.status_detail) != (
-        new["status"],
-        new["status_detail"],
-    )
-    for key, value in new.items():
-        setattr(command, key, value)
-    command.version += 1
-    command.updated_at = utcnow()
-    result.changed = True
-    if status_changed:
-        events.command_changed(session, command)
-    return result
-
-
-def _waiting(command_id: str) -> ColumnElement[bool]:
-    return and_(
-        Invocation.command_id == command_id,
-        Invocation.status == InvocationStatus.PENDING,
-        Invocation.released_at.is_(None),
-    )
-
-
-def _release(session: Session, command_id: str, count: int) -> None:
-    ids = list(
-        session.execute(
-            select(Invocation.id).where(_waiting(command_id)).order_by(Invocation.seq).limit(count)
-        ).scalars()
-    )
-    session.execute(update(Invocation).where(Invocation.id.in_(ids)).values(released_at=utcnow()))
-
-
-def _terminate_waiting(session: Session, command_id: str) -> None:
-    """Max-errors was exceeded: what has not started never will."""
-    now = utcnow()
-    ids = list(session.execute(select(Invocation.id).where(_waiting(command_id))).scalars())
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        session.execute(
-            update(Invocation)
-            .where(Invocation.id.in_(chunk))
-            .values(
-                status=InvocationStatus.TERMINATED.value,
-                status_detail=StatusDetail.ERROR_THRESHOLD_EXCEEDED.value,
-                secrets=None,
-                message="Not started: the command's error threshold (max errors) was exceeded.",
-                ended_at=now,
-                updated_at=now,
-            )
-        )
-        for invocation_id in chunk:
-            record_transition(
-                session,
-                invocation_id,
-                InvocationStatus.TERMINATED,
-                StatusDetail.ERROR_THRESHOLD_EXCEEDED,
-                now,
-            )
-        ended = session.execute(
-            select(
-                Invocation.command_id,
-                Invocation.node_id,
-                Invocation.node_name,
-                Invocation.requested_at,
-                Invocation.status,
-                Invocation.status_detail,
-                Invocation.exit_code,
-            ).where(Invocation.id.in_(chunk))
-        )
-        events.invocations_changed(session, [dict(row) for row in ended.mappings()])
-
-
-def expire(session: Session, now: datetime) -> set[str]:
-    """Close out what has run out of time; the commands touched.
-
-    - not started by the command's delivery deadline: TimedOut (DeliveryTimedOut);
-    - running, or being cancelled, long past the command's expiry with no word from
-      the agent (the node went away): TimedOut (ExecutionTimedOut) or Cancelled."""
-    touched: set[str] = set()
-    late = session.execute(
-        select(Invocation)
-        .join(Command, Command.id == Invocation.command_id)
-        .where(
-            Invocation.status.in_([InvocationStatus.PENDING, InvocationStatus.DELAYED]),
-            Command.deliver_by <= now,
-        )
-        .limit(2000)
-    ).scalars()
-    for inv in late:
-        transition(
-            session,
-            inv,
-            InvocationStatus.TIMED_OUT,
-            StatusDetail.DELIVERY_TIMED_OUT,
-            ended_at=now,
-            message="Not started before the command's delivery deadline.",
-        )
-        touched.add(inv.command_id)
-    lost = session.execute(
-        select(Invocation)
-        .join(Command, Command.id == Invocation.command_id)
-        .where(
-            Invocation.status.in_([InvocationStatus.IN_PROGRESS, InvocationStatus.CANCELLING]),
-            Command.expires_at <= now - timedelta(seconds=LOST_GRACE_S),
-        )
-        .limit(2000)
-    ).scalars()
-    for inv in lost:
-        if inv.status == InvocationStatus.CANCELLING:
-            transition(
-                session,
-                inv,
-                InvocationStatus.CANCELLED,
-                StatusDetail.CANCELLED,
-                ended_at=now,
-                message="The agent did not confirm the cancel before the command expired.",
-            )
-        else:
-            transition(
-                session,
-                inv,
-                InvocationStatus.TIMED_OUT,
-                StatusDetail.EXECUTION_TIMED_OUT,
-                ended_at=now,
-                message="No result from the agent before the command expired (node offline?).",
-            )
-        touched.add(inv.command_id)
-    return touched
-
-
-def cancel_command(
-    session: Session, command_id: str, node_ids: list[str] | None
-) -> list[tuple[str, str]]:
-    """Cancel a command, or its invocations on some nodes: (node id, invocation id) of
-    every invocation an agent may be running, to be told to stop.
-
-    Not started: Cancelled at once. Running: Cancelling, until the agent confirms.
-    Finished: unchanged."""
-    command = (
-        session.execute(
-            select(Command)
-            .options(load_only(Command.id, Command.cancel_requested_at))
-            .where(Command.id == command_id)
-            .with_for_update()
-        ).scalar_one_or_none()
-        if is_uuid(command_id)
-        else None
-    )
-    if command is None:
-        raise NotFoundError(
-            f"No command {command_id} exists; list commands with `fleetrun commands list`."
-        )
-    query = select(Invocation).where(Invocation.command_id == command_id)
-    if node_ids:
-        query = query.where(Invocation.node_id.in_(node_ids))
-    invocations = list(session.execute(query).scalars())
-    if node_ids:
-        have = {inv.node_id for inv in invocations}
-        missing = [n for n in node_ids if n not in have]
-        if missing:
-            raise NotFoundError(f"Command {command_id} has no invocation on node {missing[0]}.")
-    now = utcnow()
-    command.cancel_requested_at = now
-    notify = []
-    for inv in invocations:
-        if inv.status in (InvocationStatus.PENDING, InvocationStatus.DELAYED):
-            released = inv.released_at is not None
-            transition(
-                session,
-                inv,
-                InvocationStatus.CANCELLED,
-                StatusDetail.CANCELLED,
-                ended_at=now,
-                message="Cancelled before it started.",
-            )
-            if released:
-                notify.append((inv.node_id, inv.id))  # it may be on its way to the agent
-        elif inv.status == InvocationStatus.IN_PROGRESS:
-            transition(session, inv, InvocationStatus.CANCELLING, StatusDetail.CANCELLING)
-            notify.append((inv.node_id, inv.id))
-    return notify
 
 
 def to_schema(command: Command) -> schemas.Command:

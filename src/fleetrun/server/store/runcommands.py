@@ -37,6 +37,7 @@ from fleetrun.schemas.commands import (
     SealedParameters,
 )
 from fleetrun.server import events
+from fleetrun.server.engine import commands as engine_commands
 from fleetrun.server.store import commands as command_store
 from fleetrun.server.store import documents as document_store
 from fleetrun.server.store import invocations as invocation_store
@@ -283,8 +284,8 @@ def _stop_current(session: Session, rc: RunCommand, waiting_message: str) -> Not
     if run.command_id is None:
         record_state(rc, run, ExecutionState.CANCELED, ProvisioningState.SUCCEEDED, waiting_message)
         return []
-    notify = command_store.cancel_command(session, run.command_id, None)
-    command_store.refresh_command(session, run.command_id)
+    notify = engine_commands.cancel_command(session, run.command_id, None)
+    engine_commands.refresh_command(session, run.command_id)
     refresh_runs(session, [run.command_id])  # cancelled before it started: finished now
     return notify
 
@@ -368,7 +369,7 @@ def _command_for(
 def _start(session: Session, rc: RunCommand, run: RunCommandRun) -> None:
     body, extras = _command_for(rc, run)
     try:
-        command = command_store.create_command(session, body, principal=rc.principal, extras=extras)
+        command = engine_commands.send_command(session, body, principal=rc.principal, extras=extras)
     except FleetrunError as exc:  # e.g. the document was deleted while it waited
         record_state(rc, run, ExecutionState.FAILED, ProvisioningState.FAILED, exc.message)
         return

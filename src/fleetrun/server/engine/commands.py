@@ -1,0 +1,269 @@
+"""Commands through their lifecycle: sent, released within their rate limits, ended
+past their error threshold or their deadlines, cancelled; their status and counts
+derived from their invocations.
+
+The store (`fleetrun.server.store.commands`) creates and reads rows; what happens to
+them is decided here, every invocation status through `moves`."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, func, select, update
+from sqlalchemy.orm import Session, load_only
+from sqlalchemy.sql.elements import ColumnElement
+
+from fleetrun.core import ratecontrol
+from fleetrun.core.errors import NotFoundError
+from fleetrun.core.ids import is_uuid
+from fleetrun.core.lifecycle import Happening
+from fleetrun.core.statuses import (
+    TERMINAL_INVOCATION,
+    InvocationStatus,
+    StatusDetail,
+    is_error,
+    summarize,
+)
+from fleetrun.schemas import commands as schemas
+from fleetrun.server import events
+from fleetrun.server.authz import Caller
+from fleetrun.server.engine import moves
+from fleetrun.server.store import commands as command_store
+from fleetrun.server.store.tables import Command, Invocation, utcnow
+
+# How long past a command's expiry a running invocation may stay without a word from
+# its agent before the server gives up on it.
+LOST_GRACE_S = 60
+
+
+def send_command(
+    session: Session,
+    body: schemas.CommandCreate,
+    *,
+    principal: str | None,
+    caller: Caller | None = None,
+    extras: command_store.StepExtras | None = None,
+    now: datetime | None = None,
+) -> Command:
+    """Create a command and its invocations, and release the first of them."""
+    command = command_store.create_command(
+        session, body, principal=principal, caller=caller, extras=extras, now=now
+    )
+    refresh_command(session, command.id)
+    return command
+
+
+@dataclass
+class Refreshed:
+    changed: bool = False  # status or counts changed
+    released: bool = False  # invocations were released to their nodes
+
+
+_SUMMARY_COLUMNS = (
+    Command.error_threshold,
+    Command.concurrency_limit,
+    Command.status,
+    Command.status_detail,
+    Command.target_count,
+    Command.completed_count,
+    Command.error_count,
+    Command.delivery_timed_out_count,
+    Command.counts,
+    Command.version,
+    Command.updated_at,
+)
+
+
+def refresh_command(session: Session, command_id: str) -> Refreshed:
+    """Apply rate control, then recompute the command's status and counts from its
+    invocations.
+
+    The command row is locked first, so concurrent updates of its invocations are
+    counted one after the other and none is lost."""
+    command = session.execute(
+        select(Command)
+        .options(load_only(*_SUMMARY_COLUMNS))
+        .where(Command.id == command_id)
+        .with_for_update()
+    ).scalar_one()
+    rows = session.execute(
+        select(
+            Invocation.status,
+            Invocation.status_detail,
+            Invocation.released_at.is_(None),
+            func.count(),
+        )
+        .where(Invocation.command_id == command_id)
+        .group_by(Invocation.status, Invocation.status_detail, Invocation.released_at.is_(None))
+    ).all()
+    waiting = sum(n for s, _, unreleased, n in rows if unreleased and s == InvocationStatus.PENDING)
+    in_flight = sum(
+        n
+        for s, _, unreleased, n in rows
+        if s not in TERMINAL_INVOCATION and not (unreleased and s == InvocationStatus.PENDING)
+    )
+    errors = sum(n for s, d, _, n in rows if is_error(s, d))
+    decision = ratecontrol.plan(
+        in_flight=in_flight,
+        waiting=waiting,
+        errors=errors,
+        limit=command.concurrency_limit,
+        threshold=command.error_threshold,
+    )
+    result = Refreshed()
+    pairs: list[tuple[str, str | None, int]] = [(s, d, n) for s, d, _, n in rows]
+    if decision.terminate:
+        _terminate_waiting(session, command_id)
+        pairs = [
+            (s, d, n)
+            for s, d, unreleased, n in rows
+            if not (unreleased and s == InvocationStatus.PENDING)
+        ]
+        pairs.append((InvocationStatus.TERMINATED, StatusDetail.ERROR_THRESHOLD_EXCEEDED, waiting))
+    elif decision.release:
+        _release(session, command_id, decision.release)
+        result.released = True
+    summary = summarize(
+        itertools.chain.from_iterable(itertools.repeat((s, d), n) for s, d, n in pairs),
+        error_threshold=command.error_threshold,
+    )
+    new = {
+        "status": summary.status.value,
+        "status_detail": summary.detail.value,
+        "target_count": summary.target_count,
+        "completed_count": summary.completed_count,
+        "error_count": summary.error_count,
+        "delivery_timed_out_count": summary.delivery_timed_out_count,
+        "counts": summary.counts,
+    }
+    if all(getattr(command, k) == v for k, v in new.items()):
+        return result
+    status_changed = (command.status, command.status_detail) != (
+        new["status"],
+        new["status_detail"],
+    )
+    for key, value in new.items():
+        setattr(command, key, value)
+    command.version += 1
+    command.updated_at = utcnow()
+    result.changed = True
+    if status_changed:
+        events.command_changed(session, command)
+    return result
+
+
+def _waiting(command_id: str) -> ColumnElement[bool]:
+    return and_(
+        Invocation.command_id == command_id,
+        Invocation.status == InvocationStatus.PENDING,
+        Invocation.released_at.is_(None),
+    )
+
+
+def _release(session: Session, command_id: str, count: int) -> None:
+    ids = list(
+        session.execute(
+            select(Invocation.id).where(_waiting(command_id)).order_by(Invocation.seq).limit(count)
+        ).scalars()
+    )
+    session.execute(update(Invocation).where(Invocation.id.in_(ids)).values(released_at=utcnow()))
+
+
+def _terminate_waiting(session: Session, command_id: str) -> None:
+    """Max-errors was exceeded: what has not started never will."""
+    ids = list(session.execute(select(Invocation.id).where(_waiting(command_id))).scalars())
+    moves.move_waiting(session, ids, Happening.ERROR_THRESHOLD)
+
+
+def _late(now: datetime) -> Select[Any]:
+    return (
+        select(Invocation)
+        .join(Command, Command.id == Invocation.command_id)
+        .where(
+            Invocation.status.in_([InvocationStatus.PENDING, InvocationStatus.DELAYED]),
+            Command.deliver_by <= now,
+        )
+    )
+
+
+def _lost(now: datetime) -> Select[Any]:
+    return (
+        select(Invocation)
+        .join(Command, Command.id == Invocation.command_id)
+        .where(
+            Invocation.status.in_([InvocationStatus.IN_PROGRESS, InvocationStatus.CANCELLING]),
+            Command.expires_at <= now - timedelta(seconds=LOST_GRACE_S),
+        )
+    )
+
+
+def expiry_due(session: Session, now: datetime) -> bool:
+    """Whether `expire` has anything to do: a read, so that the dispatcher's passes take
+    the database's writer only when a deadline has passed."""
+    for query in (_late(now), _lost(now)):
+        if session.execute(query.with_only_columns(Invocation.id).limit(1)).first():
+            return True
+    return False
+
+
+def expire(session: Session, now: datetime) -> set[str]:
+    """Close out what has run out of time; the commands touched.
+
+    - not started by the command's delivery deadline: TimedOut (DeliveryTimedOut);
+    - running, or being cancelled, long past the command's expiry with no word from
+      the agent (the node went away): TimedOut (ExecutionTimedOut) or Cancelled."""
+    touched: set[str] = set()
+    for inv in session.execute(_late(now).limit(2000)).scalars():
+        if moves.move(session, inv, Happening.DELIVERY_DEADLINE, at=now):
+            touched.add(inv.command_id)
+    for inv in session.execute(_lost(now).limit(2000)).scalars():
+        if moves.move(session, inv, Happening.EXPIRED, at=now):
+            touched.add(inv.command_id)
+    return touched
+
+
+def cancel_command(
+    session: Session, command_id: str, node_ids: list[str] | None
+) -> list[tuple[str, str]]:
+    """Cancel a command, or its invocations on some nodes: (node id, invocation id) of
+    every invocation an agent may be running, to be told to stop.
+
+    Not started: Cancelled at once. Running: Cancelling, until the agent confirms.
+    Finished: unchanged."""
+    command = (
+        session.execute(
+            select(Command)
+            .options(load_only(Command.id, Command.cancel_requested_at))
+            .where(Command.id == command_id)
+            .with_for_update()
+        ).scalar_one_or_none()
+        if is_uuid(command_id)
+        else None
+    )
+    if command is None:
+        raise NotFoundError(
+            f"No command {command_id} exists; list commands with `fleetrun commands list`."
+        )
+    query = select(Invocation).where(Invocation.command_id == command_id)
+    if node_ids:
+        query = query.where(Invocation.node_id.in_(node_ids))
+    invocations = list(session.execute(query).scalars())
+    if node_ids:
+        have = {inv.node_id for inv in invocations}
+        missing = [n for n in node_ids if n not in have]
+        if missing:
+            raise NotFoundError(f"Command {command_id} has no invocation on node {missing[0]}.")
+    now = utcnow()
+    command.cancel_requested_at = now
+    notify = []
+    for inv in invocations:
+        released = inv.released_at is not None
+        moved = moves.move(session, inv, Happening.CANCEL, at=now)
+        if moved is None:
+            continue
+        if moved.status == InvocationStatus.CANCELLING or released:
+            notify.append((inv.node_id, inv.id))  # running, or maybe on its way to the agent
+    return notify

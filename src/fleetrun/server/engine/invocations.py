@@ -1,0 +1,242 @@
+"""Invocations through their lifecycle: what agents report (acks, output, states),
+a node going offline or being deleted, an agent that restarted. Every status through
+`moves`; the store (`fleetrun.server.store.invocations`) only reads and maps rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fleetrun.core import protocol
+from fleetrun.core.lifecycle import AGENT_RESULTS, Happening
+from fleetrun.core.statuses import TERMINAL_INVOCATION, InvocationStatus, StepStatus
+from fleetrun.server.engine import moves
+from fleetrun.server.output import (
+    STDERR_TAIL_CHARS,
+    STDOUT_TAIL_CHARS,
+    OutputStore,
+    append_tail,
+    stream_key,
+)
+from fleetrun.server.store import invocations as invocation_store
+from fleetrun.server.store.tables import Command, Invocation, InvocationStep, utcnow
+
+
+def node_deleted(session: Session, node_id: str) -> set[str]:
+    """A node was deleted: what it has not finished ends Undeliverable; the commands touched."""
+    rows = session.execute(
+        select(Invocation).where(
+            Invocation.node_id == node_id,
+            Invocation.status.not_in([s.value for s in TERMINAL_INVOCATION]),
+        )
+    ).scalars()
+    touched = set()
+    for inv in rows:
+        if moves.move(session, inv, Happening.NODE_DELETED):
+            touched.add(inv.command_id)
+    return touched
+
+
+def mark_delayed(session: Session, invocation_ids: Sequence[str]) -> set[str]:
+    """Pending invocations whose node is offline become Delayed; the commands touched."""
+    if not invocation_ids:
+        return set()
+    rows = session.execute(
+        select(Invocation).where(
+            Invocation.id.in_(invocation_ids), Invocation.status == InvocationStatus.PENDING
+        )
+    )
+    commands = set()
+    for inv in rows.scalars():
+        if moves.move(session, inv, Happening.NODE_OFFLINE):
+            commands.add(inv.command_id)
+    return commands
+
+
+def too_large(session: Session, sizes: Mapping[str, int]) -> set[str]:
+    """Invocations whose invoke frame would be over the agent channel's limit end
+    Undeliverable (detail TooLarge) instead of being sent; the commands touched."""
+    touched = set()
+    for inv in session.execute(select(Invocation).where(Invocation.id.in_(list(sizes)))).scalars():
+        message = (
+            f"Not sent: it is {protocol.mib(sizes[inv.id])} once encoded for the node, over "
+            f"the {protocol.mib(protocol.MAX_FRAME_BYTES)} the agent channel carries; make "
+            "the script and its parameters smaller (a document step that repeats a large "
+            "parameter carries it once per step)."
+        )
+        if moves.move(session, inv, Happening.TOO_LARGE, message=message):
+            touched.add(inv.command_id)
+    return touched
+
+
+def agent_hello(session: Session, node_id: str, running: set[str]) -> tuple[list[str], set[str]]:
+    """An agent said hello, naming the invocations it still runs. What it runs but the
+    server has ended (or is cancelling) must be stopped; what the server thinks it runs
+    but it no longer knows failed (AgentRestarted: never run twice).
+    Returns (invocation ids to stop, commands touched)."""
+    stop = invocation_store.ended_but_running(session, node_id, running)
+    changed = set()
+    for inv in invocation_store.running_on(session, node_id):
+        if inv.id in running:
+            if inv.status == InvocationStatus.CANCELLING:
+                stop.append(inv.id)  # the cancel may not have reached it
+            continue
+        if moves.move(session, inv, Happening.AGENT_FORGOT):
+            changed.add(inv.command_id)
+    return stop, changed
+
+
+@dataclass
+class Applied:
+    """What a batch of agent frames changed."""
+
+    received: dict[str, int] = field(default_factory=dict)  # invocation id -> seq to ack
+    commands: set[str] = field(default_factory=set)  # commands whose status may change
+    stop: list[str] = field(default_factory=list)  # accepted, but the server already ended it
+
+
+class FrameApplier:
+    """Applies one agent's frames inside one transaction."""
+
+    def __init__(self, session: Session, node_id: str, output: OutputStore) -> None:
+        self.session = session
+        self.node_id = node_id
+        self.output = output
+        self.applied = Applied()
+        self._invocations: dict[str, Invocation | None] = {}
+        self._steps: dict[tuple[str, int], InvocationStep] = {}
+        self._commands: dict[str, Command] = {}
+
+    def _invocation(self, invocation_id: str) -> Invocation | None:
+        if invocation_id not in self._invocations:
+            inv = self.session.get(Invocation, invocation_id)
+            # An agent may speak only of its own invocations.
+            self._invocations[invocation_id] = (
+                inv if inv is not None and inv.node_id == self.node_id else None
+            )
+        return self._invocations[invocation_id]
+
+    def ack(self, frame: protocol.Ack) -> None:
+        inv = self._invocation(frame.invocation_id)
+        if inv is None:
+            return
+        if frame.accepted and inv.status in TERMINAL_INVOCATION:
+            self.applied.stop.append(inv.id)  # cancelled (or expired) on its way: stop it
+            return
+        now = utcnow()
+        if frame.accepted:
+            moved = moves.move(self.session, inv, Happening.ACCEPTED, at=now, acked_at=now)
+        else:
+            moved = moves.move(
+                self.session,
+                inv,
+                Happening.REFUSED,
+                detail=frame.detail,
+                message=frame.reason,
+                refusal=frame.reason or "refused by the node's local policy",
+                at=now,
+                acked_at=now,
+            )
+        if moved is not None:
+            self.applied.commands.add(inv.command_id)
+
+    def numbered(self, frame: protocol.Output | protocol.State) -> None:
+        inv = self._invocation(frame.invocation_id)
+        if inv is None:
+            # Not ours or gone: acknowledge so the agent stops sending it.
+            self.applied.received[frame.invocation_id] = frame.seq
+            return
+        if frame.seq == inv.last_seq + 1:
+            if isinstance(frame, protocol.Output):
+                self._output(inv, frame)
+            else:
+                self._state(inv, frame)
+            inv.last_seq = frame.seq
+        self.applied.received[inv.id] = inv.last_seq
+
+    def _step(self, inv: Invocation, idx: int) -> InvocationStep:
+        key = (inv.id, idx)
+        step = self._steps.get(key)
+        if step is None:
+            step = self.session.get(InvocationStep, (inv.id, idx))
+            if step is None:
+                plan = self._plan(inv.command_id)
+                spec = plan[idx] if idx < len(plan) else {}
+                step = InvocationStep(
+                    invocation_id=inv.id,
+                    idx=idx,
+                    name=spec.get("name", f"step{idx}"),
+                    action=spec.get("action", "runShellScript"),
+                    status=StepStatus.PENDING,
+                    stdout_bytes=0,
+                    stderr_bytes=0,
+                    stdout_tail=b"",
+                    stderr_tail=b"",
+                )
+                self.session.add(step)
+            self._steps[key] = step
+        return step
+
+    def _plan(self, command_id: str) -> list[dict[str, Any]]:
+        command = self._commands.get(command_id)
+        if command is None:
+            command = self.session.get(Command, command_id)
+            assert command is not None
+            self._commands[command_id] = command
+        return list(command.steps)
+
+    def _output(self, inv: Invocation, frame: protocol.Output) -> None:
+        step = self._step(inv, frame.step)
+        data = frame.payload
+        key = stream_key(inv.command_id, inv.node_id, frame.step, frame.stream)
+        if frame.stream == "stdout":
+            self.output.write(key, step.stdout_bytes, data)
+            step.stdout_bytes += len(data)
+            step.stdout_tail = append_tail(step.stdout_tail, data, STDOUT_TAIL_CHARS)
+        else:
+            self.output.write(key, step.stderr_bytes, data)
+            step.stderr_bytes += len(data)
+            step.stderr_tail = append_tail(step.stderr_tail, data, STDERR_TAIL_CHARS)
+
+    def _state(self, inv: Invocation, frame: protocol.State) -> None:
+        started = _time(frame.started_at)
+        ended = _time(frame.ended_at)
+        if frame.step is not None:
+            step = self._step(inv, frame.step)
+            step.status = frame.status
+            step.exit_code = frame.exit_code if frame.exit_code is not None else step.exit_code
+            step.started_at = started or step.started_at
+            step.ended_at = ended or step.ended_at
+            step.message = frame.message or step.message
+            return
+        status = InvocationStatus(frame.status)
+        if status == InvocationStatus.IN_PROGRESS:
+            inv.started_at = started or inv.started_at
+            if moves.move(self.session, inv, Happening.STARTED):
+                self.applied.commands.add(inv.command_id)
+            return
+        if status not in AGENT_RESULTS:
+            return  # not a result an agent may report
+        # A terminal invocation stays: the server already decided (a cancel or a
+        # deadline won).
+        if moves.move(
+            self.session,
+            inv,
+            Happening.FINISHED,
+            result=status,
+            detail=frame.detail,
+            message=frame.message,
+            exit_code=frame.exit_code,
+            started_at=started or inv.started_at,
+            ended_at=ended or utcnow(),
+        ):
+            self.applied.commands.add(inv.command_id)
+
+
+def _time(epoch: float | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
