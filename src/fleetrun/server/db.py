@@ -4,7 +4,7 @@ Store functions are plain synchronous SQLAlchemy; each transaction runs whole in
 worker thread, so the event loop pays one thread hop per transaction rather than one
 per statement:
 
-    command = await db.write(lambda tx: create_command(tx.session, body))
+    command = await db.write(lambda tx: send_command(tx.session, body, principal=None))
     nodes = await db.read(lambda session: read_nodes(session))
 
 `write` commits on return and then runs the callbacks registered with

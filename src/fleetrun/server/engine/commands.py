@@ -8,6 +8,7 @@ them is decided here, every invocation status through `moves`."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,12 +17,15 @@ from sqlalchemy import Select, and_, func, select, update
 from sqlalchemy.orm import Session, load_only
 from sqlalchemy.sql.elements import ColumnElement
 
-from fleetrun.core import ratecontrol
-from fleetrun.core.errors import NotFoundError
-from fleetrun.core.ids import is_uuid
+from fleetrun.core import access, documents, envnames, protocol, ratecontrol, sealing, targets
+from fleetrun.core.errors import ConflictError, NotFoundError, ValidationError
+from fleetrun.core.events import NOTIFY_STATUSES
+from fleetrun.core.ids import is_uuid, new_uuid
 from fleetrun.core.lifecycle import Happening
+from fleetrun.core.protocol import Step
 from fleetrun.core.statuses import (
     TERMINAL_INVOCATION,
+    CommandStatus,
     InvocationStatus,
     StatusDetail,
     is_error,
@@ -32,6 +36,7 @@ from fleetrun.server import events
 from fleetrun.server.authz import Caller
 from fleetrun.server.engine import moves
 from fleetrun.server.store import commands as command_store
+from fleetrun.server.store import documents as document_store
 from fleetrun.server.store.tables import Command, Invocation, utcnow
 
 # How long past a command's expiry a running invocation may stay without a word from
@@ -48,12 +53,180 @@ def send_command(
     extras: command_store.StepExtras | None = None,
     now: datetime | None = None,
 ) -> Command:
-    """Create a command and its invocations, and release the first of them."""
-    command = command_store.create_command(
-        session, body, principal=principal, caller=caller, extras=extras, now=now
+    """Send a command: the document decided (SendCommand on it), its parameters bound,
+    its targets resolved and each node decided; the command and its invocations
+    written, and the first of them released. `now` (default: the system's time) is when
+    it was requested; its delivery deadline and expiry count from then."""
+    doc = document_store.resolve(session, body.document_name, body.document_version)
+    run_as = (body.run_as or "").strip() or None
+    conditions = access.command_context(doc.name, body.parameters, run_as)
+    if caller is not None:  # SendCommand is decided on the document, then on each node
+        caller.require("SendCommand", access.frn("document", doc.name), conditions)
+    params = documents.bind_parameters(doc.content, body.parameters)
+    steps = documents.resolve_steps(
+        doc.content, params, documents.StepOptions(run_as=run_as, args=list(body.arguments))
     )
-    refresh_command(session, command.id)
+    if extras is not None:
+        steps = [extras.apply(step) for step in steps]
+    envnames.check((name for step in steps for name in step.env), "Parameter", caller=False)
+    protocol.check_script_size(_steps_bytes(steps), "The command's script with its parameters")
+    if not any(
+        step.script.strip() or step.script_uri or step.action == "getNodeInfo" for step in steps
+    ):
+        raise ValidationError("The script is empty: give the commands to run.")
+    execution_s = _in_range(
+        body.execution_timeout_s,
+        "Execution timeout",
+        schemas.DEFAULT_EXECUTION_TIMEOUT_S,
+        schemas.MIN_EXECUTION_TIMEOUT_S,
+        schemas.MAX_EXECUTION_TIMEOUT_S,
+    )
+    delivery_s = _in_range(
+        body.delivery_timeout_s,
+        "Delivery timeout",
+        schemas.DEFAULT_DELIVERY_TIMEOUT_S,
+        schemas.MIN_DELIVERY_TIMEOUT_S,
+        schemas.MAX_DELIVERY_TIMEOUT_S,
+    )
+    max_concurrency = ratecontrol.check_concurrency(
+        body.max_concurrency or ratecontrol.DEFAULT_MAX_CONCURRENCY
+    )
+    max_errors = ratecontrol.check_errors(body.max_errors or ratecontrol.DEFAULT_MAX_ERRORS)
+    wanted = targets.check(list(body.targets))
+    node_ids, candidates = command_store.resolve_candidates(session, wanted)
+    denied = _denied_targets(caller, candidates, node_ids, conditions)
+    secrets = _check_secrets(body, [n for n in node_ids if n not in denied], params, denied)
+    now = now or utcnow()
+    count = len(node_ids)
+    command = Command(
+        id=new_uuid(),
+        document_name=doc.name,
+        document_version=doc.version,
+        document_hash=doc.hash,
+        document_content=doc.content,
+        document_signatures=doc.signatures,
+        parameters=body.parameters,
+        arguments=list(body.arguments),
+        run_as=run_as,
+        targets=[t.model_dump() for t in wanted],
+        steps=[s.model_dump(exclude_none=True) for s in steps],
+        comment=body.comment,
+        principal=principal,
+        requested_at=now,
+        deliver_by=now + timedelta(seconds=delivery_s),
+        expires_at=now + timedelta(seconds=delivery_s + execution_s),
+        execution_timeout_s=execution_s,
+        delivery_timeout_s=delivery_s,
+        max_concurrency=max_concurrency,
+        max_errors=max_errors,
+        concurrency_limit=ratecontrol.concurrency_limit(max_concurrency, count),
+        error_threshold=ratecontrol.error_threshold(max_errors, count),
+        status=CommandStatus.PENDING,
+        status_detail=StatusDetail.PENDING,
+        counts={},
+        version=0,
+        updated_at=now,
+        notification=_notification(session, body, caller),
+    )
+    command_store.insert_command(session, command, node_ids, secrets, denied)
+    refresh_command(session, command.id)  # releases the first invocations
     return command
+
+
+def _notification(
+    session: Session, body: schemas.CommandCreate, caller: Caller | None
+) -> dict[str, Any] | None:
+    """The command's notification configuration, checked: the caller may notify the
+    channel, it exists, the statuses are ones that notify."""
+    config = body.notification
+    if config is None:
+        return None
+    if caller is not None:
+        caller.require("NotifyChannel", access.frn("channel", config.channel))
+    if not command_store.channel_exists(session, config.channel):
+        raise ValidationError(
+            f"No channel {config.channel!r} exists to notify: create it with "
+            "`fleetrun channels create`, or list them with `fleetrun channels list`."
+        )
+    wrong = [s for s in config.events if s not in NOTIFY_STATUSES]
+    if wrong or not config.events:
+        raise ValidationError(
+            f"Notification status {wrong[0] if wrong else ''!r} does not notify: choose among "
+            + ", ".join(NOTIFY_STATUSES)
+            + " (Pending and Cancelling never notify)."
+        )
+    return config.model_dump()
+
+
+def _steps_bytes(steps: list[Step]) -> int:
+    """What the steps carry to the node: scripts, environment and arguments."""
+    return sum(
+        len(step.script.encode())
+        + sum(len(k.encode()) + len(v.encode()) for k, v in step.env.items())
+        + sum(len(a.encode()) for a in step.args)
+        for step in steps
+    )
+
+
+def _denied_targets(
+    caller: Caller | None,
+    candidates: list[targets.Candidate],
+    node_ids: list[str],
+    conditions: dict[str, Any],
+) -> set[str]:
+    """The selected nodes the caller may not send to (SendCommand on each node, with its
+    tags): they get an invocation in AccessDenied, and the others still run."""
+    if caller is None:
+        return set()
+    selected = set(node_ids)
+    return caller.denied_nodes(
+        "SendCommand", (c for c in candidates if c.id in selected), conditions
+    )
+
+
+def _in_range(value: int | None, what: str, default: int, low: int, high: int) -> int:
+    if value is None:
+        return default
+    if not low <= value <= high:
+        raise ValidationError(f"{what} {value}s is out of range: give {low} to {high} seconds.")
+    return value
+
+
+def _check_secrets(
+    body: schemas.CommandCreate,
+    node_ids: list[str],
+    params: Mapping[str, object],
+    denied: Collection[str] = (),
+) -> dict[str, dict[str, object]]:
+    """Sealed secrets per node: exactly one set for every target that will run, sealed
+    values only (those sealed for a node the sender may not act on are dropped)."""
+    given = {k: v for k, v in (body.secret_parameters or {}).items() if k not in denied}
+    if not body.secret_parameters:
+        return {}
+    if set(given) != set(node_ids):
+        missing = sorted(set(node_ids) - set(given))
+        raise ConflictError(
+            "Secret parameters must be sealed for every target node and only those: "
+            + (f"node {missing[0]} has none" if missing else "some are for nodes not targeted")
+            + "; resolve the targets again and resend."
+        )
+    for node_id, sealed in given.items():
+        for name, value in sealed.env.items():
+            envnames.check([name], "Secret parameter")
+            if name in params:
+                raise ValidationError(
+                    f"Secret parameter {name!r} has the name of a document parameter."
+                )
+            if not sealing.is_sealed(value):
+                raise ValidationError(
+                    f"Secret parameter {name!r} for {node_id} is not sealed: seal it to the "
+                    "node's key."
+                )
+        if not all(sealing.is_sealed(v) for v in sealed.args):
+            raise ValidationError(
+                f"A secret argument for {node_id} is not sealed: seal it to the node's key."
+            )
+    return {node_id: {"env": s.env, "args": s.args} for node_id, s in given.items()}
 
 
 @dataclass
