@@ -11,10 +11,11 @@ import click
 
 from fleetrun.cli import config
 from fleetrun.core.errors import ValidationError
-from fleetrun.sdk import Client
 
 if TYPE_CHECKING:
     import httpx
+
+    from fleetrun.sdk import Client
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,6 +33,8 @@ class Options:
 
     def client(self) -> Client:
         if self._client is None:
+            from fleetrun.sdk import Client  # imported when a command needs it: fast --help
+
             profile = config.resolve(self.server, self.token, self.ca_file, self.insecure)
             verify: str | bool = profile.ca_file or True
             self._client = Client(

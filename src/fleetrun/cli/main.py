@@ -2,67 +2,74 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from fleetrun import __version__
-from fleetrun.cli import render
-from fleetrun.cli.access import policies, policy, principals, roles, tokens, whoami
-from fleetrun.cli.audit import audit
 from fleetrun.cli.base import Options, api_options, describe_decode_error, describe_os_error
-from fleetrun.cli.channels import channels
-from fleetrun.cli.commands import commands, invocations
-from fleetrun.cli.documents import documents
-from fleetrun.cli.events import events
-from fleetrun.cli.groups import groups
-from fleetrun.cli.keys import keys
-from fleetrun.cli.nodes import activations, nodes
-from fleetrun.cli.rules import rules
-from fleetrun.cli.runcommands import run_command
-from fleetrun.cli.send import send
-from fleetrun.cli.serve import login, server
 from fleetrun.core.errors import FleetrunError
 
 if TYPE_CHECKING:
     import httpx
 
+# Every subcommand, by name: (module, attribute). Modules are imported when their
+# command runs, so `fleetrun --version` and `--help` import neither the SDK nor rich's
+# tables (docs/cli.md: startup).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "server": ("fleetrun.cli.serve", "server"),
+    "login": ("fleetrun.cli.serve", "login"),
+    "whoami": ("fleetrun.cli.access", "whoami"),
+    "send": ("fleetrun.cli.send", "send"),
+    "commands": ("fleetrun.cli.commands", "commands"),
+    "invocations": ("fleetrun.cli.commands", "invocations"),
+    "documents": ("fleetrun.cli.documents", "documents"),
+    "groups": ("fleetrun.cli.groups", "groups"),
+    "run-command": ("fleetrun.cli.runcommands", "run_command"),
+    "keys": ("fleetrun.cli.keys", "keys"),
+    "nodes": ("fleetrun.cli.nodes", "nodes"),
+    "activations": ("fleetrun.cli.nodes", "activations"),
+    "principals": ("fleetrun.cli.access", "principals"),
+    "tokens": ("fleetrun.cli.access", "tokens"),
+    "policies": ("fleetrun.cli.access", "policies"),
+    "roles": ("fleetrun.cli.access", "roles"),
+    "policy": ("fleetrun.cli.access", "policy"),
+    "audit": ("fleetrun.cli.audit", "audit"),
+    "events": ("fleetrun.cli.events", "events"),
+    "rules": ("fleetrun.cli.rules", "rules"),
+    "channels": ("fleetrun.cli.channels", "channels"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported when they are looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, attribute = COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(module), attribute)
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="fleetrun")
 @api_options
 def cli() -> None:
     """fleetrun: run scripts and documents on your fleet, no SSH, no inbound port."""
 
 
-for command in (
-    server,
-    login,
-    whoami,
-    send,
-    commands,
-    invocations,
-    documents,
-    groups,
-    run_command,
-    keys,
-    nodes,
-    activations,
-    principals,
-    tokens,
-    policies,
-    roles,
-    policy,
-    audit,
-    events,
-    rules,
-    channels,
-):
-    cli.add_command(command)
-
-
 def _fail(message: str) -> NoReturn:
+    from fleetrun.cli import render
+
     render.err.print(f"fleetrun: {message}", markup=False, highlight=False)
     sys.exit(1)
 
@@ -75,6 +82,8 @@ def main(argv: list[str] | None = None, *, http: httpx.Client | None = None) -> 
             args=argv, prog_name="fleetrun", standalone_mode=False, obj=Options(http=http)
         )
     except click.exceptions.Abort:
+        from fleetrun.cli import render
+
         render.err.print("Aborted.")
         sys.exit(130)
     except click.ClickException as exc:
