@@ -76,12 +76,9 @@ class App:
         self.data_dir = root / "server"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = TestDatabase(self.data_dir)
+        defaults: dict[str, Any] = {"heartbeat_s": 1.0, "rate_limit_per_s": 0.0}
         self.settings = Settings(
-            data_dir=self.data_dir,
-            database_url=self.db.url,
-            heartbeat_s=1.0,
-            rate_limit_per_s=0.0,
-            **settings,
+            data_dir=self.data_dir, database_url=self.db.url, **{**defaults, **settings}
         )
         self.url = BASE_URL
         self.http: TestClient | None = None
@@ -100,12 +97,23 @@ class App:
         self.http = http
         return self
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Shut the app down as the server would (its lifespan ends); the database stays."""
         for client in self._clients:
             client.close()
+        self._clients.clear()
+        self._client = None
         if self.http is not None:
             self.http.__exit__(None, None, None)
             self.http = None
+
+    def restart(self) -> App:
+        """Stop, then start again on the same data dir and database."""
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        self.stop()
         self.db.drop()
 
     @property
