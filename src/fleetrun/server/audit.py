@@ -174,7 +174,10 @@ class AuditLog:
         while True:
             await self._wake.wait()
             with contextlib.suppress(TimeoutError):  # a request or two rarely come alone
-                await asyncio.wait_for(self._urgent.wait(), LINGER_S)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel
+                # stop() sends, and stop() then waits forever.
+                async with asyncio.timeout(LINGER_S):
+                    await self._urgent.wait()
             self._wake.clear()
             self._urgent.clear()
             while self._pending or self._token_uses:

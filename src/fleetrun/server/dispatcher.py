@@ -71,7 +71,10 @@ class Dispatcher:
         interval = self.state.settings.sweep_interval_s
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel
+                # stop() sends, and stop() then waits forever.
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.tick()

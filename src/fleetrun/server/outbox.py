@@ -98,7 +98,10 @@ class Outbox:
         pruned_at = routed_at = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._route.wait(), interval)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel
+                # stop() sends, and stop() then waits forever.
+                async with asyncio.timeout(interval):
+                    await self._route.wait()
             self._route.clear()
             try:
                 if time.monotonic() - pruned_at > PRUNE_EVERY_S:
@@ -159,7 +162,10 @@ class Outbox:
         interval = self.state.settings.outbox_interval_s
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._deliver.wait(), interval)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel
+                # stop() sends, and stop() then waits forever.
+                async with asyncio.timeout(interval):
+                    await self._deliver.wait()
             self._deliver.clear()
             room = MAX_IN_FLIGHT - len(self._in_flight)
             if room <= 0:
