@@ -176,20 +176,36 @@ class App:
         """`fleetrun ARGS` through its real entry point, in this process.
 
         token=True: the administrator's; a string: that token; None/False: none."""
-        from fleetrun.cli import main as cli_main
-
         assert self.http is not None, "start() the app first"
         chosen = self.token if token is True else (token or None)
         overrides = {"FLEETRUN_SERVER": BASE_URL, **(env or {})}
         if chosen:
             overrides["FLEETRUN_TOKEN"] = chosen
-        with _captured(overrides, input) as (out, err):
-            try:
-                cli_main.main(list(args), http=self.http)
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        return CliResult(code, out.getvalue(), err.getvalue())
+        return run_cli(*args, env=overrides, input=input, http=self.http)
+
+
+OFFLINE = {"FLEETRUN_CONFIG": os.devnull, "FLEETRUN_SERVER": "http://127.0.0.1:9"}
+
+
+def run_cli(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    input: str | None = None,
+    http: TestClient | None = None,
+) -> CliResult:
+    """`fleetrun ARGS` through its real entry point, in this process. Without `http`,
+    with no server: by default no token, no login file and nothing listening at the
+    server address (a command that must work offline must not ask)."""
+    from fleetrun.cli import main as cli_main
+
+    overrides = {**OFFLINE, **(env or {})} if http is None else dict(env or {})
+    with _captured(overrides, input) as (out, err):
+        try:
+            cli_main.main(list(args), http=http)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 @contextlib.contextmanager
@@ -222,4 +238,4 @@ def node_ids(nodes: Sequence[Node]) -> list[str]:
     return [n.node_id for n in nodes]
 
 
-__all__ = ["App", "CliResult", "Node", "node_ids"]
+__all__ = ["App", "CliResult", "Node", "node_ids", "run_cli"]
