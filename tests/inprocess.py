@@ -166,16 +166,14 @@ class App:
         self.data_dir = root / "server"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = TestDatabase(self.data_dir)
+        defaults: dict[str, Any] = {
+            "heartbeat_s": 1.0,
+            "rate_limit_per_s": 0.0,
+            # the tests' receivers listen on loopback (as tests/harness.py allows)
+            "allow_destination_cidrs": "127.0.0.0/8",
+        }
         self.settings = Settings(
-            **{
-                "data_dir": self.data_dir,
-                "database_url": self.db.url,
-                "heartbeat_s": 1.0,
-                "rate_limit_per_s": 0.0,
-                # the tests' receivers listen on loopback (as tests/harness.py allows)
-                "allow_destination_cidrs": "127.0.0.0/8",
-                **settings,
-            }
+            data_dir=self.data_dir, database_url=self.db.url, **{**defaults, **settings}
         )
         self.url = BASE_URL
         self.http: TestClient | None = None
@@ -194,12 +192,23 @@ class App:
         self.http = http
         return self
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Shut the app down as the server would (its lifespan ends); the database stays."""
         for client in self._clients:
             client.close()
+        self._clients.clear()
+        self._client = None
         if self.http is not None:
             self.http.__exit__(None, None, None)
             self.http = None
+
+    def restart(self) -> App:
+        """Stop, then start again on the same data dir and database."""
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        self.stop()
         self.db.drop()
 
     @contextlib.contextmanager
@@ -284,20 +293,36 @@ class App:
         """`fleetrun ARGS` through its real entry point, in this process.
 
         token=True: the administrator's; a string: that token; None/False: none."""
-        from fleetrun.cli import main as cli_main
-
         assert self.http is not None, "start() the app first"
         chosen = self.token if token is True else (token or None)
         overrides = {"FLEETRUN_SERVER": BASE_URL, **(env or {})}
         if chosen:
             overrides["FLEETRUN_TOKEN"] = chosen
-        with _captured(overrides, input) as (out, err):
-            try:
-                cli_main.main(list(args), http=self.http)
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        return CliResult(code, out.getvalue(), err.getvalue())
+        return run_cli(*args, env=overrides, input=input, http=self.http)
+
+
+OFFLINE = {"FLEETRUN_CONFIG": os.devnull, "FLEETRUN_SERVER": "http://127.0.0.1:9"}
+
+
+def run_cli(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    input: str | None = None,
+    http: TestClient | None = None,
+) -> CliResult:
+    """`fleetrun ARGS` through its real entry point, in this process. Without `http`,
+    with no server: by default no token, no login file and nothing listening at the
+    server address (a command that must work offline must not ask)."""
+    from fleetrun.cli import main as cli_main
+
+    overrides = {**OFFLINE, **(env or {})} if http is None else dict(env or {})
+    with _captured(overrides, input) as (out, err):
+        try:
+            cli_main.main(list(args), http=http)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 @contextlib.contextmanager
@@ -330,4 +355,4 @@ def node_ids(nodes: Sequence[Node]) -> list[str]:
     return [n.node_id for n in nodes]
 
 
-__all__ = ["App", "CliResult", "Node", "NodeSession", "SettableClock", "node_ids"]
+__all__ = ["App", "CliResult", "Node", "NodeSession", "SettableClock", "node_ids", "run_cli"]

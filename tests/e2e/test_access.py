@@ -1,20 +1,13 @@
-"""Access control against a real server and real agents: principals and tokens,
-policies and roles, per-node AccessDenied, filtered reads, simulation."""
+"""Access control where real agents run what a policy allows: the allowed nodes run
+the command, a reader reads their output, a cancel reaches running work per node, and
+secrets reach only the allowed nodes. (The decisions themselves, per-node AccessDenied
+at send time, filtered reads, roles and simulation are in tests/api/test_access.py.)"""
 
 from __future__ import annotations
 
-import json
-
-import httpx
 import pytest
 
-from fleetrun.core.errors import (
-    AccessDeniedError,
-    AuthenticationError,
-    ConflictError,
-    NotFoundError,
-    ValidationError,
-)
+from fleetrun.core.errors import AccessDeniedError
 from fleetrun.sdk import Client
 from tests.harness import wait_for
 
@@ -57,80 +50,9 @@ def nodes_by_role(fleet):
     return {n.name: n for n in fleet.client.list_nodes()}
 
 
-def test_the_admin_token_belongs_to_the_builtin_admin_principal(shared_fleet):
-    me = shared_fleet.client.whoami()
-    assert me.principal == "admin"
-    assert [(a.kind, a.name) for a in me.attached] == [("role", "Administrator")]
-    with pytest.raises(ConflictError, match="built-in administrator"):
-        shared_fleet.client.delete_principal("admin")
-    with pytest.raises(ConflictError, match="keeps the Administrator role"):
-        shared_fleet.client.detach("admin", role="Administrator")
-
-
-def test_a_new_principal_may_do_nothing_until_granted_and_changes_count_at_once(shared_fleet):
-    admin = shared_fleet.client
-    client = principal(shared_fleet, "newcomer")
-    # The token authenticates (a 403, not a 401) but nothing is allowed yet, not even
-    # asking who it is.
-    with pytest.raises(
-        AccessDeniedError, match="newcomer may not perform fleetrun:GetCallerIdentity"
-    ):
-        client.whoami()
-    with pytest.raises(AccessDeniedError, match="newcomer may not perform fleetrun:ListNodes"):
-        client.list_nodes()
-    admin.attach("newcomer", role="Reader")
-    assert len(client.list_nodes()) == 3  # the very next request
-    admin.detach("newcomer", role="Reader")
-    with pytest.raises(AccessDeniedError):
-        client.list_nodes()
-
-
-def test_tokens_are_shown_once_stored_as_hashes_expire_and_revoke(shared_fleet):
-    admin = shared_fleet.client
-    admin.create_principal("tokened")
-    admin.attach("tokened", role="Reader")
-    created = admin.create_token("tokened", description="ci", expires_in_s=3600)
-    assert created.token.startswith("frt_") and created.expires_at is not None
-    listed = {t.id: t for t in admin.list_tokens("tokened")}
-    assert created.id in listed and "token" not in listed[created.id].model_dump()
-    assert listed[created.id].last_used_at is None
-    client = client_for(shared_fleet, created.token)
-    assert client.whoami().principal == "tokened"
-    wait_for(
-        lambda: {t.id: t for t in admin.list_tokens("tokened")}[created.id].last_used_at,
-        timeout_s=10,
-        what="the token's last use to be recorded",
-    )
-    admin.revoke_token(created.id)
-    with pytest.raises(AuthenticationError):
-        client.whoami()
-    assert not {t.id: t for t in admin.list_tokens("tokened")}[created.id].active
-    short = admin.create_token("tokened", expires_in_s=1)
-    wait_for(
-        lambda: _status(shared_fleet, short.token) == 401, timeout_s=30, what="the token to expire"
-    )
-    with pytest.raises(NotFoundError, match="No principal 'ghost'"):
-        admin.create_token("ghost")
-
-
-def _status(fleet, token):
-    return httpx.get(
-        f"{fleet.server.url}/v1/whoami", headers={"authorization": f"Bearer {token}"}
-    ).status_code
-
-
-def test_deleting_a_principal_ends_its_tokens(shared_fleet):
-    client = principal(shared_fleet, "leaver", roles=["Reader"])
-    assert client.whoami().principal == "leaver"
-    shared_fleet.client.delete_principal("leaver")
-    with pytest.raises(AuthenticationError):
-        client.whoami()
-    assert "leaver" not in {p.name for p in shared_fleet.client.list_principals()}
-
-
 def test_a_command_to_nodes_the_caller_may_not_touch_runs_on_the_others(shared_fleet):
-    """SSM's tag-conditioned policy: the document is allowed as such, each node only
-    with role=web; the db node gets an invocation in AccessDenied, visible to the caller."""
+    """SSM's tag-conditioned policy: the web nodes run it, the db node is AccessDenied,
+    and the command succeeds on what it was allowed to touch."""
     client = principal(
         shared_fleet,
         "web-operator",
@@ -150,7 +72,6 @@ def test_a_command_to_nodes_the_caller_may_not_touch_runs_on_the_others(shared_f
         ),
     )
     command = client.send_command(script="echo ran", all_nodes=True)
-    assert command.target_count == 3
     done = client.wait(command.id, timeout_s=60)
     invocations = {i.node_name: i for i in client.list_invocations(command.id, details=True)}
     assert {n: i.status for n, i in invocations.items()} == {
@@ -158,67 +79,11 @@ def test_a_command_to_nodes_the_caller_may_not_touch_runs_on_the_others(shared_f
         "web02": "Success",
         "db03": "AccessDenied",
     }
-    assert invocations["db03"].status_detail == "AccessDenied"
-    assert invocations["db03"].stdout == "" and invocations["db03"].exit_code is None
+    assert invocations["web01"].stdout == "ran\n"
     assert done.status == "Success" and done.counts == {"Success": 2, "AccessDenied": 1}
-    db_node = invocations["db03"].node_id
-    denials = shared_fleet.client.list_audit_records(principal="web-operator", limit=50)
-    assert any(
-        r.kind == "decision"
-        and r.decision == "deny"
-        and r.resource == f"frn:fleetrun:node/{db_node}"
-        and r.action == "fleetrun:SendCommand"
-        for r in denials
-    )
 
 
-def test_a_command_nowhere_allowed_fails_with_every_node_access_denied(shared_fleet):
-    client = principal(
-        shared_fleet,
-        "db-only",
-        doc(
-            READ,
-            {
-                "Effect": "Allow",
-                "Action": "fleetrun:SendCommand",
-                "Resource": "*",
-                "Condition": {"StringEquals": {"fleetrun:ResourceTag/role": "db"}},
-            },
-            {
-                "Effect": "Allow",
-                "Action": "fleetrun:SendCommand",
-                "Resource": "frn:fleetrun:document/RunShellScript",
-            },
-        ),
-    )
-    command = client.send_command(script="true", tags={"role": "web"})
-    done = client.wait(command.id, timeout_s=30)
-    assert done.status == "Failed" and done.status_detail == "AccessDenied"
-    assert done.counts == {"AccessDenied": 2}
-
-
-def test_a_denied_document_refuses_the_whole_request_and_stores_nothing(shared_fleet):
-    client = principal(
-        shared_fleet,
-        "no-shell",
-        doc(
-            READ,
-            {"Effect": "Allow", "Action": "fleetrun:SendCommand", "Resource": "*"},
-            {
-                "Sid": "NoShell",
-                "Effect": "Deny",
-                "Action": "fleetrun:SendCommand",
-                "Resource": "frn:fleetrun:document/RunShellScript",
-            },
-        ),
-    )
-    before = len(shared_fleet.client.list_commands(limit=1000))
-    with pytest.raises(AccessDeniedError, match=r"Sid NoShell\) of policy 'no-shell-0' denies"):
-        client.send_command(script="true", all_nodes=True)
-    assert len(shared_fleet.client.list_commands(limit=1000)) == before
-
-
-def test_parameters_source_address_and_time_are_condition_keys(shared_fleet):
+def test_a_command_its_condition_keys_allow_runs(shared_fleet):
     client = principal(
         shared_fleet,
         "uptime-only",
@@ -239,41 +104,14 @@ def test_parameters_source_address_and_time_are_condition_keys(shared_fleet):
     )
     command = client.send_command(script="uptime", tags={"role": "db"})
     assert client.wait(command.id, timeout_s=30).status == "Success"
-    with pytest.raises(AccessDeniedError):
-        client.send_command(script="reboot", tags={"role": "db"})
-    outsider = principal(
-        shared_fleet,
-        "remote-only",
-        doc(
-            {
-                "Effect": "Allow",
-                "Action": "fleetrun:*",
-                "Resource": "*",
-                "Condition": {"IpAddress": {"fleetrun:SourceIp": "10.0.0.0/8"}},
-            }
-        ),
-    )
-    with pytest.raises(AccessDeniedError):
-        outsider.list_nodes()  # the tests call from 127.0.0.1
 
 
-def test_listings_and_reads_show_only_what_the_caller_may_read(shared_fleet):
+def test_a_reader_reads_the_output_of_the_nodes_it_may_read(shared_fleet):
     nodes = nodes_by_role(shared_fleet)
     client = principal(
         shared_fleet,
         "db-reader",
         doc(
-            {
-                "Effect": "Allow",
-                "Action": ["fleetrun:ListNodes", "fleetrun:GetNode"],
-                "Resource": "frn:fleetrun:node/*",
-                "Condition": {"StringEquals": {"fleetrun:ResourceTag/role": "db"}},
-            },
-            {
-                "Effect": "Allow",
-                "Action": ["fleetrun:GetCommand", "fleetrun:ListCommands"],
-                "Resource": "*",
-            },
             {
                 "Effect": "Allow",
                 "Action": ["fleetrun:ListCommandInvocations", "fleetrun:GetCommandInvocation"],
@@ -282,203 +120,17 @@ def test_listings_and_reads_show_only_what_the_caller_may_read(shared_fleet):
             },
         ),
     )
-    assert [n.name for n in client.list_nodes()] == ["db03"]
-    assert client.get_node(nodes["db03"].id).name == "db03"
-    with pytest.raises(AccessDeniedError, match="GetNode on frn:fleetrun:node/"):
-        client.get_node(nodes["web01"].id)
     command = shared_fleet.client.send_command(script="echo mixed", all_nodes=True)
     shared_fleet.client.wait(command.id, timeout_s=30)
-    assert [i.node_name for i in client.list_invocations(command.id)] == ["db03"]
     assert client.get_invocation(command.id, nodes["db03"].id).stdout == "mixed\n"
-    with pytest.raises(AccessDeniedError):
-        client.get_invocation(command.id, nodes["web01"].id)
     with pytest.raises(AccessDeniedError):
         client.get_output(command.id, nodes["web02"].id)
 
 
-def test_command_listing_keeps_only_readable_commands_and_fills_pages(shared_fleet):
-    admin = shared_fleet.client
-    ids = [admin.send_command(script="true", tags={"role": "db"}).id for _ in range(3)]
-    client = principal(
-        shared_fleet,
-        "one-command",
-        doc(
-            {"Effect": "Allow", "Action": "fleetrun:ListCommands", "Resource": "*"},
-            {
-                "Effect": "Deny",
-                "Action": "fleetrun:ListCommands",
-                "NotResource": f"frn:fleetrun:command/{ids[0]}",
-            },
-        ),
-    )
-    assert [c.id for c in client.list_commands(limit=1)] == [ids[0]]
-    assert [c.id for c in client.list_commands(limit=50)] == [ids[0]]
-
-
-def test_roles_are_made_of_policies_and_nothing_in_use_can_be_deleted(shared_fleet):
-    admin = shared_fleet.client
-    admin.create_policy(
-        "nodes-read", doc({"Effect": "Allow", "Action": "fleetrun:ListNodes", "Resource": "*"})
-    )
-    role = admin.create_role("node-watcher", ["nodes-read", "ReadOnlyAccess"])
-    assert role.policies == ["nodes-read", "ReadOnlyAccess"]
-    client = principal(shared_fleet, "watcher", roles=["node-watcher"])
-    assert len(client.list_nodes()) == 3
-    with pytest.raises(ConflictError, match="still used by role node-watcher"):
-        admin.delete_policy("nodes-read")
-    with pytest.raises(ConflictError, match="still attached to watcher"):
-        admin.delete_role("node-watcher")
-    with pytest.raises(ConflictError, match="built-in role"):
-        admin.delete_role("Reader")
-    with pytest.raises(ConflictError, match="built-in policy"):
-        admin.put_policy("ReadOnlyAccess", doc(READ))
-    with pytest.raises(NotFoundError, match="No policy 'nope'"):
-        admin.create_role("broken", ["nope"])
-    names = {r.name: r for r in admin.list_roles()}
-    assert {"Reader", "Operator", "Administrator", "node-watcher"} <= set(names)
-    assert names["Operator"].builtin and not names["node-watcher"].builtin
-    admin.detach("watcher", role="node-watcher")
-    admin.delete_role("node-watcher")
-    admin.delete_policy("nodes-read")
-
-
-def test_builtin_roles_reader_operator_administrator(shared_fleet):
-    reader = principal(shared_fleet, "r1", roles=["Reader"])
+def test_an_operators_command_runs(shared_fleet):
     operator = principal(shared_fleet, "o1", roles=["Operator"])
-    administrator = principal(shared_fleet, "a1", roles=["Administrator"])
-    for client in (reader, operator, administrator):
-        assert len(client.list_nodes()) == 3
-        assert client.list_audit_records(limit=1)
-    with pytest.raises(AccessDeniedError):
-        reader.send_command(script="true", all_nodes=True)
-    with pytest.raises(AccessDeniedError):
-        reader.create_activation()
     command = operator.send_command(script="true", tags={"role": "db"})
     assert operator.wait(command.id, timeout_s=30).status == "Success"
-    with pytest.raises(AccessDeniedError):
-        operator.create_principal("o1-friend")
-    with pytest.raises(AccessDeniedError):
-        operator.create_token("o1")
-    administrator.create_principal("a1-friend")
-
-
-MALFORMED = [
-    ('{"Version": "2012-10-17", "Statement": [', "not valid JSON at line 1"),
-    (
-        doc({"Effect": "Permit", "Action": "*", "Resource": "*"}),
-        "in Statement 1, Effect 'Permit' is not Allow or Deny",
-    ),
-    (
-        doc(
-            {
-                "Effect": "Allow",
-                "Action": "*",
-                "Resource": "*",
-                "Condition": {"StringEqual": {"a:b": "c"}},
-            }
-        ),
-        "'StringEqual' is unknown (did you mean StringEquals?)",
-    ),
-    (
-        doc(
-            {
-                "Sid": "Office",
-                "Effect": "Allow",
-                "Action": "*",
-                "Resource": "*",
-                "Condition": {"IpAddress": {"fleetrun:SourceIp": "192.168.1.0/40"}},
-            }
-        ),
-        "in Statement 1 (Sid 'Office'), condition IpAddress on 'fleetrun:SourceIp', "
-        "'192.168.1.0/40' is not an IP address or CIDR range",
-    ),
-    (
-        doc({"Effect": "Allow", "Action": "fleetrun:SendComand", "Resource": "*"}),
-        "'fleetrun:SendComand' names no fleetrun action",
-    ),
-    (
-        doc(
-            {
-                "Effect": "Deny",
-                "Action": "*",
-                "Resource": "*",
-                "Condition": {"StringEquals": {"fleetrun:ResourceTags/env": "prod"}},
-            }
-        ),
-        "'fleetrun:ResourceTags/env' is not a fleetrun key",
-    ),
-]
-
-
-@pytest.mark.parametrize(("document", "phrase"), MALFORMED)
-def test_a_malformed_policy_is_refused_with_its_fault_and_place_and_nothing_is_stored(
-    shared_fleet, document, phrase
-):
-    admin = shared_fleet.client
-    before = [p.name for p in admin.list_policies()]
-    with pytest.raises(ValidationError) as caught:
-        admin.create_policy("malformed", document)
-    assert phrase in caught.value.message and caught.value.message.endswith(".")
-    with pytest.raises(ValidationError):
-        admin.put_policy("malformed", document)
-    assert [p.name for p in admin.list_policies()] == before
-
-
-def test_a_policy_update_counts_from_the_next_request(shared_fleet):
-    admin = shared_fleet.client
-    client = principal(shared_fleet, "flipper", doc(READ))
-    assert client.list_nodes()
-    updated = admin.put_policy(
-        "flipper-0", doc(READ, {"Effect": "Deny", "Action": "fleetrun:ListNodes", "Resource": "*"})
-    )
-    assert updated.version == 2
-    with pytest.raises(AccessDeniedError, match="denies it"):
-        client.list_nodes()
-    admin.put_policy("flipper-0", doc(READ))
-    assert client.list_nodes()
-
-
-def test_simulate_a_principal(shared_fleet):
-    admin = shared_fleet.client
-    admin.create_principal("sim")
-    admin.create_policy(
-        "sim-web",
-        doc(
-            {
-                "Sid": "WebOnly",
-                "Effect": "Allow",
-                "Action": "fleetrun:SendCommand",
-                "Resource": "*",
-                "Condition": {"StringEquals": {"fleetrun:ResourceTag/role": "web"}},
-            }
-        ),
-    )
-    admin.attach("sim", policy="sim-web")
-    node = "frn:fleetrun:node/n-0123456789abcdef0"
-    yes = admin.simulate("sim", "SendCommand", node, {"fleetrun:ResourceTag/role": "web"})
-    assert yes.decision == "allow"
-    assert [(m.policy, m.sid) for m in yes.matched_statements] == [("sim-web", "WebOnly")]
-    no = admin.simulate("sim", "fleetrun:SendCommand", node, {"fleetrun:ResourceTag/role": "db"})
-    assert no.decision == "deny" and no.matched_statements == []
-    with pytest.raises(NotFoundError):
-        admin.simulate("nobody-at-all", "SendCommand")
-
-
-def test_principal_names_and_requests_are_checked(shared_fleet):
-    admin = shared_fleet.client
-    with pytest.raises(ValidationError, match="principal name 'bad name'"):
-        admin.create_principal("bad name")
-    admin.create_principal("twice")
-    with pytest.raises(ConflictError):
-        admin.create_principal("twice")
-    with pytest.raises(ValidationError):
-        admin.attach("twice", policy="a", role="b")
-    response = httpx.put(
-        f"{shared_fleet.server.url}/v1/policies/x",
-        headers={"authorization": f"Bearer {shared_fleet.server.token}"},
-        json={"document": json.dumps(doc(READ)), "typo": 1},
-    )
-    assert response.status_code == 400 and "'typo' is not a known field" in response.text
 
 
 WEB_NODES_ONLY = {
@@ -504,18 +156,13 @@ GROUPS_AND_COMMANDS = {
 }
 
 
-def test_a_group_is_decided_per_member_node_when_sent_to_and_when_read(shared_fleet):
+def test_a_group_command_runs_on_the_members_the_caller_may_touch(shared_fleet):
     admin = shared_fleet.client
     everyone = [n.id for n in admin.list_nodes()]
     admin.create_group("everyone", node_ids=everyone)
     client = principal(
         shared_fleet, "group-user", doc(WEB_NODES_ONLY, ANY_DOCUMENT, GROUPS_AND_COMMANDS)
     )
-    nodes = nodes_by_role(shared_fleet)
-    assert sorted(client.get_group("everyone").members) == sorted(
-        [nodes["web01"].id, nodes["web02"].id]
-    )
-    assert len(admin.get_group("everyone").members) == 3
     command = client.send_command(script="true", group="everyone")
     done = client.wait(command.id, timeout_s=60)
     assert done.counts == {"Success": 2, "AccessDenied": 1}
@@ -553,74 +200,6 @@ def test_cancel_is_decided_per_node(shared_fleet):
     assert states["db03"] == "InProgress"
     admin.cancel_command(command.id)
     assert admin.wait(command.id, timeout_s=60).status == "Cancelled"
-
-
-def test_documents_are_resources_of_their_own(shared_fleet):
-    admin = shared_fleet.client
-    content = json.dumps(
-        {
-            "schemaVersion": "2.2",
-            "description": "say hello",
-            "mainSteps": [
-                {
-                    "action": "runShellScript",
-                    "name": "hello",
-                    "inputs": {"runCommand": ["echo hello"]},
-                }
-            ],
-        }
-    )
-    admin.create_document("Team-Hello", content)
-    client = principal(
-        shared_fleet,
-        "team-docs",
-        doc(
-            {
-                "Effect": "Allow",
-                "Action": [
-                    "fleetrun:ListDocuments",
-                    "fleetrun:GetDocument",
-                    "fleetrun:UpdateDocument",
-                ],
-                "Resource": "frn:fleetrun:document/Team-*",
-            },
-            {
-                "Effect": "Allow",
-                "Action": "fleetrun:CreateDocument",
-                "Resource": "frn:fleetrun:document/Team-*",
-            },
-        ),
-    )
-    assert [d.name for d in client.list_documents()] == ["Team-Hello"]
-    assert client.get_document("Team-Hello").name == "Team-Hello"
-    with pytest.raises(AccessDeniedError):
-        client.get_document("RunShellScript")
-    with pytest.raises(AccessDeniedError, match="CreateDocument on frn:fleetrun:document/Other"):
-        client.create_document("Other-Doc", content)
-    client.create_document("Team-Bye", content)
-    with pytest.raises(AccessDeniedError):
-        client.delete_document("Team-Bye")
-
-
-def test_deleting_a_node_is_decided_on_that_node(fleet):
-    [web] = fleet.add_agents(1, tags={"role": "web"})
-    [db] = fleet.add_agents(1, tags={"role": "db"}, prefix="db")
-    client = principal(
-        fleet,
-        "janitor",
-        doc(
-            {
-                "Effect": "Allow",
-                "Action": "fleetrun:DeleteNode",
-                "Resource": "*",
-                "Condition": {"StringEquals": {"fleetrun:ResourceTag/role": "db"}},
-            }
-        ),
-    )
-    with pytest.raises(AccessDeniedError):
-        client.delete_node(web.node_id)
-    client.delete_node(db.node_id)
-    assert [n.id for n in fleet.client.list_nodes()] == [web.node_id]
 
 
 def test_secrets_go_only_to_the_nodes_the_sender_may_act_on(shared_fleet):

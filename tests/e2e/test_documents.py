@@ -1,14 +1,13 @@
-"""Documents: versions, typed parameters, steps with their own results."""
+"""Documents run by an agent: versions, typed parameters, steps with their own results.
+(Validation of documents and parameters is in tests/api/test_documents.py.)"""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 
-import httpx
 import pytest
 
-from fleetrun.core.errors import ConflictError, NotFoundError, ValidationError
+from fleetrun.core.errors import ConflictError, NotFoundError
 
 TWO_STEPS = """
 description: Greet, then list
@@ -95,76 +94,6 @@ def test_versions_and_the_default_version(shared_fleet):
     client.delete_document("versions-doc")
     with pytest.raises(NotFoundError, match="No document 'versions-doc'"):
         client.get_document("versions-doc")
-
-
-@pytest.mark.parametrize(
-    ("content", "fault"),
-    [
-        ("mainSteps: []", "mainSteps must be a list of at least one step"),
-        (
-            "mainSteps: [{name: a, action: bash, inputs: {runCommand: x}}]",
-            "mainSteps[0].action must be one of",
-        ),
-        (
-            "parameters: {p: {type: Float}}\nmainSteps: [{name: a, action: runShellScript, inputs: {runCommand: x}}]",
-            "parameters.p.type must be one of",
-        ),
-        (
-            "mainSteps: [{name: a, action: runShellScript, inputs: {runCommand: '{{ x }}'}}]",
-            "refers to {{ x }}",
-        ),
-        ("a: [", "cannot be read"),
-    ],
-)
-def test_an_invalid_document_is_refused_naming_the_field_and_nothing_is_stored(
-    shared_fleet, content, fault
-):
-    client = shared_fleet.client
-    with pytest.raises(ValidationError) as err:
-        client.create_document("bad-doc", content)
-    assert fault in err.value.message
-    with pytest.raises(NotFoundError):
-        client.get_document("bad-doc")
-
-
-def test_built_in_documents_cannot_be_changed_and_names_are_checked(shared_fleet):
-    client = shared_fleet.client
-    with pytest.raises(ConflictError, match="built-in"):
-        client.create_document(
-            "RunShellScript",
-            "mainSteps: [{name: a, action: runShellScript, inputs: {runCommand: x}}]",
-        )
-    with pytest.raises(ValidationError, match="Document name 'x!' is not valid"):
-        client.create_document(
-            "x!", "mainSteps: [{name: a, action: runShellScript, inputs: {runCommand: x}}]"
-        )
-
-
-@pytest.mark.parametrize(
-    ("params", "status", "phrase"),
-    [
-        ({}, 400, "'who' is required"),
-        ({"who": "x", "mode": "medium"}, 400, "'mode' must be one of: short, long"),
-        ({"who": "x", "count": "many"}, 400, "'count' must be a whole number"),
-        ({"who": "x", "nope": "1"}, 400, "'nope' is not defined"),
-    ],
-)
-def test_bad_parameters_get_one_sentence_and_no_command(shared_fleet, params, status, phrase):
-    client = shared_fleet.client
-    with contextlib.suppress(ConflictError):
-        client.create_document("params-doc", TWO_STEPS)
-    before = len(client.list_commands(limit=1000))
-    response = httpx.post(
-        f"{shared_fleet.server.url}/v1/commands",
-        headers={"authorization": f"Bearer {shared_fleet.server.token}"},
-        json={
-            "document_name": "params-doc",
-            "parameters": {k: [v] for k, v in params.items()},
-            "targets": [{"key": "all", "values": ["*"]}],
-        },
-    )
-    assert response.status_code == status and phrase in response.json()["error"]["message"]
-    assert len(client.list_commands(limit=1000)) == before
 
 
 def test_on_failure_exit_skips_the_rest_and_continue_goes_on(shared_fleet):

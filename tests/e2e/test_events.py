@@ -1,6 +1,7 @@
 """Every state change is an event, written with the change: commands and invocations
 (SSM's shapes), nodes coming, going, connecting and dropping, local-policy refusals and
-denied API calls; listed, filtered and streamed."""
+denied API calls; streamed. (Denied API calls, and listing from the command line, are
+in tests/api/test_events.py.)"""
 
 from __future__ import annotations
 
@@ -10,10 +11,6 @@ import subprocess
 import sys
 import threading
 
-import pytest
-
-from fleetrun.core.errors import AccessDeniedError
-from tests.e2e.test_cli import cli
 from tests.harness import wait_for
 
 INVOCATION = "Command Invocation Status-change Notification"
@@ -116,35 +113,6 @@ def test_a_local_policy_refusal_is_an_event_naming_the_reason(fleet):
     )
     assert refused[0].detail["node-id"] == agent.node_id
     assert "runShellScript" in refused[0].detail["reason"]
-
-
-def test_a_denied_api_call_is_an_event(fleet):
-    admin = fleet.client
-    admin.create_principal("nosy")
-    token = admin.create_token("nosy").token
-    with fleet.server.client(token) as nosy, pytest.raises(AccessDeniedError):
-        nosy.list_rules()
-    denied = wait_for(
-        lambda: _events(admin, "API Call Denied", principal="nosy"), what="the denial event"
-    )
-    assert denied[0].detail["action"] == "fleetrun:ListRules"
-    assert denied[0].detail["path"] == "/v1/rules"
-
-
-def test_events_list_on_the_command_line_filters_and_prints_json(shared_fleet):
-    node = shared_fleet.agents[0].node_id
-    command = shared_fleet.client.send_command(script="true", node_ids=[node])
-    shared_fleet.client.wait(command.id, timeout_s=60)
-    done = cli(shared_fleet, "events", "list", "--detail-type", COMMAND, "--json")
-    assert done.returncode == 0, done.stderr
-    listed = json.loads(done.stdout)
-    assert listed and all(e["detail-type"] == COMMAND for e in listed)
-    assert any(e["detail"]["command-id"] == command.id for e in listed)
-    table = cli(shared_fleet, "events", "list", "--since", "10m")
-    assert table.returncode == 0 and "Command Status-change" in table.stdout
-    bad = cli(shared_fleet, "events", "list", "--since", "yesterday-ish")
-    assert bad.returncode != 0 and "Traceback" not in bad.stderr
-    assert "--since" in bad.stderr
 
 
 def test_the_stream_delivers_matching_events_as_they_happen(shared_fleet):

@@ -1,8 +1,8 @@
-"""Run commands on a node group: every member, nodes that join later, a roll-up."""
+"""Run commands on a node group: every member, nodes that join later, a roll-up. (An
+unknown group, and outliving the node group, are in tests/api/test_group_run_commands.py.)"""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from fleetrun.core.errors import ConflictError, NotFoundError
@@ -90,26 +90,3 @@ def test_failures_roll_up_and_secrets_are_not_given_to_later_joiners(fleet):
         lambda: client.get_group_run_command("dbs", "check").summary.succeeded == 2,
         what="both members to succeed",
     )
-
-
-def test_unknown_group_is_404_and_stores_nothing(fleet):
-    response = httpx.put(
-        f"{fleet.server.url}/v1/groups/nope/run-commands/x",
-        json={"source": {"script": "true"}},
-        headers={"authorization": f"Bearer {fleet.server.token}"},
-    )
-    assert response.status_code == 404
-    assert response.json()["error"]["message"] == (
-        "No group 'nope' exists; see `fleetrun groups list`."
-    )
-
-
-def test_a_group_run_command_outlives_its_node_group_and_can_still_be_removed(fleet):
-    client = fleet.client
-    [agent] = fleet.add_agents(1, tags={"tier": "gone"}, prefix="gone")
-    client.create_group("gone", node_ids=[agent.node_id])
-    client.put_group_run_command("gone", "stay", script="true")
-    client.delete_group("gone")
-    assert [rc.name for rc in client.list_run_commands(agent.node_id)] == ["stay"]
-    client.delete_group_run_command("gone", "stay")
-    assert client.list_run_commands(agent.node_id) == []

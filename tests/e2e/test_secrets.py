@@ -132,35 +132,6 @@ def test_sealed_values_are_dropped_when_the_invocation_ends(fleet):
     assert b"fs1." not in _database_text(fleet)
 
 
-def test_secrets_must_be_sealed_for_exactly_the_target_nodes(shared_fleet):
-    client = shared_fleet.client
-    one, two = shared_fleet.agents[0].node_id, shared_fleet.agents[1].node_id
-    from fleetrun.core.targets import Target
-
-    only_one = client.seal_for([Target(key="NodeIds", values=[one])], {"x": "y"}, [])
-    response = httpx.post(
-        f"{shared_fleet.server.url}/v1/commands",
-        headers={"authorization": f"Bearer {shared_fleet.server.token}"},
-        json={
-            "parameters": {"commands": ["true"]},
-            "targets": [{"key": "NodeIds", "values": [one, two]}],
-            "secret_parameters": {k: v.model_dump() for k, v in only_one.items()},
-        },
-    )
-    assert response.status_code == 409
-    assert f"node {two} has none" in response.json()["error"]["message"]
-    response = httpx.post(
-        f"{shared_fleet.server.url}/v1/commands",
-        headers={"authorization": f"Bearer {shared_fleet.server.token}"},
-        json={
-            "parameters": {"commands": ["true"]},
-            "targets": [{"key": "NodeIds", "values": [one]}],
-            "secret_parameters": {one: {"env": {"x": "plain text"}}},
-        },
-    )
-    assert response.status_code == 400 and "is not sealed" in response.json()["error"]["message"]
-
-
 def test_a_secret_sealed_for_another_node_cannot_be_opened(shared_fleet):
     client = shared_fleet.client
     one, two = shared_fleet.agents[0].node_id, shared_fleet.agents[1].node_id

@@ -168,29 +168,3 @@ def _tamper(fleet, name, script):
                 (changed(text), name),
             )
     assert fleet.client.get_document(name).content["mainSteps"][0]["inputs"]["runCommand"] == script
-
-
-def test_a_signature_that_does_not_verify_is_not_stored(fleet, tmp_path):
-    doc = tmp_path / "d.yaml"
-    doc.write_text(DOC)
-    assert cli(fleet, "documents", "create", "ddd", "--file", str(doc)).returncode == 0
-    subprocess.run(
-        [sys.executable, "-m", "fleetrun", "keys", "create", "ops", "--dir", str(tmp_path)],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    from fleetrun.cli.keys import load_key
-    from fleetrun.core import signing
-    from fleetrun.core.errors import ValidationError
-
-    key = load_key(tmp_path / "ops.key")
-    with pytest.raises(ValidationError, match="does not verify"):
-        fleet.client.sign_document(
-            "ddd",
-            "1",
-            publisher="ops",
-            public_key=signing.public_key_b64(key),
-            signature=signing.sign(key, {"other": "content"}),
-        )
-    assert fleet.client.get_document("ddd").signatures == []

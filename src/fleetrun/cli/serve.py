@@ -226,7 +226,13 @@ def login(ctx: click.Context, server_url: str, token: str, ca_file: str | None) 
     # authenticated (it got 403, not 401).
     verify = profile.ca_file or True
     with (
-        Client(profile.server, profile.token, verify=verify, insecure=profile.insecure) as client,
+        Client(
+            profile.server,
+            profile.token,
+            verify=verify,
+            insecure=profile.insecure,
+            http=options(ctx).http,
+        ) as client,
         contextlib.suppress(AccessDeniedError),
     ):
         client.whoami()

@@ -310,11 +310,10 @@ def _readable(
 
     def keep(session: Session, rows: list[Invocation]) -> list[Invocation]:
         ids = {r.command_id for r in rows}
-        documents = dict(
-            session.execute(select(Command.id, Command.document_name).where(Command.id.in_(ids)))
-            .tuples()
-            .all()
-        )
+        found = session.execute(
+            select(Command.id, Command.document_name).where(Command.id.in_(ids))
+        ).all()
+        documents = dict(found)
         contexts = _node_contexts(session, documents, [(r.command_id, r.node_id) for r in rows])
         return [
             r

@@ -1,29 +1,20 @@
-"""The access-control commands of `fleetrun`, run as an operator would run them."""
+"""The access-control commands of `fleetrun`, run as an operator would run them: the real
+entry point in process, against the real app or offline."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
-from tests.e2e import test_cli
+from tests.inprocess import run_cli
 
 
-def cli(fleet, *args, env=None):
-    """`fleetrun ARGS` against the fleet, or with no server at all (fleet None)."""
-    if fleet is not None:
-        return test_cli.cli(fleet, *args, env=env)
-    base = {k: v for k, v in os.environ.items() if not k.startswith("FLEETRUN_")}
-    base["FLEETRUN_CONFIG"] = os.devnull
-    base["FLEETRUN_SERVER"] = "http://127.0.0.1:9"  # nothing listens: offline must not ask
-    return subprocess.run(
-        [sys.executable, "-m", "fleetrun", *args],
-        capture_output=True,
-        text=True,
-        env={**base, **(env or {})},
-        timeout=120,
-    )
+def cli(app, *args, env=None):
+    """`fleetrun ARGS` in process, against the app, or with no server at all (app None)."""
+    env = dict(env or {})
+    if app is None:
+        return run_cli(*args, env=env)
+    token = env.pop("FLEETRUN_TOKEN", True)
+    return app.cli(*args, token=token, env=env)
 
 
 WEB_ONLY = {
@@ -48,53 +39,53 @@ WEB_ONLY = {
 }
 
 
-def test_principals_tokens_policies_and_roles_from_the_command_line(fleet, tmp_path):
-    assert cli(fleet, "principals", "create", "ci-bot", "--kind", "service").returncode == 0
+def test_principals_tokens_policies_and_roles_from_the_command_line(app, tmp_path):
+    assert cli(app, "principals", "create", "ci-bot", "--kind", "service").returncode == 0
     policy = tmp_path / "web.json"
     policy.write_text(json.dumps(WEB_ONLY, indent=2))
-    created = cli(fleet, "policies", "create", "web-only", "--file", str(policy))
+    created = cli(app, "policies", "create", "web-only", "--file", str(policy))
     assert created.returncode == 0, created.stderr
     assert "Created policy web-only (3 statement(s))" in created.stdout
     role = cli(
-        fleet, "roles", "create", "web-ops", "--policy", "web-only", "--policy", "ReadOnlyAccess"
+        app, "roles", "create", "web-ops", "--policy", "web-only", "--policy", "ReadOnlyAccess"
     )
     assert role.returncode == 0, role.stderr
-    attach = cli(fleet, "principals", "attach", "ci-bot", "--role", "web-ops")
+    attach = cli(app, "principals", "attach", "ci-bot", "--role", "web-ops")
     assert attach.returncode == 0 and "role web-ops" in attach.stdout
-    token = cli(fleet, "tokens", "create", "--principal", "ci-bot", "--expires", "30d", "--json")
+    token = cli(app, "tokens", "create", "--principal", "ci-bot", "--expires", "30d", "--json")
     assert token.returncode == 0, token.stderr
     secret = json.loads(token.stdout)["token"]
     assert secret.startswith("frt_")
-    me = cli(fleet, "whoami", "--json", env={"FLEETRUN_TOKEN": secret})
+    me = cli(app, "whoami", "--json", env={"FLEETRUN_TOKEN": secret})
     assert json.loads(me.stdout)["principal"] == "ci-bot"
-    listed = cli(fleet, "tokens", "list", "--principal", "ci-bot", "--json")
+    listed = cli(app, "tokens", "list", "--principal", "ci-bot", "--json")
     assert secret not in listed.stdout and len(json.loads(listed.stdout)) == 1
-    shown = cli(fleet, "principals", "show", "ci-bot")
+    shown = cli(app, "principals", "show", "ci-bot")
     assert "role web-ops" in shown.stdout and "service" in shown.stdout
-    assert "web-only" in cli(fleet, "policies", "list").stdout
-    assert json.loads(cli(fleet, "policies", "show", "web-only").stdout) == WEB_ONLY
-    assert "ReadOnlyAccess" in cli(fleet, "roles", "show", "Reader").stdout
-    denied = cli(fleet, "principals", "list", env={"FLEETRUN_TOKEN": secret})
+    assert "web-only" in cli(app, "policies", "list").stdout
+    assert json.loads(cli(app, "policies", "show", "web-only").stdout) == WEB_ONLY
+    assert "ReadOnlyAccess" in cli(app, "roles", "show", "Reader").stdout
+    denied = cli(app, "principals", "list", env={"FLEETRUN_TOKEN": secret})
     assert denied.returncode == 0  # List* is allowed
-    refused = cli(fleet, "principals", "delete", "admin", env={"FLEETRUN_TOKEN": secret})
+    refused = cli(app, "principals", "delete", "admin", env={"FLEETRUN_TOKEN": secret})
     assert refused.returncode == 1
     assert refused.stderr.startswith("fleetrun: ci-bot may not perform fleetrun:DeletePrincipal")
-    revoke = cli(fleet, "tokens", "revoke", json.loads(token.stdout)["id"])
+    revoke = cli(app, "tokens", "revoke", json.loads(token.stdout)["id"])
     assert revoke.returncode == 0
-    after = cli(fleet, "whoami", env={"FLEETRUN_TOKEN": secret})
+    after = cli(app, "whoami", env={"FLEETRUN_TOKEN": secret})
     assert after.returncode == 1 and "not valid" in after.stderr
-    assert cli(fleet, "principals", "detach", "ci-bot", "--role", "web-ops").returncode == 0
-    assert cli(fleet, "roles", "delete", "web-ops").returncode == 0
-    assert cli(fleet, "policies", "delete", "web-only").returncode == 0
-    assert cli(fleet, "principals", "delete", "ci-bot").returncode == 0
+    assert cli(app, "principals", "detach", "ci-bot", "--role", "web-ops").returncode == 0
+    assert cli(app, "roles", "delete", "web-ops").returncode == 0
+    assert cli(app, "policies", "delete", "web-only").returncode == 0
+    assert cli(app, "principals", "delete", "ci-bot").returncode == 0
 
 
-def test_a_malformed_policy_file_is_refused_in_one_sentence(fleet, tmp_path):
+def test_a_malformed_policy_file_is_refused_in_one_sentence(app, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(
         '{\n  "Version": "2012-10-17",\n  "Statement": [\n    {"Effect": "Allow",}\n  ]\n}\n'
     )
-    done = cli(fleet, "policies", "create", "bad", "--file", str(bad))
+    done = cli(app, "policies", "create", "bad", "--file", str(bad))
     assert done.returncode == 1
     assert "Policy 'bad' is not valid JSON at line 4" in done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
@@ -102,11 +93,11 @@ def test_a_malformed_policy_file_is_refused_in_one_sentence(fleet, tmp_path):
     statement = {"Effect": "Allow", "Action": "*", "Resource": "*"}
     statement["Condition"] = {"NotIpAddress": {"fleetrun:SourceIp": ["10.0.0.0/8", "10.1.1"]}}
     wrong_ip.write_text(json.dumps({"Version": "2012-10-17", "Statement": [statement]}))
-    done = cli(fleet, "policies", "create", "ip", "--file", str(wrong_ip))
+    done = cli(app, "policies", "create", "ip", "--file", str(wrong_ip))
     assert done.returncode == 1 and "'10.1.1' is not an IP address or CIDR range" in done.stderr
     offline = cli(None, "policy", "validate", str(wrong_ip))
     assert offline.returncode == 1 and "Statement 1" in offline.stderr
-    assert "bad" not in cli(fleet, "policies", "list").stdout
+    assert "bad" not in cli(app, "policies", "list").stdout
 
 
 def test_simulate_offline_with_policy_files_and_contexts(tmp_path):
@@ -160,14 +151,14 @@ def test_simulate_offline_with_policy_files_and_contexts(tmp_path):
     assert neither.returncode == 1 and "--principal NAME, or --policy-file" in neither.stderr
 
 
-def test_simulate_against_a_principal_on_the_server(fleet, tmp_path):
+def test_simulate_against_a_principal_on_the_server(app, tmp_path):
     policy = tmp_path / "web.json"
     policy.write_text(json.dumps(WEB_ONLY))
-    assert cli(fleet, "principals", "create", "sim").returncode == 0
-    assert cli(fleet, "policies", "create", "web-only", "--file", str(policy)).returncode == 0
-    assert cli(fleet, "principals", "attach", "sim", "--policy", "web-only").returncode == 0
+    assert cli(app, "principals", "create", "sim").returncode == 0
+    assert cli(app, "policies", "create", "web-only", "--file", str(policy)).returncode == 0
+    assert cli(app, "principals", "attach", "sim", "--policy", "web-only").returncode == 0
     done = cli(
-        fleet,
+        app,
         "policy",
         "simulate",
         "--principal",
@@ -182,7 +173,7 @@ def test_simulate_against_a_principal_on_the_server(fleet, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["matched_statements"][0]["sid"] == "WebOnly"
-    human = cli(fleet, "policy", "simulate", "--principal", "sim", "--action", "ListNodes")
+    human = cli(app, "policy", "simulate", "--principal", "sim", "--action", "ListNodes")
     assert human.returncode == 0
     assert human.stdout.splitlines()[1].startswith(
         "Statement 1 (Sid Read) of policy 'web-only' allows"

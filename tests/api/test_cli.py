@@ -1,0 +1,184 @@
+"""The `fleetrun` command line, run as an operator would run it: its real entry point in
+process against the real app (argument handling, rendering, errors). What needs an
+agent to run a script is in tests/e2e/test_cli.py."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+
+from tests.inprocess import run_cli
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["send", "--node", "n-00000000000000000", "--script", "x"],
+            "No node n-00000000000000000 exists",
+        ),
+        (["send", "--tag", "envprod", "--script", "x"], "Tag 'envprod' is malformed"),
+        (["send", "--all", "--script", "   "], "The script is empty"),
+        (["send", "--script", "x"], "Say where to run"),
+        (["send", "--target", "tag:env", "--script", "x"], "is malformed"),
+        (["nodes", "show", "n-123"], "No node n-123 exists"),
+        (["commands", "show", "nope"], "No command nope exists"),
+        (["activations", "create", "--expires", "40d"], "out of range"),
+        (["activations", "create", "--expires", "soon"], "Duration 'soon' is malformed"),
+    ],
+)
+def test_bad_input_gets_one_sentence_and_a_non_zero_exit(app, args, message):
+    app.enrol(3, tags={"env": "test"})
+    before = len(app.client.list_commands(limit=1000))
+    done = app.cli(*args)
+    assert done.returncode == 1, done
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fleetrun: ") and message in lines[0]
+    assert len(app.client.list_commands(limit=1000)) == before
+
+
+def test_an_unreachable_server_and_a_wrong_token_are_explained(app):
+    done = run_cli("nodes", "list", "--server", "http://127.0.0.1:9", env={"FLEETRUN_TOKEN": "x"})
+    assert (
+        done.returncode == 1
+        and "Cannot reach the fleetrun server at http://127.0.0.1:9" in done.stderr
+    )
+    done = app.cli("nodes", "list", "--token", "frt_wrong")
+    assert done.returncode == 1 and "API token is not valid" in done.stderr
+    done = app.cli("nodes", "list", token=False)
+    assert done.returncode == 1 and "needs an API token" in done.stderr
+    done = app.cli("nodes", "list", "--server", "ftp://x")
+    assert done.returncode == 1 and "must start with http://" in done.stderr
+    done = app.cli("send", "--bogus")
+    assert done.returncode == 2 and "No such option" in done.stderr
+
+
+def test_login_saves_server_and_token_for_later_commands(app, tmp_path):
+    app.enrol(3)
+    config = tmp_path / "config.toml"
+    env = {"FLEETRUN_CONFIG": str(config)}
+    bad = app.cli("login", "--server", app.url, "--token", "frt_no", token=False, env=env)
+    assert bad.returncode == 1 and not config.exists()
+    good = app.cli("login", "--server", app.url, "--token", app.token, token=False, env=env)
+    assert good.returncode == 0, good.stderr
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    done = app.cli("nodes", "list", "--json", token=False, env=env)  # server and token: saved
+    assert done.returncode == 0 and len(json.loads(done.stdout)) == 3
+
+
+def test_documents_from_the_command_line(app, tmp_path):
+    """Create, list, show, update, set the default, delete. (Sending it with parameters
+    and arguments, and its output, is tests/e2e/test_cli.py.)"""
+    doc = tmp_path / "doc.yaml"
+    doc.write_text(DOC)
+    made = app.cli("documents", "create", "cli-doc", "--file", str(doc), "--json")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["version"] == "1"
+    listed = app.cli("documents", "list")
+    assert "cli-doc" in listed.stdout and "RunShellScript (built-in)" in listed.stdout
+    shown = app.cli("documents", "show", "cli-doc:1")
+    assert "words" in shown.stdout and "StringList" in shown.stdout and "mainSteps" in shown.stdout
+    doc.write_text(doc.read_text().replace("Say something", "Say more"))
+    updated = app.cli("documents", "update", "cli-doc", "--file", str(doc))
+    assert "version 2 (default version 1)" in updated.stdout
+    assert app.cli("documents", "set-default", "cli-doc", "2").returncode == 0
+    assert app.cli("documents", "delete", "cli-doc").returncode == 0
+
+
+DOC = (
+    "description: Say something\n"
+    "parameters: {words: {type: StringList}}\n"
+    "mainSteps: [{name: say, action: runShellScript, "
+    'inputs: {runCommand: \'echo "$words" "$@"\'}}]\n'
+)
+
+
+def test_groups_and_rate_control_from_the_command_line(app):
+    """The group is made from a tag, the rate controls are resolved against its size and
+    shown. (Waiting for a command to finish is tests/e2e/test_cli.py.)"""
+    app.enrol(2, tags={"role": "web"}, prefix="web")
+    app.enrol(1, tags={"role": "db"}, prefix="db")
+    made = app.cli("groups", "create", "cli-webs", "--tag", "role=web")
+    assert made.returncode == 0 and "2 node(s)" in made.stdout
+    assert "cli-webs" in app.cli("groups", "list").stdout
+    sent = app.cli(
+        "send",
+        "--group",
+        "cli-webs",
+        "--script",
+        "true",
+        "--max-concurrency",
+        "1",
+        "--max-errors",
+        "50%",
+        "--json",
+    )
+    assert sent.returncode == 0, sent.stderr
+    command = json.loads(sent.stdout)
+    assert (command["target_count"], command["concurrency_limit"], command["error_threshold"]) == (
+        2,
+        1,
+        1,
+    )
+    shown = app.cli("commands", "show", command["id"])
+    assert "max concurrency 1 (1), max errors 50% (1)" in shown.stdout
+    assert app.cli("groups", "delete", "cli-webs").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["send", "--all", "--script", "x", "--max-concurrency", "12x"],
+            "Max concurrency '12x' is malformed",
+        ),
+        (["send", "--all", "--document", "Nope"], "No document 'Nope'"),
+        (["send", "--all", "--document", "RunShellScript:7"], "only version 1"),
+        (
+            ["send", "--all", "--script", "x", "--document", "RunShellScript"],
+            "either --script or --document",
+        ),
+        (
+            ["send", "--all", "--document", "RunShellScript", "--param", "oops"],
+            "Parameter 'oops' is malformed",
+        ),
+        (
+            ["send", "--all", "--script", "x", "--delivery-timeout", "5"],
+            "Delivery timeout 5s is out of range",
+        ),
+        (["groups", "create", "g"], "Give either --tag"),
+    ],
+)
+def test_bad_input_for_commands_at_scale(app, args, message):
+    app.enrol(3, tags={"env": "test"})
+    before = len(app.client.list_commands(limit=1000))
+    done = app.cli(*args)
+    assert done.returncode == 1, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+    assert len(app.client.list_commands(limit=1000)) == before
+
+
+def test_every_command_but_the_server_itself_takes_json():
+    import click
+
+    from fleetrun.cli.main import cli as root
+
+    ctx = click.Context(root)
+
+    def leaves(command, path):
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):  # the root imports its commands lazily
+                yield from leaves(command.get_command(ctx, name), [*path, name])
+        else:
+            yield " ".join(path), {o for p in command.params for o in getattr(p, "opts", [])}
+
+    found = list(leaves(root, []))
+    assert len(found) > 60, found  # every leaf was reached
+    without = [path for path, opts in found if "--json" not in opts]
+    # `server` is a group now (it runs the server, or `server reset-admin-token`, which
+    # takes --json): no leaf is left without it.
+    assert without == [], without

@@ -1,0 +1,150 @@
+"""Rules over the API and the CLI, in process: bad rules and patterns refused whole in
+one sentence, and the rules commands. (Deliveries to real receivers, retries, dead
+letters, restarts and replicas are in tests/e2e/test_rules.py.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+SECRET = "a-webhook-secret-of-some-length"
+SUCCESS = {
+    "source": ["fleetrun"],
+    "detail-type": ["Command Status-change Notification"],
+    "detail": {"status": ["Success"]},
+}
+
+
+@pytest.mark.parametrize(
+    ("targets", "extra", "phrase"),
+    [
+        ([{"target": "ftp:somewhere"}], {}, "unknown scheme"),
+        ([{"target": "webhook:not a url", "secret": SECRET}], {}, "not a valid webhook"),
+        ([{"target": "webhook:http://h.example/x"}], {}, "needs a signing secret"),
+        ([{"target": "email:nobody"}], {}, "not a valid e-mail address"),
+        ([{"target": "nats:bad subject"}], {}, "not a valid NATS subject"),
+        (
+            [
+                {
+                    "target": "command:RunShellScript",
+                    "input": {
+                        "targets": [{"key": "NodeIds", "values": ["$.detail.ping-status"]}],
+                        "parameters": {"commands": ["true"]},
+                    },
+                }
+            ],
+            {"principal": "admin"},
+            "has no detail field 'ping-status'",
+        ),
+        (
+            [
+                {
+                    "target": "command:NoSuchDocument",
+                    "input": {"targets": [{"key": "NodeIds", "values": ["$.detail.principal"]}]},
+                }
+            ],
+            {"principal": "admin"},
+            "No document",
+        ),
+        (
+            [
+                {
+                    "target": "command:RunShellScript",
+                    "input": {
+                        "targets": [{"key": "tag:owner", "values": ["$.detail.principal"]}],
+                        "parameters": {"commands": ["true"]},
+                    },
+                }
+            ],
+            {},
+            "name the principal",
+        ),
+    ],
+)
+def test_bad_rules_get_one_sentence_a_400_and_store_nothing(app, targets, extra, phrase):
+    headers = {"authorization": f"Bearer {app.token}"}
+    body = {"name": "bad", "pattern": SUCCESS, "targets": targets, **extra}
+    response = app.http.post("/v1/rules", json=body, headers=headers)
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert phrase in message and message.endswith(".") and "\n" not in message
+    assert [r.name for r in app.client.list_rules()] == []
+
+
+def test_a_bad_pattern_is_refused_on_the_command_line(app, tmp_path):
+    pattern = tmp_path / "p.json"
+    pattern.write_text("[1, 2]")
+    done = app.cli(
+        "rules",
+        "create",
+        "x",
+        "--pattern-file",
+        str(pattern),
+        "--target",
+        "redis:events",
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "pattern" in done.stderr.lower()
+    assert app.client.list_rules() == []
+
+
+def test_rules_on_the_command_line(app, tmp_path):
+    pattern = tmp_path / "p.json"
+    pattern.write_text(json.dumps(SUCCESS))
+    made = app.cli(
+        "rules",
+        "create",
+        "cli-rule",
+        "--pattern-file",
+        str(pattern),
+        "--target",
+        "webhook:http://127.0.0.1:9/hook",
+        "--target",
+        "redis:fleet-events",
+        "--json",
+    )
+    assert made.returncode == 0, made.stderr
+    created = json.loads(made.stdout)
+    assert len(created["secret"]) >= 16  # made on this machine, shown once
+    assert [t["target"] for t in created["targets"]] == [
+        "webhook:http://127.0.0.1:9/hook",
+        "redis:fleet-events",
+    ]
+    try:
+        listed = app.cli("rules", "list")
+        assert listed.returncode == 0 and "cli-rule" in listed.stdout
+        assert created["secret"] not in app.cli("rules", "show", "cli-rule").stdout
+        off = app.cli("rules", "disable", "cli-rule", "--json")
+        assert json.loads(off.stdout)["enabled"] is False
+        on = app.cli("rules", "enable", "cli-rule", "--json")
+        assert json.loads(on.stdout)["enabled"] is True
+        shown = app.cli("rules", "deliveries", "cli-rule", "--json")
+        assert shown.returncode == 0 and isinstance(json.loads(shown.stdout), list)
+        missing = app.cli("rules", "show", "no-such-rule")
+        assert missing.returncode != 0 and "No rule 'no-such-rule'" in missing.stderr
+    finally:
+        assert app.cli("rules", "delete", "cli-rule").returncode == 0
+    assert app.client.list_rules() == []
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        {"detail": {"status": "Failed"}},
+        {"detail": {"exit-code": [{"numeric": [">", "x"]}]}},
+        {"source": [{"no-such-operator": 1}]},
+    ],
+)
+def test_an_invalid_pattern_is_refused_naming_the_fault(app, pattern):
+    headers = {"authorization": f"Bearer {app.token}"}
+    body = {"name": "bad-pattern", "pattern": pattern, "targets": [{"target": "redis:x"}]}
+    response = app.http.post("/v1/rules", json=body, headers=headers)
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert message.endswith(".") and "\n" not in message
+    assert app.client.list_rules() == []
+    stream = app.http.get(  # refused before any stream starts: a plain 400
+        "/v1/events/stream", params={"pattern": json.dumps(pattern)}, headers=headers
+    )
+    assert stream.status_code == 400 and stream.json()["error"]["message"] == message
