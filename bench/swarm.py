@@ -683,13 +683,20 @@ def online_count(client: Any) -> int:
     return len(client.list_nodes(ping_status="Online"))
 
 
-def send_all(client: Any, max_concurrency: str | None, timeout_s: float) -> dict[str, Any]:
-    """One `send --all` of `echo hi`, timed from the request to every invocation done."""
+def send_all(
+    client: Client, max_concurrency: str | None, timeout_s: float, pids: list[int]
+) -> dict[str, Any]:
+    """One `send --all` of `echo hi`, timed from the request to every invocation done;
+    with the CPU the server (pids[0]) and the swarm (the rest) spent meanwhile."""
+    cpu = [cpu_seconds(pid) for pid in pids]
     started = time.perf_counter()
     command = client.send_command(script="echo hi", all_nodes=True, max_concurrency=max_concurrency)
     done = client.wait(command.id, timeout_s=timeout_s)
     elapsed = time.perf_counter() - started
+    cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu, strict=True)]
     result = {
+        "server_cpu_s": cpu[0],
+        "swarm_cpu_s": sum(cpu[1:]),
         "seconds": elapsed if done.done else None,
         "status": done.status,
         "targets": done.target_count,
@@ -725,23 +732,51 @@ def tracebacks(log: Path) -> tuple[int, str]:
 
 
 def stop_server(server: ServerProcess, timeout_s: float) -> float | None:
-    """SIGTERM; the seconds until the process exited, or None (then it is killed)."""
+    """SIGTERM; the seconds until the process exited, or None when it did not: then
+    SIGABRT, so that Python's fault handler writes every thread's stack into the
+    server's log (where it hung), and SIGKILL."""
     assert server.proc is not None
     started = time.perf_counter()
     server.proc.send_signal(signal.SIGTERM)
     try:
         server.proc.wait(timeout_s)
     except subprocess.TimeoutExpired:
-        server.proc.kill()
-        server.proc.wait()
+        server.proc.send_signal(signal.SIGABRT)
+        try:
+            server.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait()
         return None
     return time.perf_counter() - started
+
+
+def hung_stack(log: Path) -> str:
+    """The main thread's stack from a fault-handler dump in the log, if there is one."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    at = text.rfind("Fatal Python error: Aborted")
+    if at < 0:
+        return ""
+    lines = text[at:].splitlines()
+    current = next((i for i, ln in enumerate(lines) if ln.startswith("Current thread")), None)
+    if current is None:
+        return "\n".join(lines[:20])
+    stack = []
+    for line in lines[current + 1 :]:
+        if not line.startswith("  "):
+            break
+        stack.append(line.strip())
+    return "\n".join(stack[:12])
 
 
 def measure(args: argparse.Namespace, root: Path, out: dict[str, Any]) -> None:
 
     k, p = args.agents, args.processes
-    env = {**SERVER_ENV, "FLEETRUN_HEARTBEAT_S": str(args.heartbeat)}
+    # PYTHONFAULTHANDLER: a server that does not stop is made to show where it hangs.
+    env = {**SERVER_ENV, "FLEETRUN_HEARTBEAT_S": str(args.heartbeat), "PYTHONFAULTHANDLER": "1"}
     server = ServerProcess(root, env=env)
     workers: list[Worker] = []
     try:
@@ -811,7 +846,8 @@ def measure(args: argparse.Namespace, root: Path, out: dict[str, Any]) -> None:
 
         # Idle: K sessions pinging every heartbeat, nothing else.
         time.sleep(args.settle)
-        cpu = idle_cpu([server.proc.pid, *pids], args.idle_seconds)  # type: ignore[union-attr]
+        cpu_pids = [server.proc.pid, *pids]  # type: ignore[union-attr]
+        cpu = idle_cpu(cpu_pids, args.idle_seconds)
         out["idle_server_cpu_pct"] = cpu[0]
         out["idle_swarm_cpu_pct"] = sum(cpu[1:])
         out["server_rss_mb"] = rss_mb(server.proc.pid)  # type: ignore[union-attr]
@@ -821,11 +857,15 @@ def measure(args: argparse.Namespace, root: Path, out: dict[str, Any]) -> None:
         for key, concurrency in (("send_default", None), ("send_100pct", "100%")):
             runs = []
             for n in range(args.runs):
-                result = send_all(client, concurrency, args.send_timeout)
+                result = send_all(client, concurrency, args.send_timeout, cpu_pids)
                 runs.append(result)
                 seconds = result["seconds"]
                 shown = f"{seconds:.2f} s" if seconds is not None else "did not finish"
-                log(args, f"{key} run {n + 1}: {shown} ({result['completed']}/{k} completed)")
+                log(
+                    args,
+                    f"{key} run {n + 1}: {shown} ({result['completed']}/{k} completed; CPU "
+                    f"server {result['server_cpu_s']:.1f} s, swarm {result['swarm_cpu_s']:.1f} s)",
+                )
             times = [r["seconds"] for r in runs]
             out[key] = {
                 "concurrency": concurrency or "default",
@@ -834,6 +874,8 @@ def measure(args: argparse.Namespace, root: Path, out: dict[str, Any]) -> None:
                 **spread(times),
                 "not_finished": sum(t is None for t in times),
                 "failed_invocations": sum(r["errors"] for r in runs),
+                "server_cpu_s": [r["server_cpu_s"] for r in runs],
+                "swarm_cpu_s": [r["swarm_cpu_s"] for r in runs],
             }
 
         # What the swarm saw.
@@ -850,6 +892,7 @@ def measure(args: argparse.Namespace, root: Path, out: dict[str, Any]) -> None:
         count, excerpt = tracebacks(server.log_path)
         out["server_log_tracebacks"] = count
         out["server_log_traceback_excerpt"] = excerpt
+        out["stop"]["hung_at"] = hung_stack(server.log_path) if stopped is None else ""
         client.close()
     finally:
         for worker in workers:
@@ -925,6 +968,10 @@ def report(out: dict[str, Any]) -> None:
             else f"did not stop within {stop['timeout_s']:g} s"
         )
         rows.append((f"SIGTERM -> exit, {stop['sessions']} sessions", value))
+        if stop.get("hung_at"):
+            hung = stop["hung_at"].splitlines()
+            rows.append(("  main thread at (SIGABRT)", hung[0] if hung else ""))
+            rows += [("", line) for line in hung[1:4]]
         count = out["server_log_tracebacks"]
         rows.append(("traceback in server log", f"yes ({count})" if count else "no"))
     width = max(len(label) for label, _ in rows)
