@@ -37,6 +37,7 @@ import json
 import math
 import os
 import queue
+import re
 import resource
 import shutil
 import signal
@@ -451,7 +452,6 @@ class Swarm:
 
     async def register(self, activations: list[list[str]], concurrency: int) -> dict[str, Any]:
         """Each agent trades the activation for a node id over the real route."""
-
         node_facts = facts.collect()
         gate = asyncio.Semaphore(concurrency)
         errors: list[str] = []
@@ -717,18 +717,43 @@ def spread(values: list[float | None]) -> dict[str, float | None]:
     return {"min": min(good), "median": statistics.median(good), "max": max(good)}
 
 
-def tracebacks(log: Path) -> tuple[int, str]:
-    """How many tracebacks the server's log holds, and the first one's last lines."""
+def tracebacks(log: Path) -> tuple[int, list[str]]:
+    """How many tracebacks the server's log holds, and the kinds: the exception and
+    the innermost frames of the project's own code (else the innermost ones), each
+    with how many tracebacks ended that way, the most frequent first."""
     try:
         lines = log.read_text(errors="replace").splitlines()
     except OSError:
-        return 0, ""
-    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback")]
-    if not starts:
-        return 0, ""
-    first = lines[starts[0] : starts[0] + 40]
-    end = next((i for i, ln in enumerate(first[1:], 1) if not ln.startswith(" ")), len(first))
-    return len(starts), "\n".join(first[max(0, end - 4) : end + 1])
+        return 0, []
+    kinds: dict[str, int] = {}
+    count = 0
+    for start, line in enumerate(lines):
+        if not line.startswith("Traceback (most recent call last)"):
+            continue
+        count += 1
+        frames: list[str] = []
+        exception = "?"
+        for follow in lines[start + 1 :]:
+            if follow.startswith("  File "):
+                frames.append(follow.strip())
+            elif not follow.startswith(" "):
+                exception = follow.strip()
+                break
+        own = [f for f in frames if "/fleetrun/" in f and "site-packages" not in f]
+        where = " -> ".join(short_frame(f) for f in (own or frames or ["?"])[-2:])
+        kind = f"{exception}  [at {where}]"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    ranked = sorted(kinds.items(), key=lambda item: -item[1])
+    return count, [f"{n} x {kind}" for kind, n in ranked[:3]]
+
+
+def short_frame(line: str) -> str:
+    """`File ".../src/fleetrun/x.py", line 9, in f` as `fleetrun/x.py:9 in f`."""
+    frame = re.match(r'File "(.*)", line (\d+), in (.*)', line)
+    if not frame:
+        return line
+    path = frame[1].split("/src/", 1)[-1].split("site-packages/", 1)[-1]
+    return f"{path}:{frame[2]} in {frame[3]}"
 
 
 def stop_server(server: ServerProcess, timeout_s: float) -> float | None:
@@ -889,9 +914,9 @@ def measure(args: argparse.Namespace, root: Path, out: dict[str, Any]) -> None:
         live = totals["live"]
         stopped = stop_server(server, args.stop_timeout)
         out["stop"] = {"sessions": live, "seconds": stopped, "timeout_s": args.stop_timeout}
-        count, excerpt = tracebacks(server.log_path)
+        count, kinds = tracebacks(server.log_path)
         out["server_log_tracebacks"] = count
-        out["server_log_traceback_excerpt"] = excerpt
+        out["server_log_traceback_kinds"] = kinds
         out["stop"]["hung_at"] = hung_stack(server.log_path) if stopped is None else ""
         client.close()
     finally:
@@ -977,10 +1002,8 @@ def report(out: dict[str, Any]) -> None:
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
-    if out.get("server_log_traceback_excerpt"):
-        print("  first traceback ends:")
-        for line in out["server_log_traceback_excerpt"].splitlines():
-            print(f"    {line}")
+    for kind in out.get("server_log_traceback_kinds", []):
+        print(f"    {kind}")
     if out["nofile"]["warning"]:
         print(f"  note: {out['nofile']['warning']}")
 
