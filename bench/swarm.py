@@ -981,7 +981,7 @@ def report(out: dict[str, Any]) -> None:
             (
                 "duplicate invokes",
                 f"{out['duplicate_invokes']}  (of {swarm['invokes']} invokes; "
-                f"{swarm['frames_resent']} frames re-sent, "
+                f"{swarm['cancels']} cancels received, {swarm['frames_resent']} frames re-sent, "
                 f"{swarm['sessions'] - k} reconnects)",
             )
         )
