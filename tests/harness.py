@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -67,7 +68,8 @@ def _pg_admin_url(url: str) -> str:
 class TestDatabase:
     """A database for one server: SQLite in the data dir, or a fresh PostgreSQL one."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, template: TestDatabase | None = None) -> None:
+        """`template`: start as a copy of that (migrated) database instead of empty."""
         base = os.environ.get(PG_ENV)
         self.pg_name: str | None = None
         self.base = base
@@ -75,12 +77,16 @@ class TestDatabase:
             import psycopg
 
             self.pg_name = "fleetrun_t_" + uuid.uuid4().hex[:12]
+            copy = f' TEMPLATE "{template.pg_name}"' if template and template.pg_name else ""
             with psycopg.connect(_pg_admin_url(base), autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{self.pg_name}"')
+                conn.execute(f'CREATE DATABASE "{self.pg_name}"{copy}')
             head, _, _ = base.rpartition("/")
             self.url = f"{head}/{self.pg_name}"
         else:
-            self.url = f"sqlite:///{data_dir / 'fleetrun.db'}"
+            path = data_dir / "fleetrun.db"
+            if template is not None:
+                shutil.copyfile(template.url.removeprefix("sqlite:///"), path)
+            self.url = f"sqlite:///{path}"
 
     @property
     def kind(self) -> str:

@@ -17,11 +17,15 @@ the point.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import base64
 import contextlib
 import io
 import os
 import queue
+import shutil
+import tempfile
 import threading
 import time
 import warnings
@@ -38,6 +42,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fleetrun.core import protocol
 from fleetrun.sdk import Client
 from fleetrun.server.app import create_app
+from fleetrun.server.db import Database
 from fleetrun.server.settings import Settings
 from tests.harness import TestDatabase
 
@@ -157,6 +162,28 @@ class CliResult:
         return self.exit_code
 
 
+_TEMPLATE: TestDatabase | None = None
+
+
+def _migrated() -> TestDatabase:
+    """A database with every migration applied, made once per test process: each app
+    starts from a copy of it (the lifespan still runs `migrate`, which finds it at the
+    head). Server processes (tests/harness.py) still migrate from empty every time."""
+    global _TEMPLATE
+    if _TEMPLATE is None:
+        root = Path(tempfile.mkdtemp(prefix="fleetrun-template-"))
+        template = TestDatabase(root)
+        db = Database(template.url)
+        try:
+            db.migrate()
+        finally:
+            asyncio.run(db.close())
+        atexit.register(template.drop)
+        atexit.register(shutil.rmtree, root, True)
+        _TEMPLATE = template
+    return _TEMPLATE
+
+
 class App:
     """One server, in this process; `client` is the administrator's SDK client."""
 
@@ -165,7 +192,7 @@ class App:
         self.clock = clock or SettableClock()
         self.data_dir = root / "server"
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.db = TestDatabase(self.data_dir)
+        self.db = TestDatabase(self.data_dir, template=_migrated())
         defaults: dict[str, Any] = {
             "heartbeat_s": 1.0,
             "rate_limit_per_s": 0.0,
