@@ -98,8 +98,14 @@ def test_a_changed_put_stops_the_running_tree_before_the_new_run(rc_fleet, tmp_p
     client.put_run_command(node, "tree", script=f"sleep 300 & echo $! > {child}; wait")
     wait_for(lambda: child.exists() and child.read_text().strip(), what="the child to start")
     pid = int(child.read_text())
-    first = client.get_run_command(node, "tree")
-    assert first.instanceView.executionState == "Running"
+    # The script runs on the node before the server has stored its InProgress state.
+    wait_for(
+        lambda: (
+            (rc := client.get_run_command(node, "tree")).instanceView.executionState == "Running"
+            and rc
+        ),
+        what="the run to be Running",
+    )
     client.put_run_command(node, "tree", script=f"{ALIVE} {pid} || echo second")
     done = _wait(client, node, "tree")
     assert done.instanceView.executionState == "Succeeded", done.instanceView

@@ -12,17 +12,24 @@ from tests.harness import AgentProcess, wait_for
 REGISTERED = {"source": ["fleetrun"], "detail-type": ["Node Registration"]}
 
 
-def _bootstrap(commands):
+def _bootstrap(commands, workdir=None):
+    parameters = {"commands": commands}
+    if workdir is not None:
+        parameters["workingDirectory"] = [str(workdir)]
     return {
         "targets": [{"key": "NodeIds", "values": ["$.detail.node-id"]}],
-        "parameters": {"commands": commands},
+        "parameters": parameters,
         "comment": "bootstrap",
     }
 
 
 def test_the_bootstrap_rule_prints_a_hostile_node_name_and_runs_none_of_it(fleet, tmp_path):
     client = fleet.client
-    marker = tmp_path / "pwned"
+    # The command runs in this directory; node names may not contain '/', so the hostile
+    # name touches a file relative to it.
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    marker = workdir / "pwned"
     client.create_principal("bootstrapper", kind="service")
     client.attach("bootstrapper", role="Operator")
     client.create_rule(
@@ -35,13 +42,14 @@ def test_the_bootstrap_rule_prints_a_hostile_node_name_and_runs_none_of_it(fleet
                     [
                         "echo bootstrapping <$.detail.node-name>",
                         "printf '%s\\n' 'again <$.detail.node-name>' \"id <$.detail.node-id>\"",
-                    ]
+                    ],
+                    workdir,
                 ),
             }
         ],
         principal="bootstrapper",
     )
-    name = f"web1; touch {marker}; echo $(touch {marker}) `touch {marker}` ' \""
+    name = "web1; touch pwned; echo $(touch pwned) `touch pwned` ' \""
     activation = client.create_activation(registration_limit=1)
     agent = AgentProcess(fleet.server, tmp_path / "hostile", name)
     fleet.agents.append(agent)
@@ -55,7 +63,7 @@ def test_the_bootstrap_rule_prints_a_hostile_node_name_and_runs_none_of_it(fleet
     assert client.wait(command_id, timeout_s=60).status == "Success"
     invocation = client.get_invocation(command_id, agent.node_id)
     assert invocation.stdout == (f"bootstrapping {name}\nagain {name}\nid {agent.node_id}\n")
-    assert not marker.exists()
+    assert not marker.exists() and list(workdir.iterdir()) == []
 
 
 @pytest.mark.parametrize(
