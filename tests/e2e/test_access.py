@@ -9,6 +9,7 @@ import pytest
 
 from fleetrun.core.errors import AccessDeniedError
 from fleetrun.sdk import Client
+from tests.api.test_access import ANY_DOCUMENT, GROUPS_AND_COMMANDS, WEB_NODES_ONLY
 from tests.harness import wait_for
 
 READ = {"Effect": "Allow", "Action": ["fleetrun:Get*", "fleetrun:List*"], "Resource": "*"}
@@ -131,29 +132,6 @@ def test_an_operators_command_runs(shared_fleet):
     operator = principal(shared_fleet, "o1", roles=["Operator"])
     command = operator.send_command(script="true", tags={"role": "db"})
     assert operator.wait(command.id, timeout_s=30).status == "Success"
-
-
-WEB_NODES_ONLY = {
-    "Effect": "Allow",
-    "Action": ["fleetrun:SendCommand", "fleetrun:CancelCommand", "fleetrun:ListNodes"],
-    "Resource": "frn:fleetrun:node/*",
-    "Condition": {"StringEquals": {"fleetrun:ResourceTag/role": "web"}},
-}
-ANY_DOCUMENT = {
-    "Effect": "Allow",
-    "Action": "fleetrun:SendCommand",
-    "Resource": "frn:fleetrun:document/*",
-}
-GROUPS_AND_COMMANDS = {
-    "Effect": "Allow",
-    "Action": [
-        "fleetrun:GetGroup",
-        "fleetrun:ListGroups",
-        "fleetrun:GetCommand",
-        "fleetrun:ListCommandInvocations",
-    ],
-    "Resource": "*",
-}
 
 
 def test_a_group_command_runs_on_the_members_the_caller_may_touch(shared_fleet):

@@ -8,27 +8,7 @@ import shutil
 import pytest
 
 from fleetrun.core.errors import ConflictError, NotFoundError
-
-TWO_STEPS = """
-description: Greet, then list
-parameters:
-  who: {type: String, description: Whom to greet}
-  mode: {type: String, allowedValues: [short, long], default: short}
-  count: {type: Integer, default: 3}
-mainSteps:
-  - name: greet
-    action: runShellScript
-    inputs:
-      runCommand:
-        - 'echo "hello $who ($mode)"'
-        - 'echo said {{ who }}'
-  - name: count
-    action: runPythonScript
-    inputs:
-      runCommand: |
-        import os
-        print(list(range(int(os.environ["count"]))))
-"""
+from tests.api.test_documents import TWO_STEPS
 
 
 def test_a_document_runs_its_steps_in_order_with_parameters(shared_fleet):
