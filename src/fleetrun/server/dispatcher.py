@@ -97,6 +97,7 @@ class Dispatcher:
         resend_s = self.state.settings.invoke_resend_s
         offline: list[str] = []
         too_large: dict[str, int] = {}
+        started = self.state.clock.monotonic()  # one reading for the pass, not one per row
         for invocation_id, node_id, command_id, status, secrets in rows:
             agent = self.state.gateway.session_for(node_id)
             if agent is None:
@@ -104,7 +105,7 @@ class Dispatcher:
                     offline.append(invocation_id)
                 continue
             sent = agent.sent_invokes.get(invocation_id)
-            if sent is not None and self.state.clock.monotonic() - sent < resend_s:
+            if sent is not None and started - sent < resend_s:
                 continue
             frame = await self._invoke(invocation_id, command_id, secrets)
             if frame is None:

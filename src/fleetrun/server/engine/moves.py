@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from fleetrun.core.lifecycle import Happening, Move, next_status
@@ -80,19 +80,31 @@ def move_waiting(
             values["message"] = moved.message
         if moved.terminal:
             values |= {"secrets": None, "ended_at": now}
-        ids = list(
-            session.execute(
+        # RETURNING hands back what the events need: no second read of the rows.
+        rows = [
+            dict(row)
+            for row in session.execute(
                 update(Invocation)
                 .where(
                     Invocation.id.in_(chunk),
                     Invocation.status == InvocationStatus.PENDING.value,
                 )
                 .values(**values)
-                .returning(Invocation.id)
-            ).scalars()
-        )
-        if not ids:
+                .returning(
+                    Invocation.id,
+                    Invocation.command_id,
+                    Invocation.node_id,
+                    Invocation.node_name,
+                    Invocation.requested_at,
+                    Invocation.status,
+                    Invocation.status_detail,
+                    Invocation.exit_code,
+                )
+            ).mappings()
+        ]
+        if not rows:
             continue
+        ids = [row.pop("id") for row in rows]
         session.execute(
             insert(InvocationTransition),
             [
@@ -105,17 +117,6 @@ def move_waiting(
                 for i in ids
             ],
         )
-        ended = session.execute(
-            select(
-                Invocation.command_id,
-                Invocation.node_id,
-                Invocation.node_name,
-                Invocation.requested_at,
-                Invocation.status,
-                Invocation.status_detail,
-                Invocation.exit_code,
-            ).where(Invocation.id.in_(ids))
-        )
-        events.invocations_changed(session, [dict(row) for row in ended.mappings()])
+        events.invocations_changed(session, rows)
         done += ids
     return done
