@@ -61,6 +61,17 @@ def wait_for(
     )
 
 
+def wait_for_pid(pidfile: Path, *, timeout_s: float = 30.0) -> int:
+    """The pid a script wrote with `echo $$ > pidfile`, once the whole line is there:
+    the shell creates the file before `echo` writes to it."""
+
+    def read() -> int | None:
+        text = pidfile.read_text() if pidfile.exists() else ""
+        return int(text) if text.endswith("\n") else None
+
+    return wait_for(read, timeout_s=timeout_s, what=f"the script to write its pid to {pidfile}")
+
+
 def _pg_admin_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 

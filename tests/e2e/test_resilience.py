@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from fleetrun.core import protocol
-from tests.harness import Fleet, wait_for
+from tests.harness import Fleet, wait_for, wait_for_pid
 
 
 def test_the_agent_reconnects_by_itself_after_the_server_restarts(fleet):
@@ -71,7 +71,7 @@ def test_an_agent_killed_mid_run_never_runs_the_script_again(fleet, tmp_path):
     pidfile = tmp_path / "pid"
     script = f"echo run >> {marker}; echo $$ > {pidfile}; sleep 300"
     command = fleet.client.send_command(script=script, node_ids=[agent.node_id])
-    wait_for(pidfile.exists, what="the script to start")
+    script_pid = wait_for_pid(pidfile)
     agent.kill()  # SIGKILL: no chance to clean up
     agent.start()
     done = fleet.client.wait(command.id, timeout_s=60)
@@ -79,7 +79,6 @@ def test_an_agent_killed_mid_run_never_runs_the_script_again(fleet, tmp_path):
     assert (done.status, inv.status, inv.status_detail) == ("Failed", "Failed", "AgentRestarted")
     assert "restarted" in inv.message
     assert marker.read_text() == "run\n"
-    script_pid = int(pidfile.read_text())
     wait_for(lambda: not _alive(script_pid), timeout_s=10, what="the orphaned script to be stopped")
 
 

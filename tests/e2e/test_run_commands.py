@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from fleetrun.core.errors import ConflictError
-from tests.harness import wait_for
+from tests.harness import wait_for, wait_for_pid
 
 # Exits 0 while the process runs (a zombie does not count).
 ALIVE = "sh -c 'grep -qv \") Z \" /proc/$0/stat 2>/dev/null'"
@@ -121,8 +121,7 @@ def test_delete_while_running_stops_the_script_and_removes_the_resource(rc_fleet
     client, node = rc_fleet.client, _node(rc_fleet)
     pidfile = tmp_path / "pid"
     client.put_run_command(node, "doomed", script=f"echo $$ > {pidfile}; sleep 300")
-    wait_for(pidfile.exists, what="the script to start")
-    pid = int(pidfile.read_text())
+    pid = wait_for_pid(pidfile)
     gone = client.delete_run_command(node, "doomed")
     assert gone.provisioningState == "Deleting"
     wait_for(lambda: not _alive(pid), what="the script to stop")
@@ -335,9 +334,9 @@ def test_an_agent_killed_mid_run_closes_the_run_out_and_never_runs_it_again(flee
     client.put_run_command(
         node, "crash", script=f"echo run >> {marker}; echo $$ > {pidfile}; sleep 300"
     )
-    wait_for(pidfile.exists, what="the script to start")
+    pid = wait_for_pid(pidfile)
     agent.kill()
-    os.kill(int(pidfile.read_text()), signal.SIGKILL)  # as a reboot would
+    os.kill(pid, signal.SIGKILL)  # as a reboot would
     agent.start()
     done = _wait(client, node, "crash")
     view = done.instanceView

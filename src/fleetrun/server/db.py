@@ -13,7 +13,9 @@ announced that was not stored. SQLite has one writer at a time: its writes all r
 on one thread, so a busy database never surfaces as an error; reads run beside it
 (WAL). PostgreSQL runs writers in parallel; when two of them deadlock (or a
 serializable transaction conflicts), it aborts one, and `write` runs that one again
-from the start, so the caller never sees it. A transaction's work must therefore
+from the start, so the caller never sees it. So does a transaction that would write an
+invocation whose status another changed since it read it (the status is the row's
+version, see store/tables.py). A transaction's work must therefore
 depend only on what it reads in its transaction (store functions do).
 """
 
@@ -32,6 +34,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from fleetrun.core.errors import ValidationError
 
@@ -116,10 +119,10 @@ class Database:
             for attempt in range(1, WRITE_ATTEMPTS + 1):
                 try:
                     return once()
-                except DBAPIError as exc:
+                except (DBAPIError, StaleDataError) as exc:
                     if attempt == WRITE_ATTEMPTS or not _retryable(exc):
                         raise
-                    log.info("transaction aborted (%s); running it again", _sqlstate(exc))
+                    log.info("transaction aborted (%s); running it again", _reason(exc))
                     time.sleep(random.uniform(0.005, 0.02) * attempt)
             raise AssertionError("unreachable")
 
@@ -145,8 +148,16 @@ def _sqlstate(exc: DBAPIError) -> str | None:
     return getattr(exc.orig, "sqlstate", None)
 
 
-def _retryable(exc: DBAPIError) -> bool:
-    return _sqlstate(exc) in RETRYABLE_SQLSTATES
+def _reason(exc: DBAPIError | StaleDataError) -> str:
+    if isinstance(exc, StaleDataError):
+        return "a row it read was changed by another transaction"
+    return _sqlstate(exc) or type(exc.orig).__name__
+
+
+def _retryable(exc: DBAPIError | StaleDataError) -> bool:
+    # StaleDataError: a row's version (an invocation's status) changed between this
+    # transaction's read and its write; run again, it reads the newer one.
+    return isinstance(exc, StaleDataError) or _sqlstate(exc) in RETRYABLE_SQLSTATES
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -282,6 +282,12 @@ class Invocation(Base):
     secrets: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     updated_at: Mapped[datetime]
 
+    # The status is the row's version: every ORM update or delete of an invocation says
+    # `WHERE status = <the status it read>`, so a move decided on a stale read (the
+    # dispatcher marking Delayed what a cancel has just ended) fails with StaleDataError
+    # and its transaction runs again, instead of overwriting the newer status.
+    __mapper_args__ = {"version_id_col": status, "version_id_generator": False}
+
 
 class Document(Base):
     """A named document; its content lives in versions."""
