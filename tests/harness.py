@@ -188,7 +188,11 @@ class ServerProcess:
             response = httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify)
             return response.status_code == 200
 
-        wait_for(up, timeout_s=timeout_s, what="the server to answer")
+        try:
+            wait_for(up, timeout_s=timeout_s, what="the server to answer")
+        except BaseException:
+            self.kill()  # a server that never answered is not left running (and loading
+            raise  # the machine) after its test has failed
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> None:

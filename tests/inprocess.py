@@ -100,6 +100,7 @@ class NodeSession:
         self.ws = ws
         self.frames: queue.Queue[Any] = queue.Queue()
         self.received: list[Any] = []  # every frame, in order, once taken
+        self.welcome: protocol.Welcome | None = None
         self._reader = threading.Thread(target=self._read, daemon=True)
 
     def _read(self) -> None:
@@ -126,6 +127,7 @@ class NodeSession:
         self._reader.start()
         welcome = self.next()
         assert isinstance(welcome, protocol.Welcome), welcome
+        self.welcome = welcome
         return welcome
 
     def send(self, frame: Any) -> None:
@@ -194,7 +196,9 @@ class App:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = TestDatabase(self.data_dir, template=_migrated())
         defaults: dict[str, Any] = {
-            "heartbeat_s": 1.0,
+            # The test speaks for the node and sends no pings: a session is closed for
+            # silence only after 3 heartbeats, long enough for a machine under load.
+            "heartbeat_s": 10.0,
             "rate_limit_per_s": 0.0,
             # the tests' receivers listen on loopback (as tests/harness.py allows)
             "allow_destination_cidrs": "127.0.0.0/8",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import secrets
 import time
@@ -37,6 +38,7 @@ HELLO_TIMEOUT_S = 10.0
 MAX_CLOCK_SKEW_S = 300.0
 MAX_BATCH = 2000  # frames stored in one transaction, at most
 MAX_BATCH_BYTES = 8 * 1024 * 1024  # and about this much output
+STOP_CLOSE_S = 5.0  # at shutdown, how long closing the sessions may take
 
 
 class HandshakeError(Exception):
@@ -53,19 +55,35 @@ class Gateway:
         self.sessions: dict[str, AgentSession] = {}
         self._inbox: asyncio.Queue[tuple[AgentSession, protocol.Frame]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        # Sessions that ended (node id -> session id), marked lost together: a thousand
+        # agents dropping at once (a shutdown, a partition) cost one statement, not a
+        # thousand transactions queued behind each other.
+        self._lost: dict[str, str] = {}
+        self._lost_wake = asyncio.Event()
 
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._apply_loop(), name="gateway-apply"),
             asyncio.create_task(self._touch_loop(), name="gateway-pings"),
+            asyncio.create_task(self._lost_loop(), name="gateway-lost"),
         ]
 
     async def stop(self) -> None:
-        for session in list(self.sessions.values()):
-            await session.close(protocol.CLOSE_SHUTDOWN, "server shutting down")
+        """Close every session at once (bounded: a peer that does not answer is not
+        waited for), stop the loops, and mark every node this server held lost in one
+        transaction."""
+        sessions = list(self.sessions.values())
+        for session in sessions:
+            self._lost[session.node_id] = session.session_id
+        if sessions:
+            closing = [s.close(protocol.CLOSE_SHUTDOWN, "server shutting down") for s in sessions]
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_CLOSE_S):
+                    await asyncio.gather(*closing, return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._flush_lost()
 
     def session_for(self, node_id: str) -> AgentSession | None:
         session = self.sessions.get(node_id)
@@ -307,17 +325,35 @@ class Gateway:
         await session.close(1000, "bye")
         if self.sessions.get(session.node_id) is session:
             del self.sessions[session.node_id]
+        self._lost[session.node_id] = session.session_id
+        self._lost_wake.set()
+
+    async def _lost_loop(self) -> None:
+        """Mark the nodes whose sessions ended lost; those that end while one batch is
+        being written go in the next."""
+        while True:
+            await self._lost_wake.wait()
+            self._lost_wake.clear()
+            if not await self._flush_lost():
+                await asyncio.sleep(1.0)
+                self._lost_wake.set()
+
+    async def _flush_lost(self) -> bool:
+        if not self._lost:
+            return True
+        ended, self._lost = self._lost, {}
         try:
             lost = await self.state.db.write(
-                lambda tx: node_store.set_connection_lost(
-                    tx.session, session.node_id, session.session_id
-                )
+                lambda tx: node_store.set_connections_lost(tx.session, ended)
             )
         except Exception:
-            log.exception("could not mark node %s lost", session.node_id)
-            return
-        if lost:
-            log.info("node %s disconnected", session.node_id)
+            log.exception("could not mark %d node(s) lost; trying again", len(ended))
+            for node_id, session_id in ended.items():
+                self._lost.setdefault(node_id, session_id)  # unless it ended again since
+            return False
+        for node_id in lost:
+            log.info("node %s disconnected", node_id)
+        return True
 
     async def _touch_loop(self) -> None:
         """Record when each live session last spoke, in one statement per interval."""

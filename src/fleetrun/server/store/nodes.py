@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from fleetrun.core import access, sealing
@@ -208,18 +208,24 @@ def set_local_config(session: Session, node_id: str, config: dict[str, Any]) -> 
     session.execute(update(Node).where(Node.id == node_id).values(local_config=config))
 
 
-def set_connection_lost(session: Session, node_id: str, session_id: str) -> bool:
-    """Mark the node lost, unless a newer session of it took over meanwhile."""
-    result = session.execute(
-        update(Node)
-        .where(Node.id == node_id, Node.session_id == session_id)
-        .values(ping_status=PingStatus.CONNECTION_LOST, session_id=None)
-        .returning(Node.name)
-    )
-    names = list(result.scalars())
-    for name in names:
-        _ping_event(session, node_id, name, PingStatus.CONNECTION_LOST)
-    return bool(names)
+def set_connections_lost(session: Session, sessions: Mapping[str, str]) -> list[str]:
+    """Mark nodes lost whose session (node id -> session id) ended, in one statement
+    per chunk; a node whose newer session took over meanwhile is left alone. The ids
+    marked."""
+    marked: list[str] = []
+    pairs = list(sessions.items())
+    for start in range(0, len(pairs), 500):
+        chunk = pairs[start : start + 500]
+        result = session.execute(
+            update(Node)
+            .where(tuple_(Node.id, Node.session_id).in_(chunk))
+            .values(ping_status=PingStatus.CONNECTION_LOST, session_id=None)
+            .returning(Node.id, Node.name)
+        )
+        for node_id, name in result.all():
+            _ping_event(session, node_id, name, PingStatus.CONNECTION_LOST)
+            marked.append(node_id)
+    return marked
 
 
 def mark_pinged(session: Session, node_ids: Sequence[str], at: datetime) -> None:

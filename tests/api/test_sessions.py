@@ -1,0 +1,76 @@
+"""Agent sessions ending: the nodes are marked ConnectionLost, with their events,
+whether they drop one by one, together, or because the server shuts down."""
+
+from __future__ import annotations
+
+import contextlib
+
+from starlette.websockets import WebSocketDisconnect
+
+from fleetrun.core import protocol
+from fleetrun.server.store import nodes as node_store
+from tests.harness import wait_for
+
+
+def _statuses(app, nodes):
+    return {n.node_id: app.client.get_node(n.node_id).ping_status for n in nodes}
+
+
+def _lost_events(app):
+    return [
+        e.detail["node-id"]
+        for e in app.client.list_events(detail_type="Node Status-change Notification", limit=1000)
+        if e.detail.get("ping-status") == "ConnectionLost"
+    ]
+
+
+def test_sessions_that_end_together_are_each_marked_lost_once(app):
+    nodes = app.enrol(5)
+    with contextlib.ExitStack() as stack:
+        for node in nodes:
+            stack.enter_context(app.connect(node))
+        assert set(_statuses(app, nodes).values()) == {"Online"}
+    wait_for(
+        lambda: set(_statuses(app, nodes).values()) == {"ConnectionLost"},
+        what="every node to be marked lost",
+    )
+    assert sorted(_lost_events(app)) == sorted(n.node_id for n in nodes)
+
+
+def test_a_node_whose_newer_session_took_over_is_not_marked_lost_by_the_old_one(app):
+    """The mark names the session that ended: a node that reconnected meanwhile (its
+    row holds the newer session) stays Online."""
+    [node] = app.enrol(1)
+    db = app.http.app.state.fleet.db
+    with app.connect(node) as session:
+        assert session.welcome is not None
+        current = session.welcome.session_id
+
+        def mark(tx):
+            return node_store.set_connections_lost(tx.session, {node.node_id: "0123456789abcdef"})
+
+        assert app.http.portal.call(db.write, mark) == []
+        assert _statuses(app, [node]) == {node.node_id: "Online"}
+
+        def mark_current(tx):
+            return node_store.set_connections_lost(tx.session, {node.node_id: current})
+
+        assert app.http.portal.call(db.write, mark_current) == [node.node_id]
+        assert _statuses(app, [node]) == {node.node_id: "ConnectionLost"}
+    assert _lost_events(app) == [node.node_id]
+
+
+def test_a_shutdown_marks_every_node_it_held_lost(app):
+    """What the server's shutdown does with the sessions it holds (its lifespan calls
+    the gateway's stop): closes them and marks their nodes lost, in one transaction."""
+    nodes = app.enrol(3)
+    gateway = app.http.app.state.fleet.gateway
+    with contextlib.ExitStack() as stack:
+        sessions = [stack.enter_context(app.connect(node)) for node in nodes]
+        assert set(_statuses(app, nodes).values()) == {"Online"}
+        app.http.portal.call(gateway.stop)
+        for session in sessions:  # each was told why
+            closed = session.frames.get(timeout=10)
+            assert isinstance(closed, WebSocketDisconnect), closed
+            assert closed.code == protocol.CLOSE_SHUTDOWN
+    assert set(_statuses(app, nodes).values()) == {"ConnectionLost"}
