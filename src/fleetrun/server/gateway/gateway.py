@@ -245,6 +245,7 @@ class Gateway:
                 log.exception("storing %d frames failed; storing each session's alone", len(batch))
                 results = await self._apply_one_by_one(groups)
             for session, applied in results.items():
+                self.state.metrics.frames_stored(groups[session], applied.output_bytes)
                 for invocation_id, seq in applied.received.items():
                     await session.send(protocol.Received(invocation_id=invocation_id, seq=seq))
                 for invocation_id in applied.stop:
