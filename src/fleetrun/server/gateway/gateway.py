@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from fleetrun.core import protocol
+from fleetrun.core import logs, protocol
 from fleetrun.server.db import Tx
 from fleetrun.server.engine import invocations as engine_invocations
 from fleetrun.server.gateway.session import AgentSession
@@ -92,6 +92,7 @@ class Gateway:
             log.exception("agent handshake failed on the server side")
             await _close_quietly(ws, 1011, "server error")
             return
+        logs.bind(node_id=session.node_id)  # this connection's lines name its node
         self.state.audit.agent(
             "agent:Connect",
             session.node_id,
