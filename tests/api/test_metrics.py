@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fleetrun.core import protocol
 from fleetrun.core.statuses import InvocationStatus, StatusDetail, StepStatus
+from tests.harness import wait_for
 from tests.inprocess import App
 
 FAMILIES = {
@@ -212,3 +213,40 @@ def test_two_apps_in_one_process_keep_their_own_counts(app, tmp_path):
         assert value(scrape(other), name, **labels) == 0
     finally:
         other.close()
+
+
+@pytest.fixture
+def slow_outbox(tmp_path):
+    """An outbox that looks for due deliveries only when woken (or hourly)."""
+    a = App(tmp_path, outbox_interval_s=3600.0).start()
+    try:
+        yield a
+    finally:
+        a.close()
+
+
+def test_a_failing_webhook_counts_as_a_delivery_failure_and_its_retry_as_lag(slow_outbox):
+    """Nothing listens on port 9: the attempt fails and is to be retried in a second or
+    two. Once that time has passed and nobody sent it, the outbox is that far behind."""
+    app = slow_outbox
+    app.client.create_rule(
+        "denials",
+        pattern={"detail-type": ["API Call Denied"]},
+        targets=[{"target": "webhook:http://127.0.0.1:9/hook", "secret": "s" * 32}],
+    )
+    app.client.create_principal("nosy")
+    token = app.client.create_token("nosy").token
+    assert (
+        app.http.get("/v1/rules", headers={"authorization": f"Bearer {token}"}).status_code == 403
+    )
+
+    def failed() -> float:
+        return value(scrape(app), "fleetrun_delivery_failures_total", kind="webhook")
+
+    wait_for(failed, what="a failed webhook delivery counted")
+    samples = scrape(app)
+    assert value(samples, "fleetrun_deliveries_total", kind="webhook", outcome="retry") >= 1
+    assert value(samples, "fleetrun_deliveries_total", kind="webhook", outcome="delivered") == 0
+    assert value(samples, "fleetrun_outbox_lag_seconds") == 0  # the retry is not due yet
+    app.clock.advance(100)  # without waking the outbox
+    assert 90 <= value(scrape(app), "fleetrun_outbox_lag_seconds") <= 110
