@@ -299,7 +299,7 @@ def _request_id(given: bytes) -> str:
     """The caller's X-Request-Id when it is a sane token (it goes into logs and the
     audit log), else a new one."""
     text = given.decode("latin-1")
-    if 0 < len(text) <= 128 and all(c.isalnum() or c in "-_.:" for c in text):
+    if 0 < len(text) <= 128 and all(c.isascii() and (c.isalnum() or c in "-_.:") for c in text):
         return text
     return uuid.uuid4().hex
 
