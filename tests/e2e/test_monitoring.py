@@ -26,6 +26,7 @@ def json_fleet(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[harne
         tmp_path,
         env={"FLEETRUN_LOG_FORMAT": "json", "FLEETRUN_METRICS_TOKEN": METRICS_TOKEN},
         extra_args=["--log-level", "debug"],
+        tls=True,  # the private CA's fingerprint line is JSON too
     ).start()
     try:
         yield f
@@ -94,6 +95,7 @@ def test_json_logs_carry_context_and_no_secret_and_the_agent_serves_metrics(json
         f"{fleet.server.url}/metrics",
         headers={"authorization": f"Bearer {METRICS_TOKEN}", "x-request-id": "scrape-1"},
         timeout=10,
+        verify=fleet.server.verify,
     )
     assert scraped.status_code == 200
     assert scraped.headers["x-request-id"] == "scrape-1"
@@ -109,6 +111,7 @@ def test_json_logs_carry_context_and_no_secret_and_the_agent_serves_metrics(json
         f"{fleet.server.url}/v1/commands/{command.id}",
         headers={"authorization": f"Bearer {token}", "x-request-id": "trace-42"},
         timeout=10,
+        verify=fleet.server.verify,
     )
     assert denied.status_code == 403
     assert denied.headers["x-request-id"] == "trace-42"
@@ -122,6 +125,7 @@ def test_json_logs_carry_context_and_no_secret_and_the_agent_serves_metrics(json
     assert refusal[0]["principal"] == "nobody"
     assert refusal[0]["command_id"] == command.id
     assert any(e.get("node_id") == agent.node_id for e in server_log)
+    assert any("fingerprint sha256:" in e["message"] for e in server_log)
 
     agent_log = json_lines(agent.log_path)
     finished = [e for e in agent_log if "finished" in e["message"]]

@@ -100,7 +100,8 @@ def serve(settings: Settings) -> None:
     if files is not None and files.ca is not None:
         digest = fingerprint(files.ca.read_bytes())
         line = f"TLS: private CA {files.ca}, fingerprint sha256:{digest}"
-        print(line, flush=True)
+        if settings.log_format == "text":  # JSON logs stay JSON: the log line says it
+            print(line, flush=True)
         logging.getLogger(__name__).info("%s", line)
     app = create_app(settings)
     config = uvicorn.Config(
