@@ -170,6 +170,7 @@ class _Census:
 
 
 def _census(session: Session, now: datetime) -> _Census:
+    # imported here: the stores import the database module, which imports this one
     from fleetrun.server.store.deliveries import PENDING
     from fleetrun.server.store.tables import Command, Delivery, Event, Invocation
 
