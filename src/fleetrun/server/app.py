@@ -289,10 +289,11 @@ class RequestIdMiddleware:
                 ]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            logs.reset(context)
+        await self.app(scope, receive, send_with_id)
+        # Not on an exception: the handler that logs a 500 runs outside this middleware
+        # (Starlette's ServerErrorMiddleware) and its line must still name the request.
+        # Each request is a task of its own, so the context ends with it anyway.
+        logs.reset(context)
 
 
 def _request_id(given: bytes) -> str:
