@@ -31,3 +31,4 @@ def test_agent_imports_no_server_dependency():
     loaded = set(json.loads(done.stdout))
     assert "fleetrun" in loaded
     assert not loaded & set(SERVER_ONLY), sorted(loaded & set(SERVER_ONLY))
+    assert "prometheus_client" not in loaded  # only when --metrics-address asks for it

@@ -40,3 +40,7 @@ def test_a_move_decided_on_a_stale_read_runs_again_and_keeps_the_cancel(app):
     assert seen[0] in ("Pending", "Delayed")
     assert seen[1:] == ["Cancelled"]
     assert app.client.get_invocation(command.id, node.node_id).status == "Cancelled"
+    retries = db.metrics.registry.get_sample_value(
+        "fleetrun_db_retries_total", {"reason": "stale_row"}
+    )
+    assert retries >= 1  # GET /metrics counts the run again (the dispatcher's may add one)

@@ -50,5 +50,9 @@ async def test_two_writers_that_deadlock_both_commit(db):
     done = await asyncio.gather(db.write(crosswise("a", 1, 2)), db.write(crosswise("b", 2, 1)))
     assert sorted(done) == ["a", "b"]
     assert sorted(attempts.values()) == [1, 2]  # PostgreSQL aborted one; it ran again
+    retried = db.metrics.registry.get_sample_value(
+        "fleetrun_db_retries_total", {"reason": "deadlock"}
+    )
+    assert retried == 1  # and GET /metrics says so
     rows = await db.read(lambda s: s.execute(text("SELECT v FROM pair ORDER BY id")).all())
     assert [r[0] for r in rows] == [2, 2]  # each transaction counted once

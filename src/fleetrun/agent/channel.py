@@ -178,6 +178,7 @@ class Channel:
         welcome = await self._handshake(ws)
         self.backoff.reset()
         self.connected.set()
+        self.agent.stats.sessions += 1
         log.info("connected to %s as %s", self.identity.server, self.identity.node_id)
         last_frame = time.monotonic()
         send_lock = asyncio.Lock()
@@ -185,6 +186,7 @@ class Channel:
         async def send(text: str) -> None:
             async with send_lock:
                 await ws.send(text)
+            self.agent.stats.sent(text)
 
         async def receive() -> None:
             nonlocal last_frame

@@ -17,13 +17,14 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
 from fleetrun import __version__
 from fleetrun.agent import config as local_config
-from fleetrun.agent import procs, rotate, service
+from fleetrun.agent import metrics, procs, rotate, service
 from fleetrun.agent.audit import AuditLog
 from fleetrun.agent.cgroups import CgroupUnavailableError, locate
 from fleetrun.agent.channel import Channel, TerminalError, rotate_once
@@ -34,6 +35,7 @@ from fleetrun.agent.register import RegistrationError, register
 from fleetrun.agent.service import ServiceError
 from fleetrun.agent.state import AgentStateError, StateDir, default_state_dir
 from fleetrun.agent.tls import TransportError
+from fleetrun.core import logs
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.localpolicy import KEYS, LocalConfig
 from fleetrun.core.tags import parse_tags
@@ -105,6 +107,18 @@ def parser() -> argparse.ArgumentParser:
         "invocation where the agent can manage one (auto), or process groups",
     )
     run.add_argument("--log-level", default="info")
+    run.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default=os.environ.get("FLEETRUN_LOG_FORMAT") or "text",
+        help="log lines as text, or one JSON object each (default: $FLEETRUN_LOG_FORMAT or text)",
+    )
+    run.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        default=os.environ.get(metrics.ADDRESS_ENV) or None,
+        help="serve Prometheus metrics here, e.g. 127.0.0.1:9471 (default: off)",
+    )
 
     status = sub.add_parser("status", help="show this node's identity")
     _common(status)
@@ -368,11 +382,13 @@ def _install(state: StateDir, args: argparse.Namespace) -> int:
 
 
 def _run(state: StateDir, args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    if args.log_format not in logs.FORMATS:  # from the environment
+        raise ValidationError(f"FLEETRUN_LOG_FORMAT must be text or json, not {args.log_format!r}.")
+    if args.metrics_address:
+        metrics.parse_address(args.metrics_address)  # refused before anything starts
+    logs.configure(args.log_level, args.log_format)
     lock = StateLock(state.root / "agent.lock")
-    state.load_identity()
+    logs.scope(node_id=state.load_identity().node_id)  # every line of this agent names its node
     lock.acquire()
     try:
         return asyncio.run(run_agent(state, args))
@@ -395,6 +411,15 @@ async def run_agent(state: StateDir, args: argparse.Namespace) -> int:
     agent = Agent(state, identity.node_id, options, containment)
     await agent.recover()
     channel = Channel(agent, identity, state.load_key(), reconnect_max_s=args.reconnect_max)
+    exporter = None
+    if args.metrics_address:
+        exporter = metrics.serve(
+            args.metrics_address,
+            agent.stats,
+            connected=channel.connected.is_set,
+            running=lambda: len(agent.executions),
+        )
+        log.info("metrics on http://%s/metrics", args.metrics_address)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -407,6 +432,8 @@ async def run_agent(state: StateDir, args: argparse.Namespace) -> int:
     stopper.cancel()
     await asyncio.gather(runner, stopper, return_exceptions=True)
     await agent.shutdown()
+    if exporter is not None:
+        exporter.shutdown()
     if runner in done and runner.exception() is not None:
         raise runner.exception()  # type: ignore[misc]
     log.info("fleetrun-agent stopped")

@@ -19,9 +19,10 @@ from fleetrun.agent.audit import AuditLog
 from fleetrun.agent.config import Watcher
 from fleetrun.agent.executor import Execution
 from fleetrun.agent.journal import Journal, Outbox, spool_path
+from fleetrun.agent.metrics import AgentStats
 from fleetrun.agent.procs import Containment, ProcessGroups
 from fleetrun.agent.state import StateDir
-from fleetrun.core import documents, envnames, localpolicy, protocol, signing
+from fleetrun.core import documents, envnames, localpolicy, logs, protocol, signing
 from fleetrun.core.errors import FleetrunError
 from fleetrun.core.statuses import InvocationStatus, StatusDetail
 
@@ -67,6 +68,7 @@ class Agent:
         self.executions: dict[str, Execution] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self._ready = asyncio.Event()
+        self.stats = AgentStats()  # read by the metrics endpoint, when there is one
 
     # -- start-up ---------------------------------------------------------------
 
@@ -129,7 +131,13 @@ class Agent:
         try:
             invoke = self._checked(invoke)
         except Refused as refused:
-            log.warning("invocation %s refused: %s", invoke.invocation_id, refused.reason)
+            log.warning(
+                "invocation %s refused: %s",
+                invoke.invocation_id,
+                refused.reason,
+                extra={"command_id": invoke.command_id, "invocation_id": invoke.invocation_id},
+            )
+            self.stats.finished("Refused")
             self.audit.record(invoke, outcome="Refused", refused_by=refused.reason)
             ack = protocol.Ack(
                 invocation_id=invoke.invocation_id,
@@ -220,9 +228,13 @@ class Agent:
 
     async def _execute(self, execution: Execution) -> None:
         invocation_id = execution.invoke.invocation_id
+        # this task's log lines name the invocation (a task has its own context)
+        logs.scope(command_id=execution.invoke.command_id, invocation_id=invocation_id)
         try:
             outcome, exit_code = await execution.run()
             self.audit.record(execution.invoke, outcome=outcome, exit_code=exit_code)
+            self.stats.finished(outcome)
+            log.info("invocation %s finished: %s (exit code %s)", invocation_id, outcome, exit_code)
         except Exception:
             log.exception("invocation %s failed inside the agent", invocation_id)
             execution.outbox.state(
@@ -232,6 +244,7 @@ class Agent:
                 ended_at=time.time(),
                 message="The agent failed while running this invocation.",
             )
+            self.stats.finished("Failed")
             execution.entry.state = "finished"
             self.journal.save(execution.entry)
             self._ready.set()

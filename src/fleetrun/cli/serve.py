@@ -29,6 +29,25 @@ from fleetrun.sdk import Client
 )
 @click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option(
+    "--log-format",
+    default=None,
+    type=click.Choice(["text", "json"]),
+    help="Log lines as text (default) or one JSON object each (or FLEETRUN_LOG_FORMAT).",
+)
+@click.option(
+    "--metrics-token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A token that may read /metrics, read from this file (or FLEETRUN_METRICS_TOKEN).",
+)
+@click.option(
+    "--metrics-allow-cidr",
+    "metrics_allow_cidrs",
+    multiple=True,
+    metavar="CIDR",
+    help="Let this network read /metrics without a token (repeatable).",
+)
+@click.option(
     "--tls-cert",
     type=click.Path(path_type=Path),
     default=None,
@@ -98,6 +117,9 @@ def server(
     data_dir: Path | None,
     database_url: str | None,
     log_level: str | None,
+    log_format: str | None,
+    metrics_token_file: Path | None,
+    metrics_allow_cidrs: tuple[str, ...],
     tls_cert: Path | None,
     tls_key: Path | None,
     tls_self_signed: bool | None,
@@ -129,6 +151,9 @@ def server(
             "data_dir": data_dir,
             "database_url": database_url,
             "log_level": log_level,
+            "log_format": log_format,
+            "metrics_token": _read_secret(metrics_token_file),
+            "metrics_allow_cidrs": ",".join(metrics_allow_cidrs) or None,
             "tls_cert": tls_cert,
             "tls_key": tls_key,
             "tls_self_signed": tls_self_signed,

@@ -13,21 +13,23 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from fleetrun import __version__
-from fleetrun.core import protocol
+from fleetrun.core import access, logs, protocol
 from fleetrun.core.clock import Clock, SystemClock
 from fleetrun.core.errors import (
+    AccessDeniedError,
     AuthenticationError,
     FleetrunError,
     LimitExceededError,
@@ -51,11 +53,18 @@ from fleetrun.server.api import (
     runcommands,
     tokens,
 )
-from fleetrun.server.api.deps import authenticate
+from fleetrun.server.api.deps import authenticate, bearer
 from fleetrun.server.api.runcommands import admit
 from fleetrun.server.audit import AuditMiddleware
 from fleetrun.server.db import Database, Tx
 from fleetrun.server.limits import BodyLimitMiddleware
+from fleetrun.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from fleetrun.server.metrics import (
+    Metrics,
+    MetricsMiddleware,
+    scrape_allowed_by_address,
+    scrape_token_matches,
+)
 from fleetrun.server.output import LocalOutputStore
 from fleetrun.server.settings import Settings
 from fleetrun.server.state import ServerState
@@ -111,11 +120,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     """The server, composed. `clock` (default: the system's) is what delivery deadlines,
     expiry and delivery backoff are measured by."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    metrics = Metrics()
     state = ServerState(
         settings=settings,
-        db=Database(settings.effective_database_url),
+        db=Database(settings.effective_database_url, metrics=metrics),
         output=LocalOutputStore(settings.output_dir),
         clock=clock or SystemClock(),
+        metrics=metrics,
     )
     app = FastAPI(
         title="fleetrun",
@@ -123,6 +134,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         description="Run Command for hybrid fleets. "
         "Every route needs `Authorization: Bearer TOKEN`.",
         lifespan=_lifespan,
+        dependencies=[Depends(_log_path_ids)],
         openapi_url="/openapi.json",
         docs_url=None,  # served below with local assets
         redoc_url=None,
@@ -132,19 +144,46 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
     app.add_api_route("/healthz", _healthz, include_in_schema=False)
+    app.add_api_route("/metrics", _metrics, include_in_schema=False)
     app.add_api_route("/docs", _docs, include_in_schema=False)
     app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
     _install_error_handlers(app)
     # Innermost of the three: a refused body is still audited and carries a request id.
     app.add_middleware(BodyLimitMiddleware, max_bytes=protocol.MAX_REQUEST_BYTES)
     app.add_middleware(AuditMiddleware, audit=state.audit)
-    app.add_middleware(RequestIdMiddleware)  # outermost: the audit entry carries its id
+    app.add_middleware(RequestIdMiddleware)  # the audit entry carries its id
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts every answer
     return app
 
 
 async def _healthz() -> dict[str, str]:
     """Liveness for process supervisors: says nothing but that the server answers."""
     return {"status": "ok"}
+
+
+async def _metrics(request: Request) -> Response:
+    """Prometheus metrics, for an allowed scraper (docs/monitoring.md)."""
+    state: ServerState = request.app.state.fleet
+    settings = state.settings
+    source = request.client.host if request.client else None
+    if not (
+        scrape_allowed_by_address(settings.metrics_allow_cidrs, source)
+        or scrape_token_matches(settings.metrics_token, bearer(request))
+    ):
+        caller = await authenticate(request)
+        if not access.allows_everything(caller.policies):
+            raise AccessDeniedError(
+                f"{caller.principal} may not read /metrics: use an administrator's token, "
+                "the server's metrics token (FLEETRUN_METRICS_TOKEN), or scrape from an "
+                "address in FLEETRUN_METRICS_ALLOW_CIDRS."
+            )
+    return Response(await state.metrics.scrape(state), media_type=METRICS_CONTENT_TYPE)
+
+
+async def _log_path_ids(connection: HTTPConnection) -> None:
+    """Every route: the command and node its path names go into its log lines."""
+    params = connection.path_params
+    logs.bind(command_id=params.get("command_id"), node_id=params.get("node_id"))
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -238,8 +277,9 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
+        request_id = _request_id(headers.get(b"x-request-id", b""))
         scope.setdefault("state", {})["request_id"] = request_id
+        context = logs.scope(request_id=request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -250,6 +290,19 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+        # Not on an exception: the handler that logs a 500 runs outside this middleware
+        # (Starlette's ServerErrorMiddleware) and its line must still name the request.
+        # Each request is a task of its own, so the context ends with it anyway.
+        logs.reset(context)
+
+
+def _request_id(given: bytes) -> str:
+    """The caller's X-Request-Id when it is a sane token (it goes into logs and the
+    audit log), else a new one."""
+    text = given.decode("latin-1")
+    if 0 < len(text) <= 128 and all(c.isascii() and (c.isalnum() or c in "-_.:") for c in text):
+        return text
+    return uuid.uuid4().hex
 
 
 def error_response(error: FleetrunError) -> JSONResponse:

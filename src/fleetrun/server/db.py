@@ -22,6 +22,7 @@ depend only on what it reads in its transaction (store functions do).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import time
@@ -37,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from fleetrun.core.errors import ValidationError
+from fleetrun.server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +81,9 @@ class Tx:
 
 
 class Database:
-    def __init__(self, url: str, *, readers: int = 4) -> None:
+    def __init__(self, url: str, *, readers: int = 4, metrics: Metrics | None = None) -> None:
         self.url = sync_url(url)
+        self.metrics = metrics or Metrics()
         self.is_sqlite = self.url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
@@ -104,10 +107,15 @@ class Database:
 
     async def read(self, work: Callable[[Session], T]) -> T:
         def run() -> T:
+            started = time.perf_counter()
             with self._sessions() as session:
-                return work(session)
+                result = work(session)
+            self.metrics.transaction("read", started)
+            return result
 
-        return await asyncio.get_running_loop().run_in_executor(self._reader, run)
+        # The caller's context goes along: a log line from the thread names its request.
+        run_here = contextvars.copy_context().run
+        return await asyncio.get_running_loop().run_in_executor(self._reader, run_here, run)
 
     async def write(self, work: Callable[[Tx], T]) -> T:
         def once() -> tuple[T, Tx]:
@@ -116,17 +124,22 @@ class Database:
                 return work(tx), tx
 
         def run() -> tuple[T, Tx]:
+            started = time.perf_counter()
             for attempt in range(1, WRITE_ATTEMPTS + 1):
                 try:
-                    return once()
+                    done = once()
+                    self.metrics.transaction("write", started)
+                    return done
                 except (DBAPIError, StaleDataError) as exc:
                     if attempt == WRITE_ATTEMPTS or not _retryable(exc):
                         raise
                     log.info("transaction aborted (%s); running it again", _reason(exc))
+                    self.metrics.retried(_reason_label(exc))
                     time.sleep(random.uniform(0.005, 0.02) * attempt)
             raise AssertionError("unreachable")
 
-        result, tx = await asyncio.get_running_loop().run_in_executor(self._writer, run)
+        run_here = contextvars.copy_context().run
+        result, tx = await asyncio.get_running_loop().run_in_executor(self._writer, run_here, run)
         for callback in tx.after:
             callback()
         return result
@@ -152,6 +165,13 @@ def _reason(exc: DBAPIError | StaleDataError) -> str:
     if isinstance(exc, StaleDataError):
         return "a row it read was changed by another transaction"
     return _sqlstate(exc) or type(exc.orig).__name__
+
+
+def _reason_label(exc: DBAPIError | StaleDataError) -> str:
+    """A bounded label for a retry: stale_row, deadlock or serialization."""
+    if isinstance(exc, StaleDataError):
+        return "stale_row"
+    return {"40P01": "deadlock", "40001": "serialization"}.get(_sqlstate(exc) or "", "other")
 
 
 def _retryable(exc: DBAPIError | StaleDataError) -> bool:

@@ -6,11 +6,12 @@ import contextlib
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from sqlalchemy.engine import make_url
 
-from fleetrun.core import protocol
+from fleetrun.core import logs, protocol
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.transport import is_loopback_host
 from fleetrun.server.app import create_app
@@ -19,12 +20,10 @@ from fleetrun.server.settings import Settings
 from fleetrun.server.tls import TLSFiles, fingerprint, self_signed
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+def configure_logging(level: str, fmt: str = "text") -> dict[str, Any]:
+    """Every logger of the process, uvicorn's included, in one format (docs/monitoring.md);
+    the dict is uvicorn's log_config too, so it keeps this set-up when it starts."""
+    return logs.configure(level, fmt, quiet=("alembic",))
 
 
 def tls_files(settings: Settings) -> TLSFiles | None:
@@ -93,7 +92,7 @@ def _tighten(path: Path) -> None:
 
 
 def serve(settings: Settings) -> None:
-    configure_logging(settings.log_level)
+    log_config = configure_logging(settings.log_level, settings.log_format)
     check_listen(settings)
     private_files()
     secure_data_dir(settings)
@@ -101,7 +100,8 @@ def serve(settings: Settings) -> None:
     if files is not None and files.ca is not None:
         digest = fingerprint(files.ca.read_bytes())
         line = f"TLS: private CA {files.ca}, fingerprint sha256:{digest}"
-        print(line, flush=True)
+        if settings.log_format == "text":  # JSON logs stay JSON: the log line says it
+            print(line, flush=True)
         logging.getLogger(__name__).info("%s", line)
     app = create_app(settings)
     config = uvicorn.Config(
@@ -109,6 +109,7 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=log_config,
         ws="websockets-sansio",
         ws_ping_interval=None,  # the agent channel has its own heartbeat
         ws_max_size=protocol.MAX_FRAME_BYTES,

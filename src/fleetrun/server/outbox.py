@@ -208,6 +208,7 @@ class Outbox:
             log.exception("delivery %s failed on the server side", claimed.id)
             result = Result(RETRY, f"server error: {type(exc).__name__}")
         if result.recorded:
+            self.state.metrics.delivery_attempted(claimed.target, result.outcome)
             return
         duration_ms = int((time.monotonic() - started) * 1000)
         retry_at = self._retry_at(claimed, result)
@@ -216,6 +217,7 @@ class Outbox:
             limit = self.state.settings.delivery_max_attempts
             outcome = FAILED
             detail = f"{detail} (attempt {claimed.attempt} of {limit}: dead-lettered)"
+        self.state.metrics.delivery_attempted(claimed.target, outcome)
         try:
             await self.state.db.write(
                 lambda tx: store.record(

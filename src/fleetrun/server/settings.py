@@ -11,6 +11,7 @@ from typing import Any
 
 from fleetrun.core.destinations import parse_networks
 from fleetrun.core.errors import ValidationError
+from fleetrun.server.metrics import scrape_networks
 
 
 def default_data_dir() -> Path:
@@ -69,6 +70,12 @@ class Settings:
     # Networks server-side requests (output destinations, webhooks) may reach although
     # they are internal (loopback, link-local, private, the server's own), comma-separated.
     allow_destination_cidrs: str = ""
+    # GET /metrics (docs/monitoring.md): besides an administrator's API token, a scraper
+    # may bear this token (FLEETRUN_METRICS_TOKEN or --metrics-token-file), or come from
+    # one of these networks (comma-separated CIDRs; default: none).
+    metrics_token: str | None = None
+    metrics_allow_cidrs: str = ""
+    log_format: str = "text"  # text or json (docs/monitoring.md)
 
     @property
     def s3_enabled(self) -> bool:
@@ -102,9 +109,9 @@ class Settings:
     def secret_key_path(self) -> Path:
         return self.data_dir / "secret.key"
 
-    def __repr__(self) -> str:  # the SMTP password and the secret key stay out of logs
+    def __repr__(self) -> str:  # secrets stay out of logs
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in ("smtp_password", "secret_key"):
+        for name in ("smtp_password", "secret_key", "metrics_token", "s3_secret_access_key"):
             if shown[name]:
                 shown[name] = "***"
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
@@ -127,6 +134,11 @@ class Settings:
             values[f.name] = _convert(f.name, f.type, raw)
         settings = cls(**values)
         parse_networks(settings.allow_destination_cidrs.split(","))  # names a bad one
+        scrape_networks(settings.metrics_allow_cidrs)  # names a bad one
+        if settings.log_format not in ("text", "json"):
+            raise ValidationError(
+                f"Setting log_format must be text or json, not {settings.log_format!r}."
+            )
         if settings.smtp_security not in ("starttls", "tls", "none"):
             raise ValidationError(
                 f"Setting smtp_security must be starttls, tls or none, not "

@@ -16,6 +16,7 @@ from fleetrun.server.destinations import policy_for
 from fleetrun.server.dispatcher import Dispatcher
 from fleetrun.server.engine import commands as engine_commands
 from fleetrun.server.gateway.gateway import Gateway
+from fleetrun.server.metrics import Metrics
 from fleetrun.server.outbox import Outbox
 from fleetrun.server.output import OutputStore
 from fleetrun.server.secretbox import SecretBox
@@ -30,6 +31,7 @@ class ServerState:
     db: Database
     output: OutputStore
     clock: Clock = field(default_factory=SystemClock)  # what deadlines are measured by
+    metrics: Metrics = field(default_factory=Metrics)  # GET /metrics
     changes: Changes = field(default_factory=Changes)
     audit: AuditLog = field(init=False)
     throttle: TokenBuckets = field(init=False)  # per principal
@@ -63,6 +65,8 @@ class ServerState:
             refreshed = engine_commands.refresh_command(tx.session, command_id)
             if refreshed.changed:
                 tx.after_commit(partial(self.changes.publish, command_id))
+            if refreshed.finished:
+                tx.after_commit(partial(self.metrics.command_finished, *refreshed.finished))
             wake = wake or refreshed.changed or refreshed.released
         # Run commands follow their invocations; one that finishes may start another.
         if run_command_store.refresh_runs(tx.session, command_ids):

@@ -8,7 +8,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fleetrun.core import access
+from fleetrun.core import access, logs
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.inputs import INT64_MAX
 from fleetrun.core.targets import Candidate
@@ -45,6 +45,7 @@ async def send_command(
         command = engine_commands.send_command(
             tx.session, body, principal=caller.principal, caller=caller, now=now
         )
+        logs.bind(command_id=command.id)
         tx.after_commit(state.dispatcher.wake)
         return store.to_schema(command)
 

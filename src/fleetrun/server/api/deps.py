@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from fleetrun.core import access
+from fleetrun.core import access, logs
 from fleetrun.core.errors import AuthenticationError, FleetrunError, LimitExceededError
 from fleetrun.server.audit import AuditEntry
 from fleetrun.server.authz import Caller, deny, gate
@@ -80,6 +80,7 @@ async def authenticate(request: Request) -> Caller:
     if identity is None:
         _hold_back(state, source, state.unauthenticated.take(source, time.monotonic()))
         raise AuthenticationError(MISSING_CREDENTIALS if token is None else WRONG_CREDENTIALS)
+    logs.bind(principal=identity.principal)
     entry = audit_entry(request)
     if entry is not None:
         entry.principal = identity.principal

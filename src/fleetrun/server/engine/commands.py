@@ -24,6 +24,7 @@ from fleetrun.core.ids import is_uuid, new_uuid
 from fleetrun.core.lifecycle import Happening
 from fleetrun.core.protocol import Step
 from fleetrun.core.statuses import (
+    TERMINAL_COMMAND,
     TERMINAL_INVOCATION,
     CommandStatus,
     InvocationStatus,
@@ -233,6 +234,7 @@ def _check_secrets(
 class Refreshed:
     changed: bool = False  # status or counts changed
     released: bool = False  # invocations were released to their nodes
+    finished: tuple[str, float] | None = None  # turned terminal: (status, seconds since sent)
 
 
 _SUMMARY_COLUMNS = (
@@ -247,6 +249,7 @@ _SUMMARY_COLUMNS = (
     Command.counts,
     Command.version,
     Command.updated_at,
+    Command.requested_at,
 )
 
 
@@ -325,6 +328,9 @@ def refresh_command(session: Session, command_id: str) -> Refreshed:
     result.changed = True
     if status_changed:
         events.command_changed(session, command)
+        if command.status in TERMINAL_COMMAND:
+            elapsed_s = (command.updated_at - command.requested_at).total_seconds()
+            result.finished = (command.status, elapsed_s)
     return result
 
 

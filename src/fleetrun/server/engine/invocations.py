@@ -98,6 +98,7 @@ class Applied:
     received: dict[str, int] = field(default_factory=dict)  # invocation id -> seq to ack
     commands: set[str] = field(default_factory=set)  # commands whose status may change
     stop: list[str] = field(default_factory=list)  # accepted, but the server already ended it
+    output_bytes: int = 0  # of output stored (not counting frames sent again)
 
 
 class FrameApplier:
@@ -194,6 +195,7 @@ class FrameApplier:
         step = self._step(inv, frame.step)
         data = frame.payload
         key = stream_key(inv.command_id, inv.node_id, frame.step, frame.stream)
+        self.applied.output_bytes += len(data)
         if frame.stream == "stdout":
             self.output.write(key, step.stdout_bytes, data)
             step.stdout_bytes += len(data)

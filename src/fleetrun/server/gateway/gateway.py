@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from fleetrun.core import protocol
+from fleetrun.core import logs, protocol
 from fleetrun.server.db import Tx
 from fleetrun.server.engine import invocations as engine_invocations
 from fleetrun.server.gateway.session import AgentSession
@@ -110,6 +110,7 @@ class Gateway:
             log.exception("agent handshake failed on the server side")
             await _close_quietly(ws, 1011, "server error")
             return
+        logs.bind(node_id=session.node_id)  # this connection's lines name its node
         self.state.audit.agent(
             "agent:Connect",
             session.node_id,
@@ -263,6 +264,7 @@ class Gateway:
                 log.exception("storing %d frames failed; storing each session's alone", len(batch))
                 results = await self._apply_one_by_one(groups)
             for session, applied in results.items():
+                self.state.metrics.frames_stored(groups[session], applied.output_bytes)
                 for invocation_id, seq in applied.received.items():
                     await session.send(protocol.Received(invocation_id=invocation_id, seq=seq))
                 for invocation_id in applied.stop:
