@@ -125,6 +125,15 @@ def test_the_single_file_agent_runs_under_the_system_python_with_its_deps_beside
     agent = AgentProcess(fleet.server, tmp_path / "node", "pyz01", command=command, env=env)
     fleet.agents.append(agent)
     _run_a_command(fleet, agent)
+    # Its service unit starts the same archive.
+    unit = subprocess.run(
+        [*command, "install-service", "--print", "--state-dir", str(agent.state_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert unit.returncode == 0, unit.stderr
+    assert f" {built / 'fleetrun-agent.pyz'} run --state-dir " in unit.stdout
     # Without its dependencies beside it, the archive says what is missing and where it looked.
     alone = tmp_path / "alone"
     alone.mkdir()

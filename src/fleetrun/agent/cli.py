@@ -137,22 +137,30 @@ def parser() -> argparse.ArgumentParser:
 
     svc = sub.add_parser("install-service", help="write a systemd unit for the agent")
     _common(svc)
-    svc.add_argument("--print", action="store_true", help="only print the unit")
+    svc.add_argument(
+        "--print", "--dry-run", action="store_true", help="only print the unit, write nothing"
+    )
     svc.add_argument("--unit-dir", type=Path, default=Path("/etc/systemd/system"))
     return top
 
 
 def main(argv: list[str] | None = None) -> None:
+    args: argparse.Namespace | None = None
     try:
         args = parser().parse_args(argv)
         code = dispatch(args)
     except UsageError as exc:
         print(f"fleetrun-agent: {exc}", file=sys.stderr)
         code = 2
+    except TerminalError as exc:
+        print(f"fleetrun-agent: {exc}", file=sys.stderr)
+        # `run` under systemd: a distinct status, so that the unit does not restart an
+        # agent the server will never take (service.py).
+        running = args is not None and args.command == "run"
+        code = service.EXIT_TERMINAL if running else 1
     except (
         RegistrationError,
         AgentStateError,
-        TerminalError,
         ValidationError,
         ConfigError,
         TransportError,
@@ -353,14 +361,21 @@ def _rotate(state: StateDir, args: argparse.Namespace) -> int:
 
 
 def _install(state: StateDir, args: argparse.Namespace) -> int:
-    unit = service.unit(state.root)
+    try:
+        server: str | None = state.load_identity().server
+    except AgentStateError:  # not registered yet: the unit is the same but for its link
+        server = None
+    unit = service.unit(state.root, server)
     if args.print:
-        print(unit, end="")
+        if args.json:
+            _print(args, {"unit": None, "text": unit}, "")
+        else:
+            print(unit, end="")
         return 0
     path = service.install(unit, args.unit_dir)
     _print(
         args,
-        {"unit": str(path)},
+        {"unit": str(path), "text": unit},
         f"Wrote {path}. Enable and start it with:\n"
         "  systemctl daemon-reload && systemctl enable --now fleetrun-agent",
     )
