@@ -6,6 +6,7 @@
     fleetrun-agent audit                             what ran here
     fleetrun-agent rotate-key                        a new identity key
     fleetrun-agent install-service [--print]         a systemd unit
+    fleetrun-agent version                           its version and protocol
 
 Every command takes --state-dir (default /var/lib/fleetrun-agent, or
 $FLEETRUN_AGENT_STATE_DIR), so several agents can share one machine.
@@ -34,6 +35,7 @@ from fleetrun.agent.register import RegistrationError, register
 from fleetrun.agent.service import ServiceError
 from fleetrun.agent.state import AgentStateError, StateDir, default_state_dir
 from fleetrun.agent.tls import TransportError
+from fleetrun.core import protocol
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.localpolicy import KEYS, LocalConfig
 from fleetrun.core.tags import parse_tags
@@ -135,6 +137,9 @@ def parser() -> argparse.ArgumentParser:
     _common(rot)
     rot.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
 
+    ver = sub.add_parser("version", help="this agent's version and protocol")
+    ver.add_argument("--json", action="store_true", help="machine-readable output")
+
     svc = sub.add_parser("install-service", help="write a systemd unit for the agent")
     _common(svc)
     svc.add_argument(
@@ -196,6 +201,8 @@ def _print(args: argparse.Namespace, data: object, text: str) -> None:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "version":
+        return _version(args)
     state = StateDir(args.state_dir or default_state_dir())
     handler = {
         "register": _register,
@@ -207,6 +214,13 @@ def dispatch(args: argparse.Namespace) -> int:
         "install-service": _install,
     }[args.command]
     return handler(state, args)
+
+
+def _version(args: argparse.Namespace) -> int:
+    """What the agent tells the server in each hello: its release and protocol."""
+    data = {"agent": __version__, "protocol": protocol.PROTOCOL_VERSION}
+    _print(args, data, f"fleetrun-agent {__version__} (protocol {protocol.PROTOCOL_VERSION})")
+    return 0
 
 
 def _register(state: StateDir, args: argparse.Namespace) -> int:

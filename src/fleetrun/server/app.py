@@ -132,6 +132,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
     app.add_api_route("/healthz", _healthz, include_in_schema=False)
+    app.add_api_route("/version", _version, include_in_schema=False)
     app.add_api_route("/docs", _docs, include_in_schema=False)
     app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
     _install_error_handlers(app)
@@ -145,6 +146,16 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 async def _healthz() -> dict[str, str]:
     """Liveness for process supervisors: says nothing but that the server answers."""
     return {"status": "ok"}
+
+
+async def _version() -> dict[str, str | int]:
+    """What this server is and which agents it takes, without a token: an agent or an
+    operator checks it before an upgrade (docs/operations.md)."""
+    return {
+        "version": __version__,
+        "protocol": protocol.PROTOCOL_VERSION,
+        "min_protocol": protocol.MIN_PROTOCOL_VERSION,
+    }
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
