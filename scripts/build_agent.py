@@ -77,6 +77,7 @@ def build_zipapp(build: Path, out: Path) -> Path:
     shutil.copy2(PACKAGING / "zipapp" / "__main__.py", app / "__main__.py")
     target = out / "fleetrun-agent.pyz"
     zipapp.create_archive(app, target, interpreter="/usr/bin/env python3", compressed=True)
+    target.chmod(0o755)
     return target
 
 

@@ -46,7 +46,8 @@ def _name(distribution: str) -> str:
 def test_the_agent_distribution_requires_exactly_what_the_agent_imports():
     agent = _project(ROOT / "packaging" / "fleetrun-agent" / "pyproject.toml")
     declared = {_name(Requirement(r).name) for r in agent["dependencies"]}
-    assert declared == _imported_distributions()
+    imported = _imported_distributions()
+    assert declared == imported, f"declared {sorted(declared)}, imported {sorted(imported)}"
 
 
 def test_the_agent_requirements_are_the_same_in_both_distributions():
