@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.harness import ServerProcess, free_port
+from tests.harness import ServerProcess, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 HEALTHCHECK = ROOT / "packaging" / "docker" / "healthcheck.py"
@@ -80,3 +80,44 @@ def test_the_compose_file_runs_the_server_on_postgresql_and_one_agent():
     assert agent["depends_on"]["server"]["condition"] == "service_healthy"
     assert "server-data:/server-data:ro" in agent["volumes"]
     assert (ROOT / "packaging" / "docker" / "demo-agent.sh").exists()
+
+
+def test_the_compose_agent_enrols_itself_once_and_runs(tmp_path):
+    """The compose file's agent script, against a real server with its own CA: it makes
+    an activation with the admin token, registers and runs; started again, it keeps its
+    identity."""
+    server = ServerProcess(tmp_path, tls=True).start()
+    state = tmp_path / "agent"
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DEMO_SERVER": server.url,
+        "DEMO_SERVER_DATA": str(server.data_dir),
+        "FLEETRUN_AGENT_STATE_DIR": str(state),
+        "AGENT_NAME": "compose01",
+    }
+    script = ROOT / "packaging" / "docker" / "demo-agent.sh"
+    client = server.client()
+    try:
+        for _ in range(2):
+            with (tmp_path / "agent.log").open("ab") as log:
+                agent = subprocess.Popen(
+                    ["/bin/sh", str(script)], env=env, stdout=log, stderr=subprocess.STDOUT
+                )
+            try:
+                wait_for(
+                    lambda: [n for n in client.list_nodes() if n.ping_status == "Online"],
+                    what="the compose agent online",
+                )
+            finally:
+                agent.terminate()
+                agent.wait(30)
+            wait_for(
+                lambda: not [n for n in client.list_nodes() if n.ping_status == "Online"],
+                what="the compose agent gone",
+            )
+        [node] = client.list_nodes()
+        assert node.name == "compose01" and node.tags == {"env": "compose"}
+    finally:
+        client.close()
+        server.close()
