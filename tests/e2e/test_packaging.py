@@ -5,6 +5,7 @@ with none of the server's code or libraries there."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -152,7 +153,16 @@ def test_the_fleetrun_wheel_builds_with_a_current_setuptools_and_holds_its_data(
     tmp_path: Path,
 ):
     """The build backend is fetched afresh (build isolation): the newest setuptools that
-    pyproject allows reads its license as an SPDX expression."""
+    pyproject allows reads its license as an SPDX expression. Built from a copy: a
+    build in the checkout writes there (build/, egg-info), where another suite may be
+    building at the same time."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, project / name)
+    shutil.copytree(
+        ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
     done = subprocess.run(
         [
             sys.executable,
@@ -163,7 +173,7 @@ def test_the_fleetrun_wheel_builds_with_a_current_setuptools_and_holds_its_data(
             "--no-deps",
             "-w",
             str(tmp_path),
-            str(ROOT),
+            str(project),
         ],
         capture_output=True,
         text=True,
