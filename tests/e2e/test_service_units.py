@@ -112,6 +112,7 @@ def test_install_service_writes_the_unit_and_says_what_to_run_next(tmp_path):
         (["--", "--port", "eighty"], "not a valid integer"),
         (["--", "--data-dir", "/x"], "install-service's own --data-dir"),
         (["--data-dir", "relative/dir"], "must be an absolute path"),
+        (["--environment-file", "server.env"], "environment file must be an absolute path"),
     ],
 )
 def test_bad_server_options_are_refused_at_install_time(args, message, tmp_path):

@@ -38,6 +38,11 @@ def unit(
     data = Path(data_dir)
     if not data.is_absolute():
         raise ServiceError(f"The data directory must be an absolute path, not {data_dir}.")
+    if not Path(environment_file).is_absolute():
+        raise ServiceError(
+            f"The environment file must be an absolute path (systemd reads it before the "
+            f"service has a working directory), not {environment_file}."
+        )
     command = [sys.executable, "-m", "fleetrun", "server", "--data-dir", str(data), *server_args]
     docs = f"Documentation={_escape(documentation)}\n" if documentation else ""
     return f"""[Unit]
@@ -48,7 +53,7 @@ After=network-online.target postgresql.service
 [Service]
 Type=exec
 ExecStart={exec_line(command)}
-EnvironmentFile=-{environment_file}
+EnvironmentFile=-{_escape(str(environment_file))}
 User={user}
 Group={user}
 {_data_dir_lines(data)}
