@@ -4,9 +4,12 @@ and a server refuses an agent older than the oldest protocol it supports, saying
 from __future__ import annotations
 
 import asyncio
+import functools
+import http.server
 import json
 import subprocess
 import sys
+import threading
 import time
 
 from websockets.asyncio.client import connect
@@ -113,3 +116,15 @@ def test_an_agent_older_than_the_oldest_protocol_is_refused_with_a_reason(fleet:
     # the node itself is not harmed: the current agent connects
     agent.start()
     fleet.wait_online([agent])
+
+
+def test_a_server_that_does_not_say_its_version_is_called_older(tmp_path):
+    """A server from before GET /version answers it 404 (here: a plain HTTP server)."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as old:
+        threading.Thread(target=old.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{old.server_address[1]}"
+        data = _json(sys.executable, "-m", "fleetrun", "version", "--json", "--server", url)
+        old.shutdown()
+    assert data["server"] is None
+    assert data["server_error"] == f"{url} does not say its version: it is older."

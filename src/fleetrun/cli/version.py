@@ -11,7 +11,7 @@ from fleetrun import __version__
 from fleetrun.cli import render
 from fleetrun.cli.base import api_options, options
 from fleetrun.core import protocol
-from fleetrun.core.errors import ConnectionError_
+from fleetrun.core.errors import ConnectionError_, NotFoundError
 
 
 @click.command("version")
@@ -32,6 +32,8 @@ def version(ctx: click.Context, local: bool) -> None:
             data["server"] = {"url": client.server, **client.server_version().model_dump()}
         except ConnectionError_ as exc:
             data["server_error"] = exc.message
+        except NotFoundError:  # a server from before GET /version
+            data["server_error"] = f"{client.server} does not say its version: it is older."
     if options(ctx).json:
         render.emit_json(data)
         return
