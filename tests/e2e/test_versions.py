@@ -113,6 +113,10 @@ def test_an_agent_older_than_the_oldest_protocol_is_refused_with_a_reason(fleet:
     )
     assert denied.resource == f"frn:fleetrun:node/{agent.node_id}"
     assert denied.detail["reason"] == reason
+    # a number of the agent's choosing does not make the reason too long for a close frame
+    code, reason = asyncio.run(_hello_with_protocol(StateDir(agent.state_dir), -(10**200)))
+    assert code == protocol.CLOSE_PROTOCOL_TOO_OLD
+    assert reason.startswith("agent protocol -10000000000 is older") and len(reason) <= 123
     # the node itself is not harmed: the current agent connects
     agent.start()
     fleet.wait_online([agent])

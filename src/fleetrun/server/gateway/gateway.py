@@ -48,9 +48,10 @@ class HandshakeError(Exception):
 
 
 def _too_old(agent_protocol: int) -> str:
-    """The close reason (at most 123 bytes) an agent too old for this server gets."""
+    """The close reason (at most 123 bytes) an agent too old for this server gets; the
+    number it sent is the agent's to choose, so it is cut short."""
     return (
-        f"agent protocol {agent_protocol} is older than the oldest this server supports "
+        f"agent protocol {str(agent_protocol)[:12]} is older than the oldest this server supports "
         f"({protocol.MIN_PROTOCOL_VERSION}): upgrade the agent"
     )
 
