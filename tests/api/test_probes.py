@@ -32,9 +32,11 @@ def _lose_the_database(app: App) -> None:
     fleet = app.http.app.state.fleet  # type: ignore[union-attr]
     if app.db.pg_name is None:
         path = Path(app.db.url.removeprefix("sqlite:///"))
-        fleet.db.engine.dispose()  # its open connections would still read the old file
         path.unlink()
         path.mkdir()  # in its place, something SQLite cannot open
+        # Then the pool's connections go (they would still read the old file): any
+        # connection made from now on is to the directory.
+        fleet.db.engine.dispose()
         return
     assert app.db.base is not None
     with psycopg.connect(_pg_admin_url(app.db.base), autocommit=True) as conn:

@@ -16,7 +16,8 @@ import pytest
 
 from tests.harness import AgentProcess, Fleet
 
-pytestmark = pytest.mark.slow
+# Builds and installs with pip (and pip's downloads) take minutes on a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_SIDE = ("fleetrun.server", "fleetrun.cli", "fleetrun.sdk", "fastapi", "sqlalchemy", "httpx")
