@@ -236,6 +236,9 @@ class AgentProcess:
     proc: subprocess.Popen[bytes] | None = None
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # How `fleetrun-agent` is started: the checkout's by default; an installed agent's
+    # script or the single-file agent for the packaging tests.
+    command: list[str] = field(default_factory=lambda: [PYTHON, "-m", "fleetrun.agent"])
 
     @property
     def log_path(self) -> Path:
@@ -248,9 +251,7 @@ class AgentProcess:
         self, activation_id: str, code: str, tags: dict[str, str] | None = None
     ) -> subprocess.Popen[str]:
         cmd = [
-            PYTHON,
-            "-m",
-            "fleetrun.agent",
+            *self.command,
             "register",
             "--state-dir",
             str(self.state_dir),
@@ -268,7 +269,13 @@ class AgentProcess:
             cmd += ["--tag", f"{key}={value}"]
         if self.server.tls:
             cmd += ["--ca-file", str(self.server.ca_file)]
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **self.env},
+        )
 
     def finish_register(self, proc: subprocess.Popen[str]) -> str:
         out, err = proc.communicate(timeout=120)
@@ -281,9 +288,7 @@ class AgentProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
-                PYTHON,
-                "-m",
-                "fleetrun.agent",
+                *self.command,
                 "run",
                 "--state-dir",
                 str(self.state_dir),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from fleetrun.agent.service import EXIT_TERMINAL
 from tests.harness import wait_for
 
 
@@ -42,4 +43,5 @@ def test_deleting_a_node_makes_its_pending_work_undeliverable_and_shuts_its_agen
         text=True,
         timeout=60,
     )
-    assert done.returncode == 1 and "register this node again" in done.stderr
+    # with the status that keeps systemd from restarting it (RestartPreventExitStatus)
+    assert done.returncode == EXIT_TERMINAL and "register this node again" in done.stderr

@@ -254,6 +254,11 @@ class Channel:
                 f"The server does not know node {self.identity.node_id} (it was deleted or "
                 "deregistered): register this node again with `fleetrun-agent register`."
             )
+        if code == protocol.CLOSE_PROTOCOL_TOO_OLD:
+            raise TerminalError(
+                f"The server refused this agent ({ws.close_reason}): install a newer "
+                f"fleetrun-agent than {__version__} (protocol {protocol.PROTOCOL_VERSION})."
+            )
         if code == protocol.CLOSE_AUTH_FAILED:
             log.warning("the server refused this node's signature (%s)", ws.close_reason)
             # A rotation may have reached the server just before this agent died.

@@ -6,6 +6,7 @@
     fleetrun-agent audit                             what ran here
     fleetrun-agent rotate-key                        a new identity key
     fleetrun-agent install-service [--print]         a systemd unit
+    fleetrun-agent version                           its version and protocol
 
 Every command takes --state-dir (default /var/lib/fleetrun-agent, or
 $FLEETRUN_AGENT_STATE_DIR), so several agents can share one machine.
@@ -35,7 +36,7 @@ from fleetrun.agent.register import RegistrationError, register
 from fleetrun.agent.service import ServiceError
 from fleetrun.agent.state import AgentStateError, StateDir, default_state_dir
 from fleetrun.agent.tls import TransportError
-from fleetrun.core import logs
+from fleetrun.core import logs, protocol
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.localpolicy import KEYS, LocalConfig
 from fleetrun.core.tags import parse_tags
@@ -149,24 +150,35 @@ def parser() -> argparse.ArgumentParser:
     _common(rot)
     rot.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
 
+    ver = sub.add_parser("version", help="this agent's version and protocol")
+    ver.add_argument("--json", action="store_true", help="machine-readable output")
+
     svc = sub.add_parser("install-service", help="write a systemd unit for the agent")
     _common(svc)
-    svc.add_argument("--print", action="store_true", help="only print the unit")
+    svc.add_argument(
+        "--print", "--dry-run", action="store_true", help="only print the unit, write nothing"
+    )
     svc.add_argument("--unit-dir", type=Path, default=Path("/etc/systemd/system"))
     return top
 
 
 def main(argv: list[str] | None = None) -> None:
+    args: argparse.Namespace | None = None
     try:
         args = parser().parse_args(argv)
         code = dispatch(args)
     except UsageError as exc:
         print(f"fleetrun-agent: {exc}", file=sys.stderr)
         code = 2
+    except TerminalError as exc:
+        print(f"fleetrun-agent: {exc}", file=sys.stderr)
+        # `run` under systemd: a distinct status, so that the unit does not restart an
+        # agent the server will never take (service.py).
+        running = args is not None and args.command == "run"
+        code = service.EXIT_TERMINAL if running else 1
     except (
         RegistrationError,
         AgentStateError,
-        TerminalError,
         ValidationError,
         ConfigError,
         TransportError,
@@ -202,6 +214,8 @@ def _print(args: argparse.Namespace, data: object, text: str) -> None:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "version":
+        return _version(args)
     state = StateDir(args.state_dir or default_state_dir())
     handler = {
         "register": _register,
@@ -213,6 +227,13 @@ def dispatch(args: argparse.Namespace) -> int:
         "install-service": _install,
     }[args.command]
     return handler(state, args)
+
+
+def _version(args: argparse.Namespace) -> int:
+    """What the agent tells the server in each hello: its release and protocol."""
+    data = {"agent": __version__, "protocol": protocol.PROTOCOL_VERSION}
+    _print(args, data, f"fleetrun-agent {__version__} (protocol {protocol.PROTOCOL_VERSION})")
+    return 0
 
 
 def _register(state: StateDir, args: argparse.Namespace) -> int:
@@ -367,14 +388,21 @@ def _rotate(state: StateDir, args: argparse.Namespace) -> int:
 
 
 def _install(state: StateDir, args: argparse.Namespace) -> int:
-    unit = service.unit(state.root)
+    try:
+        server: str | None = state.load_identity().server
+    except AgentStateError:  # not registered yet: the unit is the same but for its link
+        server = None
+    unit = service.unit(state.root, server)
     if args.print:
-        print(unit, end="")
+        if args.json:
+            _print(args, {"unit": None, "text": unit}, "")
+        else:
+            print(unit, end="")
         return 0
     path = service.install(unit, args.unit_dir)
     _print(
         args,
-        {"unit": str(path)},
+        {"unit": str(path), "text": unit},
         f"Wrote {path}. Enable and start it with:\n"
         "  systemctl daemon-reload && systemctl enable --now fleetrun-agent",
     )

@@ -4,32 +4,45 @@ KillMode=mixed: on stop, systemd sends SIGTERM to the agent alone (it stops what
 and records it), then SIGKILL to whatever is left in the unit's cgroup, so no script
 outlives the service. Delegate=yes: the service's cgroup subtree is the agent's to
 manage, for its one cgroup per invocation (cgroups.py).
+
+The agent exits with EXIT_TERMINAL when the server will never take it as it is (its node
+was deleted, or its protocol is older than the server supports): restarting cannot help,
+so the unit does not (RestartPreventExitStatus) until the operator acts.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
 import sys
 from pathlib import Path
 
 UNIT_NAME = "fleetrun-agent.service"
+EXIT_TERMINAL = 78  # sysexits' EX_CONFIG: register again, or upgrade the agent
+DEPS_ENV = "FLEETRUN_AGENT_DEPS"  # the single-file agent's dependencies (its __main__)
 
 
-def unit(state_dir: Path) -> str:
+def unit(state_dir: Path, server: str | None = None) -> str:
+    """The unit for the agent of `state_dir`; `server`, its server's URL once it is
+    registered, gives the unit a Documentation= link to that server's API page."""
     state = state_dir.resolve()
+    docs = f"Documentation={_escape(server.rstrip('/'))}/docs\n" if server else ""
+    command = [*launcher(), "run", "--state-dir", str(state)]
     return f"""[Unit]
 Description=fleetrun agent: runs commands sent by a fleetrun server
-Documentation=fleetrun-agent --help
-Wants=network-online.target
+{docs}Wants=network-online.target
 After=network-online.target
 
 [Service]
 Type=simple
-ExecStart={sys.executable} -m fleetrun.agent run --state-dir {state}
-Environment=FLEETRUN_AGENT_STATE_DIR={state}
-# Local configuration (the node's last word): {state}/config.toml
+ExecStart={" ".join(_escape(shlex.quote(word)) for word in command)}
+Environment={_escape(shlex.quote(f"FLEETRUN_AGENT_STATE_DIR={state}"))}
+{_deps_line()}# Local configuration (the node's last word): {state}/config.toml
 # Change it with: fleetrun-agent config set KEY VALUE --state-dir {state}
 Restart=on-failure
 RestartSec=5
+# Exit {EXIT_TERMINAL}: the node was deleted or the agent is too old for the server.
+RestartPreventExitStatus={EXIT_TERMINAL}
 KillMode=mixed
 # The agent makes one cgroup per invocation under the service's own.
 Delegate=yes
@@ -38,6 +51,34 @@ TimeoutStopSec=30
 [Install]
 WantedBy=multi-user.target
 """
+
+
+def launcher() -> list[str]:
+    """How to start this same agent: the archive it runs from when it is the
+    single-file agent, else its package."""
+    archive = _archive(Path(__file__))
+    if archive is not None:
+        return [sys.executable, str(archive)]
+    return [sys.executable, "-m", "fleetrun.agent"]
+
+
+def _archive(path: Path) -> Path | None:
+    for parent in path.parents:
+        if parent.is_file():
+            return parent.resolve()
+    return None
+
+
+def _deps_line() -> str:
+    deps = os.environ.get(DEPS_ENV)
+    if not deps or _archive(Path(__file__)) is None:
+        return ""
+    return f"Environment={_escape(shlex.quote(f'{DEPS_ENV}={Path(deps).resolve()}'))}\n"
+
+
+def _escape(text: str) -> str:
+    """Taken literally by systemd: `%` starts a specifier and `$` a variable."""
+    return text.replace("%", "%%").replace("$", "$$")
 
 
 class ServiceError(Exception):

@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "events": ("fleetrun.cli.events", "events"),
     "rules": ("fleetrun.cli.rules", "rules"),
     "channels": ("fleetrun.cli.channels", "channels"),
+    "version": ("fleetrun.cli.version", "version"),
 }
 
 

@@ -223,6 +223,109 @@ def reset_admin_token(ctx: click.Context, data_dir: Path | None, database_url: s
         )
 
 
+@server.command(
+    "install-service",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path("/var/lib/fleetrun"),
+    show_default=True,
+    help="The server's data directory (under /var/lib: the unit's StateDirectory).",
+)
+@click.option("--user", default="fleetrun", show_default=True, help="The user it runs as.")
+@click.option(
+    "--unit-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("/etc/systemd/system"),
+    show_default=True,
+)
+@click.option(
+    "--environment-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("/etc/fleetrun/server.env"),
+    show_default=True,
+    help="FLEETRUN_* settings (and secrets) the unit reads, if the file exists.",
+)
+@click.option("--print", "--dry-run", "print_only", is_flag=True, help="Only print the unit.")
+@click.argument("server_args", nargs=-1, type=click.UNPROCESSED)
+@json_option
+@click.pass_context
+def install_service(
+    ctx: click.Context,
+    data_dir: Path,
+    user: str,
+    unit_dir: Path,
+    environment_file: Path,
+    print_only: bool,
+    server_args: tuple[str, ...],
+) -> None:
+    """Write a hardened systemd unit that runs this server as a service.
+
+    SERVER_ARGS after `--` are `fleetrun server` options for the unit's command line,
+    e.g. `-- --host 0.0.0.0 --tls-self-signed`; other settings go in the environment file.
+    """
+    import pwd
+
+    from fleetrun.server import service
+
+    _check_server_args(list(server_args))
+    try:
+        text = service.unit(
+            data_dir=data_dir,
+            user=user,
+            server_args=list(server_args),
+            environment_file=environment_file,
+        )
+        path = None if print_only else service.install(text, unit_dir)
+    except service.ServiceError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        user_exists = bool(pwd.getpwnam(user))
+    except KeyError:
+        user_exists = False
+    steps = [] if user_exists else [_useradd(user, data_dir)]
+    steps.append(f"systemctl daemon-reload && systemctl enable --now {service.UNIT_NAME}")
+    if options(ctx).json:
+        render.emit_json(
+            {
+                "unit": str(path) if path else None,
+                "text": text,
+                "user": user,
+                "user_exists": user_exists,
+                "next": steps,
+            }
+        )
+    elif path is None:
+        render.out.print(text, end="", markup=False, highlight=False)
+    else:
+        lines = [f"Wrote {path}. Then:", *(f"  {step}" for step in steps)]
+        render.out.print("\n".join(lines), markup=False, highlight=False)
+
+
+def _check_server_args(args: list[str]) -> None:
+    """The unit's `fleetrun server` options must parse, so that a typo fails now and
+    not when systemd starts the service."""
+    if "--data-dir" in args or any(a.startswith("--data-dir=") for a in args):
+        raise click.UsageError("Give the data directory as install-service's own --data-dir.")
+    try:
+        parsed = server.make_context("fleetrun server", list(args), resilient_parsing=False)
+    except click.ClickException as exc:
+        raise click.UsageError(
+            f"The server options after -- are not valid: {exc.format_message()}"
+        ) from None
+    extra = [*parsed.protected_args, *parsed.args]
+    if extra:
+        raise click.UsageError(
+            f"The server options after -- are not valid: unexpected {' '.join(extra)!r}."
+        )
+
+
+def _useradd(user: str, data_dir: Path) -> str:
+    return f"useradd --system --home-dir {data_dir} --shell /usr/sbin/nologin {user}"
+
+
 def _read_secret(path: Path | None) -> str | None:
     if path is None:
         return None

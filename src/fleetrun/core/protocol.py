@@ -22,7 +22,8 @@ Every output and state frame of an invocation carries the next number of one seq
 the final state of an invocation is stored only after all its output.
 
 Frames ignore unknown fields and the receiver ignores unknown frame types, so that an
-agent of version N keeps working with a server of version N+1.
+agent of version N keeps working with a server of version N+1. Each hello carries the
+agent's protocol version; the server refuses one older than MIN_PROTOCOL_VERSION.
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ from pydantic import ValidationError as PydanticValidationError
 from fleetrun.core.errors import PayloadTooLargeError
 from fleetrun.core.inputs import INT64_MAX, INT64_MIN
 
+# The protocol this code speaks, and the oldest an agent may speak to this server: a
+# server refuses an older agent at the hello (CLOSE_PROTOCOL_TOO_OLD), with a reason
+# that says to upgrade it. Raise MIN_PROTOCOL_VERSION only with a CHANGELOG entry.
 PROTOCOL_VERSION = 1
+MIN_PROTOCOL_VERSION = 1
 
 # Sizes. Every size limit of fleetrun derives from MAX_FRAME_BYTES, the largest frame
 # either end of the agent channel accepts (both pass it to their WebSocket library):
@@ -62,6 +67,7 @@ CLOSE_AUTH_FAILED = 4401  # bad signature, stale time, replayed nonce: retry lat
 CLOSE_NODE_UNKNOWN = 4404  # the node is unknown or deregistered: stop, register again
 CLOSE_REPLACED = 4409  # another session of the same node took over
 CLOSE_PROTOCOL = 4400  # a frame the server could not read
+CLOSE_PROTOCOL_TOO_OLD = 4426  # the agent's protocol is older than the server supports: stop
 CLOSE_SHUTDOWN = 1001  # the server is going away: reconnect
 
 

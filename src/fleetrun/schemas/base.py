@@ -18,6 +18,14 @@ class Response(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class ServerVersion(Response):
+    """GET /version: the server's release and the agent protocols it takes."""
+
+    version: str
+    protocol: int  # the protocol the server speaks
+    min_protocol: int  # an agent older than this is refused at its hello
+
+
 T = TypeVar("T")
 R = TypeVar("R", bound=BaseModel)
 

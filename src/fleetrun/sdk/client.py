@@ -43,7 +43,7 @@ from fleetrun.schemas.access import (
 )
 from fleetrun.schemas.activations import Activation, ActivationCreate, ActivationCreated
 from fleetrun.schemas.audit import AuditKey, AuditRecord, AuditVerdict
-from fleetrun.schemas.base import Page, build
+from fleetrun.schemas.base import Page, ServerVersion, build
 from fleetrun.schemas.commands import (
     Command,
     CommandCreate,
@@ -698,6 +698,10 @@ class Client:
             time.sleep(poll_s)
 
     # -- access control ---------------------------------------------------------------
+
+    def server_version(self) -> ServerVersion:
+        """The server's release and agent protocols (needs no token)."""
+        return self._model(ServerVersion, "GET", "/version")
 
     def whoami(self) -> Identity:
         return self._model(Identity, "GET", "/v1/whoami")

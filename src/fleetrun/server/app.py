@@ -19,6 +19,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 from starlette.routing import Match
@@ -98,6 +99,7 @@ ROUTERS = (
 )
 
 DOCS_ASSETS = "/docs/assets"
+READY_TIMEOUT_S = 5.0  # a database slower than this to say `SELECT 1` is not ready
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 # Every route may answer these, always with an ErrorResponse. "4XX" also keeps FastAPI from
@@ -145,6 +147,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         app.include_router(router, responses=ERROR_RESPONSES)
     app.add_api_route("/healthz", _healthz, include_in_schema=False)
     app.add_api_route("/metrics", _metrics, include_in_schema=False)
+    app.add_api_route("/version", _version, include_in_schema=False)
+    app.add_api_route("/readyz", _readyz, include_in_schema=False)
     app.add_api_route("/docs", _docs, include_in_schema=False)
     app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
     _install_error_handlers(app)
@@ -184,6 +188,36 @@ async def _log_path_ids(connection: HTTPConnection) -> None:
     """Every route: the command and node its path names go into its log lines."""
     params = connection.path_params
     logs.bind(command_id=params.get("command_id"), node_id=params.get("node_id"))
+
+
+async def _readyz(request: Request) -> JSONResponse:
+    """Readiness for balancers and container health checks: 200 once the server has
+    started (schema migrated, services running) and while its database answers; 503,
+    with the reason, before that, when the database does not answer, and from the moment
+    the server begins to stop."""
+    state: ServerState = request.app.state.fleet
+    if not state.ready:
+        return _not_ready("the server is starting or stopping")
+    try:
+        await asyncio.wait_for(state.db.read(lambda s: s.execute(select(1))), READY_TIMEOUT_S)
+    except Exception as exc:  # any failure to answer is "not ready"; the log keeps it
+        log.warning("readiness: the database does not answer: %r", exc)
+        return _not_ready("the database does not answer")
+    return JSONResponse({"status": "ready"})
+
+
+def _not_ready(reason: str) -> JSONResponse:
+    return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
+
+
+async def _version() -> dict[str, str | int]:
+    """What this server is and which agents it takes, without a token: an agent or an
+    operator checks it before an upgrade (docs/operations.md)."""
+    return {
+        "version": __version__,
+        "protocol": protocol.PROTOCOL_VERSION,
+        "min_protocol": protocol.MIN_PROTOCOL_VERSION,
+    }
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -228,9 +262,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.outbox.start()
     state.sinks.start()
     log.info("fleetrun %s serving; data in %s", __version__, state.settings.data_dir)
+    state.ready = True
     try:
         yield
     finally:
+        state.ready = False
         await state.outbox.stop()
         await state.sinks.stop()
         await state.gateway.stop()

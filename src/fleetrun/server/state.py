@@ -42,6 +42,9 @@ class ServerState:
     secrets: SecretBox = field(init=False)
     sinks: OutputSinks = field(init=False)
     destinations: DestinationPolicy = field(init=False)  # where server-side requests may go
+    # From the end of startup to the start of shutdown: what /readyz reports, so that a
+    # balancer sends no new requests to a replica that is stopping.
+    ready: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.destinations = policy_for(self.settings.allow_destination_cidrs, self.settings.host)

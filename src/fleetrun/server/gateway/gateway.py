@@ -49,6 +49,15 @@ class HandshakeError(Exception):
         self.node_id = node_id
 
 
+def _too_old(agent_protocol: int) -> str:
+    """The close reason (at most 123 bytes) an agent too old for this server gets; the
+    number it sent is the agent's to choose, so it is cut short."""
+    return (
+        f"agent protocol {str(agent_protocol)[:12]} is older than the oldest this server supports "
+        f"({protocol.MIN_PROTOCOL_VERSION}): upgrade the agent"
+    )
+
+
 class Gateway:
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -117,6 +126,7 @@ class Gateway:
             source_ip=address,
             session_id=session.session_id,
             agent_version=session.agent_version,
+            protocol=session.protocol,
         )
         try:
             await self._run(session)
@@ -136,6 +146,10 @@ class Gateway:
         hello = protocol.parse(await asyncio.wait_for(ws.receive_text(), HELLO_TIMEOUT_S))
         if not isinstance(hello, protocol.Hello):
             raise HandshakeError(protocol.CLOSE_PROTOCOL, "expected hello")
+        if hello.protocol < protocol.MIN_PROTOCOL_VERSION:
+            raise HandshakeError(
+                protocol.CLOSE_PROTOCOL_TOO_OLD, _too_old(hello.protocol), hello.node_id
+            )
         node = await self.state.db.read(lambda s: s.get(Node, hello.node_id))
         if node is None or node.deleted_at is not None:
             raise HandshakeError(
@@ -153,6 +167,7 @@ class Gateway:
             raise HandshakeError(protocol.CLOSE_AUTH_FAILED, "bad signature", node.id) from exc
         session = AgentSession(ws, node.id, secrets.token_hex(8), hello.running)
         session.agent_version = hello.agent_version
+        session.protocol = hello.protocol
         old = self.sessions.get(node.id)
         self.sessions[node.id] = session
         if old is not None:

@@ -23,6 +23,7 @@ class AgentSession:
         self.last_frame_at = time.monotonic()
         self.closed = asyncio.Event()
         self.agent_version: str | None = None
+        self.protocol: int | None = None
         self.close_reason: str | None = None  # why the server closed it, for the audit log
         self._send_lock = asyncio.Lock()
 

@@ -1,0 +1,62 @@
+"""The fleetrun-agent distribution declares exactly what the agent imports, and the
+same requirements as the fleetrun distribution does for them."""
+
+from __future__ import annotations
+
+import ast
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENT_PACKAGES = ("agent", "core")
+# Imported inside a function the agent never calls: core.documents.parse reads document
+# text, which only the server and the CLI do (the agent receives documents parsed).
+NOT_ON_THE_AGENT = {"yaml"}
+
+
+def _project(path: Path) -> dict:
+    return tomllib.loads(path.read_text())["project"]
+
+
+def _imported_distributions() -> set[str]:
+    """Distributions of the third-party modules imported anywhere in fleetrun.agent and
+    fleetrun.core, read from their source."""
+    modules: set[str] = set()
+    for package in AGENT_PACKAGES:
+        for path in (ROOT / "src" / "fleetrun" / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    modules |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    modules.add(node.module.split(".")[0])
+    third_party = modules - set(sys.stdlib_module_names) - {"fleetrun", "__future__"}
+    third_party -= NOT_ON_THE_AGENT
+    owners = packages_distributions()
+    return {_name(owners[module][0]) for module in third_party}
+
+
+def _name(distribution: str) -> str:
+    return distribution.lower().replace("_", "-")
+
+
+def test_the_agent_distribution_requires_exactly_what_the_agent_imports():
+    agent = _project(ROOT / "packaging" / "fleetrun-agent" / "pyproject.toml")
+    declared = {_name(Requirement(r).name) for r in agent["dependencies"]}
+    imported = _imported_distributions()
+    assert declared == imported, f"declared {sorted(declared)}, imported {sorted(imported)}"
+
+
+def test_the_agent_requirements_are_the_same_in_both_distributions():
+    agent = {
+        Requirement(r).name: str(Requirement(r))
+        for r in _project(ROOT / "packaging" / "fleetrun-agent" / "pyproject.toml")["dependencies"]
+    }
+    full = {
+        Requirement(r).name: str(Requirement(r))
+        for r in _project(ROOT / "pyproject.toml")["dependencies"]
+    }
+    assert {name: full.get(name) for name in agent} == agent
