@@ -43,9 +43,15 @@ def _name(distribution: str) -> str:
     return distribution.lower().replace("_", "-")
 
 
+def _requirements(project: dict) -> list[str]:
+    """Its dependencies and its extras' (the agent's metrics endpoint is an extra)."""
+    extras = project.get("optional-dependencies", {}).values()
+    return [*project["dependencies"], *(r for extra in extras for r in extra)]
+
+
 def test_the_agent_distribution_requires_exactly_what_the_agent_imports():
     agent = _project(ROOT / "packaging" / "fleetrun-agent" / "pyproject.toml")
-    declared = {_name(Requirement(r).name) for r in agent["dependencies"]}
+    declared = {_name(Requirement(r).name) for r in _requirements(agent)}
     imported = _imported_distributions()
     assert declared == imported, f"declared {sorted(declared)}, imported {sorted(imported)}"
 
@@ -53,7 +59,7 @@ def test_the_agent_distribution_requires_exactly_what_the_agent_imports():
 def test_the_agent_requirements_are_the_same_in_both_distributions():
     agent = {
         Requirement(r).name: str(Requirement(r))
-        for r in _project(ROOT / "packaging" / "fleetrun-agent" / "pyproject.toml")["dependencies"]
+        for r in _requirements(_project(ROOT / "packaging" / "fleetrun-agent" / "pyproject.toml"))
     }
     full = {
         Requirement(r).name: str(Requirement(r))
