@@ -55,7 +55,10 @@ def test_send_wait_exits_non_zero_when_a_node_fails(shared_fleet):
     )
     assert done.returncode == 1
     assert "Failed · exit 1" in done.stdout
-    assert "Failed on 3 node(s)" in done.stdout
+    assert "Failed on 1 of 3 node(s): Success 2 · Failed 1" in done.stdout
+    assert f"  Failed: {shared_fleet.agents[2].name} ({shared_fleet.agents[2].node_id})" in (
+        done.stdout
+    )
 
 
 def test_send_wait_json(shared_fleet):

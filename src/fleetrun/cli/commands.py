@@ -10,7 +10,7 @@ from rich.text import Text
 
 from fleetrun.cli import render
 from fleetrun.cli.base import F, api_options, options
-from fleetrun.cli.send import counts_text
+from fleetrun.cli.waiting import counts_text
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.ids import is_node_id
 from fleetrun.core.inputs import escape_unprintable
@@ -127,7 +127,7 @@ def show_command(ctx: click.Context, command_id: str) -> None:
                 f"{command.completed_count}/{command.target_count} done, "
                 f"{command.error_count} error(s)",
             ),
-            ("Counts", counts_text(command)),
+            ("Counts", counts_text(command.counts, command.status)),
             (
                 "Limits",
                 f"max concurrency {command.max_concurrency} ({command.concurrency_limit}), "
@@ -169,7 +169,7 @@ def cancel_command(ctx: click.Context, command_id: str, node_ids: tuple[str, ...
     render.out.print(
         Text("Cancel requested: ")
         + render.status(command.status)
-        + Text(f" · {counts_text(command)}")
+        + Text(f" · {counts_text(command.counts, command.status)}")
     )
 
 

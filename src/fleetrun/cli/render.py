@@ -58,6 +58,16 @@ def duration(start: datetime | None, end: datetime | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+def seconds(value: float) -> str:
+    """A time span as people read it: `12s`, `4m05s`, `2h03m`."""
+    whole = int(value)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
 def shown(value: Any) -> Text:
     """A cell as it may reach a terminal: a name from the server (a node's, a tag) can
     hold escape sequences or line breaks, which are written out as escapes (`\x1b`,

@@ -6,30 +6,13 @@ from collections import defaultdict
 from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.text import Text
 
 from fleetrun.cli import render
-from fleetrun.cli.base import api_options, options
+from fleetrun.cli.base import F, api_options, options
+from fleetrun.core.durations import parse_duration
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.tags import parse_tag
 from fleetrun.core.targets import Target, parse_target
-from fleetrun.schemas.commands import Command, Invocation
-from fleetrun.sdk import Client
-
-ORDER = [
-    "Success",
-    "Failed",
-    "TimedOut",
-    "Cancelled",
-    "Terminated",
-    "Undeliverable",
-    "AccessDenied",
-    "InProgress",
-    "Cancelling",
-    "Delayed",
-    "Pending",
-]
 
 
 def _tag_targets(tags: tuple[str, ...]) -> dict[str, list[str]]:
@@ -65,6 +48,39 @@ def _secrets(pairs: tuple[str, ...]) -> dict[str, str]:
 def _document(text: str) -> tuple[str, str | None]:
     name, _, version = text.partition(":")
     return name, version or None
+
+
+def wait_options(f: F) -> F:
+    """--wait-timeout and --unreachable-after: a wait that always ends."""
+    f = click.option(
+        "--unreachable-after",
+        default=None,
+        metavar="DURATION",
+        help="Stop waiting for a node still Delayed (offline) this long after the send and "
+        "report it unreachable; it is not cancelled (default 60s).",
+    )(f)
+    return click.option(
+        "--wait-timeout",
+        default=None,
+        metavar="DURATION",
+        help="Stop waiting after this long (30s, 5m, 1h); the command keeps running "
+        "(default: until it ends or only unreachable nodes are left).",
+    )(f)
+
+
+def wait_limits(
+    wait_timeout: str | None, unreachable_after: str | None
+) -> tuple[float | None, float]:
+    """The two limits of a wait, in seconds, from the operator's DURATION texts."""
+    from fleetrun.cli.waiting import DEFAULT_UNREACHABLE_AFTER_S
+
+    timeout_s = None if wait_timeout is None else parse_duration(wait_timeout, "Wait timeout")
+    after_s = (
+        DEFAULT_UNREACHABLE_AFTER_S
+        if unreachable_after is None
+        else parse_duration(unreachable_after, "Unreachable-after")
+    )
+    return timeout_s, after_s
 
 
 @click.command("send")
@@ -153,6 +169,7 @@ def _document(text: str) -> tuple[str, str | None]:
     help="One message per command status change (default), or per node's invocation.",
 )
 @click.option("--wait", is_flag=True, help="Wait, show progress, then each node's output.")
+@wait_options
 @api_options
 @click.pass_context
 def send(
@@ -177,6 +194,8 @@ def send(
     notify_on: str | None,
     notify_type: str | None,
     wait: bool,
+    wait_timeout: str | None,
+    unreachable_after: str | None,
 ) -> None:
     """Run a script or a document on nodes and print the command id (or, with --wait,
     each node's result)."""
@@ -190,6 +209,9 @@ def send(
         raise ValidationError("Give either --script or --document (one of them).")
     if script is not None and not script.strip():
         raise ValidationError("The script is empty: give the commands to run with --script.")
+    if not wait and (wait_timeout or unreachable_after):
+        raise ValidationError("--wait-timeout and --unreachable-after go with --wait.")
+    wait_timeout_s, unreachable_after_s = wait_limits(wait_timeout, unreachable_after)
     name, version = _document(document) if document else ("RunShellScript", None)
     parsed: list[Target] = [parse_target(t) for t in targets]
     client = opts.client()
@@ -223,14 +245,17 @@ def send(
             markup=False,
         )
         return
-    command = _wait_with_progress(client, command)
-    invocations = client.list_invocations(command.id, details=True)
-    if opts.json:
-        render.emit_json({"command": command, "invocations": invocations})
-    else:
-        _print_results(command, invocations)
-    if command.status != "Success":
-        ctx.exit(1)
+    from fleetrun.cli.waiting import wait_and_report
+
+    ctx.exit(
+        wait_and_report(
+            client,
+            command,
+            json=opts.json,
+            wait_timeout_s=wait_timeout_s,
+            unreachable_after_s=unreachable_after_s,
+        )
+    )
 
 
 def _notification(
@@ -244,66 +269,3 @@ def _notification(
     if statuses:
         config["events"] = [s.strip() for s in statuses.split(",") if s.strip()]
     return config
-
-
-def counts_text(command: Command) -> str:
-    parts = [f"{status} {command.counts[status]}" for status in ORDER if command.counts.get(status)]
-    return " · ".join(parts) or command.status
-
-
-def _wait_with_progress(client: Client, command: Command) -> Command:
-    columns = (
-        TextColumn("[bold]{task.fields[status]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=render.err, transient=True) as progress:
-        task = progress.add_task(
-            counts_text(command), total=max(command.target_count, 1), status=command.status
-        )
-
-        def update(latest: Command) -> None:
-            progress.update(
-                task,
-                completed=latest.completed_count,
-                total=max(latest.target_count, 1),
-                description=counts_text(latest),
-                status=latest.status,
-            )
-
-        return client.wait(command.id, on_update=update)
-
-
-def _print_results(command: Command, invocations: list[Invocation]) -> None:
-    for inv in invocations:
-        header = Text(f"── {inv.node_name or inv.node_id} ({inv.node_id}) ", style="bold")
-        header += render.status(inv.status)
-        if inv.status_detail not in (inv.status, "Success"):
-            header += Text(f" ({inv.status_detail})")
-        header += Text(f" · exit {inv.exit_code if inv.exit_code is not None else '-'}")
-        header += Text(f" · {render.duration(inv.started_at, inv.ended_at)}")
-        render.out.print(header)
-        if inv.message:
-            render.out.print(inv.message, style="yellow", markup=False)
-        if inv.stdout:
-            render.raw(inv.stdout)
-        if inv.stderr:
-            render.out.print("stderr:", style="red")
-            render.raw(inv.stderr)
-        if inv.stdout_truncated or inv.stderr_truncated:
-            render.err.print(
-                f"(output cut; all of it: fleetrun invocations show {command.id} {inv.node_id})",
-                style="dim",
-                markup=False,
-            )
-    summary = counts_text(command)
-    style = "green" if command.status == "Success" else "red"
-    if command.target_count == 0:
-        render.err.print("No node matched the targets: nothing ran.", style="red")
-    else:
-        render.out.print(
-            Text(f"{command.status}", style=style)
-            + Text(f" on {command.target_count} node(s): {summary}")
-        )

@@ -1,0 +1,79 @@
+"""`send --wait` and `commands wait` always end: offline nodes are reported unreachable
+after --unreachable-after, and --wait-timeout bounds the whole wait; neither cancels
+anything. The CLI runs through its real entry point against the real app in process;
+its nodes are enrolled but have no agent, so they stay offline (Delayed). A real agent
+next to an offline node, the progress display on a terminal and Ctrl-C are in
+tests/e2e/test_cli_wait.py."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from fleetrun.cli.exits import Exit
+
+
+def test_offline_nodes_are_reported_unreachable_and_keep_their_invocations(app):
+    nodes = app.enrol(2, prefix="off")
+    started = time.monotonic()
+    done = app.cli("send", "--all", "--script", "true", "--wait", "--unreachable-after", "1s")
+    assert time.monotonic() - started < 20  # not the hour of the delivery timeout
+    assert done.exit_code == Exit.NODES_UNREACHABLE, done
+    assert "Unreachable on 2 of 2 node(s): Delayed 2" in done.stdout
+    unreachable_line = next(x for x in done.stdout.splitlines() if "Unreachable (offline" in x)
+    assert all(f"{n.name} ({n.node_id})" in unreachable_line for n in nodes)
+    command = app.client.list_commands(limit=1)[0]
+    assert command.status == "InProgress"  # nothing was cancelled
+    assert command.counts == {"Delayed": 2}
+    assert f"fleetrun commands wait {command.id}" in done.stderr
+
+
+def test_wait_timeout_ends_the_wait_and_says_so_in_the_exit_code(app):
+    app.enrol(1)
+    done = app.cli(
+        "send",
+        "--all",
+        "--script",
+        "true",
+        "--wait",
+        "--wait-timeout",
+        "1s",
+        "--unreachable-after",
+        "1h",
+        "--json",
+    )
+    assert done.exit_code == Exit.WAIT_TIMEOUT, done
+    data = json.loads(done.stdout)
+    assert data["wait"]["ended"] == "timeout" and data["wait"]["exit_code"] == 5
+    assert data["wait"]["not_finished"] == [app.nodes[0].node_id]
+    assert data["command"]["status"] == "InProgress"
+
+
+def test_queued_nodes_behind_unreachable_ones_do_not_hold_the_wait(app):
+    """With max-concurrency 1 the second node waits Pending for the slot the offline
+    first one holds: nothing can move, so the wait ends."""
+    app.enrol(2)
+    done = app.cli(
+        "send",
+        "--all",
+        "--script",
+        "true",
+        "--max-concurrency",
+        "1",
+        "--wait",
+        "--unreachable-after",
+        "1s",
+        "--json",
+    )
+    assert done.exit_code == Exit.NODES_UNREACHABLE, done
+    wait = json.loads(done.stdout)["wait"]
+    assert (len(wait["unreachable"]), len(wait["not_finished"])) == (1, 1)
+
+
+def test_wait_limits_are_durations_and_go_with_wait(app):
+    app.enrol(1)
+    done = app.cli("send", "--all", "--script", "true", "--unreachable-after", "5s")
+    assert done.exit_code != 0 and "go with --wait" in done.stderr
+    done = app.cli("send", "--all", "--script", "true", "--wait", "--wait-timeout", "soon")
+    assert done.exit_code != 0 and "Wait timeout 'soon' is malformed" in done.stderr
+    assert app.client.list_commands(limit=10) == []
