@@ -77,3 +77,28 @@ def test_wait_limits_are_durations_and_go_with_wait(app):
     done = app.cli("send", "--all", "--script", "true", "--wait", "--wait-timeout", "soon")
     assert done.exit_code != 0 and "Wait timeout 'soon' is malformed" in done.stderr
     assert app.client.list_commands(limit=10) == []
+
+
+def test_send_wait_prints_the_command_id_first_on_stderr(app):
+    app.enrol(1)
+    done = app.cli("send", "--all", "--script", "true", "--wait", "--unreachable-after", "0s")
+    command = app.client.list_commands(limit=1)[0]
+    first = done.stderr.splitlines()[0]
+    assert first.startswith(f"Command {command.id} sent to 1 node(s); waiting"), done.stderr
+    assert command.id not in done.stdout.splitlines()[0]  # stdout: the results only
+
+
+def test_commands_wait_attaches_to_a_command_already_sent(app):
+    (node,) = app.enrol(1)
+    sent = app.cli("send", "--all", "--script", "true")
+    command_id = sent.stdout.strip()
+    done = app.cli("commands", "wait", command_id, "--unreachable-after", "1s")
+    assert done.exit_code == Exit.NODES_UNREACHABLE, done
+    assert f"Unreachable (offline, Delayed over 1s): {node.name} ({node.node_id})" in done.stdout
+    app.client.cancel_command(command_id)
+    done = app.cli("commands", "wait", command_id, "--json")
+    assert done.exit_code == Exit.FAILED, done  # cancelled is not a success
+    data = json.loads(done.stdout)
+    assert data["wait"]["ended"] == "finished" and data["wait"]["failed"] == [node.node_id]
+    missing = app.cli("commands", "wait", "c-nope")
+    assert missing.exit_code != 0 and "No command c-nope exists" in missing.stderr

@@ -177,3 +177,18 @@ def test_make_up_sends_its_demo_to_the_local_node_only_and_ends_with_one_offline
             if pid_file.exists():
                 with contextlib.suppress(OSError, ValueError):
                     os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_ctrl_c_stops_the_wait_not_the_command_and_says_how_to_come_back(half_fleet):
+    offline = half_fleet.agents[1]
+    term = Terminal(half_fleet, "send", "--node", offline.node_id, "--script", "true", "--wait")
+    term.wait_for(f"Delayed (offline): {offline.name}")
+    term.proc.send_signal(signal.SIGINT)  # what Ctrl-C on the terminal sends
+    code, _ = term.finish()
+    assert code == Exit.INTERRUPTED
+    command_id = re.search(r"Command (\S+) sent to 1 node\(s\)", term.screen).group(1)
+    assert f"command {command_id} keeps running" in term.screen
+    assert f"fleetrun commands wait {command_id}" in term.screen
+    assert f"fleetrun commands cancel {command_id}" in term.screen
+    assert "Traceback" not in term.screen and "Aborted" not in term.screen
+    assert half_fleet.client.get_command(command_id).status == "InProgress"

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from fleetrun.cli import render
 from fleetrun.cli.base import F, api_options, options
+from fleetrun.cli.send import wait_limits, wait_options
 from fleetrun.cli.waiting import counts_text
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.ids import is_node_id
@@ -40,7 +41,7 @@ def _filters(f: F) -> F:
 @click.group("commands")
 @api_options
 def commands() -> None:
-    """Commands: list, show, cancel."""
+    """Commands: list, show, wait, cancel."""
 
 
 @commands.command("list")
@@ -151,6 +152,33 @@ def show_command(ctx: click.Context, command_id: str) -> None:
             style="dim",
             markup=False,
         )
+
+
+@commands.command("wait")
+@click.argument("command_id")
+@wait_options
+@api_options
+@click.pass_context
+def wait_command(
+    ctx: click.Context, command_id: str, wait_timeout: str | None, unreachable_after: str | None
+) -> None:
+    """Wait for a command already sent (as send --wait does): progress, then each node's
+    result; the exit code says how it went."""
+    from fleetrun.cli.waiting import wait_and_report
+
+    opts = options(ctx)
+    wait_timeout_s, unreachable_after_s = wait_limits(wait_timeout, unreachable_after)
+    client = opts.client()
+    command = client.get_command(command_id)
+    ctx.exit(
+        wait_and_report(
+            client,
+            command,
+            json=opts.json,
+            wait_timeout_s=wait_timeout_s,
+            unreachable_after_s=unreachable_after_s,
+        )
+    )
 
 
 @commands.command("cancel")

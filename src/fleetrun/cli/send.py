@@ -247,6 +247,12 @@ def send(
         return
     from fleetrun.cli.waiting import wait_and_report
 
+    # The id first, whatever happens next (stderr: stdout stays the results').
+    render.err.print(
+        f"Command {command.id} sent to {command.target_count} node(s); waiting "
+        "(Ctrl-C stops the wait, not the command).",
+        markup=False,
+    )
     ctx.exit(
         wait_and_report(
             client,

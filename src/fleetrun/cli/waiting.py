@@ -347,11 +347,23 @@ def wait_and_report(
     unreachable_after_s: float,
 ) -> Exit:
     """Wait (with progress on a terminal), print each node's result and the summary (or
-    the JSON of all of it), and return the exit code."""
-    watched = watch_with_progress(
-        client, command, wait_timeout_s=wait_timeout_s, unreachable_after_s=unreachable_after_s
-    )
-    invocations = client.list_invocations(command.id, details=True)
+    the JSON of all of it), and return the exit code. Ctrl-C stops the wait, not the
+    command, and says how to come back to it."""
+    try:
+        watched = watch_with_progress(
+            client,
+            command,
+            wait_timeout_s=wait_timeout_s,
+            unreachable_after_s=unreachable_after_s,
+        )
+        invocations = client.list_invocations(command.id, details=True)
+    except KeyboardInterrupt:
+        render.err.print(
+            f"Stopped waiting; command {command.id} keeps running. Follow it: fleetrun "
+            f"commands wait {command.id} · cancel it: fleetrun commands cancel {command.id}",
+            markup=False,
+        )
+        return Exit.INTERRUPTED
     result = verdict(invocations, watched)
     if json:
         render.emit_json(
