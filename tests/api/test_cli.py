@@ -182,3 +182,32 @@ def test_every_command_but_the_server_itself_takes_json():
     # `server` is a group now (it runs the server, or `server reset-admin-token`, which
     # takes --json): no leaf is left without it.
     assert without == [], without
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (["--tag", "env=prodd"], "no node has env=prodd (the values of env are: dev, prod)"),
+        (["--target", "tag:envv=prod"], "no node has a tag envv (the tag keys nodes have: env)"),
+        (["--target", "tag-key:role"], "no node has a tag role (the tag keys nodes have: env)"),
+    ],
+)
+@pytest.mark.parametrize("wait", [[], ["--wait"]])
+def test_a_target_that_matches_no_node_exits_non_zero_and_names_what_there_is(
+    app, target, message, wait
+):
+    app.enrol(1, tags={"env": "dev"})
+    app.enrol(2, tags={"env": "prod"})
+    done = app.cli("send", *target, "--script", "true", *wait)
+    assert done.exit_code == 2, done
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+def test_filters_that_each_match_but_not_together_are_explained(app):
+    app.enrol(1, tags={"env": "dev", "role": "db"})
+    app.enrol(1, tags={"env": "prod", "role": "web"})
+    done = app.cli("send", "--tag", "env=dev", "--tag", "role=web", "--script", "true", "--json")
+    assert done.exit_code == 2, done
+    assert "no node matches all of them" in done.stderr
+    assert json.loads(done.stdout)["status_detail"] == "NoInstancesInTag"

@@ -102,3 +102,19 @@ def test_commands_wait_attaches_to_a_command_already_sent(app):
     assert data["wait"]["ended"] == "finished" and data["wait"]["failed"] == [node.node_id]
     missing = app.cli("commands", "wait", "c-nope")
     assert missing.exit_code != 0 and "No command c-nope exists" in missing.stderr
+
+
+def test_an_undeliverable_node_is_a_failure_named_in_the_summary(app):
+    """The node deleted while its invocation waited ends Undeliverable, which the
+    server does not count as an error; the wait does, and a failure outranks the other
+    node being unreachable."""
+    kept, deleted = app.enrol(2)
+    command_id = app.cli("send", "--all", "--script", "true").stdout.strip()
+    app.client.delete_node(deleted.node_id)
+    done = app.cli("commands", "wait", command_id, "--unreachable-after", "1s")
+    assert done.exit_code == Exit.FAILED, done
+    assert "Failed on 1, unreachable on 1 of 2 node(s): Undeliverable 1 · Delayed 1" in (
+        done.stdout
+    )
+    assert f"  Undeliverable: {deleted.name} ({deleted.node_id})" in done.stdout
+    assert f"{kept.name} ({kept.node_id})" in done.stdout.splitlines()[-1]

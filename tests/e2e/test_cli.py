@@ -175,3 +175,34 @@ def test_cancel_and_filtered_listings_from_the_command_line(shared_fleet):
     assert all(i["node_id"] == node for i in mine["items"]) and mine["items"]
     bad = cli(shared_fleet, "commands", "list", "--since", "yesterday-ish")
     assert bad.returncode == 1 and "is not a time" in bad.stderr
+
+
+def test_access_denied_on_a_node_fails_the_wait_and_is_listed_by_node(shared_fleet):
+    """The server counts AccessDenied as not attempted (the command is a Success on
+    the nodes it could touch); the operator who waited is told it did not run
+    everywhere: exit 1, and the denied node by name."""
+    from tests.api.test_access import ANY_DOCUMENT, GROUPS_AND_COMMANDS, WEB_NODES_ONLY
+
+    admin = shared_fleet.client
+    admin.create_principal("cli-web-operator")
+    admin.create_policy(
+        "cli-web-operator",
+        {"Version": "2012-10-17", "Statement": [WEB_NODES_ONLY, ANY_DOCUMENT, GROUPS_AND_COMMANDS]},
+    )
+    admin.attach("cli-web-operator", policy="cli-web-operator")
+    token = admin.create_token("cli-web-operator").token
+    done = cli(
+        shared_fleet,
+        "send",
+        "--all",
+        "--script",
+        "echo ran",
+        "--wait",
+        env={"FLEETRUN_TOKEN": token},
+    )
+    db = shared_fleet.agents[2]
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Failed on 1 of 3 node(s): Success 2 · AccessDenied 1" in done.stdout
+    assert f"  AccessDenied: {db.name} ({db.node_id})" in done.stdout
+    command_id = done.stderr.split()[1]
+    assert shared_fleet.client.get_command(command_id).status == "Success"

@@ -9,10 +9,11 @@ import click
 
 from fleetrun.cli import render
 from fleetrun.cli.base import F, api_options, options
+from fleetrun.cli.exits import Exit
 from fleetrun.core.durations import parse_duration
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.tags import parse_tag
-from fleetrun.core.targets import Target, parse_target
+from fleetrun.core.targets import Candidate, Target, matches, parse_target
 
 
 def _tag_targets(tags: tuple[str, ...]) -> dict[str, list[str]]:
@@ -235,6 +236,13 @@ def send(
         secret_parameters=_secrets(secret_params),
         notification=_notification(notify, notify_on, notify_type),
     )
+    if command.target_count == 0:
+        # A mistyped tag is the usual cause: say which values the key does have.
+        if opts.json:
+            render.emit_json(command)
+        nodes = [Candidate(n.id, n.tags) for n in client.list_nodes()]
+        render.err.print(f"fleetrun: {no_match(command.targets, nodes)}", markup=False)
+        ctx.exit(Exit.USAGE)
     if not wait:
         if opts.json:
             return render.emit_json(command)
@@ -275,3 +283,46 @@ def _notification(
     if statuses:
         config["events"] = [s.strip() for s in statuses.split(",") if s.strip()]
     return config
+
+
+VALUES_SHOWN = 20
+
+
+def no_match(targets: list[Target], nodes: list[Candidate]) -> str:
+    """One sentence for targets that selected no node: for each target that alone
+    matches nothing, what the fleet has instead."""
+    reasons = []
+    for target in targets:
+        if target.key == "group":
+            if len(targets) == 1:
+                reasons.append(f"group {target.values[0]} has no members now")
+            continue
+        if target.key == "NodeIds" or any(matches(target, n) for n in nodes):
+            continue
+        if target.key.startswith("tag:"):
+            key = target.key[4:]
+            wanted = ",".join(target.values)
+            have = sorted({n.tags[key] for n in nodes if key in n.tags})
+            reasons.append(
+                f"no node has {key}={wanted} (the values of {key} are: {_few(have)})"
+                if have
+                else f"no node has a tag {key} (the tag keys nodes have: "
+                f"{_few(sorted({k for n in nodes for k in n.tags})) or 'none'})"
+            )
+        elif target.key == "tag-key":
+            keys = sorted({k for n in nodes for k in n.tags})
+            reasons.append(
+                f"no node has a tag {' or '.join(target.values)} (the tag keys nodes have: "
+                f"{_few(keys) or 'none'})"
+            )
+    if not nodes:
+        reasons = ["there are no nodes you may see (enrol one: fleetrun activations create)"]
+    elif not reasons and len(targets) > 1:
+        reasons = ["each filter matches some node, but no node matches all of them (ANDed)"]
+    detail = "; ".join(reasons) or "check the targets"
+    return f"No node matched the targets, so nothing ran: {detail}."
+
+
+def _few(values: list[str]) -> str:
+    shown = ", ".join(values[:VALUES_SHOWN])
+    return shown + (f" and {len(values) - VALUES_SHOWN} more" if len(values) > VALUES_SHOWN else "")

@@ -241,7 +241,9 @@ def verdict(invocations: Sequence[Invocation], watched: Watched) -> Verdict:
     failed = [i for i in invocations if i.status not in NOT_FINISHED and i.status != "Success"]
     unreached = [i for i in invocations if i.id in late and i.status == "Delayed"]
     running = [i for i in invocations if i.status in NOT_FINISHED and i.id not in late]
-    if failed:
+    if not invocations:
+        code = Exit.USAGE  # the targets matched no node: nothing ran
+    elif failed:
         code = Exit.FAILED
     elif watched.ending is Ending.TIMEOUT and (running or unreached):
         code = Exit.WAIT_TIMEOUT
@@ -263,6 +265,8 @@ def verdict(invocations: Sequence[Invocation], watched: Watched) -> Verdict:
 def summary_line(v: Verdict) -> Text:
     """`Success on 3 node(s)`, `Failed on 1 of 2 node(s): Success 1 · Failed 1`."""
     counts = counts_text(v.counts)
+    if not v.total:
+        return Text("No node matched the targets: nothing ran.", style="red")
     if v.exit is Exit.OK:
         return Text("Success", style="green") + Text(f" on {v.total} node(s): {counts}")
     parts = []
