@@ -33,7 +33,7 @@ def test_bad_input_gets_one_sentence_and_a_non_zero_exit(app, args, message):
     app.enrol(3, tags={"env": "test"})
     before = len(app.client.list_commands(limit=1000))
     done = app.cli(*args)
-    assert done.returncode == 1, done
+    assert done.returncode == 2, done
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fleetrun: ") and message in lines[0]
@@ -43,15 +43,15 @@ def test_bad_input_gets_one_sentence_and_a_non_zero_exit(app, args, message):
 def test_an_unreachable_server_and_a_wrong_token_are_explained(app):
     done = run_cli("nodes", "list", "--server", "http://127.0.0.1:9", env={"FLEETRUN_TOKEN": "x"})
     assert (
-        done.returncode == 1
+        done.returncode == 4
         and "Cannot reach the fleetrun server at http://127.0.0.1:9" in done.stderr
     )
     done = app.cli("nodes", "list", "--token", "frt_wrong")
-    assert done.returncode == 1 and "API token is not valid" in done.stderr
+    assert done.returncode == 3 and "API token is not valid" in done.stderr
     done = app.cli("nodes", "list", token=False)
-    assert done.returncode == 1 and "needs an API token" in done.stderr
+    assert done.returncode == 3 and "needs an API token" in done.stderr
     done = app.cli("nodes", "list", "--server", "ftp://x")
-    assert done.returncode == 1 and "must start with http://" in done.stderr
+    assert done.returncode == 2 and "must start with http://" in done.stderr
     done = app.cli("send", "--bogus")
     assert done.returncode == 2 and "No such option" in done.stderr
 
@@ -61,7 +61,7 @@ def test_login_saves_server_and_token_for_later_commands(app, tmp_path):
     config = tmp_path / "config.toml"
     env = {"FLEETRUN_CONFIG": str(config)}
     bad = app.cli("login", "--server", app.url, "--token", "frt_no", token=False, env=env)
-    assert bad.returncode == 1 and not config.exists()
+    assert bad.returncode == 3 and not config.exists()
     good = app.cli("login", "--server", app.url, "--token", app.token, token=False, env=env)
     assert good.returncode == 0, good.stderr
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
@@ -156,7 +156,7 @@ def test_bad_input_for_commands_at_scale(app, args, message):
     app.enrol(3, tags={"env": "test"})
     before = len(app.client.list_commands(limit=1000))
     done = app.cli(*args)
-    assert done.returncode == 1, done
+    assert done.returncode == 2, done
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
     assert len(app.client.list_commands(limit=1000)) == before
@@ -190,6 +190,10 @@ def test_every_command_but_the_server_itself_takes_json():
         (["--tag", "env=prodd"], "no node has env=prodd (the values of env are: dev, prod)"),
         (["--target", "tag:envv=prod"], "no node has a tag envv (the tag keys nodes have: env)"),
         (["--target", "tag-key:role"], "no node has a tag role (the tag keys nodes have: env)"),
+        (
+            ["--tag", "env=dev", "--target", "NodeIds=n-00000000000000000"],
+            "No node n-00000000000000000 exists",
+        ),
     ],
 )
 @pytest.mark.parametrize("wait", [[], ["--wait"]])

@@ -174,7 +174,7 @@ def test_cancel_and_filtered_listings_from_the_command_line(shared_fleet):
     )
     assert all(i["node_id"] == node for i in mine["items"]) and mine["items"]
     bad = cli(shared_fleet, "commands", "list", "--since", "yesterday-ish")
-    assert bad.returncode == 1 and "is not a time" in bad.stderr
+    assert bad.returncode == 2 and "is not a time" in bad.stderr
 
 
 def test_access_denied_on_a_node_fails_the_wait_and_is_listed_by_node(shared_fleet):

@@ -67,16 +67,19 @@ def cli() -> None:
     """fleetrun: run scripts and documents on your fleet, no SSH, no inbound port."""
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, code: int) -> NoReturn:
     from fleetrun.cli import render
 
     render.err.print(f"fleetrun: {message}", markup=False, highlight=False)
-    sys.exit(1)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None, *, http: httpx.Client | None = None) -> None:
     """The entry point. `http` sends every API request through that client (the SDK's
-    transport seam: the tests drive an in-process server with it)."""
+    transport seam: the tests drive an in-process server with it). The exit code says
+    which kind of failure it was (fleetrun.cli.exits, docs/cli.md)."""
+    from fleetrun.cli.exits import Exit, for_error
+
     try:
         result = cli.main(
             args=argv, prog_name="fleetrun", standalone_mode=False, obj=Options(http=http)
@@ -85,20 +88,20 @@ def main(argv: list[str] | None = None, *, http: httpx.Client | None = None) -> 
         from fleetrun.cli import render
 
         render.err.print("Aborted.")
-        sys.exit(130)
+        sys.exit(Exit.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        sys.exit(Exit.USAGE)
     except FleetrunError as exc:
-        _fail(exc.message)
+        _fail(exc.message, for_error(exc))
     # The safety net for files and values the commands read without a sentence of their
     # own: the operator sees what was wrong, never a traceback.
     except UnicodeDecodeError as exc:
-        _fail(describe_decode_error(exc))
+        _fail(describe_decode_error(exc), Exit.USAGE)
     except OSError as exc:
-        _fail(describe_os_error(exc))
+        _fail(describe_os_error(exc), Exit.USAGE)
     except ValueError as exc:
-        _fail(f"A value given is not valid ({exc}): check the options and files given.")
+        _fail(f"A value given is not valid ({exc}): check the options and files given.", Exit.USAGE)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(Exit.INTERRUPTED)
     sys.exit(result if isinstance(result, int) else 0)

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from fleetrun.cli import render
 from fleetrun.cli.base import api_options, options, read_text
+from fleetrun.cli.exits import Exit
 from fleetrun.core.errors import ValidationError
 from fleetrun.schemas.runcommands import GroupRunCommand, RunCommand
 from fleetrun.sdk.client import Client
@@ -168,7 +169,7 @@ def _finish_group(ctx: click.Context, client: Client, grc: GroupRunCommand, *, w
     else:
         _show_group(grc)
     if wait and (grc.summary.succeeded != grc.summary.total or grc.provisioningState == "Failed"):
-        ctx.exit(1)
+        ctx.exit(Exit.FAILED)
 
 
 def _group_done(grc: GroupRunCommand) -> bool:
@@ -212,7 +213,7 @@ def _finish(ctx: click.Context, client: Client, rc: RunCommand, *, wait: bool) -
     else:
         _show(rc)
     if wait and (rc.instanceView.executionState != "Succeeded" or rc.provisioningState == "Failed"):
-        ctx.exit(1)
+        ctx.exit(Exit.FAILED)
 
 
 def _wait_with_progress(client: Client, rc: RunCommand) -> RunCommand:

@@ -227,10 +227,7 @@ class Client:
                 timeout=timeout_s if timeout_s is not None else self._timeout,
             )
         except httpx.TransportError as exc:
-            raise ConnectionError_(
-                f"Cannot reach the fleetrun server at {self.server} ({_reason(exc)}): check "
-                "--server (or FLEETRUN_SERVER) and that the server is running."
-            ) from exc
+            raise _unreachable(self.server, exc) from exc
         _raise_for(response)
         if response.status_code == 204 or not response.content:
             return None
@@ -508,9 +505,7 @@ class Client:
                     _raise_for(response)
                 yield from response.iter_bytes()
         except httpx.TransportError as exc:
-            raise ConnectionError_(
-                f"Cannot reach the fleetrun server at {self.server} ({_reason(exc)})."
-            ) from exc
+            raise _unreachable(self.server, exc) from exc
 
     def get_output(self, command_id: str, node_id: str, stream: str = "stdout", **kw: Any) -> bytes:
         return b"".join(self.iter_output(command_id, node_id, stream, **kw))
@@ -852,9 +847,7 @@ class Client:
                     if line.strip():
                         yield jsonlib.loads(line)
         except httpx.TransportError as exc:
-            raise ConnectionError_(
-                f"Cannot reach the fleetrun server at {self.server} ({_reason(exc)})."
-            ) from exc
+            raise _unreachable(self.server, exc) from exc
 
     def get_audit_key(self) -> str:
         """The server's public key (base64 Ed25519) that verifies the heads of exports."""
@@ -913,9 +906,7 @@ class Client:
                         yield Event.model_validate(payload)
                         data, kind = [], "event"
         except httpx.TransportError as exc:
-            raise ConnectionError_(
-                f"Cannot reach the fleetrun server at {self.server} ({_reason(exc)})."
-            ) from exc
+            raise _unreachable(self.server, exc) from exc
 
     def create_rule(
         self,
@@ -1043,6 +1034,25 @@ def _clean(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if params is None:
         return None
     return {k: v for k, v in params.items() if v is not None and v != []}
+
+
+def _unreachable(server: str, exc: httpx.TransportError) -> ConnectionError_:
+    """One sentence for a request that got no answer; a certificate that is not trusted
+    says where to give the CA that signed it."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        reason = cause.verify_message or cause.reason or "not trusted"
+        return ConnectionError_(
+            f"The certificate of the fleetrun server at {server} is not trusted ({reason}): "
+            "give the CA certificate that signed it with --ca-file or FLEETRUN_CA_FILE (SDK: "
+            "verify=PATH), or check that --server names the right host."
+        )
+    return ConnectionError_(
+        f"Cannot reach the fleetrun server at {server} ({_reason(exc)}): check --server (or "
+        "FLEETRUN_SERVER) and that the server is running."
+    )
 
 
 def _reason(exc: httpx.TransportError) -> str:
