@@ -215,3 +215,17 @@ def test_filters_that_each_match_but_not_together_are_explained(app):
     assert done.exit_code == 2, done
     assert "no node matches all of them" in done.stderr
     assert json.loads(done.stdout)["status_detail"] == "NoInstancesInTag"
+
+
+def test_the_root_help_lines_are_each_commands_own():
+    """`fleetrun --help` lists commands from a table so as to import none of them; the
+    table must say what each command itself says."""
+    import click
+
+    from fleetrun.cli.main import COMMANDS
+    from fleetrun.cli.main import cli as root
+
+    ctx = click.Context(root)
+    for name, (_, _, line) in COMMANDS.items():
+        command = root.get_command(ctx, name)
+        assert command is not None and command.get_short_help_str(limit=1000) == line, name

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from fleetrun.cli import config
 from fleetrun.core.errors import ValidationError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import httpx
 
     from fleetrun.sdk import Client
@@ -33,7 +33,9 @@ class Options:
 
     def client(self) -> Client:
         if self._client is None:
-            from fleetrun.sdk import Client  # imported when a command needs it: fast --help
+            # imported when a command needs them: --help and --version stay fast
+            from fleetrun.cli import config
+            from fleetrun.sdk import Client
 
             profile = config.resolve(self.server, self.token, self.ca_file, self.insecure)
             verify: str | bool = profile.ca_file or True

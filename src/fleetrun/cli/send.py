@@ -198,8 +198,10 @@ def send(
     wait_timeout: str | None,
     unreachable_after: str | None,
 ) -> None:
-    """Run a script or a document on nodes and print the command id (or, with --wait,
-    each node's result)."""
+    """Run a script or a document on nodes: print its id, or --wait for the results.
+
+    With --wait: progress, then each node's result and a summary; the wait always ends
+    (--wait-timeout, --unreachable-after) and the exit code says how it went."""
     opts = options(ctx)
     if not (node_ids or tags or targets or group or all_nodes):
         raise ValidationError(
