@@ -139,7 +139,7 @@ def test_groups_and_rate_control_from_the_command_line(app):
         (["send", "--all", "--document", "RunShellScript:7"], "only version 1"),
         (
             ["send", "--all", "--script", "x", "--document", "RunShellScript"],
-            "either --script or --document",
+            "Give one of --script, --script-file or --document",
         ),
         (
             ["send", "--all", "--document", "RunShellScript", "--param", "oops"],

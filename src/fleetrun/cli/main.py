@@ -40,6 +40,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "send",
         "Run a script or a document on nodes: print its id, or --wait for the results.",
     ),
+    "targets": (
+        "fleetrun.cli.targeting",
+        "targets_group",
+        "Targets: see which nodes a target selects before sending to it.",
+    ),
     "commands": ("fleetrun.cli.commands", "commands", "Commands: list, show, wait, cancel."),
     "invocations": (
         "fleetrun.cli.commands",

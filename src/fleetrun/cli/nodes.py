@@ -51,32 +51,35 @@ def list_nodes(ctx: click.Context, tags: tuple[str, ...], status: str | None) ->
 
 
 @nodes.command("show")
-@click.argument("node_id")
+@click.argument("node", metavar="ID|NAME")
 @api_options
 @click.pass_context
-def show_node(ctx: click.Context, node_id: str) -> None:
-    """Show one node."""
+def show_node(ctx: click.Context, node: str) -> None:
+    """Show one node, by id or by name."""
+    from fleetrun.cli.targeting import node_id
+
     opts = options(ctx)
-    node = opts.client().get_node(node_id)
+    client = opts.client()
+    found = client.get_node(node_id(client, node))
     if opts.json:
-        return render.emit_json(node)
+        return render.emit_json(found)
     render.block(
         [
-            ("ID", node.id),
-            ("Name", node.name),
-            ("Status", render.status(node.ping_status)),
-            ("Last seen", render.when(node.last_ping_at)),
-            ("Hostname", node.hostname),
-            ("Platform", f"{node.platform or '-'} {node.platform_version or ''}".strip()),
-            ("Architecture", node.architecture),
-            ("Agent", node.agent_version),
-            ("Registered", render.when(node.registered_at)),
-            ("Tags", render.tags(node.tags)),
+            ("ID", found.id),
+            ("Name", found.name),
+            ("Status", render.status(found.ping_status)),
+            ("Last seen", render.when(found.last_ping_at)),
+            ("Hostname", found.hostname),
+            ("Platform", f"{found.platform or '-'} {found.platform_version or ''}".strip()),
+            ("Architecture", found.architecture),
+            ("Agent", found.agent_version),
+            ("Registered", render.when(found.registered_at)),
+            ("Tags", render.tags(found.tags)),
         ]
     )
-    if node.local_config:
+    if found.local_config:
         render.out.print("\nLocal configuration (set on the node, read-only here):", style="bold")
-        render.block([(k, v) for k, v in sorted(node.local_config.items())])
+        render.block([(k, v) for k, v in sorted(found.local_config.items())])
 
 
 @nodes.command("delete")

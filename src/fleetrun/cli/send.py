@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import click
 
-from fleetrun.cli import render
-from fleetrun.cli.base import F, api_options, options
+from fleetrun.cli import render, targeting
+from fleetrun.cli.base import F, api_options, options, read_text
 from fleetrun.cli.exits import Exit
 from fleetrun.core.durations import parse_duration
 from fleetrun.core.errors import ValidationError
-from fleetrun.core.tags import parse_tag
-from fleetrun.core.targets import Candidate, Target, matches, parse_target
 
 
-def _tag_targets(tags: tuple[str, ...]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = defaultdict(list)
-    for text in tags:
-        key, value = parse_tag(text)
-        grouped[key].append(value)
-    return dict(grouped)
+def _script(script: str | None, script_file: Path | None, document: str | None) -> str | None:
+    """The script from --script TEXT, --script - (stdin) or --script-file FILE."""
+    if sum(x is not None for x in (script, script_file, document)) != 1:
+        raise ValidationError("Give one of --script, --script-file or --document.")
+    if script_file is not None:
+        script = read_text(script_file, "script file")
+    elif script == "-":
+        script = sys.stdin.read()
+    if script is not None and not script.strip():
+        raise ValidationError("The script is empty: give the commands to run with --script.")
+    return script
 
 
 def _params(pairs: tuple[str, ...]) -> dict[str, list[str]]:
@@ -85,24 +90,18 @@ def wait_limits(
 
 
 @click.command("send")
-@click.option("--node", "node_ids", multiple=True, metavar="ID", help="A node id (repeatable).")
+@targeting.target_options
 @click.option(
-    "--tag",
-    "tags",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Nodes with this tag (repeatable; values of one key are ORed, keys ANDed).",
+    "--script",
+    default=None,
+    help="A shell script (shorthand for RunShellScript); - reads it from stdin.",
 )
 @click.option(
-    "--target",
-    "targets",
-    multiple=True,
-    metavar="FILTER",
-    help="tag:KEY=V1,V2 | tag-key:KEY | group:NAME | all (repeatable, ANDed).",
+    "--script-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A file holding the shell script.",
 )
-@click.option("--group", default=None, metavar="NAME", help="The members of a node group.")
-@click.option("--all", "all_nodes", is_flag=True, help="Every node.")
-@click.option("--script", default=None, help="A shell script (shorthand for RunShellScript).")
 @click.option("--document", default=None, metavar="NAME[:VERSION]", help="A document to run.")
 @click.option(
     "--param",
@@ -175,12 +174,13 @@ def wait_limits(
 @click.pass_context
 def send(
     ctx: click.Context,
-    node_ids: tuple[str, ...],
+    nodes: tuple[str, ...],
     tags: tuple[str, ...],
     targets: tuple[str, ...],
     group: str | None,
     all_nodes: bool,
     script: str | None,
+    script_file: Path | None,
     document: str | None,
     params: tuple[str, ...],
     args: tuple[str, ...],
@@ -203,20 +203,11 @@ def send(
     With --wait: progress, then each node's result and a summary; the wait always ends
     (--wait-timeout, --unreachable-after) and the exit code says how it went."""
     opts = options(ctx)
-    if not (node_ids or tags or targets or group or all_nodes):
-        raise ValidationError(
-            "Say where to run: --node ID, --tag KEY=VALUE, --target tag:KEY=VALUE, --group NAME, "
-            "or --all."
-        )
-    if (script is None) == (document is None):
-        raise ValidationError("Give either --script or --document (one of them).")
-    if script is not None and not script.strip():
-        raise ValidationError("The script is empty: give the commands to run with --script.")
+    script = _script(script, script_file, document)
     if not wait and (wait_timeout or unreachable_after):
         raise ValidationError("--wait-timeout and --unreachable-after go with --wait.")
     wait_timeout_s, unreachable_after_s = wait_limits(wait_timeout, unreachable_after)
     name, version = _document(document) if document else ("RunShellScript", None)
-    parsed: list[Target] = [parse_target(t) for t in targets]
     client = opts.client()
     command = client.send_command(
         script=script,
@@ -224,11 +215,9 @@ def send(
         document_version=version,
         parameters=_params(params),
         arguments=list(args),
-        node_ids=list(node_ids),
-        tags=_tag_targets(tags),
-        targets=parsed,
-        group=group,
-        all_nodes=all_nodes,
+        targets=targeting.build(
+            client, nodes=nodes, tags=tags, targets=targets, group=group, all_nodes=all_nodes
+        ),
         timeout_s=execution_timeout,
         delivery_timeout_s=delivery_timeout,
         max_concurrency=max_concurrency,
@@ -242,8 +231,8 @@ def send(
         # A mistyped tag is the usual cause: say which values the key does have.
         if opts.json:
             render.emit_json(command)
-        nodes = [Candidate(n.id, n.tags) for n in client.list_nodes()]
-        render.err.print(f"fleetrun: {no_match(command.targets, nodes)}", markup=False)
+        message = targeting.explain_no_match(client, command.targets)
+        render.err.print(f"fleetrun: {message}", markup=False)
         ctx.exit(Exit.USAGE)
     if not wait:
         if opts.json:
@@ -285,46 +274,3 @@ def _notification(
     if statuses:
         config["events"] = [s.strip() for s in statuses.split(",") if s.strip()]
     return config
-
-
-VALUES_SHOWN = 20
-
-
-def no_match(targets: list[Target], nodes: list[Candidate]) -> str:
-    """One sentence for targets that selected no node: for each target that alone
-    matches nothing, what the fleet has instead."""
-    reasons = []
-    for target in targets:
-        if target.key == "group":
-            if len(targets) == 1:
-                reasons.append(f"group {target.values[0]} has no members now")
-            continue
-        if target.key == "NodeIds" or any(matches(target, n) for n in nodes):
-            continue
-        if target.key.startswith("tag:"):
-            key = target.key[4:]
-            wanted = ",".join(target.values)
-            have = sorted({n.tags[key] for n in nodes if key in n.tags})
-            reasons.append(
-                f"no node has {key}={wanted} (the values of {key} are: {_few(have)})"
-                if have
-                else f"no node has a tag {key} (the tag keys nodes have: "
-                f"{_few(sorted({k for n in nodes for k in n.tags})) or 'none'})"
-            )
-        elif target.key == "tag-key":
-            keys = sorted({k for n in nodes for k in n.tags})
-            reasons.append(
-                f"no node has a tag {' or '.join(target.values)} (the tag keys nodes have: "
-                f"{_few(keys) or 'none'})"
-            )
-    if not nodes:
-        reasons = ["there are no nodes you may see (enrol one: fleetrun activations create)"]
-    elif not reasons and len(targets) > 1:
-        reasons = ["each filter matches some node, but no node matches all of them (ANDed)"]
-    detail = "; ".join(reasons) or "check the targets"
-    return f"No node matched the targets, so nothing ran: {detail}."
-
-
-def _few(values: list[str]) -> str:
-    shown = ", ".join(values[:VALUES_SHOWN])
-    return shown + (f" and {len(values) - VALUES_SHOWN} more" if len(values) > VALUES_SHOWN else "")
