@@ -229,3 +229,18 @@ def test_the_root_help_lines_are_each_commands_own():
     for name, (_, _, line) in COMMANDS.items():
         command = root.get_command(ctx, name)
         assert command is not None and command.get_short_help_str(limit=1000) == line, name
+
+
+def test_the_nodes_table_fits_100_columns_and_wide_shows_everything(app):
+    long_tags = {"env": "production", "role": "webserver", "team": "payments-platform"}
+    app.enrol(3, tags=long_tags, prefix="a-node-with-a-long-name-")
+    narrow = app.cli("nodes", "list")
+    assert narrow.exit_code == 0, narrow
+    lines = narrow.stdout.splitlines()
+    assert lines[0].split() == ["ID", "NAME", "STATUS", "TAGS", "LAST", "SEEN"]
+    assert max(len(line) for line in lines) <= 100, lines
+    assert "NeverConnected" in narrow.stdout and "ConnectionLost" not in narrow.stdout
+    wide = app.cli("nodes", "list", "--wide")
+    assert "PLATFORM" in wide.stdout and "team=payments-platform" in wide.stdout
+    shown = app.cli("nodes", "show", app.nodes[0].node_id)
+    assert "NeverConnected" in shown.stdout

@@ -27,6 +27,7 @@ class Options:
     ca_file: str | None = None
     insecure: bool = False
     json: bool = False
+    utc: bool = False  # show times in UTC, not the local zone
     # the SDK's transport seam (`main(argv, http=...)`): every request goes through it
     http: httpx.Client | None = field(default=None, repr=False)
     _client: Client | None = field(default=None, repr=False)
@@ -84,10 +85,20 @@ def insecure_option(f: F) -> F:
     )(f)
 
 
+def utc_option(f: F) -> F:
+    return click.option(
+        "--utc",
+        is_flag=True,
+        expose_value=False,
+        callback=_store("utc"),
+        help="Show times in UTC (default: the local time zone, named).",
+    )(f)
+
+
 def api_options(f: F) -> F:
-    """--server, --token, --ca-file, --insecure and --json, accepted on the group and on
-    every command."""
-    f = insecure_option(json_option(f))
+    """--server, --token, --ca-file, --insecure, --json and --utc, accepted on the group
+    and on every command."""
+    f = utc_option(insecure_option(json_option(f)))
     for name, help_text in (
         ("--token", "API token (default: FLEETRUN_TOKEN, then the login file)."),
         (

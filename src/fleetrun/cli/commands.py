@@ -160,7 +160,11 @@ def show_command(ctx: click.Context, command_id: str) -> None:
 @api_options
 @click.pass_context
 def wait_command(
-    ctx: click.Context, command_id: str, wait_timeout: str | None, unreachable_after: str | None
+    ctx: click.Context,
+    command_id: str,
+    wait_timeout: str | None,
+    unreachable_after: str | None,
+    only_failed: bool,
 ) -> None:
     """Wait for a command already sent (as send --wait does): progress, then each node's
     result; the exit code says how it went."""
@@ -177,6 +181,7 @@ def wait_command(
             json=opts.json,
             wait_timeout_s=wait_timeout_s,
             unreachable_after_s=unreachable_after_s,
+            only_failed=only_failed,
         )
     )
 

@@ -23,28 +23,33 @@ def nodes() -> None:
 @click.option(
     "--status", type=click.Choice(["Online", "ConnectionLost"]), help="Only this ping status."
 )
+@click.option("--wide", is_flag=True, help="Every column, nothing cut (platform, agent, tags).")
 @api_options
 @click.pass_context
-def list_nodes(ctx: click.Context, tags: tuple[str, ...], status: str | None) -> None:
-    """List nodes."""
+def list_nodes(ctx: click.Context, tags: tuple[str, ...], status: str | None, wide: bool) -> None:
+    """List nodes (a table that fits 100 columns; --wide for everything)."""
     opts = options(ctx)
     found = opts.client().list_nodes(tags=parse_tags(tags), ping_status=status)
     if opts.json:
         return render.emit_json(found)
+    columns = ["ID", "NAME", "STATUS", "TAGS", "LAST SEEN"]
+    if wide:
+        columns[3:3] = ["PLATFORM", "AGENT"]
+    rows = []
+    for n in found:
+        row = [
+            n.id,
+            n.name if wide else render.cut(n.name, 14),
+            render.ping_status(n.ping_status, n.last_ping_at),
+            render.tags(n.tags) if wide else render.cut(render.tags(n.tags), 20),
+            render.when(n.last_ping_at),
+        ]
+        if wide:
+            row[3:3] = [n.platform_version or n.platform or "-", n.agent_version or "-"]
+        rows.append(row)
     render.table(
-        ["ID", "NAME", "STATUS", "PLATFORM", "AGENT", "TAGS", "LAST SEEN"],
-        (
-            [
-                n.id,
-                n.name,
-                render.status(n.ping_status),
-                n.platform_version or n.platform or "-",
-                n.agent_version or "-",
-                render.tags(n.tags),
-                render.when(n.last_ping_at),
-            ]
-            for n in found
-        ),
+        columns,
+        rows,
         empty="No nodes yet: enrol one with `fleetrun activations create` and "
         "`fleetrun-agent register`.",
     )
@@ -67,7 +72,7 @@ def show_node(ctx: click.Context, node: str) -> None:
         [
             ("ID", found.id),
             ("Name", found.name),
-            ("Status", render.status(found.ping_status)),
+            ("Status", render.ping_status(found.ping_status, found.last_ping_at)),
             ("Last seen", render.when(found.last_ping_at)),
             ("Hostname", found.hostname),
             ("Platform", f"{found.platform or '-'} {found.platform_version or ''}".strip()),

@@ -57,7 +57,12 @@ def _document(text: str) -> tuple[str, str | None]:
 
 
 def wait_options(f: F) -> F:
-    """--wait-timeout and --unreachable-after: a wait that always ends."""
+    """--wait-timeout and --unreachable-after: a wait that always ends; --only-failed."""
+    f = click.option(
+        "--only-failed",
+        is_flag=True,
+        help="Show the output of the nodes that did not succeed only (the summary counts all).",
+    )(f)
     f = click.option(
         "--unreachable-after",
         default=None,
@@ -197,6 +202,7 @@ def send(
     wait: bool,
     wait_timeout: str | None,
     unreachable_after: str | None,
+    only_failed: bool,
 ) -> None:
     """Run a script or a document on nodes: print its id, or --wait for the results.
 
@@ -204,8 +210,10 @@ def send(
     (--wait-timeout, --unreachable-after) and the exit code says how it went."""
     opts = options(ctx)
     script = _script(script, script_file, document)
-    if not wait and (wait_timeout or unreachable_after):
-        raise ValidationError("--wait-timeout and --unreachable-after go with --wait.")
+    if not wait and (wait_timeout or unreachable_after or only_failed):
+        raise ValidationError(
+            "--wait-timeout, --unreachable-after and --only-failed go with --wait."
+        )
     wait_timeout_s, unreachable_after_s = wait_limits(wait_timeout, unreachable_after)
     name, version = _document(document) if document else ("RunShellScript", None)
     client = opts.client()
@@ -259,6 +267,7 @@ def send(
             json=opts.json,
             wait_timeout_s=wait_timeout_s,
             unreachable_after_s=unreachable_after_s,
+            only_failed=only_failed,
         )
     )
 

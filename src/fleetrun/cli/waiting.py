@@ -317,29 +317,78 @@ def _name_nodes(label: Text, invocations: Sequence[Invocation]) -> None:
     render.out.print(line)
 
 
-def print_results(command_id: str, invocations: Sequence[Invocation]) -> None:
-    """Each node: a header line (name, id, status, exit code, time), then its output."""
+def _outcome(inv: Invocation) -> tuple[object, ...]:
+    """What two nodes must share for their results to be shown once."""
+    steps = tuple((s.name, s.status, s.exit_code, s.stdout, s.stderr) for s in inv.steps)
+    return (
+        inv.status,
+        inv.status_detail,
+        inv.exit_code,
+        inv.message,
+        inv.stdout,
+        inv.stderr,
+        steps if len(inv.steps) > 1 else (),
+    )
+
+
+def print_results(
+    command_id: str, invocations: Sequence[Invocation], *, only_failed: bool = False
+) -> None:
+    """Each outcome once: nodes whose status, exit code and output are the same share
+    one header (`── 48 nodes: web01, web02, ... Success · exit 0`), then the output;
+    multi-step documents show each step's output under a step marker."""
+    groups: dict[tuple[object, ...], list[Invocation]] = {}
     for inv in invocations:
+        if only_failed and inv.status == "Success":
+            continue
+        groups.setdefault(_outcome(inv), []).append(inv)
+    for same in groups.values():
+        _print_group(command_id, same)
+
+
+def _print_group(command_id: str, same: Sequence[Invocation]) -> None:
+    inv = same[0]
+    if len(same) == 1:
         header = Text("── ", style="bold") + render.shown(f"{inv.node_name or inv.node_id}")
-        header += Text(f" ({inv.node_id}) ", style="bold") + render.status(inv.status)
-        if inv.status_detail not in (inv.status, "Success"):
-            header += Text(f" ({inv.status_detail})")
-        header += Text(f" · exit {inv.exit_code if inv.exit_code is not None else '-'}")
+        header += Text(f" ({inv.node_id}) ", style="bold")
+    else:
+        names = ", ".join(i.node_name or i.node_id for i in same[:NAMED])
+        more = f", ... and {len(same) - NAMED} more" if len(same) > NAMED else ""
+        header = Text(f"── {len(same)} nodes: ", style="bold")
+        header += render.shown(names + more) + Text(" ")
+    header += render.status(inv.status)
+    if inv.status_detail not in (inv.status, "Success"):
+        header += Text(f" ({inv.status_detail})")
+    header += Text(f" · exit {inv.exit_code if inv.exit_code is not None else '-'}")
+    if len(same) == 1:
         header += Text(f" · {render.duration(inv.started_at, inv.ended_at)}")
-        render.out.print(header)
-        if inv.message:
-            render.out.print(inv.message, style="yellow", markup=False)
-        if inv.stdout:
-            render.raw(inv.stdout)
-        if inv.stderr:
-            render.out.print("stderr:", style="red")
-            render.raw(inv.stderr)
-        if inv.stdout_truncated or inv.stderr_truncated:
-            render.err.print(
-                f"(output cut; all of it: fleetrun invocations show {command_id} {inv.node_id})",
-                style="dim",
-                markup=False,
-            )
+    render.out.print(header)
+    if inv.message:
+        render.out.print(inv.message, style="yellow", markup=False)
+    if len(inv.steps) > 1:
+        for step in inv.steps:
+            marker = Text(f"▸ step {step.index + 1}/{len(inv.steps)} ", style="bold")
+            marker += render.shown(step.name) + Text(f" ({step.action}) ")
+            marker += render.status(step.status)
+            marker += Text(f" · exit {step.exit_code if step.exit_code is not None else '-'}")
+            render.out.print(marker)
+            _print_streams(step.stdout, step.stderr)
+    else:
+        _print_streams(inv.stdout, inv.stderr)
+    if inv.stdout_truncated or inv.stderr_truncated:
+        render.err.print(
+            f"(output cut; all of it: fleetrun invocations show {command_id} {inv.node_id})",
+            style="dim",
+            markup=False,
+        )
+
+
+def _print_streams(stdout: str, stderr: str) -> None:
+    if stdout:
+        render.raw(stdout)
+    if stderr:
+        render.out.print("stderr:", style="red")
+        render.raw(stderr)
 
 
 def wait_and_report(
@@ -349,6 +398,7 @@ def wait_and_report(
     json: bool,
     wait_timeout_s: float | None,
     unreachable_after_s: float,
+    only_failed: bool = False,
 ) -> Exit:
     """Wait (with progress on a terminal), print each node's result and the summary (or
     the JSON of all of it), and return the exit code. Ctrl-C stops the wait, not the
@@ -385,6 +435,6 @@ def wait_and_report(
             }
         )
     else:
-        print_results(command.id, invocations)
+        print_results(command.id, invocations, only_failed=only_failed)
         print_summary(result, command.id, unreachable_after_s)
     return result.exit
