@@ -140,3 +140,21 @@ def describe_decode_error(exc: UnicodeDecodeError, subject: str = "A file given"
         f"{subject} is not UTF-8 text (byte 0x{byte:02x} at position {exc.start}): "
         "give a text file."
     )
+
+
+def yes_option(f: F) -> F:
+    return click.option(
+        "--yes", "-y", is_flag=True, help="Do not ask for confirmation on a terminal."
+    )(f)
+
+
+def confirm(ctx: click.Context, question: str, *, yes: bool) -> None:
+    """Ask on a terminal before something that cannot be undone; a script (stdin not a
+    terminal) or --yes is not asked. A no ends the command with exit 1, nothing done."""
+    import sys
+
+    if yes or not sys.stdin.isatty():
+        return
+    if not click.confirm(question, default=False, err=True):
+        click.echo("Nothing was deleted.", err=True)
+        ctx.exit(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from fleetrun.cli import render
-from fleetrun.cli.base import api_options, options
+from fleetrun.cli.base import api_options, confirm, options, yes_option
 from fleetrun.core.durations import parse_duration
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.tags import parse_tags
@@ -89,12 +89,19 @@ def show_node(ctx: click.Context, node: str) -> None:
 
 @nodes.command("delete")
 @click.argument("node_id")
+@yes_option
 @api_options
 @click.pass_context
-def delete_node(ctx: click.Context, node_id: str) -> None:
+def delete_node(ctx: click.Context, node_id: str, yes: bool) -> None:
     """Deregister a node: its agent can no longer connect, unfinished work ends
     Undeliverable; its history stays."""
     opts = options(ctx)
+    confirm(
+        ctx,
+        f"Deregister node {node_id}? Its agent can no longer connect; re-enrolling it "
+        "needs a new activation.",
+        yes=yes,
+    )
     opts.client().delete_node(node_id)
     if opts.json:
         return render.emit_json({"deleted": node_id})
