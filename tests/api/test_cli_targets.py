@@ -101,3 +101,45 @@ def test_the_script_comes_from_a_file_or_stdin(app, fleet, tmp_path):
     assert empty.exit_code == Exit.USAGE and "The script is empty" in empty.stderr
     gone = app.cli("send", "--all", "--script-file", str(tmp_path / "nope.sh"))
     assert gone.exit_code == Exit.USAGE and "Cannot use the script file" in gone.stderr
+
+
+def test_tags_are_set_and_removed_after_enrolment_and_targets_see_them(app, fleet):
+    done = app.cli("nodes", "tag", "db03", "role=web", "tier=2", "--json")
+    assert done.exit_code == 0, done
+    assert json.loads(done.stdout)["tags"] == {"role": "web", "tier": "2"}
+    preview = app.cli("targets", "preview", "--tag", "role=web", "--json")
+    assert sorted(n["name"] for n in json.loads(preview.stdout)) == ["db03", "web01", "web02"]
+    done = app.cli("nodes", "untag", fleet["db03"], "tier")
+    assert done.exit_code == 0 and "now has the tags: role=web" in done.stdout
+    missing = app.cli("nodes", "untag", "db03", "tier")
+    assert missing.exit_code == Exit.USAGE and "The node has no tag tier" in missing.stderr
+    bad = app.cli("nodes", "tag", "db03", "role")
+    assert bad.exit_code == Exit.USAGE and "malformed" in bad.stderr
+
+
+def test_no_one_can_tag_a_node_into_or_out_of_what_their_policy_allows(app, fleet):
+    """A principal who may tag only role=web nodes cannot take a db node into role=web
+    (decided on the tags before) nor a web node out of it (decided on the tags after)."""
+    from tests.api.test_access import doc, principal
+
+    principal(
+        app,
+        "web-tagger",
+        doc(
+            {
+                "Effect": "Allow",
+                "Action": ["fleetrun:TagNode", "fleetrun:ListNodes"],
+                "Resource": "frn:fleetrun:node/*",
+                "Condition": {"StringEquals": {"fleetrun:ResourceTag/role": "web"}},
+            }
+        ),
+    )
+    token = app.client.create_token("web-tagger").token
+    ok = app.cli("nodes", "tag", fleet["web01"], "tier=1", token=token)
+    assert ok.exit_code == 0, ok
+    into = app.cli("nodes", "tag", fleet["db03"], "role=web", token=token)
+    assert into.exit_code == Exit.ACCESS and "may not perform fleetrun:TagNode" in into.stderr
+    out = app.cli("nodes", "tag", fleet["web02"], "role=db", token=token)
+    assert out.exit_code == Exit.ACCESS
+    tags = {n.name: n.tags for n in app.client.list_nodes()}
+    assert tags["db03"] == {"role": "db"} and tags["web02"] == {"role": "web"}

@@ -71,7 +71,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "keys",
         "Publisher keys: sign documents that nodes may require signatures on.",
     ),
-    "nodes": ("fleetrun.cli.nodes", "nodes", "Managed nodes: list them, show one."),
+    "nodes": ("fleetrun.cli.nodes", "nodes", "Managed nodes: list them, show one, tag them."),
     "activations": (
         "fleetrun.cli.nodes",
         "activations",

@@ -10,12 +10,13 @@ from fleetrun.core.durations import parse_duration
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.tags import parse_tags
 from fleetrun.schemas.activations import MAX_EXPIRES_S
+from fleetrun.schemas.nodes import Node
 
 
 @click.group("nodes")
 @api_options
 def nodes() -> None:
-    """Managed nodes: list them, show one."""
+    """Managed nodes: list them, show one, tag them."""
 
 
 @nodes.command("list")
@@ -85,6 +86,44 @@ def show_node(ctx: click.Context, node: str) -> None:
     if found.local_config:
         render.out.print("\nLocal configuration (set on the node, read-only here):", style="bold")
         render.block([(k, v) for k, v in sorted(found.local_config.items())])
+
+
+@nodes.command("tag")
+@click.argument("node", metavar="ID|NAME")
+@click.argument("tags", nargs=-1, required=True, metavar="KEY=VALUE...")
+@api_options
+@click.pass_context
+def tag_node(ctx: click.Context, node: str, tags: tuple[str, ...]) -> None:
+    """Set tags on a node (add or change them); its other tags stay."""
+    from fleetrun.cli.targeting import node_id
+
+    opts = options(ctx)
+    client = opts.client()
+    changed = client.tag_node(node_id(client, node), set=parse_tags(tags))
+    _tagged(opts.json, changed)
+
+
+@nodes.command("untag")
+@click.argument("node", metavar="ID|NAME")
+@click.argument("keys", nargs=-1, required=True, metavar="KEY...")
+@api_options
+@click.pass_context
+def untag_node(ctx: click.Context, node: str, keys: tuple[str, ...]) -> None:
+    """Remove tags from a node, by key."""
+    from fleetrun.cli.targeting import node_id
+
+    opts = options(ctx)
+    client = opts.client()
+    changed = client.tag_node(node_id(client, node), remove=list(keys))
+    _tagged(opts.json, changed)
+
+
+def _tagged(json: bool, node: Node) -> None:
+    if json:
+        return render.emit_json(node)
+    render.out.print(
+        render.shown(f"{node.name} ({node.id}) now has the tags: {render.tags(node.tags)}")
+    )
 
 
 @nodes.command("delete")

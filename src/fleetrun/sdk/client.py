@@ -70,7 +70,7 @@ from fleetrun.schemas.events import (
     RuleTargetCreate,
 )
 from fleetrun.schemas.groups import Group, GroupCreate
-from fleetrun.schemas.nodes import Node
+from fleetrun.schemas.nodes import Node, NodeTagsUpdate
 from fleetrun.schemas.runcommands import (
     GroupRunCommand,
     RunCommand,
@@ -291,6 +291,18 @@ class Client:
 
     def get_node(self, node_id: str) -> Node:
         return self._model(Node, "GET", _path("nodes", node_id))
+
+    def tag_node(
+        self,
+        node_id: str,
+        *,
+        set: Mapping[str, str] | None = None,
+        remove: Sequence[str] = (),
+    ) -> Node:
+        """Set tags (add or change) and remove tag keys; the node's other tags stay.
+        Groups that follow tags, and targets, see the change at once."""
+        body = build(NodeTagsUpdate, set=dict(set or {}), remove=list(remove))
+        return self._model(Node, "PATCH", _path("nodes", node_id, "tags"), json=body.model_dump())
 
     # -- commands -------------------------------------------------------------------
 
