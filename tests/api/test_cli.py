@@ -244,3 +244,21 @@ def test_the_nodes_table_fits_100_columns_and_wide_shows_everything(app):
     assert "PLATFORM" in wide.stdout and "team=payments-platform" in wide.stdout
     shown = app.cli("nodes", "show", app.nodes[0].node_id)
     assert "NeverConnected" in shown.stdout
+
+
+def test_groups_update_replaces_the_members_and_the_new_ones_get_its_run_commands(app):
+    web = app.enrol(2, tags={"role": "web"}, prefix="web")
+    [db] = app.enrol(1, tags={"role": "db"}, prefix="db")
+    assert app.cli("groups", "create", "cli-g", "--tag", "role=web").exit_code == 0
+    app.client.put_group_run_command("cli-g", "ping", script="true", async_execution=True)
+    done = app.cli("groups", "update", "cli-g", "--tag", "role=web", "--tag", "role=db")
+    assert done.exit_code == 0, done
+    assert "Updated group cli-g (tags: role=web|db): 3 node(s) now." in done.stdout
+    instances = app.client.get_group_run_command("cli-g", "ping").instances
+    assert db.node_id in {i.nodeId for i in instances}
+    done = app.cli("groups", "update", "cli-g", "--node", web[0].node_id, "--json")
+    assert json.loads(done.stdout)["members"] == [web[0].node_id]
+    missing = app.cli("groups", "update", "nope", "--tag", "role=web")
+    assert missing.exit_code == 2 and "No group 'nope' exists" in missing.stderr
+    both = app.cli("groups", "update", "cli-g")
+    assert both.exit_code == 2 and "Give either --tag" in both.stderr

@@ -92,6 +92,7 @@ ACTIONS: dict[str, ActionSpec] = {
     "CreateGroup": _a("group", "admin", "create a node group"),
     "ListGroups": _a("group", "read", "list groups (members: the nodes one may list)"),
     "GetGroup": _a("group", "read", "read a group (members: the nodes one may list)"),
+    "UpdateGroup": _a("group", "admin", "change a node group's members or description"),
     "DeleteGroup": _a("group", "admin", "delete a node group"),
     # documents
     "CreateDocument": _a("document", "admin", "create a document"),

@@ -69,7 +69,7 @@ from fleetrun.schemas.events import (
     RuleCreate,
     RuleTargetCreate,
 )
-from fleetrun.schemas.groups import Group, GroupCreate
+from fleetrun.schemas.groups import Group, GroupCreate, GroupUpdate
 from fleetrun.schemas.nodes import Node, NodeTagsUpdate
 from fleetrun.schemas.runcommands import (
     GroupRunCommand,
@@ -582,6 +582,27 @@ class Client:
             tags=tag_lists,
         )
         return self._model(Group, "POST", "/v1/groups", json=body.model_dump())
+
+    def update_group(
+        self,
+        name: str,
+        *,
+        node_ids: Sequence[str] | None = None,
+        tags: Mapping[str, str | Sequence[str]] | None = None,
+        description: str | None = None,
+    ) -> Group:
+        """New members (a list of nodes, or tag filters) for an existing group; the
+        description changes when given. Its run commands go to the nodes that join."""
+        tag_lists = None
+        if tags is not None:
+            tag_lists = {k: [v] if isinstance(v, str) else list(v) for k, v in tags.items()}
+        body = build(
+            GroupUpdate,
+            description=description,
+            node_ids=list(node_ids) if node_ids is not None else None,
+            tags=tag_lists,
+        )
+        return self._model(Group, "PUT", _path("groups", name), json=body.model_dump())
 
     def list_groups(self) -> list[Group]:
         return list(self._items(Group, "/v1/groups"))
