@@ -27,6 +27,7 @@ STATE = Path(os.environ.get("FLEETRUN_DEVSTACK_DIR") or ROOT / ".fleetrun")
 PORT = int(os.environ.get("FLEETRUN_PORT", "8470"))
 URL = f"http://127.0.0.1:{PORT}"
 PY = sys.executable
+DEMO_TIMEOUT_S = 90  # the demo waits at most 60 s; this is the belt to its braces
 
 
 def _pid(name: str) -> int | None:
@@ -148,22 +149,38 @@ def up() -> None:
         return bool(node.get("ping_status") == "Online")
 
     _wait(online, "the agent coming online")
-    print("\nSending a demo command to every node:\n")
-    demo = subprocess.run(
-        [
-            PY,
-            "-m",
-            "fleetrun",
-            "send",
-            "--all",
-            "--comment",
-            "make up demo",
-            "--wait",
-            "--script",
-            'echo "Hello from $(hostname), node $FLEETRUN_NODE_ID"; uname -sr',
-        ],
-        env=env,
-    )
+    print("\nSending a demo command to this machine's node:\n")
+    # Only the local node, which was just seen Online, with a short delivery deadline and a
+    # bounded wait: other nodes enrolled here earlier may be offline, and `make up` must
+    # never hang on them.
+    try:
+        demo = subprocess.run(
+            [
+                PY,
+                "-m",
+                "fleetrun",
+                "send",
+                "--node",
+                node_id,
+                "--comment",
+                "make up demo",
+                "--delivery-timeout",
+                "30",
+                "--wait",
+                "--wait-timeout",
+                "60s",
+                "--unreachable-after",
+                "30s",
+                "--script",
+                'echo "Hello from $(hostname), node $FLEETRUN_NODE_ID"; uname -sr',
+            ],
+            env=env,
+            timeout=DEMO_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        sys.exit(
+            f"make up: the demo command did not finish in {DEMO_TIMEOUT_S}s; see {STATE}/*.log"
+        )
     if demo.returncode != 0:
         sys.exit("make up: the demo command did not succeed; see .fleetrun/*.log")
     print(

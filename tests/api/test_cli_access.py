@@ -68,12 +68,12 @@ def test_principals_tokens_policies_and_roles_from_the_command_line(app, tmp_pat
     denied = cli(app, "principals", "list", env={"FLEETRUN_TOKEN": secret})
     assert denied.returncode == 0  # List* is allowed
     refused = cli(app, "principals", "delete", "admin", env={"FLEETRUN_TOKEN": secret})
-    assert refused.returncode == 1
+    assert refused.returncode == 3
     assert refused.stderr.startswith("fleetrun: ci-bot may not perform fleetrun:DeletePrincipal")
     revoke = cli(app, "tokens", "revoke", json.loads(token.stdout)["id"])
     assert revoke.returncode == 0
     after = cli(app, "whoami", env={"FLEETRUN_TOKEN": secret})
-    assert after.returncode == 1 and "not valid" in after.stderr
+    assert after.returncode == 3 and "not valid" in after.stderr
     assert cli(app, "principals", "detach", "ci-bot", "--role", "web-ops").returncode == 0
     assert cli(app, "roles", "delete", "web-ops").returncode == 0
     assert cli(app, "policies", "delete", "web-only").returncode == 0
@@ -86,7 +86,7 @@ def test_a_malformed_policy_file_is_refused_in_one_sentence(app, tmp_path):
         '{\n  "Version": "2012-10-17",\n  "Statement": [\n    {"Effect": "Allow",}\n  ]\n}\n'
     )
     done = cli(app, "policies", "create", "bad", "--file", str(bad))
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "Policy 'bad' is not valid JSON at line 4" in done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     wrong_ip = tmp_path / "ip.json"
@@ -94,9 +94,9 @@ def test_a_malformed_policy_file_is_refused_in_one_sentence(app, tmp_path):
     statement["Condition"] = {"NotIpAddress": {"fleetrun:SourceIp": ["10.0.0.0/8", "10.1.1"]}}
     wrong_ip.write_text(json.dumps({"Version": "2012-10-17", "Statement": [statement]}))
     done = cli(app, "policies", "create", "ip", "--file", str(wrong_ip))
-    assert done.returncode == 1 and "'10.1.1' is not an IP address or CIDR range" in done.stderr
+    assert done.returncode == 2 and "'10.1.1' is not an IP address or CIDR range" in done.stderr
     offline = cli(None, "policy", "validate", str(wrong_ip))
-    assert offline.returncode == 1 and "Statement 1" in offline.stderr
+    assert offline.returncode == 2 and "Statement 1" in offline.stderr
     assert "bad" not in cli(app, "policies", "list").stdout
 
 
@@ -148,7 +148,7 @@ def test_simulate_offline_with_policy_files_and_contexts(tmp_path):
     )
     assert json.loads(repeated.stdout)["decision"] == "deny"
     neither = cli(None, "policy", "simulate", "--action", "SendCommand")
-    assert neither.returncode == 1 and "--principal NAME, or --policy-file" in neither.stderr
+    assert neither.returncode == 2 and "--principal NAME, or --policy-file" in neither.stderr
 
 
 def test_simulate_against_a_principal_on_the_server(app, tmp_path):

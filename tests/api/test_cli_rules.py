@@ -144,7 +144,7 @@ def test_bad_files_and_bad_patterns_get_one_sentence_and_exit_one(
         done = cli(
             "rules", "test", "--pattern-file", pattern_file, "--event-file", event_file, *extra
         )
-        assert done.returncode == 1
+        assert done.returncode == 2
         assert message.format(dir=tmp_path) in done.stderr
         assert done.stderr.startswith("fleetrun: ") and done.stderr.count("\n") == 1
         assert "Traceback" not in done.stderr and done.stdout == ""
@@ -153,7 +153,7 @@ def test_bad_files_and_bad_patterns_get_one_sentence_and_exit_one(
 def test_a_yaml_date_must_be_quoted(files):
     event = files("e.yaml", "source: fleetrun\ntime: 2026-01-02\n")
     done = cli("rules", "test", "--pattern-file", files("p.json", PATTERN), "--event-file", event)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "holds a value JSON cannot carry (a date or a time?): quote it." in done.stderr
 
 

@@ -31,5 +31,5 @@ def test_cli_runs_through_its_entry_point(app):
     assert result.exit_code == 0, result.stderr
     assert len(json.loads(result.stdout)) == 1
     denied = app.cli("nodes", "list", token="not-a-token")
-    assert denied.exit_code == 1
+    assert denied.exit_code == 3
     assert "fleetrun:" in denied.stderr

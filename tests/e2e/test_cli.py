@@ -55,7 +55,10 @@ def test_send_wait_exits_non_zero_when_a_node_fails(shared_fleet):
     )
     assert done.returncode == 1
     assert "Failed · exit 1" in done.stdout
-    assert "Failed on 3 node(s)" in done.stdout
+    assert "Failed on 1 of 3 node(s): Success 2 · Failed 1" in done.stdout
+    assert f"  Failed: {shared_fleet.agents[2].name} ({shared_fleet.agents[2].node_id})" in (
+        done.stdout
+    )
 
 
 def test_send_wait_json(shared_fleet):
@@ -171,4 +174,91 @@ def test_cancel_and_filtered_listings_from_the_command_line(shared_fleet):
     )
     assert all(i["node_id"] == node for i in mine["items"]) and mine["items"]
     bad = cli(shared_fleet, "commands", "list", "--since", "yesterday-ish")
-    assert bad.returncode == 1 and "is not a time" in bad.stderr
+    assert bad.returncode == 2 and "is not a time" in bad.stderr
+
+
+def test_access_denied_on_a_node_fails_the_wait_and_is_listed_by_node(shared_fleet):
+    """The server counts AccessDenied as not attempted (the command is a Success on
+    the nodes it could touch); the operator who waited is told it did not run
+    everywhere: exit 1, and the denied node by name."""
+    from tests.api.test_access import ANY_DOCUMENT, GROUPS_AND_COMMANDS, WEB_NODES_ONLY
+
+    admin = shared_fleet.client
+    admin.create_principal("cli-web-operator")
+    admin.create_policy(
+        "cli-web-operator",
+        {"Version": "2012-10-17", "Statement": [WEB_NODES_ONLY, ANY_DOCUMENT, GROUPS_AND_COMMANDS]},
+    )
+    admin.attach("cli-web-operator", policy="cli-web-operator")
+    token = admin.create_token("cli-web-operator").token
+    done = cli(
+        shared_fleet,
+        "send",
+        "--all",
+        "--script",
+        "echo ran",
+        "--wait",
+        env={"FLEETRUN_TOKEN": token},
+    )
+    db = shared_fleet.agents[2]
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Failed on 1 of 3 node(s): Success 2 · AccessDenied 1" in done.stdout
+    assert f"  AccessDenied: {db.name} ({db.node_id})" in done.stdout
+    command_id = done.stderr.split()[1]
+    assert shared_fleet.client.get_command(command_id).status == "Success"
+
+
+def test_identical_results_are_shown_once_for_all_the_nodes_that_share_them(shared_fleet):
+    done = cli(shared_fleet, "send", "--all", "--script", "echo same everywhere", "--wait")
+    assert done.returncode == 0, done.stderr
+    names = ", ".join(a.name for a in shared_fleet.agents)
+    header = next(line for line in done.stdout.splitlines() if line.startswith("── "))
+    assert header.startswith("── 3 nodes: ") and header.endswith("Success · exit 0"), header
+    assert all(a.name in header for a in shared_fleet.agents), (header, names)
+    assert done.stdout.count("same everywhere\n") == 1
+
+
+def test_only_failed_shows_the_output_of_the_nodes_that_did_not_succeed(shared_fleet):
+    db = shared_fleet.agents[2]
+    done = cli(
+        shared_fleet,
+        "send",
+        "--all",
+        "--script",
+        f'echo "out of $FLEETRUN_NODE_ID"; test "$FLEETRUN_NODE_ID" != {db.node_id}',
+        "--wait",
+        "--only-failed",
+    )
+    assert done.returncode == 1
+    assert f"out of {db.node_id}" in done.stdout
+    assert all(f"out of {a.node_id}" not in done.stdout for a in shared_fleet.agents[:2])
+    assert "Failed on 1 of 3 node(s): Success 2 · Failed 1" in done.stdout
+
+
+def test_a_multi_step_document_shows_each_steps_output_under_a_marker(shared_fleet):
+    shared_fleet.client.create_document(
+        "cli-two-steps",
+        "mainSteps:\n"
+        "  - {name: prepare, action: runShellScript, inputs: {runCommand: 'echo prepared'}}\n"
+        "  - {name: apply, action: runShellScript, inputs: {runCommand: 'echo applied'}}\n",
+    )
+    node = shared_fleet.agents[0]
+    done = cli(shared_fleet, "send", "--node", node.name, "--document", "cli-two-steps", "--wait")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    first = lines.index("▸ step 1/2 prepare (runShellScript) Success · exit 0")
+    assert lines[first + 1 : first + 4] == [
+        "prepared",
+        "▸ step 2/2 apply (runShellScript) Success · exit 0",
+        "applied",
+    ]
+
+
+def test_times_carry_their_zone_local_by_default_or_utc(shared_fleet):
+    node = shared_fleet.agents[0].node_id
+    local = cli(shared_fleet, "nodes", "show", node, env={"TZ": "Asia/Tokyo"})
+    registered = next(x for x in local.stdout.splitlines() if x.startswith("Registered"))
+    assert registered.endswith(" JST"), registered
+    utc = cli(shared_fleet, "nodes", "show", node, "--utc", env={"TZ": "Asia/Tokyo"})
+    registered = next(x for x in utc.stdout.splitlines() if x.startswith("Registered"))
+    assert registered.endswith(" UTC"), registered

@@ -113,10 +113,13 @@ def test_a_hostile_node_id_or_name_from_the_server_is_neither_a_path_nor_printed
     assert not (tmp_path / "evil.stdout").exists()
     assert not list(out.glob("*")) if out.exists() else True
 
-    for args in (("nodes", "list"), ("invocations", "list", "--command", command.id)):
+    # (`nodes list` cuts long names to fit 100 columns; --wide shows them whole)
+    for args in (("nodes", "list", "--wide"), ("invocations", "list", "--command", command.id)):
         shown = cli(fleet, *args)
         assert shown.returncode == 0, shown.stderr
         assert "\x1b" not in shown.stdout and "evil\\x1b[2J\\nn-fake" in shown.stdout
+    narrow = cli(fleet, "nodes", "list")
+    assert "\x1b" not in narrow.stdout and "evil\\x1b[2J" in narrow.stdout
 
 
 # -- 14: files the operator names: a sentence, never a traceback -------------------------

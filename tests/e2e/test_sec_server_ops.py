@@ -117,7 +117,7 @@ def test_the_server_refuses_plain_http_off_loopback_without_insecure_http(tmp_pa
         "--data-dir",
         str(tmp_path / "data"),
     )
-    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "without TLS" in done.stderr and "--insecure-http" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "data").exists()  # nothing was made
@@ -143,7 +143,7 @@ def test_off_loopback_the_server_serves_tls_or_plain_http_when_told(tmp_path):
             "FLEETRUN_CONFIG": "/nonexistent",
         }
         refused = _cli("whoami", env=env)
-        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
         assert "plain HTTP" in refused.stderr and "--insecure" in refused.stderr
         assert _cli("--insecure", "whoami", env=env).returncode == 0
         assert _cli("whoami", env={**env, "FLEETRUN_INSECURE": "1"}).returncode == 0
@@ -159,7 +159,7 @@ def test_the_cli_will_not_send_its_token_over_plain_http_to_another_host(fleet):
         ["login", "--server", "http://10.1.2.3:8470", "--token", "frt_x"],
     ):
         done = _cli(*args, env=env)
-        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
         assert "plain HTTP to a host that is not this machine" in done.stderr
     # loopback over http needs no flag
     for server in (fleet.server.url, f"http://localhost:{fleet.server.port}"):
@@ -178,7 +178,7 @@ def test_the_last_administrator_token_cannot_be_revoked(fleet):
         client.revoke_token(first.id)
     assert client.whoami().principal == "admin"  # still works: nothing was changed
     done = _cli("tokens", "revoke", first.id, env=_env(fleet))
-    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "Traceback" not in done.stderr
     assert LOCKOUT in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
     # With another administrator token, the first one may go; then the other may not.

@@ -201,7 +201,7 @@ def test_the_cli_takes_secret_params(shared_fleet):
         timeout=60,
     )
     assert (
-        bad.returncode == 1
+        bad.returncode == 2
         and "secret parameter is malformed" in bad.stderr
         and SECRET not in bad.stderr
     )

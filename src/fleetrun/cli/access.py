@@ -12,6 +12,7 @@ import click
 
 from fleetrun.cli import render
 from fleetrun.cli.base import api_options, options, read_text
+from fleetrun.cli.exits import Exit
 from fleetrun.core import access
 from fleetrun.core.durations import parse_duration
 from fleetrun.core.errors import ValidationError
@@ -536,7 +537,7 @@ def simulate(
     else:
         render.out.print(decision, style="green" if decision == "allow" else "red")
         render.out.print(f"{reason[0].upper()}{reason[1:]}.", markup=False)
-    ctx.exit(0 if decision == "allow" else 1)
+    ctx.exit(Exit.OK if decision == "allow" else Exit.FAILED)
 
 
 @policy.command("validate")

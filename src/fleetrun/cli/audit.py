@@ -11,6 +11,7 @@ import click
 
 from fleetrun.cli import render
 from fleetrun.cli.base import api_options, options, read_text
+from fleetrun.cli.exits import Exit
 from fleetrun.core import audit as chain
 from fleetrun.core.durations import is_duration, parse_duration
 from fleetrun.core.errors import ValidationError
@@ -130,7 +131,7 @@ def verify(ctx: click.Context, file_: Path | None, public_key: str | None) -> No
         render.out.print(data["message"], style="green", markup=False)
     else:
         render.err.print(data["message"], style="red", markup=False)
-    ctx.exit(0 if data["ok"] else 1)
+    ctx.exit(Exit.OK if data["ok"] else Exit.FAILED)
 
 
 def _lines(path: Path) -> list[dict[str, object]]:

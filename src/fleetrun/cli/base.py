@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from fleetrun.cli import config
 from fleetrun.core.errors import ValidationError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import httpx
 
     from fleetrun.sdk import Client
@@ -27,13 +27,16 @@ class Options:
     ca_file: str | None = None
     insecure: bool = False
     json: bool = False
+    utc: bool = False  # show times in UTC, not the local zone
     # the SDK's transport seam (`main(argv, http=...)`): every request goes through it
     http: httpx.Client | None = field(default=None, repr=False)
     _client: Client | None = field(default=None, repr=False)
 
     def client(self) -> Client:
         if self._client is None:
-            from fleetrun.sdk import Client  # imported when a command needs it: fast --help
+            # imported when a command needs them: --help and --version stay fast
+            from fleetrun.cli import config
+            from fleetrun.sdk import Client
 
             profile = config.resolve(self.server, self.token, self.ca_file, self.insecure)
             verify: str | bool = profile.ca_file or True
@@ -82,10 +85,20 @@ def insecure_option(f: F) -> F:
     )(f)
 
 
+def utc_option(f: F) -> F:
+    return click.option(
+        "--utc",
+        is_flag=True,
+        expose_value=False,
+        callback=_store("utc"),
+        help="Show times in UTC (default: the local time zone, named).",
+    )(f)
+
+
 def api_options(f: F) -> F:
-    """--server, --token, --ca-file, --insecure and --json, accepted on the group and on
-    every command."""
-    f = insecure_option(json_option(f))
+    """--server, --token, --ca-file, --insecure, --json and --utc, accepted on the group
+    and on every command."""
+    f = utc_option(insecure_option(json_option(f)))
     for name, help_text in (
         ("--token", "API token (default: FLEETRUN_TOKEN, then the login file)."),
         (
@@ -127,3 +140,21 @@ def describe_decode_error(exc: UnicodeDecodeError, subject: str = "A file given"
         f"{subject} is not UTF-8 text (byte 0x{byte:02x} at position {exc.start}): "
         "give a text file."
     )
+
+
+def yes_option(f: F) -> F:
+    return click.option(
+        "--yes", "-y", is_flag=True, help="Do not ask for confirmation on a terminal."
+    )(f)
+
+
+def confirm(ctx: click.Context, question: str, *, yes: bool) -> None:
+    """Ask on a terminal before something that cannot be undone; a script (stdin not a
+    terminal) or --yes is not asked. A no ends the command with exit 1, nothing done."""
+    import sys
+
+    if yes or not sys.stdin.isatty():
+        return
+    if not click.confirm(question, default=False, err=True):
+        click.echo("Nothing was deleted.", err=True)
+        ctx.exit(1)

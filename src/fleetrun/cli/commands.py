@@ -10,7 +10,8 @@ from rich.text import Text
 
 from fleetrun.cli import render
 from fleetrun.cli.base import F, api_options, options
-from fleetrun.cli.send import counts_text
+from fleetrun.cli.send import wait_limits, wait_options
+from fleetrun.cli.waiting import counts_text
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.ids import is_node_id
 from fleetrun.core.inputs import escape_unprintable
@@ -40,7 +41,7 @@ def _filters(f: F) -> F:
 @click.group("commands")
 @api_options
 def commands() -> None:
-    """Commands: list, show, cancel."""
+    """Commands: list, show, wait, cancel."""
 
 
 @commands.command("list")
@@ -127,7 +128,7 @@ def show_command(ctx: click.Context, command_id: str) -> None:
                 f"{command.completed_count}/{command.target_count} done, "
                 f"{command.error_count} error(s)",
             ),
-            ("Counts", counts_text(command)),
+            ("Counts", counts_text(command.counts, command.status)),
             (
                 "Limits",
                 f"max concurrency {command.max_concurrency} ({command.concurrency_limit}), "
@@ -153,6 +154,38 @@ def show_command(ctx: click.Context, command_id: str) -> None:
         )
 
 
+@commands.command("wait")
+@click.argument("command_id")
+@wait_options
+@api_options
+@click.pass_context
+def wait_command(
+    ctx: click.Context,
+    command_id: str,
+    wait_timeout: str | None,
+    unreachable_after: str | None,
+    only_failed: bool,
+) -> None:
+    """Wait for a command already sent (as send --wait does): progress, then each node's
+    result; the exit code says how it went."""
+    from fleetrun.cli.waiting import wait_and_report
+
+    opts = options(ctx)
+    wait_timeout_s, unreachable_after_s = wait_limits(wait_timeout, unreachable_after)
+    client = opts.client()
+    command = client.get_command(command_id)
+    ctx.exit(
+        wait_and_report(
+            client,
+            command,
+            json=opts.json,
+            wait_timeout_s=wait_timeout_s,
+            unreachable_after_s=unreachable_after_s,
+            only_failed=only_failed,
+        )
+    )
+
+
 @commands.command("cancel")
 @click.argument("command_id")
 @click.option(
@@ -169,7 +202,7 @@ def cancel_command(ctx: click.Context, command_id: str, node_ids: tuple[str, ...
     render.out.print(
         Text("Cancel requested: ")
         + render.status(command.status)
-        + Text(f" · {counts_text(command)}")
+        + Text(f" · {counts_text(command.counts, command.status)}")
     )
 
 

@@ -8,7 +8,7 @@ import click
 import yaml
 
 from fleetrun.cli import render
-from fleetrun.cli.base import api_options, options, read_text
+from fleetrun.cli.base import api_options, confirm, options, read_text, yes_option
 from fleetrun.cli.keys import load_key
 from fleetrun.core import signing
 from fleetrun.schemas.documents import Document
@@ -186,10 +186,12 @@ def sign(ctx: click.Context, ref: str, key_file: Path, publisher: str | None) ->
 
 @documents.command("delete")
 @click.argument("name")
+@yes_option
 @api_options
 @click.pass_context
-def delete(ctx: click.Context, name: str) -> None:
+def delete(ctx: click.Context, name: str, yes: bool) -> None:
     """Delete a document and all its versions (commands already sent keep their steps)."""
+    confirm(ctx, f"Delete document {name} and all its versions?", yes=yes)
     options(ctx).client().delete_document(name)
     if options(ctx).json:
         return render.emit_json({"deleted": name})

@@ -25,6 +25,53 @@ def groups() -> None:
     """Node groups: a list of nodes, or every node with some tags (now and later)."""
 
 
+def _members(
+    tags: tuple[str, ...], node_ids: tuple[str, ...]
+) -> tuple[list[str] | None, dict[str, list[str]] | None]:
+    if bool(tags) == bool(node_ids):
+        raise ValidationError("Give either --tag KEY=VALUE or --node ID (one kind) for a group.")
+    filters: dict[str, list[str]] = defaultdict(list)
+    for text in tags:
+        key, value = parse_tag(text)
+        filters[key].append(value)
+    return (list(node_ids) if node_ids else None), (dict(filters) if tags else None)
+
+
+@groups.command("update")
+@click.argument("name")
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Members have this tag (repeatable; a key twice means either value).",
+)
+@click.option("--node", "node_ids", multiple=True, metavar="ID", help="A member (repeatable).")
+@click.option("--description", default=None, help="A new description (default: kept).")
+@api_options
+@click.pass_context
+def update(
+    ctx: click.Context,
+    name: str,
+    tags: tuple[str, ...],
+    node_ids: tuple[str, ...],
+    description: str | None,
+) -> None:
+    """Give a group new members (tags or node ids, replacing the old ones); its run
+    commands go to the nodes that join."""
+    members, filters = _members(tags, node_ids)
+    group = (
+        options(ctx)
+        .client()
+        .update_group(name, node_ids=members, tags=filters, description=description)
+    )
+    if options(ctx).json:
+        return render.emit_json(group)
+    render.out.print(
+        f"Updated group {group.name} ({_definition(group)}): {len(group.members)} node(s) now."
+    )
+
+
 @groups.command("create")
 @click.argument("name")
 @click.option(
@@ -46,21 +93,11 @@ def create(
     description: str | None,
 ) -> None:
     """Create a group from tags (it follows them) or from node ids."""
-    if bool(tags) == bool(node_ids):
-        raise ValidationError("Give either --tag KEY=VALUE or --node ID (one kind) for a group.")
-    filters: dict[str, list[str]] = defaultdict(list)
-    for text in tags:
-        key, value = parse_tag(text)
-        filters[key].append(value)
+    members, filters = _members(tags, node_ids)
     group = (
         options(ctx)
         .client()
-        .create_group(
-            name,
-            node_ids=list(node_ids) if node_ids else None,
-            tags=dict(filters) if tags else None,
-            description=description,
-        )
+        .create_group(name, node_ids=members, tags=filters, description=description)
     )
     if options(ctx).json:
         return render.emit_json(group)

@@ -15,32 +15,114 @@ from fleetrun.core.errors import FleetrunError
 if TYPE_CHECKING:
     import httpx
 
-# Every subcommand, by name: (module, attribute). Modules are imported when their
-# command runs, so `fleetrun --version` and `--help` import neither the SDK nor rich's
-# tables (docs/cli.md: startup).
-COMMANDS: dict[str, tuple[str, str]] = {
-    "server": ("fleetrun.cli.serve", "server"),
-    "login": ("fleetrun.cli.serve", "login"),
-    "whoami": ("fleetrun.cli.access", "whoami"),
-    "send": ("fleetrun.cli.send", "send"),
-    "commands": ("fleetrun.cli.commands", "commands"),
-    "invocations": ("fleetrun.cli.commands", "invocations"),
-    "documents": ("fleetrun.cli.documents", "documents"),
-    "groups": ("fleetrun.cli.groups", "groups"),
-    "run-command": ("fleetrun.cli.runcommands", "run_command"),
-    "keys": ("fleetrun.cli.keys", "keys"),
-    "nodes": ("fleetrun.cli.nodes", "nodes"),
-    "activations": ("fleetrun.cli.nodes", "activations"),
-    "principals": ("fleetrun.cli.access", "principals"),
-    "tokens": ("fleetrun.cli.access", "tokens"),
-    "policies": ("fleetrun.cli.access", "policies"),
-    "roles": ("fleetrun.cli.access", "roles"),
-    "policy": ("fleetrun.cli.access", "policy"),
-    "audit": ("fleetrun.cli.audit", "audit"),
-    "events": ("fleetrun.cli.events", "events"),
-    "rules": ("fleetrun.cli.rules", "rules"),
-    "channels": ("fleetrun.cli.channels", "channels"),
-    "version": ("fleetrun.cli.version", "version"),
+# Every subcommand, by name: (module, attribute, the one line `fleetrun --help` shows).
+# Modules are imported when their command runs, so `fleetrun --version` and `--help`
+# import neither the SDK nor rich (docs/cli.md: startup); a test checks that each line
+# is the command's own.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "server": (
+        "fleetrun.cli.serve",
+        "server",
+        "Run the fleetrun server (API, agent gateway, dispatcher) in the foreground.",
+    ),
+    "login": (
+        "fleetrun.cli.serve",
+        "login",
+        "Check the server and token, then save them for later commands.",
+    ),
+    "whoami": (
+        "fleetrun.cli.access",
+        "whoami",
+        "Show the principal behind the token, and what is attached to it.",
+    ),
+    "send": (
+        "fleetrun.cli.send",
+        "send",
+        "Run a script or a document on nodes: print its id, or --wait for the results.",
+    ),
+    "targets": (
+        "fleetrun.cli.targeting",
+        "targets_group",
+        "Targets: see which nodes a target selects before sending to it.",
+    ),
+    "commands": ("fleetrun.cli.commands", "commands", "Commands: list, show, wait, cancel."),
+    "invocations": (
+        "fleetrun.cli.commands",
+        "invocations",
+        "Invocations: one command on one node.",
+    ),
+    "documents": (
+        "fleetrun.cli.documents",
+        "documents",
+        "Documents: typed, versioned scripts to send by name.",
+    ),
+    "groups": (
+        "fleetrun.cli.groups",
+        "groups",
+        "Node groups: a list of nodes, or every node with some tags (now and later).",
+    ),
+    "run-command": (
+        "fleetrun.cli.runcommands",
+        "run_command",
+        "Named run commands on a node: create runs it, update re-runs it, delete stops it.",
+    ),
+    "keys": (
+        "fleetrun.cli.keys",
+        "keys",
+        "Publisher keys: sign documents that nodes may require signatures on.",
+    ),
+    "nodes": ("fleetrun.cli.nodes", "nodes", "Managed nodes: list them, show one, tag them."),
+    "activations": (
+        "fleetrun.cli.nodes",
+        "activations",
+        "Activations: one-time grants that enrol nodes.",
+    ),
+    "principals": (
+        "fleetrun.cli.access",
+        "principals",
+        "Principals: users and service accounts, and what is attached to them.",
+    ),
+    "tokens": (
+        "fleetrun.cli.access",
+        "tokens",
+        "API tokens: shown once when created, stored only as hashes.",
+    ),
+    "policies": (
+        "fleetrun.cli.access",
+        "policies",
+        "Policies: IAM-style JSON documents (see docs/access-control.md).",
+    ),
+    "roles": (
+        "fleetrun.cli.access",
+        "roles",
+        "Roles: named sets of policies (Reader, Operator, Administrator, your own).",
+    ),
+    "policy": (
+        "fleetrun.cli.access",
+        "policy",
+        "Try policies out: simulate a request, validate documents.",
+    ),
+    "audit": (
+        "fleetrun.cli.audit",
+        "audit",
+        "The audit log: every API request and agent session, hash-chained.",
+    ),
+    "events": (
+        "fleetrun.cli.events",
+        "events",
+        "The event log: every status change, node change, refusal and denial.",
+    ),
+    "rules": ("fleetrun.cli.rules", "rules", "Event rules: which events go to which targets."),
+    "channels": (
+        "fleetrun.cli.channels",
+        "channels",
+        "Notification channels: where `fleetrun send --notify` messages go.",
+    ),
+    "version": (
+        "fleetrun.cli.version",
+        "version",
+        "Show the versions of this CLI, the agent protocol and the server.",
+    ),
 }
 
 
@@ -52,10 +134,16 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
-            module, attribute = COMMANDS[cmd_name]
+            module, attribute, _ = COMMANDS[cmd_name]
             command = getattr(importlib.import_module(module), attribute)
             self.add_command(command, cmd_name)
         return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The list of commands, from the table above: no command module is imported."""
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx) if name in COMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(
@@ -68,16 +156,19 @@ def cli() -> None:
     """fleetrun: run scripts and documents on your fleet, no SSH, no inbound port."""
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, code: int) -> NoReturn:
     from fleetrun.cli import render
 
     render.err.print(f"fleetrun: {message}", markup=False, highlight=False)
-    sys.exit(1)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None, *, http: httpx.Client | None = None) -> None:
     """The entry point. `http` sends every API request through that client (the SDK's
-    transport seam: the tests drive an in-process server with it)."""
+    transport seam: the tests drive an in-process server with it). The exit code says
+    which kind of failure it was (fleetrun.cli.exits, docs/cli.md)."""
+    from fleetrun.cli.exits import Exit, for_error
+
     try:
         result = cli.main(
             args=argv, prog_name="fleetrun", standalone_mode=False, obj=Options(http=http)
@@ -86,20 +177,20 @@ def main(argv: list[str] | None = None, *, http: httpx.Client | None = None) -> 
         from fleetrun.cli import render
 
         render.err.print("Aborted.")
-        sys.exit(130)
+        sys.exit(Exit.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        sys.exit(Exit.USAGE)
     except FleetrunError as exc:
-        _fail(exc.message)
+        _fail(exc.message, for_error(exc))
     # The safety net for files and values the commands read without a sentence of their
     # own: the operator sees what was wrong, never a traceback.
     except UnicodeDecodeError as exc:
-        _fail(describe_decode_error(exc))
+        _fail(describe_decode_error(exc), Exit.USAGE)
     except OSError as exc:
-        _fail(describe_os_error(exc))
+        _fail(describe_os_error(exc), Exit.USAGE)
     except ValueError as exc:
-        _fail(f"A value given is not valid ({exc}): check the options and files given.")
+        _fail(f"A value given is not valid ({exc}): check the options and files given.", Exit.USAGE)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(Exit.INTERRUPTED)
     sys.exit(result if isinstance(result, int) else 0)

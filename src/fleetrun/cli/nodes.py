@@ -5,17 +5,18 @@ from __future__ import annotations
 import click
 
 from fleetrun.cli import render
-from fleetrun.cli.base import api_options, options
+from fleetrun.cli.base import api_options, confirm, options, yes_option
 from fleetrun.core.durations import parse_duration
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.tags import parse_tags
 from fleetrun.schemas.activations import MAX_EXPIRES_S
+from fleetrun.schemas.nodes import Node
 
 
 @click.group("nodes")
 @api_options
 def nodes() -> None:
-    """Managed nodes: list them, show one."""
+    """Managed nodes: list them, show one, tag them."""
 
 
 @nodes.command("list")
@@ -23,70 +24,123 @@ def nodes() -> None:
 @click.option(
     "--status", type=click.Choice(["Online", "ConnectionLost"]), help="Only this ping status."
 )
+@click.option("--wide", is_flag=True, help="Every column, nothing cut (platform, agent, tags).")
 @api_options
 @click.pass_context
-def list_nodes(ctx: click.Context, tags: tuple[str, ...], status: str | None) -> None:
-    """List nodes."""
+def list_nodes(ctx: click.Context, tags: tuple[str, ...], status: str | None, wide: bool) -> None:
+    """List nodes (a table that fits 100 columns; --wide for everything)."""
     opts = options(ctx)
     found = opts.client().list_nodes(tags=parse_tags(tags), ping_status=status)
     if opts.json:
         return render.emit_json(found)
+    columns = ["ID", "NAME", "STATUS", "TAGS", "LAST SEEN"]
+    if wide:
+        columns[3:3] = ["PLATFORM", "AGENT"]
+    rows = []
+    for n in found:
+        row = [
+            n.id,
+            n.name if wide else render.cut(n.name, 14),
+            render.ping_status(n.ping_status, n.last_ping_at),
+            render.tags(n.tags) if wide else render.cut(render.tags(n.tags), 20),
+            render.when(n.last_ping_at),
+        ]
+        if wide:
+            row[3:3] = [n.platform_version or n.platform or "-", n.agent_version or "-"]
+        rows.append(row)
     render.table(
-        ["ID", "NAME", "STATUS", "PLATFORM", "AGENT", "TAGS", "LAST SEEN"],
-        (
-            [
-                n.id,
-                n.name,
-                render.status(n.ping_status),
-                n.platform_version or n.platform or "-",
-                n.agent_version or "-",
-                render.tags(n.tags),
-                render.when(n.last_ping_at),
-            ]
-            for n in found
-        ),
+        columns,
+        rows,
         empty="No nodes yet: enrol one with `fleetrun activations create` and "
         "`fleetrun-agent register`.",
     )
 
 
 @nodes.command("show")
-@click.argument("node_id")
+@click.argument("node", metavar="ID|NAME")
 @api_options
 @click.pass_context
-def show_node(ctx: click.Context, node_id: str) -> None:
-    """Show one node."""
+def show_node(ctx: click.Context, node: str) -> None:
+    """Show one node, by id or by name."""
+    from fleetrun.cli.targeting import node_id
+
     opts = options(ctx)
-    node = opts.client().get_node(node_id)
+    client = opts.client()
+    found = client.get_node(node_id(client, node))
     if opts.json:
-        return render.emit_json(node)
+        return render.emit_json(found)
     render.block(
         [
-            ("ID", node.id),
-            ("Name", node.name),
-            ("Status", render.status(node.ping_status)),
-            ("Last seen", render.when(node.last_ping_at)),
-            ("Hostname", node.hostname),
-            ("Platform", f"{node.platform or '-'} {node.platform_version or ''}".strip()),
-            ("Architecture", node.architecture),
-            ("Agent", node.agent_version),
-            ("Registered", render.when(node.registered_at)),
-            ("Tags", render.tags(node.tags)),
+            ("ID", found.id),
+            ("Name", found.name),
+            ("Status", render.ping_status(found.ping_status, found.last_ping_at)),
+            ("Last seen", render.when(found.last_ping_at)),
+            ("Hostname", found.hostname),
+            ("Platform", f"{found.platform or '-'} {found.platform_version or ''}".strip()),
+            ("Architecture", found.architecture),
+            ("Agent", found.agent_version),
+            ("Registered", render.when(found.registered_at)),
+            ("Tags", render.tags(found.tags)),
         ]
     )
-    if node.local_config:
+    if found.local_config:
         render.out.print("\nLocal configuration (set on the node, read-only here):", style="bold")
-        render.block([(k, v) for k, v in sorted(node.local_config.items())])
+        render.block([(k, v) for k, v in sorted(found.local_config.items())])
+
+
+@nodes.command("tag")
+@click.argument("node", metavar="ID|NAME")
+@click.argument("tags", nargs=-1, required=True, metavar="KEY=VALUE...")
+@api_options
+@click.pass_context
+def tag_node(ctx: click.Context, node: str, tags: tuple[str, ...]) -> None:
+    """Set tags on a node (add or change them); its other tags stay."""
+    from fleetrun.cli.targeting import node_id
+
+    opts = options(ctx)
+    client = opts.client()
+    changed = client.tag_node(node_id(client, node), set=parse_tags(tags))
+    _tagged(opts.json, changed)
+
+
+@nodes.command("untag")
+@click.argument("node", metavar="ID|NAME")
+@click.argument("keys", nargs=-1, required=True, metavar="KEY...")
+@api_options
+@click.pass_context
+def untag_node(ctx: click.Context, node: str, keys: tuple[str, ...]) -> None:
+    """Remove tags from a node, by key."""
+    from fleetrun.cli.targeting import node_id
+
+    opts = options(ctx)
+    client = opts.client()
+    changed = client.tag_node(node_id(client, node), remove=list(keys))
+    _tagged(opts.json, changed)
+
+
+def _tagged(json: bool, node: Node) -> None:
+    if json:
+        return render.emit_json(node)
+    render.out.print(
+        render.shown(f"{node.name} ({node.id}) now has the tags: {render.tags(node.tags)}")
+    )
 
 
 @nodes.command("delete")
 @click.argument("node_id")
+@yes_option
 @api_options
 @click.pass_context
-def delete_node(ctx: click.Context, node_id: str) -> None:
+def delete_node(ctx: click.Context, node_id: str, yes: bool) -> None:
     """Deregister a node: its agent can no longer connect, unfinished work ends
     Undeliverable; its history stays."""
     opts = options(ctx)
+    confirm(
+        ctx,
+        f"Deregister node {node_id}? Its agent can no longer connect; re-enrolling it "
+        "needs a new activation.",
+        yes=yes,
+    )
     opts.client().delete_node(node_id)
     if opts.json:
         return render.emit_json({"deleted": node_id})

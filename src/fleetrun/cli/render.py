@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -42,9 +42,37 @@ def status(value: str) -> Text:
 
 
 def when(value: datetime | None) -> str:
+    """A time with its zone: local by default (`2026-12-03 14:05:09 CET`), UTC with
+    --utc; a time without a zone is read as UTC (the server sends UTC)."""
     if value is None:
         return "-"
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    shown = value.astimezone(UTC) if _utc() else value.astimezone()
+    return shown.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _utc() -> bool:
+    """Whether this command was given --utc."""
+    import click
+
+    from fleetrun.cli.base import Options
+
+    ctx = click.get_current_context(silent=True)
+    found = ctx.find_object(Options) if ctx is not None else None
+    return bool(found and found.utc)
+
+
+def ping_status(value: str, last_ping_at: datetime | None) -> Text:
+    """A node's ping status; one whose agent never connected is not ConnectionLost."""
+    if value == "ConnectionLost" and last_ping_at is None:
+        return Text("NeverConnected", style="dim")
+    return status(value)
+
+
+def cut(text: str, width: int) -> str:
+    """At most `width` characters, with an ellipsis where it was cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def duration(start: datetime | None, end: datetime | None) -> str:
@@ -54,6 +82,16 @@ def duration(start: datetime | None, end: datetime | None) -> str:
     if seconds < 60:
         return f"{seconds:.2f}s"
     minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def seconds(value: float) -> str:
+    """A time span as people read it: `12s`, `4m05s`, `2h03m`."""
+    whole = int(value)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 

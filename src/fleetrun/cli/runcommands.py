@@ -12,7 +12,8 @@ from rich.text import Text
 
 from fleetrun.cli import render
 from fleetrun.cli.base import api_options, options, read_text
-from fleetrun.core.errors import ValidationError
+from fleetrun.cli.exits import Exit
+from fleetrun.core.errors import NotFoundError, ValidationError
 from fleetrun.schemas.runcommands import GroupRunCommand, RunCommand
 from fleetrun.sdk.client import Client
 
@@ -116,11 +117,36 @@ def run_command() -> None:
     """Named run commands on a node: create runs it, update re-runs it, delete stops it."""
 
 
+def _existing(client: Client, node_id: str, name: str) -> RunCommand | None:
+    try:
+        return client.get_run_command(node_id, name)
+    except NotFoundError:
+        return None
+
+
+def _kept(before: RunCommand, kw: dict[str, Any]) -> dict[str, Any]:
+    """`update` without --param or --arg keeps the public parameters and arguments the
+    run command had (protected ones are never returned: they must be given again)."""
+    if kw["params"] or kw["args"] or kw.get("clear_params"):
+        return kw
+    named = tuple(f"{p.name}={p.value}" for p in before.parameters if p.name)
+    nameless = tuple(p.value for p in before.parameters if not p.name)
+    return {**kw, "params": named, "args": nameless}
+
+
 def _put(
-    ctx: click.Context, name: str, node_id: str | None, group: str | None, kw: dict[str, Any]
+    ctx: click.Context,
+    name: str,
+    node_id: str | None,
+    group: str | None,
+    kw: dict[str, Any],
+    *,
+    before: RunCommand | None = None,
 ) -> None:
     opts = options(ctx)
     client = opts.client()
+    if group is None and before is None:
+        before = _existing(client, str(node_id), name)
     script = kw["script"]
     if kw["script_file"] is not None:
         if script is not None:
@@ -149,6 +175,16 @@ def _put(
         grc = client.put_group_run_command(group, name, **definition)
         return _finish_group(ctx, client, grc, wait=not kw["async_"])
     rc = client.put_run_command(str(node_id), name, **definition)
+    if before is not None and rc.generation == before.generation:
+        # The server runs nothing for a definition identical to the one it has.
+        if opts.json:
+            return render.emit_json(rc)
+        render.out.print(
+            f"Run command {name} on {node_id} is unchanged: nothing was run (run it again "
+            f"with: fleetrun run-command rerun {name} --node {node_id}).",
+            markup=False,
+        )
+        return
     _finish(ctx, client, rc, wait=not kw["async_"])
 
 
@@ -168,7 +204,7 @@ def _finish_group(ctx: click.Context, client: Client, grc: GroupRunCommand, *, w
     else:
         _show_group(grc)
     if wait and (grc.summary.succeeded != grc.summary.total or grc.provisioningState == "Failed"):
-        ctx.exit(1)
+        ctx.exit(Exit.FAILED)
 
 
 def _group_done(grc: GroupRunCommand) -> bool:
@@ -212,7 +248,7 @@ def _finish(ctx: click.Context, client: Client, rc: RunCommand, *, wait: bool) -
     else:
         _show(rc)
     if wait and (rc.instanceView.executionState != "Succeeded" or rc.provisioningState == "Failed"):
-        ctx.exit(1)
+        ctx.exit(Exit.FAILED)
 
 
 def _wait_with_progress(client: Client, rc: RunCommand) -> RunCommand:
@@ -273,20 +309,26 @@ def create(
 @click.argument("name")
 @_target_options
 @_definition_options
+@click.option(
+    "--clear-params",
+    is_flag=True,
+    help="Drop the parameters and arguments it had (without --param/--arg they are kept).",
+)
 @api_options
 @click.pass_context
 def update(
     ctx: click.Context, /, name: str, node_id: str | None, group: str | None, **kw: Any
 ) -> None:
     """Replace an existing run command's definition: a changed one stops the running
-    execution and runs again; an identical one runs nothing."""
+    execution and runs again; an identical one runs nothing. Its parameters and
+    arguments are kept unless --param, --arg or --clear-params say otherwise."""
     _one_target(node_id, group)
     client = options(ctx).client()
     if group is not None:
         client.get_group_run_command(group, name)  # it must exist
-    else:
-        client.get_run_command(str(node_id), name)
-    _put(ctx, name, node_id, group, kw)
+        return _put(ctx, name, node_id, group, kw)
+    before = client.get_run_command(str(node_id), name)
+    _put(ctx, name, node_id, group, _kept(before, kw), before=before)
 
 
 @run_command.command("show")

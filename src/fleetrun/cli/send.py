@@ -2,42 +2,31 @@
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.text import Text
 
-from fleetrun.cli import render
-from fleetrun.cli.base import api_options, options
+from fleetrun.cli import render, targeting
+from fleetrun.cli.base import F, api_options, options, read_text
+from fleetrun.cli.exits import Exit
+from fleetrun.core.durations import parse_duration
 from fleetrun.core.errors import ValidationError
-from fleetrun.core.tags import parse_tag
-from fleetrun.core.targets import Target, parse_target
-from fleetrun.schemas.commands import Command, Invocation
-from fleetrun.sdk import Client
-
-ORDER = [
-    "Success",
-    "Failed",
-    "TimedOut",
-    "Cancelled",
-    "Terminated",
-    "Undeliverable",
-    "AccessDenied",
-    "InProgress",
-    "Cancelling",
-    "Delayed",
-    "Pending",
-]
 
 
-def _tag_targets(tags: tuple[str, ...]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = defaultdict(list)
-    for text in tags:
-        key, value = parse_tag(text)
-        grouped[key].append(value)
-    return dict(grouped)
+def _script(script: str | None, script_file: Path | None, document: str | None) -> str | None:
+    """The script from --script TEXT, --script - (stdin) or --script-file FILE."""
+    if sum(x is not None for x in (script, script_file, document)) != 1:
+        raise ValidationError("Give one of --script, --script-file or --document.")
+    if script_file is not None:
+        script = read_text(script_file, "script file")
+    elif script == "-":
+        script = sys.stdin.read()
+    if script is not None and not script.strip():
+        raise ValidationError("The script is empty: give the commands to run with --script.")
+    return script
 
 
 def _params(pairs: tuple[str, ...]) -> dict[str, list[str]]:
@@ -67,25 +56,57 @@ def _document(text: str) -> tuple[str, str | None]:
     return name, version or None
 
 
+def wait_options(f: F) -> F:
+    """--wait-timeout and --unreachable-after: a wait that always ends; --only-failed."""
+    f = click.option(
+        "--only-failed",
+        is_flag=True,
+        help="Show the output of the nodes that did not succeed only (the summary counts all).",
+    )(f)
+    f = click.option(
+        "--unreachable-after",
+        default=None,
+        metavar="DURATION",
+        help="Stop waiting for a node still Delayed (offline) this long after the send and "
+        "report it unreachable; it is not cancelled (default 60s).",
+    )(f)
+    return click.option(
+        "--wait-timeout",
+        default=None,
+        metavar="DURATION",
+        help="Stop waiting after this long (30s, 5m, 1h); the command keeps running "
+        "(default: until it ends or only unreachable nodes are left).",
+    )(f)
+
+
+def wait_limits(
+    wait_timeout: str | None, unreachable_after: str | None
+) -> tuple[float | None, float]:
+    """The two limits of a wait, in seconds, from the operator's DURATION texts."""
+    from fleetrun.cli.waiting import DEFAULT_UNREACHABLE_AFTER_S
+
+    timeout_s = None if wait_timeout is None else parse_duration(wait_timeout, "Wait timeout")
+    after_s = (
+        DEFAULT_UNREACHABLE_AFTER_S
+        if unreachable_after is None
+        else parse_duration(unreachable_after, "Unreachable-after")
+    )
+    return timeout_s, after_s
+
+
 @click.command("send")
-@click.option("--node", "node_ids", multiple=True, metavar="ID", help="A node id (repeatable).")
+@targeting.target_options
 @click.option(
-    "--tag",
-    "tags",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Nodes with this tag (repeatable; values of one key are ORed, keys ANDed).",
+    "--script",
+    default=None,
+    help="A shell script (shorthand for RunShellScript); - reads it from stdin.",
 )
 @click.option(
-    "--target",
-    "targets",
-    multiple=True,
-    metavar="FILTER",
-    help="tag:KEY=V1,V2 | tag-key:KEY | group:NAME | all (repeatable, ANDed).",
+    "--script-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A file holding the shell script.",
 )
-@click.option("--group", default=None, metavar="NAME", help="The members of a node group.")
-@click.option("--all", "all_nodes", is_flag=True, help="Every node.")
-@click.option("--script", default=None, help="A shell script (shorthand for RunShellScript).")
 @click.option("--document", default=None, metavar="NAME[:VERSION]", help="A document to run.")
 @click.option(
     "--param",
@@ -153,16 +174,18 @@ def _document(text: str) -> tuple[str, str | None]:
     help="One message per command status change (default), or per node's invocation.",
 )
 @click.option("--wait", is_flag=True, help="Wait, show progress, then each node's output.")
+@wait_options
 @api_options
 @click.pass_context
 def send(
     ctx: click.Context,
-    node_ids: tuple[str, ...],
+    nodes: tuple[str, ...],
     tags: tuple[str, ...],
     targets: tuple[str, ...],
     group: str | None,
     all_nodes: bool,
     script: str | None,
+    script_file: Path | None,
     document: str | None,
     params: tuple[str, ...],
     args: tuple[str, ...],
@@ -177,21 +200,22 @@ def send(
     notify_on: str | None,
     notify_type: str | None,
     wait: bool,
+    wait_timeout: str | None,
+    unreachable_after: str | None,
+    only_failed: bool,
 ) -> None:
-    """Run a script or a document on nodes and print the command id (or, with --wait,
-    each node's result)."""
+    """Run a script or a document on nodes: print its id, or --wait for the results.
+
+    With --wait: progress, then each node's result and a summary; the wait always ends
+    (--wait-timeout, --unreachable-after) and the exit code says how it went."""
     opts = options(ctx)
-    if not (node_ids or tags or targets or group or all_nodes):
+    script = _script(script, script_file, document)
+    if not wait and (wait_timeout or unreachable_after or only_failed):
         raise ValidationError(
-            "Say where to run: --node ID, --tag KEY=VALUE, --target tag:KEY=VALUE, --group NAME, "
-            "or --all."
+            "--wait-timeout, --unreachable-after and --only-failed go with --wait."
         )
-    if (script is None) == (document is None):
-        raise ValidationError("Give either --script or --document (one of them).")
-    if script is not None and not script.strip():
-        raise ValidationError("The script is empty: give the commands to run with --script.")
+    wait_timeout_s, unreachable_after_s = wait_limits(wait_timeout, unreachable_after)
     name, version = _document(document) if document else ("RunShellScript", None)
-    parsed: list[Target] = [parse_target(t) for t in targets]
     client = opts.client()
     command = client.send_command(
         script=script,
@@ -199,11 +223,9 @@ def send(
         document_version=version,
         parameters=_params(params),
         arguments=list(args),
-        node_ids=list(node_ids),
-        tags=_tag_targets(tags),
-        targets=parsed,
-        group=group,
-        all_nodes=all_nodes,
+        targets=targeting.build(
+            client, nodes=nodes, tags=tags, targets=targets, group=group, all_nodes=all_nodes
+        ),
         timeout_s=execution_timeout,
         delivery_timeout_s=delivery_timeout,
         max_concurrency=max_concurrency,
@@ -213,6 +235,13 @@ def send(
         secret_parameters=_secrets(secret_params),
         notification=_notification(notify, notify_on, notify_type),
     )
+    if command.target_count == 0:
+        # A mistyped tag is the usual cause: say which values the key does have.
+        if opts.json:
+            render.emit_json(command)
+        message = targeting.explain_no_match(client, command.targets)
+        render.err.print(f"fleetrun: {message}", markup=False)
+        ctx.exit(Exit.USAGE)
     if not wait:
         if opts.json:
             return render.emit_json(command)
@@ -223,14 +252,24 @@ def send(
             markup=False,
         )
         return
-    command = _wait_with_progress(client, command)
-    invocations = client.list_invocations(command.id, details=True)
-    if opts.json:
-        render.emit_json({"command": command, "invocations": invocations})
-    else:
-        _print_results(command, invocations)
-    if command.status != "Success":
-        ctx.exit(1)
+    from fleetrun.cli.waiting import wait_and_report
+
+    # The id first, whatever happens next (stderr: stdout stays the results').
+    render.err.print(
+        f"Command {command.id} sent to {command.target_count} node(s); waiting "
+        "(Ctrl-C stops the wait, not the command).",
+        markup=False,
+    )
+    ctx.exit(
+        wait_and_report(
+            client,
+            command,
+            json=opts.json,
+            wait_timeout_s=wait_timeout_s,
+            unreachable_after_s=unreachable_after_s,
+            only_failed=only_failed,
+        )
+    )
 
 
 def _notification(
@@ -244,66 +283,3 @@ def _notification(
     if statuses:
         config["events"] = [s.strip() for s in statuses.split(",") if s.strip()]
     return config
-
-
-def counts_text(command: Command) -> str:
-    parts = [f"{status} {command.counts[status]}" for status in ORDER if command.counts.get(status)]
-    return " · ".join(parts) or command.status
-
-
-def _wait_with_progress(client: Client, command: Command) -> Command:
-    columns = (
-        TextColumn("[bold]{task.fields[status]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=render.err, transient=True) as progress:
-        task = progress.add_task(
-            counts_text(command), total=max(command.target_count, 1), status=command.status
-        )
-
-        def update(latest: Command) -> None:
-            progress.update(
-                task,
-                completed=latest.completed_count,
-                total=max(latest.target_count, 1),
-                description=counts_text(latest),
-                status=latest.status,
-            )
-
-        return client.wait(command.id, on_update=update)
-
-
-def _print_results(command: Command, invocations: list[Invocation]) -> None:
-    for inv in invocations:
-        header = Text(f"── {inv.node_name or inv.node_id} ({inv.node_id}) ", style="bold")
-        header += render.status(inv.status)
-        if inv.status_detail not in (inv.status, "Success"):
-            header += Text(f" ({inv.status_detail})")
-        header += Text(f" · exit {inv.exit_code if inv.exit_code is not None else '-'}")
-        header += Text(f" · {render.duration(inv.started_at, inv.ended_at)}")
-        render.out.print(header)
-        if inv.message:
-            render.out.print(inv.message, style="yellow", markup=False)
-        if inv.stdout:
-            render.raw(inv.stdout)
-        if inv.stderr:
-            render.out.print("stderr:", style="red")
-            render.raw(inv.stderr)
-        if inv.stdout_truncated or inv.stderr_truncated:
-            render.err.print(
-                f"(output cut; all of it: fleetrun invocations show {command.id} {inv.node_id})",
-                style="dim",
-                markup=False,
-            )
-    summary = counts_text(command)
-    style = "green" if command.status == "Success" else "red"
-    if command.target_count == 0:
-        render.err.print("No node matched the targets: nothing ran.", style="red")
-    else:
-        render.out.print(
-            Text(f"{command.status}", style=style)
-            + Text(f" on {command.target_count} node(s): {summary}")
-        )

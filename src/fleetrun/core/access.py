@@ -82,10 +82,17 @@ ACTIONS: dict[str, ActionSpec] = {
     "ListNodes": _a("node", "read", "list nodes (each node decided on its own)", *NODE_KEYS),
     "GetNode": _a("node", "read", "read a node", *NODE_KEYS),
     "DeleteNode": _a("node", "admin", "deregister a node", *NODE_KEYS),
+    "TagNode": _a(
+        "node",
+        "admin",
+        "set or remove a node's tags: decided on its tags before and after",
+        *NODE_KEYS,
+    ),
     # node groups (acting on a group is decided on each member node)
     "CreateGroup": _a("group", "admin", "create a node group"),
     "ListGroups": _a("group", "read", "list groups (members: the nodes one may list)"),
     "GetGroup": _a("group", "read", "read a group (members: the nodes one may list)"),
+    "UpdateGroup": _a("group", "admin", "change a node group's members or description"),
     "DeleteGroup": _a("group", "admin", "delete a node group"),
     # documents
     "CreateDocument": _a("document", "admin", "create a document"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from fleetrun.core.errors import ValidationError
 
@@ -48,3 +49,20 @@ def check_tags(tags: dict[str, str]) -> dict[str, str]:
     for key, value in tags.items():
         check_tag(key, value)
     return tags
+
+
+def retagged(
+    current: dict[str, str], set_: dict[str, str], remove: Iterable[str]
+) -> dict[str, str]:
+    """The tags a node has after setting `set_` and removing the keys in `remove`."""
+    removed = set(remove)
+    missing = sorted(removed - set(current))
+    if missing:
+        raise ValidationError(
+            f"The node has no tag {', '.join(missing)}: nothing was changed; see its tags with "
+            "`fleetrun nodes show`."
+        )
+    if removed & set(set_):
+        raise ValidationError("A tag key cannot be both set and removed in one change.")
+    after = {k: v for k, v in current.items() if k not in removed}
+    return check_tags({**after, **set_})

@@ -16,6 +16,17 @@ class GroupCreate(Request):
     )
 
 
+class GroupUpdate(Request):
+    """New members for an existing group: a list of nodes or tag filters (exactly one);
+    the description changes when given."""
+
+    description: str | None = Field(None, max_length=256)
+    node_ids: list[str] | None = Field(None, description="a fixed list of nodes")
+    tags: dict[str, list[str]] | None = Field(
+        None, description="every node matching these tags (values ORed, keys ANDed), now and later"
+    )
+
+
 class Group(Response):
     name: str
     description: str | None = None

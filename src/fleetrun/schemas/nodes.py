@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import Field
 
-from fleetrun.schemas.base import Response
+from fleetrun.schemas.base import Request, Response
 
 
 class Node(Response):
@@ -24,3 +24,10 @@ class Node(Response):
     tags: dict[str, str] = Field(default_factory=dict)
     facts: dict[str, str] = Field(default_factory=dict)
     local_config: dict[str, Any] = Field(default_factory=dict)
+
+
+class NodeTagsUpdate(Request):
+    """Tags to set (added, or changed) and tag keys to remove; the others stay."""
+
+    set: dict[str, str] = Field(default_factory=dict)
+    remove: list[str] = Field(default_factory=list)

@@ -69,8 +69,8 @@ from fleetrun.schemas.events import (
     RuleCreate,
     RuleTargetCreate,
 )
-from fleetrun.schemas.groups import Group, GroupCreate
-from fleetrun.schemas.nodes import Node
+from fleetrun.schemas.groups import Group, GroupCreate, GroupUpdate
+from fleetrun.schemas.nodes import Node, NodeTagsUpdate
 from fleetrun.schemas.runcommands import (
     GroupRunCommand,
     RunCommand,
@@ -227,10 +227,7 @@ class Client:
                 timeout=timeout_s if timeout_s is not None else self._timeout,
             )
         except httpx.TransportError as exc:
-            raise ConnectionError_(
-                f"Cannot reach the fleetrun server at {self.server} ({_reason(exc)}): check "
-                "--server (or FLEETRUN_SERVER) and that the server is running."
-            ) from exc
+            raise _unreachable(self.server, exc) from exc
         _raise_for(response)
         if response.status_code == 204 or not response.content:
             return None
@@ -294,6 +291,18 @@ class Client:
 
     def get_node(self, node_id: str) -> Node:
         return self._model(Node, "GET", _path("nodes", node_id))
+
+    def tag_node(
+        self,
+        node_id: str,
+        *,
+        set: Mapping[str, str] | None = None,
+        remove: Sequence[str] = (),
+    ) -> Node:
+        """Set tags (add or change) and remove tag keys; the node's other tags stay.
+        Groups that follow tags, and targets, see the change at once."""
+        body = build(NodeTagsUpdate, set=dict(set or {}), remove=list(remove))
+        return self._model(Node, "PATCH", _path("nodes", node_id, "tags"), json=body.model_dump())
 
     # -- commands -------------------------------------------------------------------
 
@@ -508,9 +517,7 @@ class Client:
                     _raise_for(response)
                 yield from response.iter_bytes()
         except httpx.TransportError as exc:
-            raise ConnectionError_(
-                f"Cannot reach the fleetrun server at {self.server} ({_reason(exc)})."
-            ) from exc
+            raise _unreachable(self.server, exc) from exc
 
     def get_output(self, command_id: str, node_id: str, stream: str = "stdout", **kw: Any) -> bytes:
         return b"".join(self.iter_output(command_id, node_id, stream, **kw))
@@ -575,6 +582,27 @@ class Client:
             tags=tag_lists,
         )
         return self._model(Group, "POST", "/v1/groups", json=body.model_dump())
+
+    def update_group(
+        self,
+        name: str,
+        *,
+        node_ids: Sequence[str] | None = None,
+        tags: Mapping[str, str | Sequence[str]] | None = None,
+        description: str | None = None,
+    ) -> Group:
+        """New members (a list of nodes, or tag filters) for an existing group; the
+        description changes when given. Its run commands go to the nodes that join."""
+        tag_lists = None
+        if tags is not None:
+            tag_lists = {k: [v] if isinstance(v, str) else list(v) for k, v in tags.items()}
+        body = build(
+            GroupUpdate,
+            description=description,
+            node_ids=list(node_ids) if node_ids is not None else None,
+            tags=tag_lists,
+        )
+        return self._model(Group, "PUT", _path("groups", name), json=body.model_dump())
 
     def list_groups(self) -> list[Group]:
         return list(self._items(Group, "/v1/groups"))
@@ -856,9 +884,7 @@ class Client:
                     if line.strip():
                         yield jsonlib.loads(line)
         except httpx.TransportError as exc:
-            raise ConnectionError_(
-                f"Cannot reach the fleetrun server at {self.server} ({_reason(exc)})."
-            ) from exc
+            raise _unreachable(self.server, exc) from exc
 
     def get_audit_key(self) -> str:
         """The server's public key (base64 Ed25519) that verifies the heads of exports."""
@@ -917,9 +943,7 @@ class Client:
                         yield Event.model_validate(payload)
                         data, kind = [], "event"
         except httpx.TransportError as exc:
-            raise ConnectionError_(
-                f"Cannot reach the fleetrun server at {self.server} ({_reason(exc)})."
-            ) from exc
+            raise _unreachable(self.server, exc) from exc
 
     def create_rule(
         self,
@@ -1047,6 +1071,25 @@ def _clean(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if params is None:
         return None
     return {k: v for k, v in params.items() if v is not None and v != []}
+
+
+def _unreachable(server: str, exc: httpx.TransportError) -> ConnectionError_:
+    """One sentence for a request that got no answer; a certificate that is not trusted
+    says where to give the CA that signed it."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        reason = cause.verify_message or cause.reason or "not trusted"
+        return ConnectionError_(
+            f"The certificate of the fleetrun server at {server} is not trusted ({reason}): "
+            "give the CA certificate that signed it with --ca-file or FLEETRUN_CA_FILE (SDK: "
+            "verify=PATH), or check that --server names the right host."
+        )
+    return ConnectionError_(
+        f"Cannot reach the fleetrun server at {server} ({_reason(exc)}): check --server (or "
+        "FLEETRUN_SERVER) and that the server is running."
+    )
 
 
 def _reason(exc: httpx.TransportError) -> str:

@@ -76,6 +76,25 @@ async def get_group(
     )
 
 
+@router.put("/{name}", **action("UpdateGroup"))
+async def update_group(
+    request: Request,
+    name: str,
+    body: schemas.GroupUpdate,
+    caller: Annotated[Caller, Depends(authorize("UpdateGroup", GROUP))],
+) -> schemas.Group:
+    """New members; the group's run commands go to members that join (as their author
+    may), as when a node joins a tag group."""
+
+    def update(tx: Tx) -> schemas.Group:
+        group = store.update_group(tx.session, name, body)
+        if group_run_command_store.sync(tx.session, admit(state_of(request))):
+            tx.after_commit(state_of(request).dispatcher.wake)
+        return _shown(tx.session, caller, store.to_schema(tx.session, group))
+
+    return await state_of(request).db.write(update)
+
+
 @router.delete("/{name}", status_code=204, **action("DeleteGroup"))
 async def delete_group(
     request: Request, name: str, caller: Annotated[Caller, Depends(authorize("DeleteGroup", GROUP))]

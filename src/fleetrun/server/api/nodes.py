@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from fleetrun.core import access
 from fleetrun.core.protocol import CLOSE_NODE_UNKNOWN
-from fleetrun.core.tags import parse_tags
+from fleetrun.core.tags import parse_tags, retagged
 from fleetrun.core.targets import check
 from fleetrun.schemas import nodes as schemas
 from fleetrun.schemas.base import Page
@@ -85,6 +85,28 @@ async def delete_node(
 
     await state.db.write(delete)
     await state.gateway.disconnect(node_id, CLOSE_NODE_UNKNOWN, "node deleted")
+
+
+@router.patch("/{node_id}/tags", **action("TagNode"))
+async def tag_node(
+    request: Request,
+    node_id: str,
+    body: schemas.NodeTagsUpdate,
+    caller: Annotated[Caller, Depends(authorize("TagNode"))],
+) -> schemas.Node:
+    """Set and remove tags. Decided on the node with its tags before and after, so that
+    no one can tag a node into (or out of) what a policy lets them touch."""
+
+    def change(tx: Tx) -> schemas.Node:
+        node = store.read_node(tx.session, node_id)
+        before = store.read_tags(tx.session, [node.id])[node.id]
+        after = retagged(before, body.set, body.remove)
+        for tags in (before, after):
+            caller.require("TagNode", access.frn("node", node.id), access.node_context(tags))
+        store.write_tags(tx.session, node.id, after)
+        return store.to_schema(node, after)
+
+    return await state_of(request).db.write(change)
 
 
 @router.get("/{node_id}", **action("GetNode"))

@@ -25,6 +25,23 @@ def create_group(session: Session, body: schemas.GroupCreate) -> NodeGroup:
             f"Group name {body.name!r} is not valid: use 1-128 letters, digits, _ - or ."
         )
     check_not_dots(body.name, "Group name")
+    _check_members(session, body)
+    if session.get(NodeGroup, body.name) is not None:
+        raise ConflictError(f"Group {body.name} already exists.")
+    group = NodeGroup(
+        name=body.name,
+        description=body.description,
+        node_ids=list(dict.fromkeys(body.node_ids)) if body.node_ids is not None else None,
+        tags=body.tags,
+        created_at=utcnow(),
+    )
+    session.add(group)
+    session.flush()
+    return group
+
+
+def _check_members(session: Session, body: schemas.GroupCreate | schemas.GroupUpdate) -> None:
+    """A group is a list of existing nodes or tag filters, exactly one."""
     if (body.node_ids is None) == (body.tags is None):
         raise ValidationError(
             "A group is either a list of nodes (--node) or tag filters (--tag), exactly one."
@@ -41,16 +58,17 @@ def create_group(session: Session, body: schemas.GroupCreate) -> NodeGroup:
                 raise ValidationError(f"Tag filter {key!r} needs at least one value.")
             for value in values:
                 check_tag(key, value)
-    if session.get(NodeGroup, body.name) is not None:
-        raise ConflictError(f"Group {body.name} already exists.")
-    group = NodeGroup(
-        name=body.name,
-        description=body.description,
-        node_ids=list(dict.fromkeys(body.node_ids)) if body.node_ids is not None else None,
-        tags=body.tags,
-        created_at=utcnow(),
-    )
-    session.add(group)
+
+
+def update_group(session: Session, name: str, body: schemas.GroupUpdate) -> NodeGroup:
+    """Replace a group's members (its list, or its tag filters) and description; its
+    name and its run commands stay."""
+    group = read_group(session, name)
+    _check_members(session, body)
+    group.node_ids = list(dict.fromkeys(body.node_ids)) if body.node_ids is not None else None
+    group.tags = body.tags
+    if body.description is not None:
+        group.description = body.description
     session.flush()
     return group
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from fleetrun.core import access, sealing
@@ -116,6 +116,13 @@ def read_nodes(
             Node.id.in_(select(NodeTag.node_id).where(NodeTag.key == key, NodeTag.value == value))
         )
     return list((session.execute(query)).scalars())
+
+
+def write_tags(session: Session, node_id: str, tags: dict[str, str]) -> None:
+    """Replace a node's tags."""
+    session.execute(delete(NodeTag).where(NodeTag.node_id == node_id))
+    session.add_all(NodeTag(node_id=node_id, key=k, value=v) for k, v in tags.items())
+    session.flush()
 
 
 def read_tags(session: Session, node_ids: Iterable[str]) -> dict[str, dict[str, str]]:
