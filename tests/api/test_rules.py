@@ -148,3 +148,36 @@ def test_an_invalid_pattern_is_refused_naming_the_fault(app, pattern):
         "/v1/events/stream", params={"pattern": json.dumps(pattern)}, headers=headers
     )
     assert stream.status_code == 400 and stream.json()["error"]["message"] == message
+
+
+def test_a_pattern_naming_a_detail_type_never_emitted_is_kept_with_a_warning(app, tmp_path):
+    """Valid but can never match: stored (EventBridge would store it too), and the answer,
+    `rules show` and the CLI say so; a pattern that can match carries no warning."""
+    never = {**SUCCESS, "detail-type": ["Invocation Status Change"]}
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(never))
+    made = app.cli(
+        "rules", "create", "never", "--pattern-file", str(path), "--target", "redis:x",
+    )  # fmt: skip
+    try:
+        assert made.returncode == 0, made.stderr
+        assert made.stdout.startswith("Created rule never")
+        assert "Warning: The pattern names the detail-type 'Invocation Status Change', " in (
+            made.stderr
+        )
+        assert "did you mean 'Command Invocation Status-change Notification'?" in made.stderr
+        (warning,) = app.client.get_rule("never").warnings
+        assert "'Invocation Status Change'" in warning
+        shown = app.cli("rules", "show", "never", "--json")
+        assert json.loads(shown.stdout)["warnings"] == [warning]
+        assert "Warning:" in app.cli("rules", "show", "never").stderr
+    finally:
+        assert app.cli("rules", "delete", "never").returncode == 0
+    path.write_text(json.dumps(SUCCESS))
+    fine = app.cli("rules", "create", "fine", "--pattern-file", str(path), "--target", "redis:x")
+    try:
+        assert fine.returncode == 0 and "Warning" not in fine.stderr
+        headers = {"authorization": f"Bearer {app.token}"}
+        assert app.http.get("/v1/rules/fine", headers=headers).json()["warnings"] == []
+    finally:
+        assert app.cli("rules", "delete", "fine").returncode == 0

@@ -195,3 +195,39 @@ def test_notification_messages_carry_ssms_fields():
         "OutputLocation": "/v1/commands/c-1/invocations/n-1/output",
         "NodeId": "n-1",
     }
+
+
+@pytest.mark.parametrize(
+    ("pattern", "phrases"),
+    [
+        (
+            {"source": ["fleetrun"], "detail-type": ["Invocation Status Change"]},
+            ["'Invocation Status Change', which fleetrun never emits: did you mean "
+             "'Command Invocation Status-change Notification'?"],
+        ),
+        ({"detail-type": ["node registration"]}, ["did you mean 'Node Registration'?"]),
+        ({"detail-type": ["Something Else"]}, ["it emits 'Command Status-change Notification',"]),
+        ({"source": ["aws.ssm"]}, ["the source 'aws.ssm', which no event has"]),
+        (
+            {"$or": [{"detail-type": ["Node Registration"]}, {"detail-type": ["Nope"]}]},
+            ["'Nope', which fleetrun never emits"],
+        ),
+    ],
+)  # fmt: skip
+def test_a_pattern_naming_what_fleetrun_never_emits_is_warned_of(pattern, phrases):
+    warnings = delivery.pattern_warnings(pattern)
+    assert len(warnings) == len(phrases)
+    for warning, phrase in zip(warnings, phrases, strict=True):
+        assert phrase in warning and "\n" not in warning
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        {"source": ["fleetrun"], "detail-type": [INVOCATION_STATUS, COMMAND_STATUS]},
+        {"detail-type": [{"prefix": "Node"}], "source": [{"anything-but": "x"}]},
+        {"detail": {"status": ["Failed"]}},
+    ],
+)
+def test_a_pattern_that_can_match_has_no_warning(pattern):
+    assert delivery.pattern_warnings(pattern) == []

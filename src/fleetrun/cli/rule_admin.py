@@ -34,6 +34,12 @@ def secret_for(targets: list[str], env_name: str | None) -> tuple[str | None, bo
     return secrets.token_urlsafe(32), True
 
 
+def _warn(rule: Rule) -> None:
+    """The server's warnings about the pattern, on stderr: stdout stays the result."""
+    for warning in rule.warnings:
+        render.err.print(f"Warning: {warning}", markup=False)
+
+
 def _targets(rule: Rule) -> str:
     return ", ".join(t.target for t in rule.targets)
 
@@ -102,6 +108,7 @@ def create(
             enabled=not disabled,
         )
     )
+    _warn(rule)
     if options(ctx).json:
         return render.emit_json(
             {**rule.model_dump(mode="json"), **({"secret": secret} if made else {})}
@@ -150,6 +157,7 @@ def show(ctx: click.Context, name: str) -> None:
             ("Description", rule.description),
         ]
     )
+    _warn(rule)
 
 
 def render_json(value: Any) -> str:

@@ -21,6 +21,7 @@ event's text as the script) is refused.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import hmac
 import re
@@ -31,7 +32,7 @@ from urllib.parse import urlsplit
 
 from fleetrun.core import substitution
 from fleetrun.core.errors import ValidationError
-from fleetrun.core.events import DETAIL_FIELDS, ENVELOPE_FIELDS
+from fleetrun.core.events import DETAIL_FIELDS, ENVELOPE_FIELDS, SOURCE
 
 SCHEMES = ("webhook", "email", "nats", "redis", "redis-stream", "command")
 SIGNATURE_HEADER = "X-Fleetrun-Signature"
@@ -252,6 +253,49 @@ def pattern_detail_types(pattern: Mapping[str, Any]) -> list[str] | None:
     if not all(isinstance(v, str) for v in values):
         return None
     return [str(v) for v in values]
+
+
+def pattern_warnings(pattern: Mapping[str, Any]) -> list[str]:
+    """What in a valid pattern can never match anything fleetrun emits: a detail-type
+    or a source named by exact value that no event has (at the top level and in the
+    branches of a top-level $or). A rule written so is kept, and told; each warning
+    is one sentence, with the name meant when one is close."""
+    found: list[str] = []
+    for part in [pattern, *_or_branches(pattern)]:
+        for value in _exact_strings(part.get("detail-type")):
+            if value not in DETAIL_FIELDS and value not in found:
+                found.append(value)
+    warnings = [f"{_never(value)}: {_meant(value)}" for value in found]
+    sources = {
+        v for part in [pattern, *_or_branches(pattern)] for v in _exact_strings(part.get("source"))
+    }
+    warnings += [
+        f"The pattern names the source {value!r}, which no event has: every fleetrun "
+        f"event's source is {SOURCE!r}."
+        for value in sorted(sources - {SOURCE})
+    ]
+    return warnings
+
+
+def _or_branches(pattern: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    branches = pattern.get("$or")
+    return [b for b in branches if isinstance(b, Mapping)] if isinstance(branches, list) else []
+
+
+def _exact_strings(values: Any) -> list[str]:
+    return [v for v in values if isinstance(v, str)] if isinstance(values, list) else []
+
+
+def _never(value: str) -> str:
+    return f"The pattern names the detail-type {value!r}, which fleetrun never emits"
+
+
+def _meant(value: str) -> str:
+    by_lower = {name.lower(): name for name in DETAIL_FIELDS}
+    close = difflib.get_close_matches(value.lower(), list(by_lower), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {by_lower[close[0]]!r}?"
+    return "it emits " + ", ".join(repr(name) for name in DETAIL_FIELDS) + "."
 
 
 # -- retries -------------------------------------------------------------------------

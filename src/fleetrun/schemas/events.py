@@ -70,6 +70,11 @@ class Rule(Response):
     enabled: bool
     created_at: datetime
     updated_at: datetime
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="what in the pattern can never match an event fleetrun emits "
+        "(a detail-type or source no event has); the rule is kept as written",
+    )
 
 
 class ChannelCreate(Request):

@@ -175,6 +175,7 @@ def to_schema(rule: Rule) -> schemas.Rule:
         enabled=rule.enabled,
         created_at=rule.created_at,
         updated_at=rule.updated_at,
+        warnings=delivery.pattern_warnings(rule.pattern),
     )
 
 
