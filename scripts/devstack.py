@@ -7,13 +7,14 @@ down  stop both (their data stays; `make clean` removes it).
 
 FLEETRUN_PORT picks another port; FLEETRUN_DEVSTACK_DIR another directory than
 .fleetrun. That directory is its user's alone (0700): `.fleetrun/env` holds the
-administrator's token (0600).
+administrator's token (0600), and puts the virtual environment's bin on PATH.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -77,6 +78,18 @@ def _write_private(path: Path, text: str) -> None:
         fh.write(text)
 
 
+def _env_file(token: str) -> str:
+    """What `source .fleetrun/env` sets: the server, the token, and this virtual
+    environment's bin on PATH (once, however often it is sourced), so that `fleetrun`
+    is found as the README's tour types it."""
+    lines = [f"export FLEETRUN_SERVER={URL}", f"export FLEETRUN_TOKEN={token}"]
+    bin_dir = Path(PY).parent
+    if (bin_dir / "fleetrun").exists():
+        quoted = shlex.quote(str(bin_dir))
+        lines.append(f'case ":$PATH:" in *:{quoted}:*) ;; *) export PATH={quoted}:"$PATH" ;; esac')
+    return "\n".join(lines) + "\n"
+
+
 def up() -> None:
     STATE.mkdir(exist_ok=True, mode=0o700)
     STATE.chmod(0o700)
@@ -96,7 +109,7 @@ def up() -> None:
         )
     _wait(_healthy, "the server answering")
     token = (STATE / "server" / "admin.token").read_text().strip()
-    _write_private(STATE / "env", f"export FLEETRUN_SERVER={URL}\nexport FLEETRUN_TOKEN={token}\n")
+    _write_private(STATE / "env", _env_file(token))
     env = {**os.environ, "FLEETRUN_SERVER": URL, "FLEETRUN_TOKEN": token}
     agent_dir = STATE / "agent"
     if not (agent_dir / "identity.json").exists():
@@ -185,9 +198,8 @@ def up() -> None:
         sys.exit("make up: the demo command did not succeed; see .fleetrun/*.log")
     print(
         "\nfleetrun is up: the server and one agent run in the background.\n"
-        "  Use it from this shell:   source .fleetrun/env   (or: .venv/bin/fleetrun login "
-        f"--server {URL} --token $(cat .fleetrun/server/admin.token))\n"
-        "  Then try:                 .venv/bin/fleetrun nodes list\n"
+        "  Use it from this shell:   source .fleetrun/env   (server, token, and fleetrun on PATH)\n"
+        "  Then try:                 fleetrun nodes list\n"
         "  Stop it:                  make down\n"
     )
 
