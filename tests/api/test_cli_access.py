@@ -178,3 +178,94 @@ def test_simulate_against_a_principal_on_the_server(app, tmp_path):
     assert human.stdout.splitlines()[1].startswith(
         "Statement 1 (Sid Read) of policy 'web-only' allows"
     )
+
+
+# -- simulate with a node's real tags; the audit log's decisions ----------------------
+
+ON_WEB_NODES = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Action": "fleetrun:SendCommand", "Resource": "frn:fleetrun:document/*"},
+        {
+            "Effect": "Allow",
+            "Action": "fleetrun:SendCommand",
+            "Resource": "frn:fleetrun:node/*",
+            "Condition": {"StringEquals": {"fleetrun:ResourceTag/role": "web"}},
+        },
+    ],
+}  # fmt: skip
+
+
+def _webby(app):
+    """web (role=web) and db (role=db), and a principal that may send to web nodes only,
+    with a client of its own."""
+    [web] = app.enrol(1, tags={"role": "web"}, prefix="web")
+    [db] = app.enrol(1, tags={"role": "db"}, prefix="db")
+    admin = app.client
+    admin.create_principal("webby")
+    admin.create_policy("on-web-nodes", ON_WEB_NODES)
+    admin.attach("webby", policy="on-web-nodes")
+    token = admin.create_token("webby").token
+    return web, db, app.client_for(token), token
+
+
+def _simulate(app, node_id, *extra):
+    return cli(
+        app, "policy", "simulate", "--principal", "webby", "--action", "SendCommand",
+        "--resource", f"frn:fleetrun:node/{node_id}", *extra,
+    )  # fmt: skip
+
+
+def test_simulate_on_a_node_decides_with_its_tags_as_the_real_send_does(app):
+    web, db, webby, _ = _webby(app)
+    sent = webby.send_command(script="true", node_ids=[web.node_id, db.node_id])
+    real = {i.node_id: i.status for i in app.client.list_invocations(sent.id)}
+    assert real[db.node_id] == "AccessDenied" and real[web.node_id] != "AccessDenied"
+
+    for node in (web, db):
+        done = _simulate(app, node.node_id)
+        expected = "deny" if real[node.node_id] == "AccessDenied" else "allow"
+        assert done.stdout.splitlines()[0] == expected, done.stdout + done.stderr
+        assert done.returncode == (0 if expected == "allow" else 1)
+        assert "Traceback" not in done.stderr and "Warning" not in done.stderr
+    shown = _simulate(app, web.node_id)
+    assert "Decided with the node's tags: role=web." in shown.stdout
+    as_json = json.loads(_simulate(app, db.node_id, "--json").stdout)
+    assert as_json["decision"] == "deny" and as_json["node_tags"] == {"role": "db"}
+    # What if db were a web node? A key given in the context wins over the node's tag.
+    what_if = _simulate(app, db.node_id, "--context", "fleetrun:ResourceTag/role=web")
+    assert what_if.returncode == 0 and what_if.stdout.startswith("allow")
+
+
+def test_simulate_on_a_node_that_is_not_there_says_so(app):
+    _webby(app)
+    missing = _simulate(app, "n-0123456789abcdef0")
+    assert missing.returncode == 1 and missing.stdout.startswith("deny")
+    assert "Warning: No node n-0123456789abcdef0 exists: this was decided without" in (
+        missing.stderr
+    )
+    by_name = _simulate(app, "web01")
+    assert by_name.returncode != 0 and "Traceback" not in by_name.stderr
+    assert "frn:fleetrun:node/web01 names no node id" in by_name.stderr
+    assert "fleetrun nodes show web01" in by_name.stderr
+
+
+def test_audit_list_shows_allow_and_deny_and_the_node_a_denial_was_about(app):
+    web, db, webby, token = _webby(app)
+    webby.send_command(script="true", node_ids=[web.node_id, db.node_id])
+    refused = app.cli("nodes", "delete", db.node_id, "--yes", token=token)
+    assert refused.returncode != 0
+    assert f"on frn:fleetrun:node/{db.node_id}" in refused.stderr  # the error names it too
+
+    records = json.loads(cli(app, "audit", "list", "--principal", "webby", "--json").stdout)
+    decided = {(r["action"], r["resource"], r["decision"]) for r in records}
+    node = f"frn:fleetrun:node/{db.node_id}"
+    assert ("fleetrun:SendCommand", node, "deny") in decided  # the node skipped by the send
+    assert ("fleetrun:DeleteNode", node, "deny") in decided  # refused before the route ran
+    assert ("fleetrun:SendCommand", "frn:fleetrun:document/RunShellScript", "allow") in decided
+
+    table = cli(app, "audit", "list", "--principal", "webby").stdout
+    rows = [line.split() for line in table.splitlines()[2:]]  # SEQ, TIME (3 words), ...
+    assert {row[7] for row in rows} == {"allow", "deny"}, table
+    assert "Success" not in table and "Failed" not in table
+    assert ["fleetrun:DeleteNode", node, "deny"] in [row[5:8] for row in rows], table

@@ -522,9 +522,12 @@ def simulate(
     context = _context(pairs, context_file)
     target = access.action_name(action_)
     decision: str
+    tags: dict[str, str] | None = None
     if principal is not None:
         result = opts.client().simulate(principal, target, resource, context)
-        decision, reason = result.decision, result.reason
+        decision, reason, tags = result.decision, result.reason, result.node_tags
+        for warning in result.warnings:
+            render.err.print(f"Warning: {warning}", markup=False)
         matched = result.model_dump()["matched_statements"]
     else:
         docs = [parse_policy(_read_text(f), f.name) for f in files]
@@ -533,10 +536,14 @@ def simulate(
         decision, matched = outcome.word, outcome.matched_statements()
         reason = outcome.reason(target, resource)
     if opts.json:
-        render.emit_json({"decision": decision, "matched_statements": matched})
+        shown: dict[str, Any] = {"decision": decision, "matched_statements": matched}
+        render.emit_json({**shown, **({"node_tags": tags} if tags is not None else {})})
     else:
         render.out.print(decision, style="green" if decision == "allow" else "red")
         render.out.print(f"{reason[0].upper()}{reason[1:]}.", markup=False)
+        if tags is not None:
+            with_tags = render.tags(tags) if tags else "none"
+            render.out.print(f"Decided with the node's tags: {with_tags}.", markup=False)
     ctx.exit(Exit.OK if decision == "allow" else Exit.FAILED)
 
 

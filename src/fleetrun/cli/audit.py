@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
+from rich.text import Text
 
 from fleetrun.cli import render
 from fleetrun.cli.base import api_options, options, read_text
@@ -68,9 +69,7 @@ def list_records(
                 r.principal or "-",
                 r.action or f"{r.method or ''} {r.path or ''}".strip() or "-",
                 r.resource or "-",
-                render.status("Success" if r.decision == "allow" else "Failed")
-                if r.decision
-                else "-",
+                _decision(r.decision),
                 r.status if r.status is not None else "-",
                 r.source_ip or "-",
             ]
@@ -78,6 +77,13 @@ def list_records(
         ),
         empty="No audit records match.",
     )
+
+
+def _decision(value: str | None) -> Text | str:
+    """allow or deny, as the policy said it (green or red), not a command's status."""
+    if not value:
+        return "-"
+    return Text(value, style="green" if value == "allow" else "red")
 
 
 @audit.command("export")

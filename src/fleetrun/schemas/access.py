@@ -113,6 +113,14 @@ class SimulateResult(Response):
     decision: Literal["allow", "deny"]
     matched_statements: list[MatchedStatement] = Field(default_factory=list)
     reason: str = ""
+    node_tags: dict[str, str] | None = Field(
+        None,
+        description="the tags of the node the resource names, decided as "
+        "fleetrun:ResourceTag/KEY (a key given in the context wins)",
+    )
+    warnings: list[str] = Field(
+        default_factory=list, description="what the decision could not take into account"
+    )
 
 
 class Identity(Response):

@@ -24,6 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fleetrun.core import access, logs
 from fleetrun.core.errors import AuthenticationError, FleetrunError, LimitExceededError
+from fleetrun.core.ids import is_node_id
 from fleetrun.server.audit import AuditEntry
 from fleetrun.server.authz import Caller, deny, gate
 from fleetrun.server.state import ServerState
@@ -162,7 +163,7 @@ def authorize(action: str, resource: str | None = None) -> Callable[..., Awaitab
             entry.resource = concrete
         decision = gate(caller, full, concrete)
         if not decision.allowed:
-            raise deny(caller, full, concrete or "*", decision)
+            raise deny(caller, full, concrete or _named_node(request.path_params), decision)
         if entry is not None:
             entry.decision = "allow"
         request.state.caller = caller
@@ -171,6 +172,13 @@ def authorize(action: str, resource: str | None = None) -> Callable[..., Awaitab
 
     dependency.__name__ = f"authorize_{action}"
     return dependency
+
+
+def _named_node(params: dict[str, Any]) -> str:
+    """What a denial at the gate was about when the route decides on a resource it loads:
+    the node its path names (the audit record and the error say which), else "*"."""
+    node_id = params.get("node_id")
+    return access.frn("node", node_id) if isinstance(node_id, str) and is_node_id(node_id) else "*"
 
 
 def _resource(template: str | None, params: dict[str, Any]) -> str | None:

@@ -10,6 +10,8 @@ from fastapi import APIRouter, Depends, Request, status
 from sqlalchemy.orm import Session
 
 from fleetrun.core import access
+from fleetrun.core.errors import NotFoundError, ValidationError
+from fleetrun.core.ids import is_node_id
 from fleetrun.core.policy import evaluate
 from fleetrun.schemas import access as schemas
 from fleetrun.schemas.base import Page
@@ -17,6 +19,7 @@ from fleetrun.server.admins import keeping_an_administrator
 from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
+from fleetrun.server.store import nodes as node_store
 from fleetrun.server.store import principals as store
 
 router = APIRouter(prefix="/v1/principals", tags=["principals"])
@@ -154,13 +157,16 @@ async def simulate(
     caller: Annotated[Caller, Depends(authorize("SimulatePrincipalPolicy", PRINCIPAL))],
 ) -> schemas.SimulateResult:
     """Decide ACTION on RESOURCE for the principal, with the context given (and, unless
-    given, its name and the current time)."""
+    given, its name, the current time, and the tags of the node RESOURCE names: the keys
+    a real request on that node is decided with)."""
 
     def read(session: Session) -> schemas.SimulateResult:
         store.read_principal(session, name)
         policies = store.effective_policies(session, name)
+        tags = _node_tags(session, body.resource)
         context = {
             **access.request_context(name, None, caller.at),
+            **access.node_context(tags or {}),
             **body.context,
         }
         target = access.action_name(body.action)
@@ -171,6 +177,39 @@ async def simulate(
                 schemas.MatchedStatement(**m) for m in decision.matched_statements()
             ],
             reason=decision.reason(target, body.resource),
+            node_tags=tags,
+            warnings=_warnings(body.resource, tags),
         )
 
     return await state_of(request).db.read(read)
+
+
+def _node_tags(session: Session, resource: str) -> dict[str, str] | None:
+    """The tags of the one node a resource names (frn:fleetrun:node/ID), as a request
+    on it would see them (`access.node_context`); None for any other resource. A node
+    named otherwise than by its id is refused: it would be decided without its tags. A
+    node id that no node has gives None, and a warning in the result."""
+    prefix = access.frn("node", "")
+    if not resource.startswith(prefix) or any(c in resource for c in "*?"):
+        return None
+    node_id = resource[len(prefix) :]
+    if not is_node_id(node_id):
+        raise ValidationError(
+            f"{resource} names no node id: a node's resource is frn:fleetrun:node/ID "
+            f"(n- and 17 hex digits); `fleetrun nodes show {node_id}` shows its id."
+        )
+    try:
+        node_store.read_node(session, node_id)
+    except NotFoundError:
+        return None  # a node to come: decided on the context given (and said so)
+    return node_store.read_tags(session, [node_id])[node_id]
+
+
+def _warnings(resource: str, tags: dict[str, str] | None) -> list[str]:
+    prefix = access.frn("node", "")
+    if tags is None and resource.startswith(prefix) and is_node_id(resource[len(prefix) :]):
+        return [
+            f"No node {resource[len(prefix) :]} exists: this was decided without a node's "
+            "tags, on the context given alone."
+        ]
+    return []
