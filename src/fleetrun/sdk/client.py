@@ -929,10 +929,12 @@ class Client:
                     response.read()
                     _raise_for(response)
                 data: list[str] = []
-                kind = "event"
+                kind, seq = "event", ""
                 for line in response.iter_lines():
                     if line.startswith("event:"):
                         kind = line[6:].strip()
+                    elif line.startswith("id:"):
+                        seq = line[3:].strip()
                     elif line.startswith("data:"):
                         data.append(line[5:].strip())
                     elif not line and data:
@@ -940,8 +942,10 @@ class Client:
                         if kind == "error":  # the server closed the stream, and says why
                             body = payload.get("error") or {}
                             raise error_for(str(body.get("type")), 0, str(body.get("message")))
+                        if seq.isdigit():  # the `id:` of the frame is the event's sequence
+                            payload["seq"] = int(seq)
                         yield Event.model_validate(payload)
-                        data, kind = [], "event"
+                        data, kind, seq = [], "event", ""
         except httpx.TransportError as exc:
             raise _unreachable(self.server, exc) from exc
 
