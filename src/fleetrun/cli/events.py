@@ -14,7 +14,7 @@ from fleetrun.cli import render
 from fleetrun.cli.audit import parse_since
 from fleetrun.cli.base import api_options, options
 from fleetrun.cli.files import read_json_file
-from fleetrun.core.errors import ConnectionError_
+from fleetrun.core.errors import ConnectionError_, LimitExceededError, ServerError
 from fleetrun.schemas.events import Event
 
 
@@ -93,8 +93,8 @@ def tail(ctx: click.Context, pattern_file: Path | None, after: int | None) -> No
                     lost_at, attempt = None, 0
                 _print(event, opts.json)
                 after = max(after, event.seq)
-        except ConnectionError_ as exc:
-            reason = exc.message
+        except (ConnectionError_, ServerError, LimitExceededError) as exc:
+            reason = exc.message  # the server away, failing or busy: worth another try
         else:  # the server ended the stream: it is stopping
             reason = "The server closed the stream."
         if lost_at is None:
