@@ -83,6 +83,8 @@ def test_events_tail_reconnects_after_a_server_restart_and_misses_and_repeats_no
             what="a first line from events tail",
         )
         server.restart()  # SIGTERM with the tail attached, then the same data again
+        # it says so as soon as the server takes it back, before any new event
+        wait_for(lambda: "Reconnected." in "".join(tail.errors), what="Reconnected.")
         printed_before = len(tail.lines)
         wait_for(
             lambda: _noise(server, tmp_path) or len(tail.lines) > printed_before,

@@ -83,22 +83,26 @@ def tail(ctx: click.Context, pattern_file: Path | None, after: int | None) -> No
     newest = client.list_events(limit=1)
     if after is None:  # "from now", fixed once: a reconnect misses nothing after it
         after = newest[0].seq if newest else 0
-    lost_at: float | None = None
+    lost = False
     attempt = 0
+
+    def opened() -> None:
+        nonlocal lost, attempt
+        if lost:
+            click.echo("Reconnected.", err=True)
+            lost, attempt = False, 0
+
     while True:
         try:
-            for event in client.stream_events(pattern=pattern, after=after):
-                if lost_at is not None:
-                    click.echo("Reconnected.", err=True)
-                    lost_at, attempt = None, 0
+            for event in client.stream_events(pattern=pattern, after=after, on_open=opened):
                 _print(event, opts.json)
                 after = max(after, event.seq)
         except (ConnectionError_, ServerError, LimitExceededError) as exc:
             reason = exc.message  # the server away, failing or busy: worth another try
         else:  # the server ended the stream: it is stopping
             reason = "The server closed the stream."
-        if lost_at is None:
-            lost_at = time.monotonic()
+        if not lost:
+            lost = True
             click.echo(f"{reason} Reconnecting, to resume after #{after}...", err=True)
         attempt += 1
         time.sleep(reconnect_delay_s(attempt))

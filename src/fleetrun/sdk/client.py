@@ -946,10 +946,17 @@ class Client:
         return [Event.model_validate(item) for item in page["items"]]
 
     def stream_events(
-        self, *, pattern: Mapping[str, Any] | None = None, after: int | None = None
+        self,
+        *,
+        pattern: Mapping[str, Any] | None = None,
+        after: int | None = None,
+        on_open: Callable[[], None] | None = None,
     ) -> Iterator[Event]:
         """Events as they happen (server-sent events), those matching `pattern` only;
-        from the sequence number `after` when given, else from now."""
+        from the sequence number `after` when given, else from now. `on_open` is called
+        once the server has accepted the stream, before any event. The iterator ends
+        when the server ends the stream (it is stopping): reconnect with `after` set to
+        the last event's `seq` to miss nothing."""
         params = _clean({"pattern": jsonlib.dumps(pattern) if pattern else None, "after": after})
         try:
             with self._http.stream(
@@ -962,6 +969,8 @@ class Client:
                 if response.status_code >= 400:
                     response.read()
                     _raise_for(response)
+                if on_open is not None:
+                    on_open()
                 data: list[str] = []
                 kind, seq = "event", ""
                 for line in response.iter_lines():
