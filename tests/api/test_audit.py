@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from fleetrun.core.errors import AccessDeniedError, LimitExceededError
+from fleetrun.sdk import Client
 from tests.harness import wait_for
-from tests.inprocess import App
+from tests.inprocess import BASE_URL, App
 
 
 def database(app):
@@ -211,7 +212,7 @@ def test_a_principal_over_its_rate_gets_429_with_retry_after_and_others_go_on(li
         interval_s=0.5,
         what="the script's bucket, after Retry-After",
     )
-    client = limited.client_for(token)
+    client = Client(BASE_URL, token, http=limited.http, retries=0)  # the 429 itself
     caught = _first_error(lambda: [client.list_nodes() for _ in range(20)])
     assert isinstance(caught, LimitExceededError) and caught.retry_after_s is not None
     statuses = wait_for(

@@ -45,8 +45,11 @@ def test_events_list_on_the_command_line_filters_and_prints_json(app):
     listed = json.loads(done.stdout)
     assert listed and all(e["detail-type"] == COMMAND for e in listed)
     assert any(e["detail"]["command-id"] == command.id for e in listed)
+    seqs = [e["seq"] for e in listed]  # what events tail --after takes
+    assert seqs == sorted(seqs, reverse=True) and seqs[-1] > 0
     table = app.cli("events", "list", "--since", "10m")
     assert table.returncode == 0 and "Command Status-change" in table.stdout
+    assert f"\n{seqs[0]} " in table.stdout or table.stdout.startswith(f"{seqs[0]} ")
     bad = app.cli("events", "list", "--since", "yesterday-ish")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "--since" in bad.stderr

@@ -35,8 +35,7 @@ class Options:
     def client(self) -> Client:
         if self._client is None:
             # imported when a command needs them: --help and --version stay fast
-            from fleetrun.cli import config
-            from fleetrun.sdk import Client
+            from fleetrun.sdk import Client, config
 
             profile = config.resolve(self.server, self.token, self.ca_file, self.insecure)
             verify: str | bool = profile.ca_file or True

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from fleetrun.cli import config, render
+from fleetrun.cli import render
 from fleetrun.cli.base import insecure_option, json_option, options
 from fleetrun.core.errors import AccessDeniedError
-from fleetrun.sdk import Client
+from fleetrun.sdk import Client, config
 
 
 @click.group("server", invoke_without_command=True)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json as jsonlib
+import random
 import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -158,6 +161,17 @@ def run_command_body(
 class Client:
     """The REST API, one method per operation.
 
+    `Client()` with no arguments talks to the server and as the principal the CLI would:
+    FLEETRUN_SERVER and FLEETRUN_TOKEN (and FLEETRUN_CA_FILE, FLEETRUN_INSECURE), else
+    what `fleetrun login` saved, else the local default (`fleetrun.sdk.config`). A token
+    given with no server is used with that server. Given a `server`, only what is
+    passed counts: `Client(url, None)` has no credentials.
+
+    A 429 (over a rate limit) or a 503 (unavailable) is tried again, up to `retries`
+    times: after the answer's Retry-After when it has one, else after a backoff that
+    doubles from `backoff_s` with jitter; never waiting more than `max_wait_s` for one
+    try (a longer Retry-After is raised at once as the error it is).
+
     `http` is the transport seam: an `httpx.Client` to send every request through (for
     example Starlette's `TestClient` around an app in the same process, or a client with
     a transport of your own). The caller owns it; `close()` leaves it open. Without it
@@ -165,16 +179,28 @@ class Client:
 
     def __init__(
         self,
-        server: str,
-        token: str | None,
+        server: str | None = None,
+        token: str | None = None,
         *,
         timeout_s: float = 30.0,
         verify: Any = True,
         http: httpx.Client | None = None,
         insecure: bool = False,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        max_wait_s: float = 30.0,
     ) -> None:
         """`insecure=True` allows sending the token over plain http:// to a host that is
         not this machine; without it such a client is refused (ValidationError)."""
+        if server is None:
+            from fleetrun.sdk import config
+
+            profile = config.resolve(None, token, None, insecure)
+            server, token, insecure = profile.server, profile.token, profile.insecure
+            if verify is True and profile.ca_file:
+                verify = profile.ca_file
+        if retries < 0 or backoff_s < 0 or max_wait_s < 0:
+            raise ValidationError("retries, backoff_s and max_wait_s cannot be negative.")
         self.server = server.rstrip("/")
         if token and plain_http_off_host(self.server) and not insecure:
             raise ValidationError(
@@ -186,6 +212,7 @@ class Client:
         if token:
             self._headers["authorization"] = f"Bearer {token}"
         self._timeout = httpx.Timeout(timeout_s)
+        self._retry = Retry(retries=retries, backoff_s=backoff_s, max_wait_s=max_wait_s)
         self._owns_http = http is None
         if http is None:
             if isinstance(verify, str | Path):  # a CA file for a server with a private CA
@@ -217,17 +244,24 @@ class Client:
         params: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
     ) -> Any:
-        try:
-            response = self._http.request(
-                method,
-                self._url(path),
-                json=json,
-                params=_clean(params),
-                headers=self._headers,
-                timeout=timeout_s if timeout_s is not None else self._timeout,
-            )
-        except httpx.TransportError as exc:
-            raise _unreachable(self.server, exc) from exc
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(
+                    method,
+                    self._url(path),
+                    json=json,
+                    params=_clean(params),
+                    headers=self._headers,
+                    timeout=timeout_s if timeout_s is not None else self._timeout,
+                )
+            except httpx.TransportError as exc:
+                raise _unreachable(self.server, exc) from exc
+            attempt += 1
+            wait_s = self._retry.wait_s(response, attempt)
+            if wait_s is None:
+                break
+            time.sleep(wait_s)
         _raise_for(response)
         if response.status_code == 204 or not response.content:
             return None
@@ -912,10 +946,17 @@ class Client:
         return [Event.model_validate(item) for item in page["items"]]
 
     def stream_events(
-        self, *, pattern: Mapping[str, Any] | None = None, after: int | None = None
+        self,
+        *,
+        pattern: Mapping[str, Any] | None = None,
+        after: int | None = None,
+        on_open: Callable[[], None] | None = None,
     ) -> Iterator[Event]:
         """Events as they happen (server-sent events), those matching `pattern` only;
-        from the sequence number `after` when given, else from now."""
+        from the sequence number `after` when given, else from now. `on_open` is called
+        once the server has accepted the stream, before any event. The iterator ends
+        when the server ends the stream (it is stopping): reconnect with `after` set to
+        the last event's `seq` to miss nothing."""
         params = _clean({"pattern": jsonlib.dumps(pattern) if pattern else None, "after": after})
         try:
             with self._http.stream(
@@ -928,11 +969,15 @@ class Client:
                 if response.status_code >= 400:
                     response.read()
                     _raise_for(response)
+                if on_open is not None:
+                    on_open()
                 data: list[str] = []
-                kind = "event"
+                kind, seq = "event", ""
                 for line in response.iter_lines():
                     if line.startswith("event:"):
                         kind = line[6:].strip()
+                    elif line.startswith("id:"):
+                        seq = line[3:].strip()
                     elif line.startswith("data:"):
                         data.append(line[5:].strip())
                     elif not line and data:
@@ -940,8 +985,10 @@ class Client:
                         if kind == "error":  # the server closed the stream, and says why
                             body = payload.get("error") or {}
                             raise error_for(str(body.get("type")), 0, str(body.get("message")))
+                        if seq.isdigit():  # the `id:` of the frame is the event's sequence
+                            payload["seq"] = int(seq)
                         yield Event.model_validate(payload)
-                        data, kind = [], "event"
+                        data, kind, seq = [], "event", ""
         except httpx.TransportError as exc:
             raise _unreachable(self.server, exc) from exc
 
@@ -1097,6 +1144,44 @@ def _reason(exc: httpx.TransportError) -> str:
     return text.split("] ")[-1]
 
 
+RETRIED = frozenset({429, 503})
+
+
+@dataclass(frozen=True)
+class Retry:
+    """When to send a request again: on 429 and 503 only (the server did not act on
+    it), at most `retries` times, after Retry-After or a jittered, doubling backoff."""
+
+    retries: int = 3
+    backoff_s: float = 0.5
+    max_wait_s: float = 30.0
+
+    def wait_s(self, response: httpx.Response, attempt: int) -> float | None:
+        """How long to wait before try `attempt + 1`; None: do not try again."""
+        if response.status_code not in RETRIED or attempt > self.retries:
+            return None
+        after = retry_after_s(response.headers.get("retry-after", ""))
+        if after is None:  # "full jitter": spread many clients over the whole backoff
+            after = random.uniform(0, self.backoff_s * 2.0 ** (attempt - 1))
+        return after if after <= self.max_wait_s else None
+
+
+def retry_after_s(value: str) -> float | None:
+    """Retry-After's seconds: a number of seconds or an HTTP date (RFC 9110 10.2.3)."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
 def _raise_for(response: httpx.Response) -> None:
     if response.status_code < 400:
         return
@@ -1111,6 +1196,5 @@ def _raise_for(response: httpx.Response) -> None:
         ) from None
     error = error_for(type_, response.status_code, message)
     if isinstance(error, LimitExceededError):
-        retry_after = response.headers.get("retry-after", "")
-        error.retry_after_s = float(retry_after) if retry_after.isdigit() else None
+        error.retry_after_s = retry_after_s(response.headers.get("retry-after", ""))
     raise error

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from sqlalchemy.engine import make_url
@@ -18,6 +18,11 @@ from fleetrun.server.app import create_app
 from fleetrun.server.db import sync_url
 from fleetrun.server.settings import Settings
 from fleetrun.server.tls import TLSFiles, fingerprint, self_signed
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from fleetrun.server.state import ServerState
 
 
 def configure_logging(level: str, fmt: str = "text") -> dict[str, Any]:
@@ -119,4 +124,19 @@ def serve(settings: Settings) -> None:
         ssl_certfile=str(files.cert) if files else None,
         ssl_keyfile=str(files.key) if files else None,
     )
-    uvicorn.Server(config).run()
+    _Server(config, app.state.fleet).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, telling the app when it is asked to stop: open event streams then end
+    within a poll (their clients reconnect to another replica or to this one restarted),
+    where uvicorn would wait for them until its graceful timeout and then cancel them,
+    logging a traceback for each."""
+
+    def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
+        super().__init__(config)
+        self._state = state
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._state.stopping = True  # a plain flag: safe to set from a signal handler
+        super().handle_exit(sig, frame)

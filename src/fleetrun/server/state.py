@@ -45,6 +45,8 @@ class ServerState:
     # From the end of startup to the start of shutdown: what /readyz reports, so that a
     # balancer sends no new requests to a replica that is stopping.
     ready: bool = field(default=False, init=False)
+    # Set when the process is asked to stop (SIGTERM, Ctrl-C): long-lived streams end.
+    stopping: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.destinations = policy_for(self.settings.allow_destination_cidrs, self.settings.host)

@@ -81,7 +81,8 @@ async def stream_events(
     """Events as they happen, as server-sent events (`id:` is the sequence number:
     reconnect with `after` to miss nothing); only those matching `pattern` (JSON).
     The caller's credentials are decided again every RECHECK_S: when they no longer
-    allow it, the stream ends with an `error` event that says why."""
+    allow it, the stream ends with an `error` event that says why. A server that is
+    stopping ends its streams (within POLL_S) without an error: reconnect with `after`."""
     matches = _matcher(pattern)
     state = state_of(request)
     start = after if after is not None else await state.db.read(store.last_seq)
@@ -92,7 +93,7 @@ async def stream_events(
         seen: deque[int] = deque(maxlen=4 * LOOKBACK)
         checked = time.monotonic()
         yield b": stream of fleetrun events\n\n"
-        while not await request.is_disconnected():
+        while not state.stopping and not await request.is_disconnected():
             if time.monotonic() - checked >= RECHECK_S:
                 refused = await recheck(request, caller, "ListEvents", "*")
                 if refused is not None:

@@ -1,6 +1,10 @@
-"""Where the CLI finds the server and the token: --server/--token, then
-FLEETRUN_SERVER/FLEETRUN_TOKEN, then the config file `fleetrun login` writes
-($FLEETRUN_CONFIG, or ~/.config/fleetrun/config.toml), then the local default."""
+"""Where the CLI and the SDK's `Client()` find the server and the token: --server/--token
+(the SDK's arguments), then FLEETRUN_SERVER/FLEETRUN_TOKEN (and FLEETRUN_CA_FILE,
+FLEETRUN_INSECURE), then the config file `fleetrun login` writes ($FLEETRUN_CONFIG, or
+~/.config/fleetrun/config.toml), then the local default. One reader for both, so that a
+script and the command line always talk to the same server as the same principal.
+
+Light on purpose (no httpx): the CLI imports it before it knows it needs a client."""
 
 from __future__ import annotations
 
