@@ -4,6 +4,8 @@ whether they drop one by one, together, or because the server shuts down."""
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 
 from starlette.websockets import WebSocketDisconnect
 
@@ -74,3 +76,30 @@ def test_a_shutdown_marks_every_node_it_held_lost(app):
             assert isinstance(closed, WebSocketDisconnect), closed
             assert closed.code == protocol.CLOSE_SHUTDOWN
     assert set(_statuses(app, nodes).values()) == {"ConnectionLost"}
+
+
+def test_nothing_reaches_an_agent_before_its_welcome(app):
+    """The session is registered before the handshake's write (marking the node online)
+    is done; a dispatcher pass in between used to send an `invoke` first, which a real
+    agent takes for a failed handshake. Here the write is held back (SQLite has one
+    writer) while a pass runs: the welcome still comes first, then the invoke."""
+    [node] = app.enrol(1)
+    command = app.client.send_command(script="true", node_ids=[node.node_id])
+    db = app.http.app.state.fleet.db
+    held = threading.Event()
+
+    def hold(tx):
+        held.set()
+        time.sleep(1.5)
+
+    blocker = threading.Thread(target=app.http.portal.call, args=(db.write, hold))
+    blocker.start()
+    held.wait(10)
+    waker = threading.Timer(0.5, app.advance, args=(0,))
+    waker.start()
+    try:
+        with app.connect(node) as session:  # fails unless the first frame is the welcome
+            assert session.next_invoke().command_id == command.id
+    finally:
+        waker.join()
+        blocker.join()

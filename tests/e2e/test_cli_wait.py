@@ -181,7 +181,11 @@ def test_make_up_sends_its_demo_to_the_local_node_only_and_ends_with_one_offline
 
 def test_ctrl_c_stops_the_wait_not_the_command_and_says_how_to_come_back(half_fleet):
     offline = half_fleet.agents[1]
-    term = Terminal(half_fleet, "send", "--node", offline.node_id, "--script", "true", "--wait")
+    term = Terminal(
+        half_fleet,
+        *("send", "--node", offline.node_id, "--script", "true", "--wait"),
+        *("--unreachable-after", "10m"),  # the subject is Ctrl-C: no other end may come first
+    )
     term.wait_for(f"Delayed (offline): {offline.name}")
     term.proc.send_signal(signal.SIGINT)  # what Ctrl-C on the terminal sends
     code, _ = term.finish()

@@ -170,20 +170,32 @@ class Gateway:
         session.protocol = hello.protocol
         old = self.sessions.get(node.id)
         self.sessions[node.id] = session
-        if old is not None:
-            await old.close(protocol.CLOSE_REPLACED, "replaced by a newer session")
-        await self._online(session, hello)
-        await session.send(
-            protocol.Welcome(
-                session_id=session.session_id, heartbeat_s=self.state.settings.heartbeat_s
+        try:
+            if old is not None:
+                await old.close(protocol.CLOSE_REPLACED, "replaced by a newer session")
+            stop = await self._online(session, hello)
+            await session.send(
+                protocol.Welcome(
+                    session_id=session.session_id, heartbeat_s=self.state.settings.heartbeat_s
+                )
             )
-        )
+        except BaseException:
+            # Registered but never welcomed: nothing may wait on it, nor find it.
+            await session.close(1011, "handshake failed")
+            if self.sessions.get(node.id) is session:
+                del self.sessions[node.id]
+            self._lost[node.id] = session.session_id  # if it was marked online
+            self._lost_wake.set()
+            raise
+        for invocation_id in stop:  # after the welcome, which the agent reads first
+            await session.send(protocol.Cancel(invocation_id=invocation_id))
         log.info("node %s connected (session %s)", node.id, session.session_id)
         self.state.dispatcher.node_connected(node.id)
         return session
 
-    async def _online(self, session: AgentSession, hello: protocol.Hello) -> None:
-        """Mark the node online, and close out what it ran but no longer knows of."""
+    async def _online(self, session: AgentSession, hello: protocol.Hello) -> list[str]:
+        """Mark the node online, and close out what it ran but no longer knows of; the
+        invocations it runs that it must be told to stop."""
 
         def online(tx: Tx) -> list[str]:
             node_store.set_online(
@@ -200,8 +212,7 @@ class Gateway:
             self.state.refresh_commands(tx, changed)
             return stop
 
-        for invocation_id in await self.state.db.write(online):
-            await session.send(protocol.Cancel(invocation_id=invocation_id))
+        return await self.state.db.write(online)
 
     async def _run(self, session: AgentSession) -> None:
         """Read the session's frames into the shared inbox until it closes."""

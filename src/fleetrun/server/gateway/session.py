@@ -22,6 +22,10 @@ class AgentSession:
         self.sent_invokes: dict[str, float] = {}  # invocation id -> monotonic time sent
         self.last_frame_at = time.monotonic()
         self.closed = asyncio.Event()
+        # Set once the welcome is sent (or the session closed): the agent reads the
+        # welcome first, so every other frame waits for it, though the session is
+        # registered (and the dispatcher may find it) while the handshake still runs.
+        self.ready = asyncio.Event()
         self.agent_version: str | None = None
         self.protocol: int | None = None
         self.close_reason: str | None = None  # why the server closed it, for the audit log
@@ -30,21 +34,27 @@ class AgentSession:
     async def send(self, frame: protocol._Frame, *, text: str | None = None) -> bool:
         """Send a frame (`text`: already encoded); False if the session is gone (the
         caller moves on)."""
+        if not isinstance(frame, protocol.Welcome):
+            await self.ready.wait()
         if self.closed.is_set():
             return False
         try:
             async with self._send_lock:
                 await self.ws.send_text(text if text is not None else protocol.dump(frame))
+            if isinstance(frame, protocol.Welcome):
+                self.ready.set()
             return True
         except Exception as exc:  # a dying socket raises many kinds of errors
             log.info("session %s of %s: send failed: %s", self.session_id, self.node_id, exc)
             self.closed.set()
+            self.ready.set()
             return False
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed.is_set():
             return
         self.closed.set()
+        self.ready.set()  # nothing waits to send on a closed session
         self.close_reason = reason
         if self.ws.application_state == WebSocketState.CONNECTED:
             try:
