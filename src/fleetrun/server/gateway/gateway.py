@@ -119,7 +119,6 @@ class Gateway:
             log.exception("agent handshake failed on the server side")
             await _close_quietly(ws, 1011, "server error")
             return
-        logs.bind(node_id=session.node_id)  # this connection's lines name its node
         self.state.audit.agent(
             "agent:Connect",
             session.node_id,
@@ -151,6 +150,8 @@ class Gateway:
                 protocol.CLOSE_PROTOCOL_TOO_OLD, _too_old(hello.protocol), hello.node_id
             )
         node = await self.state.db.read(lambda s: s.get(Node, hello.node_id))
+        if node is not None:
+            logs.bind(node_id=node.id)  # this connection's lines name its node, from here
         if node is None or node.deleted_at is not None:
             raise HandshakeError(
                 protocol.CLOSE_NODE_UNKNOWN, "node unknown or deregistered", hello.node_id
@@ -380,7 +381,7 @@ class Gateway:
                 self._lost.setdefault(node_id, session_id)  # unless it ended again since
             return False
         for node_id in lost:
-            log.info("node %s disconnected", node_id)
+            log.info("node %s disconnected", node_id, extra={"node_id": node_id})
         return True
 
     async def _touch_loop(self) -> None:
