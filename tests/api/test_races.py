@@ -3,6 +3,7 @@ one's move, never overwrite it with a status decided on what it read before."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -18,6 +19,8 @@ def _invocation(session: Session, command_id: str) -> Invocation:
     ).scalar_one()
 
 
+# the raw second session's connection is reclaimed by the collector in a later test
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_move_decided_on_a_stale_read_runs_again_and_keeps_the_cancel(app):
     """The shape of a lost cancel seen on PostgreSQL: the dispatcher read a waiting
     invocation, an operator cancelled it, then the dispatcher's move (decided on
