@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -37,16 +39,31 @@ def _members(
     return (list(node_ids) if node_ids else None), (dict(filters) if tags else None)
 
 
+def _member_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--tag and --node, for create and update alike."""
+    command = click.option(
+        "--node", "node_ids", multiple=True, metavar="ID", help="A member (repeatable)."
+    )(command)
+    return click.option(
+        "--tag",
+        "tags",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Members have this tag (repeatable; a key twice means either value).",
+    )(command)
+
+
+def _report(ctx: click.Context, group: Group, done: str) -> None:
+    if options(ctx).json:
+        return render.emit_json(group)
+    render.out.print(
+        f"{done} group {group.name} ({_definition(group)}): {len(group.members)} node(s) now."
+    )
+
+
 @groups.command("update")
 @click.argument("name")
-@click.option(
-    "--tag",
-    "tags",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Members have this tag (repeatable; a key twice means either value).",
-)
-@click.option("--node", "node_ids", multiple=True, metavar="ID", help="A member (repeatable).")
+@_member_options
 @click.option("--description", default=None, help="A new description (default: kept).")
 @api_options
 @click.pass_context
@@ -65,23 +82,12 @@ def update(
         .client()
         .update_group(name, node_ids=members, tags=filters, description=description)
     )
-    if options(ctx).json:
-        return render.emit_json(group)
-    render.out.print(
-        f"Updated group {group.name} ({_definition(group)}): {len(group.members)} node(s) now."
-    )
+    _report(ctx, group, "Updated")
 
 
 @groups.command("create")
 @click.argument("name")
-@click.option(
-    "--tag",
-    "tags",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Members have this tag (repeatable; a key twice means either value).",
-)
-@click.option("--node", "node_ids", multiple=True, metavar="ID", help="A member (repeatable).")
+@_member_options
 @click.option("--description", default=None)
 @api_options
 @click.pass_context
@@ -99,11 +105,7 @@ def create(
         .client()
         .create_group(name, node_ids=members, tags=filters, description=description)
     )
-    if options(ctx).json:
-        return render.emit_json(group)
-    render.out.print(
-        f"Created group {group.name} ({_definition(group)}): {len(group.members)} node(s) now."
-    )
+    _report(ctx, group, "Created")
 
 
 @groups.command("list")
