@@ -26,7 +26,7 @@ def unit(state_dir: Path, server: str | None = None) -> str:
     """The unit for the agent of `state_dir`; `server`, its server's URL once it is
     registered, gives the unit a Documentation= link to that server's API page."""
     state = state_dir.resolve()
-    docs = f"Documentation={_escape(server.rstrip('/'))}/docs\n" if server else ""
+    docs = f"Documentation={escape(server.rstrip('/'))}/docs\n" if server else ""
     command = [*launcher(), "run", "--state-dir", str(state)]
     return f"""[Unit]
 Description=fleetrun agent: runs commands sent by a fleetrun server
@@ -35,8 +35,8 @@ After=network-online.target
 
 [Service]
 Type=simple
-ExecStart={" ".join(_escape(shlex.quote(word)) for word in command)}
-Environment={_escape(shlex.quote(f"FLEETRUN_AGENT_STATE_DIR={state}"))}
+ExecStart={exec_line(command)}
+Environment={escape(shlex.quote(f"FLEETRUN_AGENT_STATE_DIR={state}"))}
 {_deps_line()}# Local configuration (the node's last word): {state}/config.toml
 # Change it with: fleetrun-agent config set KEY VALUE --state-dir {state}
 Restart=on-failure
@@ -73,10 +73,10 @@ def _deps_line() -> str:
     deps = os.environ.get(DEPS_ENV)
     if not deps or _archive(Path(__file__)) is None:
         return ""
-    return f"Environment={_escape(shlex.quote(f'{DEPS_ENV}={Path(deps).resolve()}'))}\n"
+    return f"Environment={escape(shlex.quote(f'{DEPS_ENV}={Path(deps).resolve()}'))}\n"
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
     """Taken literally by systemd: `%` starts a specifier and `$` a variable."""
     return text.replace("%", "%%").replace("$", "$$")
 
@@ -85,8 +85,15 @@ class ServiceError(Exception):
     """The unit cannot be written: the message says why and what to do."""
 
 
-def install(text: str, unit_dir: Path) -> Path:
-    path = unit_dir / UNIT_NAME
+def exec_line(argv: list[str]) -> str:
+    """A command line for ExecStart=: each word shell-quoted, with `%` and `$` taken
+    literally."""
+    return " ".join(escape(shlex.quote(word)) for word in argv)
+
+
+def install(text: str, unit_dir: Path, name: str = UNIT_NAME) -> Path:
+    """Write a unit (this agent's, or the server's: the same steps and refusal)."""
+    path = unit_dir / name
     try:
         unit_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

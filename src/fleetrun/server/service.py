@@ -12,19 +12,19 @@ root alone: systemd reads it before dropping privileges).
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
+
+from fleetrun.agent import service as agent_service
+from fleetrun.agent.service import ServiceError, escape, exec_line
+
+__all__ = ["UNIT_NAME", "ServiceError", "exec_line", "install", "unit"]
 
 UNIT_NAME = "fleetrun.service"
 STATE_ROOT = Path("/var/lib")
 # The Python running this may live under a home directory (a user's virtual
 # environment): then the service may read homes, but not write them.
 HOME_ROOTS = (Path("/home"), Path("/root"), Path("/run/user"))
-
-
-class ServiceError(Exception):
-    """The unit cannot be made or written: the message says why and what to do."""
 
 
 def unit(
@@ -44,7 +44,7 @@ def unit(
             f"service has a working directory), not {environment_file}."
         )
     command = [sys.executable, "-m", "fleetrun", "server", "--data-dir", str(data), *server_args]
-    docs = f"Documentation={_escape(documentation)}\n" if documentation else ""
+    docs = f"Documentation={escape(documentation)}\n" if documentation else ""
     return f"""[Unit]
 Description=fleetrun server: the API, the agent gateway and the dispatcher
 {docs}Wants=network-online.target
@@ -53,7 +53,7 @@ After=network-online.target postgresql.service
 [Service]
 Type=exec
 ExecStart={exec_line(command)}
-EnvironmentFile=-{_escape(str(environment_file))}
+EnvironmentFile=-{escape(str(environment_file))}
 User={user}
 Group={user}
 {_data_dir_lines(data)}
@@ -97,7 +97,7 @@ def _data_dir_lines(data: Path) -> str:
     user, and is the one path the service may write."""
     if data.is_relative_to(STATE_ROOT) and data != STATE_ROOT:
         return f"StateDirectory={data.relative_to(STATE_ROOT)}\nStateDirectoryMode=0700"
-    return f"ReadWritePaths={_escape(str(data))}"
+    return f"ReadWritePaths={escape(str(data))}"
 
 
 def _protect_home() -> str:
@@ -105,26 +105,5 @@ def _protect_home() -> str:
     return "read-only" if any(executable.is_relative_to(h) for h in HOME_ROOTS) else "yes"
 
 
-def exec_line(argv: list[str]) -> str:
-    """A command line as systemd reads it: each word quoted as a shell would, `%`
-    (specifiers) and `$` (variables) taken literally."""
-    return " ".join(_escape(shlex.quote(word)) for word in argv)
-
-
-def _escape(text: str) -> str:
-    return text.replace("%", "%%").replace("$", "$$")
-
-
 def install(text: str, unit_dir: Path) -> Path:
-    path = unit_dir / UNIT_NAME
-    try:
-        unit_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        path.chmod(0o644)
-    except OSError as exc:
-        raise ServiceError(
-            f"Cannot write {path}: {(exc.strerror or str(exc)).lower()}; give a --unit-dir "
-            "this user may write (systemd reads /etc/systemd/system, written as root), or "
-            "use --print."
-        ) from exc
-    return path
+    return agent_service.install(text, unit_dir, name=UNIT_NAME)
