@@ -47,8 +47,11 @@ def parse_address(text: str) -> Address | None:
     return address
 
 
-def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
-    """CIDRs such as `10.0.0.0/8` or `fd00::/8` (a bare address is one host)."""
+def parse_networks(
+    values: Iterable[str], setting: str = "allow_destination_cidrs"
+) -> tuple[Network, ...]:
+    """CIDRs such as `10.0.0.0/8` or `fd00::/8` (a bare address is one host); an error
+    names the `setting` they came from."""
     networks = []
     for value in values:
         text = value.strip()
@@ -58,7 +61,7 @@ def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
             networks.append(ipaddress.ip_network(text, strict=False))
         except ValueError as exc:
             raise ValidationError(
-                f"Setting allow_destination_cidrs: {text!r} is not a network: give CIDRs "
+                f"Setting {setting}: {text!r} is not a network: give CIDRs "
                 "such as 10.0.0.0/8 or fd00::/8, comma-separated."
             ) from exc
     return tuple(networks)

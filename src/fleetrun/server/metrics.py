@@ -12,8 +12,8 @@ Who may scrape: a request from an address in `metrics_allow_cidrs`, one bearing 
 
 from __future__ import annotations
 
+import functools
 import hmac
-import ipaddress
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fleetrun.core.errors import ValidationError
+from fleetrun.core.destinations import Network, parse_address, parse_networks
 from fleetrun.core.statuses import CommandStatus, InvocationStatus
 
 if TYPE_CHECKING:
@@ -195,32 +195,17 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def scrape_networks(allow_cidrs: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+@functools.lru_cache(maxsize=8)  # the setting is read on every scrape, parsed once
+def scrape_networks(allow_cidrs: str) -> tuple[Network, ...]:
     """The comma-separated networks allowed to scrape (a ValidationError names a bad one)."""
-    networks = []
-    for text in (c.strip() for c in allow_cidrs.split(",")):
-        if not text:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(text, strict=False))
-        except ValueError as exc:
-            raise ValidationError(
-                f"Setting metrics_allow_cidrs: {text!r} is not a network: give CIDRs such "
-                "as 10.0.0.0/8 or fd00::/8, comma-separated."
-            ) from exc
-    return networks
+    return parse_networks(allow_cidrs.split(","), setting="metrics_allow_cidrs")
 
 
 def scrape_allowed_by_address(allow_cidrs: str, address: str | None) -> bool:
     """Whether `address` is in one of the networks allowed to scrape."""
     networks = scrape_networks(allow_cidrs)
-    if not networks or not address:
-        return False
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
+    ip = parse_address(address) if networks and address else None
+    return ip is not None and any(ip.version == n.version and ip in n for n in networks)
 
 
 def scrape_token_matches(expected: str | None, given: str | None) -> bool:
