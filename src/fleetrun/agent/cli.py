@@ -24,10 +24,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
@@ -38,107 +36,30 @@ from fleetrun.agent import status as agent_status
 from fleetrun.agent.audit import AuditLog
 from fleetrun.agent.cgroups import CgroupUnavailableError, locate
 from fleetrun.agent.channel import Channel, TerminalError, rotate_once
-from fleetrun.agent.config import BrokenConfigError, ConfigError
+from fleetrun.agent.cli_base import (
+    FAILED,
+    INTERRUPTED,
+    SETTINGS,
+    Failure,
+    Group,
+    Options,
+    common,
+    pass_options,
+    say,
+)
+from fleetrun.agent.cli_config import config_group
+from fleetrun.agent.config import ConfigError
 from fleetrun.agent.daemon import Agent, AgentOptions
 from fleetrun.agent.lock import AlreadyRunningError, StateLock
 from fleetrun.agent.register import RegistrationError, register
 from fleetrun.agent.service import ServiceError
-from fleetrun.agent.state import AgentStateError, StateDir, default_state_dir
+from fleetrun.agent.state import AgentStateError, StateDir
 from fleetrun.agent.tls import TransportError
 from fleetrun.core import logs, protocol
 from fleetrun.core.errors import ValidationError
-from fleetrun.core.localpolicy import KEYS, LocalConfig
 from fleetrun.core.tags import parse_tags
 
 log = logging.getLogger("fleetrun.agent")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-USAGE = 2  # bad usage: an unknown option or command, a malformed value
-FAILED = 1  # what was asked for could not be done (one sentence says why)
-INTERRUPTED = 130  # Ctrl-C
-
-
-class Failure(Exception):
-    """A failure with an exit code of its own (a terminal `run`: service.EXIT_TERMINAL)."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
-@dataclass
-class Options:
-    """What every command takes, on the group or on the command itself."""
-
-    state_dir: Path | None = None
-    json: bool = False
-
-    def state(self) -> StateDir:
-        return StateDir(self.state_dir or default_state_dir())
-
-    def print(self, data: object, text: str) -> None:
-        print(json.dumps(data, indent=2) if self.json else text)
-
-
-def _store(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
-    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-        if value not in (None, False):
-            setattr(ctx.ensure_object(Options), name, value)
-        return value
-
-    return callback
-
-
-def common(f: F) -> F:
-    """--state-dir and --json, accepted on the group and on every command."""
-    f = click.option(
-        "--json",
-        is_flag=True,
-        expose_value=False,
-        callback=_store("json"),
-        help="Print machine-readable JSON.",
-    )(f)
-    return click.option(
-        "--state-dir",
-        type=click.Path(path_type=Path),
-        expose_value=False,
-        callback=_store("state_dir"),
-        help="The agent's state directory (default: $FLEETRUN_AGENT_STATE_DIR, then "
-        "/var/lib/fleetrun-agent).",
-    )(f)
-
-
-pass_options = click.make_pass_decorator(Options, ensure=True)
-SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-class Command(click.Command):
-    """A command that, as before the agent moved to click (argparse), takes a unique
-    prefix of a long option for the option (`--state` for `--state-dir`)."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, _unabbreviated(self.get_params(ctx), args))
-
-
-def _unabbreviated(params: list[click.Parameter], args: list[str]) -> list[str]:
-    names = {n for p in params for n in (*p.opts, *p.secondary_opts) if n.startswith("--")}
-    out: list[str] = []
-    for index, arg in enumerate(args):
-        if arg == "--":  # what follows is arguments, whatever it looks like
-            return out + args[index:]
-        name, eq, value = arg.partition("=")
-        if name.startswith("--") and name not in names:
-            matches = [n for n in names if n.startswith(name)]
-            arg = matches[0] + eq + value if len(matches) == 1 else arg
-        out.append(arg)
-    return out
-
-
-class Group(click.Group):
-    command_class = Command
-    group_class = type  # subgroups (`config`) are Groups too
 
 
 @click.group(cls=Group, context_settings=SETTINGS, no_args_is_help=False)
@@ -158,10 +79,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         code = INTERRUPTED
     except click.ClickException as exc:
-        _say(_usage(exc))
+        say(_usage(exc))
         code = exc.exit_code
     except Failure as exc:
-        _say(exc.message)
+        say(exc.message)
         code = exc.code
     except (
         RegistrationError,
@@ -173,24 +94,20 @@ def main(argv: list[str] | None = None) -> None:
         ServiceError,
         TerminalError,
     ) as exc:
-        _say(getattr(exc, "message", None) or str(exc))
+        say(getattr(exc, "message", None) or str(exc))
         code = FAILED
     except CgroupUnavailableError as exc:
-        _say(
+        say(
             f"--containment cgroup was asked for, but {exc}: run the agent as root on a "
             "machine with cgroup v2, or use --containment auto."
         )
         code = FAILED
     except OSError as exc:  # a path the operator gave that cannot be used
-        _say(_os_error(exc))
+        say(_os_error(exc))
         code = FAILED
     except KeyboardInterrupt:
         code = INTERRUPTED
     sys.exit(code)
-
-
-def _say(message: str) -> None:
-    print(f"fleetrun-agent: {message}", file=sys.stderr)
 
 
 def _usage(exc: click.ClickException) -> str:
@@ -318,96 +235,7 @@ def _containment(node_id: str, pid: int | None) -> dict[str, str]:
     return {"containment": procs.CGROUP}
 
 
-@cli.group("config", context_settings=SETTINGS)
-@common
-def config_group() -> None:
-    """The node's local configuration (changed only here)."""
-
-
-@config_group.command("set", context_settings={"ignore_unknown_options": True})
-@click.argument("key")
-@click.argument("value")
-@click.option("--add", is_flag=True, help="Add to a list instead of replacing it.")
-@click.option("--remove", is_flag=True, help="Remove from a list.")
-@common
-@pass_options
-def config_set(opts: Options, key: str, value: str, add: bool, remove: bool) -> int:
-    """Set KEY to VALUE (lists: comma-separated)."""
-    if add and remove:
-        raise click.UsageError("--add and --remove cannot be used together.")
-    path = opts.state().config_path
-    change = local_config.set_value(path, key, value, add=add, remove=remove)
-    _changed(opts, path, key, change, f"{key} = {_show(change.get(key))}")
-    return 0
-
-
-@config_group.command("clear")
-@click.argument("key")
-@common
-@pass_options
-def config_clear(opts: Options, key: str) -> int:
-    """Reset KEY to its default."""
-    path = opts.state().config_path
-    change = local_config.clear_value(path, key)
-    _changed(opts, path, key, change, f"{key} reset to {_show(change.get(key))}")
-    return 0
-
-
-def _changed(opts: Options, path: Path, key: str, change: local_config.Change, text: str) -> None:
-    if change.replaced_broken:
-        _say(
-            f"the old file could not be read ({change.replaced_broken}); it is kept as "
-            f"{local_config.broken_path(path)} and {path} now holds only what was set since."
-        )
-    opts.print({key: change.get(key)}, text)
-
-
-@config_group.command("get")
-@click.argument("key")
-@common
-@pass_options
-def config_get(opts: Options, key: str) -> int:
-    """Show one key."""
-    if key not in KEYS:
-        raise ValidationError(
-            f"{key!r} is not a configuration key: see `fleetrun-agent config list`."
-        )
-    effective = _readable(opts.state().config_path).effective()
-    opts.print({key: effective[key]}, _show(effective[key]))
-    return 0
-
-
-@config_group.command("list")
-@common
-@pass_options
-def config_list(opts: Options) -> int:
-    """Show every key in force."""
-    effective = _readable(opts.state().config_path).effective()
-    width = max(len(k) for k in KEYS)
-    lines = [f"{k:<{width}}  {_show(effective[k]):<40}  {KEYS[k].help}" for k in KEYS]
-    opts.print(effective, "\n".join(lines))
-    return 0
-
-
-def _readable(path: Path) -> LocalConfig:
-    """The configuration, or a ConfigError that says the node refuses everything and
-    how to repair the file."""
-    try:
-        return local_config.load(path)
-    except BrokenConfigError as exc:
-        raise ConfigError(
-            f"The local configuration cannot be read ({exc}), so this node refuses "
-            "everything: fix the file, or overwrite it with `fleetrun-agent config set KEY "
-            "VALUE` or `fleetrun-agent config clear KEY`."
-        ) from exc
-
-
-def _show(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value) or "(none)"
-    return "(not set)" if value is None else str(value)
+cli.add_command(config_group)
 
 
 @cli.command("audit")
