@@ -15,8 +15,7 @@ SERVER_ONLY = (
     "aiosqlite",
     "psycopg",
     "httpx",
-    "rich",
-    "click",
+    "rich",  # the operator CLI's tables (click is shared: both command lines use it)
 )
 
 

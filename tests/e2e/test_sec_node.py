@@ -78,12 +78,11 @@ def test_config_set_overwrites_a_file_that_is_not_toml(tmp_path):
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("runcommand.allowed_users", "deploy\nroot", ["deploy\nroot"]),
-        ("runcommand.allowed_users", 'a"b\\c', ['a"b\\c']),
-        ("extensions.blocklist", "fleetrun/run\tShell\x7f", ["fleetrun/run\tShell\x7f"]),
+        ("runcommand.allowed_users", "svc@corp.example, host$", ["svc@corp.example", "host$"]),
+        ("extensions.blocklist", "my.publisher/run-v2_x", ["my.publisher/run-v2_x"]),
     ],
 )
-def test_config_set_writes_valid_toml_whatever_the_value(tmp_path, key, value, expected):
+def test_config_set_writes_toml_that_reads_back_as_set(tmp_path, key, value, expected):
     state = tmp_path / "agent"
     state.mkdir()
     done = agent_cli(state, "config", "set", key, value)
@@ -92,6 +91,27 @@ def test_config_set_writes_valid_toml_whatever_the_value(tmp_path, key, value, e
     assert tomllib.loads((state / "config.toml").read_text())[section][name] == expected
     again = agent_cli(state, "config", "get", key, "--json")
     assert again.returncode == 0 and json.loads(again.stdout) == {key: expected}
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("runcommand.allowed_users", "deploy\nroot"),
+        ("runcommand.allowed_users", 'a"b\\c'),
+        ("extensions.blocklist", "fleetrun/run\tShell\x7f"),
+    ],
+)
+def test_config_set_refuses_control_characters_and_quotes_naming_the_key(tmp_path, key, value):
+    """Such names are no user and no handler: refused with the key and what it takes,
+    and the file stays as it was."""
+    state = tmp_path / "agent"
+    state.mkdir()
+    assert agent_cli(state, "config", "set", "runcommand.max_timeout", "60").returncode == 0
+    before = (state / "config.toml").read_bytes()
+    done = agent_cli(state, "config", "set", key, value)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and f"{key} takes" in done.stderr
+    assert (state / "config.toml").read_bytes() == before
 
 
 @pytest.mark.parametrize(

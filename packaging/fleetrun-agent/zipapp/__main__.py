@@ -1,10 +1,10 @@
 """The single-file agent's entry point (`python3 fleetrun-agent.pyz ...`).
 
 The archive holds the agent's own code. Its dependencies (pydantic, websockets,
-cryptography, tomli-w) hold compiled extensions, which Python cannot import from inside a
-zip, so they live in a directory beside the archive: `fleetrun-agent-deps` next to it, or
-the directory $FLEETRUN_AGENT_DEPS names. Packages the system Python already has are used
-when that directory is absent.
+cryptography, tomli-w, click) include compiled extensions, which Python cannot import
+from inside a zip, so they live in a directory beside the archive: `fleetrun-agent-deps`
+next to it, or the directory $FLEETRUN_AGENT_DEPS names. Packages the system Python
+already has are used when that directory is absent.
 """
 
 import os
@@ -25,6 +25,7 @@ def main() -> None:
     if os.path.isdir(deps):
         sys.path.insert(1, deps)
     try:
+        import click  # noqa: F401
         import cryptography  # noqa: F401
         import pydantic  # noqa: F401
         import tomli_w  # noqa: F401

@@ -23,6 +23,7 @@ from fleetrun.agent import facts, rotate, tls
 from fleetrun.agent.daemon import Agent
 from fleetrun.agent.journal import Journal
 from fleetrun.agent.state import Identity, StateDir, public_key_b64, sign_b64
+from fleetrun.agent.status import FILE_NAME, StatusFile
 from fleetrun.core import delivery, protocol
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,10 @@ log = logging.getLogger(__name__)
 
 class TerminalError(Exception):
     """The server will never accept this agent as it is: stop retrying."""
+
+
+class _Silent(Exception):
+    """The server sent nothing for three heartbeats: the session is dead."""
 
 
 @dataclass
@@ -143,18 +148,21 @@ class Channel:
         self.key = key
         self.backoff = Backoff(cap_s=reconnect_max_s)
         self.connected = asyncio.Event()
+        self.status = StatusFile(agent.state.root / FILE_NAME, identity.server)
 
     async def run_forever(self) -> None:
         try:
             tls.check_transport(self.identity.server, self.identity.insecure)
         except tls.TransportError as exc:
             raise TerminalError(str(exc)) from exc
+        self.status.trying()
         while True:
             started = time.monotonic()
             try:
                 async with connect_to(self.agent.state, self.identity) as ws:
-                    await self._session(ws)
-            except TerminalError:
+                    ended = await self._session(ws)
+            except TerminalError as exc:
+                self.status.disconnected(str(exc))
                 raise
             except (
                 OSError,
@@ -163,21 +171,39 @@ class Channel:
                 InvalidHandshake,
                 protocol.ProtocolError,
             ) as exc:
+                ended = self._describe(exc)
                 log.info("connection to %s ended: %s", self.identity.server, exc)
             except InvalidURI as exc:
                 raise TerminalError(f"The server URL {self.identity.server} is not valid.") from exc
             finally:
                 self.connected.clear()
+            self.status.disconnected(ended)
             if time.monotonic() - started > 30:
                 self.backoff.reset()
             delay = self.backoff.next_delay()
             log.info("reconnecting in %.1fs", delay)
             await asyncio.sleep(delay)
 
-    async def _session(self, ws: ClientConnection) -> None:
+    def _describe(self, exc: BaseException) -> str:
+        """Why a session or an attempt ended, in one sentence (`fleetrun-agent status`)."""
+        server = self.identity.server
+        if isinstance(exc, ConnectionClosed):
+            return f"The connection to {server} was lost ({exc})."
+        if isinstance(exc, TimeoutError):
+            return f"{server} did not answer in time."
+        if isinstance(exc, InvalidHandshake):
+            return f"{server} refused the agent's connection ({exc})."
+        if isinstance(exc, protocol.ProtocolError):
+            return f"{server} sent a frame this agent cannot read ({exc})."
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return f"Cannot connect to {server}: {reason or type(exc).__name__}."
+
+    async def _session(self, ws: ClientConnection) -> str:
+        """One session, from the handshake to its end; why it ended, in one sentence."""
         welcome = await self._handshake(ws)
         self.backoff.reset()
         self.connected.set()
+        self.status.connected(welcome.session_id)
         self.agent.stats.sessions += 1
         log.info("connected to %s as %s", self.identity.server, self.identity.node_id)
         last_frame = time.monotonic()
@@ -218,7 +244,7 @@ class Channel:
                 await asyncio.sleep(welcome.heartbeat_s)
                 if time.monotonic() - last_frame > welcome.heartbeat_s * 3:
                     log.info("the server stopped answering; reconnecting")
-                    return
+                    raise _Silent
                 await send(protocol.dump(protocol.Ping(time=time.time())))
 
         tasks = [
@@ -228,15 +254,27 @@ class Channel:
             asyncio.create_task(rotation()),
             asyncio.create_task(heartbeat()),
         ]
+        ended = None
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                task.result()  # re-raise a failure
+                try:
+                    task.result()  # re-raise a failure
+                except _Silent:
+                    ended = (
+                        f"{self.identity.server} stopped answering "
+                        f"(nothing for {welcome.heartbeat_s * 3:.0f} s)."
+                    )
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         self._check_close(ws)
+        if ended is None:
+            code = ws.close_code
+            reason = f" ({ws.close_reason})" if ws.close_reason else ""
+            ended = f"{self.identity.server} closed the session (close code {code}){reason}."
+        return ended
 
     async def _handshake(self, ws: ClientConnection) -> protocol.Welcome:
         try:

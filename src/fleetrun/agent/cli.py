@@ -2,180 +2,88 @@
 
     fleetrun-agent register --server URL --activation-id ID --activation-code CODE
     fleetrun-agent run
+    fleetrun-agent status                            running? connected? to what, since when
     fleetrun-agent config set|get|list|clear ...     the node's local configuration
     fleetrun-agent audit                             what ran here
     fleetrun-agent rotate-key                        a new identity key
     fleetrun-agent install-service [--print]         a systemd unit
     fleetrun-agent version                           its version and protocol
 
-Every command takes --state-dir (default /var/lib/fleetrun-agent, or
-$FLEETRUN_AGENT_STATE_DIR), so several agents can share one machine.
+--state-dir (default /var/lib/fleetrun-agent, or $FLEETRUN_AGENT_STATE_DIR) and --json
+are taken by the group and by every command, so several agents can share one machine.
+Exit codes (docs/agent.md): 0 done; 1 failed, with one sentence saying why; 2 bad usage;
+3 and 4 from `status` (not running; running but not connected); 78 from `run` when the
+server will never take this agent; 130 interrupted.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+import click
 
 from fleetrun import __version__
 from fleetrun.agent import config as local_config
 from fleetrun.agent import metrics, procs, rotate, service
+from fleetrun.agent import status as agent_status
 from fleetrun.agent.audit import AuditLog
 from fleetrun.agent.cgroups import CgroupUnavailableError, locate
 from fleetrun.agent.channel import Channel, TerminalError, rotate_once
-from fleetrun.agent.config import BrokenConfigError, ConfigError
+from fleetrun.agent.cli_base import (
+    FAILED,
+    INTERRUPTED,
+    SETTINGS,
+    Failure,
+    Group,
+    Options,
+    common,
+    pass_options,
+    say,
+)
+from fleetrun.agent.cli_config import config_group
+from fleetrun.agent.config import ConfigError
 from fleetrun.agent.daemon import Agent, AgentOptions
 from fleetrun.agent.lock import AlreadyRunningError, StateLock
 from fleetrun.agent.register import RegistrationError, register
 from fleetrun.agent.service import ServiceError
-from fleetrun.agent.state import AgentStateError, StateDir, default_state_dir
+from fleetrun.agent.state import AgentStateError, StateDir
 from fleetrun.agent.tls import TransportError
 from fleetrun.core import logs, protocol
 from fleetrun.core.errors import ValidationError
-from fleetrun.core.localpolicy import KEYS, LocalConfig
 from fleetrun.core.tags import parse_tags
 
 log = logging.getLogger("fleetrun.agent")
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--state-dir", type=Path, default=None, help="agent state directory")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-
-
-def parser() -> argparse.ArgumentParser:
-    top = _Parser(prog="fleetrun-agent", description="The fleetrun node agent.")
-    top.add_argument("--version", action="version", version=f"fleetrun-agent {__version__}")
-    sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    reg = sub.add_parser("register", help="trade an activation for a node identity")
-    _common(reg)
-    reg.add_argument("--server", required=True, help="server URL, e.g. https://host:8470")
-    reg.add_argument("--activation-id", required=True)
-    reg.add_argument("--activation-code", required=True)
-    reg.add_argument("--name", default=None)
-    reg.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
-    reg.add_argument("--ca-file", type=Path, default=None, help="trust only this CA (PEM)")
-    reg.add_argument(
-        "--ca-fingerprint",
-        default=None,
-        metavar="SHA256",
-        help="trust the server's CA if its SHA-256 fingerprint is this",
-    )
-    reg.add_argument(
-        "--insecure",
-        action="store_true",
-        help="allow plain http:// to a host that is not this machine",
-    )
-    reg.add_argument("--force", action="store_true", help="replace an existing identity")
-
-    run = sub.add_parser("run", help="run the agent (foreground)")
-    _common(run)
-    run.add_argument(
-        "--reconnect-max",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="longest wait between reconnection attempts",
-    )
-    run.add_argument(
-        "--stop-grace",
-        type=float,
-        default=5.0,
-        metavar="SECONDS",
-        help="SIGTERM to SIGKILL grace for timeouts and cancels",
-    )
-    run.add_argument(
-        "--containment",
-        choices=procs.MODES,
-        default="auto",
-        help="how an invocation's processes are held and killed: a cgroup v2 per "
-        "invocation where the agent can manage one (auto), or process groups",
-    )
-    run.add_argument("--log-level", default="info")
-    run.add_argument(
-        "--log-format",
-        choices=logs.FORMATS,
-        default=os.environ.get("FLEETRUN_LOG_FORMAT") or "text",
-        help="log lines as text, or one JSON object each (default: $FLEETRUN_LOG_FORMAT or text)",
-    )
-    run.add_argument(
-        "--metrics-address",
-        metavar="HOST:PORT",
-        default=os.environ.get(metrics.ADDRESS_ENV) or None,
-        help="serve Prometheus metrics here, e.g. 127.0.0.1:9471 (default: off)",
-    )
-
-    status = sub.add_parser("status", help="show this node's identity")
-    _common(status)
-
-    cfg = sub.add_parser("config", help="the node's local configuration (only here)")
-    cfg_sub = cfg.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    cfg_set = cfg_sub.add_parser("set", help="set KEY to VALUE (lists: comma-separated)")
-    _common(cfg_set)
-    cfg_set.add_argument("key")
-    cfg_set.add_argument("value")
-    mode = cfg_set.add_mutually_exclusive_group()
-    mode.add_argument("--add", action="store_true", help="add to a list instead of replacing it")
-    mode.add_argument("--remove", action="store_true", help="remove from a list")
-    cfg_get = cfg_sub.add_parser("get", help="show one key")
-    _common(cfg_get)
-    cfg_get.add_argument("key")
-    cfg_list = cfg_sub.add_parser("list", help="show every key in force")
-    _common(cfg_list)
-    cfg_clear = cfg_sub.add_parser("clear", help="reset KEY to its default")
-    _common(cfg_clear)
-    cfg_clear.add_argument("key")
-
-    audit = sub.add_parser("audit", help="what ran on this node")
-    _common(audit)
-    audit.add_argument("--limit", type=int, default=None, help="only the last N")
-
-    rot = sub.add_parser("rotate-key", help="replace this node's identity key")
-    _common(rot)
-    rot.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
-
-    ver = sub.add_parser("version", help="this agent's version and protocol")
-    ver.add_argument("--json", action="store_true", help="machine-readable output")
-
-    svc = sub.add_parser("install-service", help="write a systemd unit for the agent")
-    _common(svc)
-    svc.add_argument(
-        "--print", "--dry-run", action="store_true", help="only print the unit, write nothing"
-    )
-    svc.add_argument("--unit-dir", type=Path, default=Path("/etc/systemd/system"))
-    return top
+@click.group(cls=Group, context_settings=SETTINGS, no_args_is_help=False)
+@click.version_option(__version__, prog_name="fleetrun-agent", message="%(prog)s %(version)s")
+@common
+def cli() -> None:
+    """The fleetrun node agent."""
 
 
 def main(argv: list[str] | None = None) -> None:
-    args: argparse.Namespace | None = None
+    """The entry point: the one place errors become a sentence and an exit code."""
     try:
-        args = parser().parse_args(argv)
-        code = dispatch(args)
-    except UsageError as exc:
-        print(f"fleetrun-agent: {exc}", file=sys.stderr)
-        code = 2
-    except TerminalError as exc:
-        print(f"fleetrun-agent: {exc}", file=sys.stderr)
-        # `run` under systemd: a distinct status, so that the unit does not restart an
-        # agent the server will never take (service.py).
-        running = args is not None and args.command == "run"
-        code = service.EXIT_TERMINAL if running else 1
+        result = cli.main(
+            args=argv, prog_name="fleetrun-agent", standalone_mode=False, obj=Options()
+        )
+        code = result if isinstance(result, int) else 0
+    except click.exceptions.Abort:
+        code = INTERRUPTED
+    except click.ClickException as exc:
+        say(_usage(exc))
+        code = exc.exit_code
+    except Failure as exc:
+        say(exc.message)
+        code = exc.code
     except (
         RegistrationError,
         AgentStateError,
@@ -184,23 +92,31 @@ def main(argv: list[str] | None = None) -> None:
         TransportError,
         AlreadyRunningError,
         ServiceError,
+        TerminalError,
     ) as exc:
-        message = getattr(exc, "message", None) or str(exc)
-        print(f"fleetrun-agent: {message}", file=sys.stderr)
-        code = 1
+        say(getattr(exc, "message", None) or str(exc))
+        code = FAILED
     except CgroupUnavailableError as exc:
-        message = (
+        say(
             f"--containment cgroup was asked for, but {exc}: run the agent as root on a "
             "machine with cgroup v2, or use --containment auto."
         )
-        print(f"fleetrun-agent: {message}", file=sys.stderr)
-        code = 1
+        code = FAILED
     except OSError as exc:  # a path the operator gave that cannot be used
-        print(f"fleetrun-agent: {_os_error(exc)}", file=sys.stderr)
-        code = 1
+        say(_os_error(exc))
+        code = FAILED
     except KeyboardInterrupt:
-        code = 130
+        code = INTERRUPTED
     sys.exit(code)
+
+
+def _usage(exc: click.ClickException) -> str:
+    """Click's complaint as one line, with where to read the usage."""
+    message = exc.format_message().replace("\n", " ").strip()
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        return f"{message.rstrip('.')} (see `{ctx.command_path} --help`)."
+    return message
 
 
 def _os_error(exc: OSError) -> str:
@@ -209,48 +125,63 @@ def _os_error(exc: OSError) -> str:
     return f"Cannot use{where}: {reason}; check the path and its permissions."
 
 
-def _print(args: argparse.Namespace, data: object, text: str) -> None:
-    print(json.dumps(data, indent=2) if args.json else text)
+@cli.command("version")
+@common
+@pass_options
+def version_command(opts: Options) -> int:
+    """This agent's version and protocol.
 
-
-def dispatch(args: argparse.Namespace) -> int:
-    if args.command == "version":
-        return _version(args)
-    state = StateDir(args.state_dir or default_state_dir())
-    handler = {
-        "register": _register,
-        "status": _status,
-        "run": _run,
-        "config": _config,
-        "audit": _audit,
-        "rotate-key": _rotate,
-        "install-service": _install,
-    }[args.command]
-    return handler(state, args)
-
-
-def _version(args: argparse.Namespace) -> int:
-    """What the agent tells the server in each hello: its release and protocol."""
+    What it tells the server in each hello."""
     data = {"agent": __version__, "protocol": protocol.PROTOCOL_VERSION}
-    _print(args, data, f"fleetrun-agent {__version__} (protocol {protocol.PROTOCOL_VERSION})")
+    opts.print(data, f"fleetrun-agent {__version__} (protocol {protocol.PROTOCOL_VERSION})")
     return 0
 
 
-def _register(state: StateDir, args: argparse.Namespace) -> int:
+@cli.command("register")
+@click.option("--server", required=True, help="Server URL, e.g. https://host:8470.")
+@click.option("--activation-id", required=True)
+@click.option("--activation-code", required=True)
+@click.option("--name", default=None)
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE")
+@click.option("--ca-file", type=click.Path(path_type=Path), help="Trust only this CA (PEM).")
+@click.option(
+    "--ca-fingerprint",
+    metavar="SHA256",
+    help="Trust the server's CA if its SHA-256 fingerprint is this.",
+)
+@click.option(
+    "--insecure", is_flag=True, help="Allow plain http:// to a host that is not this machine."
+)
+@click.option("--force", is_flag=True, help="Replace an existing identity.")
+@common
+@pass_options
+def register_command(
+    opts: Options,
+    server: str,
+    activation_id: str,
+    activation_code: str,
+    name: str | None,
+    tags: tuple[str, ...],
+    ca_file: Path | None,
+    ca_fingerprint: str | None,
+    insecure: bool,
+    force: bool,
+) -> int:
+    """Trade an activation for a node identity."""
+    state = opts.state()
     identity = register(
         state,
-        args.server,
-        args.activation_id,
-        args.activation_code,
-        name=args.name,
-        tags=parse_tags(args.tag),
-        force=args.force,
-        ca_file=args.ca_file,
-        ca_fingerprint=args.ca_fingerprint,
-        insecure=args.insecure,
+        server,
+        activation_id,
+        activation_code,
+        name=name,
+        tags=parse_tags(list(tags)),
+        force=force,
+        ca_file=ca_file,
+        ca_fingerprint=ca_fingerprint,
+        insecure=insecure,
     )
-    _print(
-        args,
+    opts.print(
         {"node_id": identity.node_id, "name": identity.name},
         f"Registered node {identity.node_id} ({identity.name}) with {identity.server}.\n"
         f"Start the agent with: fleetrun-agent run --state-dir {state.root}",
@@ -258,25 +189,37 @@ def _register(state: StateDir, args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(state: StateDir, args: argparse.Namespace) -> int:
+@cli.command("status")
+@common
+@pass_options
+def status_command(opts: Options) -> int:
+    """Is the agent running and connected, to what, since when.
+
+    Also this node's identity, its local configuration's health and how invocations
+    are contained. Exit 0: connected; 4: running but not connected (the last error
+    says why); 3: not running."""
+    state = opts.state()
     identity = state.load_identity()
     try:
         local_config.load(state.config_path)
         config = "ok"
     except ConfigError as exc:
         config = f"cannot be read ({exc}): this node refuses everything until it is repaired"
-    lock = StateLock(state.root / "agent.lock")
-    running = lock.held_elsewhere()
+    now = agent_status.read(state.root)
     data: dict[str, object] = {
         "node_id": identity.node_id,
         "name": identity.name,
         "server": identity.server,
-        "running": running,
+        "running": now.running,
         "config": config,
-        **_containment(identity.node_id, lock.holder() if running else None),
+        **_containment(identity.node_id, now.pid if now.running else None),
+        **now.report(),
     }
-    _print(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
-    return 0
+    if now.record is not None:
+        data["server"] = now.record.server  # the URL the running agent talks to
+    shown = {k: v for k, v in data.items() if v is not None}
+    opts.print(data, "\n".join(f"{k}: {v}" for k, v in shown.items()))
+    return now.exit_code
 
 
 def _containment(node_id: str, pid: int | None) -> dict[str, str]:
@@ -292,64 +235,17 @@ def _containment(node_id: str, pid: int | None) -> dict[str, str]:
     return {"containment": procs.CGROUP}
 
 
-def _config(state: StateDir, args: argparse.Namespace) -> int:
-    path = state.config_path
-    if args.action in ("set", "clear"):
-        if args.action == "set":
-            change = local_config.set_value(
-                path, args.key, args.value, add=args.add, remove=args.remove
-            )
-            text = f"{args.key} = {_show(change.get(args.key))}"
-        else:
-            change = local_config.clear_value(path, args.key)
-            text = f"{args.key} reset to {_show(change.get(args.key))}"
-        if change.replaced_broken:
-            print(
-                f"fleetrun-agent: the old file could not be read ({change.replaced_broken}); "
-                f"it is kept as {local_config.broken_path(path)} and {path} now holds only "
-                "what was set since.",
-                file=sys.stderr,
-            )
-        _print(args, {args.key: change.get(args.key)}, text)
-    elif args.action == "get":
-        if args.key not in KEYS:
-            raise ValidationError(
-                f"{args.key!r} is not a configuration key: see `fleetrun-agent config list`."
-            )
-        effective = _readable(path).effective()
-        _print(args, {args.key: effective[args.key]}, _show(effective[args.key]))
-    else:
-        effective = _readable(path).effective()
-        width = max(len(k) for k in KEYS)
-        lines = [f"{k:<{width}}  {_show(effective[k]):<40}  {KEYS[k].help}" for k in KEYS]
-        _print(args, effective, "\n".join(lines))
-    return 0
+cli.add_command(config_group)
 
 
-def _readable(path: Path) -> LocalConfig:
-    """The configuration, or a ConfigError that says the node refuses everything and
-    how to repair the file."""
-    try:
-        return local_config.load(path)
-    except BrokenConfigError as exc:
-        raise ConfigError(
-            f"The local configuration cannot be read ({exc}), so this node refuses "
-            "everything: fix the file, or overwrite it with `fleetrun-agent config set KEY "
-            "VALUE` or `fleetrun-agent config clear KEY`."
-        ) from exc
-
-
-def _show(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value) or "(none)"
-    return "(not set)" if value is None else str(value)
-
-
-def _audit(state: StateDir, args: argparse.Namespace) -> int:
-    rows = AuditLog(state.audit_path).entries(args.limit)
-    if args.json:
+@cli.command("audit")
+@click.option("--limit", type=int, default=None, help="Only the last N.")
+@common
+@pass_options
+def audit_command(opts: Options, limit: int | None) -> int:
+    """What ran on this node."""
+    rows = AuditLog(opts.state().audit_path).entries(limit)
+    if opts.json:
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
@@ -368,40 +264,53 @@ def _audit(state: StateDir, args: argparse.Namespace) -> int:
     return 0
 
 
-def _rotate(state: StateDir, args: argparse.Namespace) -> int:
+@cli.command("rotate-key")
+@click.option("--timeout", type=float, default=60.0, metavar="SECONDS")
+@common
+@pass_options
+def rotate_command(opts: Options, timeout: float) -> int:
+    """Replace this node's identity key."""
+    state = opts.state()
     identity = state.load_identity()
     public_key = rotate.request(state)
-    if StateLock(state.root / "agent.lock").held_elsewhere():
-        if not rotate.wait_done(state, args.timeout):
+    if StateLock(state.root / agent_status.LOCK_NAME).held_elsewhere():
+        if not rotate.wait_done(state, timeout):
             raise AgentStateError(
-                f"The running agent did not rotate its key within {args.timeout:.0f}s (is it "
+                f"The running agent did not rotate its key within {timeout:.0f}s (is it "
                 "connected?); it will when it next connects."
             )
     else:
-        asyncio.run(rotate_once(state))  # no agent runs: a session just for this
-    _print(
-        args,
+        asyncio.run(rotate_once(state))  # no agent is running: a session just for this
+    opts.print(
         {"node_id": identity.node_id, "public_key": public_key},
         f"Rotated the identity key of {identity.node_id}; the old key no longer works.",
     )
     return 0
 
 
-def _install(state: StateDir, args: argparse.Namespace) -> int:
+@cli.command("install-service")
+@click.option(
+    "--print", "--dry-run", "print_", is_flag=True, help="Only print the unit, write nothing."
+)
+@click.option("--unit-dir", type=click.Path(path_type=Path), default=Path("/etc/systemd/system"))
+@common
+@pass_options
+def install_command(opts: Options, print_: bool, unit_dir: Path) -> int:
+    """Write a systemd unit for the agent."""
+    state = opts.state()
     try:
         server: str | None = state.load_identity().server
     except AgentStateError:  # not registered yet: the unit is the same but for its link
         server = None
     unit = service.unit(state.root, server)
-    if args.print:
-        if args.json:
-            _print(args, {"unit": None, "text": unit}, "")
+    if print_:
+        if opts.json:
+            opts.print({"unit": None, "text": unit}, "")
         else:
             print(unit, end="")
         return 0
-    path = service.install(unit, args.unit_dir)
-    _print(
-        args,
+    path = service.install(unit, unit_dir)
+    opts.print(
         {"unit": str(path), "text": unit},
         f"Wrote {path}. Enable and start it with:\n"
         "  systemctl daemon-reload && systemctl enable --now fleetrun-agent",
@@ -409,24 +318,86 @@ def _install(state: StateDir, args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(state: StateDir, args: argparse.Namespace) -> int:
-    if args.log_format not in logs.FORMATS:  # from the environment
-        raise ValidationError(f"FLEETRUN_LOG_FORMAT must be text or json, not {args.log_format!r}.")
-    if args.metrics_address:
-        metrics.parse_address(args.metrics_address)  # refused before anything starts
-    logs.configure(args.log_level, args.log_format)
-    lock = StateLock(state.root / "agent.lock")
+@dataclass(frozen=True)
+class RunOptions:
+    reconnect_max: float
+    stop_grace: float
+    containment: str
+
+
+@cli.command("run")
+@click.option(
+    "--reconnect-max",
+    type=float,
+    default=30.0,
+    metavar="SECONDS",
+    help="Longest wait between reconnection attempts.",
+)
+@click.option(
+    "--stop-grace",
+    type=float,
+    default=5.0,
+    metavar="SECONDS",
+    help="SIGTERM to SIGKILL grace for timeouts and cancels.",
+)
+@click.option(
+    "--containment",
+    type=click.Choice(procs.MODES),
+    default="auto",
+    help="How an invocation's processes are held and killed: a cgroup v2 per invocation "
+    "where the agent can manage one (auto), or process groups.",
+)
+@click.option("--log-level", default="info")
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    default=None,
+    help="Log lines as text, or one JSON object each (default: $FLEETRUN_LOG_FORMAT or text).",
+)
+@click.option(
+    "--metrics-address",
+    metavar="HOST:PORT",
+    default=None,
+    help="Serve Prometheus metrics here, e.g. 127.0.0.1:9471 (default: "
+    f"${metrics.ADDRESS_ENV}, else off).",
+)
+@common
+@pass_options
+def run_command(
+    opts: Options,
+    reconnect_max: float,
+    stop_grace: float,
+    containment: str,
+    log_level: str,
+    log_format: str | None,
+    metrics_address: str | None,
+) -> int:
+    """Run the agent (foreground)."""
+    log_format = log_format or os.environ.get("FLEETRUN_LOG_FORMAT") or "text"
+    if log_format not in logs.FORMATS:  # from the environment
+        raise ValidationError(f"FLEETRUN_LOG_FORMAT must be text or json, not {log_format!r}.")
+    metrics_address = metrics_address or os.environ.get(metrics.ADDRESS_ENV) or None
+    if metrics_address:
+        metrics.parse_address(metrics_address)  # refused before anything starts
+    logs.configure(log_level, log_format)
+    state = opts.state()
+    lock = StateLock(state.root / agent_status.LOCK_NAME)
     logs.scope(node_id=state.load_identity().node_id)  # every line of this agent names its node
     lock.acquire()
     try:
-        return asyncio.run(run_agent(state, args))
+        run = RunOptions(reconnect_max, stop_grace, containment)
+        return asyncio.run(run_agent(state, run, metrics_address))
+    except TerminalError as exc:
+        # under systemd: a status of its own, so that the unit does not restart an agent
+        # the server will never take (service.py)
+        raise Failure(str(exc), service.EXIT_TERMINAL) from exc
     finally:
         lock.release()
 
 
-async def run_agent(state: StateDir, args: argparse.Namespace) -> int:
+async def run_agent(state: StateDir, run: RunOptions, metrics_address: str | None) -> int:
     identity = state.load_identity()
-    containment = procs.choose(args.containment, identity.node_id)
+    containment = procs.choose(run.containment, identity.node_id)
     if containment.method == procs.PROCESS_GROUP:
         log.warning(
             "invocations are held by process groups (%s): a child that calls setsid and "
@@ -435,19 +406,18 @@ async def run_agent(state: StateDir, args: argparse.Namespace) -> int:
         )
     else:
         log.info("each invocation runs in its own cgroup under %s", containment.detail)
-    options = AgentOptions(stop_grace_s=args.stop_grace)
-    agent = Agent(state, identity.node_id, options, containment)
+    agent = Agent(state, identity.node_id, AgentOptions(stop_grace_s=run.stop_grace), containment)
     await agent.recover()
-    channel = Channel(agent, identity, state.load_key(), reconnect_max_s=args.reconnect_max)
+    channel = Channel(agent, identity, state.load_key(), reconnect_max_s=run.reconnect_max)
     exporter = None
-    if args.metrics_address:
+    if metrics_address:
         exporter = metrics.serve(
-            args.metrics_address,
+            metrics_address,
             agent.stats,
             connected=channel.connected.is_set,
             running=lambda: len(agent.executions),
         )
-        log.info("metrics on http://%s/metrics", args.metrics_address)
+        log.info("metrics on http://%s/metrics", metrics_address)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -7,13 +7,18 @@ node's wishes are unknown, nothing runs. The agent keeps running and says why in
 log and in `fleetrun-agent status`; `config set` and `config clear` repair such a file
 (the broken one is kept beside it as config.toml.broken).
 
-The file is written with a TOML writer (tomli-w), so no value can make it invalid.
+`config set` and `config clear` never leave a file the agent cannot read: the new text
+is written to a temporary file beside it, read back with `load` (the agent's own
+reader), compared with what was meant, and only then renamed over the old file. If any
+of that fails, the file on disk is the one that was there before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +26,15 @@ from typing import Any
 
 import tomli_w
 
-from fleetrun.agent.state import write_atomic
+from fleetrun.agent.state import fsync_dir, write_atomic
 from fleetrun.core.errors import ValidationError
-from fleetrun.core.localpolicy import KEYS, LIST_KEYS_LOCKED_IN_MONITOR, LocalConfig, parse_value
+from fleetrun.core.localpolicy import (
+    KEYS,
+    LIST_KEYS_LOCKED_IN_MONITOR,
+    LocalConfig,
+    parse_setting,
+    parse_value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +99,53 @@ def render(config: LocalConfig) -> str:
     return HEADER + ("\n" + tomli_w.dumps(sections) if sections else "")
 
 
-def save(path: Path, config: LocalConfig) -> None:
-    """Write the file (mode 0600) atomically, or say why it cannot be written."""
+def save(path: Path, config: LocalConfig, *, keep_broken: bool = False) -> None:
+    """Write the file (mode 0600) so that it is replaced whole, and only by a file that
+    reads back as `config`; otherwise say why and leave the old file as it was.
+    `keep_broken` first copies the old file to config.toml.broken for its owner."""
     try:
-        write_atomic(path, render(config).encode(), 0o600)
+        _replace_checked(path, config, keep_broken)
     except PermissionError as exc:
         raise ConfigError(
             f"Cannot write {path}: permission denied; run this as the agent's user (usually root)."
         ) from exc
     except OSError as exc:
-        raise ConfigError(f"Cannot write {path}: {exc.strerror}.") from exc
+        raise ConfigError(f"Cannot write {path}: {exc.strerror}; nothing was changed.") from exc
+
+
+def _replace_checked(path: Path, config: LocalConfig, keep_broken: bool) -> None:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(render(config).encode())
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o600)
+        _check_reads_back(tmp, config, path)
+        if keep_broken:
+            write_atomic(broken_path(path), path.read_bytes(), 0o600)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    fsync_dir(path.parent)
+
+
+def _check_reads_back(tmp: Path, config: LocalConfig, path: Path) -> None:
+    """The written text, read as the agent reads it, must say what was meant."""
+    try:
+        read = load(tmp)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"The new {path.name} would not read back ({exc}); nothing was changed."
+        ) from exc
+    if read.values != config.values:
+        changed = sorted(k for k in {*read.values, *config.values} if read.get(k) != config.get(k))
+        raise ConfigError(
+            f"The new {path.name} would read back differently ({', '.join(changed)}); "
+            "nothing was changed."
+        )
 
 
 @dataclass(frozen=True)
@@ -121,12 +169,7 @@ def _load_for_change(path: Path) -> tuple[LocalConfig, str | None]:
 
 
 def _write_change(path: Path, config: LocalConfig, broken: str | None) -> Change:
-    if broken is not None:
-        try:
-            os.replace(path, broken_path(path))
-        except OSError as exc:
-            raise ConfigError(f"Cannot move the broken {path} aside: {exc.strerror}.") from exc
-    save(path, config)
+    save(path, config, keep_broken=broken is not None)
     return Change(config, broken)
 
 
@@ -137,7 +180,7 @@ def broken_path(path: Path) -> Path:
 def set_value(
     path: Path, key: str, text: str, *, add: bool = False, remove: bool = False
 ) -> Change:
-    value = parse_value(key, text)
+    value = parse_setting(key, text)
     config, broken = _load_for_change(path)
     if key in LIST_KEYS_LOCKED_IN_MONITOR and config.get("config.mode") == "monitor":
         raise ValidationError(

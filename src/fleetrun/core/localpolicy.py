@@ -19,6 +19,7 @@ read-only handlers in MONITOR_HANDLERS run, and the lists cannot be changed.
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,10 @@ from fleetrun.core.errors import ValidationError
 
 MONITOR_HANDLERS = ("fleetrun/getNodeInfo",)
 ALLOW_NONE = "allow/none"
+MAX_TIMEOUT_S = 172800  # the longest execution timeout a command may ask for (2 days)
+MAX_ITEMS = 256  # entries in one list
+_NAME_PART = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}\$?")
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ def parse_value(key: str, text: str) -> Any:
             raise ValidationError(f"{key} takes true or false, not {text!r}.")
         return text.lower() == "true"
     if kind == "int":
-        if not text.isdigit() or int(text) < 1:
+        if not (text.isascii() and text.isdigit()) or int(text) < 1:
             raise ValidationError(
                 f"{key} takes a whole number of seconds (1 or more), not {text!r}."
             )
@@ -104,12 +109,43 @@ def parse_value(key: str, text: str) -> Any:
     return items
 
 
+def parse_setting(key: str, text: str) -> Any:
+    """A value `config set` may write: parse_value's type, and also in range and made of
+    what the key allows. (The reader is more lenient, so that a file written by hand or
+    by an older agent keeps working.) Each refusal names the key and what it takes."""
+    value = parse_value(key, text)
+    kind = KEYS[key].kind
+    if kind == "int" and value > MAX_TIMEOUT_S:
+        raise ValidationError(
+            f"{key} takes a whole number of seconds from 1 to {MAX_TIMEOUT_S} (2 days), "
+            f"not {text.strip()!r}."
+        )
+    if kind != "list":
+        return value
+    if len(value) > MAX_ITEMS:
+        raise ValidationError(f"{key} takes at most {MAX_ITEMS} entries, not {len(value)}.")
+    for item in value:
+        if key == "runcommand.allowed_users" and not _USER.fullmatch(item):
+            raise ValidationError(
+                f"{key} takes user names (1-64 letters, digits, _ . - @, a trailing $), "
+                f"not {item!r}."
+            )
+        if key in ("extensions.allowlist", "extensions.blocklist") and not all(
+            _NAME_PART.fullmatch(part) for part in item.split("/")
+        ):
+            raise ValidationError(
+                f"{key} takes handler names of letters, digits, _ . and - (publisher/type), "
+                f"not {item!r}."
+            )
+    return value
+
+
 def check_item(key: str, item: str) -> None:
     if key in ("extensions.allowlist", "extensions.blocklist"):
         publisher, sep, kind = item.partition("/")
         if not sep or not publisher or not kind or "/" in kind:
             raise ValidationError(
-                f"{item!r} is not a handler name: write publisher/type, e.g. "
+                f"{key}: {item!r} is not a handler name: write publisher/type, e.g. "
                 "fleetrun/runShellScript."
             )
     elif key == "security.trusted_publishers":
@@ -119,8 +155,8 @@ def check_item(key: str, item: str) -> None:
             raw = b""
         if len(raw) != 32:
             raise ValidationError(
-                f"{item!r} is not a publisher key: give the base64 Ed25519 public key that "
-                "`fleetrun keys create` printed."
+                f"{key}: {item!r} is not a publisher key: give the base64 Ed25519 public key "
+                "that `fleetrun keys create` printed."
             )
 
 
