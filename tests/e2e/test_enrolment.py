@@ -61,8 +61,22 @@ def test_register_makes_a_node_with_facts_tags_and_a_private_key_that_stays(flee
     assert fleet.client.list_activations()[0].registrations_count == 1
 
 
+@pytest.fixture(scope="module")
+def refusing(tmp_path_factory):
+    """One server for the refused registrations: each case makes its own activation and
+    counts the nodes before and after."""
+    from tests.harness import Fleet
+
+    f = Fleet(tmp_path_factory.mktemp("refusing")).start()
+    try:
+        yield f
+    finally:
+        f.close()
+
+
 @pytest.mark.parametrize("case", ["wrong code", "unknown id", "exhausted", "expired"])
-def test_bad_activations_are_refused_and_register_nothing(fleet, tmp_path, case):
+def test_bad_activations_are_refused_and_register_nothing(refusing, tmp_path, case):
+    fleet = refusing
     activation = fleet.client.create_activation(
         registration_limit=1, expires_in_s=1 if case == "expired" else 3600
     )

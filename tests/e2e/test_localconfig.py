@@ -36,6 +36,18 @@ def node(fleet):
     return fleet, fleet.add_agent()
 
 
+@pytest.fixture(scope="module")
+def shared_node(tmp_path_factory):
+    """One node for the cases that must change nothing: each starts from the same file."""
+    from tests.harness import Fleet
+
+    f = Fleet(tmp_path_factory.mktemp("localconfig")).start()
+    try:
+        yield f, f.add_agent()
+    finally:
+        f.close()
+
+
 def test_config_set_get_list_clear(node):
     _, agent = node
     assert (
@@ -90,8 +102,8 @@ def test_config_set_get_list_clear(node):
         (["get", "nope"], "is not a configuration key"),
     ],
 )
-def test_config_misuse_gets_one_sentence_and_changes_nothing(node, args, fault):
-    _, agent = node
+def test_config_misuse_gets_one_sentence_and_changes_nothing(shared_node, args, fault):
+    _, agent = shared_node
     agent_cli(agent, "config", "set", "runcommand.max_timeout", "900")
     before = (agent.state_dir / "config.toml").read_bytes()
     done = agent_cli(agent, "config", *args)
