@@ -3,8 +3,9 @@
 It wakes when something changes (a command is created, an agent connects, an
 invocation ends) and at least every `sweep_interval_s`. Each pass:
 
-1. closes out what ran out of time: not started by the delivery deadline (TimedOut,
-   DeliveryTimedOut), or silent long past the command's expiry;
+1. closes out what ran out of time (at most once per `sweep_interval_s`): not started
+   by the delivery deadline (TimedOut, DeliveryTimedOut), or silent long past the
+   command's expiry;
 2. delivers every released, unaccepted invocation whose node holds a session on this
    replica, re-sending an `invoke` that was not acknowledged in `invoke_resend_s`;
 3. marks Pending invocations of offline nodes Delayed: they go out when the node
@@ -50,6 +51,7 @@ class Dispatcher:
         self._full = True  # a full delivery pass is due
         self._nodes: set[str] = set()  # nodes that just connected
         self._last_full = 0.0
+        self._last_expire = float("-inf")
         self._task: asyncio.Task[None] | None = None
         self._plans: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
@@ -83,8 +85,12 @@ class Dispatcher:
                 await asyncio.sleep(interval)
 
     async def tick(self) -> None:
-        await self.expire()
         now = self.state.clock.monotonic()
+        # Deadlines are looked at once per sweep interval, not on every wake: a busy
+        # server wakes on every frame, and each look is a query.
+        if now - self._last_expire >= self.state.settings.sweep_interval_s:
+            self._last_expire = now
+            await self.expire()
         if self._full or now - self._last_full >= self.state.settings.invoke_resend_s:
             self._full, self._nodes, self._last_full = False, set(), now
             await self.deliver(None)
