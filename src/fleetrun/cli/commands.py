@@ -74,8 +74,9 @@ def list_commands(
         limit=limit,
         cursor=cursor,
     )
-    if opts.json:
-        return render.emit_json(page)
+    if opts.json:  # a list is an array of its items: the cursor goes to stderr
+        render.emit_json(page.items)
+        return _more(page.next_cursor)
     render.table(
         ["ID", "DOCUMENT", "STATUS", "DONE", "ERRORS", "REQUESTED", "COMMENT"],
         (
@@ -263,8 +264,9 @@ def list_invocations(
         limit=limit,
         cursor=cursor,
     )
-    if opts.json:
-        return render.emit_json(page)
+    if opts.json:  # a list is an array of its items: the cursor goes to stderr
+        render.emit_json(page.items)
+        return _more(page.next_cursor)
     invocation_table(page.items, with_command=command_id is None)
     _more(page.next_cursor)
 

@@ -30,6 +30,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "login",
         "Check the server and token, then save them for later commands.",
     ),
+    "logout": (
+        "fleetrun.cli.serve",
+        "logout",
+        "Forget the saved server and token (of the default profile, or of --profile).",
+    ),
     "whoami": (
         "fleetrun.cli.access",
         "whoami",
