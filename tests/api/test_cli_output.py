@@ -1,5 +1,5 @@
 """`fleetrun`'s output formats (--output json|yaml|table|text, --json, --query), its
-list shape (an array of the items) and named profiles, run as an
+list shape (an array of the items), named profiles and shell completion, run as an
 operator runs them: the real entry point in process against the real app."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import stat
 import pytest
 import yaml
 
+from fleetrun.cli import main as cli_main
 from fleetrun.sdk import Client
 from tests.inprocess import BASE_URL, run_cli
 
@@ -330,3 +331,70 @@ def test_the_sdk_client_takes_a_profile(app, config, monkeypatch):
     assert Client(profile="ro", http=app.http).whoami().principal == "reader"
     monkeypatch.setenv("FLEETRUN_PROFILE", "ro")
     assert Client(http=app.http).whoami().principal == "reader"
+
+
+# -- completion ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_prints_the_script_of_each_shell(shell):
+    done = run_cli("completion", shell)
+    assert done.returncode == 0, done.stderr
+    assert "_FLEETRUN_COMPLETE" in done.stdout and f"{shell}_complete" in done.stdout
+    assert run_cli("completion", "tcsh").returncode == 2
+
+
+def complete(app, monkeypatch, capsys, words, server=BASE_URL):
+    """What bash completion offers for the command line `words` (the cursor at its end),
+    computed by the real entry point as the script installed asks it to."""
+    env = {
+        "_FLEETRUN_COMPLETE": "bash_complete",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+        "FLEETRUN_SERVER": server,
+        "FLEETRUN_TOKEN": app.token,
+        "FLEETRUN_CONFIG": "/dev/null",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as ended:
+        cli_main.main([], http=app.http if server == BASE_URL else None)
+    assert ended.value.code == 0
+    out = capsys.readouterr()
+    assert out.err == ""
+    lines = [line for line in out.out.splitlines() if line]
+    assert all(line.startswith("plain,") for line in lines), out
+    return [line.split(",", 1)[1] for line in lines]
+
+
+def test_completion_offers_commands_flags_and_live_node_and_document_names(
+    app, monkeypatch, capsys
+):
+    nodes = app.enrol(2, prefix="web")
+    app.enrol(1, prefix="db")
+    assert {"nodes", "send", "completion", "logout"} <= set(
+        complete(app, monkeypatch, capsys, "fleetrun ")
+    )
+    assert complete(app, monkeypatch, capsys, "fleetrun no") == ["nodes"]
+    assert "--output" in complete(app, monkeypatch, capsys, "fleetrun nodes list --o")
+    assert complete(app, monkeypatch, capsys, "fleetrun nodes show we") == ["web01", "web02"]
+    assert complete(app, monkeypatch, capsys, "fleetrun send --node d") == ["db03"]
+    by_id = complete(app, monkeypatch, capsys, f"fleetrun nodes show {nodes[0].node_id[:12]}")
+    assert nodes[0].node_id in by_id
+    assert complete(app, monkeypatch, capsys, "fleetrun --output ") == [
+        "json",
+        "yaml",
+        "table",
+        "text",
+    ]
+    docs = complete(app, monkeypatch, capsys, "fleetrun documents show Run")
+    assert {"RunShellScript", "RunPythonScript"} <= set(docs)
+    assert "RunShellScript" in complete(app, monkeypatch, capsys, "fleetrun send --document RunS")
+
+
+def test_completion_is_silent_when_the_server_does_not_answer(app, monkeypatch, capsys):
+    assert (
+        complete(app, monkeypatch, capsys, "fleetrun nodes show ", server="http://127.0.0.1:9")
+        == []
+    )
