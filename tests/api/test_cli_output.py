@@ -132,6 +132,37 @@ def test_query_with_table_output_prints_its_result_as_a_simple_table(app, config
     assert ok(cli(app, config, "nodes", "list", "--query", "[0].name")) == "node01\n"
 
 
+def test_the_query_examples_of_the_docs_work_as_written(app, config):
+    """docs/cli.md, Output formats."""
+    nodes = app.enrol(2, tags={"env": "test"})
+    with app.connect(nodes[1]):
+        online = cli(
+            app, config, "nodes", "list", "--query", "[?ping_status=='Online'].name", "-o", "text"
+        )
+        assert ok(online) == "node02\n"
+    table = ok(cli(app, config, "nodes", "list", "--query", "[].{name: name, env: tags.env}"))
+    assert table.split()[:2] == ["name", "env"] and "node01  test" in table.replace("   ", "  ")
+    failed = cli(
+        app, config, "commands", "list", "--status", "Failed", "-o", "json", "--query", "length(@)"
+    )
+    assert ok(failed) == "0\n"
+    sent = json.loads(ok(cli(app, config, "send", "--all", "--script", "true", "--json")))
+    rows = cli(
+        app,
+        config,
+        "invocations",
+        "list",
+        "--command",
+        sent["id"],
+        "-o",
+        "text",
+        "--query",
+        "[].[node_name, status, exit_code]",
+    )
+    assert sorted(line.split("\t")[0] for line in ok(rows).splitlines()) == ["node01", "node02"]
+    assert all(len(line.split("\t")) == 3 for line in ok(rows).splitlines())
+
+
 @pytest.mark.parametrize(
     ("expression", "message"),
     [
