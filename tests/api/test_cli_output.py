@@ -5,6 +5,7 @@ operator runs them: the real entry point in process against the real app."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 
 import pytest
@@ -375,7 +376,7 @@ def test_completion_prints_the_script_of_each_shell(shell):
     assert run_cli("completion", "tcsh").returncode == 2
 
 
-def complete(app, monkeypatch, capsys, words, server=BASE_URL):
+def complete(app, monkeypatch, capsys, words, server=BASE_URL, config=os.devnull):
     """What bash completion offers for the command line `words` (the cursor at its end),
     computed by the real entry point as the script installed asks it to."""
     env = {
@@ -384,7 +385,7 @@ def complete(app, monkeypatch, capsys, words, server=BASE_URL):
         "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
         "FLEETRUN_SERVER": server,
         "FLEETRUN_TOKEN": app.token,
-        "FLEETRUN_CONFIG": "/dev/null",
+        "FLEETRUN_CONFIG": str(config),
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -422,6 +423,15 @@ def test_completion_offers_commands_flags_and_live_node_and_document_names(
     docs = complete(app, monkeypatch, capsys, "fleetrun documents show Run")
     assert {"RunShellScript", "RunPythonScript"} <= set(docs)
     assert "RunShellScript" in complete(app, monkeypatch, capsys, "fleetrun send --document RunS")
+
+
+def test_completion_offers_the_login_files_profiles(app, monkeypatch, capsys, config):
+    login = ("login", "--server", app.url, "--token", app.token)
+    ok(cli(app, config, *login, token=False))
+    ok(cli(app, config, *login, "--profile", "staging", token=False))
+    offered = complete(app, monkeypatch, capsys, "fleetrun nodes list --profile ", config=config)
+    assert offered == ["default", "staging"]
+    assert complete(app, monkeypatch, capsys, "fleetrun --profile st", config=config) == ["staging"]
 
 
 def test_completion_is_silent_when_the_server_does_not_answer(app, monkeypatch, capsys):

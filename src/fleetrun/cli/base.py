@@ -148,12 +148,23 @@ def json_option(f: F) -> F:
     )(f)
 
 
+def _profiles(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """The login file's profiles, for shell completion (nothing when it cannot be read)."""
+    from fleetrun.sdk import config
+
+    try:
+        return [name for name in config.profile_names() if name.startswith(incomplete)]
+    except ValidationError:
+        return []
+
+
 def profile_option(f: F) -> F:
     return click.option(
         "--profile",
         metavar="NAME",
         expose_value=False,
         callback=_store("profile"),
+        shell_complete=_profiles,
         help="Use this profile of the login file (default: FLEETRUN_PROFILE, then the "
         "default profile).",
     )(f)
