@@ -41,10 +41,12 @@ def to_yaml(data: Any) -> str:
     return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False))
 
 
-def to_text(data: Any) -> str:
+def to_text(data: Any, *, record: bool = False) -> str:
+    """`data` as text lines. A list of scalars is a value a line (`[].name` for `while
+    read`), unless it is one `record` of a stream: then it is that record's one line."""
     lines: list[str] = []
-    if isinstance(data, list) and not any(isinstance(v, dict | list) for v in data):
-        lines.extend(_scalar(v) for v in data)  # one value a line, for `while read`
+    if not record and isinstance(data, list) and not any(isinstance(v, dict | list) for v in data):
+        lines.extend(_scalar(v) for v in data)
     else:
         _text(data, None, None, lines)
     return "".join(line + "\n" for line in lines)

@@ -157,7 +157,7 @@ def emit_record(value: Any) -> None:
     elif output == "yaml":
         sys.stdout.write("---\n" + formats.to_yaml(data))
     else:
-        sys.stdout.write(formats.to_text(data))
+        sys.stdout.write(formats.to_text(data, record=True))
     sys.stdout.flush()
 
 
