@@ -364,8 +364,11 @@ def _captured(
     CLI's rich consoles write to whatever sys.stdout/sys.stderr are at print time)."""
     import sys
 
-    saved_env = {k: os.environ.get(k) for k in (*env, "FLEETRUN_TOKEN", "FLEETRUN_CONFIG")}
-    os.environ.pop("FLEETRUN_TOKEN", None)
+    # the operator's own output format and profile are not the test's
+    unset = ("FLEETRUN_TOKEN", "FLEETRUN_OUTPUT", "FLEETRUN_PROFILE")
+    saved_env = {k: os.environ.get(k) for k in (*env, *unset, "FLEETRUN_CONFIG")}
+    for key in unset:
+        os.environ.pop(key, None)
     os.environ.update(env)
     out, err = io.StringIO(), io.StringIO()
     saved = sys.stdin, sys.stdout, sys.stderr

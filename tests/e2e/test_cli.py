@@ -168,11 +168,11 @@ def test_cancel_and_filtered_listings_from_the_command_line(shared_fleet):
     listed = json.loads(
         cli(shared_fleet, "commands", "list", "--status", "Cancelled", "--json").stdout
     )
-    assert sent["id"] in [c["id"] for c in listed["items"]]
+    assert sent["id"] in [c["id"] for c in listed]  # a list is an array of its items
     mine = json.loads(
         cli(shared_fleet, "invocations", "list", "--node", node, "--since", "1h", "--json").stdout
     )
-    assert all(i["node_id"] == node for i in mine["items"]) and mine["items"]
+    assert all(i["node_id"] == node for i in mine) and mine
     bad = cli(shared_fleet, "commands", "list", "--since", "yesterday-ish")
     assert bad.returncode == 2 and "is not a time" in bad.stderr
 

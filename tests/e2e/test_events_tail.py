@@ -122,3 +122,32 @@ def test_each_line_of_events_tail_starts_with_its_sequence_number_which_after_ta
         tail.close()
     assert tail.lines[0].startswith(f"#{second}  ") and DENIED in tail.lines[0]
     assert tail.lines[1].startswith(f"#{third}  ")
+
+
+def test_events_tail_prints_each_event_in_the_output_format_asked_with_the_query_applied(
+    fleet, tmp_path
+):
+    """-o yaml: a YAML document an event; -o text --query: the selected fields, a line an
+    event, as soon as each comes (a process: the point is that a pipe gets each at once)."""
+    import yaml
+
+    server, client = fleet.server, fleet.client
+    client.create_principal("noise")
+    (tmp_path / "noise.token").write_text(client.create_token("noise").token)
+    for _ in range(2):
+        _noise(server, tmp_path)
+    first, second = _denied_after(client, 0)[:2]
+    as_yaml = Tail(server, tmp_path, "-o", "yaml", "--after", str(first - 1))
+    as_text = Tail(
+        server, tmp_path, "-o", "text", "--query", '[seq, "detail-type"]', "--after", str(first - 1)
+    )
+    try:
+        wait_for(lambda: "".join(as_yaml.lines).count("---") >= 2, what="two YAML documents")
+        wait_for(lambda: len(as_text.lines) >= 2, what="two text lines")
+    finally:
+        as_yaml.close()
+        as_text.close()
+    documents = [d for d in yaml.safe_load_all("".join(as_yaml.lines)) if d]
+    assert [d["seq"] for d in documents[:2]] == [first, second]
+    assert documents[0]["detail-type"] == DENIED
+    assert as_text.lines[:2] == [f"{first}\t{DENIED}\n", f"{second}\t{DENIED}\n"]

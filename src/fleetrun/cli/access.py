@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from fleetrun.cli import render
-from fleetrun.cli.base import api_options, options, read_text
+from fleetrun.cli.base import api_options, json_option, options, read_text
 from fleetrun.cli.exits import Exit
 from fleetrun.core import access
 from fleetrun.core.durations import parse_duration
@@ -549,15 +549,16 @@ def simulate(
 
 @policy.command("validate")
 @click.argument("files", nargs=-1, required=True, type=FILE)
-@click.option("--json", "json_", is_flag=True, help="Print machine-readable JSON.")
-def validate(files: tuple[Path, ...], json_: bool) -> None:
+@json_option
+@click.pass_context
+def validate(ctx: click.Context, files: tuple[Path, ...]) -> None:
     """Check policy documents offline, as the server would before storing them."""
     checked = []
     for path in files:
         parsed = parse_policy(_read_text(path), path.name)
         access.check_vocabulary(parsed, access.ACTIONS)
         checked.append({"file": str(path), "statements": len(parsed.statements)})
-    if json_:
+    if options(ctx).json:
         return render.emit_json(checked)
     for item in checked:
         render.out.print(f"{item['file']}: valid ({item['statements']} statement(s)).")

@@ -1,4 +1,5 @@
-"""What every CLI command shares: --server, --token, --json, and the SDK client."""
+"""What every CLI command shares: --server, --token, --profile, the output options
+(--output/-o, --json, --query), and the SDK client."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ class Options:
     token: str | None = None
     ca_file: str | None = None
     insecure: bool = False
-    json: bool = False
+    profile: str | None = None  # a login file profile (--profile, FLEETRUN_PROFILE)
+    output: str | None = None  # json, yaml, table or text; None: the environment's or table
+    query: str | None = None  # a JMESPath expression over the JSON data (--query)
     utc: bool = False  # show times in UTC, not the local zone
     # the SDK's transport seam (`main(argv, http=...)`): every request goes through it
     http: httpx.Client | None = field(default=None, repr=False)
@@ -37,7 +40,9 @@ class Options:
             # imported when a command needs them: --help and --version stay fast
             from fleetrun.sdk import Client, config
 
-            profile = config.resolve(self.server, self.token, self.ca_file, self.insecure)
+            profile = config.resolve(
+                self.server, self.token, self.ca_file, self.insecure, profile=self.profile
+            )
             verify: str | bool = profile.ca_file or True
             self._client = Client(
                 profile.server,
@@ -47,6 +52,35 @@ class Options:
                 http=self.http,
             )
         return self._client
+
+    @property
+    def output_format(self) -> str:
+        """--output (or --json), else FLEETRUN_OUTPUT, else the profile's, else table."""
+        if self.output is None:
+            import os
+
+            chosen = os.environ.get("FLEETRUN_OUTPUT")
+            if not chosen:
+                from fleetrun.sdk import config
+
+                chosen = config.saved_output(self.profile)
+            chosen = (chosen or "table").lower()
+            if chosen not in OUTPUTS:
+                raise ValidationError(
+                    f"The output format {chosen!r} (from FLEETRUN_OUTPUT or the login "
+                    f"file) is not one of {', '.join(OUTPUTS)}: set one of those."
+                )
+            self.output = chosen
+        return self.output
+
+    @property
+    def json(self) -> bool:
+        """Whether the command prints its data (json, yaml, text, or a --query's
+        result) rather than its own human view: `render.emit_json` then formats it."""
+        return self.query is not None or self.output_format != "table"
+
+
+OUTPUTS = ("json", "yaml", "table", "text")
 
 
 def options(ctx: click.Context) -> Options:
@@ -62,14 +96,77 @@ def _store(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     return callback
 
 
+def _json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        options(ctx).output = "json"
+    return value
+
+
+def _query(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A JMESPath expression, checked now: a typo fails before anything is asked."""
+    if value is not None:
+        import jmespath
+        from jmespath.exceptions import JMESPathError
+
+        try:
+            jmespath.compile(value)
+        except JMESPathError as exc:
+            reason = " ".join(str(exc).split())
+            raise ValidationError(
+                f"The --query {value!r} is not a JMESPath expression ({reason}): "
+                "see https://jmespath.org for the syntax."
+            ) from None
+        options(ctx).query = value
+    return value
+
+
 def json_option(f: F) -> F:
+    """--json, --output/-o and --query: how a command prints its result."""
+    f = click.option(
+        "--query",
+        metavar="JMESPATH",
+        expose_value=False,
+        callback=_query,
+        help="Print only what this JMESPath expression selects from the JSON data.",
+    )(f)
+    f = click.option(
+        "--output",
+        "-o",
+        type=click.Choice(OUTPUTS, case_sensitive=False),
+        expose_value=False,
+        callback=_store("output"),
+        help="json, yaml, table (the default) or text (tab-separated); default: "
+        "FLEETRUN_OUTPUT, then the profile's.",
+    )(f)
     return click.option(
         "--json",
         "json_",
         is_flag=True,
         expose_value=False,
-        callback=_store("json"),
-        help="Print machine-readable JSON.",
+        callback=_json,
+        help="Print machine-readable JSON (--output json).",
+    )(f)
+
+
+def _profiles(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """The login file's profiles, for shell completion (nothing when it cannot be read)."""
+    from fleetrun.sdk import config
+
+    try:
+        return [name for name in config.profile_names() if name.startswith(incomplete)]
+    except ValidationError:
+        return []
+
+
+def profile_option(f: F) -> F:
+    return click.option(
+        "--profile",
+        metavar="NAME",
+        expose_value=False,
+        callback=_store("profile"),
+        shell_complete=_profiles,
+        help="Use this profile of the login file (default: FLEETRUN_PROFILE, then the "
+        "default profile).",
     )(f)
 
 
@@ -95,9 +192,9 @@ def utc_option(f: F) -> F:
 
 
 def api_options(f: F) -> F:
-    """--server, --token, --ca-file, --insecure, --json and --utc, accepted on the group
-    and on every command."""
-    f = utc_option(insecure_option(json_option(f)))
+    """--server, --token, --ca-file, --insecure, --profile, --json, --output, --query and
+    --utc, accepted on the group and on every command."""
+    f = utc_option(insecure_option(json_option(profile_option(f))))
     for name, help_text in (
         ("--token", "API token (default: FLEETRUN_TOKEN, then the login file)."),
         (

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.text import Text
 
-from fleetrun.cli import render
+from fleetrun.cli import completion, render
 from fleetrun.cli.base import F, api_options, options
 from fleetrun.cli.send import wait_limits, wait_options
 from fleetrun.cli.waiting import counts_text
@@ -29,7 +29,14 @@ def _filters(f: F) -> F:
     f = click.option(
         "--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only where nodes have this tag."
     )(f)
-    f = click.option("--node", "node_id", default=None, metavar="ID", help="Only this node.")(f)
+    f = click.option(
+        "--node",
+        "node_id",
+        default=None,
+        metavar="ID",
+        help="Only this node.",
+        shell_complete=completion.nodes,
+    )(f)
     f = click.option(
         "--status",
         default=None,
@@ -46,7 +53,12 @@ def commands() -> None:
 
 @commands.command("list")
 @_filters
-@click.option("--document", default=None, help="Only commands of this document.")
+@click.option(
+    "--document",
+    default=None,
+    help="Only commands of this document.",
+    shell_complete=completion.documents,
+)
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--cursor", default=None, help="The next page (printed after a full page).")
 @api_options
@@ -74,8 +86,9 @@ def list_commands(
         limit=limit,
         cursor=cursor,
     )
-    if opts.json:
-        return render.emit_json(page)
+    if opts.json:  # a list is an array of its items: the cursor goes to stderr
+        render.emit_json(page.items)
+        return _more(page.next_cursor)
     render.table(
         ["ID", "DOCUMENT", "STATUS", "DONE", "ERRORS", "REQUESTED", "COMMENT"],
         (
@@ -189,7 +202,12 @@ def wait_command(
 @commands.command("cancel")
 @click.argument("command_id")
 @click.option(
-    "--node", "node_ids", multiple=True, metavar="ID", help="Only on this node (repeatable)."
+    "--node",
+    "node_ids",
+    multiple=True,
+    metavar="ID",
+    help="Only on this node (repeatable).",
+    shell_complete=completion.nodes,
 )
 @api_options
 @click.pass_context
@@ -263,15 +281,16 @@ def list_invocations(
         limit=limit,
         cursor=cursor,
     )
-    if opts.json:
-        return render.emit_json(page)
+    if opts.json:  # a list is an array of its items: the cursor goes to stderr
+        render.emit_json(page.items)
+        return _more(page.next_cursor)
     invocation_table(page.items, with_command=command_id is None)
     _more(page.next_cursor)
 
 
 @invocations.command("show")
 @click.argument("command_id")
-@click.argument("node_id")
+@click.argument("node_id", shell_complete=completion.nodes)
 @click.option("--full", is_flag=True, help="The whole stdout and stderr, not just their ends.")
 @api_options
 @click.pass_context

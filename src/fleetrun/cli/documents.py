@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import yaml
 
-from fleetrun.cli import render
+from fleetrun.cli import completion, render
 from fleetrun.cli.base import api_options, confirm, options, read_text, yes_option
 from fleetrun.cli.keys import load_key
 from fleetrun.core import signing
@@ -49,7 +49,7 @@ def create(ctx: click.Context, name: str, path: Path) -> None:
 
 
 @documents.command("update")
-@click.argument("name")
+@click.argument("name", shell_complete=completion.documents)
 @click.option(
     "--file",
     "path",
@@ -90,7 +90,7 @@ def list_documents(ctx: click.Context) -> None:
 
 
 @documents.command("show")
-@click.argument("ref", metavar="NAME[:VERSION]")
+@click.argument("ref", metavar="NAME[:VERSION]", shell_complete=completion.documents)
 @api_options
 @click.pass_context
 def show(ctx: click.Context, ref: str) -> None:
@@ -136,7 +136,7 @@ def show(ctx: click.Context, ref: str) -> None:
 
 
 @documents.command("set-default")
-@click.argument("name")
+@click.argument("name", shell_complete=completion.documents)
 @click.argument("version")
 @api_options
 @click.pass_context
@@ -149,7 +149,7 @@ def set_default(ctx: click.Context, name: str, version: str) -> None:
 
 
 @documents.command("sign")
-@click.argument("ref", metavar="NAME[:VERSION]")
+@click.argument("ref", metavar="NAME[:VERSION]", shell_complete=completion.documents)
 @click.option(
     "--key",
     "key_file",
@@ -185,7 +185,7 @@ def sign(ctx: click.Context, ref: str, key_file: Path, publisher: str | None) ->
 
 
 @documents.command("delete")
-@click.argument("name")
+@click.argument("name", shell_complete=completion.documents)
 @yes_option
 @api_options
 @click.pass_context

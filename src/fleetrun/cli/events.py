@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 import time
@@ -70,7 +69,8 @@ def list_events(ctx: click.Context, since: str | None, detail_type: str | None, 
 @api_options
 @click.pass_context
 def tail(ctx: click.Context, pattern_file: Path | None, after: int | None) -> None:
-    """Print events as they happen (one JSON object a line with --json), until Ctrl-C.
+    """Print events as they happen (one JSON object a line with --json; a YAML document
+    each with --output yaml), until Ctrl-C.
 
     Each line starts with the event's sequence number (#N; "seq" with --json): give it
     to --after to resume from there. When the server goes away (a restart), the tail
@@ -115,10 +115,9 @@ def reconnect_delay_s(attempt: int) -> float:
     return base * (1 + random.random() / 4)
 
 
-def _print(event: Event, as_json: bool) -> None:
-    if as_json:
-        line = json.dumps({**event.envelope(), "seq": event.seq})
-    else:
-        line = f"#{event.seq}  {event.time}  {event.detail_type}  {summary(event)}"
+def _print(event: Event, as_data: bool) -> None:
+    if as_data:  # --json (a JSON object a line), --output yaml|text, --query
+        return render.emit_record({**event.envelope(), "seq": event.seq})
+    line = f"#{event.seq}  {event.time}  {event.detail_type}  {summary(event)}"
     sys.stdout.write(line + "\n")
     sys.stdout.flush()  # a line as soon as it happens, also into a pipe

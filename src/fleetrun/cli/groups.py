@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from fleetrun.cli import render
+from fleetrun.cli import completion, render
 from fleetrun.cli.base import api_options, options
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.tags import parse_tag
@@ -42,7 +42,12 @@ def _members(
 def _member_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """--tag and --node, for create and update alike."""
     command = click.option(
-        "--node", "node_ids", multiple=True, metavar="ID", help="A member (repeatable)."
+        "--node",
+        "node_ids",
+        multiple=True,
+        metavar="ID",
+        help="A member (repeatable).",
+        shell_complete=completion.nodes,
     )(command)
     return click.option(
         "--tag",

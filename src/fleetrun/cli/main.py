@@ -14,6 +14,7 @@ from fleetrun.core.errors import FleetrunError
 
 if TYPE_CHECKING:
     import httpx
+    from click.shell_completion import CompletionItem
 
 # Every subcommand, by name: (module, attribute, the one line `fleetrun --help` shows).
 # Modules are imported when their command runs, so `fleetrun --version` and `--help`
@@ -29,6 +30,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "fleetrun.cli.serve",
         "login",
         "Check the server and token, then save them for later commands.",
+    ),
+    "logout": (
+        "fleetrun.cli.serve",
+        "logout",
+        "Forget the saved server and token (of the default profile, or of --profile).",
+    ),
+    "completion": (
+        "fleetrun.cli.completion",
+        "completion",
+        "Print the shell completion script for bash, zsh or fish (docs/cli.md: install it).",
     ),
     "whoami": (
         "fleetrun.cli.access",
@@ -144,6 +155,18 @@ class LazyGroup(click.Group):
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx) if name in COMMANDS]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        """Subcommand names from the table above (no module is imported for them), then
+        the group's own options."""
+        from click.shell_completion import CompletionItem
+
+        names = [
+            CompletionItem(name, help=COMMANDS[name][2])
+            for name in self.list_commands(ctx)
+            if name in COMMANDS and name.startswith(incomplete)
+        ]
+        return names + click.Command.shell_complete(self, ctx, incomplete)
 
 
 @click.group(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from fleetrun.cli import render
+from fleetrun.cli import completion, render
 from fleetrun.cli.base import api_options, confirm, options, yes_option
 from fleetrun.core.durations import parse_duration
 from fleetrun.core.errors import ValidationError
@@ -57,7 +57,7 @@ def list_nodes(ctx: click.Context, tags: tuple[str, ...], status: str | None, wi
 
 
 @nodes.command("show")
-@click.argument("node", metavar="ID|NAME")
+@click.argument("node", metavar="ID|NAME", shell_complete=completion.nodes)
 @api_options
 @click.pass_context
 def show_node(ctx: click.Context, node: str) -> None:
@@ -89,7 +89,7 @@ def show_node(ctx: click.Context, node: str) -> None:
 
 
 @nodes.command("tag")
-@click.argument("node", metavar="ID|NAME")
+@click.argument("node", metavar="ID|NAME", shell_complete=completion.nodes)
 @click.argument("tags", nargs=-1, required=True, metavar="KEY=VALUE...")
 @api_options
 @click.pass_context
@@ -104,7 +104,7 @@ def tag_node(ctx: click.Context, node: str, tags: tuple[str, ...]) -> None:
 
 
 @nodes.command("untag")
-@click.argument("node", metavar="ID|NAME")
+@click.argument("node", metavar="ID|NAME", shell_complete=completion.nodes)
 @click.argument("keys", nargs=-1, required=True, metavar="KEY...")
 @api_options
 @click.pass_context
@@ -127,7 +127,7 @@ def _tagged(json: bool, node: Node) -> None:
 
 
 @nodes.command("delete")
-@click.argument("node_id")
+@click.argument("node_id", shell_complete=completion.nodes)
 @yes_option
 @api_options
 @click.pass_context

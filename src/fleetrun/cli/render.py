@@ -1,4 +1,5 @@
-"""How the CLI shows things: tables that read well, JSON for machines."""
+"""How the CLI shows things: tables that read well, and the data for machines in the
+format --output asks for (json, yaml, text: fleetrun.cli.formats), --query applied."""
 
 from __future__ import annotations
 
@@ -128,7 +129,54 @@ def block(pairs: Sequence[tuple[str, Any]]) -> None:
 
 
 def emit_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(_plain(value), indent=2, ensure_ascii=False) + "\n")
+    """A command's result as data: JSON, YAML or text as --output says, after --query;
+    with --query and table output, the query's result as a simple table."""
+    from fleetrun.cli import formats
+
+    output, data = _selected(value)
+    if output == "table":
+        columns, rows = formats.to_rows(data)
+        if not columns:
+            if data is not None:
+                out.print(shown(rows[0][0]))
+        elif rows:
+            table(columns, rows, empty="")
+        return
+    writer = {"yaml": formats.to_yaml, "text": formats.to_text}.get(output, formats.to_json)
+    sys.stdout.write(writer(data))
+
+
+def emit_record(value: Any) -> None:
+    """One record of a stream (`events tail`), as soon as it comes: a JSON object a line,
+    a YAML document, or text lines; flushed, also into a pipe."""
+    from fleetrun.cli import formats
+
+    output, data = _selected(value)
+    if output == "json":
+        sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    elif output == "yaml":
+        sys.stdout.write("---\n" + formats.to_yaml(data))
+    else:
+        sys.stdout.write(formats.to_text(data, record=True))
+    sys.stdout.flush()
+
+
+def _selected(value: Any) -> tuple[str, Any]:
+    """The output format of this command, and its data (plain JSON values) after --query."""
+    import click
+
+    from fleetrun.cli import formats
+    from fleetrun.cli.base import Options
+
+    # through JSON and back: tuples become lists, every key a string, as json shows them
+    data = json.loads(json.dumps(_plain(value), ensure_ascii=False))
+    ctx = click.get_current_context(silent=True)
+    opts = ctx.find_object(Options) if ctx is not None else None
+    if opts is None:
+        return "json", data
+    if opts.query is not None:
+        data = formats.query(data, opts.query)
+    return opts.output_format, data
 
 
 def _plain(value: Any) -> Any:

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 from rich.text import Text
 
-from fleetrun.cli import render
+from fleetrun.cli import completion, render
 from fleetrun.cli.base import api_options, options, read_text
 from fleetrun.cli.exits import Exit
 from fleetrun.core.errors import NotFoundError, ValidationError
@@ -58,7 +58,12 @@ def _definition_options(f: F) -> F:
         ),
         click.option("--script-uri", default=None, help="An http(s) URL the node downloads."),
         click.option("--script-sha256", default=None, help="The digest the download must match."),
-        click.option("--document", default=None, help="A document to run instead of a script."),
+        click.option(
+            "--document",
+            default=None,
+            help="A document to run instead of a script.",
+            shell_complete=completion.documents,
+        ),
         click.option("--document-version", default=None),
         click.option(
             "--param", "params", multiple=True, metavar="NAME=VALUE", help="Environment variable."
@@ -98,12 +103,26 @@ def _definition_options(f: F) -> F:
 
 
 def _node_option(f: F) -> F:
-    return click.option("--node", "node_id", required=True, metavar="ID", help="The node.")(f)
+    return click.option(
+        "--node",
+        "node_id",
+        required=True,
+        metavar="ID",
+        help="The node.",
+        shell_complete=completion.nodes,
+    )(f)
 
 
 def _target_options(f: F) -> F:
     f = click.option("--group", "group", default=None, metavar="NAME", help="A node group.")(f)
-    return click.option("--node", "node_id", default=None, metavar="ID", help="The node.")(f)
+    return click.option(
+        "--node",
+        "node_id",
+        default=None,
+        metavar="ID",
+        help="The node.",
+        shell_complete=completion.nodes,
+    )(f)
 
 
 def _one_target(node_id: str | None, group: str | None) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from fleetrun.cli import render, targeting
+from fleetrun.cli import completion, render, targeting
 from fleetrun.cli.base import F, api_options, options, read_text
 from fleetrun.cli.exits import Exit
 from fleetrun.core.durations import parse_duration
@@ -107,7 +107,13 @@ def wait_limits(
     default=None,
     help="A file holding the shell script.",
 )
-@click.option("--document", default=None, metavar="NAME[:VERSION]", help="A document to run.")
+@click.option(
+    "--document",
+    default=None,
+    metavar="NAME[:VERSION]",
+    help="A document to run.",
+    shell_complete=completion.documents,
+)
 @click.option(
     "--param",
     "params",

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from fleetrun.cli import render
-from fleetrun.cli.base import insecure_option, json_option, options
+from fleetrun.cli.base import insecure_option, json_option, options, profile_option
 from fleetrun.core.errors import AccessDeniedError
 from fleetrun.sdk import Client, config
 
@@ -344,12 +344,20 @@ def _read_secret(path: Path | None) -> str | None:
     default=None,
     help="Trust this CA (PEM) for an https server with a private CA.",
 )
+@profile_option
 @json_option
 @insecure_option
 @click.pass_context
 def login(ctx: click.Context, server_url: str, token: str, ca_file: str | None) -> None:
-    """Check the server and token, then save them for later commands."""
-    profile = config.resolve(server_url, token, ca_file, options(ctx).insecure)
+    """Check the server and token, then save them for later commands.
+
+    They are saved as the default profile, or as the profile --profile names; the
+    file's other profiles stay."""
+    name = config.chosen_profile(options(ctx).profile)
+    kept = config.read_file(profile=name, missing_ok=True)  # a new profile has none
+    profile = config.resolve(
+        server_url, token, ca_file, options(ctx).insecure, profile=name, saved=kept
+    )
     # Proves both URL and token; a valid token that may not ask who it is still
     # authenticated (it got 403, not 401).
     verify = profile.ca_file or True
@@ -364,8 +372,28 @@ def login(ctx: click.Context, server_url: str, token: str, ca_file: str | None) 
         contextlib.suppress(AccessDeniedError),
     ):
         client.whoami()
-    path = config.write_file(profile)
+    path = config.write_file(profile, name=name)
+    shown_name = name or config.DEFAULT_PROFILE
     if options(ctx).json:
-        render.emit_json({"server": profile.server, "config": str(path)})
+        render.emit_json({"server": profile.server, "config": str(path), "profile": shown_name})
     else:
-        render.out.print(f"Logged in to {profile.server}; saved to {path}.")
+        where = f" as profile {name}" if name else ""
+        render.out.print(f"Logged in to {profile.server}; saved{where} to {path}.")
+
+
+@click.command("logout")
+@profile_option
+@json_option
+@click.pass_context
+def logout(ctx: click.Context) -> None:
+    """Forget the saved server and token (of the default profile, or of --profile)."""
+    name = config.chosen_profile(options(ctx).profile)
+    shown_name = name or config.DEFAULT_PROFILE
+    path = config.config_path()
+    removed = config.remove_profile(name, path)
+    if options(ctx).json:
+        render.emit_json({"profile": shown_name, "config": str(path), "removed": removed})
+    elif removed:
+        render.out.print(f"Logged out: profile {shown_name} removed from {path}.")
+    else:
+        render.err.print(f"Not logged in: {path} has no profile {shown_name}.", markup=False)

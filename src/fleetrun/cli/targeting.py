@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from fleetrun.cli import completion
 from fleetrun.cli.base import F, api_options, options
 from fleetrun.core.errors import NotFoundError, ValidationError
 from fleetrun.core.ids import is_node_id
@@ -35,6 +36,7 @@ def target_options(f: F) -> F:
                 multiple=True,
                 metavar="ID|NAME|GLOB",
                 help="A node by id, name or glob such as 'web*' (repeatable).",
+                shell_complete=completion.nodes,
             ),
             click.option(
                 "--tag",

@@ -189,16 +189,19 @@ class Client:
         retries: int = 3,
         backoff_s: float = 0.5,
         max_wait_s: float = 30.0,
+        profile: str | None = None,
     ) -> None:
         """`insecure=True` allows sending the token over plain http:// to a host that is
-        not this machine; without it such a client is refused (ValidationError)."""
+        not this machine; without it such a client is refused (ValidationError). Without
+        `server`, the CLI's settings are read (fleetrun.sdk.config), from the login
+        file's profile `profile` when named."""
         if server is None:
             from fleetrun.sdk import config
 
-            profile = config.resolve(None, token, None, insecure)
-            server, token, insecure = profile.server, profile.token, profile.insecure
-            if verify is True and profile.ca_file:
-                verify = profile.ca_file
+            found = config.resolve(None, token, None, insecure, profile=profile)
+            server, token, insecure = found.server, found.token, found.insecure
+            if verify is True and found.ca_file:
+                verify = found.ca_file
         if retries < 0 or backoff_s < 0 or max_wait_s < 0:
             raise ValidationError("retries, backoff_s and max_wait_s cannot be negative.")
         self.server = server.rstrip("/")
