@@ -96,7 +96,9 @@ async def test_the_main_operations_answer_what_the_sync_client_answers(app, http
         rule = await client.create_rule(
             "r", pattern={"source": ["fleetrun"]}, targets=["redis:events"]
         )
-        assert sync.get_rule("r") == rule
+        changed = await client.update_rule("r", description="now described")
+        assert changed.description == "now described" and changed.created_at == rule.created_at
+        assert sync.get_rule("r") == changed
 
 
 async def test_listings_and_streams_are_async_iterators_that_follow_pages(app, http):
@@ -228,7 +230,7 @@ def test_both_clients_have_the_same_methods_with_the_same_signatures():
     assert sync.keys() == asynchronous.keys()
     for name, signature in sync.items():
         assert list(signature.parameters) == list(asynchronous[name].parameters), name
-    assert {"iter_nodes", "iter_audit_records"} <= sync.keys()
+    assert {"iter_nodes", "iter_audit_records", "update_rule"} <= sync.keys()
 
 
 async def test_the_caller_owns_the_http_client_it_gives(app):

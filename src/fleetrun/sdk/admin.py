@@ -37,6 +37,7 @@ from fleetrun.schemas.events import (
     Rule,
     RuleCreate,
     RuleTargetCreate,
+    RuleUpdate,
 )
 from fleetrun.sdk.wire import Call, Listing, Op, Stream, clean, model, nothing, paginate, path
 
@@ -275,6 +276,28 @@ def create_rule(
         enabled=enabled,
     )
     return model(Rule, "POST", "/v1/rules", json=body.model_dump(exclude_none=True))
+
+
+def update_rule(
+    name: str,
+    *,
+    pattern: Mapping[str, Any] | None = None,
+    targets: Sequence[str | RuleTargetCreate | Mapping[str, Any]] | None = None,
+    principal: str | None = None,
+    description: str | None = None,
+) -> Op[Rule]:
+    """Change a rule in place: what is given replaces what it had, the rest stays. Its
+    deliveries (made and pending) stay; a webhook target given again without a
+    `secret` keeps the one it had."""
+    body = build(
+        RuleUpdate,
+        pattern=pattern,
+        targets=None if targets is None else [_rule_target(t) for t in targets],
+        principal=principal,
+        description=description,
+    )
+    json = body.model_dump(exclude_none=True)
+    return model(Rule, "PATCH", path("rules", name), json=json)
 
 
 def list_rules() -> Listing[Rule]:

@@ -269,6 +269,7 @@ class AsyncClient(Base):
     verify_audit_log = call(admin.verify_audit_log)
     list_events = call(admin.list_events)
     create_rule = call(admin.create_rule)
+    update_rule = call(admin.update_rule)
     list_rules = collect(admin.list_rules)
     iter_rules = each(admin.list_rules)
     get_rule = call(admin.get_rule)
