@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -151,6 +152,32 @@ class NodeSession:
             frame = self.next(max(0.01, deadline - time.monotonic()))
             if isinstance(frame, protocol.Invoke):
                 return frame
+
+
+class AppTransport(httpx.AsyncBaseTransport):
+    """The in-process app behind an `httpx.AsyncClient` (the `AsyncClient`'s seam):
+    each request goes through the app's `TestClient` from a worker thread, so the async
+    SDK drives the very app, lifespan and event loop the sync SDK and the CLI do. The
+    answer is read whole (as `TestClient` reads it), then handed back."""
+
+    def __init__(self, http: TestClient) -> None:
+        self._http = http
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        content = await request.aread()
+
+        def send() -> httpx.Response:
+            built = self._http.build_request(
+                request.method, str(request.url), headers=request.headers, content=content
+            )
+            return self._http.send(built)
+
+        answer = await asyncio.to_thread(send)
+        drop = {"content-encoding", "content-length", "transfer-encoding"}
+        headers = [(k, v) for k, v in answer.headers.multi_items() if k.lower() not in drop]
+        return httpx.Response(
+            answer.status_code, headers=headers, content=answer.content, request=request
+        )
 
 
 @dataclass
@@ -275,6 +302,12 @@ class App:
         self._clients.append(client)
         return client
 
+    def async_http(self) -> httpx.AsyncClient:
+        """An `httpx.AsyncClient` to this app (for `AsyncClient(..., http=...)`); the
+        caller closes it."""
+        assert self.http is not None, "start() the app first"
+        return httpx.AsyncClient(transport=AppTransport(self.http), base_url=BASE_URL)
+
     @property
     def client(self) -> Client:
         if self._client is None:
@@ -389,4 +422,13 @@ def node_ids(nodes: Sequence[Node]) -> list[str]:
     return [n.node_id for n in nodes]
 
 
-__all__ = ["App", "CliResult", "Node", "NodeSession", "SettableClock", "node_ids", "run_cli"]
+__all__ = [
+    "App",
+    "AppTransport",
+    "CliResult",
+    "Node",
+    "NodeSession",
+    "SettableClock",
+    "node_ids",
+    "run_cli",
+]

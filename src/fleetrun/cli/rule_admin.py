@@ -1,20 +1,24 @@
-"""`fleetrun rules create|list|show|enable|disable|delete|deliveries|redrive`: the
-commands that manage rules on the server (added to the `rules` group)."""
+"""`fleetrun rules create|update|list|show|enable|disable|delete|deliveries|redrive`:
+the commands that manage rules on the server (added to the `rules` group)."""
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from fleetrun.cli import render
 from fleetrun.cli.base import api_options, options
 from fleetrun.cli.files import read_json_file
+from fleetrun.core.delivery import parse_target
 from fleetrun.core.errors import ValidationError
 from fleetrun.schemas.events import Delivery, Rule
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def secret_for(targets: list[str], env_name: str | None) -> tuple[str | None, bool]:
@@ -44,6 +48,64 @@ def _targets(rule: Rule) -> str:
     return ", ".join(t.target for t in rule.targets)
 
 
+def _target_options(*, required: bool) -> Callable[[F], F]:
+    """--target, --secret-env, --input-file, --principal: for create and update alike."""
+
+    def add(command: F) -> F:
+        return _add_target_options(command, required)
+
+    return add
+
+
+def _add_target_options(command: F, required: bool) -> F:
+    command = click.option(
+        "--principal", default=None, help="command: targets send as this principal."
+    )(command)
+    command = click.option(
+        "--input-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="command: targets: the command to send, as an input template (JSON or YAML).",
+    )(command)
+    command = click.option(
+        "--secret-env", default=None, metavar="VAR", help="Webhook secret from $VAR."
+    )(command)
+    return click.option(
+        "--target",
+        "targets",
+        multiple=True,
+        required=required,
+        help="SCHEME:ADDRESS (repeatable): webhook:URL, email:ADDRESS, nats:SUBJECT, "
+        "redis:CHANNEL, redis-stream:KEY, command:DOCUMENT.",
+    )(command)
+
+
+def _specs(targets: list[str], secret: str | None, template: Any | None) -> list[dict[str, Any]]:
+    """The targets as the API takes them: a webhook's secret, a command's template
+    (None: none given; on update, the server keeps the one the target had)."""
+    specs: list[dict[str, Any]] = []
+    for target in targets:
+        spec: dict[str, Any] = {"target": target}
+        if target.strip().startswith("webhook:") and secret is not None:
+            spec["secret"] = secret
+        if target.strip().startswith("command:") and template is not None:
+            spec["input"] = template
+        specs.append(spec)
+    return specs
+
+
+def _report(ctx: click.Context, rule: Rule, done: str, secret: str | None) -> None:
+    """The rule changed, and the webhook secret made here (shown this once)."""
+    _warn(rule)
+    if options(ctx).json:
+        return render.emit_json(
+            {**rule.model_dump(mode="json"), **({"secret": secret} if secret else {})}
+        )
+    render.out.print(f"{done} rule {rule.name}: matching events go to {_targets(rule)}.")
+    if secret:
+        render.out.print(f"Webhook signing secret (shown once, keep it for the receiver): {secret}")
+
+
 @click.command("create")
 @click.argument("name")
 @click.option(
@@ -52,22 +114,7 @@ def _targets(rule: Rule) -> str:
     required=True,
     help="The event pattern (JSON or YAML).",
 )
-@click.option(
-    "--target",
-    "targets",
-    multiple=True,
-    required=True,
-    help="SCHEME:ADDRESS (repeatable): webhook:URL, email:ADDRESS, nats:SUBJECT, "
-    "redis:CHANNEL, redis-stream:KEY, command:DOCUMENT.",
-)
-@click.option("--secret-env", default=None, metavar="VAR", help="Webhook secret from $VAR.")
-@click.option(
-    "--input-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="command: targets: the command to send, as an input template (JSON or YAML).",
-)
-@click.option("--principal", default=None, help="command: targets send as this principal.")
+@_target_options(required=True)
 @click.option("--description", default=None)
 @click.option("--disabled", is_flag=True, help="Create it disabled.")
 @api_options
@@ -88,34 +135,73 @@ def create(
     pattern = read_json_file(pattern_file, "pattern")
     template = read_json_file(input_file, "input") if input_file else None
     secret, made = secret_for(list(targets), secret_env)
-    specs: list[dict[str, Any]] = []
-    for target in targets:
-        spec: dict[str, Any] = {"target": target}
-        if target.strip().startswith("webhook:"):
-            spec["secret"] = secret
-        if target.strip().startswith("command:") and template is not None:
-            spec["input"] = template
-        specs.append(spec)
     rule = (
         options(ctx)
         .client()
         .create_rule(
             name,
             pattern=pattern,
-            targets=specs,
+            targets=_specs(list(targets), secret, template),
             principal=principal,
             description=description,
             enabled=not disabled,
         )
     )
-    _warn(rule)
-    if options(ctx).json:
-        return render.emit_json(
-            {**rule.model_dump(mode="json"), **({"secret": secret} if made else {})}
+    _report(ctx, rule, "Created", secret if made else None)
+
+
+@click.command("update")
+@click.argument("name")
+@click.option(
+    "--pattern-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A new event pattern (JSON or YAML; default: kept).",
+)
+@_target_options(required=False)
+@click.option("--description", default=None, help="A new description (default: kept).")
+@api_options
+@click.pass_context
+def update(
+    ctx: click.Context,
+    name: str,
+    pattern_file: Path | None,
+    targets: tuple[str, ...],
+    secret_env: str | None,
+    input_file: Path | None,
+    principal: str | None,
+    description: str | None,
+) -> None:
+    """Change a rule in place; what is not given stays, and so do its deliveries.
+
+    --target replaces all the targets. A webhook target the rule had keeps its signing
+    secret unless --secret-env gives a new one; a new webhook target gets one made here
+    (printed once). A command: target keeps its input template unless --input-file
+    gives one."""
+    if not (pattern_file or targets or secret_env or input_file or principal or description):
+        raise ValidationError(
+            f"Nothing to change in rule {name}: give --pattern-file, --target, "
+            "--secret-env, --input-file, --principal or --description."
         )
-    render.out.print(f"Created rule {rule.name}: matching events go to {_targets(rule)}.")
-    if made:
-        render.out.print(f"Webhook signing secret (shown once, keep it for the receiver): {secret}")
+    pattern = read_json_file(pattern_file, "pattern") if pattern_file else None
+    template = read_json_file(input_file, "input") if input_file else None
+    client = options(ctx).client()
+    made = None
+    specs = None
+    if targets or secret_env or template is not None:
+        before = client.get_rule(name)
+        names = list(targets) or [t.target for t in before.targets]
+        had = {str(parse_target(t.target)) for t in before.targets if t.has_secret}
+        fresh = [t for t in names if t.strip().startswith("webhook:")]
+        if not secret_env:  # only webhooks the rule did not have need a secret
+            fresh = [t for t in fresh if str(parse_target(t)) not in had]
+        secret, was_made = secret_for(fresh, secret_env) if fresh or secret_env else (None, False)
+        made = secret if was_made else None
+        specs = _specs(names, secret, template)
+    rule = client.update_rule(
+        name, pattern=pattern, targets=specs, principal=principal, description=description
+    )
+    _report(ctx, rule, "Updated", made)
 
 
 @click.command("list")
@@ -240,4 +326,4 @@ def redrive(ctx: click.Context, name: str) -> None:
     render.out.print(f"Redriving {done.redriven} dead delivery(ies) of rule {name}.")
 
 
-COMMANDS = (create, list_rules, show, enable, disable, delete, deliveries, redrive)
+COMMANDS = (create, update, list_rules, show, enable, disable, delete, deliveries, redrive)

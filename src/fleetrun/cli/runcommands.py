@@ -16,6 +16,7 @@ from fleetrun.cli.exits import Exit
 from fleetrun.core.errors import NotFoundError, ValidationError
 from fleetrun.schemas.runcommands import GroupRunCommand, RunCommand
 from fleetrun.sdk.client import Client
+from fleetrun.sdk.runcommands import RunCommandDefinition
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -171,7 +172,7 @@ def _put(
         if script is not None:
             raise ValidationError("Give --script or --script-file, not both.")
         script = read_text(kw["script_file"], "script file")
-    definition = {
+    definition: RunCommandDefinition = {
         "script": script,
         "script_uri": kw["script_uri"],
         "script_sha256": kw["script_sha256"],

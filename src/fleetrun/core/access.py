@@ -180,6 +180,9 @@ ACTIONS: dict[str, ActionSpec] = {
     ),
     "ListRules": _a("rule", "read", "list rules (never their target secrets)"),
     "GetRule": _a("rule", "read", "read a rule (never its target secrets)"),
+    "UpdateRule": _a(
+        "rule", "admin", "change a rule's pattern, targets or description (keeps deliveries)"
+    ),
     "EnableRule": _a("rule", "admin", "enable a rule"),
     "DisableRule": _a("rule", "admin", "disable a rule"),
     "DeleteRule": _a("rule", "admin", "delete a rule and its pending deliveries"),

@@ -61,6 +61,18 @@ class RuleCreate(Request):
     enabled: bool = True
 
 
+class RuleUpdate(Request):
+    """What changes in a rule; what is not given stays. Targets given replace them all:
+    a webhook target given again without a secret keeps the one it had."""
+
+    description: str | None = Field(None, max_length=256)
+    pattern: dict[str, Any] | None = Field(None, description="an EventBridge event pattern")
+    targets: list[RuleTargetCreate] | None = Field(None, min_length=1, max_length=5)
+    principal: str | None = Field(
+        None, description="command targets send as this principal, under its policies"
+    )
+
+
 class Rule(Response):
     name: str
     description: str | None = None

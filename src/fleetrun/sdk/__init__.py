@@ -8,6 +8,9 @@
     for inv in client.list_invocations(command.id):
         print(inv.node_name, inv.status, inv.exit_code)
 
+`AsyncClient` has the same methods as coroutines (`async with AsyncClient() as c:
+await c.send_command(...)`), and async iterators for listings and streams.
+
 Errors are the classes of `fleetrun.core.errors`, whichever side raised them.
 docs/sdk.md has an example for each resource.
 """
@@ -17,9 +20,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from fleetrun.sdk.asyncclient import AsyncClient
     from fleetrun.sdk.client import Client
 
-__all__ = ["Client"]
+__all__ = ["AsyncClient", "Client"]
 
 
 def __getattr__(name: str) -> Any:
@@ -29,4 +33,8 @@ def __getattr__(name: str) -> Any:
         from fleetrun.sdk.client import Client
 
         return Client
+    if name == "AsyncClient":
+        from fleetrun.sdk.asyncclient import AsyncClient
+
+        return AsyncClient
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

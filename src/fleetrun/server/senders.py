@@ -68,6 +68,17 @@ class Spec:
     payload: dict[str, Any]  # the event, or a channel's notification message
 
 
+def target_index(targets: list[dict[str, Any]], claimed: store.Claimed) -> int | None:
+    """Where the delivery's target is in its rule now: at the place it was routed to,
+    or, after `rules update` moved it, wherever the same target is; None if it is gone."""
+    if claimed.target_index < len(targets) and targets[claimed.target_index]["target"] == (
+        claimed.target
+    ):
+        return claimed.target_index
+    found = [i for i, t in enumerate(targets) if t["target"] == claimed.target]
+    return found[0] if found else None
+
+
 class Senders:
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -92,15 +103,12 @@ class Senders:
             payload = notification_message(claimed.event, _output_location(claimed.event))
             return Spec(delivery.parse_target(channel.target), secret, None, None, payload)
         rule = session.get(Rule, claimed.rule)
-        if rule is None or claimed.target_index >= len(rule.targets):
+        index = None if rule is None else target_index(rule.targets, claimed)
+        if rule is None or index is None:
             return f"rule {claimed.rule!r} (or this target of it) was deleted"
-        entry = rule.targets[claimed.target_index]
+        entry = rule.targets[index]
         sealed = entry.get("secret")
-        secret = (
-            box.open(sealed, secret_context("rule", rule.name, claimed.target_index))
-            if sealed
-            else None
-        )
+        secret = box.open(sealed, secret_context("rule", rule.name, index)) if sealed else None
         return Spec(
             delivery.parse_target(entry["target"]),
             secret,

@@ -69,6 +69,27 @@ async def get_rule(
     return await state_of(request).db.read(lambda s: store.to_schema(store.read_rule(s, name)))
 
 
+@router.patch("/{name}", **action("UpdateRule"))
+async def update_rule(
+    request: Request,
+    name: str,
+    body: schemas.RuleUpdate,
+    caller: Annotated[Caller, Depends(authorize("UpdateRule", RULE))],
+) -> schemas.Rule:
+    """Change a rule in place; its deliveries stay. A new principal for command:
+    targets needs the power to act as it (CreateToken), as at creation."""
+    if body.principal is not None and body.principal != caller.principal:
+        caller.require("CreateToken", access.frn("principal", body.principal))
+    state = state_of(request)
+    for spec in body.targets or []:
+        _check_destination(state.destinations, spec.target)
+
+    def update(tx: Tx) -> schemas.Rule:
+        return store.to_schema(store.update_rule(tx.session, name, body, state.secrets))
+
+    return await state.db.write(update)
+
+
 @router.post("/{name}/enable", **action("EnableRule"))
 async def enable_rule(
     request: Request, name: str, caller: Annotated[Caller, Depends(authorize("EnableRule", RULE))]

@@ -27,24 +27,7 @@ def secret_context(kind: str, name: str, index: int = 0) -> str:
 
 def create_rule(session: Session, body: schemas.RuleCreate, box: SecretBox) -> Rule:
     access.check_name("rule", body.name, 64)
-    patterns.compile_pattern(body.pattern)  # a PatternError names the fault
-    kinds = delivery.pattern_detail_types(body.pattern)
-    stored = []
-    for index, spec in enumerate(body.targets):
-        target = delivery.parse_target(spec.target)
-        _check_secret(target, spec.secret)
-        entry: dict[str, Any] = {"target": str(target), "secret": None, "input": None}
-        if spec.secret:
-            entry["secret"] = box.seal(spec.secret, secret_context("rule", body.name, index))
-        if target.scheme == "command":
-            entry["input"] = _check_input(session, target, spec.input, kinds, body.principal)
-        elif spec.input is not None:
-            raise ValidationError(
-                f"Target {target} takes no input template: only command: targets do."
-            )
-        stored.append(entry)
-    if body.principal is not None and not any(t["input"] is not None for t in stored):
-        raise ValidationError("A rule names a principal only for command: targets: drop it.")
+    stored = _checked(session, body.name, body.pattern, body.targets, body.principal, box)
     if session.get(Rule, body.name) is not None:
         raise ConflictError(
             f"Rule {body.name!r} exists already: delete it first, or choose another name."
@@ -62,6 +45,84 @@ def create_rule(session: Session, body: schemas.RuleCreate, box: SecretBox) -> R
     )
     session.add(rule)
     return rule
+
+
+def update_rule(session: Session, name: str, body: schemas.RuleUpdate, box: SecretBox) -> Rule:
+    """Change a rule in place, checked as a new one would be. What the body leaves out
+    stays; a target given again without its secret or input template keeps the one it
+    had (a secret is sealed again for the target's new place). The rule's deliveries
+    stay: a pending one finds its target wherever it now is (`senders.target_index`)."""
+    rule = read_rule(session, name)
+    pattern = body.pattern if body.pattern is not None else rule.pattern
+    principal = body.principal if body.principal is not None else rule.principal
+    specs = body.targets
+    if specs is None:  # the stored ones, each to keep its secret
+        specs = [
+            schemas.RuleTargetCreate(target=t["target"], input=t.get("input")) for t in rule.targets
+        ]
+    kept = {str(delivery.parse_target(t["target"])): (i, t) for i, t in enumerate(rule.targets)}
+    specs = [_with_kept(spec, name, kept, box) for spec in specs]
+    if body.principal is None and not any(_sends_commands(spec) for spec in specs):
+        principal = None  # it had command: targets, and has none now
+    rule.targets = _checked(session, name, pattern, specs, principal, box)
+    rule.pattern = pattern
+    rule.principal = principal
+    if body.description is not None:
+        rule.description = body.description
+    rule.updated_at = utcnow()
+    return rule
+
+
+def _sends_commands(spec: schemas.RuleTargetCreate) -> bool:
+    return delivery.parse_target(spec.target).scheme == "command"
+
+
+def _with_kept(
+    spec: schemas.RuleTargetCreate,
+    name: str,
+    kept: dict[str, tuple[int, dict[str, Any]]],
+    box: SecretBox,
+) -> schemas.RuleTargetCreate:
+    """A target given again without its secret (webhook) or its input template
+    (command) keeps the one it had."""
+    index, before = kept.get(str(delivery.parse_target(spec.target)), (0, {}))
+    update: dict[str, Any] = {}
+    if not spec.secret and before.get("secret"):
+        update["secret"] = box.open(before["secret"], secret_context("rule", name, index))
+    if spec.input is None and before.get("input") is not None:
+        update["input"] = before["input"]
+    return spec.model_copy(update=update) if update else spec
+
+
+def _checked(
+    session: Session,
+    name: str,
+    pattern: dict[str, Any],
+    targets: list[schemas.RuleTargetCreate],
+    principal: str | None,
+    box: SecretBox,
+) -> list[dict[str, Any]]:
+    """A rule's targets as stored (secrets sealed), after every check of the pattern,
+    the targets, their templates and the principal."""
+    patterns.compile_pattern(pattern)  # a PatternError names the fault
+    kinds = delivery.pattern_detail_types(pattern)
+    stored = []
+    for index, spec in enumerate(targets):
+        target = delivery.parse_target(spec.target)
+        _check_secret(target, spec.secret)
+        entry: dict[str, Any] = {"target": str(target), "secret": None, "input": None}
+        if spec.secret:
+            entry["secret"] = box.seal(spec.secret, secret_context("rule", name, index))
+        if target.scheme == "command":
+            entry["input"] = _check_input(session, target, spec.input, kinds, principal)
+        elif spec.input is not None:
+            raise ValidationError(
+                f"Target {target} takes no input template: only command: targets do."
+            )
+        stored.append(entry)
+    if principal is not None and not any(t["input"] is not None for t in stored):
+        raise ValidationError("A rule names a principal only for command: targets: drop it.")
+    return stored
 
 
 def _check_secret(target: delivery.Target, secret: str | None) -> None:
