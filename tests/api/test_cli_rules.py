@@ -1,5 +1,6 @@
 """`fleetrun rules test`: an operator tries an event pattern on an event, with no server
-(the CLI in process; its exit code as a process is in tests/e2e/test_cli_rules.py)."""
+(the CLI in process; that a usage error is exit code 2 from the real process is checked
+once for every command in tests/e2e/test_cli_exits.py)."""
 
 from __future__ import annotations
 
@@ -95,6 +96,12 @@ def test_yaml_files_are_read_as_well(files):
     done = cli("rules", "test", "--pattern-file", pattern, "--event-file", event, "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"match": True}
+
+
+def test_both_files_are_required():
+    done = cli("rules", "test", "--event-file", "e.json")
+    assert done.returncode == 2  # a usage error, as click reports it
+    assert "Missing option '--pattern-file'" in done.stderr
 
 
 @pytest.mark.parametrize(

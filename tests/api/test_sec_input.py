@@ -1,11 +1,12 @@
-"""Hostile input over HTTP, against a real server: every value out of range or
-malformed is a 4xx with one sentence, never a 5xx, and changes nothing."""
+"""Hostile input over HTTP, against the real app in process: every value out of range
+or malformed is a 4xx with one sentence, never a 5xx, and changes nothing."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fleetrun.core.errors import FleetrunError, NotFoundError, ValidationError
 from fleetrun.core.signing import public_key_b64
 from fleetrun.sdk import Client
-from tests.harness import Fleet
+from tests.inprocess import App
 
 TOO_BIG = "99999999999999999999"
 BELOW_INT64 = "-9223372036854775809"
@@ -24,19 +25,41 @@ ONE_STEP = "mainSteps: [{name: s, action: runShellScript, inputs: {runCommand: '
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    """A server of its own, no agents: these tests only talk HTTP."""
-    f = Fleet(tmp_path_factory.mktemp("sec-input")).start()
-    f.client.create_document("sec-doc", ONE_STEP)
+def server_log() -> Iterator[io.StringIO]:
+    """Everything logged (at info and above, as the server logs) while this module's
+    tests run, tracebacks included: what a server process would write to its log."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
     try:
-        yield f
+        yield out
     finally:
-        f.close()
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
-def _get(fleet: Fleet, path: str, **kw: object) -> httpx.Response:
-    headers = {"authorization": f"Bearer {fleet.server.token}"}
-    return httpx.get(fleet.server.url + path, headers=headers, timeout=10, **kw)  # type: ignore[arg-type]
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, server_log: io.StringIO) -> Iterator[App]:
+    """The app of its own, no agents: these tests only talk HTTP."""
+    app = App(tmp_path_factory.mktemp("sec-input")).start()
+    app.client.create_document("sec-doc", ONE_STEP)
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def _http(app: App) -> httpx.Client:
+    assert app.http is not None
+    return app.http
+
+
+def _get(app: App, path: str) -> httpx.Response:
+    return _http(app).get(path, headers={"authorization": f"Bearer {app.token}"})
 
 
 def _assert_sentence(response: httpx.Response, status: int = 400) -> str:
@@ -76,16 +99,16 @@ def _assert_sentence(response: httpx.Response, status: int = 400) -> str:
         f"/v1/commands/{NO_COMMAND}/invocations/{NO_NODE}/output?step={TOO_BIG}",
     ],
 )
-def test_out_of_range_numbers_and_times_are_400_with_a_sentence(server: Fleet, path: str) -> None:
+def test_out_of_range_numbers_and_times_are_400_with_a_sentence(server: App, path: str) -> None:
     _assert_sentence(_get(server, path))
 
 
-def test_a_duration_too_long_says_so(server: Fleet) -> None:
+def test_a_duration_too_long_says_so(server: App) -> None:
     message = _assert_sentence(_get(server, "/v1/commands?since=9999999d"))
     assert "too long" in message and "since" in message
 
 
-def test_a_valid_window_still_answers(server: Fleet) -> None:
+def test_a_valid_window_still_answers(server: App) -> None:
     """The bounds leave ordinary values alone: a sequence number of 0, a day ago."""
     assert _get(server, "/v1/events?after=0").status_code == 200
     assert _get(server, "/v1/events?since=1d").status_code == 200
@@ -93,10 +116,10 @@ def test_a_valid_window_still_answers(server: Fleet) -> None:
     assert _get(server, "/v1/commands?since=36500d").status_code == 200
 
 
-def test_the_server_logged_no_failure(server: Fleet, tmp_path: Path) -> None:
+def test_the_server_logged_no_failure(server: App, server_log: io.StringIO) -> None:
     """None of the above reached the catch-all handler (a 500 and a traceback)."""
     _get(server, f"/v1/events?after={TOO_BIG}")
-    log = server.server.log_path.read_text(errors="replace")
+    log = server_log.getvalue()
     assert "Traceback" not in log
 
 
@@ -119,23 +142,23 @@ BODY_ROUTES = [
 @pytest.mark.parametrize(("body", "content_type"), BAD_BODIES)
 @pytest.mark.parametrize("token", [None, "frt_wrong"])
 def test_an_unreadable_body_without_a_valid_token_is_401(
-    server: Fleet, method: str, path: str, body: bytes, content_type: str | None, token: str | None
+    server: App, method: str, path: str, body: bytes, content_type: str | None, token: str | None
 ) -> None:
     headers = {"content-type": content_type} if content_type else {}
     if token:
         headers["authorization"] = f"Bearer {token}"
-    response = httpx.request(method, server.server.url + path, content=body, headers=headers)
+    response = _http(server).request(method, path, content=body, headers=headers)
     assert response.status_code == 401, response.text
     assert response.json()["error"]["type"] == "AuthenticationError"
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-def test_a_body_that_is_not_utf8_is_told_so(server: Fleet) -> None:
-    response = httpx.post(
-        server.server.url + "/v1/groups",
+def test_a_body_that_is_not_utf8_is_told_so(server: App) -> None:
+    response = _http(server).post(
+        "/v1/groups",
         content=b'{"name": "\xff"}',
         headers={
-            "authorization": f"Bearer {server.server.token}",
+            "authorization": f"Bearer {server.token}",
             "content-type": "application/json",
         },
     )
@@ -144,12 +167,12 @@ def test_a_body_that_is_not_utf8_is_told_so(server: Fleet) -> None:
     assert response.json()["error"]["type"] == "ValidationError"
 
 
-def test_a_body_that_is_not_json_is_told_so(server: Fleet) -> None:
-    response = httpx.post(
-        server.server.url + "/v1/groups",
+def test_a_body_that_is_not_json_is_told_so(server: App) -> None:
+    response = _http(server).post(
+        "/v1/groups",
         content=b"{not json",
         headers={
-            "authorization": f"Bearer {server.server.token}",
+            "authorization": f"Bearer {server.token}",
             "content-type": "application/json",
         },
     )
@@ -159,7 +182,7 @@ def test_a_body_that_is_not_json_is_told_so(server: Fleet) -> None:
 # -- names and ids in URL paths: one segment each, whatever they contain --------------
 
 
-def test_a_document_name_cannot_climb_to_a_group(server: Fleet) -> None:
+def test_a_document_name_cannot_climb_to_a_group(server: App) -> None:
     client = server.client
     client.create_group("victim", tags={"env": "victim"})
     with pytest.raises(NotFoundError):
@@ -169,17 +192,16 @@ def test_a_document_name_cannot_climb_to_a_group(server: Fleet) -> None:
     assert client.get_group("victim").name == "victim"
 
 
-def test_an_activation_id_cannot_climb_to_a_node(server: Fleet) -> None:
+def test_an_activation_id_cannot_climb_to_a_node(server: App) -> None:
     client = server.client
-    [agent] = server.add_agents(1, start=False, prefix="keep")
-    assert agent.node_id is not None
+    [node] = server.enrol(1, prefix="keep")
     with pytest.raises(FleetrunError):
-        client.delete_activation(f"../nodes/{agent.node_id}")
-    assert client.get_node(agent.node_id).id == agent.node_id
+        client.delete_activation(f"../nodes/{node.node_id}")
+    assert client.get_node(node.node_id).id == node.node_id
 
 
 @pytest.mark.parametrize("name", ["..", "."])
-def test_a_dot_name_is_never_a_move_in_the_path(server: Fleet, name: str) -> None:
+def test_a_dot_name_is_never_a_move_in_the_path(server: App, name: str) -> None:
     """The SDK sends "." and ".." escaped, so they reach the route as names (and are
     not found) instead of addressing the listing above."""
     with pytest.raises(NotFoundError):
@@ -188,7 +210,7 @@ def test_a_dot_name_is_never_a_move_in_the_path(server: Fleet, name: str) -> Non
         server.client.delete_policy(name)
 
 
-def test_an_empty_name_is_refused_before_it_reaches_a_listing(server: Fleet) -> None:
+def test_an_empty_name_is_refused_before_it_reaches_a_listing(server: App) -> None:
     with pytest.raises(ValidationError, match="empty"):
         server.client.delete_group("")
 
@@ -220,7 +242,7 @@ CREATES = pytest.mark.parametrize(
 @CREATES
 @pytest.mark.parametrize("name", ["..", "a/b", "../groups/victim", "x\n"])
 def test_every_create_refuses_a_name_that_is_not_one_path_segment(
-    server: Fleet, create: Callable[[Client, str], object], name: str
+    server: App, create: Callable[[Client, str], object], name: str
 ) -> None:
     with pytest.raises(ValidationError):
         create(server.client, name)
@@ -228,7 +250,7 @@ def test_every_create_refuses_a_name_that_is_not_one_path_segment(
 
 @CREATES
 def test_every_create_takes_an_ordinary_name(
-    server: Fleet, create: Callable[[Client, str], object], request: pytest.FixtureRequest
+    server: App, create: Callable[[Client, str], object], request: pytest.FixtureRequest
 ) -> None:
     """The refusals above are about the names, not about the rest of the request."""
     create(server.client, "ok-" + request.node.callspec.id)
@@ -239,7 +261,7 @@ def test_every_create_takes_an_ordinary_name(
 
 @pytest.mark.parametrize("name", ["evil\x1b[2J", "two\nlines", "rtl\u202etxt.exe", "a/b", ".."])
 def test_registration_refuses_a_name_a_terminal_would_not_show_as_it_is(
-    server: Fleet, name: str
+    server: App, name: str
 ) -> None:
     activation = server.client.create_activation()
     key = Ed25519PrivateKey.generate()
@@ -250,7 +272,7 @@ def test_registration_refuses_a_name_a_terminal_would_not_show_as_it_is(
         "name": name,
         "agent_version": "0.1.0",
     }
-    response = httpx.post(server.server.url + "/v1/agent/register", json=body)
+    response = _http(server).post("/v1/agent/register", json=body)
     _assert_sentence(response)
     assert "node name" in response.json()["error"]["message"]
     [unchanged] = [a for a in server.client.list_activations() if a.id == activation.id]
@@ -261,13 +283,13 @@ def test_registration_refuses_a_name_a_terminal_would_not_show_as_it_is(
 
 
 def test_every_export_ends_with_a_head_signed_by_the_key_the_server_serves(
-    server: Fleet,
+    server: App,
 ) -> None:
     from fleetrun.core.audit import verify_export
 
     key = _get(server, "/v1/audit/key").json()
     assert key["algorithm"] == "Ed25519"
-    assert httpx.get(server.server.url + "/v1/audit/key").status_code == 401
+    assert _http(server).get("/v1/audit/key").status_code == 401
     lines = [json.loads(line) for line in _get(server, "/v1/audit/export").text.splitlines()]
     head = lines[-1]["head"]
     assert head["seq"] == lines[-2]["seq"] and head["from_seq"] == 1
