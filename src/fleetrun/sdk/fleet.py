@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from fleetrun.core import sealing
 from fleetrun.core.errors import ValidationError
@@ -227,12 +227,21 @@ def seal_for(
     return sealed
 
 
-def get_command(command_id: str, *, wait_s: float = 0, version: int | None = None) -> Op[Command]:
+def get_command(
+    command_id: str,
+    *,
+    wait_s: float = 0,
+    version: int | None = None,
+    until: Literal["changed", "done"] | None = None,
+) -> Op[Command]:
+    """The command; with `wait_s`, a long-poll that answers once its version differs
+    from `version` (or, with `until="done"`, only once it is finished), or after
+    `wait_s` seconds."""
     return model(
         Command,
         "GET",
         path("commands", command_id),
-        params={"wait_s": wait_s or None, "version": version},
+        params={"wait_s": wait_s or None, "version": version, "until": until},
         timeout_s=wait_s + 30 if wait_s else None,
     )
 
@@ -355,7 +364,11 @@ def wait(
         if remaining <= 0:
             break
         latest = yield from get_command(
-            command_id, wait_s=min(LONG_POLL_S, remaining), version=command.version
+            command_id,
+            wait_s=min(LONG_POLL_S, remaining),
+            version=command.version,
+            # nobody watches the steps on the way: one answer, at the end
+            until=None if on_update else "done",
         )
         if latest.version != command.version and on_update:
             on_update(latest)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
 
@@ -93,9 +94,15 @@ async def get_command(
         int | None,
         Query(ge=0, le=INT64_MAX, description="return once the version differs"),
     ] = None,
+    until: Annotated[
+        Literal["changed", "done"],
+        Query(description="with wait_s: answer on any change (default) or only once done"),
+    ] = "changed",
 ) -> schemas.Command:
     """With `wait_s`, answer as soon as the command's version differs from `version`
-    (or it is finished), and at the latest after `wait_s` seconds."""
+    (or it is finished), and at the latest after `wait_s` seconds; with `until=done`,
+    only once it is finished (or after `wait_s`): a waiter that wants the end is not
+    woken for every step on the way."""
     state = state_of(request)
 
     def read(session: Session) -> schemas.Command:
@@ -103,12 +110,20 @@ async def get_command(
         caller.require("GetCommand", *_command_resource(command))
         return store.to_schema(command)
 
+    def answers(command: schemas.Command) -> bool:
+        if command.done:
+            return True
+        return until == "changed" and version is not None and command.version != version
+
     with state.changes.subscribe(command_id) as changed:
         command = await state.db.read(read)
-        if wait_s <= 0 or command.done or (version is not None and command.version != version):
+        if wait_s <= 0 or answers(command):
             return command
-        if await changed.wait(wait_s):
+        deadline = time.monotonic() + wait_s
+        while (left := deadline - time.monotonic()) > 0 and await changed.wait(left):
             command = await state.db.read(read)
+            if until == "changed" or command.done:
+                break
     return command
 
 
