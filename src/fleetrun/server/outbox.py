@@ -105,11 +105,11 @@ class Outbox:
                 if time.monotonic() - pruned_at > PRUNE_EVERY_S:
                     pruned_at = time.monotonic()
                     await db.write(self._prune)
-                if not await db.read(store.has_unrouted):
-                    continue
                 idle = time.monotonic() - routed_at < IDLE_ROUTE_S
-                if idle and not await db.read(store.anyone_listening):
-                    continue  # nothing can match: mark them with the next batch
+                # One read for both questions (this runs after every commit); when
+                # nothing can match, the events are marked with the next batch.
+                if not await db.read(partial(store.routing_due, idle=idle)):
+                    continue
                 routed_at = time.monotonic()
                 while True:
                     routed, made = await db.write(self._route_batch)

@@ -90,6 +90,13 @@ def anyone_listening(session: Session) -> bool:
     return rule is not None or session.execute(select(Channel.name).limit(1)).first() is not None
 
 
+def routing_due(session: Session, *, idle: bool) -> bool:
+    """Whether the outbox should route now: an event waits, and (when it has routed
+    recently, `idle`) something could match it; otherwise the waiting events are marked
+    with the next batch. One read for both questions: it runs after every commit."""
+    return has_unrouted(session) and (not idle or anyone_listening(session))
+
+
 def _due(now: datetime) -> tuple[Any, ...]:
     """A delivery due now: pending, its time come, and no live lease on it."""
     return (
