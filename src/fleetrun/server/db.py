@@ -105,6 +105,12 @@ class Database:
         self._writer = ThreadPoolExecutor(1 if self.is_sqlite else readers + 2, "db-write")
         self._reader = ThreadPoolExecutor(readers, "db-read")
 
+    @property
+    def sessionmaker(self) -> sessionmaker[Session]:
+        """Where this database's sessions come from: event hooks attach here, not to
+        SQLAlchemy's global Session class."""
+        return self._sessions
+
     async def read(self, work: Callable[[Session], T]) -> T:
         def run() -> T:
             started = time.perf_counter()

@@ -16,6 +16,7 @@ from fleetrun.server.destinations import policy_for
 from fleetrun.server.dispatcher import Dispatcher
 from fleetrun.server.engine import commands as engine_commands
 from fleetrun.server.gateway.gateway import Gateway
+from fleetrun.server.identities import IdentityCache
 from fleetrun.server.metrics import Metrics
 from fleetrun.server.outbox import Outbox
 from fleetrun.server.output import OutputStore
@@ -36,6 +37,7 @@ class ServerState:
     audit: AuditLog = field(init=False)
     throttle: TokenBuckets = field(init=False)  # per principal
     unauthenticated: TokenBuckets = field(init=False)  # failures per source address
+    identities: IdentityCache = field(init=False)  # who each token speaks for, remembered
     gateway: Gateway = field(init=False)
     dispatcher: Dispatcher = field(init=False)
     outbox: Outbox = field(init=False)
@@ -57,6 +59,8 @@ class ServerState:
         self.unauthenticated = TokenBuckets(
             self.settings.unauthenticated_rate_per_s, self.settings.unauthenticated_burst
         )
+        self.identities = IdentityCache(self.clock.monotonic)
+        self.identities.watch(self.db.sessionmaker)
         self.gateway = Gateway(self)
         self.dispatcher = Dispatcher(self)
         self.sinks = OutputSinks(self)

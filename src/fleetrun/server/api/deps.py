@@ -29,6 +29,8 @@ from fleetrun.server.audit import AuditEntry
 from fleetrun.server.authz import Caller, deny, gate
 from fleetrun.server.state import ServerState
 from fleetrun.server.store import principals as principal_store
+from fleetrun.server.store import tokens as token_store
+from fleetrun.server.store.principals import Identity
 
 MISSING_CREDENTIALS = (
     "This request needs an API token: pass --token, set FLEETRUN_TOKEN, or run `fleetrun login`."
@@ -65,6 +67,19 @@ def bearer(request: Request) -> str | None:
     return token.strip()
 
 
+async def _identify(state: ServerState, token: str, at: datetime) -> Identity | None:
+    """Who the token speaks for: remembered between requests until access changes
+    (server/identities.py), else looked up."""
+    key = token_store.hash_token(token)
+    identity = state.identities.get(key, at)
+    if identity is None:
+        generation = state.identities.generation
+        identity = await state.db.read(lambda s: principal_store.identify(s, token, at))
+        if identity is not None:
+            state.identities.put(key, identity, generation)
+    return identity
+
+
 async def authenticate(request: Request) -> Caller:
     state = state_of(request)
     source = request.client.host if request.client else "-"
@@ -73,11 +88,7 @@ async def authenticate(request: Request) -> Caller:
     _hold_back(state, source, state.unauthenticated.wait_s(source, time.monotonic()))
     token = bearer(request)
     at = state.clock.now()
-    identity = (
-        await state.db.read(lambda s: principal_store.identify(s, token, at))
-        if token is not None
-        else None
-    )
+    identity = await _identify(state, token, at) if token is not None else None
     if identity is None:
         _hold_back(state, source, state.unauthenticated.take(source, time.monotonic()))
         raise AuthenticationError(MISSING_CREDENTIALS if token is None else WRONG_CREDENTIALS)

@@ -29,6 +29,7 @@ class Identity:
     principal: str
     kind: str
     policies: tuple[ParsedPolicy, ...]
+    expires_at: datetime | None = None  # the token's
 
 
 def identify(session: Session, token: str, now: datetime | None = None) -> Identity | None:
@@ -36,7 +37,14 @@ def identify(session: Session, token: str, now: datetime | None = None) -> Ident
     default the system's time), in
     one query on every request (and two more only for custom roles and policies)."""
     rows = session.execute(
-        select(ApiToken.id, ApiToken.principal, Principal.kind, Attachment.kind, Attachment.name)
+        select(
+            ApiToken.id,
+            ApiToken.principal,
+            Principal.kind,
+            ApiToken.expires_at,
+            Attachment.kind,
+            Attachment.name,
+        )
         .join(Principal, Principal.name == ApiToken.principal)
         .outerjoin(Attachment, Attachment.principal == Principal.name)
         .where(
@@ -48,9 +56,9 @@ def identify(session: Session, token: str, now: datetime | None = None) -> Ident
     ).all()
     if not rows:
         return None
-    token_id, name, kind = rows[0][0], rows[0][1], rows[0][2]
+    token_id, name, kind, expires_at = rows[0][:4]
     attached = [(k, n) for *_, k, n in rows if k is not None]
-    return Identity(token_id, name, kind, tuple(_policies(session, attached)))
+    return Identity(token_id, name, kind, tuple(_policies(session, attached)), expires_at)
 
 
 def effective_policies(session: Session, principal: str) -> list[ParsedPolicy]:

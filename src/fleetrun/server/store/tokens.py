@@ -77,7 +77,11 @@ def token_exists(session: Session, token: str) -> bool:
 def touch_token(session: Session, token_id: str, at: datetime | None = None) -> None:
     """Record a token's last use (the audit writer batches these)."""
     when = at or utcnow()
-    session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=when))
+    session.execute(
+        update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=when),
+        # who the token speaks for is unchanged (server/identities.py)
+        execution_options={"leaves_access": True},
+    )
 
 
 def read_token(session: Session, token_id: str) -> ApiToken:
