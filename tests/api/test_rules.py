@@ -1,6 +1,7 @@
 """Rules over the API and the CLI, in process: bad rules and patterns refused whole in
-one sentence, and the rules commands. (Deliveries to real receivers, retries, dead
-letters, restarts and replicas are in tests/e2e/test_rules.py.)"""
+one sentence, and the rules commands. (Deliveries to real receivers, retries and dead
+letters are in tests/api/test_rule_deliveries.py; restarts and replicas in
+tests/e2e/test_rules.py.)"""
 
 from __future__ import annotations
 

@@ -1,12 +1,11 @@
-"""Rules and their deliveries: signed webhooks retried with backoff, dead letters and
-redrive, nothing lost across a server killed mid-delivery, secrets never shown nor
-stored in clear, and replicas sharing the work without doing it twice. (Bad rules and
-patterns, and the rules commands, are in tests/api/test_rules.py.)"""
+"""Rules and their deliveries where real processes are the point: nothing lost across a
+server killed mid-delivery, secrets never shown nor stored in clear, and replicas
+sharing the work without doing it twice. (Bad rules and patterns, and the rules
+commands, are in tests/api/test_rules.py; retries with backoff, dead letters and
+redrive, with time set instead of waited for, in tests/api/test_rule_deliveries.py.)"""
 
 from __future__ import annotations
 
-import itertools
-import json
 import os
 import secrets
 import time
@@ -15,7 +14,6 @@ import httpx
 import pytest
 
 from tests.e2e.receivers import WebhookReceiver
-from tests.e2e.test_cli import cli
 from tests.harness import PG_ENV, AgentProcess, Fleet, ServerProcess, wait_for
 
 SECRET = "a-webhook-secret-of-some-length"
@@ -25,18 +23,6 @@ SUCCESS = {
     "detail": {"status": ["Success"]},
 }
 FAST = {"FLEETRUN_DELIVERY_BASE_S": "0.2", "FLEETRUN_DELIVERY_CAP_S": "1"}
-
-
-@pytest.fixture
-def fast_fleet(tmp_path, request):
-    f = Fleet(tmp_path, env=dict(FAST)).start()
-    try:
-        yield f
-    finally:
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            print("\n" + f.logs())
-        f.close()
 
 
 def _hook_rule(client, name, url, pattern=SUCCESS):
@@ -49,74 +35,6 @@ def _run(fleet, agent, script="true"):
     command = fleet.client.send_command(script=script, node_ids=[agent.node_id])
     fleet.client.wait(command.id, timeout_s=60)
     return command
-
-
-def test_a_failing_webhook_is_retried_with_backoff_until_it_takes_it(fast_fleet):
-    client = fast_fleet.client
-    agent = fast_fleet.add_agent()
-    with WebhookReceiver(SECRET, fail_first=2) as hook:
-        _hook_rule(client, "on-success", hook.url)
-        command = _run(fast_fleet, agent)
-        wait_for(lambda: hook.delivered(), what="the webhook to take the event")
-        event = hook.delivered()[0].json
-        assert event["detail"]["command-id"] == command.id
-        assert event["detail-type"] == "Command Status-change Notification"
-        assert all(r.verified for r in hook.requests)
-        assert hook.answered == [503, 503, 200]
-        ids = {r.headers["x-fleetrun-event-id"] for r in hook.requests}
-        assert ids == {event["id"]}  # the same event each time: receivers can deduplicate
-    (done,) = wait_for(
-        lambda: [d for d in client.list_rule_deliveries("on-success") if d.state == "delivered"],
-        what="the delivery recorded",
-    )
-    assert [a.outcome for a in done.history] == ["retry", "retry", "delivered"]
-    assert done.history[0].detail == "HTTP 503" and done.attempts == 3
-    gaps = [(b.at - a.at).total_seconds() for a, b in itertools.pairwise(done.history)]
-    assert all(g >= 0.1 for g in gaps)  # waited (backoff), not hammered
-
-
-def test_dead_letters_after_the_configured_attempts_then_redrive(tmp_path):
-    fleet = Fleet(tmp_path, env=dict(FAST), extra_args=["--delivery-max-attempts", "2"]).start()
-    try:
-        agent = fleet.add_agent()
-        client = fleet.client
-        with WebhookReceiver(SECRET, failing=True) as hook:
-            _hook_rule(client, "dead", hook.url)
-            _run(fleet, agent)
-            (dead,) = wait_for(
-                lambda: client.list_rule_deliveries("dead", state="dead"), what="a dead letter"
-            )
-            assert dead.attempts == 2 and "dead-lettered" in dead.last_error
-            assert len(hook.requests) == 2
-            hook.failing = False
-            done = cli(fleet, "rules", "redrive", "dead", "--json")
-            assert done.returncode == 0, done.stderr
-            assert json.loads(done.stdout)["redriven"] == 1
-            wait_for(lambda: hook.delivered(), what="the redriven delivery")
-            (after,) = wait_for(
-                lambda: client.list_rule_deliveries("dead", state="delivered"), what="delivered"
-            )
-            assert after.history[-1].outcome == "delivered"
-    finally:
-        fleet.close()
-
-
-def test_a_4xx_answer_is_not_retried_but_408_and_429_are(fast_fleet):
-    client = fast_fleet.client
-    agent = fast_fleet.add_agent()
-    with (
-        WebhookReceiver(SECRET, failing=True, fail_with=404) as gone,
-        WebhookReceiver(SECRET, fail_first=1, fail_with=429) as busy,
-    ):
-        _hook_rule(client, "gone", gone.url)
-        _hook_rule(client, "busy", busy.url)
-        _run(fast_fleet, agent)
-        wait_for(lambda: busy.delivered(), what="the 429 receiver, on the second try")
-        (dead,) = wait_for(
-            lambda: client.list_rule_deliveries("gone", state="dead"), what="the 404 dead letter"
-        )
-        assert dead.attempts == 1 and "404" in dead.last_error
-        assert len(gone.requests) == 1
 
 
 def test_a_delivery_survives_the_server_being_killed_mid_retry(tmp_path):
