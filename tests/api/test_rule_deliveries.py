@@ -173,3 +173,28 @@ def test_a_4xx_answer_is_not_retried_but_408_and_429_are(slow_app):
         wait_for(lambda: busy.delivered(), timeout_s=30, what="the 429 receiver, on the second try")
         assert dead.attempts == 1 and "404" in dead.last_error
         assert len(gone.requests) == 1
+
+
+def test_old_events_and_deliveries_are_forgotten_but_dead_letters_stay(tmp_path):
+    """Pruning runs at start (then every few minutes): a restart after the retention
+    has passed forgets the delivered event and its delivery, not the dead letter's."""
+    app = App(tmp_path, event_retention_s=3600.0, delivery_max_attempts=1).start()
+    try:
+        with WebhookReceiver(SECRET, fail_first=1) as hook:
+            _hook_rule(app.client, "kept", hook.url, {"detail-type": ["Node Registration"]})
+            app.enrol(2)
+            wait_for(lambda: len(hook.requests) == 2, timeout_s=30, what="two attempts")
+        assert len(app.client.list_events(detail_type="Node Registration")) == 2
+        app.advance(3600 + 1)
+        app.restart()
+        client = app.client
+        wait_for(
+            lambda: len(client.list_events(detail_type="Node Registration")) == 1,
+            timeout_s=30,
+            what="the delivered one forgotten",
+        )
+        (dead,) = client.list_rule_deliveries("kept")
+        assert dead.state == "dead"
+        assert client.list_events(detail_type="Node Registration")[0].id == dead.event_id
+    finally:
+        app.close()

@@ -2,13 +2,13 @@
 server killed mid-delivery, secrets never shown nor stored in clear, and replicas
 sharing the work without doing it twice. (Bad rules and patterns, and the rules
 commands, are in tests/api/test_rules.py; retries with backoff, dead letters and
-redrive, with time set instead of waited for, in tests/api/test_rule_deliveries.py.)"""
+redrive, and retention, with time set instead of waited for, in
+tests/api/test_rule_deliveries.py.)"""
 
 from __future__ import annotations
 
 import os
 import secrets
-import time
 
 import httpx
 import pytest
@@ -142,32 +142,6 @@ def test_replicas_sharing_postgresql_deliver_each_event_once(tmp_path):
     finally:
         second.stop()
         first.close()
-
-
-def test_old_events_and_deliveries_are_forgotten_but_dead_letters_stay(tmp_path):
-    fleet = Fleet(
-        tmp_path,
-        env={**FAST, "FLEETRUN_EVENT_RETENTION_S": "1"},
-        extra_args=["--delivery-max-attempts", "1"],
-    ).start()
-    try:
-        client = fleet.client
-        with WebhookReceiver(SECRET, fail_first=1) as hook:
-            _hook_rule(client, "kept", hook.url, {"detail-type": ["Node Registration"]})
-            fleet.add_agents(2, start=False)
-            wait_for(lambda: len(hook.requests) == 2, what="two attempts")
-        assert len(client.list_events(detail_type="Node Registration")) == 2
-        time.sleep(1.5)
-        fleet.server.restart()  # pruning runs at start, then every few minutes
-        wait_for(
-            lambda: len(client.list_events(detail_type="Node Registration")) == 1,
-            what="the delivered one forgotten",
-        )
-        (dead,) = client.list_rule_deliveries("kept")
-        assert dead.state == "dead"
-        assert client.list_events(detail_type="Node Registration")[0].id == dead.event_id
-    finally:
-        fleet.close()
 
 
 def test_rules_match_with_eventbridge_operators(shared_fleet):
