@@ -198,3 +198,36 @@ def test_old_events_and_deliveries_are_forgotten_but_dead_letters_stay(tmp_path)
         assert client.list_events(detail_type="Node Registration")[0].id == dead.event_id
     finally:
         app.close()
+
+
+def test_rules_match_with_eventbridge_operators(app):
+    """The server routes with the full pattern matcher: prefix, numeric, anything-but.
+    The last command matches too: once it is delivered, every earlier event has been
+    routed, and the rule's recorded deliveries are exactly the matching ones."""
+    client = app.client
+    [node] = app.enrol(1)
+    pattern = {
+        "detail-type": [{"prefix": "Command Invocation"}],
+        "detail": {
+            "status": [{"anything-but": ["Pending", "InProgress", "Delayed"]}],
+            "exit-code": [{"numeric": [">=", 2, "<", 5]}],
+        },
+    }
+    with WebhookReceiver(SECRET) as hook:
+        _hook_rule(client, "operators", hook.url, pattern)
+        with app.connect(node) as session:
+            for code in (0, 1, 3, 7, 4):
+                command = client.send_command(script=f"exit {code}", node_ids=[node.node_id])
+                _finish(app, session, command.id, code)
+        wait_for(
+            lambda: any(r.json["detail"]["exit-code"] == 4 for r in hook.delivered()),
+            timeout_s=30,
+            what="the last matching event delivered",
+        )
+        wait_for(
+            lambda: len(client.list_rule_deliveries("operators", state="delivered")) == 2,
+            timeout_s=30,
+            what="both deliveries recorded",
+        )
+        assert sorted(r.json["detail"]["exit-code"] for r in hook.delivered()) == [3, 4]
+        assert len(client.list_rule_deliveries("operators")) == 2
