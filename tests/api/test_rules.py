@@ -1,12 +1,18 @@
 """Rules over the API and the CLI, in process: bad rules and patterns refused whole in
-one sentence, and the rules commands. (Deliveries to real receivers, retries, dead
-letters, restarts and replicas are in tests/e2e/test_rules.py.)"""
+one sentence, the rules commands, and webhook secrets never shown nor stored in clear.
+(Deliveries to real receivers, retries and dead letters are in
+tests/api/test_rule_deliveries.py; restarts and replicas in tests/e2e/test_rules.py.)"""
 
 from __future__ import annotations
 
 import json
+import logging
+import secrets
 
 import pytest
+
+from fleetrun.core.logs import JsonFormatter, TextFormatter
+from tests.inprocess import App
 
 SECRET = "a-webhook-secret-of-some-length"
 SUCCESS = {
@@ -181,3 +187,50 @@ def test_a_pattern_naming_a_detail_type_never_emitted_is_kept_with_a_warning(app
         assert app.http.get("/v1/rules/fine", headers=headers).json()["warnings"] == []
     finally:
         assert app.cli("rules", "delete", "fine").returncode == 0
+
+
+def test_webhook_secrets_are_never_returned_nor_stored_in_clear(tmp_path, caplog, capfd):
+    """Not in any answer, not in the server's log (every record from its start, at
+    every level, in either log format), not in the database's bytes."""
+    caplog.set_level(logging.DEBUG)
+    app = App(tmp_path).start()
+    try:
+        _secrets_stay_secret(app, caplog, capfd)
+    finally:
+        app.close()
+
+
+def _secrets_stay_secret(app, caplog, capfd):
+    secret = "never-shown-" + secrets.token_hex(8)
+    rule = app.client.create_rule(
+        "quiet",
+        pattern=SUCCESS,
+        targets=[{"target": "webhook:http://127.0.0.1:9/x", "secret": secret}],
+    )
+    channel = app.client.create_channel(
+        "quiet", target="webhook:http://127.0.0.1:9/y", secret=secret
+    )
+    assert rule.targets[0].has_secret and channel.has_secret
+    headers = {"authorization": f"Bearer {app.token}"}
+    for path in ("/v1/rules", "/v1/rules/quiet", "/v1/channels", "/v1/channels/quiet"):
+        assert secret not in app.http.get(path, headers=headers).text
+    assert any(r.name.startswith("fleetrun.server") for r in caplog.records)  # it was heard
+    for formatter in (TextFormatter(), JsonFormatter()):
+        assert not [r for r in caplog.records if secret in formatter.format(r)]
+    printed = capfd.readouterr()
+    assert secret not in printed.out and secret not in printed.err
+    assert secret.encode() not in _database_bytes(app)
+
+
+def _database_bytes(app):
+    if app.db.kind == "sqlite":
+        data = b""
+        for path in app.data_dir.glob("fleetrun.db*"):
+            data += path.read_bytes()
+        return data
+    import psycopg
+
+    url = app.db.url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT targets::text FROM rules UNION ALL SELECT secret FROM channels")
+        return "".join(str(r[0]) for r in rows).encode()
