@@ -12,6 +12,17 @@ import time
 import pytest
 
 from fleetrun.core.errors import NotFoundError
+from tests.harness import Fleet
+
+
+@pytest.fixture(scope="module")
+def confirm_fleet(tmp_path_factory):
+    """One server for the module: each test deletes only a node or a document it made."""
+    f = Fleet(tmp_path_factory.mktemp("confirm")).start()
+    try:
+        yield f
+    finally:
+        f.close()
 
 
 def on_terminal(fleet, *args: str, answer: str | None = None) -> tuple[int, str]:
@@ -55,26 +66,26 @@ def on_terminal(fleet, *args: str, answer: str | None = None) -> tuple[int, str]
 
 
 @pytest.fixture
-def offline_node(fleet):
-    return fleet.add_agents(1, start=False)[0]
+def offline_node(confirm_fleet):
+    return confirm_fleet.add_agents(1, start=False)[0]
 
 
-def test_deleting_a_node_on_a_terminal_asks_and_a_no_deletes_nothing(fleet, offline_node):
-    code, screen = on_terminal(fleet, "nodes", "delete", offline_node.node_id, answer="n")
+def test_deleting_a_node_on_a_terminal_asks_and_a_no_deletes_nothing(confirm_fleet, offline_node):
+    code, screen = on_terminal(confirm_fleet, "nodes", "delete", offline_node.node_id, answer="n")
     assert code == 1, screen
     assert f"Deregister node {offline_node.node_id}?" in screen and "Nothing was deleted" in screen
-    assert fleet.client.get_node(offline_node.node_id).id == offline_node.node_id
-    code, screen = on_terminal(fleet, "nodes", "delete", offline_node.node_id, answer="y")
+    assert confirm_fleet.client.get_node(offline_node.node_id).id == offline_node.node_id
+    code, screen = on_terminal(confirm_fleet, "nodes", "delete", offline_node.node_id, answer="y")
     assert code == 0, screen
     with pytest.raises(NotFoundError):
-        fleet.client.get_node(offline_node.node_id)
+        confirm_fleet.client.get_node(offline_node.node_id)
 
 
-def test_yes_skips_the_question(fleet):
-    fleet.client.create_document(
+def test_yes_skips_the_question(confirm_fleet):
+    confirm_fleet.client.create_document(
         "cli-doomed", "mainSteps: [{name: a, action: runShellScript, inputs: {runCommand: 'true'}}]"
     )
-    code, screen = on_terminal(fleet, "documents", "delete", "cli-doomed", "--yes")
+    code, screen = on_terminal(confirm_fleet, "documents", "delete", "cli-doomed", "--yes")
     assert code == 0 and "[y/N]" not in screen, screen
     with pytest.raises(NotFoundError):
-        fleet.client.get_document("cli-doomed")
+        confirm_fleet.client.get_document("cli-doomed")

@@ -11,10 +11,23 @@ import subprocess
 import sys
 import threading
 
-from tests.harness import wait_for
+import pytest
+
+from tests.harness import Fleet, wait_for
 
 INVOCATION = "Command Invocation Status-change Notification"
 COMMAND = "Command Status-change Notification"
+
+
+@pytest.fixture(scope="module")
+def events_fleet(tmp_path_factory):
+    """One server for the module: each test enrolls a node of its own and looks only at
+    the events of its own node or command; the streams start after what came before."""
+    f = Fleet(tmp_path_factory.mktemp("events")).start()
+    try:
+        yield f
+    finally:
+        f.close()
 
 
 def _events(client, detail_type, **match):
@@ -25,9 +38,9 @@ def _events(client, detail_type, **match):
     ]
 
 
-def test_a_command_and_its_invocations_emit_ssm_shaped_status_events(fleet):
-    client = fleet.client
-    agent = fleet.add_agent()
+def test_a_command_and_its_invocations_emit_ssm_shaped_status_events(events_fleet):
+    client = events_fleet.client
+    agent = events_fleet.add_agent()
     command = client.send_command(script="exit 3", node_ids=[agent.node_id], comment="evt")
     assert client.wait(command.id, timeout_s=60).status == "Failed"
 
@@ -60,9 +73,9 @@ def test_a_command_and_its_invocations_emit_ssm_shaped_status_events(fleet):
     assert summary["expire-after"].endswith("Z") and summary["comment"] == "evt"
 
 
-def test_nodes_registering_connecting_dropping_and_leaving_are_events(fleet):
-    client = fleet.client
-    agent = fleet.add_agent(tags={"env": "evt"})
+def test_nodes_registering_connecting_dropping_and_leaving_are_events(events_fleet):
+    client = events_fleet.client
+    agent = events_fleet.add_agent(tags={"env": "evt"})
     node = agent.node_id
     registered = _events(client, "Node Registration", **{"node-id": node})
     assert registered and registered[0].detail["tags"] == {"env": "evt"}
@@ -85,8 +98,8 @@ def test_nodes_registering_connecting_dropping_and_leaving_are_events(fleet):
     assert _events(client, "Node Deregistration", **{"node-id": node})
 
 
-def test_a_local_policy_refusal_is_an_event_naming_the_reason(fleet):
-    agent = fleet.add_agent()
+def test_a_local_policy_refusal_is_an_event_naming_the_reason(events_fleet):
+    agent = events_fleet.add_agent()
     done = subprocess.run(
         [
             sys.executable,
@@ -104,7 +117,7 @@ def test_a_local_policy_refusal_is_an_event_naming_the_reason(fleet):
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    client = fleet.client
+    client = events_fleet.client
     command = client.send_command(script="echo no", node_ids=[agent.node_id])
     client.wait(command.id, timeout_s=60)
     refused = wait_for(
@@ -115,14 +128,14 @@ def test_a_local_policy_refusal_is_an_event_naming_the_reason(fleet):
     assert "runShellScript" in refused[0].detail["reason"]
 
 
-def test_the_stream_delivers_matching_events_as_they_happen(shared_fleet):
-    client = shared_fleet.client
-    node = shared_fleet.agents[1].node_id
+def test_the_stream_delivers_matching_events_as_they_happen(events_fleet):
+    client = events_fleet.client
+    node = events_fleet.add_agent().node_id
     got = []
     start = client.list_events(limit=1)[0].seq
 
     def tail():
-        with shared_fleet.server.client() as streaming:
+        with events_fleet.server.client() as streaming:
             for event in streaming.stream_events(
                 after=start,
                 pattern={"detail-type": [INVOCATION], "detail": {"status": ["Success"]}},
@@ -142,13 +155,14 @@ def test_the_stream_delivers_matching_events_as_they_happen(shared_fleet):
 
 
 def test_events_tail_on_the_command_line_prints_matching_events_as_they_happen(
-    shared_fleet, tmp_path
+    events_fleet, tmp_path
 ):
     pattern = tmp_path / "failed.json"
     pattern.write_text(json.dumps({"detail-type": [INVOCATION], "detail": {"status": ["Failed"]}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETRUN_")}
-    env.update(FLEETRUN_SERVER=shared_fleet.server.url, FLEETRUN_TOKEN=shared_fleet.server.token)
+    env.update(FLEETRUN_SERVER=events_fleet.server.url, FLEETRUN_TOKEN=events_fleet.server.token)
     env["FLEETRUN_CONFIG"] = str(tmp_path / "none.toml")
+    own = events_fleet.add_agent()
     tail = subprocess.Popen(
         [
             sys.executable,
@@ -169,8 +183,8 @@ def test_events_tail_on_the_command_line_prints_matching_events_as_they_happen(
     reader = threading.Thread(target=lambda: lines.append(tail.stdout.readline()), daemon=True)
     try:
         reader.start()
-        node = shared_fleet.agents[2].node_id
-        client = shared_fleet.client
+        node = own.node_id
+        client = events_fleet.client
         # The stream starts at "now": keep failing commands coming until one is seen.
         wait_for(
             lambda: (

@@ -22,6 +22,7 @@ FINISHED = {"Succeeded", "Failed", "TimedOut", "Canceled", "Unknown"}
 def rc_fleet(tmp_path_factory):
     from tests.harness import Fleet
 
+    # Tests that stop, kill or reconfigure an agent enroll one of their own here.
     f = Fleet(tmp_path_factory.mktemp("rc")).start()
     try:
         f.add_agents(2, tags={"env": "test"}, prefix="rc")
@@ -265,7 +266,7 @@ def test_parameters_are_env_and_argv_public_before_protected_and_secrets_stay_se
     client.delete_run_command(node, "params")
 
 
-def test_run_as_user_gets_its_uid_and_home_and_a_missing_user_fails_clearly(fleet, rc_fleet):
+def test_run_as_user_gets_its_uid_and_home_and_a_missing_user_fails_clearly(rc_fleet):
     """§9.3 item 10. The node's local config has the last word on who scripts run as."""
     if os.geteuid() != 0:
         pytest.skip("run-as needs an agent running as root")
@@ -281,7 +282,7 @@ def test_run_as_user_gets_its_uid_and_home_and_a_missing_user_fails_clearly(flee
     assert refused.provisioningState == "Failed"  # it never started
     rc_fleet.client.delete_run_command(refused_node, "as")
 
-    [agent] = fleet.add_agents(1, start=False)
+    [agent] = rc_fleet.add_agents(1, start=False)
     subprocess.run(
         [
             sys.executable,
@@ -293,9 +294,9 @@ def test_run_as_user_gets_its_uid_and_home_and_a_missing_user_fails_clearly(flee
         timeout=60,
     )
     agent.start()
-    fleet.wait_online([agent])
+    rc_fleet.wait_online([agent])
     nobody = pwd.getpwnam("nobody")
-    client, node = fleet.client, agent.node_id
+    client, node = rc_fleet.client, agent.node_id
     client.put_run_command(node, "as", script='echo "$(id -u) $HOME"', run_as_user="nobody")
     done = _wait(client, node, "as")
     assert done.instanceView.output == f"{nobody.pw_uid} {nobody.pw_dir}\n", done.instanceView
@@ -326,10 +327,10 @@ def test_run_after_orders_run_commands_and_a_failed_one_stops_what_follows(rc_fl
         client.delete_run_command(node, name)
 
 
-def test_an_agent_killed_mid_run_closes_the_run_out_and_never_runs_it_again(fleet, tmp_path):
+def test_an_agent_killed_mid_run_closes_the_run_out_and_never_runs_it_again(rc_fleet, tmp_path):
     """§9.3 item 11."""
-    agent = fleet.add_agent()
-    client, node = fleet.client, agent.node_id
+    agent = rc_fleet.add_agent()
+    client, node = rc_fleet.client, agent.node_id
     marker, pidfile = tmp_path / "runs", tmp_path / "pid"
     client.put_run_command(
         node, "crash", script=f"echo run >> {marker}; echo $$ > {pidfile}; sleep 300"
@@ -346,13 +347,13 @@ def test_an_agent_killed_mid_run_closes_the_run_out_and_never_runs_it_again(flee
     assert client.get_run_command(node, "crash").generation == 1
 
 
-def test_an_offline_node_runs_it_on_reconnect_unless_deleted_first(fleet, tmp_path):
+def test_an_offline_node_runs_it_on_reconnect_unless_deleted_first(rc_fleet, tmp_path):
     """§8 of the issue: Delayed while offline, then run once the node connects."""
-    agent = fleet.add_agent()
-    client, node = fleet.client, agent.node_id
+    agent = rc_fleet.add_agent()
+    client, node = rc_fleet.client, agent.node_id
     marker = tmp_path / "ran"
     agent.stop()
-    wait_for(lambda: fleet.ping_status(agent) != "Online", timeout_s=10, what="the node offline")
+    wait_for(lambda: rc_fleet.ping_status(agent) != "Online", timeout_s=10, what="the node offline")
     client.put_run_command(node, "later", script=f"echo later >> {marker}")
     client.put_run_command(node, "never", script=f"echo never >> {marker}")
     pending = client.wait_run_command(

@@ -10,7 +10,7 @@ import pytest
 
 from fleetrun.core.errors import AccessDeniedError
 from fleetrun.sdk import Client
-from tests.harness import wait_for
+from tests.harness import Fleet, wait_for
 
 # Run commands on any group, but on dev nodes only; groups may be made and deleted.
 DEV_ONLY = {
@@ -32,13 +32,25 @@ DEV_ONLY = {
 }
 
 
-@pytest.fixture
-def dev_operator(fleet):
-    admin = fleet.client
+@pytest.fixture(scope="module")
+def group_fleet(tmp_path_factory):
+    """One server for the module: each test enrolls nodes of its own and names its own
+    groups; only the principal they act as is common, and its decisions are counted per
+    node."""
+    f = Fleet(tmp_path_factory.mktemp("groups")).start()
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+@pytest.fixture(scope="module")
+def dev_operator(group_fleet):
+    admin = group_fleet.client
     admin.create_principal("devop")
     admin.create_policy("dev-only", DEV_ONLY)
     admin.attach("devop", policy="dev-only")
-    with Client(fleet.server.url, admin.create_token("devop").token) as client:
+    with Client(group_fleet.server.url, admin.create_token("devop").token) as client:
         yield client
 
 
@@ -58,9 +70,11 @@ def _audited(client, node_id, decision):
     ]
 
 
-def test_a_node_that_joins_a_tag_group_is_decided_as_the_run_commands_author(fleet, dev_operator):
-    admin = fleet.client
-    [dev] = fleet.add_agents(1, tags={"role": "web", "env": "dev"}, prefix="dev")
+def test_a_node_that_joins_a_tag_group_is_decided_as_the_run_commands_author(
+    group_fleet, dev_operator
+):
+    admin = group_fleet.client
+    [dev] = group_fleet.add_agents(1, tags={"role": "web", "env": "dev"}, prefix="dev")
     admin.create_group("web", tags={"role": "web"})
     put = dev_operator.put_group_run_command("web", "hello", script="echo hi")
     assert [i.nodeId for i in put.instances] == [dev.node_id]
@@ -72,7 +86,9 @@ def test_a_node_that_joins_a_tag_group_is_decided_as_the_run_commands_author(fle
         what="the dev member to run it",
     )
     # A prod node joins the tag group: the author may not touch it, so it runs nothing.
-    [prod] = fleet.add_agents(1, tags={"role": "web", "env": "prod"}, prefix="prod", start=False)
+    [prod] = group_fleet.add_agents(
+        1, tags={"role": "web", "env": "prod"}, prefix="prod", start=False
+    )
     denied = _instance(admin, "web", "hello", prod.node_id)
     assert denied is not None
     view = denied.instanceView
@@ -86,7 +102,9 @@ def test_a_node_that_joins_a_tag_group_is_decided_as_the_run_commands_author(fle
         dev_operator.put_run_command(prod.node_id, "direct", script="echo hi")
     assert _audited(admin, prod.node_id, "deny")
     # Another dev node joins: decided as the author too, allowed, and audited.
-    [dev2] = fleet.add_agents(1, tags={"role": "web", "env": "dev"}, prefix="devb", start=False)
+    [dev2] = group_fleet.add_agents(
+        1, tags={"role": "web", "env": "dev"}, prefix="devb", start=False
+    )
     joined = _instance(admin, "web", "hello", dev2.node_id)
     assert joined is not None and joined.instanceView.executionState == "Pending"
     assert _audited(admin, dev2.node_id, "allow")
@@ -98,10 +116,12 @@ def test_a_node_that_joins_a_tag_group_is_decided_as_the_run_commands_author(fle
     assert _instance(admin, "web", "hello", prod.node_id).instanceView.executionState == "Pending"
 
 
-def test_a_group_made_again_with_other_members_does_not_widen_its_run_commands(fleet, dev_operator):
-    admin = fleet.client
-    [dev] = fleet.add_agents(1, tags={"env": "dev"}, prefix="dev", start=False)
-    [prod] = fleet.add_agents(1, tags={"env": "prod"}, prefix="prod", start=False)
+def test_a_group_made_again_with_other_members_does_not_widen_its_run_commands(
+    group_fleet, dev_operator
+):
+    admin = group_fleet.client
+    [dev] = group_fleet.add_agents(1, tags={"env": "dev"}, prefix="dev", start=False)
+    [prod] = group_fleet.add_agents(1, tags={"env": "prod"}, prefix="prod", start=False)
     dev_operator.create_group("pinned", node_ids=[dev.node_id])
     dev_operator.put_group_run_command("pinned", "job", script="echo hi")
     dev_operator.delete_group("pinned")

@@ -11,9 +11,20 @@ import tomllib
 
 import pytest
 
-from tests.harness import wait_for
+from tests.harness import Fleet, wait_for
 
 NOT_UTF8 = b"\xff\xfe[extensions]\nenabled = true\n"
+
+
+@pytest.fixture(scope="module")
+def node_fleet(tmp_path_factory):
+    """One server for the module: each test breaks the configuration of an agent of its
+    own, and sends commands to that node only."""
+    f = Fleet(tmp_path_factory.mktemp("node")).start()
+    try:
+        yield f
+    finally:
+        f.close()
 
 
 def agent_cli(state_dir, *args):
@@ -31,21 +42,21 @@ def _run(fleet, agent, script):
     return fleet.client.get_invocation(command.id, agent.node_id)
 
 
-def test_a_non_utf8_config_refuses_everything_until_config_clear_repairs_it(fleet, tmp_path):
-    agent = fleet.add_agent()
+def test_a_non_utf8_config_refuses_everything_until_config_clear_repairs_it(node_fleet, tmp_path):
+    agent = node_fleet.add_agent()
     path = agent.state_dir / "config.toml"
     path.write_bytes(NOT_UTF8)
     marker = tmp_path / "ran"
 
-    refused = _run(fleet, agent, f"touch {marker}")
+    refused = _run(node_fleet, agent, f"touch {marker}")
     assert (refused.status, refused.status_detail) == ("Failed", "BlockedByLocalPolicy")
     assert "not UTF-8" in refused.message and not marker.exists()
     assert agent.proc is not None and agent.proc.poll() is None, agent.log_tail()
 
     # It starts again with the broken file, and keeps refusing.
     agent.restart()
-    fleet.wait_online([agent])
-    assert _run(fleet, agent, f"touch {marker}").status_detail == "BlockedByLocalPolicy"
+    node_fleet.wait_online([agent])
+    assert _run(node_fleet, agent, f"touch {marker}").status_detail == "BlockedByLocalPolicy"
     assert agent.proc.poll() is None and not marker.exists()
     assert "cannot be read" in agent.log_path.read_text() and "not UTF-8" in agent.log_tail()
 
@@ -61,7 +72,7 @@ def test_a_non_utf8_config_refuses_everything_until_config_clear_repairs_it(flee
     assert "config.toml.broken" in cleared.stderr
     assert (agent.state_dir / "config.toml.broken").read_bytes() == NOT_UTF8
     assert tomllib.loads(path.read_text()) == {}
-    assert _run(fleet, agent, f"touch {marker}").status == "Success" and marker.exists()
+    assert _run(node_fleet, agent, f"touch {marker}").status == "Success" and marker.exists()
 
 
 def test_config_set_overwrites_a_file_that_is_not_toml(tmp_path):
@@ -151,15 +162,15 @@ def test_agent_cli_answers_a_bad_path_or_file_with_one_sentence(tmp_path, args, 
     assert (state / "config.toml").read_bytes() == NOT_UTF8
 
 
-def test_the_agent_notes_a_repaired_config_and_runs_again(fleet):
+def test_the_agent_notes_a_repaired_config_and_runs_again(node_fleet):
     """A file broken while the agent runs is noticed without a restart, and so is the
     repair."""
-    agent = fleet.add_agent()
+    agent = node_fleet.add_agent()
     (agent.state_dir / "config.toml").write_text("[extensions]\nenabled = maybe\n")
-    assert "not valid TOML" in _run(fleet, agent, "true").message
+    assert "not valid TOML" in _run(node_fleet, agent, "true").message
     wait_for(
-        lambda: "error" in fleet.client.get_node(agent.node_id).local_config,
+        lambda: "error" in node_fleet.client.get_node(agent.node_id).local_config,
         what="the server to show the broken configuration",
     )
     assert agent_cli(agent.state_dir, "config", "set", "extensions.enabled", "true").returncode == 0
-    assert _run(fleet, agent, "echo back").stdout == "back\n"
+    assert _run(node_fleet, agent, "echo back").stdout == "back\n"

@@ -5,13 +5,25 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from fleetrun.agent.service import EXIT_TERMINAL
-from tests.harness import wait_for
+from tests.harness import Fleet, wait_for
 
 
-def test_transitions_are_recorded_in_order_with_times(shared_fleet):
-    client = shared_fleet.client
-    node = shared_fleet.agents[0].node_id
+@pytest.fixture(scope="module")
+def statuses_fleet(tmp_path_factory):
+    """One server for the module: each test enrolls the nodes it sends to (and deletes)."""
+    f = Fleet(tmp_path_factory.mktemp("statuses")).start()
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+def test_transitions_are_recorded_in_order_with_times(statuses_fleet):
+    client = statuses_fleet.client
+    node = statuses_fleet.add_agent().node_id
     command = client.send_command(script="true", node_ids=[node])
     client.wait(command.id, timeout_s=60)
     inv = client.get_invocation(command.id, node)
@@ -20,22 +32,26 @@ def test_transitions_are_recorded_in_order_with_times(shared_fleet):
     assert times == sorted(times)
 
 
-def test_deleting_a_node_makes_its_pending_work_undeliverable_and_shuts_its_agent_out(fleet):
-    [agent] = fleet.add_agents(1)
+def test_deleting_a_node_makes_its_pending_work_undeliverable_and_shuts_its_agent_out(
+    statuses_fleet,
+):
+    [agent] = statuses_fleet.add_agents(1)
     agent.stop()
-    wait_for(lambda: fleet.ping_status(agent) == "ConnectionLost", what="offline")
-    other = fleet.add_agent()
-    command = fleet.client.send_command(script="echo hi", node_ids=[agent.node_id, other.node_id])
-    fleet.client.wait(command.id, timeout_s=30) if False else wait_for(
-        lambda: fleet.client.get_invocation(command.id, other.node_id).status == "Success",
+    wait_for(lambda: statuses_fleet.ping_status(agent) == "ConnectionLost", what="offline")
+    other = statuses_fleet.add_agent()
+    command = statuses_fleet.client.send_command(
+        script="echo hi", node_ids=[agent.node_id, other.node_id]
+    )
+    statuses_fleet.client.wait(command.id, timeout_s=30) if False else wait_for(
+        lambda: statuses_fleet.client.get_invocation(command.id, other.node_id).status == "Success",
         what="other done",
     )
-    fleet.client.delete_node(agent.node_id)
-    done = fleet.client.wait(command.id, timeout_s=30)
-    inv = fleet.client.get_invocation(command.id, agent.node_id)
+    statuses_fleet.client.delete_node(agent.node_id)
+    done = statuses_fleet.client.wait(command.id, timeout_s=30)
+    inv = statuses_fleet.client.get_invocation(command.id, agent.node_id)
     assert (inv.status, inv.status_detail) == ("Undeliverable", "NodeDeleted")
     assert (done.status, done.counts) == ("Success", {"Success": 1, "Undeliverable": 1})
-    assert agent.node_id not in {n.id for n in fleet.client.list_nodes()}
+    assert agent.node_id not in {n.id for n in statuses_fleet.client.list_nodes()}
     # the deregistered agent is refused, and says what to do
     done = subprocess.run(
         [sys.executable, "-m", "fleetrun.agent", "run", "--state-dir", str(agent.state_dir)],

@@ -43,9 +43,22 @@ def register(server, state_dir, activation, *extra):
     )
 
 
-@pytest.fixture
-def tls_fleet(tmp_path):
-    f = Fleet(tmp_path, tls=True).start()
+@pytest.fixture(scope="module")
+def tls_fleet(tmp_path_factory):
+    """One TLS server for the module: each test registers agents of its own, in its
+    own directories, with an activation of its own."""
+    f = Fleet(tmp_path_factory.mktemp("tls"), tls=True).start()
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+@pytest.fixture(scope="module")
+def plain_fleet(tmp_path_factory):
+    """One plain server for the module: each test enrolls a node of its own and touches
+    only that node and its agent."""
+    f = Fleet(tmp_path_factory.mktemp("plain")).start()
     try:
         yield f
     finally:
@@ -141,17 +154,17 @@ def _try_hello(fleet, agent, **kw):
             return closed.rcvd.code
 
 
-def test_a_stale_signed_challenge_is_refused(fleet):
-    [agent] = fleet.add_agents(1, start=False)
+def test_a_stale_signed_challenge_is_refused(plain_fleet):
+    [agent] = plain_fleet.add_agents(1, start=False)
     assert (
-        _try_hello(fleet, agent, time_ms=int(time.time() * 1000) - 10 * 60 * 1000)
+        _try_hello(plain_fleet, agent, time_ms=int(time.time() * 1000) - 10 * 60 * 1000)
         == protocol.CLOSE_AUTH_FAILED
     )
-    assert isinstance(_try_hello(fleet, agent), protocol.Welcome)
+    assert isinstance(_try_hello(plain_fleet, agent), protocol.Welcome)
 
 
-def test_rotate_key_with_the_agent_running(fleet, tmp_path):
-    agent = fleet.add_agent()
+def test_rotate_key_with_the_agent_running(plain_fleet, tmp_path):
+    agent = plain_fleet.add_agent()
     old = (agent.state_dir / "key.pem").read_bytes()
     (tmp_path / "old.pem").write_bytes(old)
     done = subprocess.run(
@@ -170,16 +183,18 @@ def test_rotate_key_with_the_agent_running(fleet, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert (agent.state_dir / "key.pem").read_bytes() != old
-    fleet.wait_online([agent])
-    command = fleet.client.send_command(script="echo rotated", node_ids=[agent.node_id])
-    assert fleet.client.wait(command.id, timeout_s=60).status == "Success"
+    plain_fleet.wait_online([agent])
+    command = plain_fleet.client.send_command(script="echo rotated", node_ids=[agent.node_id])
+    assert plain_fleet.client.wait(command.id, timeout_s=60).status == "Success"
     agent.stop()
-    assert _try_hello(fleet, agent, key_path=tmp_path / "old.pem") == protocol.CLOSE_AUTH_FAILED
-    assert isinstance(_try_hello(fleet, agent), protocol.Welcome)
+    assert (
+        _try_hello(plain_fleet, agent, key_path=tmp_path / "old.pem") == protocol.CLOSE_AUTH_FAILED
+    )
+    assert isinstance(_try_hello(plain_fleet, agent), protocol.Welcome)
 
 
-def test_rotate_key_with_no_agent_running(fleet):
-    [agent] = fleet.add_agents(1, start=False)
+def test_rotate_key_with_no_agent_running(plain_fleet):
+    [agent] = plain_fleet.add_agents(1, start=False)
     old = (agent.state_dir / "key.pem").read_bytes()
     done = subprocess.run(
         [sys.executable, "-m", "fleetrun.agent", "rotate-key", "--state-dir", str(agent.state_dir)],
@@ -191,11 +206,11 @@ def test_rotate_key_with_no_agent_running(fleet):
     assert "old key no longer works" in done.stdout
     assert (agent.state_dir / "key.pem").read_bytes() != old
     agent.start()
-    fleet.wait_online([agent])
+    plain_fleet.wait_online([agent])
 
 
-def test_one_agent_per_state_directory(fleet):
-    agent = fleet.add_agent()
+def test_one_agent_per_state_directory(plain_fleet):
+    agent = plain_fleet.add_agent()
     second = subprocess.run(
         [sys.executable, "-m", "fleetrun.agent", "run", "--state-dir", str(agent.state_dir)],
         capture_output=True,
@@ -203,4 +218,4 @@ def test_one_agent_per_state_directory(fleet):
         timeout=60,
     )
     assert second.returncode == 1 and "Another fleetrun-agent is running" in second.stderr
-    wait_for(lambda: fleet.ping_status(agent) == "Online", what="the first agent unharmed")
+    wait_for(lambda: plain_fleet.ping_status(agent) == "Online", what="the first agent unharmed")

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+import pytest
 from websockets.asyncio.client import connect
 
 from fleetrun import __version__
@@ -21,22 +22,33 @@ from fleetrun.core import protocol
 from tests.harness import Fleet, wait_for
 
 
+@pytest.fixture(scope="module")
+def versions_fleet(tmp_path_factory):
+    """One server for the module: each test reads, or enrolls a node of its own and looks
+    only at that node's records."""
+    f = Fleet(tmp_path_factory.mktemp("versions")).start()
+    try:
+        yield f
+    finally:
+        f.close()
+
+
 def _json(*argv: str) -> dict:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
-def test_the_cli_reports_its_own_and_the_servers_versions_and_protocols(fleet: Fleet):
+def test_the_cli_reports_its_own_and_the_servers_versions_and_protocols(versions_fleet: Fleet):
     data = _json(
-        sys.executable, "-m", "fleetrun", "version", "--json", "--server", fleet.server.url
+        sys.executable, "-m", "fleetrun", "version", "--json", "--server", versions_fleet.server.url
     )
     assert data == {
         "cli": __version__,
         "protocol": protocol.PROTOCOL_VERSION,
         "min_protocol": protocol.MIN_PROTOCOL_VERSION,
         "server": {
-            "url": fleet.server.url,
+            "url": versions_fleet.server.url,
             "version": __version__,
             "protocol": protocol.PROTOCOL_VERSION,
             "min_protocol": protocol.MIN_PROTOCOL_VERSION,
@@ -59,14 +71,18 @@ def test_without_a_server_the_cli_still_reports_its_own_version():
 
 
 def test_the_agent_reports_its_version_and_protocol_to_the_operator_and_the_server(
-    fleet: Fleet,
+    versions_fleet: Fleet,
 ):
     data = _json(sys.executable, "-m", "fleetrun.agent", "version", "--json")
     assert data == {"agent": __version__, "protocol": protocol.PROTOCOL_VERSION}
-    agent = fleet.add_agent()
-    assert fleet.client.get_node(agent.node_id).agent_version == __version__
+    agent = versions_fleet.add_agent()
+    assert versions_fleet.client.get_node(agent.node_id).agent_version == __version__
     [connect_record] = wait_for(
-        lambda: fleet.client.list_audit_records(action="agent:Connect"),
+        lambda: [
+            r
+            for r in versions_fleet.client.list_audit_records(action="agent:Connect", limit=1000)
+            if r.resource == f"frn:fleetrun:node/{agent.node_id}"
+        ],
         what="the agent's connection on record",
     )
     assert connect_record.detail["agent_version"] == __version__
@@ -94,8 +110,10 @@ async def _hello_with_protocol(state: StateDir, version: int) -> tuple[int | Non
         return ws.close_code, ws.close_reason
 
 
-def test_an_agent_older_than_the_oldest_protocol_is_refused_with_a_reason(fleet: Fleet):
-    agent = fleet.add_agent(start=False)
+def test_an_agent_older_than_the_oldest_protocol_is_refused_with_a_reason(
+    versions_fleet: Fleet,
+):
+    agent = versions_fleet.add_agent(start=False)
     old = protocol.MIN_PROTOCOL_VERSION - 1
     code, reason = asyncio.run(_hello_with_protocol(StateDir(agent.state_dir), old))
     assert code == protocol.CLOSE_PROTOCOL_TOO_OLD
@@ -106,8 +124,8 @@ def test_an_agent_older_than_the_oldest_protocol_is_refused_with_a_reason(fleet:
     [denied] = wait_for(
         lambda: [
             r
-            for r in fleet.client.list_audit_records(action="agent:Connect")
-            if r.decision == "deny"
+            for r in versions_fleet.client.list_audit_records(action="agent:Connect", limit=1000)
+            if r.decision == "deny" and r.resource == f"frn:fleetrun:node/{agent.node_id}"
         ],
         what="the refusal on record",
     )
@@ -119,7 +137,7 @@ def test_an_agent_older_than_the_oldest_protocol_is_refused_with_a_reason(fleet:
     assert reason.startswith("agent protocol -10000000000 is older") and len(reason) <= 123
     # the node itself is not harmed: the current agent connects
     agent.start()
-    fleet.wait_online([agent])
+    versions_fleet.wait_online([agent])
 
 
 def test_a_server_that_does_not_say_its_version_is_called_older(tmp_path):
