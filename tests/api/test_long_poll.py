@@ -40,9 +40,7 @@ def test_until_done_answers_at_the_end_and_by_default_at_the_first_change(app):
             poller.start()
         time.sleep(0.3)  # both are waiting before anything moves
         session.send(protocol.Ack(invocation_id=iid, accepted=True))
-        session.send(
-            protocol.State(invocation_id=iid, seq=1, status=InvocationStatus.IN_PROGRESS)
-        )
+        session.send(protocol.State(invocation_id=iid, seq=1, status=InvocationStatus.IN_PROGRESS))
         pollers[0].join(10)
         assert on_change["response"].status_code == 200
         assert on_change["response"].json()["status"] == "InProgress"
@@ -96,9 +94,7 @@ def test_the_sdk_wait_asks_once_for_the_end(app):
         waiter.start()
         time.sleep(0.3)
         session.send(protocol.Ack(invocation_id=iid, accepted=True))
-        session.send(
-            protocol.State(invocation_id=iid, seq=1, status=InvocationStatus.IN_PROGRESS)
-        )
+        session.send(protocol.State(invocation_id=iid, seq=1, status=InvocationStatus.IN_PROGRESS))
         time.sleep(0.5)
         assert waiter.is_alive()
         now = time.time()
