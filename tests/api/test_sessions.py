@@ -7,6 +7,7 @@ import contextlib
 import threading
 import time
 
+import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from fleetrun.core import protocol
@@ -103,3 +104,39 @@ def test_nothing_reaches_an_agent_before_its_welcome(app):
     finally:
         waker.join()
         blocker.join()
+
+
+def test_an_answered_invoke_is_not_sent_again_while_its_answer_waits_to_be_stored(app):
+    """Under a burst the agents' acks can wait in the gateway's inbox longer than the
+    resend interval; an invoke already answered used to be sent again then (thousands
+    of duplicates at 5,000 nodes). Here the ack's write is held back (SQLite's one
+    writer) while the resend interval passes: no second invoke."""
+    if app.db.kind != "sqlite":
+        pytest.skip("holds SQLite's single writer; PostgreSQL stores the ack beside it")
+    [node] = app.enrol(1)
+    command = app.client.send_command(script="true", node_ids=[node.node_id])
+    db = app.http.app.state.fleet.db
+    held, release = threading.Event(), threading.Event()
+
+    def hold(tx):
+        held.set()
+        release.wait(20)
+
+    with app.connect(node) as session:
+        invoke = session.next_invoke()
+        blocker = threading.Thread(target=app.http.portal.call, args=(db.write, hold))
+        blocker.start()
+        try:
+            assert held.wait(10)
+            session.send(protocol.Ack(invocation_id=invoke.invocation_id, accepted=True))
+            time.sleep(0.3)  # in the inbox; its write waits behind the held one
+            app.advance(app.settings.invoke_resend_s + 1)  # a full pass; a resend is due
+            with pytest.raises(AssertionError, match="no frame"):
+                session.next_invoke(timeout_s=2)
+        finally:
+            release.set()
+            blocker.join()
+        wait_for(
+            lambda: app.client.get_invocation(command.id, node.node_id).status == "InProgress",
+            what="the ack to be stored",
+        )

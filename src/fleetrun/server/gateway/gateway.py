@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import math
 import secrets
 import time
 from functools import partial
@@ -233,6 +234,11 @@ class Gateway:
                         partial(_set_local_config, session.node_id, frame.local_config)
                     )
                 elif frame is not None:
+                    if isinstance(frame, protocol.Ack):
+                        # Answered: never sent again while the answer waits to be
+                        # stored (under a burst that can take longer than the resend
+                        # interval); stored, it is forgotten below.
+                        session.sent_invokes[frame.invocation_id] = math.inf
                     self._inbox.put_nowait((session, frame))
         except TimeoutError:
             log.info("node %s missed its heartbeats: session closed", session.node_id)
