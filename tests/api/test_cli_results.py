@@ -154,6 +154,57 @@ def test_send_wait_json(fleet):
     assert data["invocations"][0]["stdout"] == "j\n"
 
 
+def test_every_read_command_speaks_json(fleet):
+    sent = json.loads(fleet.cli("send", "--all", "--script", "echo x", "--json").stdout)
+    command_id = sent["id"]
+    node_id = fleet.nodes[0].node_id
+    for session in fleet.sessions:
+        answer(session, [b"x\n"], command_id=command_id)
+    with running(fleet, "send", "--all", "--script", "true", "--wait"):
+        for session in fleet.sessions:
+            answer(session)
+    fleet.client.wait(command_id, timeout_s=30)
+    for args in (
+        ["nodes", "list"],
+        ["nodes", "show", node_id],
+        ["commands", "list"],
+        ["commands", "show", command_id],
+        ["invocations", "list", "--command", command_id],
+        ["invocations", "show", command_id, node_id],
+        ["activations", "list"],
+    ):
+        done = fleet.cli(*args, "--json")
+        assert done.returncode == 0, (args, done.stderr)
+        json.loads(done.stdout)
+    shown = json.loads(fleet.cli("invocations", "show", command_id, node_id, "--json").stdout)
+    assert shown["stdout"] == "x\n"
+
+
+def test_tables_and_blocks_read_well(fleet):
+    nodes = fleet.cli("nodes", "list")
+    assert nodes.returncode == 0
+    header = nodes.stdout.splitlines()[0]
+    assert header.split()[:3] == ["ID", "NAME", "STATUS"]
+    assert all(n.node_id in nodes.stdout for n in fleet.nodes)
+    shown = fleet.cli("nodes", "show", fleet.nodes[0].node_id)
+    assert "Status" in shown.stdout and "Online" in shown.stdout and "env=test" in shown.stdout
+
+
+def test_invocations_show_prints_the_end_or_with_full_all_of_the_output(fleet):
+    node = fleet.nodes[0].node_id
+    command = fleet.client.send_command(script="seq 1 20000", node_ids=[node])
+    numbers = "".join(f"{i}\n" for i in range(1, 20001))
+    answer(fleet.sessions[0], [numbers.encode()], command_id=command.id)
+    fleet.client.wait(command.id, timeout_s=30)
+    short = fleet.cli("invocations", "show", command.id, node)
+    assert short.returncode == 0
+    assert numbers[-24_000:] in short.stdout and numbers not in short.stdout
+    assert "add --full" in short.stderr
+    full = fleet.cli("invocations", "show", command.id, node, "--full")
+    assert full.returncode == 0
+    assert numbers in full.stdout  # beyond the 24,000-character inline tail
+
+
 def test_access_denied_on_a_node_fails_the_wait_and_is_listed_by_node(fleet):
     """The server counts AccessDenied as not attempted (the command is a Success on
     the nodes it could touch); the operator who waited is told it did not run

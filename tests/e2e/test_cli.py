@@ -27,54 +27,6 @@ def cli(fleet, *args, env=None, token=True):
     )
 
 
-def test_every_read_command_speaks_json(shared_fleet):
-    sent = json.loads(cli(shared_fleet, "send", "--all", "--script", "echo x", "--json").stdout)
-    command_id = sent["id"]
-    node_id = shared_fleet.agents[0].node_id
-    cli(shared_fleet, "send", "--all", "--script", "true", "--wait")  # let the first one finish too
-    shared_fleet.client.wait(command_id, timeout_s=30)
-    for args in (
-        ["nodes", "list"],
-        ["nodes", "show", node_id],
-        ["commands", "list"],
-        ["commands", "show", command_id],
-        ["invocations", "list", "--command", command_id],
-        ["invocations", "show", command_id, node_id],
-        ["activations", "list"],
-    ):
-        done = cli(shared_fleet, *args, "--json")
-        assert done.returncode == 0, (args, done.stderr)
-        json.loads(done.stdout)
-    shown = json.loads(
-        cli(shared_fleet, "invocations", "show", command_id, node_id, "--json").stdout
-    )
-    assert shown["stdout"] == "x\n"
-
-
-def test_tables_and_blocks_read_well(shared_fleet):
-    nodes = cli(shared_fleet, "nodes", "list")
-    assert nodes.returncode == 0
-    header = nodes.stdout.splitlines()[0]
-    assert header.split()[:3] == ["ID", "NAME", "STATUS"]
-    assert all(a.node_id in nodes.stdout for a in shared_fleet.agents)
-    shown = cli(shared_fleet, "nodes", "show", shared_fleet.agents[0].node_id)
-    assert "Status" in shown.stdout and "Online" in shown.stdout and "env=test" in shown.stdout
-
-
-def test_invocations_show_prints_the_end_or_with_full_all_of_the_output(shared_fleet):
-    node = shared_fleet.agents[0].node_id
-    command = shared_fleet.client.send_command(script="seq 1 20000", node_ids=[node])
-    shared_fleet.client.wait(command.id, timeout_s=30)
-    numbers = "".join(f"{i}\n" for i in range(1, 20001))
-    short = cli(shared_fleet, "invocations", "show", command.id, node)
-    assert short.returncode == 0
-    assert numbers[-24_000:] in short.stdout and numbers not in short.stdout
-    assert "add --full" in short.stderr
-    full = cli(shared_fleet, "invocations", "show", command.id, node, "--full")
-    assert full.returncode == 0
-    assert numbers in full.stdout  # beyond the 24,000-character inline tail
-
-
 def test_a_document_sent_from_the_command_line_gets_its_parameters_and_arguments(
     shared_fleet, tmp_path
 ):
