@@ -205,6 +205,35 @@ def test_invocations_show_prints_the_end_or_with_full_all_of_the_output(fleet):
     assert numbers in full.stdout  # beyond the 24,000-character inline tail
 
 
+def test_cancel_and_filtered_listings_from_the_command_line(fleet):
+    node, session = fleet.nodes[2].node_id, fleet.sessions[2]
+    sent = json.loads(fleet.cli("send", "--node", node, "--script", "sleep 120", "--json").stdout)
+    iid = start(session, sent["id"])  # it runs
+    cancelled = fleet.cli("commands", "cancel", sent["id"])
+    assert cancelled.returncode == 0 and "Cancel requested" in cancelled.stdout
+    while not isinstance(frame := session.next(), protocol.Cancel):
+        pass
+    assert frame.invocation_id == iid
+    session.send(  # the agent ends the run it was told to cancel
+        protocol.State(
+            invocation_id=iid,
+            seq=2,
+            status=InvocationStatus.CANCELLED,
+            detail=StatusDetail.CANCELLED,
+            ended_at=time.time(),
+        )
+    )
+    assert fleet.client.wait(sent["id"], timeout_s=60).status == "Cancelled"
+    listed = json.loads(fleet.cli("commands", "list", "--status", "Cancelled", "--json").stdout)
+    assert sent["id"] in [c["id"] for c in listed]  # a list is an array of its items
+    mine = json.loads(
+        fleet.cli("invocations", "list", "--node", node, "--since", "1h", "--json").stdout
+    )
+    assert all(i["node_id"] == node for i in mine) and mine
+    bad = fleet.cli("commands", "list", "--since", "yesterday-ish")
+    assert bad.returncode == 2 and "is not a time" in bad.stderr
+
+
 def test_access_denied_on_a_node_fails_the_wait_and_is_listed_by_node(fleet):
     """The server counts AccessDenied as not attempted (the command is a Success on
     the nodes it could touch); the operator who waited is told it did not run

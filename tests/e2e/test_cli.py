@@ -1,13 +1,31 @@
-"""The `fleetrun` command line as a process, where agents run what it sends: waiting for
-results, output shown, cancel. (Argument handling, rendering and errors are in
+"""The `fleetrun` command line where the process boundary is the point: a real agent
+running the script a document makes from the parameters and arguments given on the
+command line, and the CLI process taking its local time zone from its environment.
+(What the CLI prints and how it exits for the results the server holds is in
+tests/api/test_cli_results.py; argument handling, rendering and errors in
 tests/api/test_cli.py.)"""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tests.harness import Fleet
+
+
+@pytest.fixture(scope="module")
+def cli_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """One server with one agent (env=test): all these tests need."""
+    f = Fleet(tmp_path_factory.mktemp("cli")).start()
+    try:
+        f.add_agents(1, tags={"env": "test"}, prefix="web")
+        yield f
+    finally:
+        f.close()
 
 
 def cli(fleet, *args, env=None, token=True):
@@ -28,7 +46,7 @@ def cli(fleet, *args, env=None, token=True):
 
 
 def test_a_document_sent_from_the_command_line_gets_its_parameters_and_arguments(
-    shared_fleet, tmp_path
+    cli_fleet, tmp_path
 ):
     doc = tmp_path / "doc.yaml"
     doc.write_text(
@@ -36,13 +54,13 @@ def test_a_document_sent_from_the_command_line_gets_its_parameters_and_arguments
         "parameters: {words: {type: StringList}}\n"
         'mainSteps: [{name: say, action: runShellScript, inputs: {runCommand: \'echo "$words" "$@"\'}}]\n'
     )
-    made = cli(shared_fleet, "documents", "create", "cli-doc", "--file", str(doc), "--json")
+    made = cli(cli_fleet, "documents", "create", "cli-doc", "--file", str(doc), "--json")
     assert made.returncode == 0, made.stderr
     sent = cli(
-        shared_fleet,
+        cli_fleet,
         "send",
         "--node",
-        shared_fleet.agents[0].node_id,
+        cli_fleet.agents[0].node_id,
         "--document",
         "cli-doc:1",
         "--param",
@@ -57,32 +75,11 @@ def test_a_document_sent_from_the_command_line_gets_its_parameters_and_arguments
     assert "a b\nc x y" in sent.stdout
 
 
-def test_cancel_and_filtered_listings_from_the_command_line(shared_fleet):
-    node = shared_fleet.agents[2].node_id
-    sent = json.loads(
-        cli(shared_fleet, "send", "--node", node, "--script", "sleep 120", "--json").stdout
-    )
-    shared_fleet.client.wait(sent["id"], timeout_s=5)
-    cancelled = cli(shared_fleet, "commands", "cancel", sent["id"])
-    assert cancelled.returncode == 0 and "Cancel requested" in cancelled.stdout
-    assert shared_fleet.client.wait(sent["id"], timeout_s=60).status == "Cancelled"
-    listed = json.loads(
-        cli(shared_fleet, "commands", "list", "--status", "Cancelled", "--json").stdout
-    )
-    assert sent["id"] in [c["id"] for c in listed]  # a list is an array of its items
-    mine = json.loads(
-        cli(shared_fleet, "invocations", "list", "--node", node, "--since", "1h", "--json").stdout
-    )
-    assert all(i["node_id"] == node for i in mine) and mine
-    bad = cli(shared_fleet, "commands", "list", "--since", "yesterday-ish")
-    assert bad.returncode == 2 and "is not a time" in bad.stderr
-
-
-def test_times_carry_their_zone_local_by_default_or_utc(shared_fleet):
-    node = shared_fleet.agents[0].node_id
-    local = cli(shared_fleet, "nodes", "show", node, env={"TZ": "Asia/Tokyo"})
+def test_times_carry_their_zone_local_by_default_or_utc(cli_fleet):
+    node = cli_fleet.agents[0].node_id
+    local = cli(cli_fleet, "nodes", "show", node, env={"TZ": "Asia/Tokyo"})
     registered = next(x for x in local.stdout.splitlines() if x.startswith("Registered"))
     assert registered.endswith(" JST"), registered
-    utc = cli(shared_fleet, "nodes", "show", node, "--utc", env={"TZ": "Asia/Tokyo"})
+    utc = cli(cli_fleet, "nodes", "show", node, "--utc", env={"TZ": "Asia/Tokyo"})
     registered = next(x for x in utc.stdout.splitlines() if x.startswith("Registered"))
     assert registered.endswith(" UTC"), registered
