@@ -389,10 +389,22 @@ def run_cli(
     return CliResult(code, out.getvalue(), err.getvalue())
 
 
+class _Captured(io.TextIOWrapper):
+    """Captured output with the `buffer` of bytes a real stdout has (`invocations show
+    --full` writes the stored bytes to it as they are)."""
+
+    def __init__(self) -> None:
+        super().__init__(io.BytesIO(), encoding="utf-8", newline="\n", write_through=True)
+
+    def getvalue(self) -> str:
+        self.flush()
+        raw = self.buffer
+        assert isinstance(raw, io.BytesIO)
+        return raw.getvalue().decode("utf-8", errors="replace")
+
+
 @contextlib.contextmanager
-def _captured(
-    env: Mapping[str, str], input: str | None
-) -> Iterator[tuple[io.StringIO, io.StringIO]]:
+def _captured(env: Mapping[str, str], input: str | None) -> Iterator[tuple[_Captured, _Captured]]:
     """Run with these environment variables, standard input and captured output (the
     CLI's rich consoles write to whatever sys.stdout/sys.stderr are at print time)."""
     import sys
@@ -403,7 +415,7 @@ def _captured(
     for key in unset:
         os.environ.pop(key, None)
     os.environ.update(env)
-    out, err = io.StringIO(), io.StringIO()
+    out, err = _Captured(), _Captured()
     saved = sys.stdin, sys.stdout, sys.stderr
     sys.stdin = io.StringIO(input or "")
     sys.stdout, sys.stderr = out, err

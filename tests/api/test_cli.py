@@ -98,7 +98,7 @@ DOC = (
 
 def test_groups_and_rate_control_from_the_command_line(app):
     """The group is made from a tag, the rate controls are resolved against its size and
-    shown. (Waiting for a command to finish is tests/e2e/test_cli.py.)"""
+    shown. (Waiting for a command to finish is tests/api/test_cli_results.py.)"""
     app.enrol(2, tags={"role": "web"}, prefix="web")
     app.enrol(1, tags={"role": "db"}, prefix="db")
     made = app.cli("groups", "create", "cli-webs", "--tag", "role=web")
