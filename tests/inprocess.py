@@ -49,7 +49,7 @@ from tests.harness import TestDatabase
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient
+    from starlette.testclient import TestClient, _TestClientTransport
 
 BASE_URL = "http://127.0.0.1"  # loopback: the SDK sends a token over plain http only there
 
@@ -280,7 +280,8 @@ class App:
 
     def advance(self, seconds: float) -> None:
         """Let `seconds` pass on the server's clock, and have the dispatcher and the
-        outbox look at once (as their next pass would) rather than after their interval."""
+        outbox look at once (as their next pass would) rather than after their interval;
+        so does the audit log's sweep of unauthenticated failure windows."""
         assert self.http is not None, "start() the app first"
         self.clock.advance(seconds)
         state = self.http.app.state.fleet  # type: ignore[attr-defined]
@@ -288,6 +289,7 @@ class App:
         def wake() -> None:  # on the app's event loop
             state.dispatcher.wake()
             state.outbox.wake()
+            state.audit.close_windows()  # failure windows that have ended are summed up
 
         self.http.portal.call(wake)
 
@@ -301,6 +303,20 @@ class App:
         client = Client(BASE_URL, token, http=self.http)
         self._clients.append(client)
         return client
+
+    def http_from(self, address: str) -> httpx.Client:
+        """A plain `httpx.Client` to this app whose requests come from `address` (the
+        others come from 127.0.0.1); the caller closes it."""
+        assert self.http is not None, "start() the app first"
+        transport = _TestClientTransport(
+            self.http.app,
+            portal_factory=self.http._portal_factory,
+            raise_server_exceptions=False,
+            root_path="",
+            app_state=self.http.app_state,
+            client=(address, 50000),
+        )
+        return httpx.Client(transport=transport, base_url=BASE_URL)
 
     def async_http(self) -> httpx.AsyncClient:
         """An `httpx.AsyncClient` to this app (for `AsyncClient(..., http=...)`); the

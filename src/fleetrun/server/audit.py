@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -101,9 +102,16 @@ class _Failures:
 
 
 class AuditLog:
-    def __init__(self, db: Database, *, failure_window_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        failure_window_s: float = 60.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.db = db
         self.failure_window_s = failure_window_s
+        self._monotonic = monotonic  # the server's clock: windows end when it says so
         self._failures: dict[str, _Failures] = {}  # source address -> its current window
         self._sweeper: asyncio.Task[None] | None = None
         self._pending: deque[AuditEntry] = deque()
@@ -143,7 +151,7 @@ class AuditLog:
     def unauthenticated(self, entry: AuditEntry, now: float | None = None) -> None:
         """A request refused with nobody authenticated: recorded if it is the first
         from its address in the window, else only counted for the window's summary."""
-        now = time.monotonic() if now is None else now
+        now = self._monotonic() if now is None else now
         source = entry.source_ip or "-"
         with self._lock:
             window = self._failures.get(source)
@@ -162,7 +170,7 @@ class AuditLog:
 
     def close_windows(self, now: float | None = None, *, every: bool = False) -> None:
         """Write the summary of each window that has ended (of every one: at shutdown)."""
-        now = time.monotonic() if now is None else now
+        now = self._monotonic() if now is None else now
         with self._lock:
             ended = {
                 source: window

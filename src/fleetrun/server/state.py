@@ -54,7 +54,11 @@ class ServerState:
         self.destinations = policy_for(self.settings.allow_destination_cidrs, self.settings.host)
         self.secrets = SecretBox.load(self.settings.secret_key, self.settings.secret_key_path)
         self.outbox = Outbox(self)
-        self.audit = AuditLog(self.db, failure_window_s=self.settings.audit_failure_window_s)
+        self.audit = AuditLog(
+            self.db,
+            failure_window_s=self.settings.audit_failure_window_s,
+            monotonic=self.clock.monotonic,
+        )
         self.throttle = TokenBuckets(self.settings.rate_limit_per_s, self.settings.rate_limit_burst)
         self.unauthenticated = TokenBuckets(
             self.settings.unauthenticated_rate_per_s, self.settings.unauthenticated_burst

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -85,18 +84,18 @@ async def authenticate(request: Request) -> Caller:
     source = request.client.host if request.client else "-"
     # An address that has failed too often is turned away before its token is even
     # looked at: a 429 after the lookup would tell a guesser which token was right.
-    _hold_back(state, source, state.unauthenticated.wait_s(source, time.monotonic()))
+    _hold_back(state, source, state.unauthenticated.wait_s(source, state.clock.monotonic()))
     token = bearer(request)
     at = state.clock.now()
     identity = await _identify(state, token, at) if token is not None else None
     if identity is None:
-        _hold_back(state, source, state.unauthenticated.take(source, time.monotonic()))
+        _hold_back(state, source, state.unauthenticated.take(source, state.clock.monotonic()))
         raise AuthenticationError(MISSING_CREDENTIALS if token is None else WRONG_CREDENTIALS)
     logs.bind(principal=identity.principal)
     entry = audit_entry(request)
     if entry is not None:
         entry.principal = identity.principal
-    now = time.monotonic()
+    now = state.clock.monotonic()
     state.audit.token_used(identity.token_id, now)
     wait_s = state.throttle.take(identity.principal, now)
     if wait_s is not None:
