@@ -114,7 +114,12 @@ def test_status_of_an_agent_that_is_not_running_exits_3(agent, state):
     assert data["state"] == "not running" and data["running"] is False
     assert data["connected"] is False and data["session_id"] is None
     code, out, _ = agent("--state-dir", str(state), "status")
-    assert code == 3 and "state: not running" in out and "node_id: n-0123456789abcdef0" in out
+    assert (
+        code == 3
+        and "state: not running" in out
+        and "running: no" in out
+        and "node_id: n-0123456789abcdef0" in out
+    )
 
 
 def test_status_while_the_agent_starts_is_disconnected_and_not_the_old_file(agent, state):

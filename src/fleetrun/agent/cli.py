@@ -218,8 +218,13 @@ def status_command(opts: Options) -> int:
     if now.record is not None:
         data["server"] = now.record.server  # the URL the running agent talks to
     shown = {k: v for k, v in data.items() if v is not None}
-    opts.print(data, "\n".join(f"{k}: {v}" for k, v in shown.items()))
+    opts.print(data, "\n".join(f"{k}: {_said(v)}" for k, v in shown.items()))
     return now.exit_code
+
+
+def _said(value: object) -> object:
+    """A value as the text output says it: yes/no, not Python's True/False."""
+    return ("yes" if value else "no") if isinstance(value, bool) else value
 
 
 def _containment(node_id: str, pid: int | None) -> dict[str, str]:
