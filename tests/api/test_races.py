@@ -11,6 +11,7 @@ from fleetrun.core.lifecycle import Happening
 from fleetrun.server.db import Tx
 from fleetrun.server.engine import moves
 from fleetrun.server.store.tables import Invocation
+from tests.harness import wait_for
 
 
 def _invocation(session: Session, command_id: str) -> Invocation:
@@ -27,6 +28,13 @@ def test_a_move_decided_on_a_stale_read_runs_again_and_keeps_the_cancel(app):
     its read) overwrote Cancelled, and the agent ran what had been cancelled."""
     [node] = app.enrol()
     command = app.client.send_command(script="true", node_ids=[node.node_id])
+    # Settled first: the dispatcher marks the offline node's invocation Delayed, and a
+    # move of its own between the two below would make the cancel, not the accept, run
+    # on a stale read (PostgreSQL runs writers side by side).
+    wait_for(
+        lambda: app.client.get_invocation(command.id, node.node_id).status == "Delayed",
+        what="the invocation to wait for its offline node",
+    )
     db = app.http.app.state.fleet.db
     seen: list[str] = []
 
@@ -40,7 +48,7 @@ def test_a_move_decided_on_a_stale_read_runs_again_and_keeps_the_cancel(app):
         return moved.status.value if moved else None
 
     assert app.http.portal.call(db.write, accept) is None  # the second run saw the cancel
-    assert seen[0] in ("Pending", "Delayed")
+    assert seen[0] == "Delayed"
     assert seen[1:] == ["Cancelled"]
     assert app.client.get_invocation(command.id, node.node_id).status == "Cancelled"
     retries = db.metrics.registry.get_sample_value(
