@@ -80,10 +80,14 @@ def test_a_role_changed_or_a_principal_deleted_counts_on_the_next_request(app):
 
 def test_a_token_that_expires_is_refused_from_its_expiry(app):
     _lister(app, "brief")
-    client = app.client_for(app.client.create_token("brief", expires_in_s=60).token)
+    created = app.client.create_token("brief", expires_in_s=60)
+    client = app.client_for(created.token)
+    [token] = [t for t in app.client.list_tokens("brief") if t.id == created.id]
     client.list_nodes()
     client.list_nodes()
-    app.advance(59)  # still valid; past the time to live, so looked up and remembered again
+    # To a second before the expiry, by the server's clock (real time passes too):
+    # past the time to live, so looked up and remembered again.
+    app.advance((token.expires_at - app.clock.now()).total_seconds() - 1.0)
     client.list_nodes()
     assert TTL_S > 1.5
     app.advance(1.5)  # past the expiry, not past the time to live
