@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from fleetrun.core import protocol
+from fleetrun.core.statuses import InvocationStatus, StatusDetail, StepStatus
 from fleetrun.sdk import Client
 from fleetrun.server.app import create_app
 from fleetrun.server.db import Database
@@ -51,6 +52,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient, _TestClientTransport
 
+OUTPUT_CHUNK = 64 * 1024  # bytes of output per frame, as the agent sends them
 BASE_URL = "http://127.0.0.1"  # loopback: the SDK sends a token over plain http only there
 
 
@@ -152,6 +154,66 @@ class NodeSession:
             frame = self.next(max(0.01, deadline - time.monotonic()))
             if isinstance(frame, protocol.Invoke):
                 return frame
+
+    def start(self, command_id: str | None = None) -> str:
+        """Take the next invoke and start it as an agent does (ack, InProgress); its
+        invocation id."""
+        invoke = self.next_invoke()
+        if command_id is not None:
+            assert invoke.command_id == command_id
+        iid = invoke.invocation_id
+        self.send(protocol.Ack(invocation_id=iid, accepted=True))
+        self.send(protocol.State(invocation_id=iid, seq=1, status=InvocationStatus.IN_PROGRESS))
+        return iid
+
+    def finish(self, iid: str, seq: int, exit_code: int, started_at: float) -> None:
+        """End a started invocation as the agent does: Success for 0, Failed otherwise."""
+        ok = exit_code == 0
+        self.send(
+            protocol.State(
+                invocation_id=iid,
+                seq=seq,
+                status=InvocationStatus.SUCCESS if ok else InvocationStatus.FAILED,
+                detail=StatusDetail.SUCCESS if ok else StatusDetail.FAILED,
+                exit_code=exit_code,
+                started_at=started_at,
+                ended_at=time.time(),
+            )
+        )
+
+    def answer(
+        self,
+        outputs: Sequence[bytes] = (b"",),
+        exit_code: int = 0,
+        command_id: str | None = None,
+    ) -> None:
+        """Speak for the node as an agent does for a run of len(outputs) steps, step i
+        writing outputs[i] to stdout in the agent's chunks: every step but the last exits
+        0, the last `exit_code`."""
+        iid = self.start(command_id)
+        seq, started = 1, time.time()
+        for index, output in enumerate(outputs):
+            code = exit_code if index == len(outputs) - 1 else 0
+            seq += 1
+            self.send(
+                protocol.State(
+                    invocation_id=iid, seq=seq, step=index, status=StepStatus.IN_PROGRESS
+                )
+            )
+            for at in range(0, len(output), OUTPUT_CHUNK):
+                seq += 1
+                data = protocol.encode(output[at : at + OUTPUT_CHUNK])
+                self.send(
+                    protocol.Output(
+                        invocation_id=iid, seq=seq, step=index, stream="stdout", data=data
+                    )
+                )
+            seq += 1
+            step = StepStatus.SUCCESS if code == 0 else StepStatus.FAILED
+            self.send(
+                protocol.State(invocation_id=iid, seq=seq, step=index, status=step, exit_code=code)
+            )
+        self.finish(iid, seq + 1, exit_code, started)
 
 
 class AppTransport(httpx.AsyncBaseTransport):

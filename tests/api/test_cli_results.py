@@ -12,15 +12,13 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 
 from fleetrun.core import protocol
-from fleetrun.core.statuses import InvocationStatus, StatusDetail, StepStatus
+from fleetrun.core.statuses import InvocationStatus, StatusDetail
 from tests.inprocess import App, CliResult, Node, NodeSession
-
-CHUNK = 64 * 1024  # bytes of output per frame, as the agent sends them
 
 
 class Fleet:
@@ -46,60 +44,6 @@ def fleet(app: App) -> Iterator[Fleet]:
         yield Fleet(app, nodes, sessions)
 
 
-def start(session: NodeSession, command_id: str | None = None) -> str:
-    """Take the next invoke and start it as an agent does; its invocation id."""
-    invoke = session.next_invoke()
-    if command_id is not None:
-        assert invoke.command_id == command_id
-    iid = invoke.invocation_id
-    session.send(protocol.Ack(invocation_id=iid, accepted=True))
-    session.send(protocol.State(invocation_id=iid, seq=1, status=InvocationStatus.IN_PROGRESS))
-    return iid
-
-
-def answer(
-    session: NodeSession,
-    outputs: Sequence[bytes] = (b"",),
-    exit_code: int = 0,
-    command_id: str | None = None,
-) -> None:
-    """Speak for the node as an agent does for a run of len(outputs) steps, step i
-    writing outputs[i] to stdout: every step but the last exits 0, the last `exit_code`
-    (Success for 0, Failed otherwise)."""
-    iid = start(session, command_id)
-    seq, started = 1, time.time()
-    for index, output in enumerate(outputs):
-        last = index == len(outputs) - 1
-        code = exit_code if last else 0
-        seq += 1
-        session.send(
-            protocol.State(invocation_id=iid, seq=seq, step=index, status=StepStatus.IN_PROGRESS)
-        )
-        for at in range(0, len(output), CHUNK):
-            seq += 1
-            data = protocol.encode(output[at : at + CHUNK])
-            session.send(
-                protocol.Output(invocation_id=iid, seq=seq, step=index, stream="stdout", data=data)
-            )
-        seq += 1
-        step = StepStatus.SUCCESS if code == 0 else StepStatus.FAILED
-        session.send(
-            protocol.State(invocation_id=iid, seq=seq, step=index, status=step, exit_code=code)
-        )
-    ok = exit_code == 0
-    session.send(
-        protocol.State(
-            invocation_id=iid,
-            seq=seq + 1,
-            status=InvocationStatus.SUCCESS if ok else InvocationStatus.FAILED,
-            detail=StatusDetail.SUCCESS if ok else StatusDetail.FAILED,
-            exit_code=exit_code,
-            started_at=started,
-            ended_at=time.time(),
-        )
-    )
-
-
 @contextlib.contextmanager
 def running(fleet: Fleet, *args: str, **kw: object) -> Iterator[list[CliResult]]:
     """`fleetrun ARGS` in a thread of its own while the block answers for the nodes; the
@@ -121,7 +65,7 @@ def test_send_wait_prints_each_nodes_result_and_exits_zero_on_success(fleet):
         fleet, "send", "--tag", "role=web", "--script", "echo hi from $NODE", "--wait"
     ) as result:
         for node, session in zip(web, fleet.sessions, strict=False):
-            answer(session, [f"hi from {node.node_id}\n".encode()])
+            session.answer([f"hi from {node.node_id}\n".encode()])
     done = result[0]
     assert done.returncode == 0, done.stderr
     for node in web:
@@ -134,8 +78,8 @@ def test_send_wait_exits_non_zero_when_a_node_fails(fleet):
     db = fleet.nodes[2]
     with running(fleet, "send", "--all", "--script", "test $NODE != db", "--wait") as result:
         for session in fleet.sessions[:2]:
-            answer(session)
-        answer(fleet.sessions[2], exit_code=1)
+            session.answer()
+        fleet.sessions[2].answer(exit_code=1)
     done = result[0]
     assert done.returncode == 1
     assert "Failed · exit 1" in done.stdout
@@ -146,7 +90,7 @@ def test_send_wait_exits_non_zero_when_a_node_fails(fleet):
 def test_send_wait_json(fleet):
     node = fleet.nodes[0].node_id
     with running(fleet, "send", "--node", node, "--script", "echo j", "--wait", "--json") as result:
-        answer(fleet.sessions[0], [b"j\n"])
+        fleet.sessions[0].answer([b"j\n"])
     done = result[0]
     assert done.returncode == 0
     data = json.loads(done.stdout)
@@ -159,10 +103,10 @@ def test_every_read_command_speaks_json(fleet):
     command_id = sent["id"]
     node_id = fleet.nodes[0].node_id
     for session in fleet.sessions:
-        answer(session, [b"x\n"], command_id=command_id)
+        session.answer([b"x\n"], command_id=command_id)
     with running(fleet, "send", "--all", "--script", "true", "--wait"):
         for session in fleet.sessions:
-            answer(session)
+            session.answer()
     fleet.client.wait(command_id, timeout_s=30)
     for args in (
         ["nodes", "list"],
@@ -194,7 +138,7 @@ def test_invocations_show_prints_the_end_or_with_full_all_of_the_output(fleet):
     node = fleet.nodes[0].node_id
     command = fleet.client.send_command(script="seq 1 20000", node_ids=[node])
     numbers = "".join(f"{i}\n" for i in range(1, 20001))
-    answer(fleet.sessions[0], [numbers.encode()], command_id=command.id)
+    fleet.sessions[0].answer([numbers.encode()], command_id=command.id)
     fleet.client.wait(command.id, timeout_s=30)
     short = fleet.cli("invocations", "show", command.id, node)
     assert short.returncode == 0
@@ -208,7 +152,7 @@ def test_invocations_show_prints_the_end_or_with_full_all_of_the_output(fleet):
 def test_cancel_and_filtered_listings_from_the_command_line(fleet):
     node, session = fleet.nodes[2].node_id, fleet.sessions[2]
     sent = json.loads(fleet.cli("send", "--node", node, "--script", "sleep 120", "--json").stdout)
-    iid = start(session, sent["id"])  # it runs
+    iid = session.start(sent["id"])  # it runs
     cancelled = fleet.cli("commands", "cancel", sent["id"])
     assert cancelled.returncode == 0 and "Cancel requested" in cancelled.stdout
     while not isinstance(frame := session.next(), protocol.Cancel):
@@ -250,7 +194,7 @@ def test_access_denied_on_a_node_fails_the_wait_and_is_listed_by_node(fleet):
     token = admin.create_token("cli-web-operator").token
     with running(fleet, "send", "--all", "--script", "echo ran", "--wait", token=token) as result:
         for session in fleet.sessions[:2]:  # the db node is never sent it
-            answer(session, [b"ran\n"])
+            session.answer([b"ran\n"])
     done = result[0]
     db = fleet.nodes[2]
     assert done.returncode == 1, done.stdout + done.stderr
@@ -264,7 +208,7 @@ def test_access_denied_on_a_node_fails_the_wait_and_is_listed_by_node(fleet):
 def test_identical_results_are_shown_once_for_all_the_nodes_that_share_them(fleet):
     with running(fleet, "send", "--all", "--script", "echo same everywhere", "--wait") as result:
         for session in fleet.sessions:
-            answer(session, [b"same everywhere\n"])
+            session.answer([b"same everywhere\n"])
     done = result[0]
     assert done.returncode == 0, done.stderr
     names = ", ".join(n.name for n in fleet.nodes)
@@ -280,7 +224,7 @@ def test_only_failed_shows_the_output_of_the_nodes_that_did_not_succeed(fleet):
         fleet, "send", "--all", "--script", "echo; test", "--wait", "--only-failed"
     ) as result:
         for node, session in zip(fleet.nodes, fleet.sessions, strict=True):
-            answer(session, [f"out of {node.node_id}\n".encode()], int(node is db))
+            session.answer([f"out of {node.node_id}\n".encode()], int(node is db))
     done = result[0]
     assert done.returncode == 1
     assert f"out of {db.node_id}" in done.stdout
@@ -299,7 +243,7 @@ def test_a_multi_step_document_shows_each_steps_output_under_a_marker(fleet):
     with running(
         fleet, "send", "--node", node.name, "--document", "cli-two-steps", "--wait"
     ) as result:
-        answer(fleet.sessions[0], [b"prepared\n", b"applied\n"])
+        fleet.sessions[0].answer([b"prepared\n", b"applied\n"])
     done = result[0]
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

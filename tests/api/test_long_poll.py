@@ -9,7 +9,7 @@ import threading
 import time
 
 from fleetrun.core import protocol
-from fleetrun.core.statuses import InvocationStatus, StatusDetail
+from fleetrun.core.statuses import InvocationStatus
 from tests.harness import wait_for
 
 
@@ -46,18 +46,7 @@ def test_until_done_answers_at_the_end_and_by_default_at_the_first_change(app):
         assert on_change["response"].json()["status"] == "InProgress"
         time.sleep(0.5)  # a step on the way: the `until=done` waiter is still waiting
         assert pollers[1].is_alive() and not at_end
-        now = time.time()
-        session.send(
-            protocol.State(
-                invocation_id=iid,
-                seq=2,
-                status=InvocationStatus.SUCCESS,
-                detail=StatusDetail.SUCCESS,
-                exit_code=0,
-                started_at=now,
-                ended_at=now,
-            )
-        )
+        session.finish(iid, seq=2, exit_code=0, started_at=time.time())
         pollers[1].join(10)
     assert at_end["response"].status_code == 200, at_end["response"].text
     assert at_end["response"].json()["status"] == "Success"
@@ -97,17 +86,6 @@ def test_the_sdk_wait_asks_once_for_the_end(app):
         session.send(protocol.State(invocation_id=iid, seq=1, status=InvocationStatus.IN_PROGRESS))
         time.sleep(0.5)
         assert waiter.is_alive()
-        now = time.time()
-        session.send(
-            protocol.State(
-                invocation_id=iid,
-                seq=2,
-                status=InvocationStatus.FAILED,
-                detail=StatusDetail.FAILED,
-                exit_code=3,
-                started_at=now,
-                ended_at=now,
-            )
-        )
+        session.finish(iid, seq=2, exit_code=3, started_at=time.time())
         waiter.join(10)
     assert result["done"].status == "Failed"

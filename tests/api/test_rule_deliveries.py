@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 
 import pytest
 
-from fleetrun.core import protocol
-from fleetrun.core.statuses import InvocationStatus, StatusDetail, StepStatus
 from tests.e2e.receivers import WebhookReceiver
 from tests.harness import wait_for
-from tests.inprocess import App, Node, NodeSession
+from tests.inprocess import App, Node
 
 SECRET = "a-webhook-secret-of-some-length"
 SUCCESS = {
@@ -45,39 +42,11 @@ def _hook_rule(client, name, url, pattern=SUCCESS):
     )
 
 
-def _finish(app: App, session: NodeSession, command_id: str, exit_code: int) -> None:
-    """Speak for the node as an agent does for `exit CODE`: accept the invoke, run its
-    one step, and end with the step's exit code (Success for 0, Failed otherwise)."""
-    invoke = session.next_invoke()
-    assert invoke.command_id == command_id
-    iid, now = invoke.invocation_id, time.time()
-    ok = exit_code == 0
-    step = StepStatus.SUCCESS if ok else StepStatus.FAILED
-    status = InvocationStatus.SUCCESS if ok else InvocationStatus.FAILED
-    detail = StatusDetail.SUCCESS if ok else StatusDetail.FAILED
-    for frame in (
-        protocol.Ack(invocation_id=iid, accepted=True),
-        protocol.State(invocation_id=iid, seq=1, status=InvocationStatus.IN_PROGRESS),
-        protocol.State(invocation_id=iid, seq=2, step=0, status=StepStatus.IN_PROGRESS),
-        protocol.State(invocation_id=iid, seq=3, step=0, status=step, exit_code=exit_code),
-        protocol.State(
-            invocation_id=iid,
-            seq=4,
-            status=status,
-            detail=detail,
-            exit_code=exit_code,
-            started_at=now,
-            ended_at=time.time(),
-        ),
-    ):
-        session.send(frame)
-    app.client.wait(command_id, timeout_s=30)
-
-
 def _run(app: App, node: Node, exit_code: int = 0):
     command = app.client.send_command(script=f"exit {exit_code}", node_ids=[node.node_id])
     with app.connect(node) as session:
-        _finish(app, session, command.id, exit_code)
+        session.answer(exit_code=exit_code, command_id=command.id)
+        app.client.wait(command.id, timeout_s=30)
     return command
 
 
@@ -218,7 +187,8 @@ def test_rules_match_with_eventbridge_operators(app):
         with app.connect(node) as session:
             for code in (0, 1, 3, 7, 4):
                 command = client.send_command(script=f"exit {code}", node_ids=[node.node_id])
-                _finish(app, session, command.id, code)
+                session.answer(exit_code=code, command_id=command.id)
+                app.client.wait(command.id, timeout_s=30)
         wait_for(
             lambda: any(r.json["detail"]["exit-code"] == 4 for r in hook.delivered()),
             timeout_s=30,
