@@ -24,6 +24,18 @@ def _poll(app, command_id: str, version: int, until: str | None, into: dict) -> 
     into.update(response=response, took_s=time.monotonic() - started)
 
 
+def _command_reads(app) -> float:
+    """GET /v1/commands/{command_id} answered so far, as the server counts them."""
+    registry = app.http.app.state.fleet.metrics.registry
+    return (
+        registry.get_sample_value(
+            "fleetrun_http_requests_total",
+            {"route": "/v1/commands/{command_id}", "method": "GET", "status": "200"},
+        )
+        or 0.0
+    )
+
+
 def test_until_done_answers_at_the_end_and_by_default_at_the_first_change(app):
     [node] = app.enrol()
     command = app.client.send_command(script="echo hi", node_ids=[node.node_id])
@@ -75,6 +87,7 @@ def test_the_sdk_wait_asks_once_for_the_end(app):
     [node] = app.enrol()
     command = app.client.send_command(script="echo hi", node_ids=[node.node_id])
     result: dict = {}
+    before = _command_reads(app)
     waiter = threading.Thread(
         target=lambda: result.update(done=app.client.wait(command.id, timeout_s=30))
     )
@@ -89,3 +102,4 @@ def test_the_sdk_wait_asks_once_for_the_end(app):
         session.finish(iid, seq=2, exit_code=3, started_at=time.time())
         waiter.join(10)
     assert result["done"].status == "Failed"
+    assert _command_reads(app) - before == 2  # the first read, then one long-poll
