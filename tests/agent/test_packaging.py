@@ -4,6 +4,7 @@ same requirements as the fleetrun distribution does for them."""
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 import tomllib
 from importlib.metadata import packages_distributions
@@ -14,8 +15,10 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parents[2]
 AGENT_PACKAGES = ("agent", "core")
 # Imported inside a function the agent never calls: core.documents.parse reads document
-# text, which only the server and the CLI do (the agent receives documents parsed).
-NOT_ON_THE_AGENT = {"yaml"}
+# text, which only the server and the CLI do (the agent receives documents parsed). And
+# pydantic, by core.targets only (the API's target shape), a module no agent module
+# imports: test_the_agent_process_loads_no_pydantic proves it.
+NOT_ON_THE_AGENT = {"yaml", "pydantic"}
 
 
 def _project(path: Path) -> dict:
@@ -66,3 +69,13 @@ def test_the_agent_requirements_are_the_same_in_both_distributions():
         for r in _project(ROOT / "pyproject.toml")["dependencies"]
     }
     assert {name: full.get(name) for name in agent} == agent
+
+
+def test_the_agent_process_loads_no_pydantic():
+    """The agent's frames are msgspec structs; pydantic (and its 15 MB) stays off nodes."""
+    probe = (
+        "import sys, fleetrun.agent.cli, fleetrun.agent.daemon, fleetrun.agent.channel\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'yaml')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

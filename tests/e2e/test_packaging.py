@@ -99,7 +99,7 @@ def test_the_agent_wheel_alone_in_a_fresh_venv_registers_and_runs_a_command(
         check=True,
     ).stdout
     names = {line.split("==")[0].lower().replace("_", "-") for line in installed.splitlines()}
-    assert {"fleetrun-agent", "pydantic", "websockets", "cryptography", "tomli-w", "click"} <= names
+    assert {"fleetrun-agent", "msgspec", "websockets", "cryptography", "tomli-w", "click"} <= names
     assert not names & {"fleetrun", "fastapi", "sqlalchemy", "httpx", "uvicorn", "psycopg"}
     assert _not_importable([str(python), "-I"], env) == list(SERVER_SIDE)
     agent = AgentProcess(

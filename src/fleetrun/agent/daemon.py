@@ -224,7 +224,7 @@ class Agent:
             raise Refused(
                 f"The signed document does not take these parameters: {exc.message}"
             ) from None
-        return invoke.model_copy(update={"steps": steps})
+        return protocol.replace(invoke, steps=steps)
 
     async def _execute(self, execution: Execution) -> None:
         invocation_id = execution.invoke.invocation_id

@@ -242,7 +242,7 @@ class Execution:
                 text = await asyncio.to_thread(fetch_script, step.script_uri, step.script_sha256)
             except DownloadError as exc:
                 raise StepFailure(str(exc)) from exc
-            step = step.model_copy(update={"script": text})
+            step = protocol.replace(step, script=text)
         user = run_as_user(step.run_as or self.invoke.run_as)
         home = self.work_dir if user is None else self._user_dir(idx, user)
         script = home / f"{idx}{SUFFIX.get(step.action, '')}"

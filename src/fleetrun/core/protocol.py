@@ -24,16 +24,20 @@ the final state of an invocation is stored only after all its output.
 Frames ignore unknown fields and the receiver ignores unknown frame types, so that an
 agent of version N keeps working with a server of version N+1. Each hello carries the
 agent's protocol version; the server refuses one older than MIN_PROTOCOL_VERSION.
+
+Frames are msgspec structs, not pydantic models: one small library decodes and checks a
+frame in one pass, several times faster than pydantic on the server's hot path, and the
+agent, which needs nothing else of pydantic, stays about 20 MB lighter. Every field goes
+on the wire, None as null, so that no peer depends on the other's defaults.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
-from pydantic import ValidationError as PydanticValidationError
+import msgspec
+from msgspec import Meta, Struct, field
 
 from fleetrun.core.errors import PayloadTooLargeError
 from fleetrun.core.inputs import INT64_MAX, INT64_MIN
@@ -58,9 +62,9 @@ MAX_REQUEST_BYTES = MAX_FRAME_BYTES // 2
 # Numbers a peer sends must fit the 64-bit columns they are stored in, and times must be
 # ones a datetime can hold (up to the end of the year 9999): a frame out of range is
 # unreadable, not a failure of the store.
-Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
-Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
-Epoch = Annotated[float, Field(ge=0, le=253402300799)]
+Int64 = Annotated[int, Meta(ge=INT64_MIN, le=INT64_MAX)]
+Count = Annotated[int, Meta(ge=0, le=INT64_MAX)]
+Epoch = Annotated[float, Meta(ge=0, le=253402300799)]
 
 # WebSocket close codes the server uses; the agent decides from them whether to retry.
 CLOSE_AUTH_FAILED = 4401  # bad signature, stale time, replayed nonce: retry later
@@ -71,44 +75,49 @@ CLOSE_PROTOCOL_TOO_OLD = 4426  # the agent's protocol is older than the server s
 CLOSE_SHUTDOWN = 1001  # the server is going away: reconnect
 
 
-class _Frame(BaseModel):
-    # Unknown fields are ignored on purpose: a newer peer may send more.
-    model_config = ConfigDict(extra="ignore", frozen=True)
+class _Part(Struct, frozen=True, kw_only=True):
+    """A part of a frame. Unknown fields are ignored on purpose: a newer peer may send
+    more. Building one in code checks nothing; `parse` and `convert` check."""
 
 
-class Challenge(_Frame):
-    type: Literal["challenge"] = "challenge"
+class _Frame(_Part, tag_field="type", frozen=True, kw_only=True):
+    """A frame: its class's tag is its `type` on the wire."""
+
+    @property
+    def type(self) -> str:
+        return str(self.__struct_config__.tag)
+
+
+class Challenge(_Frame, tag="challenge", frozen=True, kw_only=True):
     nonce: str
     server_time: float
     protocol: int = PROTOCOL_VERSION
 
 
-class Hello(_Frame):
-    type: Literal["hello"] = "hello"
+class Hello(_Frame, tag="hello", frozen=True, kw_only=True):
     protocol: int = PROTOCOL_VERSION
     node_id: str
     time_ms: Count
     signature: str  # base64 Ed25519 signature of hello_message(nonce, node_id, time_ms)
     agent_version: str
-    facts: dict[str, str] = Field(default_factory=dict)
-    local_config: dict[str, Any] = Field(default_factory=dict)
-    running: list[str] = Field(default_factory=list)  # invocation ids the agent still runs
+    facts: dict[str, str] = field(default_factory=dict)
+    local_config: dict[str, Any] = field(default_factory=dict)
+    running: list[str] = field(default_factory=list)  # invocation ids the agent still runs
 
 
-class Welcome(_Frame):
-    type: Literal["welcome"] = "welcome"
+class Welcome(_Frame, tag="welcome", frozen=True, kw_only=True):
     session_id: str
     heartbeat_s: float
 
 
-class Step(_Frame):
+class Step(_Part, frozen=True, kw_only=True):
     """One step of a document, resolved for one node: what the agent runs."""
 
     name: str
     action: str  # runShellScript | runPythonScript | runPowerShellScript
     script: str
-    args: list[str] = Field(default_factory=list)  # positional arguments, passed as argv
-    env: dict[str, str] = Field(default_factory=dict)  # named parameters
+    args: list[str] = field(default_factory=list)  # positional arguments, passed as argv
+    env: dict[str, str] = field(default_factory=dict)  # named parameters
     working_directory: str | None = None
     timeout_s: float | None = None
     on_failure: Literal["exit", "continue"] = "exit"
@@ -120,18 +129,17 @@ class Step(_Frame):
     script_sha256: str | None = None
 
 
-class DocumentRef(_Frame):
+class DocumentRef(_Part, frozen=True, kw_only=True):
     """The document an invocation runs, with its publishers' signatures, so a node that
     requires signed documents can verify it and make the steps itself."""
 
     name: str
     version: str | None = None
     content: dict[str, Any]
-    signatures: list[dict[str, str]] = Field(default_factory=list)
+    signatures: list[dict[str, str]] = field(default_factory=list)
 
 
-class Invoke(_Frame):
-    type: Literal["invoke"] = "invoke"
+class Invoke(_Frame, tag="invoke", frozen=True, kw_only=True):
     invocation_id: str
     command_id: str
     document_name: str
@@ -144,24 +152,22 @@ class Invoke(_Frame):
     # variables of every step (context "NODE:NAME"), positional ones follow the public
     # arguments (context "NODE:arg:INDEX"). The agent opens them in memory only and
     # masks them as *** in the output it sends.
-    secrets: dict[str, str] = Field(default_factory=dict)
-    secret_args: list[str] = Field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)
+    secret_args: list[str] = field(default_factory=list)
     document: DocumentRef | None = None
-    parameters: dict[str, list[str]] = Field(default_factory=dict)  # as the command gave them
-    arguments: list[str] = Field(default_factory=list)
-    extra: dict[str, Any] = Field(default_factory=dict)
+    parameters: dict[str, list[str]] = field(default_factory=dict)  # as the command gave them
+    arguments: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Ack(_Frame):
-    type: Literal["ack"] = "ack"
+class Ack(_Frame, tag="ack", frozen=True, kw_only=True):
     invocation_id: str
     accepted: bool
     reason: str | None = None  # why it was rejected: names the local rule
     detail: str | None = None  # StatusDetail for a rejection
 
 
-class Output(_Frame):
-    type: Literal["output"] = "output"
+class Output(_Frame, tag="output", frozen=True, kw_only=True):
     invocation_id: str
     seq: Count
     step: Count
@@ -173,10 +179,9 @@ class Output(_Frame):
         return base64.b64decode(self.data)
 
 
-class State(_Frame):
+class State(_Frame, tag="state", frozen=True, kw_only=True):
     """A change of a step's or (with `step` None) the whole invocation's status."""
 
-    type: Literal["state"] = "state"
     invocation_id: str
     seq: Count
     step: Count | None = None
@@ -188,49 +193,42 @@ class State(_Frame):
     message: str | None = None
 
 
-class Config(_Frame):
+class Config(_Frame, tag="config", frozen=True, kw_only=True):
     """The agent's effective local configuration, sent when it changes (read-only)."""
 
-    type: Literal["config"] = "config"
     local_config: dict[str, Any]
 
 
-class Rotate(_Frame):
+class Rotate(_Frame, tag="rotate", frozen=True, kw_only=True):
     """The agent asks to replace its identity key (over its authenticated session),
     proving it holds the new one."""
 
-    type: Literal["rotate"] = "rotate"
     public_key: str
     proof: str  # base64 signature by the new key of rotate_message(node_id, public_key)
 
 
-class Rotated(_Frame):
-    type: Literal["rotated"] = "rotated"
+class Rotated(_Frame, tag="rotated", frozen=True, kw_only=True):
     public_key: str
 
 
-class Cancel(_Frame):
-    type: Literal["cancel"] = "cancel"
+class Cancel(_Frame, tag="cancel", frozen=True, kw_only=True):
     invocation_id: str
 
 
-class Received(_Frame):
-    type: Literal["received"] = "received"
+class Received(_Frame, tag="received", frozen=True, kw_only=True):
     invocation_id: str
     seq: int  # highest contiguous sequence number stored
 
 
-class Ping(_Frame):
-    type: Literal["ping"] = "ping"
+class Ping(_Frame, tag="ping", frozen=True, kw_only=True):
     time: float
 
 
-class Pong(_Frame):
-    type: Literal["pong"] = "pong"
+class Pong(_Frame, tag="pong", frozen=True, kw_only=True):
     time: float
 
 
-Frame = Annotated[
+Frame = (
     Challenge
     | Hello
     | Welcome
@@ -244,28 +242,29 @@ Frame = Annotated[
     | Cancel
     | Received
     | Ping
-    | Pong,
-    Field(discriminator="type"),
-]
-_ADAPTER: TypeAdapter[Frame] = TypeAdapter(Frame)
-KNOWN_TYPES = frozenset(
-    {
-        "challenge",
-        "hello",
-        "welcome",
-        "invoke",
-        "ack",
-        "output",
-        "state",
-        "config",
-        "rotate",
-        "rotated",
-        "cancel",
-        "received",
-        "ping",
-        "pong",
-    }
+    | Pong
 )
+_FRAMES: tuple[type[_Frame], ...] = (
+    Challenge,
+    Hello,
+    Welcome,
+    Invoke,
+    Ack,
+    Output,
+    State,
+    Config,
+    Rotate,
+    Rotated,
+    Cancel,
+    Received,
+    Ping,
+    Pong,
+)
+KNOWN_TYPES = frozenset(str(f.__struct_config__.tag) for f in _FRAMES)
+_DECODER = msgspec.json.Decoder(Frame)
+_ENCODER = msgspec.json.Encoder()
+_ANY = msgspec.json.Decoder()
+P = TypeVar("P", bound=_Part)
 
 
 class ProtocolError(ValueError):
@@ -276,21 +275,43 @@ def parse(text: str | bytes) -> Frame | None:
     """The frame in `text`, or None for a well-formed frame of a type this side does not
     know (a newer peer's); raises ProtocolError for anything unreadable."""
     try:
-        raw = json.loads(text)
-    except ValueError as exc:
+        return _DECODER.decode(text)
+    except msgspec.ValidationError as exc:
+        error = exc
+    except msgspec.DecodeError as exc:
         raise ProtocolError(f"frame is not JSON: {exc}") from exc
+    # Only the slow path reads the frame twice: to tell a newer peer's frame type from
+    # a broken frame.
+    raw = _ANY.decode(text)
     if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
-        raise ProtocolError("frame has no type")
+        raise ProtocolError("frame has no type") from error
     if raw["type"] not in KNOWN_TYPES:
         return None
-    try:
-        return _ADAPTER.validate_python(raw)
-    except PydanticValidationError as exc:
-        raise ProtocolError(f"bad {raw['type']} frame: {exc.errors()[0]['msg']}") from exc
+    raise ProtocolError(f"bad {raw['type']} frame: {error}") from error
 
 
 def dump(frame: _Frame) -> str:
-    return frame.model_dump_json(exclude_none=True)
+    return _ENCODER.encode(frame).decode()
+
+
+def convert(data: Any, kind: type[P]) -> P:
+    """`data` (plain dicts and lists, as stored) checked and read as `kind`; unknown
+    fields are ignored. Raises ProtocolError for data that does not fit."""
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(f"bad {kind.__name__}: {exc}") from exc
+
+
+def as_dict(part: _Part) -> dict[str, Any]:
+    """A part as plain JSON-ready data, without the fields that are None."""
+    data: dict[str, Any] = msgspec.to_builtins(part)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def replace(part: P, **changes: Any) -> P:
+    """A copy of `part` with some fields changed (parts are frozen)."""
+    return msgspec.structs.replace(part, **changes)
 
 
 def hello_message(nonce: str, node_id: str, time_ms: int) -> bytes:

@@ -164,7 +164,7 @@ class Dispatcher:
                 "command_id": command.id,
                 "document_name": command.document_name,
                 "document_version": command.document_version,
-                "steps": [protocol.Step(**s) for s in command.steps],
+                "steps": [protocol.convert(s, protocol.Step) for s in command.steps],
                 "execution_timeout_s": float(command.execution_timeout_s),
                 "run_as": command.run_as,
                 "principal": command.principal,

@@ -110,7 +110,7 @@ def send_command(
         arguments=list(body.arguments),
         run_as=run_as,
         targets=[t.model_dump() for t in wanted],
-        steps=[s.model_dump(exclude_none=True) for s in steps],
+        steps=[protocol.as_dict(s) for s in steps],
         comment=body.comment,
         principal=principal,
         requested_at=now,

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session
 
-from fleetrun.core import targets
+from fleetrun.core import protocol, targets
 from fleetrun.core.errors import NotFoundError
 from fleetrun.core.ids import is_uuid, new_uuid
 from fleetrun.core.protocol import Step
@@ -80,7 +80,7 @@ class StepExtras:
                 script_uri=self.script_uri,
                 script_sha256=self.script_sha256,
             )
-        return step.model_copy(update=update)
+        return protocol.replace(step, **update)
 
 
 def resolve_targets(session: Session, wanted: list[targets.Target]) -> list[str]:
