@@ -10,7 +10,8 @@ Every API operation is one action, `fleetrun:<Verb><Noun>`, decided on one resou
 or on `*` when the operation has no resource of its own (listing the audit log, creating
 an activation). Conditions may use these keys:
 
-    fleetrun:ResourceTag/<key>  the tag <key> of the node acted on
+    fleetrun:ResourceTag/<key>  the tag <key> of the node acted on (also named
+                                ssm:resourceTag/<key> and aws:ResourceTag/<key>)
     fleetrun:DocumentName       the document a command runs (or the one acted on)
     fleetrun:RunAsUser          the user a command asks to run as
     fleetrun:Parameter/<name>   a parameter of the command (a list: one value per item)
@@ -19,21 +20,24 @@ an activation). Conditions may use these keys:
     fleetrun:PrincipalName      the caller's principal
 
 `ACTIONS` is the table (docs/access-control.md prints it); `policy.evaluate` does the
-deciding and knows none of it.
+deciding and knows none of it. Every request is also decided under its SSM names
+(`action_names`, `resource_names`; the table is `fleetrun.core.ssmnames`), so policies
+written for AWS Systems Manager work unchanged beside fleetrun's own.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from fleetrun.core import ssmnames
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.inputs import check_not_dots
 from fleetrun.core.matching import action_matches
-from fleetrun.core.policy import Policy, PolicyError, evaluate, parse_policy
+from fleetrun.core.policy import Decision, Policy, PolicyError, evaluate, parse_policy
 
 PREFIX = "frn:fleetrun:"
 SERVICE = "fleetrun"
@@ -60,6 +64,49 @@ def frn(kind: str, name: str) -> str:
 def action_name(verb: str) -> str:
     """`SendCommand` -> `fleetrun:SendCommand`; a full name is kept as it is."""
     return verb if ":" in verb else f"{SERVICE}:{verb}"
+
+
+def action_names(action: str, resource: str | None = None) -> tuple[str, ...]:
+    """Every name a request's action has: `fleetrun:SendCommand` -> (it, ssm:SendCommand);
+    `ssm:ListCommands` -> (it, fleetrun:ListCommands, fleetrun:GetCommand). An SSM
+    operation answers to the fleetrun actions on the kind of resource acted on (all of
+    them while it is not known)."""
+    full = action_name(action)
+    service, _, verb = full.partition(":")
+    if service.lower() == SERVICE:
+        return (full, *(f"{ssmnames.SERVICE}:{op}" for op in ssmnames.ssm_operations(verb)))
+    if service.lower() != ssmnames.SERVICE:
+        return (full,)
+    kind = _kind(resource)
+    verbs = [
+        v
+        for v in ssmnames.fleetrun_verbs(verb)
+        if kind is None or kind in ACTIONS[v].resource.split(", ")
+    ]
+    return (full, *(action_name(v) for v in verbs))
+
+
+def _kind(resource: str | None) -> str | None:
+    if resource is None or resource == "*" or not resource.startswith(PREFIX):
+        return None
+    return resource[len(PREFIX) :].partition("/")[0]
+
+
+def canonical_resource(resource: str) -> str:
+    """fleetrun's name for a resource named by its AWS ARN (a node by its instance or
+    managed-instance ARN, a document by its ARN); any other name as it is."""
+    found = ssmnames.parse_arn(resource)
+    return frn(*found) if found is not None else resource
+
+
+def resource_names(resource: str) -> tuple[str, ...]:
+    """Every name a request's resource has: frn:fleetrun:node/ID -> (it, its EC2 instance
+    ARN, its managed-instance ARN), in every region and account."""
+    own = canonical_resource(resource)
+    kind = _kind(own)
+    if kind is None:
+        return (own,)
+    return (own, *ssmnames.arns(kind, own[len(PREFIX) + len(kind) + 1 :]))
 
 
 @dataclass(frozen=True)
@@ -246,6 +293,20 @@ BUILTIN_ROLE_DESCRIPTIONS = {
 ADMIN_PRINCIPAL = "admin"
 
 
+def decide(
+    policies: Iterable[Policy],
+    action: str,
+    resource: str | None,
+    context: Mapping[str, Any] | None = None,
+    *,
+    known: Callable[[str], bool] | None = None,
+) -> Decision:
+    """A request decided under all of its names, fleetrun's and SSM's, for the action
+    and the resource alike (`action_names`, `resource_names`)."""
+    names = resource_names(resource) if resource is not None else None
+    return evaluate(policies, action_names(action, resource), names, context, known=known)
+
+
 def allows_everything(policies: Iterable[Policy]) -> bool:
     """Whether these policies make an administrator: every action allowed on every
     resource whatever the request, by statements without conditions, and no statement
@@ -269,7 +330,11 @@ def request_context(principal: str, source_ip: str | None, now: datetime) -> dic
 
 
 def node_context(tags: Mapping[str, str]) -> dict[str, str]:
-    return {RESOURCE_TAG + key: value for key, value in tags.items()}
+    """A node's tags as condition keys, under fleetrun's name and SSM's two."""
+    context = {}
+    for prefix in (RESOURCE_TAG, *ssmnames.TAG_KEYS):
+        context.update({prefix + key: value for key, value in tags.items()})
+    return context
 
 
 def command_context(

@@ -262,12 +262,32 @@ def _pattern(
     return _regex(tokens, segments=segments)
 
 
+EVERY = "*"  # a request's ARN in every region, or every (non-empty) account
+
+
+def _in_place(pattern: str, resource: str) -> str:
+    """A resource whose ARN says `*` for its region or account is in every region (or
+    every account that is one: not the empty one of a service-owned resource), so it is
+    compared as if it were in the one the pattern names."""
+    parts = resource.split(":", 5)
+    if len(parts) < 6 or EVERY not in (parts[3], parts[4]) or "${" in pattern:
+        return resource
+    theirs = pattern.split(":", 5)
+    if len(theirs) >= 4 and parts[3] == EVERY:
+        parts[3] = theirs[3]
+    if len(theirs) >= 5 and parts[4] == EVERY and theirs[4] != "":
+        parts[4] = theirs[4]
+    return ":".join(parts)
+
+
 def resource_matches(
     pattern: str, resource: str, lookup: Callable[[str], Any] | None = None
 ) -> bool | None:
-    """Resource names compare case-sensitively, segment by segment (see `_regex`)."""
+    """Resource names compare case-sensitively, segment by segment (see `_regex`); an
+    ARN in every region or account (`*` there) is in the one the pattern names."""
     if pattern == "*":
         return True
+    resource = _in_place(pattern, resource)
     regex = _pattern(pattern, lookup, segments=True)
     if isinstance(regex, Unknown):
         return None
