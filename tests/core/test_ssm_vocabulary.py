@@ -4,6 +4,9 @@ with explicit deny > allow > implicit deny across both vocabularies."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from fleetrun.core import access, ssmnames
@@ -132,57 +135,11 @@ def test_every_region_and_account(pattern, resource, expected):
     assert resource_matches(pattern, resource) is expected
 
 
-# The three policies of "Restricting Run Command access based on tags", verbatim.
-SEED_ONE = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Action": ["ssm:SendCommand"],
-            "Resource": ["arn:aws:ssm:*:*:document/*"],
-        },
-        {
-            "Effect": "Allow",
-            "Action": ["ssm:SendCommand"],
-            "Resource": ["arn:aws:ec2:*:*:instance/*"],
-            "Condition": {"StringLike": {"ssm:resourceTag/Finance": ["WebServers"]}},
-        },
-    ],
-}
-SEED_TWO = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Action": ["ssm:SendCommand"],
-            "Resource": "*",
-            "Condition": {
-                "StringLike": {
-                    "ssm:resourceTag/tag_key1": ["tag_value1"],
-                    "ssm:resourceTag/tag_key2": ["tag_value2"],
-                }
-            },
-        },
-        {
-            "Effect": "Allow",
-            "Action": ["ssm:SendCommand"],
-            "Resource": [
-                "arn:aws:ssm:us-west-1::document/AWS-*",
-                "arn:aws:ssm:us-east-2::document/AWS-*",
-            ],
-        },
-        {
-            "Effect": "Allow",
-            "Action": [
-                "ssm:UpdateInstanceInformation",
-                "ssm:ListCommands",
-                "ssm:ListCommandInvocations",
-                "ssm:GetDocument",
-            ],
-            "Resource": "*",
-        },
-    ],
-}
+# The three policies of AWS's "Restricting Run Command access based on tags", verbatim.
+POLICIES = Path(__file__).parent.parent / "policies"
+SEED_ONE = json.loads((POLICIES / "ssm-tag-finance-webservers.json").read_text())
+SEED_TWO = json.loads((POLICIES / "ssm-tag-both-keys.json").read_text())
+SEED_THREE = json.loads((POLICIES / "ssm-tag-either-key.json").read_text())
 
 
 def decides(policies, action, resource, tags=None):
@@ -240,23 +197,7 @@ def test_seed_policy_two(action, resource, tags, allowed):
     ],
 )
 def test_seed_policy_three_either_group(tags, allowed):
-    three = {
-        "Version": "2012-10-17",
-        "Statement": [
-            allow(
-                ["ssm:SendCommand"],
-                "*",
-                {"StringLike": {"ssm:resourceTag/tag_key1": ["tag_value1"]}},
-            ),
-            allow(
-                ["ssm:SendCommand"],
-                "*",
-                {"StringLike": {"ssm:resourceTag/tag_key2": ["tag_value2"]}},
-            ),
-            allow(["ssm:SendCommand"], ["arn:aws:ssm:us-west-1::document/AWS-*"]),
-        ],
-    }
-    policies = [parse_policy(three, "seed-3")]
+    policies = [parse_policy(SEED_THREE, "seed-3")]
     assert decides(policies, "fleetrun:SendCommand", NODE, tags) is allowed
 
 
@@ -418,5 +359,5 @@ def test_every_mapped_fleetrun_action_exists():
 
 
 def test_ssm_policies_pass_the_vocabulary_check():
-    for document in (SEED_ONE, SEED_TWO):
+    for document in (SEED_ONE, SEED_TWO, SEED_THREE):
         access.check_vocabulary(parse_policy(document, "seed"), access.ACTIONS)
