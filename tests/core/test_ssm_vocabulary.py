@@ -361,3 +361,10 @@ def test_every_mapped_fleetrun_action_exists():
 def test_ssm_policies_pass_the_vocabulary_check():
     for document in (SEED_ONE, SEED_TWO, SEED_THREE):
         access.check_vocabulary(parse_policy(document, "seed"), access.ACTIONS)
+
+
+def test_the_guide_lists_every_ssm_action_as_the_table_maps_it():
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "access-control.md").read_text()
+    for operation, verbs in ssmnames.SSM_ACTIONS.items():
+        row = f"| `ssm:{operation}` | " + ", ".join(f"`fleetrun:{v}`" for v in verbs) + " |"
+        assert row in guide, row
