@@ -50,16 +50,6 @@ AWS_ENVELOPE_FIELDS = events.ENVELOPE_FIELDS | {"account", "region"}
 _SSM_STATUS = {"AccessDenied": "Failed", "Terminated": "Failed", "Undeliverable": "Failed"}
 
 
-def check_shape(shape: str) -> str:
-    """The shape, or a ValueError whose sentence says which there are."""
-    if shape not in SHAPES:
-        raise ValueError(
-            f"The event shape {shape!r} is unknown: use fleetrun (the default) or aws "
-            "(SSM's EventBridge events)."
-        )
-    return shape
-
-
 def source(shape: str) -> str:
     return AWS_SOURCE if shape == AWS else events.SOURCE
 
