@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fleetrun.core import delivery, eventshapes, events
+from fleetrun.core import delivery, events, eventshapes
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.patterns import compile_pattern
 
