@@ -368,3 +368,12 @@ def test_the_guide_lists_every_ssm_action_as_the_table_maps_it():
     for operation, verbs in ssmnames.SSM_ACTIONS.items():
         row = f"| `ssm:{operation}` | " + ", ".join(f"`fleetrun:{v}`" for v in verbs) + " |"
         assert row in guide, row
+
+
+def test_a_deny_in_ssm_words_takes_administrator_away():
+    everything = policy(allow("*"))
+    assert access.allows_everything([everything])
+    assert not access.allows_everything([everything, policy(deny("ssm:SendCommand"))])
+    assert not access.allows_everything(
+        [everything, policy(deny("*", "arn:aws:ec2:*:*:instance/*"))]
+    )

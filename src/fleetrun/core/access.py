@@ -315,7 +315,7 @@ def allows_everything(policies: Iterable[Policy]) -> bool:
     for verb, spec in ACTIONS.items():
         # A resource no statement names: only wildcards reach it.
         resource = "*" if spec.resource == "*" else frn(spec.resource, "~any~")
-        decision = evaluate(policies, action_name(verb), resource, {}, known=lambda _key: False)
+        decision = decide(policies, verb, resource, {}, known=lambda _key: False)
         if not decision.allowed or decision.undecided:
             return False
     return True
