@@ -31,6 +31,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from fleetrun.core import ssmnames
@@ -71,13 +72,16 @@ def action_names(action: str, resource: str | None = None) -> tuple[str, ...]:
     `ssm:ListCommands` -> (it, fleetrun:ListCommands, fleetrun:GetCommand). An SSM
     operation answers to the fleetrun actions on the kind of resource acted on (all of
     them while it is not known)."""
-    full = action_name(action)
+    return _action_names(action_name(action), _kind(resource))
+
+
+@lru_cache(maxsize=1024)
+def _action_names(full: str, kind: str | None) -> tuple[str, ...]:
     service, _, verb = full.partition(":")
     if service.lower() == SERVICE:
         return (full, *(f"{ssmnames.SERVICE}:{op}" for op in ssmnames.ssm_operations(verb)))
     if service.lower() != ssmnames.SERVICE:
         return (full,)
-    kind = _kind(resource)
     verbs = [
         v
         for v in ssmnames.fleetrun_verbs(verb)
@@ -301,10 +305,86 @@ def decide(
     *,
     known: Callable[[str], bool] | None = None,
 ) -> Decision:
-    """A request decided under all of its names, fleetrun's and SSM's, for the action
-    and the resource alike (`action_names`, `resource_names`)."""
-    names = resource_names(resource) if resource is not None else None
-    return evaluate(policies, action_names(action, resource), names, context, known=known)
+    """A request decided under all of its names, fleetrun's and SSM's, for the action,
+    the resource and the node's tag keys alike (`action_names`, `resource_names`,
+    `ssmnames.TAG_KEYS`). A request in fleetrun's words is decided under its fleetrun
+    names alone when no policy speaks any other vocabulary: the same decision, sooner."""
+    policies = tuple(policies)
+    native = action_name(action).lower().startswith(SERVICE + ":") and (
+        resource is None or resource == "*" or resource.startswith(PREFIX)
+    )
+    foreign = _foreign(policies)
+    actions = action_names(action, resource) if foreign.actions or not native else action
+    names: str | tuple[str, ...] | None = resource
+    if resource is not None and (foreign.resources or not native):
+        names = resource_names(resource)
+    if foreign.keys and context:
+        context = _with_ssm_tag_keys(context, foreign.keys)
+    return evaluate(policies, actions, names, context, known=known)
+
+
+@dataclass(frozen=True)
+class _Foreign:
+    """What of another vocabulary than fleetrun's a set of policies names."""
+
+    actions: bool  # an action pattern that could name what a fleetrun: name does not
+    resources: bool  # a resource pattern that is not frn:... or *
+    keys: frozenset[str]  # the ssm:resourceTag/ and aws:ResourceTag/ keys, lower-cased
+
+
+_FOREIGN_CACHE: dict[int, tuple[Policy, _Foreign]] = {}
+_TAG_KEYS_LOWER = tuple(k.lower() for k in ssmnames.TAG_KEYS)
+
+
+def _foreign(policies: tuple[Policy, ...]) -> _Foreign:
+    found = [_foreign_one(p) for p in policies]
+    return _Foreign(
+        any(f.actions for f in found),
+        any(f.resources for f in found),
+        frozenset().union(*(f.keys for f in found)),
+    )
+
+
+def _foreign_one(policy: Policy) -> _Foreign:
+    cached = _FOREIGN_CACHE.get(id(policy))
+    if cached is not None and cached[0] is policy:
+        return cached[1]
+    statements = policy.statements
+    found = _Foreign(
+        actions=any(
+            p != "*" and not p.lower().startswith(SERVICE + ":")
+            for s in statements
+            for p in s.actions
+        ),
+        resources=any(
+            p != "*" and not p.startswith(PREFIX) for s in statements for p in s.resources
+        ),
+        keys=frozenset(
+            c.key_lower
+            for s in statements
+            for c in s.conditions
+            if c.key_lower.startswith(_TAG_KEYS_LOWER)
+        ),
+    )
+    if len(_FOREIGN_CACHE) > 4096:
+        _FOREIGN_CACHE.clear()
+    _FOREIGN_CACHE[id(policy)] = (policy, found)
+    return found
+
+
+def _with_ssm_tag_keys(context: Mapping[str, Any], used: frozenset[str]) -> dict[str, Any]:
+    """The context with the SSM tag keys the policies use (lower-cased) taken from
+    fleetrun:ResourceTag/KEY (a key given under SSM's name already wins)."""
+    lowered = {k.lower(): v for k, v in context.items()}
+    out = dict(context)
+    prefix = RESOURCE_TAG.lower()
+    for key in used:
+        if key not in lowered:
+            tag = key.partition("/")[2]
+            value = lowered.get(prefix + tag)
+            if value is not None:
+                out[key] = value
+    return out
 
 
 def allows_everything(policies: Iterable[Policy]) -> bool:
@@ -330,11 +410,8 @@ def request_context(principal: str, source_ip: str | None, now: datetime) -> dic
 
 
 def node_context(tags: Mapping[str, str]) -> dict[str, str]:
-    """A node's tags as condition keys, under fleetrun's name and SSM's two."""
-    context = {}
-    for prefix in (RESOURCE_TAG, *ssmnames.TAG_KEYS):
-        context.update({prefix + key: value for key, value in tags.items()})
-    return context
+    """A node's tags as condition keys (`decide` gives them SSM's names as well)."""
+    return {RESOURCE_TAG + key: value for key, value in tags.items()}
 
 
 def command_context(

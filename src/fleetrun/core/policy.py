@@ -380,9 +380,12 @@ class _Request:
     def __init__(self, context: Context, known: Callable[[str], bool] | None) -> None:
         self.values: dict[str, list[str]] = {}
         for key, value in context.items():
+            if isinstance(value, str):  # the common case, first
+                self.values[key.lower()] = [value]
+                continue
             if value is None:
                 continue
-            items = [value] if isinstance(value, str | bool | int | float) else list(value)
+            items = [value] if isinstance(value, bool | int | float) else list(value)
             self.values[key.lower()] = [_text(v) for v in items if v is not None]
         self.known = known
 
