@@ -377,3 +377,9 @@ def test_a_deny_in_ssm_words_takes_administrator_away():
     assert not access.allows_everything(
         [everything, policy(deny("*", "arn:aws:ec2:*:*:instance/*"))]
     )
+
+
+@pytest.mark.parametrize("verb", ["SendCommand", "fleetrun:SendCommand"])
+def test_a_bare_verb_is_fleetruns_action_whatever_the_policies(verb):
+    for statements in ([allow("fleetrun:SendCommand")], [allow("ssm:SendCommand")]):
+        assert access.decide([policy(*statements)], verb, NODE).allowed

@@ -310,11 +310,12 @@ def decide(
     `ssmnames.TAG_KEYS`). A request in fleetrun's words is decided under its fleetrun
     names alone when no policy speaks any other vocabulary: the same decision, sooner."""
     policies = tuple(policies)
-    native = action_name(action).lower().startswith(SERVICE + ":") and (
+    full = action_name(action)
+    native = full.lower().startswith(SERVICE + ":") and (
         resource is None or resource == "*" or resource.startswith(PREFIX)
     )
     foreign = _foreign(policies)
-    actions = action_names(action, resource) if foreign.actions or not native else action
+    actions = action_names(full, resource) if foreign.actions or not native else full
     names: str | tuple[str, ...] | None = resource
     if resource is not None and (foreign.resources or not native):
         names = resource_names(resource)
