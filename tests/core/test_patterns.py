@@ -590,3 +590,9 @@ def test_pattern_fields(pattern, fields):
 def test_pattern_fields_checks_the_pattern():
     with pytest.raises(PatternError):
         pattern_fields({"source": "a"})
+
+
+def test_an_event_built_in_code_with_a_name_that_is_not_a_string_still_matches():
+    pattern = compile_pattern({"detail": {"state": ["x"]}})
+    assert pattern.matches({"detail": {"state": "x"}, 5: "five"})
+    assert pattern.matches({"detail": {"state": "x"}, 5: "five", "detail.other": 1})

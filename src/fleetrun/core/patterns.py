@@ -176,13 +176,24 @@ def _field(value: dict[str, Any], key: str) -> Any:
     """The object at `key`, with what the event names by dotted keys under it:
     {"state.status": "x"} has {"status": "x"} at "state", as EventBridge reads events."""
     found = value.get(key, _MISSING)
+    if not (found is _MISSING or isinstance(found, dict)):
+        return found
+    if not _has_dotted_names(value):  # most events have none: one quick look
+        return found
     prefix = key + "."
     dotted = {
         k[len(prefix) :]: v for k, v in value.items() if isinstance(k, str) and k.startswith(prefix)
     }
-    if not dotted or not (found is _MISSING or isinstance(found, dict)):
+    if not dotted:
         return found
     return dotted if found is _MISSING else {**found, **dotted}
+
+
+def _has_dotted_names(value: dict[str, Any]) -> bool:
+    try:
+        return "." in "".join(value)
+    except TypeError:  # a name that is not a string (an event built in code)
+        return True
 
 
 def _scalars(value: Any) -> Iterator[Any]:
