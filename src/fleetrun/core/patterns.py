@@ -94,6 +94,7 @@ class _Node:
     fields: tuple[tuple[str, _Node | _Leaf], ...]
     alternatives: tuple[tuple[_Node, ...], ...]
     absence_only: bool  # it asks only that fields be missing ({"exists": false})
+    nested: bool = False  # some field is an object (found under dotted names too)
 
     def matches(self, value: Any) -> bool:
         if isinstance(value, list):
@@ -107,10 +108,12 @@ class _Node:
         return self._matches_one(value)
 
     def _matches_one(self, value: Any) -> bool:
+        is_dict = isinstance(value, dict)
+        dotted = is_dict and self.nested and _has_dotted_names(value)
         for key, child in self.fields:
-            if not isinstance(value, dict):
+            if not is_dict:
                 found = _MISSING
-            elif isinstance(child, _Node):
+            elif dotted and isinstance(child, _Node):
                 found = _field(value, key)
             else:
                 found = value.get(key, _MISSING)
@@ -178,8 +181,6 @@ def _field(value: dict[str, Any], key: str) -> Any:
     found = value.get(key, _MISSING)
     if not (found is _MISSING or isinstance(found, dict)):
         return found
-    if not _has_dotted_names(value):  # most events have none: one quick look
-        return found
     prefix = key + "."
     dotted = {
         k[len(prefix) :]: v for k, v in value.items() if isinstance(k, str) and k.startswith(prefix)
@@ -190,6 +191,7 @@ def _field(value: dict[str, Any], key: str) -> Any:
 
 
 def _has_dotted_names(value: dict[str, Any]) -> bool:
+    """Whether an event object names a field with a dot (most have none: one quick look)."""
     try:
         return "." in "".join(value)
     except TypeError:  # a name that is not a string (an event built in code)
@@ -336,7 +338,8 @@ def _node(pattern: dict[str, Any], path: list[str], depth: int) -> _Node:
                 f"expects a list of values like [{example}] or a nested object, not {_kind(value)}",
             )
     absence_only = not alternatives and all(child.absence_only for _, child in fields)
-    return _Node(tuple(fields), tuple(alternatives), absence_only)
+    nested = any(isinstance(child, _Node) for _, child in fields)
+    return _Node(tuple(fields), tuple(alternatives), absence_only, nested)
 
 
 def _alternatives(value: Any, path: list[str], depth: int) -> tuple[_Node, ...]:
