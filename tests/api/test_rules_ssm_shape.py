@@ -8,6 +8,7 @@ import json
 
 from tests.e2e.receivers import WebhookReceiver
 from tests.harness import wait_for
+from tests.inprocess import run_cli
 
 SECRET = "a-webhook-secret-of-some-length"
 # AWS's EventBridge pattern for Run Command's command status changes, and the same with
@@ -129,3 +130,22 @@ def test_a_command_target_template_reads_ssm_fields_in_the_ssm_shape(app):
     assert refused.exit_code != 0
     assert "has no detail field 'instance-id'" in refused.stderr
     assert app.client.get_rule("retry").event_shape == "aws"  # nothing changed
+
+
+def test_rules_test_puts_a_fleetrun_event_in_ssm_shape_offline(app, tmp_path):
+    [node] = app.enrol(1)
+    _run(app, node, 3)
+    listed = app.cli(
+        "events", "list", "--detail-type", "Command Invocation Status-change Notification", "--json"
+    )
+    failed = next(e for e in json.loads(listed.stdout) if e["detail"]["status"] == "Failed")
+    event, pattern = tmp_path / "event.json", tmp_path / "pattern.json"
+    event.write_text(json.dumps(failed))
+    pattern.write_text(json.dumps(SSM_FAILED_INVOCATIONS))
+    args = ["rules", "test", "--pattern-file", str(pattern), "--event-file", str(event), "--json"]
+    assert json.loads(run_cli(*args).stdout) == {"match": False}  # fleetrun's shape
+    assert json.loads(run_cli(*args, "--event-shape", "aws").stdout) == {"match": True}
+    node_event = tmp_path / "node.json"
+    node_event.write_text(json.dumps({**failed, "detail-type": "Node Registration"}))
+    args[5] = str(node_event)
+    assert json.loads(run_cli(*args, "--event-shape", "aws").stdout) == {"match": False}
