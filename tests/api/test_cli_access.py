@@ -147,8 +147,12 @@ def test_simulate_offline_with_policy_files_and_contexts(tmp_path):
         "--json",
     )
     assert json.loads(repeated.stdout)["decision"] == "deny"
+    # No policy at all allows nothing: an implicit deny, not a refusal of the question.
     neither = cli(None, "policy", "simulate", "--action", "SendCommand")
-    assert neither.returncode == 2 and "--principal NAME, or --policy-file" in neither.stderr
+    assert neither.returncode == 1 and neither.stdout.startswith("deny")
+    assert "No statement allows fleetrun:SendCommand" in neither.stdout
+    both = cli(None, *args, "--principal", "someone")
+    assert both.returncode == 2 and "--principal NAME, or --policy-file" in both.stderr
 
 
 def test_simulate_against_a_principal_on_the_server(app, tmp_path):

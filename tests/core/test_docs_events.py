@@ -8,8 +8,8 @@ import json
 import re
 from pathlib import Path
 
-from fleetrun.core import delivery, patterns
-from fleetrun.core.events import DETAIL_FIELDS, ENVELOPE_FIELDS, INVOCATION_STATUS
+from fleetrun.core import delivery, eventshapes, patterns
+from fleetrun.core.events import INVOCATION_STATUS
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -44,16 +44,32 @@ def test_every_pattern_in_the_docs_is_valid_and_can_match():
     assert len(shown) >= 3  # events.md's example, failed.json and registered.json
     for name, pattern in shown:
         patterns.compile_pattern(pattern)
-        assert delivery.pattern_warnings(pattern) == [], (name, pattern)
+        assert delivery.pattern_warnings(pattern, _shape(pattern)) == [], (name, pattern)
 
 
 def test_every_event_in_the_docs_has_a_real_detail_type_and_real_fields():
     shown = [e for page in PAGES for e in _shown(page) if _is_event(e)]
     assert shown
     for event in shown:
-        assert event["detail-type"] in DETAIL_FIELDS
-        assert set(event) == ENVELOPE_FIELDS | {"detail"}
-        assert set(event["detail"]) <= DETAIL_FIELDS[event["detail-type"]]
+        shape = _shape(event)
+        fields = eventshapes.detail_fields(shape)
+        assert event["detail-type"] in fields
+        assert set(event) == eventshapes.envelope_fields(shape) | {"detail"}
+        assert set(event["detail"]) <= fields[event["detail-type"]]
+
+
+def _shape(shown: dict) -> str:
+    """SSM's shape for what names SSM's source, fleetrun's for the rest."""
+    source = shown.get("source")
+    named = source if isinstance(source, list) else [source]
+    return eventshapes.AWS if eventshapes.AWS_SOURCE in named else eventshapes.FLEETRUN
+
+
+def test_the_ssm_example_pattern_of_events_md_matches_its_ssm_example_event():
+    shown = _shown(ROOT / "docs" / "events.md")
+    event = next(e for e in shown if _is_event(e) and _shape(e) == eventshapes.AWS)
+    example = next(p for p in shown if _is_pattern(p) and _shape(p) == eventshapes.AWS)
+    assert patterns.compile_pattern(example).matches(event)
 
 
 def test_the_example_pattern_of_events_md_matches_its_example_event():

@@ -372,9 +372,35 @@ CASES = [
         {"items": [{"a": 1, "c": 0}, {"b": 2, "c": 3}]},
         False,
     ),
-    # -- field names that look like paths are plain keys
+    # -- dotted field names are paths, in patterns and events alike (as EventBridge joins them)
     ({"a.b": ["x"]}, {"a.b": "x"}, True),
-    ({"a.b": ["x"]}, {"a": {"b": "x"}}, False),
+    ({"a.b": ["x"]}, {"a": {"b": "x"}}, True),
+    ({"a": {"b": ["x"]}}, {"a.b": "x"}, True),
+    ({"a.b": ["x"]}, {"a": {"b": "y"}}, False),
+    ({"a.b": ["x"]}, {"a": "x"}, False),
+    ({"detail": {"state.status": ["Failed"]}}, {"detail": {"state": {"status": "Failed"}}}, True),
+    ({"detail": {"state": {"status": ["Failed"]}}}, {"detail": {"state.status": "Failed"}}, True),
+    ({"detail.state.status": ["Failed"]}, {"detail": {"state.status": "Failed"}}, True),
+    ({"detail.state.status": ["Failed"]}, {"detail": {"state": {"status": "Success"}}}, False),
+    ({"a.b.c": [1]}, {"a.b": {"c": 1}}, True),
+    ({"a": {"b": ["x"], "c.d": ["y"]}}, {"a": {"b": "x", "c": {"d": "y"}}}, True),
+    ({"a": {"b": ["x"], "c.d": ["y"]}}, {"a": {"b": "x", "c": {"d": "z"}}}, False),
+    ({"a.b": ["x"], "a": {"c": ["y"]}}, {"a": {"b": "x", "c": "y"}}, True),  # merged, ANDed
+    ({"a.b": ["x"], "a": {"c": ["y"]}}, {"a": {"b": "x"}}, False),
+    ({"a.b": [{"exists": False}]}, {"a": {"c": 1}}, True),
+    ({"a.b": [{"exists": True}]}, {"a.b": 1}, True),
+    ({"$or": [{"a.b": ["x"]}, {"c": ["y"]}]}, {"a": {"b": "x"}}, True),
+    # -- anything-but with a list under prefix and suffix, as EventBridge takes it
+    ({"s": [{"anything-but": {"prefix": ["init", "test"]}}]}, {"s": "testing"}, False),
+    ({"s": [{"anything-but": {"prefix": ["init", "test"]}}]}, {"s": "initial"}, False),
+    ({"s": [{"anything-but": {"prefix": ["init", "test"]}}]}, {"s": "running"}, True),
+    ({"s": [{"anything-but": {"prefix": ["init"]}}]}, {"s": 5}, True),
+    ({"f": [{"anything-but": {"suffix": [".png", ".jpg"]}}]}, {"f": "a.jpg"}, False),
+    ({"f": [{"anything-but": {"suffix": [".png", ".jpg"]}}]}, {"f": "a.gif"}, True),
+    ({"f": [{"anything-but": {"suffix": [".png"]}}]}, {"f": ["a.png", "b.gif"]}, True),
+    ({"f": [{"anything-but": {"suffix": [".png"]}}]}, {"f": ["a.png"]}, False),
+    ({"s": [{"anything-but": {"wildcard": ["in*", "*ed"]}}]}, {"s": "stopped"}, False),
+    ({"s": [{"anything-but": {"equals-ignore-case": ["A", "b"]}}]}, {"s": "B"}, False),
 ]
 
 
@@ -430,7 +456,13 @@ ERRORS = [
     ({"s": [{"anything-but": {"numeric": [">", 1]}}]}, "anything-but takes one of"),
     ({"s": [{"anything-but": {"prefix": "a", "suffix": "b"}}]}, "not prefix, suffix"),
     ({"s": [{"anything-but": {}}]}, "not nothing"),
-    ({"s": [{"anything-but": {"prefix": ["a"]}}]}, "anything-but prefix expects a string"),
+    ({"s": [{"anything-but": {"prefix": [1]}}]}, "anything-but prefix expects a string"),
+    ({"s": [{"anything-but": {"prefix": []}}]}, "anything-but prefix expects a string or a"),
+    ({"s": [{"anything-but": {"suffix": ["a", ""]}}]}, "suffix expects a non-empty string"),
+    ({"s": [{"anything-but": {"prefix": {"x": "y"}}}]}, "anything-but prefix expects a string"),
+    # -- a field named dotted and nested at once
+    ({"a.b": ["x"], "a": {"b": ["y"]}}, "names a field the pattern names already"),
+    ({"a": {"b": ["x"]}, "a.b": {"c": ["y"]}}, "names a field the pattern names already"),
     ({"s": [{"anything-but": {"prefix": ""}}]}, "anything-but prefix expects a non-empty string"),
     ({"s": [{"anything-but": {"suffix": ""}}]}, "anything-but suffix expects a non-empty string"),
     ({"s": [{"anything-but": {"equals-ignore-case": []}}]}, "expects a string or a non-empty list"),
@@ -558,3 +590,9 @@ def test_pattern_fields(pattern, fields):
 def test_pattern_fields_checks_the_pattern():
     with pytest.raises(PatternError):
         pattern_fields({"source": "a"})
+
+
+def test_an_event_built_in_code_with_a_name_that_is_not_a_string_still_matches():
+    pattern = compile_pattern({"detail": {"state": ["x"]}})
+    assert pattern.matches({"detail": {"state": "x"}, 5: "five"})
+    assert pattern.matches({"detail": {"state": "x"}, 5: "five", "detail.other": 1})

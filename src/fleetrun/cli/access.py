@@ -16,7 +16,7 @@ from fleetrun.cli.exits import Exit
 from fleetrun.core import access
 from fleetrun.core.durations import parse_duration
 from fleetrun.core.errors import ValidationError
-from fleetrun.core.policy import evaluate, parse_policy
+from fleetrun.core.policy import parse_policy
 from fleetrun.schemas.access import MAX_TOKEN_EXPIRES_S, Principal
 
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -512,12 +512,14 @@ def simulate(
     context_file: Path | None,
 ) -> None:
     """Would this be allowed? Prints allow or deny and the statement that decided;
-    exits 0 on allow and 1 on deny."""
+    exits 0 on allow and 1 on deny. Actions and resources may be named in SSM's
+    vocabulary too (ssm:SendCommand, arn:aws:ec2:*:*:instance/ID). With neither
+    --principal nor --policy-file, no policy allows anything: the answer is deny."""
     opts = options(ctx)
-    if (principal is None) == (not files):
+    if principal is not None and files:
         raise ValidationError(
             "Say whose permissions to simulate: --principal NAME, or --policy-file FILE "
-            "(repeatable) to decide offline."
+            "(repeatable) to decide offline, not both."
         )
     context = _context(pairs, context_file)
     target = access.action_name(action_)
@@ -532,7 +534,7 @@ def simulate(
     else:
         docs = [parse_policy(_read_text(f), f.name) for f in files]
         context = {access.CURRENT_TIME: datetime.now(UTC).isoformat(), **context}
-        outcome = evaluate(docs, target, resource, context)
+        outcome = access.decide(docs, target, resource, context)
         decision, matched = outcome.word, outcome.matched_statements()
         reason = outcome.reason(target, resource)
     if opts.json:

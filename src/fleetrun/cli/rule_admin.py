@@ -57,7 +57,17 @@ def _target_options(*, required: bool) -> Callable[[F], F]:
     return add
 
 
+EVENT_SHAPE = click.option(
+    "--event-shape",
+    type=click.Choice(["fleetrun", "aws"]),
+    default=None,
+    help="Match and deliver events in fleetrun's shape (the default) or as SSM sends them "
+    "to EventBridge (aws: source aws.ssm, EC2 Command ... Status-change Notification).",
+)
+
+
 def _add_target_options(command: F, required: bool) -> F:
+    command = EVENT_SHAPE(command)
     command = click.option(
         "--principal", default=None, help="command: targets send as this principal."
     )(command)
@@ -127,6 +137,7 @@ def create(
     secret_env: str | None,
     input_file: Path | None,
     principal: str | None,
+    event_shape: str | None,
     description: str | None,
     disabled: bool,
 ) -> None:
@@ -145,6 +156,7 @@ def create(
             principal=principal,
             description=description,
             enabled=not disabled,
+            event_shape=event_shape,
         )
     )
     _report(ctx, rule, "Created", secret if made else None)
@@ -170,6 +182,7 @@ def update(
     secret_env: str | None,
     input_file: Path | None,
     principal: str | None,
+    event_shape: str | None,
     description: str | None,
 ) -> None:
     """Change a rule in place; what is not given stays, and so do its deliveries.
@@ -178,10 +191,11 @@ def update(
     secret unless --secret-env gives a new one; a new webhook target gets one made here
     (printed once). A command: target keeps its input template unless --input-file
     gives one."""
-    if not (pattern_file or targets or secret_env or input_file or principal or description):
+    given = (pattern_file, targets, secret_env, input_file, principal, event_shape, description)
+    if not any(given):
         raise ValidationError(
             f"Nothing to change in rule {name}: give --pattern-file, --target, "
-            "--secret-env, --input-file, --principal or --description."
+            "--secret-env, --input-file, --principal, --event-shape or --description."
         )
     pattern = read_json_file(pattern_file, "pattern") if pattern_file else None
     template = read_json_file(input_file, "input") if input_file else None
@@ -199,7 +213,12 @@ def update(
         made = secret if was_made else None
         specs = _specs(names, secret, template)
     rule = client.update_rule(
-        name, pattern=pattern, targets=specs, principal=principal, description=description
+        name,
+        pattern=pattern,
+        targets=specs,
+        principal=principal,
+        description=description,
+        event_shape=event_shape,
     )
     _report(ctx, rule, "Updated", made)
 
@@ -238,6 +257,7 @@ def show(ctx: click.Context, name: str) -> None:
             ("Rule", rule.name),
             ("State", "enabled" if rule.enabled else "disabled"),
             ("Pattern", render_json(rule.pattern)),
+            ("Event shape", rule.event_shape),
             ("Targets", _targets(rule)),
             ("Principal", rule.principal),
             ("Description", rule.description),

@@ -9,6 +9,7 @@ import click
 from fleetrun.cli import render
 from fleetrun.cli.base import api_options, json_option, options
 from fleetrun.cli.files import read_json_file
+from fleetrun.core import eventshapes
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.patterns import compile_pattern
 
@@ -24,19 +25,31 @@ def rules() -> None:
 @rules.command("test")
 @click.option("--pattern-file", type=FILE, required=True, help="The event pattern, JSON (or YAML).")
 @click.option("--event-file", type=FILE, required=True, help="One event, JSON (or YAML).")
+@click.option(
+    "--event-shape",
+    type=click.Choice(eventshapes.SHAPES),
+    default=eventshapes.FLEETRUN,
+    show_default=True,
+    help="Match the event as a rule in this shape sees it (aws: as SSM sends it).",
+)
 @json_option
 @click.pass_context
-def test(ctx: click.Context, pattern_file: Path, event_file: Path) -> None:
+def test(ctx: click.Context, pattern_file: Path, event_file: Path, event_shape: str) -> None:
     """Try a pattern on an event, offline.
 
     Prints whether the event in --event-file matches the pattern in --pattern-file, and
     exits 0 either way; a file that cannot be read or a pattern that is not valid exits 1.
+    With --event-shape aws, a fleetrun event (as `fleetrun events list --json` prints it)
+    is first put in SSM's shape, as a rule in that shape would see it.
     """
     pattern = compile_pattern(read_json_file(pattern_file, "pattern"))
     event = read_json_file(event_file, "event")
     if not isinstance(event, dict):
         raise ValidationError(f"The event file {event_file} must hold one JSON object (an event).")
-    match = pattern.matches(event)
+    seen: dict[str, object] | None = event
+    if event_shape == eventshapes.AWS and event.get("source") != eventshapes.AWS_SOURCE:
+        seen = eventshapes.shaped(event, event_shape)
+    match = seen is not None and pattern.matches(seen)
     if options(ctx).json:
         return render.emit_json({"match": match})
     if match:

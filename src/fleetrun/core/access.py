@@ -10,7 +10,8 @@ Every API operation is one action, `fleetrun:<Verb><Noun>`, decided on one resou
 or on `*` when the operation has no resource of its own (listing the audit log, creating
 an activation). Conditions may use these keys:
 
-    fleetrun:ResourceTag/<key>  the tag <key> of the node acted on
+    fleetrun:ResourceTag/<key>  the tag <key> of the node acted on (also named
+                                ssm:resourceTag/<key> and aws:ResourceTag/<key>)
     fleetrun:DocumentName       the document a command runs (or the one acted on)
     fleetrun:RunAsUser          the user a command asks to run as
     fleetrun:Parameter/<name>   a parameter of the command (a list: one value per item)
@@ -19,21 +20,25 @@ an activation). Conditions may use these keys:
     fleetrun:PrincipalName      the caller's principal
 
 `ACTIONS` is the table (docs/access-control.md prints it); `policy.evaluate` does the
-deciding and knows none of it.
+deciding and knows none of it. Every request is also decided under its SSM names
+(`action_names`, `resource_names`; the table is `fleetrun.core.ssmnames`), so policies
+written for AWS Systems Manager work unchanged beside fleetrun's own.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
+from fleetrun.core import ssmnames
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.inputs import check_not_dots
 from fleetrun.core.matching import action_matches
-from fleetrun.core.policy import Policy, PolicyError, evaluate, parse_policy
+from fleetrun.core.policy import Decision, Policy, PolicyError, evaluate, parse_policy
 
 PREFIX = "frn:fleetrun:"
 SERVICE = "fleetrun"
@@ -60,6 +65,52 @@ def frn(kind: str, name: str) -> str:
 def action_name(verb: str) -> str:
     """`SendCommand` -> `fleetrun:SendCommand`; a full name is kept as it is."""
     return verb if ":" in verb else f"{SERVICE}:{verb}"
+
+
+def action_names(action: str, resource: str | None = None) -> tuple[str, ...]:
+    """Every name a request's action has: `fleetrun:SendCommand` -> (it, ssm:SendCommand);
+    `ssm:ListCommands` -> (it, fleetrun:ListCommands, fleetrun:GetCommand). An SSM
+    operation answers to the fleetrun actions on the kind of resource acted on (all of
+    them while it is not known)."""
+    return _action_names(action_name(action), _kind(resource))
+
+
+@lru_cache(maxsize=1024)
+def _action_names(full: str, kind: str | None) -> tuple[str, ...]:
+    service, _, verb = full.partition(":")
+    if service.lower() == SERVICE:
+        return (full, *(f"{ssmnames.SERVICE}:{op}" for op in ssmnames.ssm_operations(verb)))
+    if service.lower() != ssmnames.SERVICE:
+        return (full,)
+    verbs = [
+        v
+        for v in ssmnames.fleetrun_verbs(verb)
+        if kind is None or kind in ACTIONS[v].resource.split(", ")
+    ]
+    return (full, *(action_name(v) for v in verbs))
+
+
+def _kind(resource: str | None) -> str | None:
+    if resource is None or resource == "*" or not resource.startswith(PREFIX):
+        return None
+    return resource[len(PREFIX) :].partition("/")[0]
+
+
+def canonical_resource(resource: str) -> str:
+    """fleetrun's name for a resource named by its AWS ARN (a node by its instance or
+    managed-instance ARN, a document by its ARN); any other name as it is."""
+    found = ssmnames.parse_arn(resource)
+    return frn(*found) if found is not None else resource
+
+
+def resource_names(resource: str) -> tuple[str, ...]:
+    """Every name a request's resource has: frn:fleetrun:node/ID -> (it, its EC2 instance
+    ARN, its managed-instance ARN), in every region and account."""
+    own = canonical_resource(resource)
+    kind = _kind(own)
+    if kind is None:
+        return (own,)
+    return (own, *ssmnames.arns(kind, own[len(PREFIX) + len(kind) + 1 :]))
 
 
 @dataclass(frozen=True)
@@ -246,6 +297,97 @@ BUILTIN_ROLE_DESCRIPTIONS = {
 ADMIN_PRINCIPAL = "admin"
 
 
+def decide(
+    policies: Iterable[Policy],
+    action: str,
+    resource: str | None,
+    context: Mapping[str, Any] | None = None,
+    *,
+    known: Callable[[str], bool] | None = None,
+) -> Decision:
+    """A request decided under all of its names, fleetrun's and SSM's, for the action,
+    the resource and the node's tag keys alike (`action_names`, `resource_names`,
+    `ssmnames.TAG_KEYS`). A request in fleetrun's words is decided under its fleetrun
+    names alone when no policy speaks any other vocabulary: the same decision, sooner."""
+    policies = tuple(policies)
+    full = action_name(action)
+    native = full.lower().startswith(SERVICE + ":") and (
+        resource is None or resource == "*" or resource.startswith(PREFIX)
+    )
+    foreign = _foreign(policies)
+    actions = action_names(full, resource) if foreign.actions or not native else full
+    names: str | tuple[str, ...] | None = resource
+    if resource is not None and (foreign.resources or not native):
+        names = resource_names(resource)
+    if foreign.keys and context:
+        context = _with_ssm_tag_keys(context, foreign.keys)
+    return evaluate(policies, actions, names, context, known=known)
+
+
+@dataclass(frozen=True)
+class _Foreign:
+    """What of another vocabulary than fleetrun's a set of policies names."""
+
+    actions: bool  # an action pattern that could name what a fleetrun: name does not
+    resources: bool  # a resource pattern that is not frn:... or *
+    keys: frozenset[str]  # the ssm:resourceTag/ and aws:ResourceTag/ keys, lower-cased
+
+
+_FOREIGN_CACHE: dict[int, tuple[Policy, _Foreign]] = {}
+_TAG_KEYS_LOWER = tuple(k.lower() for k in ssmnames.TAG_KEYS)
+
+
+def _foreign(policies: tuple[Policy, ...]) -> _Foreign:
+    found = [_foreign_one(p) for p in policies]
+    return _Foreign(
+        any(f.actions for f in found),
+        any(f.resources for f in found),
+        frozenset().union(*(f.keys for f in found)),
+    )
+
+
+def _foreign_one(policy: Policy) -> _Foreign:
+    cached = _FOREIGN_CACHE.get(id(policy))
+    if cached is not None and cached[0] is policy:
+        return cached[1]
+    statements = policy.statements
+    found = _Foreign(
+        actions=any(
+            p != "*" and not p.lower().startswith(SERVICE + ":")
+            for s in statements
+            for p in s.actions
+        ),
+        resources=any(
+            p != "*" and not p.startswith(PREFIX) for s in statements for p in s.resources
+        ),
+        keys=frozenset(
+            c.key_lower
+            for s in statements
+            for c in s.conditions
+            if c.key_lower.startswith(_TAG_KEYS_LOWER)
+        ),
+    )
+    if len(_FOREIGN_CACHE) > 4096:
+        _FOREIGN_CACHE.clear()
+    _FOREIGN_CACHE[id(policy)] = (policy, found)
+    return found
+
+
+def _with_ssm_tag_keys(context: Mapping[str, Any], used: frozenset[str]) -> dict[str, Any]:
+    """The context with the SSM tag keys the policies use (lower-cased) taken from
+    fleetrun:ResourceTag/KEY (a key given under SSM's name already wins)."""
+    lowered = {k.lower(): v for k, v in context.items()}
+    out = dict(context)
+    prefix = RESOURCE_TAG.lower()
+    for key in used:
+        if key not in lowered:
+            tag = key.partition("/")[2]
+            value = lowered.get(prefix + tag)
+            if value is not None:
+                out[key] = value
+    return out
+
+
 def allows_everything(policies: Iterable[Policy]) -> bool:
     """Whether these policies make an administrator: every action allowed on every
     resource whatever the request, by statements without conditions, and no statement
@@ -254,7 +396,7 @@ def allows_everything(policies: Iterable[Policy]) -> bool:
     for verb, spec in ACTIONS.items():
         # A resource no statement names: only wildcards reach it.
         resource = "*" if spec.resource == "*" else frn(spec.resource, "~any~")
-        decision = evaluate(policies, action_name(verb), resource, {}, known=lambda _key: False)
+        decision = decide(policies, verb, resource, {}, known=lambda _key: False)
         if not decision.allowed or decision.undecided:
             return False
     return True
@@ -269,6 +411,7 @@ def request_context(principal: str, source_ip: str | None, now: datetime) -> dic
 
 
 def node_context(tags: Mapping[str, str]) -> dict[str, str]:
+    """A node's tags as condition keys (`decide` gives them SSM's names as well)."""
     return {RESOURCE_TAG + key: value for key, value in tags.items()}
 
 

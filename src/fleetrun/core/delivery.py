@@ -30,9 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from fleetrun.core import substitution
+from fleetrun.core import eventshapes, substitution
 from fleetrun.core.errors import ValidationError
-from fleetrun.core.events import DETAIL_FIELDS, ENVELOPE_FIELDS, SOURCE
 
 SCHEMES = ("webhook", "email", "nats", "redis", "redis-stream", "command")
 SIGNATURE_HEADER = "X-Fleetrun-Signature"
@@ -119,10 +118,14 @@ def _steps(path: str) -> list[str | int]:
     return [name if name else int(index) for name, index in _STEP.findall(path[1:])]
 
 
-def check_template(template: Any, detail_types: Iterable[str] | None) -> None:
-    """Refuse a template that reads a field no event it can receive has. With
-    `detail_types` None (the rule takes any event), any known field will do."""
-    kinds = list(detail_types) if detail_types is not None else list(DETAIL_FIELDS)
+def check_template(
+    template: Any, detail_types: Iterable[str] | None, shape: str = eventshapes.FLEETRUN
+) -> None:
+    """Refuse a template that reads a field no event it can receive (in the rule's
+    shape) has. With `detail_types` None (the rule takes any event), any known field
+    will do."""
+    fields = eventshapes.detail_fields(shape)
+    kinds = list(detail_types) if detail_types is not None else list(fields)
     for path in template_paths(template):
         steps = _steps(path)
         if not steps:
@@ -132,13 +135,13 @@ def check_template(template: Any, detail_types: Iterable[str] | None) -> None:
             if len(steps) < 2 or not isinstance(steps[1], str):
                 continue
             name = steps[1]
-            if not any(name in DETAIL_FIELDS.get(k, ()) for k in kinds):
+            if not any(name in fields.get(k, ()) for k in kinds):
                 which = ", ".join(repr(k) for k in kinds) if detail_types else "any event"
                 raise ValidationError(
                     f"The input template reads {path}, but {which} has no detail field "
                     f"{name!r}: use one of the fields listed in docs/events.md."
                 )
-        elif head not in ENVELOPE_FIELDS:
+        elif head not in eventshapes.envelope_fields(shape):
             raise ValidationError(
                 f"The input template reads {path}, which no event has: use $.detail.FIELD "
                 "or one of $.id, $.time, $.resources, $.detail-type, $.source."
@@ -255,24 +258,32 @@ def pattern_detail_types(pattern: Mapping[str, Any]) -> list[str] | None:
     return [str(v) for v in values]
 
 
-def pattern_warnings(pattern: Mapping[str, Any]) -> list[str]:
-    """What in a valid pattern can never match anything fleetrun emits: a detail-type
-    or a source named by exact value that no event has (at the top level and in the
-    branches of a top-level $or). A rule written so is kept, and told; each warning
-    is one sentence, with the name meant when one is close."""
+def pattern_warnings(pattern: Mapping[str, Any], shape: str = eventshapes.FLEETRUN) -> list[str]:
+    """What in a valid pattern can never match anything fleetrun emits in the rule's
+    shape: a detail-type or a source named by exact value that no event has (at the top
+    level and in the branches of a top-level $or). A rule written so is kept, and told;
+    each warning is one sentence, with the name meant when one is close."""
+    fields = eventshapes.detail_fields(shape)
     found: list[str] = []
     for part in [pattern, *_or_branches(pattern)]:
         for value in _exact_strings(part.get("detail-type")):
-            if value not in DETAIL_FIELDS and value not in found:
+            if value not in fields and value not in found:
                 found.append(value)
-    warnings = [f"{_never(value)}: {_meant(value)}" for value in found]
+    warnings = [f"{_never(value, shape)}: {_meant(value, fields)}" for value in found]
     sources = {
         v for part in [pattern, *_or_branches(pattern)] for v in _exact_strings(part.get("source"))
     }
+    source = eventshapes.source(shape)
+    other = eventshapes.AWS if shape == eventshapes.FLEETRUN else eventshapes.FLEETRUN
     warnings += [
-        f"The pattern names the source {value!r}, which no event has: every fleetrun "
-        f"event's source is {SOURCE!r}."
-        for value in sorted(sources - {SOURCE})
+        f"The pattern names the source {value!r}, which no event has: every event's "
+        f"source is {source!r} in the {shape} shape"
+        + (
+            f" (set the rule's event shape to {other})."
+            if value == eventshapes.source(other)
+            else "."
+        )
+        for value in sorted(sources - {source})
     ]
     return warnings
 
@@ -286,16 +297,17 @@ def _exact_strings(values: Any) -> list[str]:
     return [v for v in values if isinstance(v, str)] if isinstance(values, list) else []
 
 
-def _never(value: str) -> str:
-    return f"The pattern names the detail-type {value!r}, which fleetrun never emits"
+def _never(value: str, shape: str) -> str:
+    shaped = "" if shape == eventshapes.FLEETRUN else f" in the {shape} shape"
+    return f"The pattern names the detail-type {value!r}, which fleetrun never emits{shaped}"
 
 
-def _meant(value: str) -> str:
-    by_lower = {name.lower(): name for name in DETAIL_FIELDS}
+def _meant(value: str, fields: Mapping[str, Any]) -> str:
+    by_lower = {name.lower(): name for name in fields}
     close = difflib.get_close_matches(value.lower(), list(by_lower), n=1, cutoff=0.6)
     if close:
         return f"did you mean {by_lower[close[0]]!r}?"
-    return "it emits " + ", ".join(repr(name) for name in DETAIL_FIELDS) + "."
+    return "it emits " + ", ".join(repr(name) for name in fields) + "."
 
 
 # -- retries -------------------------------------------------------------------------

@@ -262,12 +262,46 @@ def _pattern(
     return _regex(tokens, segments=segments)
 
 
+EVERY = "*"  # a request's ARN in every region, or every (non-empty) account
+
+
+def _in_place(pattern: str, resource: str) -> str:
+    """A resource whose ARN says `*` for its region or account is in every region (or
+    every account that is one: not the empty one of a service-owned resource), so it is
+    compared as if it were in the one the pattern names."""
+    theirs = _place(pattern)
+    if theirs is None or EVERY not in resource:
+        return resource
+    parts = resource.split(":", 5)
+    if len(parts) < 6:
+        return resource
+    region, account = theirs
+    if region is not None and parts[3] == EVERY:
+        parts[3] = region
+    if account and parts[4] == EVERY:
+        parts[4] = account
+    return ":".join(parts)
+
+
+@lru_cache(maxsize=4096)
+def _place(pattern: str) -> tuple[str | None, str | None] | None:
+    """The region and account an ARN pattern names (None: it names none)."""
+    if not pattern.startswith("arn:") or "${" in pattern:
+        return None
+    theirs = pattern.split(":", 5)
+    region = theirs[3] if len(theirs) >= 4 else None
+    account = theirs[4] if len(theirs) >= 5 else None
+    return region, account
+
+
 def resource_matches(
     pattern: str, resource: str, lookup: Callable[[str], Any] | None = None
 ) -> bool | None:
-    """Resource names compare case-sensitively, segment by segment (see `_regex`)."""
+    """Resource names compare case-sensitively, segment by segment (see `_regex`); an
+    ARN in every region or account (`*` there) is in the one the pattern names."""
     if pattern == "*":
         return True
+    resource = _in_place(pattern, resource)
     regex = _pattern(pattern, lookup, segments=True)
     if isinstance(regex, Unknown):
         return None

@@ -8,7 +8,10 @@ matches when every field of the pattern matches (AND)::
 
 A list value may also hold operator objects: `prefix`, `suffix`, `equals-ignore-case`,
 `wildcard`, `anything-but`, `numeric`, `cidr` and `exists`; `"$or": [{...}, {...}]` at any
-level matches when any of its sub-patterns does. When the event holds a list, a leaf matches
+level matches when any of its sub-patterns does. A dotted field name is a path, in the
+pattern and in the event alike (EventBridge joins path segments with dots):
+`{"detail": {"state.status": [...]}}` is `{"detail": {"state": {"status": [...]}}}`.
+When the event holds a list, a leaf matches
 if any element does, and a nested pattern must match within one element of the list, never
 by mixing fields of different elements.
 
@@ -91,6 +94,7 @@ class _Node:
     fields: tuple[tuple[str, _Node | _Leaf], ...]
     alternatives: tuple[tuple[_Node, ...], ...]
     absence_only: bool  # it asks only that fields be missing ({"exists": false})
+    nested: bool = False  # some field is an object (found under dotted names too)
 
     def matches(self, value: Any) -> bool:
         if isinstance(value, list):
@@ -104,8 +108,15 @@ class _Node:
         return self._matches_one(value)
 
     def _matches_one(self, value: Any) -> bool:
+        is_dict = isinstance(value, dict)
+        dotted = is_dict and self.nested and _has_dotted_names(value)
         for key, child in self.fields:
-            found = value.get(key, _MISSING) if isinstance(value, dict) else _MISSING
+            if not is_dict:
+                found = _MISSING
+            elif dotted and isinstance(child, _Node):
+                found = _field(value, key)
+            else:
+                found = value.get(key, _MISSING)
             if not child.matches(found):
                 return False
         return all(any(alt._matches_one(value) for alt in group) for group in self.alternatives)
@@ -138,7 +149,7 @@ def compile_pattern(pattern: dict[str, Any] | str) -> Pattern:
         )
     if not pattern:
         raise PatternError('A pattern must name at least one field, like {"source": ["fleetrun"]}.')
-    return Pattern(copy.deepcopy(pattern), _node(pattern, [], 0))
+    return Pattern(copy.deepcopy(pattern), _node(_undotted(pattern, [], 0), [], 0))
 
 
 def pattern_fields(pattern: dict[str, Any] | str | Pattern) -> set[str]:
@@ -162,6 +173,29 @@ def _elements(values: list[Any]) -> Iterator[Any]:
             yield value
         else:
             stack.pop()
+
+
+def _field(value: dict[str, Any], key: str) -> Any:
+    """The object at `key`, with what the event names by dotted keys under it:
+    {"state.status": "x"} has {"status": "x"} at "state", as EventBridge reads events."""
+    found = value.get(key, _MISSING)
+    if not (found is _MISSING or isinstance(found, dict)):
+        return found
+    prefix = key + "."
+    dotted = {
+        k[len(prefix) :]: v for k, v in value.items() if isinstance(k, str) and k.startswith(prefix)
+    }
+    if not dotted:
+        return found
+    return dotted if found is _MISSING else {**found, **dotted}
+
+
+def _has_dotted_names(value: dict[str, Any]) -> bool:
+    """Whether an event object names a field with a dot (most have none: one quick look)."""
+    try:
+        return "." in "".join(value)
+    except TypeError:  # a name that is not a string (an event built in code)
+        return True
 
 
 def _scalars(value: Any) -> Iterator[Any]:
@@ -247,6 +281,41 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+def _undotted(pattern: dict[str, Any], path: list[str], depth: int) -> dict[str, Any]:
+    """The pattern with every dotted field name made nested objects, as EventBridge
+    joins path segments with dots: {"state.status": [...]} is {"state": {"status": [...]}}.
+    A field named both ways is refused (which of the two would it be?)."""
+    if depth > MAX_DEPTH:
+        raise _fail(path, f"nests deeper than {MAX_DEPTH} levels; flatten the pattern")
+    out: dict[str, Any] = {}
+    for key, value in pattern.items():
+        if key == "$or" and isinstance(value, list):
+            value = [
+                _undotted(v, [*path, key], depth + 1) if isinstance(v, dict) else v for v in value
+            ]
+        elif isinstance(value, dict):
+            value = _undotted(value, [*path, str(key)], depth + 1)
+        steps = key.split(".") if isinstance(key, str) and key != "$or" else [key]
+        for step in reversed(steps[1:]):
+            value = {step: value}
+        _merge(out, steps[0], value, [*path, str(key)])
+    return out
+
+
+def _merge(into: dict[str, Any], key: str, value: Any, path: list[str]) -> None:
+    if key not in into:
+        into[key] = value
+    elif isinstance(into[key], dict) and isinstance(value, dict) and key != "$or":
+        merged = dict(into[key])
+        for inner, item in value.items():
+            _merge(merged, inner, item, path)
+        into[key] = merged
+    else:
+        raise _fail(
+            path, "names a field the pattern names already (dotted and nested are the same field)"
+        )
+
+
 def _node(pattern: dict[str, Any], path: list[str], depth: int) -> _Node:
     if depth > MAX_DEPTH:
         raise _fail(path, f"nests deeper than {MAX_DEPTH} levels; flatten the pattern")
@@ -269,7 +338,8 @@ def _node(pattern: dict[str, Any], path: list[str], depth: int) -> _Node:
                 f"expects a list of values like [{example}] or a nested object, not {_kind(value)}",
             )
     absence_only = not alternatives and all(child.absence_only for _, child in fields)
-    return _Node(tuple(fields), tuple(alternatives), absence_only)
+    nested = any(isinstance(child, _Node) for _, child in fields)
+    return _Node(tuple(fields), tuple(alternatives), absence_only, nested)
 
 
 def _alternatives(value: Any, path: list[str], depth: int) -> tuple[_Node, ...]:
@@ -515,17 +585,21 @@ def _anything_but_operator(operand: dict[str, Any], path: list[str]) -> Test:
         )
     ((name, inner),) = operand.items()
     where = f"anything-but {name}"
-    if name in ("equals-ignore-case", "wildcard") and isinstance(inner, list):
-        if not inner:
-            raise _fail(path, f"{where} expects a string or a non-empty list of strings")
-        excluded = tuple(_OPERATORS[name](_string(v, path, where), path) for v in inner)
-    else:
-        text = _string(inner, path, where)
-        if not text and name in ("prefix", "suffix"):
-            raise _fail(path, f"{where} expects a non-empty string (an empty one excludes all)")
-        excluded = (_OPERATORS[name](text, path),)
+    if isinstance(inner, list) and not inner:
+        raise _fail(path, f"{where} expects a string or a non-empty list of strings")
+    excluded = tuple(
+        _OPERATORS[name](_excluded_text(v, path, name, where), path)
+        for v in (inner if isinstance(inner, list) else [inner])
+    )
     # Exclusions only ever exclude strings: any other present value matches.
     return lambda v: not any(test(v) for test in excluded)
+
+
+def _excluded_text(value: Any, path: list[str], name: str, where: str) -> str:
+    text = _string(value, path, where)
+    if not text and name in ("prefix", "suffix"):
+        raise _fail(path, f"{where} expects a non-empty string (an empty one excludes all)")
+    return text
 
 
 _OPERATORS: dict[str, Callable[[Any, list[str]], Test]] = {

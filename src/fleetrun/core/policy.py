@@ -26,6 +26,11 @@ AWS compares them, so an AWS policy evaluates here as AWS documents it. Evaluati
 also be partial (`known=`): keys that are not known yet, and an unknown resource (None),
 make a statement undecided rather than false, so a caller can refuse early what no
 resource could allow and decide the rest once it knows the resource.
+
+A request may carry several names for its action and for its resource (fleetrun's and
+SSM's, `fleetrun.core.ssmnames`): a statement applies when any of its patterns matches
+any of the names, so a Deny in either vocabulary denies and an Allow in either allows,
+and NotAction/NotResource apply only when no name matches.
 """
 
 from __future__ import annotations
@@ -375,9 +380,12 @@ class _Request:
     def __init__(self, context: Context, known: Callable[[str], bool] | None) -> None:
         self.values: dict[str, list[str]] = {}
         for key, value in context.items():
+            if isinstance(value, str):  # the common case, first
+                self.values[key.lower()] = [value]
+                continue
             if value is None:
                 continue
-            items = [value] if isinstance(value, str | bool | int | float) else list(value)
+            items = [value] if isinstance(value, bool | int | float) else list(value)
             self.values[key.lower()] = [_text(v) for v in items if v is not None]
         self.known = known
 
@@ -413,10 +421,16 @@ def _all(results: Iterable[bool | None]) -> bool | None:
 
 
 def applies(
-    statement: Statement, action: str, resource: str | None, request: _Request
+    statement: Statement,
+    action: str | Sequence[str],
+    resource: str | Sequence[str] | None,
+    request: _Request,
 ) -> bool | None:
-    """Whether the statement applies to the request (None: not known yet)."""
-    hit = any(action_matches(p, action) for p in statement.actions)
+    """Whether the statement applies to the request (None: not known yet). The action
+    and the resource may each be given as several names of the same thing (one per
+    vocabulary): a pattern matches the request when it matches any of its names."""
+    actions = _names(action)
+    hit = any(action_matches(p, a) for p in statement.actions for a in actions)
     if hit == statement.not_actions:
         return False
     lookup = request.variable if statement.variables else None
@@ -425,7 +439,8 @@ def applies(
             None if statement.not_resources or "*" not in statement.resources else True
         )
     else:
-        matches = [resource_matches(p, resource, lookup) for p in statement.resources]
+        names = _names(resource)
+        matches = [resource_matches(p, r, lookup) for p in statement.resources for r in names]
         any_match: bool | None = True if True in matches else None if None in matches else False
         on_resource = (
             any_match if not statement.not_resources or any_match is None else not any_match
@@ -469,16 +484,21 @@ class Decision:
         return f"no statement allows {action}{target}"
 
 
+def _names(value: str | Sequence[str]) -> Sequence[str]:
+    return (value,) if isinstance(value, str) else value
+
+
 def evaluate(
     policies: Iterable[Policy],
-    action: str,
-    resource: str | None,
+    action: str | Sequence[str],
+    resource: str | Sequence[str] | None,
     context: Context | None = None,
     *,
     known: Callable[[str], bool] | None = None,
 ) -> Decision:
     """Decide `action` on `resource` with `context` (keys case-insensitive; a list is a
-    multi-valued key). With `known` (lower-cased key -> known yet?) or resource None the
+    multi-valued key). `action` and `resource` may each be a list of the names of one
+    thing (see `applies`). With `known` (lower-cased key -> known yet?) or resource None the
     evaluation is partial: `allowed` is True when some Allow may still apply and no Deny
     surely does, and `undecided` says a full decision is still to be made."""
     request = _Request(context or {}, known)

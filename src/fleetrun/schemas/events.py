@@ -29,6 +29,9 @@ class Event(Response):
         return self.model_dump(by_alias=True, exclude={"seq"})
 
 
+EventShape = Literal["fleetrun", "aws"]
+
+
 class RuleTargetCreate(Request):
     target: str = Field(
         description="SCHEME:ADDRESS: webhook:, email:, nats:, redis:, redis-stream:, command:"
@@ -59,6 +62,11 @@ class RuleCreate(Request):
         None, description="command targets send as this principal, under its policies"
     )
     enabled: bool = True
+    event_shape: EventShape = Field(
+        "fleetrun",
+        description="the shape events are matched and delivered in: fleetrun's, or aws "
+        "(SSM's EventBridge events: source aws.ssm, EC2 Command ... Status-change Notification)",
+    )
 
 
 class RuleUpdate(Request):
@@ -71,6 +79,9 @@ class RuleUpdate(Request):
     principal: str | None = Field(
         None, description="command targets send as this principal, under its policies"
     )
+    event_shape: EventShape | None = Field(
+        None, description="fleetrun or aws: the shape events are matched and delivered in"
+    )
 
 
 class Rule(Response):
@@ -80,6 +91,7 @@ class Rule(Response):
     targets: list[RuleTarget]
     principal: str | None = None
     enabled: bool
+    event_shape: EventShape = "fleetrun"
     created_at: datetime
     updated_at: datetime
     warnings: list[str] = Field(

@@ -263,9 +263,12 @@ def create_rule(
     principal: str | None = None,
     description: str | None = None,
     enabled: bool = True,
+    event_shape: str | None = None,
 ) -> Op[Rule]:
     """A rule: `targets` are "SCHEME:ADDRESS" strings, or objects with a webhook's
-    `secret` or a command's `input` template."""
+    `secret` or a command's `input` template. `event_shape="aws"` matches and delivers
+    events as SSM sends them to EventBridge (default: fleetrun's own shape)."""
+    shape = {"event_shape": event_shape} if event_shape is not None else {}
     body = build(
         RuleCreate,
         name=name,
@@ -274,8 +277,12 @@ def create_rule(
         principal=principal,
         description=description,
         enabled=enabled,
+        **shape,
     )
-    return model(Rule, "POST", "/v1/rules", json=body.model_dump(exclude_none=True))
+    json = body.model_dump(exclude_none=True)
+    if event_shape is None:
+        del json["event_shape"]  # the server's default
+    return model(Rule, "POST", "/v1/rules", json=json)
 
 
 def update_rule(
@@ -285,6 +292,7 @@ def update_rule(
     targets: Sequence[str | RuleTargetCreate | Mapping[str, Any]] | None = None,
     principal: str | None = None,
     description: str | None = None,
+    event_shape: str | None = None,
 ) -> Op[Rule]:
     """Change a rule in place: what is given replaces what it had, the rest stays. Its
     deliveries (made and pending) stay; a webhook target given again without a
@@ -295,6 +303,7 @@ def update_rule(
         targets=None if targets is None else [_rule_target(t) for t in targets],
         principal=principal,
         description=description,
+        event_shape=event_shape,
     )
     json = body.model_dump(exclude_none=True)
     return model(Rule, "PATCH", path("rules", name), json=json)

@@ -1,7 +1,8 @@
 """Who may do what: the caller behind a request, and every decision about it.
 
 A route names its action (`authorize("SendCommand")`); the caller's effective policies
-are read afresh for each request and decided by `fleetrun.core.policy.evaluate`:
+are read afresh for each request and decided by `fleetrun.core.access.decide` (under
+every name of the action and the resource, fleetrun's and SSM's):
 
 - before the route runs, on what is known then (the resource named in the path, the
   global keys): what no statement could allow is refused there (403);
@@ -23,7 +24,7 @@ from typing import Any
 
 from fleetrun.core import access
 from fleetrun.core.errors import AccessDeniedError
-from fleetrun.core.policy import Decision, Policy, evaluate
+from fleetrun.core.policy import Decision, Policy
 from fleetrun.core.targets import Candidate
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ class Caller:
     def decide(
         self, action: str, resource: str, context: Mapping[str, Any] | None = None
     ) -> Decision:
-        return evaluate(self.policies, access.action_name(action), resource, self.context(context))
+        """Decide under every name of the action and the resource (fleetrun's, SSM's)."""
+        return access.decide(self.policies, action, resource, self.context(context))
 
     def allows(self, action: str, resource: str, context: Mapping[str, Any] | None = None) -> bool:
         return self.decide(action, resource, context).allowed
@@ -86,7 +88,7 @@ class Caller:
         for node in nodes:
             resource = access.frn("node", node.id)
             keys = {**base, **access.node_context(node.tags)}
-            decision = evaluate(self.policies, full, resource, keys)
+            decision = access.decide(self.policies, full, resource, keys)
             if not decision.allowed:
                 deny(self, full, resource, decision, fails_request=False)
                 denied.add(node.id)
@@ -130,8 +132,8 @@ def gate(caller: Caller, action: str, resource: str | None) -> Decision:
     and needs nothing loaded; otherwise partial (resource unknown, only the global keys
     known), so that only what nothing could allow is refused here."""
     if resource is not None:
-        return evaluate(caller.policies, action, resource, caller.context())
-    return evaluate(caller.policies, action, None, caller.context(), known=_known_at_gate)
+        return access.decide(caller.policies, action, resource, caller.context())
+    return access.decide(caller.policies, action, None, caller.context(), known=_known_at_gate)
 
 
 def _known_at_gate(key: str) -> bool:

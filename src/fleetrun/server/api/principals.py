@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from fleetrun.core import access
 from fleetrun.core.errors import NotFoundError, ValidationError
 from fleetrun.core.ids import is_node_id
-from fleetrun.core.policy import evaluate
 from fleetrun.schemas import access as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server.admins import keeping_an_administrator
@@ -163,14 +162,15 @@ async def simulate(
     def read(session: Session) -> schemas.SimulateResult:
         store.read_principal(session, name)
         policies = store.effective_policies(session, name)
-        tags = _node_tags(session, body.resource)
+        resource = access.canonical_resource(body.resource)
+        tags = _node_tags(session, resource)
         context = {
             **access.request_context(name, None, caller.at),
             **access.node_context(tags or {}),
             **body.context,
         }
         target = access.action_name(body.action)
-        decision = evaluate(policies, target, body.resource, context)
+        decision = access.decide(policies, target, resource, context)
         return schemas.SimulateResult(
             decision="allow" if decision.allowed else "deny",
             matched_statements=[
@@ -178,7 +178,7 @@ async def simulate(
             ],
             reason=decision.reason(target, body.resource),
             node_tags=tags,
-            warnings=_warnings(body.resource, tags),
+            warnings=_warnings(resource, tags),
         )
 
     return await state_of(request).db.read(read)

@@ -1,12 +1,13 @@
 """The event log and its deliveries.
 
 Routing: an unrouted event becomes one delivery per target of every enabled rule whose
-pattern matches it, and one per command notification that asks for it; then it is
-marked routed, all in one transaction (so a crash routes it again, or not at all,
-never half). Claiming: a due delivery is leased to one server for a while; the lease
-runs out if that server dies, and another (or the same, restarted) takes it up. On
-PostgreSQL both use `FOR UPDATE SKIP LOCKED`, so replicas share the work without
-waiting on each other or doing it twice.
+pattern matches it (in the rule's event shape: fleetrun's, or SSM's), and one per
+command notification that asks for it; then it is marked routed, all in one
+transaction (so a crash routes it again, or not at all, never half). Claiming: a due
+delivery is leased to one server for a while; the lease runs out if that server dies,
+and another (or the same, restarted) takes it up. On PostgreSQL both use `FOR UPDATE
+SKIP LOCKED`, so replicas share the work without waiting on each other or doing it
+twice. A rule's deliveries carry the event in its shape.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from fleetrun.core.events import (
     envelope,
     notification_wanted,
 )
+from fleetrun.core.eventshapes import FLEETRUN, shaped
 from fleetrun.core.ids import new_uuid
 from fleetrun.schemas import events as schemas
 from fleetrun.server.store.tables import (
@@ -133,8 +135,12 @@ def route(
     made: list[dict[str, Any]] = []
     for row in rows:
         event = event_of(row)
+        shapes: dict[str, dict[str, Any] | None] = {FLEETRUN: event}
         for rule, matches in rules:
-            if matches(event):
+            if rule.event_shape not in shapes:
+                shapes[rule.event_shape] = shaped(event, rule.event_shape)
+            seen = shapes[rule.event_shape]
+            if seen is not None and matches(seen):
                 for index, target in enumerate(rule.targets):
                     made.append(
                         _delivery(row.id, now, target["target"], rule=rule.name, index=index)
@@ -229,6 +235,7 @@ def claim(
             select(Event).where(Event.id.in_({r.event_id for r in rows}))
         ).scalars()
     }
+    shapes = _rule_shapes(session, {r.rule for r in rows if r.rule})
     return [
         Claimed(
             r.id,
@@ -237,10 +244,24 @@ def claim(
             r.channel,
             r.target_index,
             r.target,
-            found.get(r.event_id, {}),
+            _delivered(found.get(r.event_id, {}), shapes.get(r.rule, FLEETRUN)),
         )
         for r in rows
     ]
+
+
+def _rule_shapes(session: Session, names: set[str]) -> dict[str, str]:
+    if not names:
+        return {}
+    found = session.execute(select(Rule.name, Rule.event_shape).where(Rule.name.in_(names)))
+    return {str(name): str(shape) for name, shape in found}
+
+
+def _delivered(event: dict[str, Any], shape: str) -> dict[str, Any]:
+    """The event as a rule in `shape` receives it (it matched in that shape)."""
+    if not event or shape == FLEETRUN:
+        return event
+    return shaped(event, shape) or event
 
 
 def record(

@@ -27,7 +27,9 @@ def secret_context(kind: str, name: str, index: int = 0) -> str:
 
 def create_rule(session: Session, body: schemas.RuleCreate, box: SecretBox) -> Rule:
     access.check_name("rule", body.name, 64)
-    stored = _checked(session, body.name, body.pattern, body.targets, body.principal, box)
+    stored = _checked(
+        session, body.name, body.pattern, body.targets, body.principal, box, body.event_shape
+    )
     if session.get(Rule, body.name) is not None:
         raise ConflictError(
             f"Rule {body.name!r} exists already: delete it first, or choose another name."
@@ -40,6 +42,7 @@ def create_rule(session: Session, body: schemas.RuleCreate, box: SecretBox) -> R
         targets=stored,
         principal=body.principal,
         enabled=body.enabled,
+        event_shape=body.event_shape,
         created_at=now,
         updated_at=now,
     )
@@ -55,6 +58,7 @@ def update_rule(session: Session, name: str, body: schemas.RuleUpdate, box: Secr
     rule = read_rule(session, name)
     pattern = body.pattern if body.pattern is not None else rule.pattern
     principal = body.principal if body.principal is not None else rule.principal
+    shape = body.event_shape if body.event_shape is not None else rule.event_shape
     specs = body.targets
     if specs is None:  # the stored ones, each to keep its secret
         specs = [
@@ -64,9 +68,10 @@ def update_rule(session: Session, name: str, body: schemas.RuleUpdate, box: Secr
     specs = [_with_kept(spec, name, kept, box) for spec in specs]
     if body.principal is None and not any(_sends_commands(spec) for spec in specs):
         principal = None  # it had command: targets, and has none now
-    rule.targets = _checked(session, name, pattern, specs, principal, box)
+    rule.targets = _checked(session, name, pattern, specs, principal, box, shape)
     rule.pattern = pattern
     rule.principal = principal
+    rule.event_shape = shape
     if body.description is not None:
         rule.description = body.description
     rule.updated_at = utcnow()
@@ -101,9 +106,11 @@ def _checked(
     targets: list[schemas.RuleTargetCreate],
     principal: str | None,
     box: SecretBox,
+    shape: str,
 ) -> list[dict[str, Any]]:
     """A rule's targets as stored (secrets sealed), after every check of the pattern,
-    the targets, their templates and the principal."""
+    the targets, their templates (against the fields of events in the rule's shape)
+    and the principal."""
     patterns.compile_pattern(pattern)  # a PatternError names the fault
     kinds = delivery.pattern_detail_types(pattern)
     stored = []
@@ -114,7 +121,7 @@ def _checked(
         if spec.secret:
             entry["secret"] = box.seal(spec.secret, secret_context("rule", name, index))
         if target.scheme == "command":
-            entry["input"] = _check_input(session, target, spec.input, kinds, principal)
+            entry["input"] = _check_input(session, target, spec.input, kinds, principal, shape)
         elif spec.input is not None:
             raise ValidationError(
                 f"Target {target} takes no input template: only command: targets do."
@@ -141,6 +148,7 @@ def _check_input(
     template: dict[str, Any] | None,
     kinds: list[str] | None,
     principal: str | None,
+    shape: str,
 ) -> dict[str, Any]:
     if not template or "targets" not in template:
         raise ValidationError(
@@ -154,7 +162,7 @@ def _check_input(
             + ", ".join(sorted(COMMAND_INPUT_KEYS))
             + "."
         )
-    delivery.check_template(template, kinds)
+    delivery.check_template(template, kinds, shape)
     sample = delivery.render_input(template, _SAMPLE)
     try:
         CommandCreate(**{**sample, "document_name": target.address})
@@ -234,9 +242,10 @@ def to_schema(rule: Rule) -> schemas.Rule:
         ],
         principal=rule.principal,
         enabled=rule.enabled,
+        event_shape=rule.event_shape,
         created_at=rule.created_at,
         updated_at=rule.updated_at,
-        warnings=delivery.pattern_warnings(rule.pattern),
+        warnings=delivery.pattern_warnings(rule.pattern, rule.event_shape),
     )
 
 

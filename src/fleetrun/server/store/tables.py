@@ -394,6 +394,10 @@ class Rule(Base):
     targets: Mapped[list[Any]]
     principal: Mapped[str | None] = mapped_column(String(64))  # command targets act as it
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # "fleetrun" or "aws" (SSM's EventBridge events): what it matches and delivers
+    event_shape: Mapped[str] = mapped_column(
+        String(16), default="fleetrun", server_default="fleetrun"
+    )
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
