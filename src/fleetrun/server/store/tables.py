@@ -69,6 +69,11 @@ class ApiToken(Base):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+    # An AWS-style access key (SigV4, the SSM-compatible API): its id, and its secret
+    # sealed with the server's key (it must be read back to check signatures). Such a
+    # row's token_hash is of a secret nobody was given: it is no bearer token.
+    access_key_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    secret_sealed: Mapped[str | None] = mapped_column(Text)
 
 
 class Principal(Base):

@@ -1,0 +1,216 @@
+"""The SSM-compatible API's protocol, as boto3 speaks it: SigV4 with fleetrun's access
+keys, AWS's error bodies (so boto3 raises its modelled exceptions), SendCommand and
+GetCommandInvocation, against the real app in-process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.inprocess import App
+from tests.ssmclient import access_key, ssm_client
+
+
+def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(exc.value.response["Error"]["Code"])
+
+
+def test_boto3_sends_a_command_and_reads_its_invocation(app: App) -> None:
+    """SendCommand with AWS-RunShellScript runs fleetrun's built-in; the node's output
+    and exit code come back in GetCommandInvocation's shape."""
+    (node,) = app.enrol(1)
+    ssm = ssm_client(app)
+    with app.connect(node) as session:
+        sent = ssm.send_command(
+            InstanceIds=[node.node_id],
+            DocumentName="AWS-RunShellScript",
+            Parameters={"commands": ["echo hello"]},
+            Comment="first",
+        )["Command"]
+        assert sent["DocumentName"] == "AWS-RunShellScript"
+        assert sent["InstanceIds"] == [node.node_id] and sent["Targets"] == []
+        assert sent["Status"] in ("Pending", "InProgress") and sent["Comment"] == "first"
+        assert sent["MaxConcurrency"] == "50" and sent["MaxErrors"] == "0"
+        assert sent["TimeoutSeconds"] == 3600
+        assert (sent["ExpiresAfter"] - sent["RequestedDateTime"]).total_seconds() == 7200
+        session.answer([b"hello\n"], command_id=sent["CommandId"])
+        ssm.get_waiter("command_executed").wait(
+            CommandId=sent["CommandId"],
+            InstanceId=node.node_id,
+            WaiterConfig={"Delay": 0.05, "MaxAttempts": 200},
+        )
+    got = ssm.get_command_invocation(CommandId=sent["CommandId"], InstanceId=node.node_id)
+    assert got["Status"] == "Success" and got["StatusDetails"] == "Success"
+    assert got["StandardOutputContent"] == "hello\n" and got["ResponseCode"] == 0
+    assert got["PluginName"] == "aws:runShellScript"
+    assert got["ExecutionElapsedTime"].startswith("PT")
+    assert got["ExecutionStartDateTime"].endswith("Z")
+    named = ssm.get_command_invocation(
+        CommandId=sent["CommandId"], InstanceId=node.node_id, PluginName="aws:runShellScript"
+    )
+    assert named["StandardOutputContent"] == "hello\n"
+
+
+def test_modelled_exceptions_for_what_does_not_exist(app: App) -> None:
+    (node,) = app.enrol(1)
+    ssm = ssm_client(app)
+    with pytest.raises(ssm.exceptions.InvalidInstanceId):
+        ssm.send_command(
+            InstanceIds=["i-0123456789abcdef0"],
+            DocumentName="AWS-RunShellScript",
+            Parameters={"commands": ["true"]},
+        )
+    with pytest.raises(ssm.exceptions.InvalidInstanceId):
+        ssm.send_command(
+            InstanceIds=["n-0123456789abcdef0"],
+            DocumentName="AWS-RunShellScript",
+            Parameters={"commands": ["true"]},
+        )
+    with pytest.raises(ssm.exceptions.DuplicateInstanceId):
+        ssm.send_command(
+            InstanceIds=[node.node_id, node.node_id],
+            DocumentName="AWS-RunShellScript",
+            Parameters={"commands": ["true"]},
+        )
+    with pytest.raises(ssm.exceptions.InvalidDocument):
+        ssm.send_command(InstanceIds=[node.node_id], DocumentName="NoSuchDocument")
+    with pytest.raises(ssm.exceptions.InvalidDocumentVersion):
+        ssm.send_command(
+            InstanceIds=[node.node_id], DocumentName="AWS-RunShellScript", DocumentVersion="7"
+        )
+    with pytest.raises(ssm.exceptions.InvalidParameters) as bad:
+        ssm.send_command(
+            InstanceIds=[node.node_id],
+            DocumentName="AWS-RunShellScript",
+            Parameters={"commands": ["true"], "nosuch": ["x"]},
+        )
+    assert "nosuch" in bad.value.response["Error"]["Message"]
+    with pytest.raises(ssm.exceptions.InvalidParameters):
+        ssm.send_command(InstanceIds=[node.node_id], DocumentName="AWS-RunShellScript")
+    with pytest.raises(ssm.exceptions.InvocationDoesNotExist):
+        ssm.get_command_invocation(
+            CommandId="00000000-0000-4000-8000-000000000000", InstanceId=node.node_id
+        )
+    assert list(app.client.list_commands()) == []  # nothing refused was stored
+
+
+def test_an_unknown_plugin_name_is_invalid(app: App) -> None:
+    (node,) = app.enrol(1)
+    ssm = ssm_client(app)
+    sent = ssm.send_command(
+        InstanceIds=[node.node_id],
+        DocumentName="AWS-RunShellScript",
+        Parameters={"commands": ["true"]},
+    )["Command"]
+    with pytest.raises(ssm.exceptions.InvalidPluginName) as bad:
+        ssm.get_command_invocation(
+            CommandId=sent["CommandId"], InstanceId=node.node_id, PluginName="aws:nothing"
+        )
+    assert "aws:runShellScript" in bad.value.response["Error"]["Message"]
+    pending = ssm.get_command_invocation(CommandId=sent["CommandId"], InstanceId=node.node_id)
+    assert pending["Status"] in ("Pending", "Delayed") and pending["ResponseCode"] == -1
+    assert pending["ExecutionStartDateTime"] == "" and pending["ExecutionElapsedTime"] == ""
+
+
+def test_a_wrong_secret_key_is_an_invalid_signature(app: App) -> None:
+    key_id, _ = access_key(app)
+    ssm = ssm_client(app, (key_id, "not-the-secret"))
+    with pytest.raises(ClientError) as refused:
+        ssm.list_commands()
+    assert _code(refused) == "InvalidSignatureException"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_an_unknown_key_is_unrecognized(app: App) -> None:
+    ssm = ssm_client(app, ("FRKAAAAAAAAAAAAAAAAA", "whatever"))
+    with pytest.raises(ClientError) as refused:
+        ssm.send_command(InstanceIds=["n-0123456789abcdef0"], DocumentName="AWS-RunShellScript")
+    assert _code(refused) == "UnrecognizedClientException"
+
+
+def test_an_expired_key_answers_expired_token(app: App) -> None:
+    key = access_key(app, expires_in_s=60)
+    ssm = ssm_client(app, key)
+    ssm.get_command_invocation  # noqa: B018 - the client is made while the key is valid
+    app.advance(61)
+    with pytest.raises(ClientError) as refused:
+        ssm.send_command(InstanceIds=["n-0123456789abcdef0"], DocumentName="AWS-RunShellScript")
+    assert _code(refused) == "ExpiredTokenException"
+
+
+def test_a_revoked_key_is_unrecognized(app: App) -> None:
+    created = app.client.create_token(aws=True)
+    assert created.access_key_id and created.secret_access_key
+    ssm = ssm_client(app, (created.access_key_id, created.secret_access_key))
+    with pytest.raises(ssm.exceptions.InvocationDoesNotExist):  # the key works
+        ssm.get_command_invocation(
+            CommandId="00000000-0000-4000-8000-000000000000", InstanceId="n-0123456789abcdef0"
+        )
+    app.client.revoke_token(created.id)
+    with pytest.raises(ClientError) as refused:
+        ssm.get_command_invocation(
+            CommandId="00000000-0000-4000-8000-000000000000", InstanceId="n-0123456789abcdef0"
+        )
+    assert _code(refused) == "UnrecognizedClientException"
+
+
+def test_a_clock_too_far_off_is_a_signature_expired(app: App) -> None:
+    ssm = ssm_client(app)
+    app.advance(6 * 60)  # the server's clock runs six minutes ahead of the client's
+    with pytest.raises(ClientError) as refused:
+        ssm.list_commands()
+    assert _code(refused) == "InvalidSignatureException"
+    assert "Signature expired" in refused.value.response["Error"]["Message"]
+
+
+def test_a_signature_for_another_service_is_refused(app: App) -> None:
+    """A request signed for `ec2` (botocore's signing name override) is not for ssm."""
+    ssm = ssm_client(app)
+    ssm.meta.events.register(
+        "choose-signer.ssm", lambda **kw: None, unique_id="keep-default"
+    )  # default signer; only the name changes below
+    ssm._request_signer._signing_name = "ec2"
+    with pytest.raises(ClientError) as refused:
+        ssm.list_commands()
+    assert _code(refused) == "InvalidSignatureException"
+    assert "'ssm'" in refused.value.response["Error"]["Message"]
+
+
+def test_raw_requests_get_aws_error_bodies(app: App) -> None:
+    """No signature, or an operation fleetrun does not serve: AWS's shapes and codes."""
+    assert app.http is not None
+    headers = {
+        "content-type": "application/x-amz-json-1.1",
+        "x-amz-target": "AmazonSSM.ListCommands",
+    }
+    answer = app.http.post("/", content=b"{}", headers=headers)
+    assert answer.status_code == 400
+    assert answer.headers["content-type"] == "application/x-amz-json-1.1"
+    assert json.loads(answer.content)["__type"] == "MissingAuthenticationTokenException"
+    assert answer.headers["x-amzn-requestid"]
+    broken = app.http.post(
+        "/", content=b"{}", headers={**headers, "authorization": "AWS4-HMAC-SHA256 nonsense"}
+    )
+    assert json.loads(broken.content)["__type"] == "IncompleteSignatureException"
+
+
+def test_an_operation_not_served_is_unknown(app: App) -> None:
+    ssm = ssm_client(app)
+    with pytest.raises(ClientError) as refused:
+        ssm.get_parameter(Name="x")
+    assert _code(refused) == "UnknownOperationException"
+
+
+def test_every_ssm_call_is_audited_as_the_principal(app: App) -> None:
+    (node,) = app.enrol(1)
+    ssm = ssm_client(app)
+    ssm.send_command(
+        InstanceIds=[node.node_id],
+        DocumentName="AWS-RunShellScript",
+        Parameters={"commands": ["true"]},
+    )
+    records = app.client.request("GET", "/v1/audit", params={"action": "fleetrun:SendCommand"})
+    sent = [r for r in records["items"] if r.get("path") == "/"]
+    assert sent and sent[0]["principal"] == "admin" and sent[0]["status"] == 200
