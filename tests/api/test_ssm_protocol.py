@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import sqlalchemy
 from botocore.exceptions import ClientError
 
 from tests.inprocess import App
@@ -214,3 +215,72 @@ def test_every_ssm_call_is_audited_as_the_principal(app: App) -> None:
     records = app.client.request("GET", "/v1/audit", params={"action": "fleetrun:SendCommand"})
     sent = [r for r in records["items"] if r.get("path") == "/"]
     assert sent and sent[0]["principal"] == "admin" and sent[0]["status"] == 200
+
+
+def test_tokens_create_aws_prints_a_key_whose_secret_is_stored_sealed(app: App) -> None:
+    app.client.create_principal("ci", kind="service")
+    made = app.cli("tokens", "create", "--principal", "ci", "--aws")
+    assert made.exit_code == 0, made.stderr
+    lines = dict(line.split(" = ") for line in made.stdout.strip().splitlines())
+    key_id, secret = lines["aws_access_key_id"], lines["aws_secret_access_key"]
+    assert key_id.startswith("FRK") and len(key_id) == 20 and len(secret) == 40
+    assert "not shown again" in made.stderr and secret not in made.stderr
+    listed = json.loads(app.cli("tokens", "list", "--principal", "ci", "-o", "json").stdout)
+    assert [t["access_key_id"] for t in listed] == [key_id]
+    assert secret not in json.dumps(listed)
+    # the row holds the secret sealed with the server's key, never in clear
+    with sqlalchemy.create_engine(app.db.url).connect() as db:
+        row = db.execute(
+            sqlalchemy.text(
+                "SELECT secret_sealed, token_hash FROM api_tokens WHERE access_key_id = :k"
+            ),
+            {"k": key_id},
+        ).one()
+    assert row[0].startswith("sk1.") and secret not in row[0]
+    ssm = ssm_client(app, (key_id, secret))
+    with pytest.raises(ClientError) as refused:  # ci has no policy: authenticated, denied
+        ssm.list_commands()
+    assert _code(refused) == "AccessDeniedException"
+    assert "ci may not perform fleetrun:ListCommands" in refused.value.response["Error"]["Message"]
+
+
+def test_an_access_key_is_no_bearer_token(app: App) -> None:
+    key_id, secret = access_key(app)
+    for token in (key_id, secret):
+        assert app.cli("nodes", "list", token=token).exit_code != 0
+
+
+def test_tokens_create_defaults_to_the_callers_own_principal(app: App) -> None:
+    made = app.cli("tokens", "create", "--aws", "-o", "json")
+    assert made.exit_code == 0, made.stderr
+    assert json.loads(made.stdout)["principal"] == "admin"
+
+
+def test_a_document_hash_must_match(app: App) -> None:
+    (node,) = app.enrol(1)
+    ssm = ssm_client(app)
+    with pytest.raises(ssm.exceptions.InvalidDocument) as stale:
+        ssm.send_command(
+            InstanceIds=[node.node_id],
+            DocumentName="AWS-RunShellScript",
+            DocumentHash="0" * 64,
+            Parameters={"commands": ["true"]},
+        )
+    assert "DescribeDocument" in stale.value.response["Error"]["Message"]
+    current = app.client.get_document("RunShellScript").hash
+    sent = ssm.send_command(
+        InstanceIds=[node.node_id],
+        DocumentName="AWS-RunShellScript",
+        DocumentHash=current.upper(),
+        DocumentHashType="Sha256",
+        Parameters={"commands": ["true"]},
+    )
+    assert sent["Command"]["DocumentName"] == "AWS-RunShellScript"
+    with pytest.raises(ClientError) as sha1:
+        ssm.send_command(
+            InstanceIds=[node.node_id],
+            DocumentName="AWS-RunShellScript",
+            DocumentHash="0" * 40,
+            DocumentHashType="Sha1",
+        )
+    assert _code(sha1) == "ValidationException"

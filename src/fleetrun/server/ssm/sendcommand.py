@@ -2,6 +2,7 @@
 
     InstanceIds, Targets       NodeIds; tag:KEY, tag-key; InstanceIds; resource-groups:Name -> group
     DocumentName               AWS-RunShellScript / AWS-RunPowerShellScript -> the built-ins
+    DocumentHash (Sha256)      must be the document version's hash, else InvalidDocument
     Parameters                 as given; executionTimeout -> the execution timeout (when
                                the document does not declare it itself)
     TimeoutSeconds             the delivery deadline
@@ -66,6 +67,7 @@ class Wanted:
     max_errors: str | None
     notification: Notification | None
     output_bucket: str | None
+    document_hash: str | None  # the Sha256 the caller expects the document to have
 
 
 def translate(body: Mapping[str, Any]) -> Wanted:
@@ -92,7 +94,19 @@ def translate(body: Mapping[str, Any]) -> Wanted:
         max_errors=_rate(body, "MaxErrors", ratecontrol.check_errors),
         notification=_notification(structure(body, "NotificationConfig")),
         output_bucket=output_bucket or None,
+        document_hash=_document_hash(body),
     )
+
+
+def _document_hash(body: Mapping[str, Any]) -> str | None:
+    value = string(body, "DocumentHash", max_length=256)
+    kind = string(body, "DocumentHashType") or "Sha256"
+    if kind != "Sha256":
+        raise validation(
+            f"DocumentHashType {kind} is not supported: fleetrun hashes documents with "
+            "Sha256 (DescribeDocument's Hash)."
+        )
+    return value.lower() if value else None
 
 
 def _refuse_unsupported(body: Mapping[str, Any]) -> None:
@@ -190,11 +204,18 @@ def check(session: Session, wanted: Wanted) -> None:
     """What SSM answers with its own codes, decided before the engine runs: the
     document and version, the named nodes, the notification's channel, S3 output."""
     try:
-        document_store.resolve(session, wanted.document, wanted.version)
+        doc = document_store.resolve(session, wanted.document, wanted.version)
     except NotFoundError as exc:
         if wanted.version is not None and _exists(session, wanted.document):
             raise SsmError("InvalidDocumentVersion", exc.message) from exc
         raise SsmError("InvalidDocument", exc.message) from exc
+    if wanted.document_hash is not None and wanted.document_hash != doc.hash:
+        raise SsmError(
+            "InvalidDocument",
+            f"DocumentHash {wanted.document_hash} is not the hash of document "
+            f"{ssm.ssm_document(wanted.document)} (version {doc.version or '1'}): it changed "
+            "since the hash was read; read it again with DescribeDocument.",
+        )
     if wanted.node_ids:
         try:
             node_store.read_nodes_by_ids(session, wanted.node_ids)
