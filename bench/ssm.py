@@ -68,7 +68,7 @@ def main() -> None:
             region_name="us-east-1",
             aws_access_key_id=key.access_key_id,
             aws_secret_access_key=key.secret_access_key,
-            config=Config(retries={"mode": "standard", "max_attempts": 1}),
+            config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
         )
         native: list[float] = []
         aws: list[float] = []

@@ -48,7 +48,7 @@ def ssm_client(
         region_name=region,
         aws_access_key_id=key_id,
         aws_secret_access_key=secret,
-        config=Config(retries={"mode": "standard", "max_attempts": 1}, **config),
+        config=Config(retries={"mode": "standard", "total_max_attempts": 1}, **config),
     )
 
     def forward(request: AWSPreparedRequest, **_: Any) -> AWSResponse:

@@ -363,3 +363,26 @@ def test_a_principal_without_the_action_is_refused_before_anything_runs(app: App
     assert _code(refused) == "AccessDeniedException"
     assert list(app.client.list_commands()) == []
     assert ssm.list_commands()["Commands"] == []
+
+
+def test_past_max_errors_the_rest_is_terminated(app: App) -> None:
+    nodes = app.enrol(3)
+    ssm = ssm_client(app)
+    sent = _send(ssm, InstanceIds=[n.node_id for n in nodes], MaxConcurrency="1", MaxErrors="0")
+    order = ssm.list_command_invocations(CommandId=sent["CommandId"])["CommandInvocations"]
+    first = next(n for n in nodes if n.node_id == order[0]["InstanceId"])  # released first
+    with app.connect(first) as session:
+        session.answer(exit_code=1, command_id=sent["CommandId"])
+        for node in nodes:
+            with pytest.raises(WaiterError):
+                ssm.get_waiter("command_executed").wait(
+                    CommandId=sent["CommandId"], InstanceId=node.node_id, WaiterConfig=FAST
+                )
+    found = {
+        i["InstanceId"]: (i["Status"], i["StatusDetails"])
+        for i in ssm.list_command_invocations(CommandId=sent["CommandId"])["CommandInvocations"]
+    }
+    assert found.pop(first.node_id) == ("Failed", "Failed")
+    assert set(found.values()) == {("Failed", "Terminated")}
+    (command,) = ssm.list_commands(CommandId=sent["CommandId"])["Commands"]
+    assert (command["Status"], command["ErrorCount"], command["CompletedCount"]) == ("Failed", 1, 3)

@@ -5,6 +5,7 @@ GetCommandInvocation, against the real app in-process."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import sqlalchemy
@@ -284,3 +285,34 @@ def test_a_document_hash_must_match(app: App) -> None:
             DocumentHashType="Sha1",
         )
     assert _code(sha1) == "ValidationException"
+
+
+def test_bad_signatures_are_summed_up_in_the_audit_log_and_held_back(tmp_path: Path) -> None:
+    """A flood of wrong signatures is counted per address like wrong bearer tokens:
+    summed up in the audit log, then ThrottlingException before the key is read."""
+    app = App(
+        tmp_path,
+        unauthenticated_rate_per_s=1.0,
+        unauthenticated_burst=20,
+        audit_failure_window_s=3.0,
+    ).start()
+    try:
+        key_id, _ = access_key(app)
+        ssm = ssm_client(app, (key_id, "wrong"))
+        codes: list[str] = []
+        for _ in range(40):
+            with pytest.raises(ClientError) as refused:
+                ssm.list_commands()
+            codes.append(_code(refused))
+        assert set(codes) == {"InvalidSignatureException", "ThrottlingException"}, codes
+        app.advance(3.0)  # the failure window ends: its summary is written
+        records = [
+            r
+            for r in app.client.list_audit_records(limit=1000)
+            if r.principal is None and r.source_ip == "127.0.0.1" and r.kind == "request"
+        ]
+    finally:
+        app.close()
+    assert sum(r.detail.get("repeated", 1) for r in records) == 40
+    assert len(records) <= 8  # not one per request
+    assert any(r.path == "/" and r.status == 400 for r in records)

@@ -51,7 +51,7 @@ def _boto3(f: Fleet, key_id: str, secret: str) -> Any:
         region_name=REGION,
         aws_access_key_id=key_id,
         aws_secret_access_key=secret,
-        config=Config(retries={"mode": "standard", "max_attempts": 1}),
+        config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
     )
 
 
