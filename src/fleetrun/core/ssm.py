@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from datetime import datetime
 
 from fleetrun.core.statuses import CommandStatus, InvocationStatus, StatusDetail
@@ -51,6 +52,22 @@ def plugin_name(step_name: str) -> str:
     """A step's name as SSM reports it: the built-ins' `aws:` plugin names, else the
     step's own name (SSM: the step `name` of a 2.x document)."""
     return PLUGIN_NAMES.get(step_name, step_name)
+
+
+def output_key(prefix: str, command_id: str, node_id: str, step_name: str, stream: str) -> str:
+    """The S3 key of one step's stream, laid out as the SSM agent writes it:
+    PREFIX/COMMAND/INSTANCE/PLUGIN/stdout (the plugin name without its colon)."""
+    plugin = plugin_name(step_name).replace(":", "")
+    parts = [p for p in (prefix.strip("/"), command_id, node_id, plugin, stream) if p]
+    return "/".join(parts)
+
+
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+def is_bucket_name(name: str) -> bool:
+    """An S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens."""
+    return BUCKET_RE.fullmatch(name) is not None and ".." not in name
 
 
 # -- statuses ------------------------------------------------------------------------

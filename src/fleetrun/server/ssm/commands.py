@@ -27,7 +27,7 @@ from fleetrun.server.api.commands import (
 )
 from fleetrun.server.db import Tx
 from fleetrun.server.engine import commands as engine_commands
-from fleetrun.server.ssm import filters, sendcommand, shapes
+from fleetrun.server.ssm import filters, s3output, sendcommand, shapes
 from fleetrun.server.ssm.base import (
     Call,
     Operation,
@@ -48,11 +48,14 @@ async def send_command(call: Call) -> dict[str, Any]:
     now = state.clock.now()
 
     def create(tx: Tx) -> dict[str, Any]:
-        sendcommand.check(tx.session, wanted)
+        sendcommand.check(tx.session, wanted, s3_enabled=state.settings.s3_enabled)
         command = sendcommand.send(tx.session, wanted, caller, now)
         logs.bind(command_id=command.id)
         tx.after_commit(state.dispatcher.wake)
-        return shapes.command(store.to_schema(command))
+        where = None
+        if wanted.output_bucket:
+            where = s3output.Where(wanted.output_bucket, wanted.output_prefix)
+        return shapes.command(store.to_schema(command), where)
 
     return {"Command": await state.db.write(create)}
 
@@ -64,7 +67,9 @@ async def get_command_invocation(call: Call) -> dict[str, Any]:
     _check_instance_id(node_id)
     caller = call.caller
 
-    def read(session: Session) -> tuple[Command, Invocation, list[InvocationStep]]:
+    def read(
+        session: Session,
+    ) -> tuple[Command, Invocation, list[InvocationStep], s3output.Where | None]:
         try:
             command = store.read_command(session, command_id)
             inv = invocation_store.read_invocation(session, command_id, node_id)
@@ -74,9 +79,10 @@ async def get_command_invocation(call: Call) -> dict[str, Any]:
                 f"Command {command_id} has no invocation on instance {node_id}.",
             ) from exc
         _require_invocation(session, caller, command, node_id)
-        return command, inv, invocation_store.read_steps(session, inv.id)
+        where = s3output.read_where(session, [command_id]).get(command_id)
+        return command, inv, invocation_store.read_steps(session, inv.id), where
 
-    command, inv, steps = await call.state.db.read(read)
+    command, inv, steps, where = await call.state.db.read(read)
     views = await shapes.step_views(call.state.output, inv, steps, command.steps)
     if plugin_name is not None and not any(
         plugin_name in (v.name, ssm.plugin_name(v.name)) for v in views
@@ -86,7 +92,8 @@ async def get_command_invocation(call: Call) -> dict[str, Any]:
             "InvalidPluginName",
             f"Command {command_id} has no step {plugin_name!r}: its steps are {names}.",
         )
-    return shapes.command_invocation(command, inv, views, plugin_name)
+    s3 = s3output.Destination(where, call.state.settings) if where else None
+    return shapes.command_invocation(command, inv, views, plugin_name, s3)
 
 
 def _check_instance_id(node_id: str) -> None:
@@ -119,6 +126,10 @@ async def list_commands(call: Call) -> dict[str, Any]:
             return False
         return caller.allows("ListCommands", *_command_resource(command))
 
+    def listed(session: Session) -> tuple[list[Command], str | None, dict[str, s3output.Where]]:
+        rows, next_cursor = read(session)
+        return rows, next_cursor, s3output.read_where(session, [r.id for r in rows])
+
     def read(session: Session) -> tuple[list[Command], str | None]:
         if command_id is not None:
             _check_command_id(command_id)
@@ -138,8 +149,8 @@ async def list_commands(call: Call) -> dict[str, Any]:
         except ValidationError as exc:  # the cursor inside the token
             raise filters.invalid_token() from exc
 
-    rows, next_cursor = await call.state.db.read(read)
-    items = [shapes.command(store.to_schema(r)) for r in rows]
+    rows, next_cursor, where = await call.state.db.read(listed)
+    items = [shapes.command(store.to_schema(r), where.get(r.id)) for r in rows]
     return filters.page("Commands", items, call.operation, next_cursor)
 
 
@@ -157,11 +168,11 @@ async def list_command_invocations(call: Call) -> dict[str, Any]:
         _check_instance_id(node_id)
     keep = _readable(caller, "ListCommandInvocations")
 
-    def read(session: Session) -> tuple[list[_Row], str | None]:
+    def read(session: Session) -> tuple[list[_Row], str | None, dict[str, s3output.Where]]:
         if command_id is not None:
             _command(session, command_id)
         if wanted.matches_nothing:
-            return [], None
+            return [], None, {}
         found = invocation_store.InvocationFilter(
             command_id=command_id,
             node_id=node_id,
@@ -180,15 +191,18 @@ async def list_command_invocations(call: Call) -> dict[str, Any]:
         if wanted.document is not None:
             rows = [r for r in rows if commands[r.command_id].document_name == wanted.document]
         steps = invocation_store.read_steps_of(session, [r.id for r in rows]) if details else {}
-        return [_Row(commands[r.command_id], r, steps.get(r.id, [])) for r in rows], next_cursor
+        found_rows = [_Row(commands[r.command_id], r, steps.get(r.id, [])) for r in rows]
+        return found_rows, next_cursor, s3output.read_where(session, list(commands))
 
-    rows, next_cursor = await call.state.db.read(read)
+    rows, next_cursor, where = await call.state.db.read(read)
     items = []
     for row in rows:
         views = None
         if details:
             views = await shapes.step_views(call.state.output, row.inv, row.steps, row.plan)
-        items.append(shapes.invocation(row.command, row.inv, views))
+        dest = where.get(row.command.id)
+        s3 = s3output.Destination(dest, call.state.settings) if dest else None
+        items.append(shapes.invocation(row.command, row.inv, views, s3))
     return filters.page("CommandInvocations", items, call.operation, next_cursor)
 
 

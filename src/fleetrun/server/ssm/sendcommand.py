@@ -8,7 +8,8 @@
     TimeoutSeconds             the delivery deadline
     MaxConcurrency, MaxErrors  as given (SSM's patterns are fleetrun's)
     NotificationConfig         the channel named by NotificationArn (its last `:` part)
-    OutputS3BucketName         refused without the server's S3 settings (FLEETRUN_S3_*)
+    OutputS3BucketName, Prefix the output copied there when each invocation ends
+                               (server/ssm/s3output.py); refused without an S3 store
     CloudWatchOutputConfig     accepted; fleetrun has no log groups (docs/ssm-compat.md)
 
 Errors are SSM's: InvalidInstanceId, DuplicateInstanceId, InvalidDocument,
@@ -47,7 +48,7 @@ from fleetrun.server.ssm.base import (
 from fleetrun.server.store import commands as command_store
 from fleetrun.server.store import documents as document_store
 from fleetrun.server.store import nodes as node_store
-from fleetrun.server.store.tables import Command
+from fleetrun.server.store.tables import Command, CommandOutputS3
 
 EXECUTION_TIMEOUT = "executionTimeout"
 
@@ -67,6 +68,7 @@ class Wanted:
     max_errors: str | None
     notification: Notification | None
     output_bucket: str | None
+    output_prefix: str
     document_hash: str | None  # the Sha256 the caller expects the document to have
 
 
@@ -74,7 +76,8 @@ def translate(body: Mapping[str, Any]) -> Wanted:
     name = string(body, "DocumentName", required=True, min_length=3, max_length=128) or ""
     _refuse_unsupported(body)
     output_bucket = string(body, "OutputS3BucketName")
-    string(body, "OutputS3KeyPrefix", max_length=500)
+    output_prefix = string(body, "OutputS3KeyPrefix", max_length=500) or ""
+    string(body, "OutputS3Region")  # deprecated in SSM too: the store's region is used
     structure(body, "CloudWatchOutputConfig")  # accepted: fleetrun keeps output itself
     targets, node_ids = _targets(body)
     return Wanted(
@@ -94,6 +97,7 @@ def translate(body: Mapping[str, Any]) -> Wanted:
         max_errors=_rate(body, "MaxErrors", ratecontrol.check_errors),
         notification=_notification(structure(body, "NotificationConfig")),
         output_bucket=output_bucket or None,
+        output_prefix=output_prefix,
         document_hash=_document_hash(body),
     )
 
@@ -200,9 +204,10 @@ def _notification(config: dict[str, Any] | None) -> Notification | None:
 # -- in the transaction --------------------------------------------------------------
 
 
-def check(session: Session, wanted: Wanted) -> None:
+def check(session: Session, wanted: Wanted, *, s3_enabled: bool) -> None:
     """What SSM answers with its own codes, decided before the engine runs: the
-    document and version, the named nodes, the notification's channel, S3 output."""
+    document and version, the named nodes, the notification's channel, S3 output
+    (`s3_enabled`: the server has an S3 store)."""
     try:
         doc = document_store.resolve(session, wanted.document, wanted.version)
     except NotFoundError as exc:
@@ -229,12 +234,20 @@ def check(session: Session, wanted: Wanted) -> None:
             f"No channel {wanted.notification.channel!r} exists to notify: NotificationArn "
             "names a fleetrun channel (`fleetrun channels list`).",
         )
-    if wanted.output_bucket:
+    if wanted.output_bucket and not s3_enabled:
         raise SsmError(
             "InvalidOutputFolder",
-            f"Output to S3 bucket {wanted.output_bucket!r} is not available on this server: "
-            "fleetrun keeps every command's full output itself (StandardOutputContent, "
-            "`fleetrun invocations show --full`); send without OutputS3BucketName.",
+            f"Output to S3 bucket {wanted.output_bucket!r} is not available: this server has "
+            "no S3 store configured (FLEETRUN_S3_ACCESS_KEY_ID and _SECRET_ACCESS_KEY, "
+            "docs/ssm-compat.md). fleetrun keeps every command's full output itself "
+            "(StandardOutputContent, `fleetrun invocations show --full`); send without "
+            "OutputS3BucketName.",
+        )
+    if wanted.output_bucket and not ssm.is_bucket_name(wanted.output_bucket):
+        raise SsmError(
+            "InvalidOutputFolder",
+            f"{wanted.output_bucket!r} is not an S3 bucket name: 3 to 63 lowercase letters, "
+            "digits, dots and hyphens.",
         )
 
 
@@ -268,11 +281,20 @@ def send(session: Session, wanted: Wanted, caller: Caller, now: datetime) -> Com
         notification=wanted.notification,
     )
     try:
-        return engine_commands.send_command(
+        command = engine_commands.send_command(
             session, body, principal=caller.principal, caller=caller, now=now
         )
     except ValidationError as exc:
         raise SsmError("InvalidParameters", exc.message) from exc
+    if wanted.output_bucket:
+        session.add(
+            CommandOutputS3(
+                command_id=command.id,
+                bucket=wanted.output_bucket,
+                key_prefix=wanted.output_prefix,
+            )
+        )
+    return command
 
 
 def _execution_timeout(values: list[str]) -> int:

@@ -19,6 +19,7 @@ from fleetrun.core.targets import Target
 from fleetrun.schemas import commands as schemas
 from fleetrun.schemas.events import Notification
 from fleetrun.server.output import OutputStore, stream_key
+from fleetrun.server.ssm.s3output import Destination, Where
 from fleetrun.server.store.tables import Command, Invocation, InvocationStep
 
 NO_CLOUDWATCH = {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False}
@@ -29,8 +30,8 @@ NO_NOTIFICATION: dict[str, Any] = {
 }
 
 
-def command(c: schemas.Command) -> dict[str, Any]:
-    """SSM's `Command` for a fleetrun command."""
+def command(c: schemas.Command, where: Where | None = None) -> dict[str, Any]:
+    """SSM's `Command` for a fleetrun command (`where`: its S3 output destination)."""
     instance_ids, targets = _targets(c.targets)
     return {
         "CommandId": c.id,
@@ -45,8 +46,8 @@ def command(c: schemas.Command) -> dict[str, Any]:
         "Status": ssm.command_status(c.status),
         "StatusDetails": ssm.status_details(c.status, c.status_detail),
         "OutputS3Region": "",
-        "OutputS3BucketName": "",
-        "OutputS3KeyPrefix": "",
+        "OutputS3BucketName": where.bucket if where else "",
+        "OutputS3KeyPrefix": where.prefix if where else "",
         "MaxConcurrency": c.max_concurrency or "50",
         "MaxErrors": c.max_errors or "0",
         "TargetCount": c.target_count,
@@ -138,7 +139,7 @@ async def _head(
     return ssm.truncate(text, chars, cut=cut)
 
 
-def plugin(view: StepView) -> dict[str, Any]:
+def plugin(view: StepView, inv: Invocation, s3: Destination | None) -> dict[str, Any]:
     """SSM's `CommandPlugin` for a step."""
     return {
         "Name": ssm.plugin_name(view.name),
@@ -148,15 +149,25 @@ def plugin(view: StepView) -> dict[str, Any]:
         "ResponseStartDateTime": ssm.epoch(view.started_at),
         "ResponseFinishDateTime": ssm.epoch(view.ended_at),
         "Output": ssm.plugin_output(view.stdout, view.stderr),
-        "StandardOutputUrl": "",
-        "StandardErrorUrl": "",
-        "OutputS3Region": "",
-        "OutputS3BucketName": "",
-        "OutputS3KeyPrefix": "",
+        "StandardOutputUrl": _url(s3, inv, [view], "stdout"),
+        "StandardErrorUrl": _url(s3, inv, [view], "stderr"),
+        "OutputS3Region": s3.settings.s3_region if s3 else "",
+        "OutputS3BucketName": s3.where.bucket if s3 else "",
+        "OutputS3KeyPrefix": s3.where.prefix if s3 else "",
     }
 
 
-def invocation(c: Command, inv: Invocation, views: list[StepView] | None) -> dict[str, Any]:
+def _url(s3: Destination | None, inv: Invocation, views: list[StepView], stream: str) -> str:
+    """Where the stream's whole text is in S3: SSM fills it in only when the command
+    has one plugin (and a bucket)."""
+    if s3 is None or len(views) != 1:
+        return ""
+    return s3.url(inv.command_id, inv.node_id, views[0].name, stream)
+
+
+def invocation(
+    c: Command, inv: Invocation, views: list[StepView] | None, s3: Destination | None = None
+) -> dict[str, Any]:
     """SSM's `CommandInvocation`; its plugins only when `views` are given (Details)."""
     return {
         "CommandId": c.id,
@@ -169,9 +180,9 @@ def invocation(c: Command, inv: Invocation, views: list[StepView] | None) -> dic
         "Status": ssm.invocation_status(inv.status),
         "StatusDetails": ssm.status_details(inv.status, inv.status_detail),
         "TraceOutput": ssm.truncate(inv.message or "", ssm.MAX_TRACE_CHARS),
-        "StandardOutputUrl": "",
-        "StandardErrorUrl": "",
-        "CommandPlugins": [plugin(v) for v in views or []],
+        "StandardOutputUrl": _url(s3, inv, _planned(c), "stdout"),
+        "StandardErrorUrl": _url(s3, inv, _planned(c), "stderr"),
+        "CommandPlugins": [plugin(v, inv, s3) for v in views or []],
         "ServiceRole": "",
         "NotificationConfig": notification(
             Notification(**c.notification) if c.notification else None
@@ -180,8 +191,16 @@ def invocation(c: Command, inv: Invocation, views: list[StepView] | None) -> dic
     }
 
 
+def _planned(c: Command) -> list[StepView]:
+    return [StepView(step.get("name", ""), "Pending", None, None, None, "", "") for step in c.steps]
+
+
 def command_invocation(
-    c: Command, inv: Invocation, views: list[StepView], plugin_name: str | None
+    c: Command,
+    inv: Invocation,
+    views: list[StepView],
+    plugin_name: str | None,
+    s3: Destination | None = None,
 ) -> dict[str, Any]:
     """GetCommandInvocation's result: one plugin's, or (no PluginName) the whole
     invocation's, with the outputs of its steps in order."""
@@ -213,8 +232,8 @@ def command_invocation(
         "Status": status,
         "StatusDetails": details,
         "StandardOutputContent": ssm.truncate(stdout, ssm.MAX_STDOUT_CHARS),
-        "StandardOutputUrl": "",
+        "StandardOutputUrl": _url(s3, inv, chosen, "stdout"),
         "StandardErrorContent": ssm.truncate(stderr, ssm.MAX_STDERR_CHARS),
-        "StandardErrorUrl": "",
+        "StandardErrorUrl": _url(s3, inv, chosen, "stderr"),
         "CloudWatchOutputConfig": NO_CLOUDWATCH,
     }

@@ -354,6 +354,31 @@ class InvocationStep(Base):
     stderr_tail: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
 
 
+class CommandOutputS3(Base):
+    """Where a command's output is copied once each invocation ends: an S3 bucket of
+    the server's S3-compatible store (SSM SendCommand's OutputS3BucketName)."""
+
+    __tablename__ = "command_output_s3"
+
+    command_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("commands.id", ondelete="CASCADE"), primary_key=True
+    )
+    bucket: Mapped[str] = mapped_column(String(63))
+    key_prefix: Mapped[str] = mapped_column(String(500), default="")
+
+
+class OutputS3Upload(Base):
+    """An invocation whose output was copied to its command's bucket (or why not)."""
+
+    __tablename__ = "output_s3_uploads"
+
+    invocation_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("invocations.id", ondelete="CASCADE"), primary_key=True
+    )
+    uploaded_at: Mapped[datetime]
+    message: Mapped[str | None] = mapped_column(Text)
+
+
 class InvocationTransition(Base):
     """Every status an invocation took, with its time."""
 
