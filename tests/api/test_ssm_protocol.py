@@ -316,3 +316,21 @@ def test_bad_signatures_are_summed_up_in_the_audit_log_and_held_back(tmp_path: P
     assert sum(r.detail.get("repeated", 1) for r in records) == 40
     assert len(records) <= 8  # not one per request
     assert any(r.path == "/" and r.status == 400 for r in records)
+
+
+def test_a_principal_over_its_request_rate_is_throttled_as_aws_does(tmp_path: Path) -> None:
+    app = App(tmp_path, rate_limit_per_s=0.001, rate_limit_burst=3).start()
+    try:
+        key = access_key(app)  # the administrator's third request or so: the key itself
+        ssm = ssm_client(app, key)
+        codes = []
+        for _ in range(4):
+            try:
+                ssm.list_commands()
+                codes.append("ok")
+            except ClientError as exc:
+                codes.append(str(exc.response["Error"]["Code"]))
+                message = exc.response["Error"]["Message"]
+    finally:
+        app.close()
+    assert codes[-1] == "ThrottlingException" and "request rate" in message
