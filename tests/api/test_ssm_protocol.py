@@ -229,6 +229,8 @@ def test_tokens_create_aws_prints_a_key_whose_secret_is_stored_sealed(app: App) 
     listed = json.loads(app.cli("tokens", "list", "--principal", "ci", "-o", "json").stdout)
     assert [t["access_key_id"] for t in listed] == [key_id]
     assert secret not in json.dumps(listed)
+    table = app.cli("tokens", "list", "--principal", "ci").stdout
+    assert "ACCESS KEY" in table and key_id in table and secret not in table
     # the row holds the secret sealed with the server's key, never in clear
     with sqlalchemy.create_engine(app.db.url).connect() as db:
         row = db.execute(

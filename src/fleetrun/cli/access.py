@@ -225,7 +225,7 @@ def create_token(
 @api_options
 @click.pass_context
 def list_tokens(ctx: click.Context, principal: str | None) -> None:
-    """List tokens (never their secrets)."""
+    """List tokens and access keys (never their secrets)."""
     opts = options(ctx)
     found = opts.client().list_tokens(principal)
     if opts.json:
@@ -237,11 +237,21 @@ def list_tokens(ctx: click.Context, principal: str | None) -> None:
         return "active" if t.active else "expired"
 
     render.table(
-        ["ID", "PRINCIPAL", "STATE", "CREATED", "EXPIRES", "LAST USED", "DESCRIPTION"],
+        [
+            "ID",
+            "PRINCIPAL",
+            "ACCESS KEY",
+            "STATE",
+            "CREATED",
+            "EXPIRES",
+            "LAST USED",
+            "DESCRIPTION",
+        ],
         (
             [
                 t.id,
                 t.principal,
+                t.access_key_id or "-",
                 state(t),
                 render.when(t.created_at),
                 render.when(t.expires_at) if t.expires_at else "never",
