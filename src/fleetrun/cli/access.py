@@ -173,27 +173,49 @@ def tokens() -> None:
 
 
 @tokens.command("create")
-@click.option("--principal", required=True, help="Whose token it is.")
+@click.option("--principal", default=None, help="Whose token it is (default: your own).")
 @click.option("--expires", default=None, help="Lifetime, e.g. 12h or 30d (default: never).")
 @click.option("--description", default=None)
+@click.option(
+    "--aws",
+    is_flag=True,
+    help="An AWS access key (id and secret) for boto3 and aws-cli on the SSM-compatible API.",
+)
 @api_options
 @click.pass_context
 def create_token(
-    ctx: click.Context, principal: str, expires: str | None, description: str | None
+    ctx: click.Context,
+    principal: str | None,
+    expires: str | None,
+    description: str | None,
+    aws: bool,
 ) -> None:
-    """Create a token and print it: this is the only time it is shown."""
+    """Create a token (or with --aws an access key) and print it: this is the only
+    time its secret is shown."""
     opts = options(ctx)
     expires_s = parse_duration(expires) if expires else None
     if expires_s is not None and not 0 < expires_s <= MAX_TOKEN_EXPIRES_S:
         raise ValidationError(f"Expiry {expires} is out of range: give at most 3650d.")
-    created = opts.client().create_token(principal, expires_in_s=expires_s, description=description)
+    created = opts.client().create_token(
+        principal, expires_in_s=expires_s, description=description, aws=aws
+    )
     if opts.json:
         return render.emit_json(created)
-    render.out.print(created.token, markup=False)
     expiry = render.when(created.expires_at) if created.expires_at else "never"
+    if aws:
+        render.out.print(f"aws_access_key_id = {created.access_key_id}", markup=False)
+        render.out.print(f"aws_secret_access_key = {created.secret_access_key}", markup=False)
+        render.err.print(
+            f"Access key {created.access_key_id} of {created.principal} (token {created.id}, "
+            f"expires: {expiry}). Keep the secret now: it is not shown again. Use it with "
+            "boto3.client('ssm', endpoint_url=SERVER) or aws ssm --endpoint-url SERVER.",
+            markup=False,
+        )
+        return None
+    render.out.print(created.token, markup=False)
     render.err.print(
-        f"Token {created.id} of {principal} (expires: {expiry}). Keep it now: it is not "
-        "shown again.",
+        f"Token {created.id} of {created.principal} (expires: {expiry}). Keep it now: it is "
+        "not shown again.",
         markup=False,
     )
 
@@ -203,7 +225,7 @@ def create_token(
 @api_options
 @click.pass_context
 def list_tokens(ctx: click.Context, principal: str | None) -> None:
-    """List tokens (never their secrets)."""
+    """List tokens and access keys (never their secrets)."""
     opts = options(ctx)
     found = opts.client().list_tokens(principal)
     if opts.json:
@@ -215,11 +237,21 @@ def list_tokens(ctx: click.Context, principal: str | None) -> None:
         return "active" if t.active else "expired"
 
     render.table(
-        ["ID", "PRINCIPAL", "STATE", "CREATED", "EXPIRES", "LAST USED", "DESCRIPTION"],
+        [
+            "ID",
+            "PRINCIPAL",
+            "ACCESS KEY",
+            "STATE",
+            "CREATED",
+            "EXPIRES",
+            "LAST USED",
+            "DESCRIPTION",
+        ],
         (
             [
                 t.id,
                 t.principal,
+                t.access_key_id or "-",
                 state(t),
                 render.when(t.created_at),
                 render.when(t.expires_at) if t.expires_at else "never",

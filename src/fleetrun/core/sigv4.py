@@ -1,8 +1,11 @@
-"""AWS Signature Version 4 for one S3 request, with the standard library only.
+"""AWS Signature Version 4, with the standard library only: signing one request (what
+the server does with S3-compatible storage) and checking one (the SSM-compatible API).
 
-Enough for what the server does with S3-compatible storage (PUT an object, path-style:
-`{endpoint}/{bucket}/{key}`): the signed headers are host, x-amz-content-sha256,
-x-amz-date and any extra ones given. Pure: the time is a parameter.
+Signing, path-style S3 (`{endpoint}/{bucket}/{key}`): the signed headers are host,
+x-amz-content-sha256, x-amz-date and any extra ones given. Checking: the Authorization
+header is parsed (`parse_authorization`), and `signature` recomputes what a client with
+the secret would have sent for the headers it says it signed. Pure: the time is a
+parameter, and the caller compares.
 
     headers = sign("PUT", url, region="us-east-1", access_key=..., secret_key=...,
                    payload=data, now=datetime.now(UTC))
@@ -12,15 +15,64 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
 ALGORITHM = "AWS4-HMAC-SHA256"
+AMZ_DATE = "%Y%m%dT%H%M%SZ"
 
 
 def _hmac(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode(), hashlib.sha256).digest()
+
+
+def canonical_query(query: str) -> str:
+    """The query string as SigV4 signs it: pairs encoded and sorted."""
+    return "&".join(
+        sorted(
+            f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
+            for k, _, v in (p.partition("=") for p in query.split("&") if p)
+        )
+    )
+
+
+def signature(
+    *,
+    method: str,
+    path: str,
+    query: str,
+    headers: Mapping[str, str],
+    payload_hash: str,
+    amz_date: str,
+    region: str,
+    service: str,
+    secret_key: str,
+) -> str:
+    """The hex signature over a request whose signed headers (lowercase names) and
+    values are `headers`."""
+    names = sorted(headers)
+    canonical = "\n".join(
+        [
+            method,
+            quote(path or "/", safe="/-_.~"),
+            canonical_query(query),
+            "".join(f"{n}:{' '.join(headers[n].split())}\n" for n in names),
+            ";".join(names),
+            payload_hash,
+        ]
+    )
+    day = amz_date[:8]
+    scope = f"{day}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(
+        [ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+    )
+    key = _hmac(("AWS4" + secret_key).encode(), day)
+    for part in (region, service, "aws4_request"):
+        key = _hmac(key, part)
+    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
 
 
 def sign(
@@ -37,8 +89,7 @@ def sign(
 ) -> dict[str, str]:
     """The headers to send, `authorization` included."""
     parts = urlsplit(url)
-    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
-    day = amz_date[:8]
+    amz_date = now.strftime(AMZ_DATE)
     payload_hash = hashlib.sha256(payload).hexdigest()
     headers = {
         "host": parts.netloc,
@@ -46,34 +97,79 @@ def sign(
         "x-amz-date": amz_date,
         **{k.lower(): v.strip() for k, v in (extra_headers or {}).items()},
     }
-    names = sorted(headers)
-    signed = ";".join(names)
-    query = "&".join(
-        sorted(
-            f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
-            for k, _, v in (p.partition("=") for p in parts.query.split("&") if p)
-        )
+    signed = signature(
+        method=method,
+        path=parts.path,
+        query=parts.query,
+        headers=headers,
+        payload_hash=payload_hash,
+        amz_date=amz_date,
+        region=region,
+        service=service,
+        secret_key=secret_key,
     )
-    canonical = "\n".join(
-        [
-            method,
-            quote(parts.path or "/", safe="/-_.~"),
-            query,
-            "".join(f"{n}:{headers[n]}\n" for n in names),
-            signed,
-            payload_hash,
-        ]
-    )
-    scope = f"{day}/{region}/{service}/aws4_request"
-    to_sign = "\n".join(
-        [ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-    )
-    key = _hmac(("AWS4" + secret_key).encode(), day)
-    for part in (region, service, "aws4_request"):
-        key = _hmac(key, part)
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
     headers["authorization"] = (
-        f"{ALGORITHM} Credential={access_key}/{scope}, SignedHeaders={signed}, "
-        f"Signature={signature}"
+        f"{ALGORITHM} Credential={access_key}/{scope}, "
+        f"SignedHeaders={';'.join(sorted(headers))}, Signature={signed}"
     )
     return headers
+
+
+# -- checking ------------------------------------------------------------------------
+
+
+class SignatureFormatError(ValueError):
+    """The Authorization header is not a SigV4 one, or misses a part."""
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    """What a SigV4 Authorization header says."""
+
+    access_key: str
+    day: str  # YYYYMMDD of the credential scope
+    region: str
+    service: str
+    signed_headers: tuple[str, ...]
+    signature: str
+
+
+_PART = re.compile(r"\s*(Credential|SignedHeaders|Signature)\s*=\s*([^,\s]*)\s*")
+
+
+def parse_authorization(header: str) -> Authorization:
+    """The parts of `AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`,
+    or SignatureFormatError saying which is missing or malformed."""
+    algorithm, _, rest = header.strip().partition(" ")
+    if algorithm != ALGORITHM:
+        raise SignatureFormatError(f"the algorithm must be {ALGORITHM}")
+    parts: dict[str, str] = {}
+    for item in rest.split(","):
+        found = _PART.fullmatch(item)
+        if found is None:
+            raise SignatureFormatError(
+                f"{item.strip()!r} is not a Credential, SignedHeaders or Signature"
+            )
+        parts[found.group(1)] = found.group(2)
+    for name in ("Credential", "SignedHeaders", "Signature"):
+        if not parts.get(name):
+            raise SignatureFormatError(f"the Authorization header has no {name}")
+    scope = parts["Credential"].split("/")
+    if len(scope) != 5 or scope[4] != "aws4_request" or not all(scope):
+        raise SignatureFormatError(
+            "Credential must be ACCESS_KEY/YYYYMMDD/REGION/SERVICE/aws4_request"
+        )
+    return Authorization(
+        access_key=scope[0],
+        day=scope[1],
+        region=scope[2],
+        service=scope[3],
+        signed_headers=tuple(parts["SignedHeaders"].lower().split(";")),
+        signature=parts["Signature"].lower(),
+    )
+
+
+def parse_amz_date(value: str) -> datetime:
+    """The time of an X-Amz-Date header (YYYYMMDDTHHMMSSZ), or ValueError."""
+    return datetime.strptime(value, AMZ_DATE).replace(tzinfo=UTC)

@@ -33,9 +33,14 @@ class Principal(Response):
 
 
 class TokenCreate(Request):
-    principal: str
+    principal: str | None = Field(None, description="whose token (default: the caller's own)")
     description: str | None = Field(None, max_length=256)
     expires_in_s: float | None = Field(None, gt=0, le=MAX_TOKEN_EXPIRES_S)
+    aws: bool = Field(
+        False,
+        description="an AWS-style access key (id and secret, for SigV4 clients of the "
+        "SSM-compatible API) instead of a bearer token",
+    )
 
 
 class Token(Response):
@@ -46,11 +51,13 @@ class Token(Response):
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+    access_key_id: str | None = None  # an AWS-style access key's id
     active: bool = True
 
 
 class TokenCreated(Token):
-    token: str  # shown once, stored only as a hash
+    token: str | None = None  # shown once, stored only as a hash (None: an access key)
+    secret_access_key: str | None = None  # an access key's secret, shown once
 
 
 class PolicyCreate(Request):

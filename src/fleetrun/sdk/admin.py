@@ -97,14 +97,21 @@ def simulate(
 
 
 def create_token(
-    principal: str,
+    principal: str | None = None,
     *,
     expires_in_s: float | None = None,
     description: str | None = None,
+    aws: bool = False,
 ) -> Op[TokenCreated]:
-    """A new API token of `principal`; its secret (`.token`) is shown only here."""
+    """A new API token of `principal` (default: the caller's own); its secret
+    (`.token`) is shown only here. With `aws`, an access key for SigV4 clients of the
+    SSM-compatible API instead: `.access_key_id` and `.secret_access_key` (shown once)."""
     body = build(
-        TokenCreate, principal=principal, expires_in_s=expires_in_s, description=description
+        TokenCreate,
+        principal=principal,
+        expires_in_s=expires_in_s,
+        description=description,
+        aws=aws,
     )
     return model(TokenCreated, "POST", "/v1/tokens", json=body.model_dump())
 

@@ -68,6 +68,7 @@ from fleetrun.server.metrics import (
 )
 from fleetrun.server.output import LocalOutputStore
 from fleetrun.server.settings import Settings
+from fleetrun.server.ssm import protocol as ssm_protocol
 from fleetrun.server.state import ServerState
 from fleetrun.server.store import group_runcommands as group_run_command_store
 from fleetrun.server.store import nodes as node_store
@@ -145,6 +146,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.openapi = partial(_openapi, app)  # type: ignore[method-assign]
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
+    # AWS Systems Manager's protocol (boto3, aws-cli): POST / with X-Amz-Target.
+    app.add_api_route("/", ssm_protocol.handle, methods=["POST"], include_in_schema=False)
     app.add_api_route("/healthz", _healthz, include_in_schema=False)
     app.add_api_route("/metrics", _metrics, include_in_schema=False)
     app.add_api_route("/version", _version, include_in_schema=False)

@@ -326,6 +326,15 @@ def _append(batch: list[AuditEntry], uses: dict[str, datetime], tx: Tx) -> None:
         token_store.touch_token(tx.session, token_id, at)
 
 
+SSM_PATH = "/"  # the SSM-compatible API: POST / (server/ssm/protocol.py)
+
+
+def _audited(scope: Scope) -> bool:
+    """The native API under /v1/, and the SSM-compatible API's POST /."""
+    path: str = scope["path"]
+    return path.startswith("/v1/") or (path == SSM_PATH and scope["method"] == "POST")
+
+
 class AuditMiddleware:
     """Give every /v1 HTTP request an audit entry (routes and the authorizer fill in
     principal, action, resource and decision) and queue it with the status answered."""
@@ -335,7 +344,7 @@ class AuditMiddleware:
         self.audit = audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        if scope["type"] != "http" or not _audited(scope):
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
@@ -366,7 +375,9 @@ class AuditMiddleware:
 
     def _record(self, entry: AuditEntry) -> None:
         anonymous = entry.principal is None and not (entry.path or "").startswith("/v1/agent/")
-        if anonymous and entry.status in UNAUTHENTICATED_STATUSES:
+        # The SSM-compatible API answers a bad signature 400, as AWS does.
+        refused = entry.status in UNAUTHENTICATED_STATUSES or entry.path == SSM_PATH
+        if anonymous and refused:
             self.audit.unauthenticated(entry)
         else:
             self.audit.submit(entry)

@@ -41,6 +41,7 @@ from fleetrun.core import sigv4
 from fleetrun.server.db import Tx
 from fleetrun.server.destinations import DestinationRefusedError, guarded_client
 from fleetrun.server.output import stream_key
+from fleetrun.server.ssm import s3output
 from fleetrun.server.store import invocations as invocation_store
 from fleetrun.server.store.tables import Invocation, RunCommandRun
 
@@ -142,6 +143,8 @@ class OutputSinks:
                     log.exception("output destinations pass failed; retrying on the next one")
 
     async def tick(self, http: httpx.AsyncClient, s3: httpx.AsyncClient) -> None:
+        if self.state.settings.s3_enabled:  # SSM SendCommand's OutputS3BucketName
+            await s3output.upload(self.state, s3)
         for item in await self.state.db.read(pending):
             try:
                 before = [stream.sent for stream in item.streams]

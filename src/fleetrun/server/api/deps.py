@@ -91,6 +91,13 @@ async def authenticate(request: Request) -> Caller:
     if identity is None:
         _hold_back(state, source, state.unauthenticated.take(source, state.clock.monotonic()))
         raise AuthenticationError(MISSING_CREDENTIALS if token is None else WRONG_CREDENTIALS)
+    return caller_of(request, identity)
+
+
+def caller_of(request: Request, identity: Identity) -> Caller:
+    """The caller an authenticated identity makes (bearer token or access key): logged
+    and audited as its principal, its token's use noted, held to its request rate."""
+    state = state_of(request)
     logs.bind(principal=identity.principal)
     entry = audit_entry(request)
     if entry is not None:

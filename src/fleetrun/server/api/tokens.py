@@ -26,13 +26,27 @@ async def create_token(
     body: schemas.TokenCreate,
     caller: Annotated[Caller, Depends(authorize("CreateToken"))],
 ) -> schemas.TokenCreated:
-    caller.require("CreateToken", access.frn("principal", body.principal))
-    now = state_of(request).clock.now()
+    """A bearer token, or with `aws` an access key for SigV4 clients (the SSM-compatible
+    API); of `principal`, by default the caller's own. Its secret is in this answer only."""
+    principal = body.principal or caller.principal
+    caller.require("CreateToken", access.frn("principal", principal))
+    state = state_of(request)
+    now = state.clock.now()
     expires_at = now + timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
 
     def create(tx: Tx) -> schemas.TokenCreated:
+        if body.aws:
+            row, secret = store.create_access_key(
+                tx.session,
+                principal,
+                state.secrets.seal,
+                description=body.description,
+                expires_at=expires_at,
+            )
+            shown = store.to_schema(row, now).model_dump()
+            return schemas.TokenCreated(**shown, secret_access_key=secret)
         row, token = store.create_token(
-            tx.session, body.principal, description=body.description, expires_at=expires_at
+            tx.session, principal, description=body.description, expires_at=expires_at
         )
         return schemas.TokenCreated(**store.to_schema(row, now).model_dump(), token=token)
 

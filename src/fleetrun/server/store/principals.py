@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
@@ -30,25 +31,50 @@ class Identity:
     kind: str
     policies: tuple[ParsedPolicy, ...]
     expires_at: datetime | None = None  # the token's
+    secret_sealed: str | None = None  # an access key's secret, sealed (server/secretbox.py)
 
 
 def identify(session: Session, token: str, now: datetime | None = None) -> Identity | None:
     """The identity behind a token (None when it is unknown, revoked or expired at `now`,
     default the system's time), in
     one query on every request (and two more only for custom roles and policies)."""
+    return _identify(session, ApiToken.token_hash == token_store.hash_token(token), now)
+
+
+def identify_access_key(
+    session: Session, access_key_id: str, now: datetime | None = None
+) -> Identity | None:
+    """The identity behind an AWS-style access key, with its sealed secret (None when
+    the key is unknown, revoked or expired at `now`)."""
+    return _identify(session, ApiToken.access_key_id == access_key_id, now)
+
+
+def access_key_expired(session: Session, access_key_id: str, now: datetime) -> bool:
+    """Whether this key exists, unrevoked, and has expired by `now` (AWS answers an
+    expired key differently from an unknown one)."""
+    found = session.execute(
+        select(ApiToken.expires_at).where(
+            ApiToken.access_key_id == access_key_id, ApiToken.revoked_at.is_(None)
+        )
+    ).first()
+    return found is not None and found[0] is not None and found[0] <= now
+
+
+def _identify(session: Session, which: Any, now: datetime | None) -> Identity | None:
     rows = session.execute(
         select(
             ApiToken.id,
             ApiToken.principal,
             Principal.kind,
             ApiToken.expires_at,
+            ApiToken.secret_sealed,
             Attachment.kind,
             Attachment.name,
         )
         .join(Principal, Principal.name == ApiToken.principal)
         .outerjoin(Attachment, Attachment.principal == Principal.name)
         .where(
-            ApiToken.token_hash == token_store.hash_token(token),
+            which,
             ApiToken.revoked_at.is_(None),
             or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > (now or utcnow())),
         )
@@ -56,9 +82,10 @@ def identify(session: Session, token: str, now: datetime | None = None) -> Ident
     ).all()
     if not rows:
         return None
-    token_id, name, kind, expires_at = rows[0][:4]
+    token_id, name, kind, expires_at, sealed = rows[0][:5]
     attached = [(k, n) for *_, k, n in rows if k is not None]
-    return Identity(token_id, name, kind, tuple(_policies(session, attached)), expires_at)
+    policies = tuple(_policies(session, attached))
+    return Identity(token_id, name, kind, policies, expires_at, sealed)
 
 
 def effective_policies(session: Session, principal: str) -> list[ParsedPolicy]:

@@ -69,6 +69,11 @@ class ApiToken(Base):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+    # An AWS-style access key (SigV4, the SSM-compatible API): its id, and its secret
+    # sealed with the server's key (it must be read back to check signatures). Such a
+    # row's token_hash is of a secret nobody was given: it is no bearer token.
+    access_key_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    secret_sealed: Mapped[str | None] = mapped_column(Text)
 
 
 class Principal(Base):
@@ -347,6 +352,31 @@ class InvocationStep(Base):
     stderr_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     stdout_tail: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
     stderr_tail: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+
+
+class CommandOutputS3(Base):
+    """Where a command's output is copied once each invocation ends: an S3 bucket of
+    the server's S3-compatible store (SSM SendCommand's OutputS3BucketName)."""
+
+    __tablename__ = "command_output_s3"
+
+    command_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("commands.id", ondelete="CASCADE"), primary_key=True
+    )
+    bucket: Mapped[str] = mapped_column(String(63))
+    key_prefix: Mapped[str] = mapped_column(String(500), default="")
+
+
+class OutputS3Upload(Base):
+    """An invocation whose output was copied to its command's bucket (or why not)."""
+
+    __tablename__ = "output_s3_uploads"
+
+    invocation_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("invocations.id", ondelete="CASCADE"), primary_key=True
+    )
+    uploaded_at: Mapped[datetime]
+    message: Mapped[str | None] = mapped_column(Text)
 
 
 class InvocationTransition(Base):

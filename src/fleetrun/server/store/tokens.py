@@ -1,10 +1,17 @@
 """API tokens: random secrets shown once and stored only as SHA-256 hashes. Each
-belongs to a principal; deleting the principal deletes its tokens."""
+belongs to a principal; deleting the principal deletes its tokens.
+
+An AWS-style access key (for SigV4 clients of the SSM-compatible API) is a token row
+too, so it expires, is listed and revoked, and goes with its principal like any other:
+its id is public, its secret is stored sealed with the server's key (a signature can
+only be checked with the secret itself), and the row's hash is of a value nobody holds,
+so the key is no bearer token."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import or_, select, update
@@ -16,6 +23,8 @@ from fleetrun.schemas import access as schemas
 from fleetrun.server.store.tables import ApiToken, Principal, utcnow
 
 PREFIX = "frt_"
+ACCESS_KEY_PREFIX = "FRK"  # then 17 characters: 20 in all, as AWS's access key ids
+_KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 
 
 def hash_token(token: str) -> str:
@@ -52,6 +61,35 @@ def create_token(
     session.add(row)
     session.flush()
     return row, token
+
+
+def new_access_key() -> tuple[str, str]:
+    """(access key id, secret access key): 20 and 40 characters, as AWS's."""
+    key_id = ACCESS_KEY_PREFIX + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(17))
+    return key_id, secrets.token_urlsafe(30)
+
+
+def seal_context(access_key_id: str) -> str:
+    """What a sealed secret is bound to: it opens only as this key's."""
+    return f"access-key:{access_key_id}"
+
+
+def create_access_key(
+    session: Session,
+    principal: str,
+    seal: Callable[[str, str], str],
+    *,
+    description: str | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[ApiToken, str]:
+    """A new access key of `principal` and its secret (the only time it is in clear);
+    `seal(secret, context)` is the server's secret box."""
+    row, _ = create_token(session, principal, description=description, expires_at=expires_at)
+    key_id, secret = new_access_key()
+    row.access_key_id = key_id
+    row.secret_sealed = seal(secret, seal_context(key_id))
+    session.flush()
+    return row, secret
 
 
 def read_valid_token(session: Session, token: str) -> tuple[str, str] | None:
@@ -116,5 +154,6 @@ def to_schema(row: ApiToken, now: datetime | None = None) -> schemas.Token:
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
         last_used_at=row.last_used_at,
+        access_key_id=row.access_key_id,
         active=row.revoked_at is None and (row.expires_at is None or row.expires_at > now),
     )
