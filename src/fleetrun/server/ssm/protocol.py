@@ -37,7 +37,7 @@ from fleetrun.core.errors import (
 )
 from fleetrun.server.api.deps import audit_entry, state_of
 from fleetrun.server.authz import Caller, deny, gate
-from fleetrun.server.ssm import auth, commands, instances
+from fleetrun.server.ssm import auth, commands, documentlist, documents, instances
 from fleetrun.server.ssm.base import Call, Operation, SsmError
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ TARGET_PREFIX = "AmazonSSM."
 OPERATIONS: dict[str, Operation] = {
     **commands.OPERATIONS,
     **instances.OPERATIONS,
+    **documents.OPERATIONS,
+    **documentlist.OPERATIONS,
 }
 
 
