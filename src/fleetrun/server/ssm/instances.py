@@ -255,7 +255,10 @@ def _iam_roles(session: Session, activation_ids: set[str]) -> dict[str, str | No
     rows = session.execute(
         select(Activation.id, Activation.iam_role).where(Activation.id.in_(activation_ids))
     )
-    return {str(a): r for a, r in rows.tuples()}
+    roles: dict[str, str | None] = {}
+    for activation_id, role in rows:
+        roles[activation_id] = role
+    return roles
 
 
 # -- deregistering --------------------------------------------------------------------
