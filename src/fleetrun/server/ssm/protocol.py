@@ -37,7 +37,15 @@ from fleetrun.core.errors import (
 )
 from fleetrun.server.api.deps import audit_entry, state_of
 from fleetrun.server.authz import Caller, deny, gate
-from fleetrun.server.ssm import auth, commands, documentlist, documents, instances, tags
+from fleetrun.server.ssm import (
+    activations,
+    auth,
+    commands,
+    documentlist,
+    documents,
+    instances,
+    tags,
+)
 from fleetrun.server.ssm.base import Call, Operation, SsmError
 
 log = logging.getLogger(__name__)
@@ -51,6 +59,7 @@ OPERATIONS: dict[str, Operation] = {
     **documents.OPERATIONS,
     **documentlist.OPERATIONS,
     **tags.OPERATIONS,
+    **activations.OPERATIONS,
 }
 
 
