@@ -154,3 +154,23 @@ def test_deregister_ends_what_the_node_had_not_finished(app: App) -> None:
         ssm.describe_instance_information(
             Filters=[{"Key": "InstanceIds", "Values": [gone.node_id]}]
         )
+
+
+def test_pages_are_filled_across_chunks_of_nodes_left_out(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nodes are read a chunk at a time; a page is filled from as many chunks as the
+    filters need, and the next page starts after the last node listed."""
+    from fleetrun.server.ssm import instances
+
+    monkeypatch.setattr(instances, "CHUNK", 2)
+    nodes = [app.enrol(1, tags={"env": "dev" if i % 3 else "prod"})[0] for i in range(12)]
+    ssm = ssm_client(app)
+    dev = sorted(n.node_id for i, n in enumerate(nodes) if i % 3)
+    pages = list(
+        ssm.get_paginator("describe_instance_information").paginate(
+            Filters=[{"Key": "tag:env", "Values": ["dev"]}], PaginationConfig={"PageSize": 5}
+        )
+    )
+    assert [len(p["InstanceInformationList"]) for p in pages] == [5, 3]
+    assert [i["InstanceId"] for p in pages for i in p["InstanceInformationList"]] == dev

@@ -38,7 +38,7 @@ from fleetrun.server.ssm.base import (
 )
 from fleetrun.server.ssm.tagging import read_tags, tag_list
 from fleetrun.server.store import documents as store
-from fleetrun.server.store.tables import DocumentVersion
+from fleetrun.server.store.tables import Document, DocumentVersion
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9_\-.]{3,128}$")
 VERSION_NAME_RE = re.compile(r"^[a-zA-Z0-9_\-.]{1,128}$")
@@ -171,12 +171,12 @@ def read_version(
     if doc.builtin:
         return Found(doc, None, {}, None)
     row = session.get(DocumentVersion, (name, int(doc.version)))
-    first = session.get(DocumentVersion, (name, 1))
+    whole = session.get(Document, name)
     return Found(
         doc,
         row.version_name if row else None,
         store.read_document_tags(session, name),
-        first.created_at if first else doc.created_at,
+        whole.created_at if whole else doc.created_at,
     )
 
 

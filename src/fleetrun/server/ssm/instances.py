@@ -52,6 +52,7 @@ PLATFORM_TYPES = ("Linux", "MacOS", "Windows")
 RESOURCE_TYPES = ("ManagedInstance", "EC2Instance")
 SOURCE_TYPE = "AWS::SSM::ManagedInstance"
 ASSOCIATION_STATUSES = ("Success", "Pending", "Failed")
+CHUNK = 500  # nodes read at a time while a page is filled
 
 
 @dataclass(frozen=True)
@@ -227,21 +228,24 @@ async def describe_instance_information(call: Call) -> dict[str, Any]:
                     f"Instance {missing[0]} is not a registered node: see "
                     "DescribeInstanceInformation without filters.",
                 )
-        nodes = sorted(store.read_nodes(session, ids=ids), key=lambda n: n.id)
-        nodes = [n for n in nodes if after is None or n.id > after]
-        tags = store.read_tags(session, (n.id for n in nodes))
-        roles = _iam_roles(session, {n.activation_id for n in nodes if n.activation_id})
         page: list[_Listed] = []
-        for node in nodes:
-            row = _Listed(node, tags[node.id], roles.get(node.activation_id or ""))
-            if not _matches(row, wanted) or not caller.allows(
-                "ListNodes", access.frn("node", node.id), access.node_context(row.tags)
-            ):
-                continue
-            if len(page) == limit:
-                return page, page[-1].node.id
-            page.append(row)
-        return page, None
+        last = after
+        while True:  # a chunk at a time: filters and policies may leave many out
+            nodes = store.read_nodes_after(session, last, CHUNK, ids=ids)
+            tags = store.read_tags(session, (n.id for n in nodes))
+            roles = _iam_roles(session, {n.activation_id for n in nodes if n.activation_id})
+            for node in nodes:
+                row = _Listed(node, tags[node.id], roles.get(node.activation_id or ""))
+                if not _matches(row, wanted) or not caller.allows(
+                    "ListNodes", access.frn("node", node.id), access.node_context(row.tags)
+                ):
+                    continue
+                if len(page) == limit:
+                    return page, page[-1].node.id
+                page.append(row)
+            if len(nodes) < CHUNK:
+                return page, None
+            last = nodes[-1].id
 
     rows, next_cursor = await call.state.db.read(read)
     return filters.page(
