@@ -141,6 +141,10 @@ def test_versions_default_version_and_version_names(app: App) -> None:
     ssm.delete_document(Name="Versioned", DocumentVersion="1")
     left = ssm.list_document_versions(Name="Versioned")["DocumentVersions"]
     assert [v["DocumentVersion"] for v in left] == ["2", "3"]
+    with pytest.raises(ssm.exceptions.InvalidDocumentVersion):  # deleted
+        ssm.update_document_default_version(Name="Versioned", DocumentVersion="1")
+    with pytest.raises(ssm.exceptions.InvalidDocumentVersion):
+        ssm.get_document(Name="Versioned", DocumentVersion="1")
     ssm.delete_document(Name="Versioned")
     with pytest.raises(ssm.exceptions.InvalidDocument):
         ssm.describe_document(Name="Versioned")

@@ -240,7 +240,10 @@ def set_default_version(session: Session, name: str, version: str) -> schemas.Do
     doc = _document(session, name, lock=True)
     if version in ("$DEFAULT", "$LATEST"):
         raise ValidationError("Set the default to a version number, e.g. 2.")
-    doc.default_version = _version_number(doc, version)
+    number = _version_number(doc, version)
+    if session.get(DocumentVersion, (name, number)) is None:
+        raise NotFoundError(f"Document {name} version {number} was deleted.")
+    doc.default_version = number
     doc.updated_at = utcnow()
     session.flush()
     return read_document(session, name, str(doc.default_version))
