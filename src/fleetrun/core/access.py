@@ -153,6 +153,7 @@ ACTIONS: dict[str, ActionSpec] = {
     "ListDocuments": _a("document", "read", "list documents"),
     "GetDocument": _a("document", "read", "read a document (a version of it)"),
     "DeleteDocument": _a("document", "admin", "delete a document and its versions"),
+    "TagDocument": _a("document", "admin", "set or remove a document's tags (SSM's API)"),
     # commands and their invocations
     "SendCommand": _a(
         "document, node",

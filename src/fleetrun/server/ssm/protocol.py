@@ -37,7 +37,15 @@ from fleetrun.core.errors import (
 )
 from fleetrun.server.api.deps import audit_entry, state_of
 from fleetrun.server.authz import Caller, deny, gate
-from fleetrun.server.ssm import auth, commands
+from fleetrun.server.ssm import (
+    activations,
+    auth,
+    commands,
+    documentlist,
+    documents,
+    instances,
+    tags,
+)
 from fleetrun.server.ssm.base import Call, Operation, SsmError
 
 log = logging.getLogger(__name__)
@@ -45,7 +53,14 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE = "application/x-amz-json-1.1"
 TARGET_PREFIX = "AmazonSSM."
 # Every operation served, by SSM name: the tables of the resource modules.
-OPERATIONS: dict[str, Operation] = {**commands.OPERATIONS}
+OPERATIONS: dict[str, Operation] = {
+    **commands.OPERATIONS,
+    **instances.OPERATIONS,
+    **documents.OPERATIONS,
+    **documentlist.OPERATIONS,
+    **tags.OPERATIONS,
+    **activations.OPERATIONS,
+}
 
 
 async def handle(request: Request) -> JSONResponse:

@@ -240,7 +240,10 @@ def set_default_version(session: Session, name: str, version: str) -> schemas.Do
     doc = _document(session, name, lock=True)
     if version in ("$DEFAULT", "$LATEST"):
         raise ValidationError("Set the default to a version number, e.g. 2.")
-    doc.default_version = _version_number(doc, version)
+    number = _version_number(doc, version)
+    if session.get(DocumentVersion, (name, number)) is None:
+        raise NotFoundError(f"Document {name} version {number} was deleted.")
+    doc.default_version = number
     doc.updated_at = utcnow()
     session.flush()
     return read_document(session, name, str(doc.default_version))
@@ -278,3 +281,82 @@ def delete_document(session: Session, name: str) -> None:
     _check_name(name)
     doc = _document(session, name, lock=True)
     session.delete(doc)
+
+
+# -- what SSM clients also keep: version names, tags, single versions ---------------
+
+
+def read_versions(session: Session, name: str) -> tuple[Document, list[DocumentVersion]]:
+    """A document and its versions, oldest first (NotFoundError if there is none)."""
+    doc = _document(session, name)
+    rows = session.execute(
+        select(DocumentVersion)
+        .where(DocumentVersion.name == name)
+        .order_by(DocumentVersion.version)
+    )
+    return doc, list(rows.scalars())
+
+
+def version_named(session: Session, name: str, version_name: str) -> str:
+    """The number of the version called `version_name`, or NotFoundError."""
+    _document(session, name)
+    number = session.execute(
+        select(DocumentVersion.version).where(
+            DocumentVersion.name == name, DocumentVersion.version_name == version_name
+        )
+    ).scalar_one_or_none()
+    if number is None:
+        raise NotFoundError(f"Document {name} has no version named {version_name!r}.")
+    return str(number)
+
+
+def name_version(session: Session, row: DocumentVersion, version_name: str | None) -> None:
+    """Call a new version `version_name`: unique among the document's versions."""
+    if version_name is None:
+        return
+    taken = session.execute(
+        select(DocumentVersion.version).where(
+            DocumentVersion.name == row.name,
+            DocumentVersion.version_name == version_name,
+            DocumentVersion.version != row.version,
+        )
+    ).first()
+    if taken is not None:
+        raise ConflictError(
+            f"Version {taken[0]} of {row.name} is already named {version_name!r}: "
+            "give this version another name."
+        )
+    row.version_name = version_name
+    session.flush()
+
+
+def delete_version(session: Session, name: str, version: str) -> None:
+    """Delete one version; the default and the latest stay (commands resolve them)."""
+    _check_name(name)
+    doc = _document(session, name, lock=True)
+    number = _version_number(doc, version)
+    if number in (doc.default_version, doc.latest_version):
+        which = "default" if number == doc.default_version else "latest"
+        raise ConflictError(
+            f"Version {number} is the {which} version of {name} and cannot be deleted alone: "
+            "set another default first, or delete the whole document."
+        )
+    row = session.get(DocumentVersion, (name, number))
+    if row is None:
+        raise NotFoundError(f"Document {name} version {number} was deleted.")
+    session.delete(row)
+    session.flush()
+
+
+def read_document_tags(session: Session, name: str) -> dict[str, str]:
+    if name in core.BUILTIN_DOCUMENTS:
+        return {}
+    return {str(k): str(v) for k, v in (_document(session, name).tags or {}).items()}
+
+
+def write_document_tags(session: Session, name: str, tags: dict[str, str]) -> None:
+    """Replace a document's tags (built-ins carry none)."""
+    _check_name(name)
+    doc = _document(session, name, lock=True)
+    doc.tags = dict(tags)
+    session.flush()

@@ -118,6 +118,18 @@ def read_nodes(
     return list((session.execute(query)).scalars())
 
 
+def read_nodes_after(
+    session: Session, after: str | None, limit: int, *, ids: Sequence[str] | None = None
+) -> list[Node]:
+    """Up to `limit` registered nodes in id order, after the id `after` (a page)."""
+    query = select(Node).where(Node.deleted_at.is_(None)).order_by(Node.id).limit(limit)
+    if after is not None:
+        query = query.where(Node.id > after)
+    if ids is not None:
+        query = query.where(Node.id.in_(ids))
+    return list(session.execute(query).scalars())
+
+
 def write_tags(session: Session, node_id: str, tags: dict[str, str]) -> None:
     """Replace a node's tags."""
     session.execute(delete(NodeTag).where(NodeTag.node_id == node_id))

@@ -183,6 +183,7 @@ class Activation(Base):
     registrations_count: Mapped[int] = mapped_column(Integer, default=0)
     expires_at: Mapped[datetime]
     created_at: Mapped[datetime]
+    iam_role: Mapped[str | None] = mapped_column(String(64))  # SSM's IamRole, a label
 
 
 class Node(Base):
@@ -304,6 +305,7 @@ class Document(Base):
     latest_version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    tags: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # key -> value (SSM's tags)
 
 
 class DocumentVersion(Base):
@@ -320,6 +322,7 @@ class DocumentVersion(Base):
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     created_by: Mapped[str | None] = mapped_column(String(128))
+    version_name: Mapped[str | None] = mapped_column(String(128))  # SSM's VersionName
 
 
 class NodeGroup(Base):
