@@ -1,7 +1,7 @@
 """rules: the shape their events are matched and delivered in (fleetrun or aws)
 
 Revision ID: 0710
-Revises: 0600
+Revises: 0700
 Create Date: 2026-12-03 21:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0710"
-down_revision = "0600"
+down_revision = "0700"
 branch_labels = None
 depends_on = None
 

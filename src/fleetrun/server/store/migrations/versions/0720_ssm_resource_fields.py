@@ -1,7 +1,7 @@
 """documents: tags, version names; activations: the IAM role SSM clients name
 
 Revision ID: 0720
-Revises: 0700
+Revises: 0710
 Create Date: 2026-12-03 21:15:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0720"
-down_revision = "0700"
+down_revision = "0710"
 branch_labels = None
 depends_on = None
 
