@@ -530,6 +530,8 @@ class OutputChunk(Base):
     The bytes stay in the output store; rows every reader has passed are pruned."""
 
     __tablename__ = "output_chunks"
+    # Numbers are never used again, even once every row is pruned: cursors hold them.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     seq: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True

@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("offset", sa.BigInteger(), nullable=False),
         sa.Column("length", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_output_chunks")),
+        sqlite_autoincrement=True,  # never reuse a number a cursor holds
     )
     op.create_table(
         "output_cursors",
