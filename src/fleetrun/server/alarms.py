@@ -20,6 +20,7 @@ import secrets
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from sqlalchemy import event as sa_event
@@ -110,7 +111,7 @@ class AlarmEvaluator:
                 break
             lines = await outputlog.lines_of(self.state.output, batch.chunks, batch.labels)
             try:
-                await self.state.db.write(lambda tx, b=batch, ls=lines: self._count(tx, b, ls))
+                await self.state.db.write(partial(self._count, batch=batch, lines=lines))
             except LostLeaseError:
                 break
             if len(batch.chunks) < outputlog.BATCH:
@@ -129,7 +130,7 @@ class AlarmEvaluator:
         chunks = outputlog.read_chunks(session, position)
         return Batch(chunks, outputlog.labels_of(session, chunks))
 
-    def _count(self, tx: Tx, batch: Batch, lines: Sequence[outputlog.Line]) -> None:
+    def _count(self, tx: Tx, *, batch: Batch, lines: Sequence[outputlog.Line]) -> None:
         session, now = tx.session, self.state.clock.now()
         if not outputlog.advance(session, CURSOR, self.owner, batch.chunks[-1].seq, 0, now):
             raise LostLeaseError

@@ -28,10 +28,12 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -276,8 +278,6 @@ class Forwarding:
                 for wake in self._wakes.values():
                     loop.call_soon_threadsafe(wake.set)
 
-        from sqlalchemy import event as sa_event
-
         sa_event.listen(session, "after_commit", committed, once=True)
 
     async def _run(self, forwarder: Forwarder) -> None:
@@ -304,7 +304,7 @@ class Forwarding:
                 now = self.state.clock.now()
                 with contextlib.suppress(Exception):
                     await self.state.db.write(
-                        lambda tx: outputlog.report_error(tx.session, forwarder.cursor, error, now)
+                        partial(_report, cursor=forwarder.cursor, error=error, now=now)
                     )
 
     async def forward_once(self, forwarder: Forwarder) -> bool:
@@ -353,11 +353,11 @@ def views(session: Session, forwarders: Sequence[Forwarder]) -> list[ForwarderVi
                 sent_lines=cursor.sent_lines if cursor else 0,
                 last_ok_at=cursor.last_ok_at if cursor else None,
                 last_error=cursor.last_error if cursor else None,
-                last_error_at=_aware(cursor.last_error_at) if cursor else None,
+                last_error_at=cursor.last_error_at if cursor else None,
             )
         )
     return out
 
 
-def _aware(at: datetime | None) -> datetime | None:
-    return at
+def _report(tx: Tx, *, cursor: str, error: str, now: datetime) -> None:
+    outputlog.report_error(tx.session, cursor, error, now)

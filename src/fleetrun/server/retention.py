@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
@@ -115,9 +116,7 @@ class Retention:
         retention_s = self.state.settings.retention_output_s
         while retention_s > 0:
             now = self.state.clock.now()
-            pairs = await self.state.db.write(
-                lambda tx, now=now: expire_output(tx.session, now, retention_s)
-            )
+            pairs = await self.state.db.write(partial(_expire, now=now, retention_s=retention_s))
             for command_id, node_id in pairs:
                 await self.state.output.delete_prefix(f"{command_id}/{node_id}")
             expired += len(pairs)
@@ -128,6 +127,10 @@ class Retention:
         if expired:
             log.info("retention: deleted the output of %d invocations", expired)
         return expired
+
+
+def _expire(tx: Tx, *, now: datetime, retention_s: float) -> list[tuple[str, str]]:
+    return expire_output(tx.session, now, retention_s)
 
 
 def _prune(tx: Tx, readers: list[str]) -> None:
