@@ -119,3 +119,15 @@ def test_otlp_gets_every_line_once_labelled_across_a_restart(forwarding_app):
     }
     assert by_node[nodes[0].node_id] == [f"line {n}" for n in range(1, 41)]
     assert by_node[nodes[1].node_id] == [f"line {n}" for n in range(1, 21)]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("forward_syslog", "udp://127.0.0.1:514"), ("forward_otlp", "collector:4318")],
+)
+def test_a_forwarder_url_of_the_wrong_kind_is_refused_at_start(name, value):
+    from fleetrun.core.errors import ValidationError
+    from fleetrun.server.settings import Settings
+
+    with pytest.raises(ValidationError, match=f"Setting {name} must start with"):
+        Settings.load({name: value}, env={})

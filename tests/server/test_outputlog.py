@@ -74,3 +74,25 @@ async def test_pruning_keeps_what_a_reader_needs_and_numbers_are_not_reused(db):
     await db.write(lambda tx: _chunks(tx.session, 1))
     chunks = await db.read(lambda s: outputlog.read_chunks(s, 0))
     assert [c.seq for c in chunks] == [5]  # not 1 again: a cursor at 4 would skip it
+
+
+async def test_a_state_change_decided_on_a_stale_read_is_not_made_twice(db):
+    from fleetrun.core.alarms import AlarmState, Decision
+    from fleetrun.schemas.alarms import AlarmCreate
+    from fleetrun.server.store import alarms as store
+    from fleetrun.server.store.tables import Alarm, AlarmHistory
+
+    body = AlarmCreate(name="a", pattern="ERROR", threshold=1, period_s=60)
+    await db.write(lambda tx: store.create_alarm(tx.session, body, None, T0))
+    firing = Decision(AlarmState.ALARM, "Threshold crossed.")
+    with db.sessionmaker() as stale:  # one replica read the alarm...
+        seen = stale.get(Alarm, "a")
+        assert seen is not None and seen.state == "INSUFFICIENT_DATA"
+        # ...another moved it meanwhile
+        assert await db.write(
+            lambda tx: store.change_state(tx.session, tx.session.get(Alarm, "a"), firing, T0)
+        )
+        assert store.change_state(stale, seen, firing, T0) is False
+        stale.commit()
+    history = await db.read(lambda s: s.query(AlarmHistory).count())
+    assert history == 1
