@@ -78,6 +78,10 @@ def read_alarm(session: Session, name: str) -> Alarm:
     return alarm
 
 
+def any_alarm(session: Session) -> bool:
+    return session.execute(select(Alarm.name).limit(1)).first() is not None
+
+
 def read_alarms(session: Session) -> list[Alarm]:
     return list(session.execute(select(Alarm).order_by(Alarm.name)).scalars())
 
