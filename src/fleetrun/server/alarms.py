@@ -20,6 +20,7 @@ import secrets
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ from fleetrun.server import outputlog
 from fleetrun.server.db import Tx
 from fleetrun.server.store import alarms as store
 from fleetrun.server.store import groups as group_store
-from fleetrun.server.store.tables import Alarm
+from fleetrun.server.store.tables import Alarm, OutputCursor
 
 if TYPE_CHECKING:
     from fleetrun.server.state import ServerState
@@ -104,13 +105,13 @@ class AlarmEvaluator:
                 log.exception("evaluating alarms failed; trying again shortly")
 
     async def run_once(self) -> None:
-        """Count what arrived, then evaluate every alarm. With no alarm, one read and
-        nothing else: the writer (SQLite has one) is spared."""
-        exists = await self.state.db.read(store.any_alarm)
+        """Count what arrived, then evaluate every alarm. The writer (SQLite has one) is
+        spared: a pass with no new output and no change of state only reads."""
+        exists, behind = await self.state.db.read(_look)
         self.state.output_log.alarms = exists
         if not exists:
             return
-        while True:
+        while behind:
             batch = await self.state.db.write(self._claim)
             if batch is None or not batch.chunks:
                 break
@@ -121,7 +122,10 @@ class AlarmEvaluator:
                 break
             if len(batch.chunks) < outputlog.BATCH:
                 break
-        await self.state.db.write(self._evaluate)
+        now = self.state.clock.now()
+        changes = await self.state.db.read(partial(_decide, now=now))
+        if changes:
+            await self.state.db.write(partial(_apply, changes=changes, now=now))
 
     def _claim(self, tx: Tx) -> Batch | None:
         session = tx.session
@@ -170,18 +174,39 @@ class AlarmEvaluator:
             matcher = self._matchers[key] = core.LineMatcher(alarm.pattern, alarm.regex)
         return matcher
 
-    def _evaluate(self, tx: Tx) -> None:
-        session, now = tx.session, self.state.clock.now()
-        for alarm in store.read_alarms(session):
-            spec = store.spec_of(alarm)
-            current = core.period_of(now.timestamp(), alarm.period_s)
-            points = store.read_points(session, alarm.name, current - alarm.evaluation_periods)
-            decision = core.evaluate(spec, points, current, core.AlarmState(alarm.state))
-            if store.change_state(session, alarm, decision, now):
-                log.info("alarm %s: %s -> %s", alarm.name, alarm.state, decision.state)
-            store.prune_points(
-                session, alarm.name, current - alarm.evaluation_periods - KEPT_PERIODS
-            )
+
+def _look(session: Session) -> tuple[bool, bool]:
+    """Whether an alarm exists, and whether output arrived past the alarms' cursor."""
+    if not store.any_alarm(session):
+        return False, False
+    cursor = session.get(OutputCursor, CURSOR)
+    return True, outputlog.head(session) > (cursor.seq if cursor else 0)
+
+
+def _decide(session: Session, *, now: datetime) -> list[tuple[str, str, core.Decision]]:
+    """The alarms whose state should change: (name, state read, decision)."""
+    changes = []
+    for alarm in store.read_alarms(session):
+        current = core.period_of(now.timestamp(), alarm.period_s)
+        points = store.read_points(session, alarm.name, current - alarm.evaluation_periods)
+        decision = core.evaluate(
+            store.spec_of(alarm), points, current, core.AlarmState(alarm.state)
+        )
+        if decision.state != alarm.state:
+            changes.append((alarm.name, alarm.state, decision))
+    return changes
+
+
+def _apply(tx: Tx, *, changes: list[tuple[str, str, core.Decision]], now: datetime) -> None:
+    """Make the changes decided, each only if the alarm is still in the state read."""
+    for name, read_state, decision in changes:
+        alarm = tx.session.get(Alarm, name)
+        if alarm is None or alarm.state != read_state:
+            continue  # deleted, or another replica moved it meanwhile
+        if store.change_state(tx.session, alarm, decision, now):
+            log.info("alarm %s: %s -> %s", name, read_state, decision.state)
+        current = core.period_of(now.timestamp(), alarm.period_s)
+        store.prune_points(tx.session, name, current - alarm.evaluation_periods - KEPT_PERIODS)
 
 
 def _expanded(session: Session, targets: list[Target]) -> list[Target] | None:

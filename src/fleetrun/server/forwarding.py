@@ -319,6 +319,8 @@ class Forwarding:
             chunks = outputlog.read_chunks(tx.session, position)
             return chunks, outputlog.labels_of(tx.session, chunks)
 
+        if not await self.state.db.read(partial(_behind, cursor=forwarder.cursor)):
+            return False  # nothing new: no write (SQLite has one writer)
         claimed = await self.state.db.write(claim)
         if claimed is None or not claimed[0]:
             return False
@@ -357,6 +359,11 @@ def views(session: Session, forwarders: Sequence[Forwarder]) -> list[ForwarderVi
             )
         )
     return out
+
+
+def _behind(session: Session, *, cursor: str) -> bool:
+    row = session.get(OutputCursor, cursor)
+    return outputlog.head(session) > (row.seq if row else 0)
 
 
 def _report(tx: Tx, *, cursor: str, error: str, now: datetime) -> None:
