@@ -70,10 +70,21 @@ async def test_pruning_keeps_what_a_reader_needs_and_numbers_are_not_reused(db):
     await db.write(lambda tx: outputlog.advance(tx.session, "alarms", "a", 4, 4, T0))
     readers = ["alarms", "forward:syslog"]
     assert await db.write(lambda tx: outputlog.prune(tx.session, readers)) == 0  # syslog lags
-    assert await db.write(lambda tx: outputlog.prune(tx.session, ["alarms"])) == 4
+    assert await db.write(lambda tx: outputlog.prune(tx.session, ["alarms"])) == 3
+    await db.write(lambda tx: outputlog.prune(tx.session, []))  # the newest always stays
     await db.write(lambda tx: _chunks(tx.session, 1))
-    chunks = await db.read(lambda s: outputlog.read_chunks(s, 0))
+    chunks = await db.read(lambda s: outputlog.read_chunks(s, 4, T0))
     assert [c.seq for c in chunks] == [5]  # not 1 again: a cursor at 4 would skip it
+
+
+async def test_reading_stops_at_a_gap_that_may_still_fill(db):
+    await db.write(lambda tx: _chunks(tx.session, 4))
+    await db.write(lambda tx: tx.session.query(OutputChunk).filter_by(seq=2).delete())
+    # chunk 2 not visible (its transaction still open, or rolled back)
+    young = await db.read(lambda s: outputlog.read_chunks(s, 0, T0 + timedelta(seconds=1)))
+    assert [c.seq for c in young] == [1]
+    old = await db.read(lambda s: outputlog.read_chunks(s, 0, T0 + timedelta(seconds=10)))
+    assert [c.seq for c in old] == [1, 3, 4]  # long enough: it was rolled back
 
 
 async def test_a_state_change_decided_on_a_stale_read_is_not_made_twice(db):

@@ -132,7 +132,7 @@ class AlarmEvaluator:
         position = outputlog.claim(session, CURSOR, self.owner, self.state.clock.now(), LEASE_S)
         if position is None:
             return None
-        chunks = outputlog.read_chunks(session, position)
+        chunks = outputlog.read_chunks(session, position, self.state.clock.now())
         return Batch(chunks, outputlog.labels_of(session, chunks))
 
     def _count(self, tx: Tx, *, batch: Batch, lines: Sequence[outputlog.Line]) -> None:

@@ -316,7 +316,7 @@ class Forwarding:
             )
             if position is None:
                 return None
-            chunks = outputlog.read_chunks(tx.session, position)
+            chunks = outputlog.read_chunks(tx.session, position, self.state.clock.now())
             return chunks, outputlog.labels_of(tx.session, chunks)
 
         if not await self.state.db.read(partial(_behind, cursor=forwarder.cursor)):

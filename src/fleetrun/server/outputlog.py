@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 LOOKBACK_BYTES = 16 * 1024  # how far back a line's start is looked for
 BATCH = 500  # chunks per pass
+GAP_WAIT_S = 3.0  # a missing chunk number younger than this may still commit
 
 
 @dataclass(frozen=True)
@@ -160,24 +161,36 @@ def report_error(session: Session, name: str, error: str, now: datetime) -> None
     )
 
 
-def read_chunks(session: Session, after: int, limit: int = BATCH) -> list[Chunk]:
+def read_chunks(session: Session, after: int, now: datetime, limit: int = BATCH) -> list[Chunk]:
+    """The chunks after `after`, in order, up to a gap that may still fill.
+
+    On PostgreSQL, transactions commit in any order, so chunk 7 may be visible before
+    chunk 6, whose transaction is still open; a cursor moved past 7 would skip 6 for
+    ever. So the chunks read stop before a missing number, unless the chunk after the
+    gap is older than GAP_WAIT_S: then the missing one was rolled back, not slow."""
     rows = session.execute(
         select(OutputChunk).where(OutputChunk.seq > after).order_by(OutputChunk.seq).limit(limit)
     ).scalars()
-    return [
-        Chunk(
-            r.seq,
-            r.at,
-            r.invocation_id,
-            r.command_id,
-            r.node_id,
-            r.step,
-            r.stream,
-            r.offset,
-            r.length,
+    out: list[Chunk] = []
+    expected = after + 1
+    for r in rows:
+        if r.seq != expected and (now - r.at).total_seconds() < GAP_WAIT_S:
+            break
+        expected = r.seq + 1
+        out.append(
+            Chunk(
+                r.seq,
+                r.at,
+                r.invocation_id,
+                r.command_id,
+                r.node_id,
+                r.step,
+                r.stream,
+                r.offset,
+                r.length,
+            )
         )
-        for r in rows
-    ]
+    return out
 
 
 def head(session: Session) -> int:
@@ -185,12 +198,14 @@ def head(session: Session) -> int:
 
 
 def prune(session: Session, readers: Iterable[str]) -> int:
-    """Delete the chunks every reader (by cursor name) has passed."""
+    """Delete the chunks every reader (by cursor name) has passed. The newest stays,
+    so that a new reader's cursor starts at the true end (`ensure_cursor`) and the
+    next number follows it."""
     lowest = session.execute(
         select(func.min(OutputCursor.seq)).where(OutputCursor.name.in_(list(readers)))
     ).scalar()
-    if lowest is None:
-        lowest = head(session)
+    newest = head(session)
+    lowest = newest - 1 if lowest is None else min(lowest, newest - 1)
     result = session.execute(delete(OutputChunk).where(OutputChunk.seq <= lowest))
     return int(result.rowcount)  # type: ignore[attr-defined]
 
