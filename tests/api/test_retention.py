@@ -57,7 +57,10 @@ def test_output_past_retention_is_deleted_and_reads_say_so(kept_30d):
     invocation = app.client.get_invocation(old, node.node_id)
     assert invocation.status == "Success" and invocation.steps[0].stdout == ""
     assert not any((app.data_dir / "output" / old).rglob("*.stdout"))
-    result = app.cli("invocations", "show", old, node.node_id, "--full")
+    assert invocation.output_expired_at is not None
+    shown = app.cli("invocations", "show", old, node.node_id)
+    assert shown.exit_code == 0 and "Output: expired on" in shown.stdout
+    result = app.cli("invocations", "show", old, node.node_id, "--full", "--json")
     assert result.exit_code != 0 and "expired on" in result.stderr
 
 
