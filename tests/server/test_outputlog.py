@@ -107,3 +107,13 @@ async def test_a_state_change_decided_on_a_stale_read_is_not_made_twice(db):
         stale.commit()
     history = await db.read(lambda s: s.query(AlarmHistory).count())
     assert history == 1
+
+
+async def test_a_cursor_added_twice_is_added_once(db):
+    """Replicas starting together both add the forwarders' cursors: one row, the first."""
+    from fleetrun.server.store.tables import OutputCursor
+
+    await db.write(lambda tx: outputlog.add_cursor(tx.session, "forward:otlp", 7, T0))
+    await db.write(lambda tx: outputlog.add_cursor(tx.session, "forward:otlp", 9, T0))
+    rows = await db.read(lambda s: [c.seq for c in s.query(OutputCursor).all()])
+    assert rows == [7]

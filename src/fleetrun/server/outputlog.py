@@ -22,6 +22,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from fleetrun.core.alarms import complete_lines
@@ -108,10 +110,20 @@ class OutputLog:
 
 def ensure_cursor(session: Session, name: str, now: datetime) -> None:
     """A new reader starts at the end of the log: what came before it is not its."""
-    if session.get(OutputCursor, name) is None:
-        last = session.execute(select(func.max(OutputChunk.seq))).scalar() or 0
-        session.add(OutputCursor(name=name, seq=last, sent_lines=0, updated_at=now))
-        session.flush()
+    if session.get(OutputCursor, name) is not None:
+        return
+    add_cursor(session, name, head(session), now)
+
+
+def add_cursor(session: Session, name: str, seq: int, now: datetime) -> None:
+    """Replicas starting together may both add a cursor: the second insert does nothing."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        insert(OutputCursor)
+        .values(name=name, seq=seq, sent_lines=0, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
 
 
 def claim(session: Session, name: str, owner: str, now: datetime, lease_s: float) -> int | None:
