@@ -341,6 +341,12 @@ def show_invocation(ctx: click.Context, command_id: str, node_id: str, full: boo
             ),
             empty="",
         )
+    if inv.output_expired_at is not None:
+        render.out.print(
+            f"\nOutput: expired on {render.when(inv.output_expired_at)} "
+            "(the server's output retention deleted it)."
+        )
+        return
     for stream in ("stdout", "stderr"):
         render.out.print(f"\n{stream}:", style="bold")
         if not full:

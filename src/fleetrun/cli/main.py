@@ -129,6 +129,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "channels",
         "Notification channels: where `fleetrun send --notify` messages go.",
     ),
+    "alarms": (
+        "fleetrun.cli.alarms",
+        "alarms",
+        "Alarms on output lines: count matching lines per period, OK / ALARM.",
+    ),
+    "outputs": ("fleetrun.cli.alarms", "outputs", "Output forwarding to log systems."),
     "version": (
         "fleetrun.cli.version",
         "version",

@@ -109,6 +109,20 @@ from fleetrun.sdk import Client, config
     metavar="CIDR",
     help="Let output destinations and webhooks reach this internal network (repeatable).",
 )
+@click.option(
+    "--retention-output",
+    default=None,
+    metavar="DURATION",
+    help="Delete the output of invocations ended longer ago than this, e.g. 30d (default: keep).",
+)
+@click.option("--forward-syslog", default=None, metavar="URL", help="tcp:// or tls://HOST:PORT.")
+@click.option(
+    "--forward-syslog-ca-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CA bundle that signed the syslog server's certificate (default: the system's).",
+)
+@click.option("--forward-otlp", default=None, metavar="URL", help="OTLP/HTTP logs endpoint.")
 @click.pass_context
 def server(
     ctx: click.Context,
@@ -136,6 +150,10 @@ def server(
     nats_url: str | None,
     redis_url: str | None,
     allow_destination_cidrs: tuple[str, ...],
+    retention_output: str | None,
+    forward_syslog: str | None,
+    forward_syslog_ca_file: Path | None,
+    forward_otlp: str | None,
 ) -> None:
     """Run the fleetrun server (API, agent gateway, dispatcher) in the foreground."""
     if ctx.invoked_subcommand is not None:
@@ -170,6 +188,12 @@ def server(
             "nats_url": nats_url,
             "redis_url": redis_url,
             "allow_destination_cidrs": ",".join(allow_destination_cidrs) or None,
+            "retention_output_s": retention_output,
+            "forward_syslog": forward_syslog,
+            "forward_syslog_ca_file": str(forward_syslog_ca_file)
+            if forward_syslog_ca_file
+            else None,
+            "forward_otlp": forward_otlp,
         }
     )
     sync_url(settings.effective_database_url)  # refuse a bad URL before starting

@@ -6,6 +6,7 @@ Every API operation is one action, `fleetrun:<Verb><Noun>`, decided on one resou
     frn:fleetrun:group/<name>      frn:fleetrun:activation/<id>   frn:fleetrun:principal/<name>
     frn:fleetrun:policy/<name>     frn:fleetrun:role/<name>
     frn:fleetrun:rule/<name>       frn:fleetrun:channel/<name>
+    frn:fleetrun:alarm/<name>
 
 or on `*` when the operation has no resource of its own (listing the audit log, creating
 an activation). Conditions may use these keys:
@@ -248,6 +249,12 @@ ACTIONS: dict[str, ActionSpec] = {
         "channel", "write", "name a channel in a command's notification (with SendCommand)"
     ),
     "DeleteChannel": _a("channel", "admin", "delete a notification channel"),
+    # output alarms and forwarding
+    "CreateAlarm": _a("alarm", "admin", "create an alarm on matching output lines"),
+    "ListAlarms": _a("alarm", "read", "list alarms and their states"),
+    "GetAlarm": _a("alarm", "read", "read an alarm, its counts per period and its history"),
+    "DeleteAlarm": _a("alarm", "admin", "delete an alarm and its history"),
+    "ListForwarders": _a("*", "read", "list output forwarders, their lag and errors"),
     # audit
     "ListAuditRecords": _a("*", "read", "list audit records"),
     "ExportAuditRecords": _a("*", "read", "export audit records as JSON lines"),

@@ -5,6 +5,7 @@
     ├── AuthenticationError         no credentials, or credentials that are wrong     (401)
     ├── AccessDeniedError           the caller may not do this                        (403)
     ├── NotFoundError               the named thing does not exist                    (404)
+    │   └── ExpiredError            it existed, and retention has deleted it          (410)
     ├── ConflictError               the request clashes with the current state        (409)
     ├── PayloadTooLargeError        a script or a request body over the size limits   (413)
     ├── LimitExceededError          a quota or rate limit was reached                 (429)
@@ -51,6 +52,11 @@ class NotFoundError(FleetrunError):
     type = "NotFound"
 
 
+class ExpiredError(NotFoundError):
+    status_code = 410
+    type = "Expired"
+
+
 class ConflictError(FleetrunError):
     status_code = 409
     type = "Conflict"
@@ -89,6 +95,7 @@ ERROR_TYPES: dict[str, type[FleetrunError]] = {
         AuthenticationError,
         AccessDeniedError,
         NotFoundError,
+        ExpiredError,
         ConflictError,
         PayloadTooLargeError,
         LimitExceededError,

@@ -28,6 +28,7 @@ NODE_STATUS = "Node Status-change Notification"
 LOCAL_POLICY_REFUSAL = "Local Policy Refusal"
 API_CALL_DENIED = "API Call Denied"
 RUN_COMMAND_STATE = "Run Command State-change Notification"
+ALARM_STATE = "Output Alarm State-change Notification"
 
 DETAIL_FIELDS: dict[str, frozenset[str]] = {
     COMMAND_STATUS: frozenset(
@@ -83,6 +84,7 @@ DETAIL_FIELDS: dict[str, frozenset[str]] = {
             "document-name",
         }
     ),
+    ALARM_STATE: frozenset({"alarm-name", "state", "previous-state", "configuration"}),
 }
 ENVELOPE_FIELDS = frozenset({"version", "id", "detail-type", "source", "time", "resources"})
 

@@ -144,3 +144,6 @@ class Invocation(Response):
     stderr_truncated: bool = False
     steps: list[StepResult] = Field(default_factory=list)
     transitions: list[Transition] = Field(default_factory=list)
+    output_expired_at: datetime | None = Field(
+        None, description="when retention deleted its output (docs/output.md)"
+    )

@@ -22,7 +22,7 @@ import httpx
 from pydantic import BaseModel
 
 from fleetrun.schemas.events import Event
-from fleetrun.sdk import admin, fleet, runcommands
+from fleetrun.sdk import admin, alarms, fleet, runcommands
 from fleetrun.sdk.client import Base
 from fleetrun.sdk.wire import (
     Call,
@@ -286,6 +286,13 @@ class AsyncClient(Base):
     get_channel = call(admin.get_channel)
     list_channel_deliveries = call(admin.list_channel_deliveries)
     delete_channel = call(admin.delete_channel)
+    create_alarm = call(alarms.create_alarm)
+    list_alarms = collect(alarms.list_alarms)
+    iter_alarms = each(alarms.list_alarms)
+    get_alarm = call(alarms.get_alarm)
+    get_alarm_history = call(alarms.get_alarm_history)
+    delete_alarm = call(alarms.delete_alarm)
+    list_forwarders = call(alarms.list_forwarders)
 
     # -- streams --------------------------------------------------------------------
 

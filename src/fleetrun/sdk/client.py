@@ -22,7 +22,7 @@ from fleetrun import __version__
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.transport import plain_http_off_host
 from fleetrun.schemas.events import Event
-from fleetrun.sdk import admin, fleet, runcommands
+from fleetrun.sdk import admin, alarms, fleet, runcommands
 from fleetrun.sdk.fleet import LONG_POLL_S as LONG_POLL_S
 from fleetrun.sdk.fleet import build_targets as build_targets
 from fleetrun.sdk.runcommands import RunCommandDefinition as RunCommandDefinition
@@ -391,6 +391,13 @@ class Client(Base):
     get_channel = call(admin.get_channel)
     list_channel_deliveries = call(admin.list_channel_deliveries)
     delete_channel = call(admin.delete_channel)
+    create_alarm = call(alarms.create_alarm)
+    list_alarms = collect(alarms.list_alarms)
+    iter_alarms = each(alarms.list_alarms)
+    get_alarm = call(alarms.get_alarm)
+    get_alarm_history = call(alarms.get_alarm_history)
+    delete_alarm = call(alarms.delete_alarm)
+    list_forwarders = call(alarms.list_forwarders)
 
     # -- streams --------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from fleetrun.schemas.base import ErrorResponse, describe
 from fleetrun.server.api import (
     activations,
     agent,
+    alarms,
     audit,
     commands,
     documents,
@@ -97,6 +98,8 @@ ROUTERS = (
     events.router,
     rules.router,
     rules.channels_router,
+    alarms.router,
+    alarms.outputs_router,
 )
 
 DOCS_ASSETS = "/docs/assets"
@@ -264,6 +267,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.gateway.start()
     state.outbox.start()
     state.sinks.start()
+    state.alarms.start()
+    await state.forwarding.start()
+    state.retention.start()
     log.info("fleetrun %s serving; data in %s", __version__, state.settings.data_dir)
     state.ready = True
     try:
@@ -272,6 +278,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.ready = False
         await state.outbox.stop()
         await state.sinks.stop()
+        await state.retention.stop()
+        await state.alarms.stop()
+        await state.forwarding.stop()
         await state.gateway.stop()
         await state.dispatcher.stop()
         await state.audit.stop()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetrun.core.destinations import parse_networks
+from fleetrun.core.durations import parse_duration
 from fleetrun.core.errors import ValidationError
 from fleetrun.server.metrics import scrape_networks
 
@@ -76,6 +77,16 @@ class Settings:
     metrics_token: str | None = None
     metrics_allow_cidrs: str = ""
     log_format: str = "text"  # text or json (docs/monitoring.md)
+    # Retention per kind of data (docs/output.md), as durations (30d; 0: kept forever).
+    # Events and their deliveries follow event_retention_s; the audit log is never
+    # pruned by the server (its hash chain is its proof: export it, then archive).
+    retention_output_s: float = 0.0  # output of invocations that ended longer ago
+    # Forwarding output lines as they arrive (docs/output.md): syslog over TCP or TLS
+    # (tcp://HOST:PORT or tls://HOST:PORT, RFC 5424), OpenTelemetry logs over OTLP/HTTP
+    # (http(s)://HOST:4318/v1/logs).
+    forward_syslog: str = ""
+    forward_syslog_ca_file: str | None = None  # CA of the syslog server (default: system)
+    forward_otlp: str = ""
 
     @property
     def s3_enabled(self) -> bool:
@@ -139,6 +150,11 @@ class Settings:
             raise ValidationError(
                 f"Setting log_format must be text or json, not {settings.log_format!r}."
             )
+        for name, url in (
+            ("forward_syslog", settings.forward_syslog),
+            ("forward_otlp", settings.forward_otlp),
+        ):
+            _check_forward_url(name, url)
         if settings.smtp_security not in ("starttls", "tls", "none"):
             raise ValidationError(
                 f"Setting smtp_security must be starttls, tls or none, not "
@@ -149,6 +165,8 @@ class Settings:
 
 def _convert(name: str, type_: Any, raw: Any) -> Any:
     kind = str(type_)
+    if name.startswith("retention_") and isinstance(raw, str):
+        return parse_duration(raw, f"Setting {name} (FLEETRUN_{name.upper()})")
     try:
         if "Path" in kind:
             return Path(raw).expanduser()
@@ -170,3 +188,11 @@ def _convert(name: str, type_: Any, raw: Any) -> Any:
             f"not {raw!r}."
         ) from exc
     return str(raw)
+
+
+def _check_forward_url(name: str, url: str) -> None:
+    schemes = ("tcp://", "tls://") if name == "forward_syslog" else ("http://", "https://")
+    if url and not (url.startswith(schemes) and len(url) > len(schemes[0]) + 1):
+        raise ValidationError(
+            f"Setting {name} must start with {' or '.join(schemes)} and name a host, not {url!r}."
+        )

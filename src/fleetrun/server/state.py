@@ -9,17 +9,21 @@ from functools import partial
 from fleetrun.core.clock import Clock, SystemClock
 from fleetrun.core.destinations import DestinationPolicy
 from fleetrun.core.throttle import TokenBuckets
+from fleetrun.server.alarms import AlarmEvaluator
 from fleetrun.server.audit import AuditLog
 from fleetrun.server.changes import Changes
 from fleetrun.server.db import Database, Tx
 from fleetrun.server.destinations import policy_for
 from fleetrun.server.dispatcher import Dispatcher
 from fleetrun.server.engine import commands as engine_commands
+from fleetrun.server.forwarding import Forwarding
 from fleetrun.server.gateway.gateway import Gateway
 from fleetrun.server.identities import IdentityCache
 from fleetrun.server.metrics import Metrics
 from fleetrun.server.outbox import Outbox
 from fleetrun.server.output import OutputStore
+from fleetrun.server.outputlog import OutputLog
+from fleetrun.server.retention import Retention
 from fleetrun.server.secretbox import SecretBox
 from fleetrun.server.settings import Settings
 from fleetrun.server.sinks import OutputSinks
@@ -43,6 +47,10 @@ class ServerState:
     outbox: Outbox = field(init=False)
     secrets: SecretBox = field(init=False)
     sinks: OutputSinks = field(init=False)
+    output_log: OutputLog = field(init=False)  # stored chunks, for alarms and forwarders
+    alarms: AlarmEvaluator = field(init=False)
+    forwarding: Forwarding = field(init=False)
+    retention: Retention = field(init=False)
     destinations: DestinationPolicy = field(init=False)  # where server-side requests may go
     # From the end of startup to the start of shutdown: what /readyz reports, so that a
     # balancer sends no new requests to a replica that is stopping.
@@ -68,6 +76,14 @@ class ServerState:
         self.gateway = Gateway(self)
         self.dispatcher = Dispatcher(self)
         self.sinks = OutputSinks(self)
+        self.alarms = AlarmEvaluator(self)
+        self.forwarding = Forwarding(self)
+        self.output_log = OutputLog(self.clock, always=bool(self.forwarding.forwarders))
+        self.output_log.listeners += [
+            self.alarms.wake_after_commit,
+            self.forwarding.wake_after_commit,
+        ]
+        self.retention = Retention(self, self.forwarding.cursors)
 
     def refresh_commands(self, tx: Tx, command_ids: Iterable[str]) -> None:
         """Recompute these commands' status in `tx` (on the database thread), and once

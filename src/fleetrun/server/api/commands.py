@@ -15,6 +15,7 @@ from fleetrun.core.inputs import INT64_MAX
 from fleetrun.core.targets import Candidate
 from fleetrun.schemas import commands as schemas
 from fleetrun.schemas.base import Page
+from fleetrun.server import retention
 from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.api.query import Count, moment, tag_filters
 from fleetrun.server.authz import Caller, deny
@@ -271,6 +272,7 @@ async def get_output(
         command = store.read_command(session, command_id)
         inv = invocation_store.read_invocation(session, command_id, node_id)
         _require_invocation(session, caller, command, node_id)
+        retention.check_output(inv, state.settings.retention_output_s)
         return invocation_store.read_steps(session, inv.id)
 
     steps = await state.db.read(read)

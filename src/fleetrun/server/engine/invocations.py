@@ -4,7 +4,7 @@ a node going offline or being deleted, an agent that restarted. Every status thr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -101,13 +101,24 @@ class Applied:
     output_bytes: int = 0  # of output stored (not counting frames sent again)
 
 
+# Told of each chunk of output stored: (session, invocation, step, stream, offset, size).
+OutputHook = Callable[[Session, Invocation, int, str, int, int], None]
+
+
 class FrameApplier:
     """Applies one agent's frames inside one transaction."""
 
-    def __init__(self, session: Session, node_id: str, output: OutputStore) -> None:
+    def __init__(
+        self,
+        session: Session,
+        node_id: str,
+        output: OutputStore,
+        on_output: OutputHook | None = None,
+    ) -> None:
         self.session = session
         self.node_id = node_id
         self.output = output
+        self.on_output = on_output
         self.applied = Applied()
         self._invocations: dict[str, Invocation | None] = {}
         self._steps: dict[tuple[str, int], InvocationStep] = {}
@@ -196,6 +207,9 @@ class FrameApplier:
         data = frame.payload
         key = stream_key(inv.command_id, inv.node_id, frame.step, frame.stream)
         self.applied.output_bytes += len(data)
+        if self.on_output is not None:
+            offset = step.stdout_bytes if frame.stream == "stdout" else step.stderr_bytes
+            self.on_output(self.session, inv, frame.step, frame.stream, offset, len(data))
         if frame.stream == "stdout":
             self.output.write(key, step.stdout_bytes, data)
             step.stdout_bytes += len(data)

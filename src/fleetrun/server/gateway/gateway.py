@@ -331,7 +331,7 @@ class Gateway:
         changed: set[str] = set()
         for session, frames in groups.items():
             applier = engine_invocations.FrameApplier(
-                tx.session, session.node_id, self.state.output
+                tx.session, session.node_id, self.state.output, self.state.output_log.note
             )
             for frame in frames:
                 if isinstance(frame, protocol.Ack):

@@ -265,6 +265,7 @@ def to_schema(
         transitions=[
             schemas.Transition(status=t.status, detail=t.detail, at=t.at) for t in transitions or []
         ],
+        output_expired_at=inv.output_expired_at,
     )
 
 

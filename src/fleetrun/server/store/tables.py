@@ -287,6 +287,8 @@ class Invocation(Base):
     # Sealed secrets only ({"env": {...}, "args": [...]}); cleared when it ends.
     secrets: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     updated_at: Mapped[datetime]
+    # When retention deleted its output (reads then say so instead of answering empty).
+    output_expired_at: Mapped[datetime | None]
 
     # The status is the row's version: every ORM update or delete of an invocation says
     # `WHERE status = <the status it read>`, so a move decided on a stale read (the
@@ -557,3 +559,92 @@ class GroupRunCommand(Base):
     source_ip: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class OutputChunk(Base):
+    """One stored chunk of output, noted in the transaction that stored it: the queue
+    the alarm evaluator and the forwarders read in order, each from its own cursor.
+    The bytes stay in the output store; rows every reader has passed are pruned."""
+
+    __tablename__ = "output_chunks"
+    # Numbers are never used again, even once every row is pruned: cursors hold them.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime]
+    invocation_id: Mapped[str] = mapped_column(String(36))
+    command_id: Mapped[str] = mapped_column(String(36))
+    node_id: Mapped[str] = mapped_column(String(20))
+    step: Mapped[int] = mapped_column(Integer)
+    stream: Mapped[str] = mapped_column(String(8))
+    offset: Mapped[int] = mapped_column(BigInteger)
+    length: Mapped[int] = mapped_column(Integer)
+
+
+class OutputCursor(Base):
+    """How far one reader of output_chunks has gone ("alarms", "forward:<name>"), with
+    a lease so that one replica at a time moves it, and what went wrong last."""
+
+    __tablename__ = "output_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    leased_by: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    sent_lines: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_ok_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class Alarm(Base):
+    """A metric filter over output lines and the alarm on its counts (core.alarms)."""
+
+    __tablename__ = "alarms"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str | None] = mapped_column(String(256))
+    pattern: Mapped[str] = mapped_column(Text)
+    regex: Mapped[bool] = mapped_column(Boolean, default=False)
+    targets: Mapped[list[Any]]  # core.targets shapes; empty: every node
+    document_name: Mapped[str | None] = mapped_column(String(128))
+    threshold: Mapped[int] = mapped_column(Integer)
+    period_s: Mapped[int] = mapped_column(Integer)
+    evaluation_periods: Mapped[int] = mapped_column(Integer)
+    treat_missing: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(24))
+    state_reason: Mapped[str] = mapped_column(Text, default="")
+    state_changed_at: Mapped[datetime]
+    principal: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+
+
+class AlarmDatapoint(Base):
+    """What one period saw, for one alarm: lines in scope, lines that matched."""
+
+    __tablename__ = "alarm_datapoints"
+
+    alarm: Mapped[str] = mapped_column(
+        String(64), ForeignKey("alarms.name", ondelete="CASCADE"), primary_key=True
+    )
+    period: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    lines: Mapped[int] = mapped_column(BigInteger, default=0)
+    matched: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AlarmHistory(Base):
+    """Every state an alarm took, with why."""
+
+    __tablename__ = "alarm_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alarm: Mapped[str] = mapped_column(
+        String(64), ForeignKey("alarms.name", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime]
+    old_state: Mapped[str] = mapped_column(String(24))
+    new_state: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(Text)

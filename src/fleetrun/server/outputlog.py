@@ -1,0 +1,285 @@
+"""The output log: every stored chunk of output, in order, for the readers that act on
+output as it arrives (the alarm evaluator, the forwarders).
+
+`OutputLog.note` is called by the engine in the transaction that stores a chunk, so a
+chunk is in the log exactly when its bytes are acknowledged; it costs one row, and
+nothing at all while no reader wants output (no alarm exists, no forwarder is
+configured). Each reader keeps a cursor (`output_cursors`): the highest chunk it has
+dealt with. A reader claims its cursor with a lease before it works and moves it with
+an update conditioned on that lease, so across replicas one replica at a time reads
+and acts on a chunk (design §8). Rows every cursor has passed are deleted.
+
+`lines_of` turns chunks into the lines they complete, labelled with where they come
+from; it reads the bytes from the output store, reaching back for the start of a line
+the chunk ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from fleetrun.core.alarms import complete_lines
+from fleetrun.server.output import OutputStore, stream_key
+from fleetrun.server.store.tables import (
+    Command,
+    Invocation,
+    NodeTag,
+    OutputChunk,
+    OutputCursor,
+)
+
+if TYPE_CHECKING:
+    from fleetrun.core.clock import Clock
+
+LOOKBACK_BYTES = 16 * 1024  # how far back a line's start is looked for
+BATCH = 500  # chunks per pass
+GAP_WAIT_S = 3.0  # a missing chunk number younger than this may still commit
+
+
+@dataclass(frozen=True)
+class Chunk:
+    seq: int
+    at: datetime
+    invocation_id: str
+    command_id: str
+    node_id: str
+    step: int
+    stream: str
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of output and what it belongs to."""
+
+    seq: int  # of the chunk that completed it
+    at: datetime
+    text: str
+    node_id: str
+    node_name: str | None
+    tags: dict[str, str]
+    command_id: str
+    document_name: str
+    invocation_id: str
+    step: int
+    stream: str
+
+
+class OutputLog:
+    def __init__(self, clock: Clock, *, always: bool = False) -> None:
+        self.clock = clock
+        self.always = always  # a forwarder is configured: every chunk is wanted
+        self.alarms = False  # an alarm exists (kept fresh by the alarm evaluator)
+        # told of the transaction a chunk was noted in (to act once it commits)
+        self.listeners: list[Callable[[Session], None]] = []
+
+    @property
+    def wanted(self) -> bool:
+        return self.always or self.alarms
+
+    def note(
+        self, session: Session, inv: Invocation, step: int, stream: str, offset: int, size: int
+    ) -> None:
+        """A chunk was stored, in `session`'s transaction: log it if anyone reads."""
+        if not self.wanted or size == 0:
+            return
+        session.add(
+            OutputChunk(
+                at=self.clock.now(),
+                invocation_id=inv.id,
+                command_id=inv.command_id,
+                node_id=inv.node_id,
+                step=step,
+                stream=stream,
+                offset=offset,
+                length=size,
+            )
+        )
+        for listener in self.listeners:
+            listener(session)
+
+
+def ensure_cursor(session: Session, name: str, now: datetime) -> None:
+    """A new reader starts at the end of the log: what came before it is not its."""
+    if session.get(OutputCursor, name) is not None:
+        return
+    add_cursor(session, name, head(session), now)
+
+
+def add_cursor(session: Session, name: str, seq: int, now: datetime) -> None:
+    """Replicas starting together may both add a cursor: the second insert does nothing."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        insert(OutputCursor)
+        .values(name=name, seq=seq, sent_lines=0, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+
+
+def claim(session: Session, name: str, owner: str, now: datetime, lease_s: float) -> int | None:
+    """Lease the cursor for `owner`: its position, or None if another replica holds it."""
+    ensure_cursor(session, name, now)
+    result = session.execute(
+        update(OutputCursor)
+        .where(
+            OutputCursor.name == name,
+            or_(
+                OutputCursor.leased_by.is_(None),
+                OutputCursor.leased_by == owner,
+                OutputCursor.lease_until < now,
+            ),
+        )
+        .values(leased_by=owner, lease_until=now + timedelta(seconds=lease_s))
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    cursor = session.get(OutputCursor, name)
+    assert cursor is not None
+    session.refresh(cursor)
+    return cursor.seq
+
+
+def advance(session: Session, name: str, owner: str, seq: int, lines: int, now: datetime) -> bool:
+    """Move the cursor to `seq`, if `owner` still holds it (else another replica took
+    over after the lease ran out, and its work counts)."""
+    result = session.execute(
+        update(OutputCursor)
+        .where(OutputCursor.name == name, OutputCursor.leased_by == owner)
+        .values(
+            seq=seq,
+            sent_lines=OutputCursor.sent_lines + lines,
+            last_ok_at=now,
+            updated_at=now,
+        )
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+def report_error(session: Session, name: str, error: str, now: datetime) -> None:
+    session.execute(
+        update(OutputCursor)
+        .where(OutputCursor.name == name)
+        .values(last_error=error[:2000], last_error_at=now, updated_at=now)
+    )
+
+
+def read_chunks(session: Session, after: int, now: datetime, limit: int = BATCH) -> list[Chunk]:
+    """The chunks after `after`, in order, up to a gap that may still fill.
+
+    On PostgreSQL, transactions commit in any order, so chunk 7 may be visible before
+    chunk 6, whose transaction is still open; a cursor moved past 7 would skip 6 for
+    ever. So the chunks read stop before a missing number, unless the chunk after the
+    gap is older than GAP_WAIT_S: then the missing one was rolled back, not slow."""
+    rows = session.execute(
+        select(OutputChunk).where(OutputChunk.seq > after).order_by(OutputChunk.seq).limit(limit)
+    ).scalars()
+    out: list[Chunk] = []
+    expected = after + 1
+    for r in rows:
+        if r.seq != expected and (now - r.at).total_seconds() < GAP_WAIT_S:
+            break
+        expected = r.seq + 1
+        out.append(
+            Chunk(
+                r.seq,
+                r.at,
+                r.invocation_id,
+                r.command_id,
+                r.node_id,
+                r.step,
+                r.stream,
+                r.offset,
+                r.length,
+            )
+        )
+    return out
+
+
+def head(session: Session) -> int:
+    return session.execute(select(func.max(OutputChunk.seq))).scalar() or 0
+
+
+def prune(session: Session, readers: Iterable[str]) -> int:
+    """Delete the chunks every reader (by cursor name) has passed. The newest stays,
+    so that a new reader's cursor starts at the true end (`ensure_cursor`) and the
+    next number follows it."""
+    lowest = session.execute(
+        select(func.min(OutputCursor.seq)).where(OutputCursor.name.in_(list(readers)))
+    ).scalar()
+    newest = head(session)
+    lowest = newest - 1 if lowest is None else min(lowest, newest - 1)
+    result = session.execute(delete(OutputChunk).where(OutputChunk.seq <= lowest))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Labels:
+    node_name: str | None
+    document_name: str
+    tags: dict[str, str]
+
+
+def labels_of(session: Session, chunks: Sequence[Chunk]) -> dict[str, Labels]:
+    """Per invocation id: its node's name and tags and its command's document."""
+    ids = {c.invocation_id for c in chunks}
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Invocation.id, Invocation.node_id, Invocation.node_name, Command.document_name)
+        .join(Command, Command.id == Invocation.command_id)
+        .where(Invocation.id.in_(ids))
+    ).all()
+    node_ids = {r[1] for r in rows}
+    tags: dict[str, dict[str, str]] = {n: {} for n in node_ids}
+    for node_id, key, value in session.execute(
+        select(NodeTag.node_id, NodeTag.key, NodeTag.value).where(NodeTag.node_id.in_(node_ids))
+    ):
+        tags[node_id][key] = value
+    return {r[0]: Labels(r[2], r[3], tags.get(r[1], {})) for r in rows}
+
+
+async def lines_of(
+    store: OutputStore, chunks: Sequence[Chunk], labels: dict[str, Labels]
+) -> list[Line]:
+    """The lines these chunks complete, in order."""
+    out: list[Line] = []
+    for chunk in chunks:
+        label = labels.get(chunk.invocation_id)
+        if label is None:
+            continue  # its command was deleted
+        start = max(0, chunk.offset - LOOKBACK_BYTES)
+        key = stream_key(chunk.command_id, chunk.node_id, chunk.step, chunk.stream)
+        data = b"".join(
+            [part async for part in store.read(key, start, chunk.offset + chunk.length)]
+        )
+        split = chunk.offset - start
+        before = data[:split]
+        if start > 0 and b"\n" not in before:
+            before = b""  # a line longer than the look-back: counted from the chunk on
+        for text in complete_lines(before, data[split:]):
+            out.append(
+                Line(
+                    seq=chunk.seq,
+                    at=chunk.at,
+                    text=text,
+                    node_id=chunk.node_id,
+                    node_name=label.node_name,
+                    tags=label.tags,
+                    command_id=chunk.command_id,
+                    document_name=label.document_name,
+                    invocation_id=chunk.invocation_id,
+                    step=chunk.step,
+                    stream=chunk.stream,
+                )
+            )
+    return out

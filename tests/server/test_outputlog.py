@@ -1,0 +1,119 @@
+"""The output log's cursors on a real database: one replica at a time holds a reader's
+cursor; a replica whose lease ran out cannot move it any more (its batch is counted or
+sent by the one that took over); pruning keeps what any reader still needs, and chunk
+numbers are never used again."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from fleetrun.server import outputlog
+from fleetrun.server.db import Database
+from fleetrun.server.store.tables import OutputChunk
+from tests import harness
+
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def db(tmp_path):
+    test_db = harness.TestDatabase(tmp_path)
+    database = Database(test_db.url)
+    database.migrate()
+    try:
+        yield database
+    finally:
+        await database.close()
+        test_db.drop()
+
+
+def _chunks(session, count):
+    for n in range(count):
+        session.add(
+            OutputChunk(
+                at=T0,
+                invocation_id="i",
+                command_id="c",
+                node_id="n",
+                step=0,
+                stream="stdout",
+                offset=n,
+                length=1,
+            )
+        )
+
+
+async def test_one_replica_at_a_time_moves_a_cursor(db):
+    await db.write(lambda tx: outputlog.ensure_cursor(tx.session, "alarms", T0))
+    await db.write(lambda tx: _chunks(tx.session, 3))
+    claim = lambda owner, at: db.write(  # noqa: E731
+        lambda tx: outputlog.claim(tx.session, "alarms", owner, at, 15.0)
+    )
+    assert await claim("a", T0) == 0
+    assert await claim("b", T0 + timedelta(seconds=5)) is None  # a holds it
+    assert await claim("a", T0 + timedelta(seconds=10)) == 0  # a renews
+    later = T0 + timedelta(seconds=30)
+    assert await claim("b", later) == 0  # a's lease ran out
+    moved = await db.write(lambda tx: outputlog.advance(tx.session, "alarms", "a", 3, 3, later))
+    assert moved is False  # a's late batch does not count
+    assert await db.write(lambda tx: outputlog.advance(tx.session, "alarms", "b", 3, 3, later))
+    assert await claim("b", later) == 3
+
+
+async def test_pruning_keeps_what_a_reader_needs_and_numbers_are_not_reused(db):
+    for name in ("alarms", "forward:syslog"):
+        await db.write(lambda tx, name=name: outputlog.ensure_cursor(tx.session, name, T0))
+    await db.write(lambda tx: _chunks(tx.session, 4))
+    await db.write(lambda tx: outputlog.claim(tx.session, "alarms", "a", T0, 15.0))
+    await db.write(lambda tx: outputlog.advance(tx.session, "alarms", "a", 4, 4, T0))
+    readers = ["alarms", "forward:syslog"]
+    assert await db.write(lambda tx: outputlog.prune(tx.session, readers)) == 0  # syslog lags
+    assert await db.write(lambda tx: outputlog.prune(tx.session, ["alarms"])) == 3
+    await db.write(lambda tx: outputlog.prune(tx.session, []))  # the newest always stays
+    await db.write(lambda tx: _chunks(tx.session, 1))
+    chunks = await db.read(lambda s: outputlog.read_chunks(s, 4, T0))
+    assert [c.seq for c in chunks] == [5]  # not 1 again: a cursor at 4 would skip it
+
+
+async def test_reading_stops_at_a_gap_that_may_still_fill(db):
+    await db.write(lambda tx: _chunks(tx.session, 4))
+    await db.write(lambda tx: tx.session.query(OutputChunk).filter_by(seq=2).delete())
+    # chunk 2 not visible (its transaction still open, or rolled back)
+    young = await db.read(lambda s: outputlog.read_chunks(s, 0, T0 + timedelta(seconds=1)))
+    assert [c.seq for c in young] == [1]
+    old = await db.read(lambda s: outputlog.read_chunks(s, 0, T0 + timedelta(seconds=10)))
+    assert [c.seq for c in old] == [1, 3, 4]  # long enough: it was rolled back
+
+
+async def test_a_state_change_decided_on_a_stale_read_is_not_made_twice(db):
+    from fleetrun.core.alarms import AlarmState, Decision
+    from fleetrun.schemas.alarms import AlarmCreate
+    from fleetrun.server.store import alarms as store
+    from fleetrun.server.store.tables import Alarm, AlarmHistory
+
+    body = AlarmCreate(name="a", pattern="ERROR", threshold=1, period_s=60)
+    await db.write(lambda tx: store.create_alarm(tx.session, body, None, T0))
+    firing = Decision(AlarmState.ALARM, "Threshold crossed.")
+    with db.sessionmaker() as stale:  # one replica read the alarm...
+        seen = stale.get(Alarm, "a")
+        assert seen is not None and seen.state == "INSUFFICIENT_DATA"
+        # ...another moved it meanwhile
+        assert await db.write(
+            lambda tx: store.change_state(tx.session, tx.session.get(Alarm, "a"), firing, T0)
+        )
+        assert store.change_state(stale, seen, firing, T0) is False
+        stale.commit()
+    history = await db.read(lambda s: s.query(AlarmHistory).count())
+    assert history == 1
+
+
+async def test_a_cursor_added_twice_is_added_once(db):
+    """Replicas starting together both add the forwarders' cursors: one row, the first."""
+    from fleetrun.server.store.tables import OutputCursor
+
+    await db.write(lambda tx: outputlog.add_cursor(tx.session, "forward:otlp", 7, T0))
+    await db.write(lambda tx: outputlog.add_cursor(tx.session, "forward:otlp", 9, T0))
+    rows = await db.read(lambda s: [c.seq for c in s.query(OutputCursor).all()])
+    assert rows == [7]
