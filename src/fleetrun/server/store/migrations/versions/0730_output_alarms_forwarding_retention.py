@@ -1,7 +1,7 @@
 """output alarms, the output chunk queue and its cursors, output retention
 
 Revision ID: 0730
-Revises: 0600
+Revises: 0720
 Create Date: 2026-12-03 21:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0730"
-down_revision = "0600"
+down_revision = "0720"
 branch_labels = None
 depends_on = None
 
