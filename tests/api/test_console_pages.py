@@ -1,0 +1,221 @@
+"""Console pages in process, as principals with different policies: what each sees,
+what it is refused (with the API's sentence and status), and the actions that send,
+cancel and re-run commands."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tests.api.test_console_session import ORIGIN, csrf_of, sign_in
+
+WEB_ONLY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": ["fleetrun:Get*", "fleetrun:List*", "fleetrun:SendCommand"],
+            "Resource": "*",
+            "Condition": {"StringEquals": {"fleetrun:ResourceTag/role": "web"}},
+        },
+        {
+            "Effect": "Allow",
+            "Action": [
+                "fleetrun:ListDocuments",
+                "fleetrun:GetDocument",
+                "fleetrun:ListCommands",
+                "fleetrun:GetCommand",
+            ],
+            "Resource": "*",
+        },
+        {
+            "Effect": "Allow",
+            "Action": "fleetrun:SendCommand",
+            "Resource": "frn:fleetrun:document/*",
+        },
+    ],
+}
+
+
+def token_for(app, name, document):
+    admin = app.client
+    admin.create_principal(name)
+    admin.create_policy(name, document)
+    admin.attach(name, policy=name)
+    return admin.create_token(name).token
+
+
+def fleet(app):
+    web = app.enrol(2, tags={"role": "web"}, prefix="web")
+    db = app.enrol(1, tags={"role": "db"}, prefix="db")
+    return web, db
+
+
+def post(app, url, data, **kwargs):
+    token = csrf_of(app.http.get("/ui/nodes").text)
+    return app.http.post(url, data={**data, "csrf": token}, headers={"origin": ORIGIN}, **kwargs)
+
+
+def test_a_tag_scoped_principal_sees_only_its_nodes_and_is_refused_anothers(app):
+    web, db = fleet(app)
+    sign_in(app, token_for(app, "webops", WEB_ONLY))
+    page = app.http.get("/ui/nodes")
+    assert page.status_code == 200
+    assert all(n.node_id in page.text for n in web)
+    assert db[0].node_id not in page.text
+
+    forced = app.http.get(f"/ui/nodes/{db[0].node_id}")
+    assert forced.status_code == 403
+    assert "webops may not perform fleetrun:GetNode" in forced.text
+    assert "Not allowed" in forced.text
+    own = app.http.get(f"/ui/nodes/{web[0].node_id}")
+    assert own.status_code == 200
+    assert "Save tags" not in own.text  # TagNode is not granted: the form is not offered
+    assert "You may not change this node" in own.text
+    missing = app.http.get("/ui/nodes/n-0123456789abcdef0")
+    assert missing.status_code == 404
+
+
+def test_the_fleet_filters_by_name_status_tag_and_group_and_pages(app, monkeypatch):
+    from fleetrun.server.web import fleet as fleet_listing
+
+    monkeypatch.setattr(fleet_listing, "PAGE_SIZE", 2)
+    web, db = fleet(app)
+    app.client.create_group("dbs", tags={"role": ["db"]})
+    sign_in(app, app.token)
+
+    def names(**query):
+        text = app.http.get("/ui/nodes", params=query).text
+        return re.findall(r'href="/ui/nodes/n-[0-9a-f]+">([^<]+)<', text), text
+
+    assert names(tag="role=db")[0] == ["db03"]
+    assert names(group="dbs")[0] == ["db03"]
+    assert names(name="web")[0] == ["web01", "web02"]
+    assert names(status="Online")[0] == []
+    first, text = names()
+    assert first == ["db03", "web01"]
+    cursor = re.search(r"cursor=([^\"&]+)", text).group(1)
+    assert names(cursor=cursor.replace("%3D", "="))[0] == ["web02"]
+    unknown = app.http.get("/ui/nodes", params={"group": "nope"})
+    assert unknown.status_code == 404 and "No group &#39;nope&#39; exists" in unknown.text
+
+
+def test_run_preview_counts_the_nodes_the_caller_may_see(app):
+    fleet(app)
+    sign_in(app, token_for(app, "webops", WEB_ONLY))
+    preview = app.http.get("/ui/run/preview", params={"target_kind": "tags", "target": "role=web"})
+    assert 'id="preview-count">2<' in preview.text
+    hidden = app.http.get("/ui/run/preview", params={"target_kind": "tags", "target": "role=db"})
+    assert 'id="preview-count">0<' in hidden.text
+    bad = app.http.get("/ui/run/preview", params={"target_kind": "tags", "target": "role"})
+    assert "is not KEY=VALUE" in bad.text
+
+
+def test_sending_from_the_console_is_decided_per_node_as_the_api_does(app):
+    web, db = fleet(app)
+    sign_in(app, token_for(app, "webops", WEB_ONLY))
+    sent = post(
+        app,
+        "/ui/run",
+        {"target_kind": "nodes", "target": f"{web[0].node_id} {db[0].node_id}",
+         "document": "RunShellScript", "script": "echo hi", "comment": "from the console"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert sent.status_code == 303, sent.text
+    command_id = sent.headers["location"].rsplit("/", 1)[1]
+    command = app.client.get_command(command_id)
+    assert command.principal == "webops" and command.comment == "from the console"
+    statuses = {i.node_id: i.status for i in app.client.list_invocations(command_id)}
+    assert statuses[db[0].node_id] == "AccessDenied"
+    page = app.http.get(f"/ui/commands/{command_id}")
+    assert page.status_code == 200 and "AccessDenied" in page.text
+    assert 'sse-connect="/ui/commands/' in page.text
+    assert "Cancel all" not in page.text  # webops may not CancelCommand
+
+
+def test_cancel_and_rerun_only_failed_nodes(app):
+    web, _ = fleet(app)
+    sign_in(app, app.token)
+    sent = post(
+        app, "/ui/run",
+        {"target_kind": "tags", "target": "role=web", "script": "sleep 100"},
+        follow_redirects=False,
+    )  # fmt: skip
+    command_id = sent.headers["location"].rsplit("/", 1)[1]
+    page = app.http.get(f"/ui/commands/{command_id}")
+    assert "Cancel all" in page.text
+    picked = post(
+        app, f"/ui/commands/{command_id}/cancel", {"node": web[0].node_id},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert picked.status_code == 303
+    statuses = {i.node_id: i.status for i in app.client.list_invocations(command_id)}
+    assert statuses[web[0].node_id] == "Cancelled"
+    assert statuses[web[1].node_id] in {"Pending", "Delayed"}  # no agent here to take it
+    post(app, f"/ui/commands/{command_id}/cancel", {"all": "1"})
+    assert app.client.get_command(command_id).status == "Cancelled"
+
+    again = post(
+        app, f"/ui/commands/{command_id}/rerun", {"only": "failed"}, follow_redirects=False
+    )
+    new_id = again.headers["location"].rsplit("/", 1)[1]
+    assert new_id != command_id
+    rerun = app.client.get_command(new_id)
+    assert rerun.parameters == {"commands": ["sleep 100"]}
+    assert sorted(i.node_id for i in app.client.list_invocations(new_id)) == sorted(
+        n.node_id for n in web
+    )
+
+
+def test_document_parameters_are_checked_with_the_apis_sentences(app):
+    app.client.create_document(
+        "Greet",
+        json.dumps({
+            "schemaVersion": "2.2",
+            "parameters": {
+                "colour": {"type": "String", "allowedValues": ["red", "blue"], "default": "red"},
+                "name": {"type": "String", "allowedPattern": "^[a-z]+$", "default": "x"},
+            },
+            "mainSteps": [
+                {"action": "runShellScript", "name": "hi",
+                 "inputs": {"runCommand": ["echo {{ name }}"]}}
+            ],
+        }),
+    )  # fmt: skip
+    sign_in(app, app.token)
+    form = app.http.get("/ui/run", params={"document": "Greet"})
+    assert "<option selected>red</option>" in form.text and 'name="param.name"' in form.text
+    checked = post(app, "/ui/run/check", {"document": "Greet", "param.name": "Bad1"})
+    assert "Parameter &#39;name&#39; value &#39;Bad1&#39; does not match ^[a-z]+$." in checked.text
+    fine = post(app, "/ui/run/check", {"document": "Greet", "param.name": "ok"})
+    assert "The parameters are valid." in fine.text
+    secret = post(app, "/ui/run", {"document": "Greet", "target": "x=y", "secret.pw": "s"})
+    assert secret.status_code == 400 and "fleetrun send --secret-param" in secret.text
+
+
+def test_the_stream_sends_the_table_and_ends_when_the_command_is_done(app):
+    (node,) = app.enrol(1, tags={"role": "web"})
+    sign_in(app, app.token)
+    sent = post(
+        app, "/ui/run", {"target_kind": "nodes", "target": node.node_id, "script": "true"},
+        follow_redirects=False,
+    )  # fmt: skip
+    command_id = sent.headers["location"].rsplit("/", 1)[1]
+    app.client.cancel_command(command_id)
+    with app.http.stream("GET", f"/ui/commands/{command_id}/stream") as events:
+        assert events.headers["content-type"].startswith("text/event-stream")
+        body = "".join(events.iter_text())
+    assert "event: summary" in body and "event: invocations" in body
+    assert f'data-node="{node.node_id}" data-status="Cancelled"' in body
+    assert body.rstrip().endswith("data: done")
+
+
+def test_a_command_of_another_principal_is_refused(app):
+    web, db = fleet(app)
+    command = app.client.send_command(script="true", node_ids=[db[0].node_id])
+    sign_in(app, token_for(app, "webops", WEB_ONLY))
+    page = app.http.get(f"/ui/commands/{command.id}")
+    assert page.status_code == 200  # GetCommand is granted on every command
+    assert f'data-node="{db[0].node_id}"' not in page.text  # its db node is not listed
+    output = app.http.get(f"/ui/commands/{command.id}/nodes/{db[0].node_id}")
+    assert output.status_code == 403
