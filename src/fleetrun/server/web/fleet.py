@@ -54,7 +54,11 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
 
 
 def read_fleet(
-    session: Session, caller: Caller, filters: FleetFilter, cursor: str | None
+    session: Session,
+    caller: Caller,
+    filters: FleetFilter,
+    cursor: str | None,
+    limit: int = PAGE_SIZE,
 ) -> FleetPage:
     query = select(Node).where(Node.deleted_at.is_(None)).order_by(Node.name, Node.id)
     if filters.name:
@@ -75,16 +79,16 @@ def read_fleet(
     kept: list[NodeSchema] = []
     scanned = 0
     last: Node | None = None
-    while len(kept) < PAGE_SIZE and scanned < SCAN_ROWS:
+    while len(kept) < limit and scanned < SCAN_ROWS:
         batch_query = query
         if last is not None:
             batch_query = batch_query.where(
                 or_(Node.name > last.name, and_(Node.name == last.name, Node.id > last.id))
             )
-        rows = list(session.execute(batch_query.limit(PAGE_SIZE * 2)).scalars())
+        rows = list(session.execute(batch_query.limit(limit * 2)).scalars())
         if not rows:
             return FleetPage(kept, None)
-        exhausted = len(rows) < PAGE_SIZE * 2
+        exhausted = len(rows) < limit * 2
         tags = node_store.read_tags(session, (n.id for n in rows))
         for node in rows:
             scanned += 1
@@ -92,7 +96,7 @@ def read_fleet(
             context = access.node_context(tags[node.id])
             if caller.allows("ListNodes", access.frn("node", node.id), context):
                 kept.append(node_store.to_schema(node, tags[node.id]))
-                if len(kept) == PAGE_SIZE:
+                if len(kept) == limit:
                     break
         if exhausted and last is rows[-1]:
             return FleetPage(kept, None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import RedirectResponse, Response
 
@@ -96,6 +96,7 @@ async def fleet_page(
     tag: str = "",
     group: str = "",
     cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = fleet.PAGE_SIZE,
 ) -> Response:
     filters = fleet.FleetFilter(
         name=name.strip(),
@@ -105,11 +106,14 @@ async def fleet_page(
     )
     if filters.group:
         caller.require("GetGroup", access.frn("group", filters.group))
-    listed = await state_of(request).db.read(lambda s: fleet.read_fleet(s, caller, filters, cursor))
+    listed = await state_of(request).db.read(
+        lambda s: fleet.read_fleet(s, caller, filters, cursor, limit)
+    )
     context = {
         "nodes": listed.nodes,
         "next_cursor": listed.next_cursor,
         "filters": {"name": name, "status": status, "tag": tag, "group": group},
+        "limit": limit,
         "statuses": [s.value for s in PingStatus],
     }
     name_ = "fleet_rows.html" if request.headers.get("hx-request") else "fleet.html"
