@@ -8,6 +8,7 @@ import re
 import pytest
 
 from fleetrun.server.web import session as console_session
+from tests.harness import wait_for
 
 ORIGIN = "http://127.0.0.1"
 
@@ -121,3 +122,24 @@ def test_main_pages_render_for_the_administrator(app, path):
     sign_in(app, app.token)
     page = http(app).get(path)
     assert page.status_code == 200, page.text
+
+
+def test_a_console_change_is_in_the_audit_log_as_the_principal_and_action(app):
+    (node,) = app.enrol(1)
+    sign_in(app, app.token)
+    token = csrf_of(http(app).get("/ui/nodes").text)
+    http(app).post(
+        f"/ui/nodes/{node.node_id}/tags",
+        data={"set": "role=web", "csrf": token},
+        headers={"origin": ORIGIN},
+    )
+
+    def recorded():
+        return [
+            r
+            for r in app.client.list_audit_records(action="fleetrun:TagNode", limit=10)
+            if r.path == f"/ui/nodes/{node.node_id}/tags"
+        ]
+
+    records = wait_for(recorded, what="the console's change in the audit log")
+    assert records[0].principal == "admin" and records[0].decision == "allow"

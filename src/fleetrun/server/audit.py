@@ -326,16 +326,25 @@ def _append(batch: list[AuditEntry], uses: dict[str, datetime], tx: Tx) -> None:
         token_store.touch_token(tx.session, token_id, at)
 
 
+def _audited(path: str, method: str) -> bool:
+    """The API's requests; of the console's (/ui/), those that change something (its
+    page views are reads, and a page refused is recorded by its denial)."""
+    return path.startswith("/v1/") or (
+        path.startswith("/ui/") and method not in ("GET", "HEAD", "OPTIONS")
+    )
+
+
 class AuditMiddleware:
-    """Give every /v1 HTTP request an audit entry (routes and the authorizer fill in
-    principal, action, resource and decision) and queue it with the status answered."""
+    """Give every /v1 HTTP request, and every web console request that changes
+    something, an audit entry (routes and the authorizer fill in principal, action,
+    resource and decision) and queue it with the status answered."""
 
     def __init__(self, app: ASGIApp, audit: AuditLog) -> None:
         self.app = app
         self.audit = audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        if scope["type"] != "http" or not _audited(scope["path"], scope["method"]):
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
