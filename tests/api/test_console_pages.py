@@ -216,3 +216,38 @@ def test_a_command_of_another_principal_is_refused(app):
     assert f'data-node="{db[0].node_id}"' not in page.text  # its db node is not listed
     output = app.http.get(f"/ui/commands/{command.id}/nodes/{db[0].node_id}")
     assert output.status_code == 403
+
+
+def test_a_run_command_put_on_a_group_from_the_console_reaches_every_member(app):
+    web, _ = fleet(app)
+    app.client.create_group("webs", tags={"role": ["web"]})
+    sign_in(app, app.token)
+    page = app.http.get("/ui/groups/webs")
+    assert page.status_code == 200 and "Put and run" in page.text
+    put = post(
+        app, "/ui/groups/webs/run-commands",
+        {"name": "hello", "script": "echo hello"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert put.status_code == 303, put.text
+    grc = app.client.get_group_run_command("webs", "hello")
+    assert sorted(i.nodeId for i in grc.instances) == sorted(n.node_id for n in web)
+    page = app.http.get("/ui/groups/webs")
+    assert 'data-name="hello"' in page.text and "of 2" in page.text
+    listed = app.http.get("/ui/groups")
+    assert 'href="/ui/groups/webs"' in listed.text
+    gone = post(app, "/ui/groups/webs/run-commands/hello/delete", {}, follow_redirects=False)
+    assert gone.status_code == 303
+    assert 'data-name="hello"' not in app.http.get("/ui/groups/webs").text
+
+
+def test_a_tag_scoped_principal_may_not_put_a_run_command_on_a_group(app):
+    fleet(app)
+    app.client.create_group("dbs", tags={"role": ["db"]})
+    sign_in(app, token_for(app, "webops", WEB_ONLY))
+    page = app.http.get("/ui/groups/dbs")
+    assert page.status_code == 403  # GetGroup is granted only on role=web resources
+    assert "webops may not perform fleetrun:GetGroup" in page.text
+    refused = post(app, "/ui/groups/dbs/run-commands", {"name": "x", "script": "true"})
+    assert refused.status_code == 403
+    assert "webops may not perform fleetrun:PutGroupRunCommand" in refused.text

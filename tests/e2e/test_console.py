@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Fleet, free_port
+from tests.harness import Fleet, free_port, wait_for
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -193,4 +193,27 @@ def test_a_cross_site_form_post_is_refused(shared_fleet, browser):
         assert shared_fleet.client.get_node(web.node_id).tags == before
     finally:
         server.shutdown()
+        server.server_close()
+        context.close()
+
+
+def test_put_a_run_command_on_a_group(shared_fleet, browser, shots):
+    shared_fleet.client.create_group("console-webs", tags={"role": ["web"]})
+    context, page = signed_in(browser, shared_fleet, shared_fleet.server.token)
+    try:
+        page.goto(f"{shared_fleet.server.url}/ui/groups/console-webs")
+        page.click("summary")
+        page.fill("#rc-name", "hello")
+        page.fill("#rc-script", "echo hello from the group")
+        page.click("#rc-put")
+        page.wait_for_url("**/ui/groups/console-webs")
+
+        def succeeded() -> bool:
+            page.reload()
+            return "2 succeeded" in page.inner_text("#summary-hello")
+
+        wait_for(succeeded, timeout_s=60, what="the run command to succeed on both members")
+        assert page.locator("section.rc pre:has-text('hello from the group')").count() == 2
+        page.screenshot(path=str(shots / "console-group.png"), full_page=True)
+    finally:
         context.close()

@@ -144,6 +144,7 @@ async def node_page(
             "node": node,
             "may_tag": caller.allows("TagNode", resource, context),
             "may_send": caller.allows("SendCommand", resource, context),
+            "may_put_rc": caller.allows("PutRunCommand", resource, context),
             "invocations": invocations,
             "run_commands": run_commands,
         },

@@ -30,6 +30,7 @@ NAV = (
     ("Fleet", "/ui/nodes", "ListNodes"),
     ("Run", "/ui/run", "SendCommand"),
     ("Commands", "/ui/commands", "ListCommands"),
+    ("Groups", "/ui/groups", "ListGroups"),
 )
 
 
