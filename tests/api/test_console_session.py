@@ -143,3 +143,21 @@ def test_a_console_change_is_in_the_audit_log_as_the_principal_and_action(app):
 
     records = wait_for(recorded, what="the console's change in the audit log")
     assert records[0].principal == "admin" and records[0].decision == "allow"
+
+
+def test_the_cookie_expires_with_the_token_and_is_secure_under_tls(app):
+    app.client.create_principal("brief")
+    token = app.client.create_token("brief", expires_in_s=600).token
+    client = http(app)
+    client.cookies.clear()
+    answer = client.post(
+        "https://127.0.0.1/ui/sign-in",
+        data={"token": token},
+        headers={"origin": "https://127.0.0.1"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    cookie = answer.headers["set-cookie"]
+    assert "Secure" in cookie
+    max_age = int(re.search(r"Max-Age=(\d+)", cookie).group(1))
+    assert 500 < max_age <= 600  # the token's expiry, not the 12 hours a session may last
