@@ -251,3 +251,21 @@ def test_a_tag_scoped_principal_may_not_put_a_run_command_on_a_group(app):
     refused = post(app, "/ui/groups/dbs/run-commands", {"name": "x", "script": "true"})
     assert refused.status_code == 403
     assert "webops may not perform fleetrun:PutGroupRunCommand" in refused.text
+
+
+def test_documents_and_the_audit_log_are_shown_to_whom_the_api_shows_them(app):
+    sign_in(app, app.token)
+    listed = app.http.get("/ui/documents")
+    assert 'href="/ui/documents/RunShellScript"' in listed.text
+    shown = app.http.get("/ui/documents/RunShellScript")
+    assert shown.status_code == 200 and "commands" in shown.text and "StringList" in shown.text
+    audit = app.http.get("/ui/audit", params={"principal": "admin"})
+    assert audit.status_code == 200 and "POST /ui/sign-in 303" in audit.text
+    verdict = app.http.get("/ui/audit/verify", headers={"hx-request": "true"})
+    assert 'class="ok"' in verdict.text
+
+    sign_in(app, token_for(app, "webops", WEB_ONLY))
+    refused = app.http.get("/ui/audit")
+    assert refused.status_code == 403
+    assert "webops may not perform fleetrun:ListAuditRecords" in refused.text
+    assert 'href="/ui/audit"' not in app.http.get("/ui/nodes").text  # not offered

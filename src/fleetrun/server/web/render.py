@@ -25,12 +25,15 @@ __all__ = ["field", "form", "page"]
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-# What the navigation offers, each shown only to a principal some policy could allow.
-NAV = (
-    ("Fleet", "/ui/nodes", "ListNodes"),
-    ("Run", "/ui/run", "SendCommand"),
-    ("Commands", "/ui/commands", "ListCommands"),
-    ("Groups", "/ui/groups", "ListGroups"),
+# What the navigation offers, each shown only to a principal the API's gate would let
+# through: with the resource its route names ("*"), or any resource (None).
+NAV: tuple[tuple[str, str, str, str | None], ...] = (
+    ("Fleet", "/ui/nodes", "ListNodes", None),
+    ("Run", "/ui/run", "SendCommand", None),
+    ("Commands", "/ui/commands", "ListCommands", None),
+    ("Groups", "/ui/groups", "ListGroups", None),
+    ("Documents", "/ui/documents", "ListDocuments", None),
+    ("Audit", "/ui/audit", "ListAuditRecords", "*"),
 )
 
 
@@ -59,7 +62,7 @@ def page(
 ) -> Response:
     cookie = request.scope.get("state", {}).get("console_cookie")
     state: ServerState = request.app.state.fleet
-    nav = [(label, href) for label, href, action in NAV if may(caller, action)]
+    nav = [(label, href) for label, href, action, on in NAV if may(caller, action, on)]
     return templates.TemplateResponse(
         request,
         name,
