@@ -269,3 +269,19 @@ def test_documents_and_the_audit_log_are_shown_to_whom_the_api_shows_them(app):
     assert refused.status_code == 403
     assert "webops may not perform fleetrun:ListAuditRecords" in refused.text
     assert 'href="/ui/audit"' not in app.http.get("/ui/nodes").text  # not offered
+
+
+def test_the_events_page_shows_recent_events_and_checks_the_pattern(app):
+    """(Its live tail is the API's stream, which needs a real server: see
+    tests/e2e/test_console.py.)"""
+    sign_in(app, app.token)
+    bad = app.http.get("/ui/events", params={"pattern": "{not json"})
+    assert bad.status_code == 200 and 'class="error"' in bad.text
+    (node,) = app.enrol(1)
+    page = app.http.get("/ui/events")
+    assert page.status_code == 200 and node.node_id in page.text  # its registration
+    assert 'sse-connect="/ui/events/stream?pattern="' in page.text
+    only = app.http.get(
+        "/ui/events", params={"pattern": '{"detail-type": ["Command Status-change Notification"]}'}
+    )
+    assert node.node_id not in only.text  # its registration does not match

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -215,5 +216,18 @@ def test_put_a_run_command_on_a_group(shared_fleet, browser, shots):
         wait_for(succeeded, timeout_s=60, what="the run command to succeed on both members")
         assert page.locator("section.rc pre:has-text('hello from the group')").count() == 2
         page.screenshot(path=str(shots / "console-group.png"), full_page=True)
+    finally:
+        context.close()
+
+
+def test_the_events_page_tails_new_events_live(shared_fleet, browser, shots):
+    context, page = signed_in(browser, shared_fleet, shared_fleet.server.token)
+    try:
+        pattern = '{"detail-type": ["Command Status-change Notification"]}'
+        page.goto(f"{shared_fleet.server.url}/ui/events?pattern={quote(pattern)}")
+        db = next(a for a in shared_fleet.agents if a.name.startswith("db"))
+        command = shared_fleet.client.send_command(script="true", node_ids=[db.node_id])
+        page.wait_for_selector(f"#events tr:has-text('{command.id}')", timeout=30_000)
+        page.screenshot(path=str(shots / "console-events.png"), full_page=True)
     finally:
         context.close()
