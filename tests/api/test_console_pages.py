@@ -285,3 +285,42 @@ def test_the_events_page_shows_recent_events_and_checks_the_pattern(app):
         "/ui/events", params={"pattern": '{"detail-type": ["Command Status-change Notification"]}'}
     )
     assert node.node_id not in only.text  # its registration does not match
+
+
+def test_access_pages_make_a_token_shown_once_simulate_and_revoke(app):
+    (node,) = app.enrol(1, tags={"role": "db"})
+    token_for(app, "webops", WEB_ONLY)
+    sign_in(app, app.token)
+    listed = app.http.get("/ui/access")
+    assert 'href="/ui/access/principals/webops"' in listed.text
+    assert 'href="/ui/access/policies/webops"' in listed.text
+    policy = app.http.get("/ui/access/policies/webops")
+    assert "fleetrun:ResourceTag/role" in policy.text
+
+    made = post(app, "/ui/access/principals/webops/tokens", {"description": "from the console"})
+    assert made.status_code == 200
+    token = re.search(r'id="new-token" tabindex="0">([^<]+)<', made.text).group(1)
+    assert [n.id for n in app.client_for(token).list_nodes()] == []  # webops' view: no web node
+    again = app.http.get("/ui/access/principals/webops")
+    assert token not in again.text  # shown once
+
+    decided = post(
+        app, "/ui/access/principals/webops/simulate",
+        {"action": "GetNode", "resource": f"frn:fleetrun:node/{node.node_id}"},
+    )  # fmt: skip
+    assert 'id="decision">deny<' in decided.text and "role=db" in decided.text
+
+    token_id = next(
+        t.id for t in app.client.list_tokens(principal="webops")
+        if t.description == "from the console"
+    )  # fmt: skip
+    revoked = post(app, f"/ui/access/tokens/{token_id}/revoke", {}, follow_redirects=False)
+    assert revoked.status_code == 303
+    assert not next(
+        t for t in app.client.list_tokens(principal="webops") if t.id == token_id
+    ).active
+
+    sign_in(app, token_for(app, "viewer", WEB_ONLY))
+    refused = app.http.get("/ui/access/principals/admin")
+    assert refused.status_code == 403
+    assert "viewer may not perform fleetrun:GetPrincipal" in refused.text

@@ -35,6 +35,7 @@ NAV: tuple[tuple[str, str, str, str | None], ...] = (
     ("Documents", "/ui/documents", "ListDocuments", None),
     ("Events", "/ui/events", "ListEvents", "*"),
     ("Audit", "/ui/audit", "ListAuditRecords", "*"),
+    ("Access", "/ui/access", "ListPrincipals", None),
 )
 
 
