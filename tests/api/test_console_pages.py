@@ -324,3 +324,41 @@ def test_access_pages_make_a_token_shown_once_simulate_and_revoke(app):
     refused = app.http.get("/ui/access/principals/admin")
     assert refused.status_code == 403
     assert "viewer may not perform fleetrun:GetPrincipal" in refused.text
+
+
+def test_rules_pattern_tried_and_saved_enable_disable_as_the_api_decides(app):
+    app.client.create_rule(
+        "failures",
+        pattern={"detail-type": ["Command Status-change Notification"]},
+        targets=[{"target": "webhook:http://127.0.0.1:9/hook", "secret": "s" * 16}],
+    )
+    app.client.create_channel("ops", target="webhook:http://127.0.0.1:9/ops", secret="s" * 16)
+    sign_in(app, app.token)
+    listed = app.http.get("/ui/rules")
+    assert 'href="/ui/rules/failures"' in listed.text and 'href="/ui/channels/ops"' in listed.text
+    channel = app.http.get("/ui/channels/ops")
+    assert channel.status_code == 200 and "No deliveries." in channel.text
+    page = app.http.get("/ui/rules/failures")
+    assert page.status_code == 200 and "Save the pattern" in page.text
+
+    tried = post(
+        app, "/ui/rules/failures/test",
+        {"pattern": '{"detail": {"status": ["Failed"]}}', "event": '{"detail": {"status": "Failed"}}'},
+    )  # fmt: skip
+    assert 'id="matches"' in tried.text and "matches: the event matches" in tried.text
+    bad = post(app, "/ui/rules/failures/test", {"pattern": "[]", "event": "{}"})
+    assert "A pattern must be a JSON object" in bad.text
+
+    saved = post(
+        app, "/ui/rules/failures/pattern", {"pattern": '{"detail": {"status": ["Failed"]}}'},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert saved.status_code == 303
+    assert app.client.get_rule("failures").pattern == {"detail": {"status": ["Failed"]}}
+    post(app, "/ui/rules/failures/disable", {})
+    assert app.client.get_rule("failures").enabled is False
+
+    sign_in(app, token_for(app, "webops", WEB_ONLY))
+    refused = post(app, "/ui/rules/failures/enable", {})
+    assert refused.status_code == 403
+    assert app.client.get_rule("failures").enabled is False

@@ -16,7 +16,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import RedirectResponse
 
 from fleetrun.server.secretbox import SecretBox
-from fleetrun.server.web import access, commands, events, pages, records, runcommands, session
+from fleetrun.server.web import (
+    access,
+    commands,
+    events,
+    pages,
+    records,
+    rules,
+    runcommands,
+    session,
+)
 
 STATIC = Path(__file__).parent / "static"
 
@@ -29,6 +38,7 @@ def install(app: FastAPI, box: SecretBox) -> None:
     app.include_router(records.router)
     app.include_router(events.router)
     app.include_router(access.router)
+    app.include_router(rules.router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="console-static")
     app.add_api_route("/", _root, include_in_schema=False)
     app.add_middleware(session.ConsoleMiddleware, box=box)

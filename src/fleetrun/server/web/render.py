@@ -33,6 +33,7 @@ NAV: tuple[tuple[str, str, str, str | None], ...] = (
     ("Commands", "/ui/commands", "ListCommands", None),
     ("Groups", "/ui/groups", "ListGroups", None),
     ("Documents", "/ui/documents", "ListDocuments", None),
+    ("Rules", "/ui/rules", "ListRules", None),
     ("Events", "/ui/events", "ListEvents", "*"),
     ("Audit", "/ui/audit", "ListAuditRecords", "*"),
     ("Access", "/ui/access", "ListPrincipals", None),
