@@ -362,3 +362,24 @@ def test_rules_pattern_tried_and_saved_enable_disable_as_the_api_decides(app):
     refused = post(app, "/ui/rules/failures/enable", {})
     assert refused.status_code == 403
     assert app.client.get_rule("failures").enabled is False
+
+
+def test_a_document_is_created_and_edited_with_the_apis_validation(app):
+    sign_in(app, app.token)
+    content = json.dumps(
+        {"schemaVersion": "2.2", "mainSteps": [
+            {"action": "runShellScript", "name": "hi", "inputs": {"runCommand": ["echo hi"]}}
+        ]}
+    )  # fmt: skip
+    bad = post(app, "/ui/documents-new", {"name": "Hello", "content": '{"schemaVersion": "9"}'})
+    assert bad.status_code == 400 and "The document is not valid" in bad.text
+    assert "schemaVersion&#34;: &#34;9" in bad.text  # the text comes back as written
+    made = post(app, "/ui/documents-new", {"name": "Hello", "content": content},
+                follow_redirects=False)  # fmt: skip
+    assert made.status_code == 303 and made.headers["location"] == "/ui/documents/Hello"
+    edit = app.http.get("/ui/documents/Hello/edit")
+    assert edit.status_code == 200 and "runShellScript" in edit.text
+    again = post(app, "/ui/documents/Hello/edit", {"content": content.replace("hi", "ho")},
+                 follow_redirects=False)  # fmt: skip
+    assert again.status_code == 303
+    assert app.client.get_document("Hello", version="2").version == "2"
