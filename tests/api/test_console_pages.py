@@ -383,3 +383,19 @@ def test_a_document_is_created_and_edited_with_the_apis_validation(app):
                  follow_redirects=False)  # fmt: skip
     assert again.status_code == 303
     assert app.client.get_document("Hello", version="2").version == "2"
+
+
+def test_a_command_sent_from_the_console_can_notify_a_channel(app):
+    (node,) = app.enrol(1)
+    app.client.create_channel("ops", target="webhook:http://127.0.0.1:9/ops", secret="s" * 16)
+    sign_in(app, app.token)
+    assert "<option>ops</option>" in app.http.get("/ui/run").text
+    sent = post(
+        app, "/ui/run",
+        {"target_kind": "nodes", "target": node.node_id, "script": "true",
+         "notify_channel": "ops", "notify_event": "Failed", "notify_type": "Invocation"},
+        follow_redirects=False,
+    )  # fmt: skip
+    command = app.client.get_command(sent.headers["location"].rsplit("/", 1)[1])
+    assert command.notification.channel == "ops"
+    assert command.notification.events == ["Failed"] and command.notification.type == "Invocation"

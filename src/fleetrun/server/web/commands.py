@@ -18,11 +18,14 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from fleetrun.core import access
 from fleetrun.core.documents import bind_parameters
 from fleetrun.core.errors import FleetrunError, ValidationError
+from fleetrun.core.events import NOTIFY_STATUSES
 from fleetrun.core.targets import Target
 from fleetrun.schemas import commands as schemas
+from fleetrun.schemas.events import Notification
 from fleetrun.server.api import commands as commands_api
 from fleetrun.server.api import documents as documents_api
 from fleetrun.server.api import nodes as nodes_api
+from fleetrun.server.api import rules as rules_api
 from fleetrun.server.api.deps import authorize, recheck, state_of
 from fleetrun.server.authz import Caller
 from fleetrun.server.web.pages import guard
@@ -87,6 +90,9 @@ async def run_page(
     document: str = SCRIPT,
 ) -> Response:
     documents = await _documents(request, caller)
+    channels = []
+    if may(caller, "ListChannels"):
+        channels = [c.name for c in (await rules_api.list_channels(request, caller)).items]
     doc = await _document(request, caller, document) if document != SCRIPT else None
     context = {
         "documents": documents,
@@ -95,6 +101,8 @@ async def run_page(
         "target_kind": target_kind,
         "target": target,
         "secrets_refused": SECRETS_REFUSED,
+        "channels": channels,
+        "notify_statuses": NOTIFY_STATUSES,
     }
     return page(request, "run.html", caller, context)
 
@@ -162,6 +170,7 @@ async def send(
         max_concurrency=field(fields, "max_concurrency") or None,
         max_errors=field(fields, "max_errors") or None,
         run_as=field(fields, "run_as") or None,
+        notification=_notification(fields),
     )
     command = await commands_api.send_command(request, body, caller)
     return _go(request, f"/ui/commands/{command.id}")
@@ -353,6 +362,17 @@ def _fragment(request: Request, name: str, command: schemas.Command, *rest: Any)
 def _event(name: str, data: str) -> str:
     lines = "".join(f"data: {line}\n" for line in data.splitlines() or [""])
     return f"event: {name}\n{lines}\n"
+
+
+def _notification(fields: dict[str, list[str]]) -> Notification | None:
+    """The form's notification: a channel, the statuses to notify on (all when none is
+    ticked), per command or per invocation."""
+    channel = field(fields, "notify_channel")
+    if not channel:
+        return None
+    events = [e for e in fields.get("notify_event", []) if e] or list(NOTIFY_STATUSES)
+    kind = "Invocation" if field(fields, "notify_type") == "Invocation" else "Command"
+    return Notification(channel=channel, events=events, type=kind)
 
 
 def _number(fields: dict[str, list[str]], name: str) -> int | None:
