@@ -399,3 +399,23 @@ def test_a_command_sent_from_the_console_can_notify_a_channel(app):
     command = app.client.get_command(sent.headers["location"].rsplit("/", 1)[1])
     assert command.notification.channel == "ops"
     assert command.notification.events == ["Failed"] and command.notification.type == "Invocation"
+
+
+def test_a_run_command_on_a_node_with_its_history_rerun_and_delete(app):
+    (node,) = app.enrol(1)
+    sign_in(app, app.token)
+    url = f"/ui/nodes/{node.node_id}"
+    put = post(app, f"{url}/run-commands", {"name": "hello", "script": "echo hi"},
+               follow_redirects=False)  # fmt: skip
+    assert put.status_code == 303
+    assert f'href="{url}/run-commands/hello"' in app.http.get(url).text
+    shown = app.http.get(f"{url}/run-commands/hello")
+    assert shown.status_code == 200 and "Create (gen. 1)" in shown.text
+    rerun = post(app, f"{url}/run-commands/hello/run", {})
+    assert rerun.status_code == 200, rerun.text
+    history = app.http.get(f"{url}/run-commands/hello").text
+    assert "Rerun" in history, re.findall(r"<td>([A-Za-z]+ \(gen[^<]*)</td>", history)
+    post(app, f"{url}/run-commands/hello/delete", {})
+    assert app.http.get(f"{url}/run-commands/hello").status_code == 404
+    neither = post(app, f"{url}/run-commands", {"name": "x"})
+    assert neither.status_code == 400 and "a script, or the name of a document" in neither.text

@@ -18,7 +18,7 @@ from fleetrun.server.api import runcommands as api
 from fleetrun.server.api.deps import authorize
 from fleetrun.server.authz import Caller
 from fleetrun.server.web.pages import guard
-from fleetrun.server.web.render import field, form, page
+from fleetrun.server.web.render import field, form, may, page
 
 router = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(guard)])
 
@@ -110,6 +110,32 @@ async def delete_group_run_command(
 ) -> Response:
     await api.delete_group_run_command(request, group_name, name, caller)
     return RedirectResponse(f"/ui/groups/{group_name}", status_code=303)
+
+
+@router.get("/nodes/{node_id}/run-commands/{name}")
+async def run_command_page(
+    request: Request,
+    node_id: str,
+    name: str,
+    caller: Annotated[Caller, Depends(authorize("GetRunCommand"))],
+) -> Response:
+    """One run command on a node: its instance view, and every execution of it."""
+    rc = await api.get_run_command(request, node_id, name, caller)
+    runs = None
+    if may(caller, "ListRunCommandRuns"):
+        try:
+            runs = (await api.list_runs(request, node_id, name, caller)).items
+        except FleetrunError:
+            runs = None
+    node = access.frn("node", node_id)
+    context = {
+        "rc": rc,
+        "runs": runs,
+        "may_start": may(caller, "StartRunCommand") and not rc.groupName,
+        "may_delete": may(caller, "DeleteRunCommand") and not rc.groupName,
+        "node_resource": node,
+    }
+    return page(request, "run_command.html", caller, context)
 
 
 @router.post("/nodes/{node_id}/run-commands")
