@@ -190,7 +190,7 @@ def test_a_cross_site_form_post_is_refused(shared_fleet, browser):
         page.goto(f"http://localhost:{server.server_address[1]}/")
         with page.expect_navigation():
             page.click("#go")
-        assert "came from another site" in page.content() or "/ui/sign-in" in page.url
+        assert "came from another site" in page.content()  # 403, before anything is done
         assert shared_fleet.client.get_node(web.node_id).tags == before
     finally:
         server.shutdown()
