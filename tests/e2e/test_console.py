@@ -90,6 +90,8 @@ def test_sign_in_run_on_a_tag_and_watch_every_node_succeed_live(shared_fleet, br
     context, page = signed_in(browser, shared_fleet, shared_fleet.server.token)
     try:
         playwright_api.expect(page.locator("table.grid tbody tr")).to_have_count(3)
+        page.keyboard.press("Tab")  # the keyboard reaches the skip link first
+        playwright_api.expect(page.locator("a.skip")).to_be_focused()
         page.screenshot(path=str(shots / "console-fleet.png"), full_page=True)
         page.fill("input[name=tag]", "role=web")
         playwright_api.expect(page.locator("table.grid tbody tr")).to_have_count(2)

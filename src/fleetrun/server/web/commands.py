@@ -36,6 +36,7 @@ router = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(
 SCRIPT = "RunShellScript"
 PREVIEW_NODES = 20  # names shown in the preview; the count is of all
 KEEPALIVE_S = 15.0  # an SSE comment this often keeps proxies from closing the stream
+REREAD_S = 2.0  # without a change notice, the command is read again this often
 SECRETS_REFUSED = (
     "The console does not take secret parameters: they must be sealed to each node's key "
     "before they leave your machine. Send this command with the CLI: "
@@ -217,12 +218,16 @@ async def stream(
     request: Request, command_id: str, caller: Annotated[Caller, Depends(authorize("GetCommand"))]
 ) -> StreamingResponse:
     """Server-sent events: the command's status, counts and per-node table, sent again
-    each time the command changes (the server's own change notices, as the API's
-    long-poll uses), until it is finished or the client goes away."""
+    each time the command changes (woken by the server's own change notices, as the
+    API's long-poll is), until it is finished or the client goes away. The caller is
+    decided again at each step: a revoked token or a policy that no longer allows it
+    ends the stream with the reason."""
     state = state_of(request)
     await _read(request, caller, command_id)  # refused here, before the stream starts
 
     async def events() -> AsyncIterator[str]:
+        sent: int | None = None  # the command's version last sent
+        quiet_s = 0.0
         with state.changes.subscribe(command_id) as changed:
             while not state.stopping:
                 refused = await recheck(request, caller, "GetCommand", "*")
@@ -230,20 +235,24 @@ async def stream(
                     yield _event("refused", refused.message)
                     return
                 command, invocations = await _read(request, caller, command_id)
-                yield _event("summary", _fragment(request, "command_summary.html", command))
-                yield _event(
-                    "invocations",
-                    _fragment(
-                        request, "command_rows.html", command, invocations, _offers(caller, command)
-                    ),
-                )
+                if command.version != sent:
+                    sent, quiet_s = command.version, 0.0
+                    yield _event("summary", _fragment(request, "command_summary.html", command))
+                    offers = _offers(caller, command)
+                    rows = _fragment(request, "command_rows.html", command, invocations, offers)
+                    yield _event("invocations", rows)
                 if command.done:
                     yield _event("done", "done")
                     return
-                while not await changed.wait(KEEPALIVE_S):
+                # Woken at once by this server's commits; what another replica stored
+                # is read within REREAD_S (and sent only if the command changed).
+                if not await changed.wait(REREAD_S):
                     if await request.is_disconnected():
                         return
-                    yield ": keep-alive\n\n"
+                    quiet_s += REREAD_S
+                    if quiet_s >= KEEPALIVE_S:
+                        quiet_s = 0.0
+                        yield ": keep-alive\n\n"
 
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"x-accel-buffering": "no"}
