@@ -336,7 +336,7 @@ async def rerun(
     return _go(request, f"/ui/commands/{again.id}")
 
 
-# -- helpers -----------------------------------------------------------------------
+# -- reading and rendering -------------------------------------------------------
 
 
 async def _read(
