@@ -419,3 +419,16 @@ def test_a_run_command_on_a_node_with_its_history_rerun_and_delete(app):
     assert app.http.get(f"{url}/run-commands/hello").status_code == 404
     neither = post(app, f"{url}/run-commands", {"name": "x"})
     assert neither.status_code == 400 and "a script, or the name of a document" in neither.text
+
+
+def test_a_form_value_the_api_refuses_is_a_sentence_not_a_server_error(app):
+    (node,) = app.enrol(1)
+    sign_in(app, app.token)
+    long = post(
+        app, "/ui/run",
+        {"target_kind": "nodes", "target": node.node_id, "script": "true", "comment": "x" * 101},
+    )  # fmt: skip
+    assert long.status_code == 400 and "comment" in long.text
+    negative = post(app, "/ui/access/principals/admin/tokens", {"expires_in_h": "-1"})
+    assert negative.status_code == 400 and "expires_in_s" in negative.text
+    assert app.client.list_commands() == []

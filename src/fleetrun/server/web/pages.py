@@ -8,9 +8,11 @@ answer the signed-in principal, and refuses what it would refuse.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import RedirectResponse, Response
 
@@ -18,6 +20,7 @@ from fleetrun.core import access
 from fleetrun.core.errors import FleetrunError, ValidationError
 from fleetrun.core.statuses import PingStatus
 from fleetrun.core.tags import parse_tags
+from fleetrun.schemas.base import describe
 from fleetrun.schemas.nodes import NodeTagsUpdate
 from fleetrun.server.api import commands as commands_api
 from fleetrun.server.api import nodes as nodes_api
@@ -29,10 +32,15 @@ from fleetrun.server.web import fleet, session
 from fleetrun.server.web.render import field, form, may, page
 
 
-async def guard(request: Request) -> None:
+async def guard(request: Request) -> AsyncIterator[None]:
     """Every console route: a state-changing request must be same-site and carry the
-    session's CSRF token."""
+    session's CSRF token. A form value the API's request models refuse (too long, out
+    of range) is a 400 with pydantic's complaint in one sentence, as over the API."""
     await session.check_csrf(request, state_of(request).secrets)
+    try:
+        yield
+    except PydanticValidationError as exc:
+        raise ValidationError(describe(exc.errors())) from exc
 
 
 router = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(guard)])
