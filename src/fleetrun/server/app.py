@@ -34,6 +34,7 @@ from fleetrun.core.errors import (
     AuthenticationError,
     FleetrunError,
     LimitExceededError,
+    NotFoundError,
     ValidationError,
 )
 from fleetrun.schemas.base import ErrorResponse, describe
@@ -75,6 +76,9 @@ from fleetrun.server.store import group_runcommands as group_run_command_store
 from fleetrun.server.store import nodes as node_store
 from fleetrun.server.store import principals as principal_store
 from fleetrun.server.store import tokens as token_store
+from fleetrun.server.web import install as install_console
+from fleetrun.server.web import is_console
+from fleetrun.server.web.render import error_page
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +161,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.add_api_route("/readyz", _readyz, include_in_schema=False)
     app.add_api_route("/docs", _docs, include_in_schema=False)
     app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    install_console(app, state.secrets)  # /ui/: the web console
     _install_error_handlers(app)
     # Innermost of the three: a refused body is still audited and carries a request id.
     app.add_middleware(BodyLimitMiddleware, max_bytes=protocol.MAX_REQUEST_BYTES)
@@ -368,16 +373,22 @@ def error_response(error: FleetrunError) -> JSONResponse:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FleetrunError)
-    async def fleetrun_error(request: Request, exc: FleetrunError) -> JSONResponse:
+    async def fleetrun_error(request: Request, exc: FleetrunError) -> Response:
+        if is_console(request.url.path):
+            return error_page(request, exc)
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if is_console(request.url.path):
+            return error_page(request, _validation_error(exc))
         refused = await _unauthenticated(request)
         return error_response(refused or _validation_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and is_console(request.url.path):
+            return error_page(request, NotFoundError(f"No console page {request.url.path}."))
         if exc.status_code == 400 and (refused := await _unauthenticated(request)):
             return error_response(refused)
         kinds = {404: "NotFound", 405: "MethodNotAllowed", 400: "ValidationError"}

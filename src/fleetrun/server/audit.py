@@ -330,14 +330,22 @@ SSM_PATH = "/"  # the SSM-compatible API: POST / (server/ssm/protocol.py)
 
 
 def _audited(scope: Scope) -> bool:
-    """The native API under /v1/, and the SSM-compatible API's POST /."""
+    """The native API under /v1/, the SSM-compatible API's POST /, and of the console's
+    requests (/ui/) those that change something (its page views are reads, and a page
+    refused is recorded by its denial)."""
     path: str = scope["path"]
-    return path.startswith("/v1/") or (path == SSM_PATH and scope["method"] == "POST")
+    method: str = scope["method"]
+    if path.startswith("/v1/"):
+        return True
+    if path == SSM_PATH:
+        return method == "POST"
+    return path.startswith("/ui/") and method not in ("GET", "HEAD", "OPTIONS")
 
 
 class AuditMiddleware:
-    """Give every /v1 HTTP request an audit entry (routes and the authorizer fill in
-    principal, action, resource and decision) and queue it with the status answered."""
+    """Give every /v1 HTTP request, and every web console request that changes
+    something, an audit entry (routes and the authorizer fill in principal, action,
+    resource and decision) and queue it with the status answered."""
 
     def __init__(self, app: ASGIApp, audit: AuditLog) -> None:
         self.app = app
