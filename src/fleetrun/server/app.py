@@ -47,6 +47,7 @@ from fleetrun.server.api import (
     groups,
     identity,
     nodes,
+    output,
     policies,
     principals,
     roles,
@@ -96,6 +97,7 @@ ROUTERS = (
     events.router,
     rules.router,
     rules.channels_router,
+    output.router,
 )
 
 DOCS_ASSETS = "/docs/assets"

@@ -177,7 +177,7 @@ async def list_invocations(
             details=details,
             limit=limit,
             cursor=cursor,
-            keep=_readable(caller, "ListCommandInvocations"),
+            keep=readable_invocations(caller, "ListCommandInvocations"),
         )
 
     return await state_of(request).db.read(read)
@@ -213,7 +213,7 @@ async def list_all_invocations(
             details=details,
             limit=limit,
             cursor=cursor,
-            keep=_readable(caller, "ListCommandInvocations"),
+            keep=readable_invocations(caller, "ListCommandInvocations"),
         )
     )
 
@@ -228,7 +228,7 @@ async def get_invocation(
     def read(session: Session) -> schemas.Invocation:
         command = store.read_command(session, command_id)
         inv = invocation_store.read_invocation(session, command_id, node_id)
-        _require_invocation(session, caller, command, node_id)
+        require_invocation(session, caller, command, node_id)
         return invocation_store.to_schema(
             inv,
             invocation_store.read_steps(session, inv.id),
@@ -270,7 +270,7 @@ async def get_output(
     def read(session: Session) -> list[InvocationStep]:
         command = store.read_command(session, command_id)
         inv = invocation_store.read_invocation(session, command_id, node_id)
-        _require_invocation(session, caller, command, node_id)
+        require_invocation(session, caller, command, node_id)
         return invocation_store.read_steps(session, inv.id)
 
     steps = await state.db.read(read)
@@ -319,7 +319,7 @@ def _node_contexts(
     }
 
 
-def _readable(
+def readable_invocations(
     caller: Caller, action_name: str
 ) -> Callable[[Session, list[Invocation]], list[Invocation]]:
     """Keep the invocations the caller may read: each is decided on its node."""
@@ -342,7 +342,7 @@ def _readable(
     return keep
 
 
-def _require_invocation(session: Session, caller: Caller, command: Command, node_id: str) -> None:
+def require_invocation(session: Session, caller: Caller, command: Command, node_id: str) -> None:
     documents = {command.id: command.document_name}
     context = _node_contexts(session, documents, [(command.id, node_id)])[(command.id, node_id)]
     caller.require("GetCommandInvocation", access.frn("node", node_id), context)

@@ -24,6 +24,7 @@ from fleetrun.server.output import (
     stream_key,
 )
 from fleetrun.server.store import invocations as invocation_store
+from fleetrun.server.store import outputlines as output_index
 from fleetrun.server.store.tables import Command, Invocation, InvocationStep, utcnow
 
 
@@ -99,6 +100,7 @@ class Applied:
     commands: set[str] = field(default_factory=set)  # commands whose status may change
     stop: list[str] = field(default_factory=list)  # accepted, but the server already ended it
     output_bytes: int = 0  # of output stored (not counting frames sent again)
+    outputs: set[str] = field(default_factory=set)  # whose output or state changed
 
 
 class FrameApplier:
@@ -196,6 +198,17 @@ class FrameApplier:
         data = frame.payload
         key = stream_key(inv.command_id, inv.node_id, frame.step, frame.stream)
         self.applied.output_bytes += len(data)
+        self.applied.outputs.add(inv.id)
+        tail = step.stdout_tail if frame.stream == "stdout" else step.stderr_tail
+        output_index.index_chunk(
+            self.session,
+            inv,
+            frame.step,
+            frame.stream,
+            data,
+            continues_line=bool(tail) and not tail.endswith(b"\n"),
+            at=utcnow(),
+        )
         if frame.stream == "stdout":
             self.output.write(key, step.stdout_bytes, data)
             step.stdout_bytes += len(data)
@@ -206,6 +219,7 @@ class FrameApplier:
             step.stderr_tail = append_tail(step.stderr_tail, data, STDERR_TAIL_CHARS)
 
     def _state(self, inv: Invocation, frame: protocol.State) -> None:
+        self.applied.outputs.add(inv.id)  # a follower of its output learns it ended
         started = _time(frame.started_at)
         ended = _time(frame.ended_at)
         if frame.step is not None:

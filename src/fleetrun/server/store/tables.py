@@ -349,6 +349,33 @@ class InvocationStep(Base):
     stderr_tail: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
 
 
+class OutputLine(Base):
+    """One line of stored output, for search (`store/outputlines.py`). On SQLite the
+    full-text index is the FTS5 table `output_lines_fts`, on PostgreSQL a GIN index
+    over `to_tsvector('simple', text)`: both made by migration 0720."""
+
+    __tablename__ = "output_lines"
+    __table_args__ = (
+        UniqueConstraint("invocation_id", "step", "stream", "line_no"),
+        Index("ix_output_lines_at", "at"),
+        Index("ix_output_lines_node_at", "node_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    invocation_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("invocations.id", ondelete="CASCADE")
+    )
+    command_id: Mapped[str] = mapped_column(String(36), index=True)
+    node_id: Mapped[str] = mapped_column(String(20))
+    step: Mapped[int] = mapped_column(Integer)
+    stream: Mapped[str] = mapped_column(String(8))
+    line_no: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    text: Mapped[str] = mapped_column(Text)
+
+
 class InvocationTransition(Base):
     """Every status an invocation took, with its time."""
 

@@ -1,0 +1,212 @@
+"""The search index of output: every stored line, kept as output is stored, and the
+queries over it.
+
+`index_chunk` runs in the transaction that stores a chunk (the gateway's), so the
+index never lags what a reader of the output can see. A word search asks the
+database's full-text index (SQLite FTS5, PostgreSQL `tsvector` over a GIN index); a
+regular expression is applied here to the lines of the time range asked for. Both go
+from the newest line to older ones, a batch at a time, so a search stops as soon as it
+has found enough, and at most `SCAN_LINES` lines are looked at per request (the answer's
+cursor goes on from there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Select, delete, func, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from fleetrun.core.outputlines import Pattern, split_chunk
+from fleetrun.server.store.tables import Invocation, OutputLine
+
+BATCH = 2000
+SCAN_LINES = 400_000  # lines a regular expression is tried on per request, at most
+
+
+def index_chunk(
+    session: Session,
+    inv: Invocation,
+    step: int,
+    stream: str,
+    data: bytes,
+    *,
+    continues_line: bool,
+    at: datetime,
+) -> None:
+    """Index a chunk just stored; `continues_line` when the stream so far did not end
+    with a line break (its last indexed line grows)."""
+    if not data:
+        return
+    where = (
+        OutputLine.invocation_id == inv.id,
+        OutputLine.step == step,
+        OutputLine.stream == stream,
+    )
+    last = session.execute(
+        select(OutputLine.line_no, OutputLine.text)
+        .where(*where)
+        .order_by(OutputLine.line_no.desc())
+        .limit(1)
+    ).first()
+    last_no = last.line_no if last else 0
+    partial = last.text if (last is not None and continues_line) else None
+    lines = split_chunk(partial, last_no, data)
+    texts = lines.texts
+    if lines.replaces_last and texts:
+        session.execute(
+            update(OutputLine)
+            .where(*where, OutputLine.line_no == lines.first_no)
+            .values(text=texts[0], at=at)
+        )
+        texts = texts[1:]
+        first = lines.first_no + 1
+    else:
+        first = lines.first_no
+    if texts:
+        session.execute(
+            insert(OutputLine),
+            [
+                {
+                    "invocation_id": inv.id,
+                    "command_id": inv.command_id,
+                    "node_id": inv.node_id,
+                    "step": step,
+                    "stream": stream,
+                    "line_no": first + i,
+                    "at": at,
+                    "text": line,
+                }
+                for i, line in enumerate(texts)
+            ],
+        )
+
+
+def forget_before(session: Session, before: datetime) -> int:
+    """Drop the lines stored before `before` (the retention sweep of output calls it)."""
+    result = session.execute(delete(OutputLine).where(OutputLine.at < before))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+@dataclass
+class Scope:
+    """Where to look: all of it when a field is None."""
+
+    command_id: str | None = None
+    node_ids: Sequence[str] | None = None
+    stream: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass
+class Found:
+    lines: list[OutputLine] = field(default_factory=list)
+    next_cursor: int | None = None  # search on below this line id
+
+
+Keep = Callable[[Session, list[OutputLine]], list[OutputLine]]
+
+
+def search(
+    session: Session,
+    pattern: Pattern,
+    scope: Scope,
+    *,
+    limit: int,
+    before: int | None,
+    keep: Keep,
+) -> Found:
+    """The newest matching lines the caller may read (`keep` decides), below the line
+    id `before` when given."""
+    found = Found()
+    scanned = 0
+    cursor = before
+    while True:
+        batch, cursor, more = _batch(session, pattern, scope, cursor)
+        scanned += BATCH
+        hits = [row for row in batch if pattern.matches(row.text)]
+        for row in keep(session, hits):
+            found.lines.append(row)
+            if len(found.lines) >= limit:
+                found.next_cursor = row.id
+                return found
+        if not more:
+            return found
+        if scanned >= SCAN_LINES:
+            found.next_cursor = cursor
+            return found
+
+
+def _batch(
+    session: Session, pattern: Pattern, scope: Scope, before: int | None
+) -> tuple[list[OutputLine], int | None, bool]:
+    """One batch of candidate lines, newest first: (lines, where the next batch starts,
+    whether there may be more)."""
+    query = _scoped(select(OutputLine), scope).order_by(OutputLine.id.desc())
+    if pattern.regex is None:
+        ids = _word_ids(session, pattern.text, before)
+        if not ids:
+            return [], before, False
+        rows = list(session.execute(query.where(OutputLine.id.in_(ids))).scalars())
+        return rows, min(ids), len(ids) == BATCH
+    if before is not None:
+        query = query.where(OutputLine.id < before)
+    rows = list(session.execute(query.limit(BATCH)).scalars())
+    return rows, (rows[-1].id if rows else before), len(rows) == BATCH
+
+
+def _word_ids(session: Session, words: str, before: int | None) -> list[int]:
+    """The ids of up to BATCH lines holding these words in this order, newest first."""
+    bound = before if before is not None else 2**62
+    if session.get_bind().dialect.name == "sqlite":
+        phrase = '"' + words.replace('"', '""') + '"'
+        fts = text(
+            "SELECT rowid FROM output_lines_fts WHERE output_lines_fts MATCH :phrase "
+            "AND rowid < :bound ORDER BY rowid DESC LIMIT :n"
+        )
+        found = session.execute(fts, {"phrase": phrase, "bound": bound, "n": BATCH})
+        return [int(r[0]) for r in found]
+    vector = func.to_tsvector("simple", OutputLine.text)
+    query = (
+        select(OutputLine.id)
+        .where(vector.op("@@")(func.phraseto_tsquery("simple", words)), OutputLine.id < bound)
+        .order_by(OutputLine.id.desc())
+        .limit(BATCH)
+    )
+    return [int(i) for i in session.execute(query).scalars()]
+
+
+def _scoped(query: Select[OutputLine], scope: Scope) -> Select[OutputLine]:
+    if scope.command_id is not None:
+        query = query.where(OutputLine.command_id == scope.command_id)
+    if scope.node_ids is not None:
+        query = query.where(OutputLine.node_id.in_(list(scope.node_ids)))
+    if scope.stream is not None:
+        query = query.where(OutputLine.stream == scope.stream)
+    if scope.since is not None:
+        query = query.where(OutputLine.at >= scope.since)
+    if scope.until is not None:
+        query = query.where(OutputLine.at < scope.until)
+    return query
+
+
+def context(session: Session, row: OutputLine, lines: int) -> tuple[list[str], list[str]]:
+    """The `lines` lines before and after a found line, in the same stream."""
+    if lines <= 0:
+        return [], []
+    near = session.execute(
+        select(OutputLine.line_no, OutputLine.text)
+        .where(
+            OutputLine.invocation_id == row.invocation_id,
+            OutputLine.step == row.step,
+            OutputLine.stream == row.stream,
+            OutputLine.line_no.between(row.line_no - lines, row.line_no + lines),
+        )
+        .order_by(OutputLine.line_no)
+    ).all()
+    before = [t for n, t in near if n < row.line_no]
+    after = [t for n, t in near if n > row.line_no]
+    return before, after
