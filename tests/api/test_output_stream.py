@@ -15,7 +15,6 @@ import pytest
 from fleetrun.core import protocol
 from fleetrun.core.errors import AccessDeniedError, ValidationError
 from fleetrun.sdk import AsyncClient
-from tests.inprocess import App
 
 
 class Running:
@@ -182,3 +181,35 @@ def test_tail_prints_each_nodes_lines_prefixed_plain_when_piped_and_json_on_requ
             "line": "beta 1",
         }
     ]
+
+
+def test_send_wait_follow_prints_lines_prefixed_then_the_summary_not_the_output_again(app):
+    (node,) = app.enrol(1)
+    result: dict = {}
+    sent = threading.Thread(
+        target=lambda: result.update(
+            done=app.cli("send", "--node", node.node_id, "--script", "x", "--wait", "--follow")
+        )
+    )
+    sent.start()
+    with app.connect(node) as session:
+        inv = Running(session, session.start())
+        inv.write(b"first\nsecond\n")
+        inv.write(b"bad\n", stream="stderr")
+        inv.finish(3)
+        sent.join(30)
+    done = result["done"]
+    assert done.exit_code != 0  # the node failed: the exit code says so, as with --wait
+    lines = done.stdout.splitlines()
+    assert f"{node.name} | first" in lines and f"{node.name} ! bad" in lines
+    assert lines.index(f"{node.name} | first") < lines.index(f"{node.name} | second")
+    assert done.stdout.count("second") == 1  # printed as it came, not again at the end
+
+
+def test_follow_goes_with_wait_and_not_with_json(app):
+    (node,) = app.enrol(1)
+    alone = app.cli("send", "--node", node.node_id, "--script", "x", "--follow")
+    assert alone.exit_code != 0 and "go with --wait" in alone.stderr
+    as_json = app.cli("send", "--node", node.node_id, "--script", "x", "--wait", "-f", "--json")
+    assert as_json.exit_code != 0 and "leave out --json" in as_json.stderr
+    assert app.client.list_commands() == []  # refused before anything was sent
