@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, delete, func, insert, select, text, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from fleetrun.core.outputlines import Pattern, split_chunk
@@ -125,10 +125,10 @@ def search(
     scanned = 0
     cursor = before
     while True:
-        batch, cursor, more = _batch(session, pattern, scope, cursor)
+        hits, cursor, more = _batch(session, pattern, scope, cursor)
         scanned += BATCH
-        hits = [row for row in batch if pattern.matches(row.text)]
-        for row in keep(session, hits):
+        rows = _rows(session, hits)
+        for row in keep(session, rows):
             found.lines.append(row)
             if len(found.lines) >= limit:
                 found.next_cursor = row.id
@@ -140,22 +140,30 @@ def search(
             return found
 
 
+def _rows(session: Session, ids: list[int]) -> list[OutputLine]:
+    if not ids:
+        return []
+    query = select(OutputLine).where(OutputLine.id.in_(ids)).order_by(OutputLine.id.desc())
+    return list(session.execute(query).scalars())
+
+
 def _batch(
     session: Session, pattern: Pattern, scope: Scope, before: int | None
-) -> tuple[list[OutputLine], int | None, bool]:
-    """One batch of candidate lines, newest first: (lines, where the next batch starts,
-    whether there may be more)."""
-    query = _scoped(select(OutputLine), scope).order_by(OutputLine.id.desc())
+) -> tuple[list[int], int | None, bool]:
+    """One batch, newest first: (ids of the lines in scope that match, where the next
+    batch starts, whether there may be more)."""
     if pattern.regex is None:
         ids = _word_ids(session, pattern.text, before)
         if not ids:
             return [], before, False
-        rows = list(session.execute(query.where(OutputLine.id.in_(ids))).scalars())
-        return rows, min(ids), len(ids) == BATCH
+        in_scope = select(OutputLine.id).where(*_scoped(scope), OutputLine.id.in_(ids))
+        return list(session.execute(in_scope).scalars()), min(ids), len(ids) == BATCH
+    scan = select(OutputLine.id, OutputLine.text).where(*_scoped(scope))
     if before is not None:
-        query = query.where(OutputLine.id < before)
-    rows = list(session.execute(query.limit(BATCH)).scalars())
-    return rows, (rows[-1].id if rows else before), len(rows) == BATCH
+        scan = scan.where(OutputLine.id < before)
+    rows = session.execute(scan.order_by(OutputLine.id.desc()).limit(BATCH)).all()
+    hits = [i for i, line in rows if pattern.matches(line)]
+    return hits, (rows[-1][0] if rows else before), len(rows) == BATCH
 
 
 def _word_ids(session: Session, words: str, before: int | None) -> list[int]:
@@ -179,18 +187,20 @@ def _word_ids(session: Session, words: str, before: int | None) -> list[int]:
     return [int(i) for i in session.execute(query).scalars()]
 
 
-def _scoped(query: Select[OutputLine], scope: Scope) -> Select[OutputLine]:
+def _scoped(scope: Scope) -> list[ColumnElement[bool]]:
+    """The conditions of a search's scope."""
+    where = []
     if scope.command_id is not None:
-        query = query.where(OutputLine.command_id == scope.command_id)
+        where.append(OutputLine.command_id == scope.command_id)
     if scope.node_ids is not None:
-        query = query.where(OutputLine.node_id.in_(list(scope.node_ids)))
+        where.append(OutputLine.node_id.in_(list(scope.node_ids)))
     if scope.stream is not None:
-        query = query.where(OutputLine.stream == scope.stream)
+        where.append(OutputLine.stream == scope.stream)
     if scope.since is not None:
-        query = query.where(OutputLine.at >= scope.since)
+        where.append(OutputLine.at >= scope.since)
     if scope.until is not None:
-        query = query.where(OutputLine.at < scope.until)
-    return query
+        where.append(OutputLine.at < scope.until)
+    return where
 
 
 def context(session: Session, row: OutputLine, lines: int) -> tuple[list[str], list[str]]:
