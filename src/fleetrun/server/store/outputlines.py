@@ -124,8 +124,9 @@ def search(
     found = Found()
     scanned = 0
     cursor = before
+    floor = _floor(session, scope.since)
     while True:
-        hits, cursor, more = _batch(session, pattern, scope, cursor)
+        hits, cursor, more = _batch(session, pattern, scope, cursor, floor)
         scanned += BATCH
         rows = _rows(session, hits)
         for row in keep(session, rows):
@@ -147,18 +148,30 @@ def _rows(session: Session, ids: list[int]) -> list[OutputLine]:
     return list(session.execute(query).scalars())
 
 
+def _floor(session: Session, since: datetime | None) -> int:
+    """The id of the first line stored at or after `since` (ids grow with the time lines
+    are stored): no batch looks below it, so a search of the last day reads that day
+    only, however much is older."""
+    if since is None:
+        return 0
+    first = session.execute(
+        select(OutputLine.id).where(OutputLine.at >= since).order_by(OutputLine.at).limit(1)
+    ).scalar()
+    return int(first) if first is not None else 2**62
+
+
 def _batch(
-    session: Session, pattern: Pattern, scope: Scope, before: int | None
+    session: Session, pattern: Pattern, scope: Scope, before: int | None, floor: int
 ) -> tuple[list[int], int | None, bool]:
     """One batch, newest first: (ids of the lines in scope that match, where the next
     batch starts, whether there may be more)."""
     if pattern.regex is None:
-        ids = _word_ids(session, pattern.text, before)
+        ids = _word_ids(session, pattern.text, before, floor)
         if not ids:
             return [], before, False
         in_scope = select(OutputLine.id).where(*_scoped(scope), OutputLine.id.in_(ids))
         return list(session.execute(in_scope).scalars()), min(ids), len(ids) == BATCH
-    scan = select(OutputLine.id, OutputLine.text).where(*_scoped(scope))
+    scan = select(OutputLine.id, OutputLine.text).where(*_scoped(scope), OutputLine.id >= floor)
     if before is not None:
         scan = scan.where(OutputLine.id < before)
     rows = session.execute(scan.order_by(OutputLine.id.desc()).limit(BATCH)).all()
@@ -166,21 +179,26 @@ def _batch(
     return hits, (rows[-1][0] if rows else before), len(rows) == BATCH
 
 
-def _word_ids(session: Session, words: str, before: int | None) -> list[int]:
+def _word_ids(session: Session, words: str, before: int | None, floor: int) -> list[int]:
     """The ids of up to BATCH lines holding these words in this order, newest first."""
     bound = before if before is not None else 2**62
     if session.get_bind().dialect.name == "sqlite":
         phrase = '"' + words.replace('"', '""') + '"'
         fts = text(
             "SELECT rowid FROM output_lines_fts WHERE output_lines_fts MATCH :phrase "
-            "AND rowid < :bound ORDER BY rowid DESC LIMIT :n"
+            "AND rowid < :bound AND rowid >= :floor ORDER BY rowid DESC LIMIT :n"
         )
-        found = session.execute(fts, {"phrase": phrase, "bound": bound, "n": BATCH})
+        values = {"phrase": phrase, "bound": bound, "floor": floor, "n": BATCH}
+        found = session.execute(fts, values)
         return [int(r[0]) for r in found]
     vector = func.to_tsvector("simple", OutputLine.text)
     query = (
         select(OutputLine.id)
-        .where(vector.op("@@")(func.phraseto_tsquery("simple", words)), OutputLine.id < bound)
+        .where(
+            vector.op("@@")(func.phraseto_tsquery("simple", words)),
+            OutputLine.id < bound,
+            OutputLine.id >= floor,
+        )
         .order_by(OutputLine.id.desc())
         .limit(BATCH)
     )

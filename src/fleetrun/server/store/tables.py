@@ -357,8 +357,9 @@ class OutputLine(Base):
     __tablename__ = "output_lines"
     __table_args__ = (
         UniqueConstraint("invocation_id", "step", "stream", "line_no"),
+        # A search finds lines by the full-text index or by id (newest first), then
+        # checks their scope: no index per node or command to keep up as lines arrive.
         Index("ix_output_lines_at", "at"),
-        Index("ix_output_lines_node_at", "node_id", "at"),
     )
 
     id: Mapped[int] = mapped_column(
@@ -367,7 +368,7 @@ class OutputLine(Base):
     invocation_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("invocations.id", ondelete="CASCADE")
     )
-    command_id: Mapped[str] = mapped_column(String(36), index=True)
+    command_id: Mapped[str] = mapped_column(String(36))
     node_id: Mapped[str] = mapped_column(String(20))
     step: Mapped[int] = mapped_column(Integer)
     stream: Mapped[str] = mapped_column(String(8))

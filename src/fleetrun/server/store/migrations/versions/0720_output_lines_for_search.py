@@ -59,8 +59,6 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_output_lines_at", "output_lines", ["at"])
-    op.create_index("ix_output_lines_node_at", "output_lines", ["node_id", "at"])
-    op.create_index(op.f("ix_output_lines_command_id"), "output_lines", ["command_id"])
     if op.get_bind().dialect.name == "sqlite":
         for statement in SQLITE_FTS:
             op.execute(statement)
