@@ -82,7 +82,7 @@ def search(
     else:
         _print_hits(page.items, context)
     if page.next_cursor is not None:
-        render.err.print(f"More, older: --cursor {page.next_cursor}", markup=False)
+        render.err.print(f"More: add --cursor {page.next_cursor}", style="dim", markup=False)
 
 
 def _print_hits(hits: list[SearchHit], context: int) -> None:
