@@ -213,3 +213,35 @@ def test_follow_goes_with_wait_and_not_with_json(app):
     as_json = app.cli("send", "--node", node.node_id, "--script", "x", "--wait", "-f", "--json")
     assert as_json.exit_code != 0 and "leave out --json" in as_json.stderr
     assert app.client.list_commands() == []  # refused before anything was sent
+
+
+def test_output_another_replica_stores_reaches_the_stream_without_a_wake_up(app):
+    """What another replica's gateway stores is in the database and the output store
+    only, no wake-up reaches this server: the stream still delivers it (it looks again
+    every POLL_S)."""
+    from fleetrun.server.engine.invocations import FrameApplier
+
+    (node,) = app.enrol(1)
+    command = app.client.send_command(script="true", node_ids=[node.node_id])
+    state = app.http.app.state.fleet
+    with app.connect(node) as session:
+        inv = Running(session, session.start(command.id))
+        inv.write(b"through this server\n")
+        got = follow_in_thread(app.client, command.id, node.node_id)
+        assert take(got) == b"through this server\n"
+        inv.seq += 1
+        frame = protocol.Output(
+            invocation_id=inv.iid,
+            seq=inv.seq,
+            step=0,
+            stream="stdout",
+            data=protocol.encode(b"through another\n"),
+        )
+
+        def elsewhere(tx) -> None:
+            FrameApplier(tx.session, node.node_id, state.output).numbered(frame)
+
+        app.http.portal.call(state.db.write, elsewhere)
+        assert take(got) == b"through another\n"
+        inv.finish()
+        assert got.get(timeout=10) is None
