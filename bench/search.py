@@ -33,13 +33,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import _common
-from sqlalchemy import create_engine, insert
+from sqlalchemy import create_engine, func, insert, select
 from sqlalchemy.orm import Session
 
 from fleetrun.core.outputlines import compile_search
 from fleetrun.server.store import migrate
 from fleetrun.server.store import outputlines as store
-from fleetrun.server.store.tables import Command, Invocation
+from fleetrun.server.store.tables import Command, Invocation, OutputLine
 
 CHUNK = 64 * 1024
 RARE, COMMON = "kerfuffle", "throttled"
@@ -157,6 +157,9 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=7.0)
     parser.add_argument("--queries", type=int, default=15)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--reuse", action="store_true", help="search what --database-url holds, build nothing"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
@@ -164,13 +167,17 @@ def main() -> None:
         with engine.begin() as connection:
             migrate.upgrade(connection)
         with Session(engine) as session:
-            started = time.perf_counter()
-            lines = build(session, args.invocations, args.megabytes, args.days)
-            took = time.perf_counter() - started
-            print(
-                f"built {args.invocations} invocations, {args.megabytes} MB, {lines} lines "
-                f"over {args.days:g} days in {took:.0f} s ({engine.dialect.name})"
-            )
+            if args.reuse:
+                lines = session.execute(select(func.count()).select_from(OutputLine)).scalar()
+                print(f"searching {lines} lines already stored ({engine.dialect.name})")
+            else:
+                started = time.perf_counter()
+                lines = build(session, args.invocations, args.megabytes, args.days)
+                took = time.perf_counter() - started
+                print(
+                    f"built {args.invocations} invocations, {args.megabytes} MB, {lines} lines "
+                    f"over {args.days:g} days in {took:.0f} s ({engine.dialect.name})"
+                )
             day = datetime.now(UTC) - timedelta(days=1)
             cases = {
                 "word, rare": (RARE, False, None, False),

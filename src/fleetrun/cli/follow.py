@@ -13,12 +13,15 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 
 from fleetrun.cli import render
 from fleetrun.core.errors import FleetrunError
-from fleetrun.sdk import Client
+
+if TYPE_CHECKING:
+    from fleetrun.sdk import Client
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan")
 MARK = {"stdout": "|", "stderr": "!"}

@@ -104,21 +104,18 @@ async def stream_output(
     state = state_of(request)
     start = _start(offset, last_event_id)
 
-    def first(session: Session) -> Stored:
+    def first(session: Session) -> tuple[str, Stored]:
         command = command_store.read_command(session, command_id)
-        invocation_store.read_invocation(session, command_id, node_id)
+        inv = invocation_store.read_invocation(session, command_id, node_id)
         require_invocation(session, caller, command, node_id)
-        return _stored(command_id, node_id, stream, session)
+        return inv.id, _stored(command_id, node_id, stream, session)
 
-    stored = await state.db.read(first)
+    inv_id, stored = await state.db.read(first)
     if start > stored.total:
         raise ValidationError(
             f"Offset {start} is past the {stored.total} bytes of {stream} stored so far: "
             "resume from an offset the stream sent (its last event id)."
         )
-    inv_id = await state.db.read(
-        lambda s: invocation_store.read_invocation(s, command_id, node_id).id
-    )
     read = partial(_stored, command_id, node_id, stream)
     resource = access.frn("node", node_id)
 

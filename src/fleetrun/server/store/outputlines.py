@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
@@ -171,12 +171,26 @@ def _batch(
             return [], before, False
         in_scope = select(OutputLine.id).where(*_scoped(scope), OutputLine.id.in_(ids))
         return list(session.execute(in_scope).scalars()), min(ids), len(ids) == BATCH
-    scan = select(OutputLine.id, OutputLine.text).where(*_scoped(scope), OutputLine.id >= floor)
+    # By id alone (the time range is the id range from `floor`, and is checked here): a
+    # condition on the time would let the database scan the whole range, by time, for
+    # every batch.
+    untimed = Scope(scope.command_id, scope.node_ids, scope.stream)
+    scan = select(OutputLine.id, OutputLine.at, OutputLine.text).where(
+        *_scoped(untimed), OutputLine.id >= floor
+    )
     if before is not None:
         scan = scan.where(OutputLine.id < before)
     rows = session.execute(scan.order_by(OutputLine.id.desc()).limit(BATCH)).all()
-    hits = [i for i, line in rows if pattern.matches(line)]
+    hits = [i for i, at, line in rows if _within(at, scope) and pattern.matches(line)]
     return hits, (rows[-1][0] if rows else before), len(rows) == BATCH
+
+
+def _within(at: datetime, scope: Scope) -> bool:
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    if scope.since is not None and at < scope.since:
+        return False
+    return scope.until is None or at < scope.until
 
 
 def _word_ids(session: Session, words: str, before: int | None, floor: int) -> list[int]:
