@@ -65,6 +65,11 @@ def test_a_regex_and_the_scope_narrow_what_is_found(app):
     errors = app.client.search_output("code", stream="stderr")
     assert [h.line for h in errors.items] == ["code=42"]
     assert app.client.search_output("code", since="2099-01-01T00:00:00Z").items == []
+    for regex in (False, True):  # a time range bounds words and expressions alike
+        assert len(app.client.search_output("code", regex=regex, since="1h").items) == 3
+        assert (
+            app.client.search_output("code", regex=regex, until="2000-01-01T00:00:00Z").items == []
+        )
 
 
 def test_paging_goes_on_to_older_lines_each_once(app):

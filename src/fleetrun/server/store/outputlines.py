@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session
 from fleetrun.core.outputlines import Pattern, split_chunk
 from fleetrun.server.store.tables import Invocation, OutputLine
 
+NO_ID = 2**62  # above every line id
 BATCH = 2000
+LOAD = 200  # lines loaded whole (and decided) at a time
 SCAN_LINES = 400_000  # lines a regular expression is tried on per request, at most
 
 
@@ -124,16 +126,17 @@ def search(
     found = Found()
     scanned = 0
     cursor = before
-    floor = _floor(session, scope.since)
+    floor = _first_id(session, scope.since, 0)
+    ceiling = _first_id(session, scope.until, NO_ID)
     while True:
-        hits, cursor, more = _batch(session, pattern, scope, cursor, floor)
+        hits, cursor, more = _batch(session, pattern, scope, cursor, floor, ceiling)
         scanned += BATCH
-        rows = _rows(session, hits)
-        for row in keep(session, rows):
-            found.lines.append(row)
-            if len(found.lines) >= limit:
-                found.next_cursor = row.id
-                return found
+        for start in range(0, len(hits), LOAD):  # rows are loaded only as far as needed
+            for row in keep(session, _rows(session, hits[start : start + LOAD])):
+                found.lines.append(row)
+                if len(found.lines) >= limit:
+                    found.next_cursor = row.id
+                    return found
         if not more:
             return found
         if scanned >= SCAN_LINES:
@@ -148,54 +151,49 @@ def _rows(session: Session, ids: list[int]) -> list[OutputLine]:
     return list(session.execute(query).scalars())
 
 
-def _floor(session: Session, since: datetime | None) -> int:
-    """The id of the first line stored at or after `since` (ids grow with the time lines
-    are stored): no batch looks below it, so a search of the last day reads that day
+def _first_id(session: Session, at: datetime | None, default: int) -> int:
+    """The id of the first line stored at or after `at`. Ids grow with the time lines are
+    stored, so a time range is an id range: a search of the last day reads that day
     only, however much is older."""
-    if since is None:
-        return 0
+    if at is None:
+        return default
     first = session.execute(
-        select(OutputLine.id).where(OutputLine.at >= since).order_by(OutputLine.at).limit(1)
+        select(OutputLine.id).where(OutputLine.at >= at).order_by(OutputLine.at).limit(1)
     ).scalar()
-    return int(first) if first is not None else 2**62
+    return int(first) if first is not None else NO_ID
 
 
 def _batch(
-    session: Session, pattern: Pattern, scope: Scope, before: int | None, floor: int
+    session: Session,
+    pattern: Pattern,
+    scope: Scope,
+    before: int | None,
+    floor: int,
+    ceiling: int,
 ) -> tuple[list[int], int | None, bool]:
     """One batch, newest first: (ids of the lines in scope that match, where the next
     batch starts, whether there may be more)."""
+    bound = ceiling if before is None else min(before, ceiling)
     if pattern.regex is None:
-        ids = _word_ids(session, pattern.text, before, floor)
+        ids = _word_ids(session, pattern.text, bound, floor)
         if not ids:
             return [], before, False
         in_scope = select(OutputLine.id).where(*_scoped(scope), OutputLine.id.in_(ids))
         return list(session.execute(in_scope).scalars()), min(ids), len(ids) == BATCH
-    # By id alone (the time range is the id range from `floor`, and is checked here): a
-    # condition on the time would let the database scan the whole range, by time, for
-    # every batch.
+    # By id alone: the time range is the id range [floor, ceiling); a condition on the
+    # time itself would let the database walk the whole range, by time, for every batch.
     untimed = Scope(scope.command_id, scope.node_ids, scope.stream)
-    scan = select(OutputLine.id, OutputLine.at, OutputLine.text).where(
-        *_scoped(untimed), OutputLine.id >= floor
+    scan = select(OutputLine.id, OutputLine.text).where(
+        *_scoped(untimed), OutputLine.id >= floor, OutputLine.id < bound
     )
-    if before is not None:
-        scan = scan.where(OutputLine.id < before)
     rows = session.execute(scan.order_by(OutputLine.id.desc()).limit(BATCH)).all()
-    hits = [i for i, at, line in rows if _within(at, scope) and pattern.matches(line)]
+    hits = [i for i, line in rows if pattern.matches(line)]
     return hits, (rows[-1][0] if rows else before), len(rows) == BATCH
 
 
-def _within(at: datetime, scope: Scope) -> bool:
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    if scope.since is not None and at < scope.since:
-        return False
-    return scope.until is None or at < scope.until
-
-
-def _word_ids(session: Session, words: str, before: int | None, floor: int) -> list[int]:
-    """The ids of up to BATCH lines holding these words in this order, newest first."""
-    bound = before if before is not None else 2**62
+def _word_ids(session: Session, words: str, bound: int, floor: int) -> list[int]:
+    """The ids of up to BATCH lines holding these words in this order, newest first,
+    in [floor, bound)."""
     if session.get_bind().dialect.name == "sqlite":
         phrase = '"' + words.replace('"', '""') + '"'
         fts = text(
