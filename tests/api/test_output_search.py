@@ -11,6 +11,7 @@ import pytest
 
 from fleetrun.core import protocol
 from fleetrun.core.errors import ValidationError
+from tests.harness import wait_for
 from tests.inprocess import App
 
 
@@ -34,7 +35,13 @@ def run(app: App, node, chunks: list[bytes], *, stream: str = "stdout") -> str:
             )
         session.finish(iid, seq + 1, 0, 0.0)
         app.client.wait(command.id, timeout_s=30)
+    indexed(app)
     return command.id
+
+
+def indexed(app: App) -> None:
+    """Wait until the server has indexed all the output it has stored."""
+    app.http.portal.call(app.http.app.state.fleet.indexer.drain)
 
 
 def test_a_word_is_found_across_nodes_and_commands_newest_first_with_context(app):
@@ -135,3 +142,34 @@ def test_the_cli_prints_node_command_and_line_and_json_on_request(app):
     assert data[0]["command_id"] == command and data[0]["line_no"] == 2
     bad = app.cli("output", "search", "x(", "--regex")
     assert bad.exit_code != 0 and "is not valid" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_output_stored_but_not_yet_indexed_is_indexed_when_the_server_starts(app):
+    """The index follows marks kept with each stream: what was stored but not indexed
+    when a server stopped (a crash between the two) is indexed at the next start."""
+    from fleetrun.server.engine.invocations import FrameApplier
+
+    (node,) = app.enrol(1)
+    run(app, node, [b"before the crash\n"])
+    command = app.client.send_command(script="true", node_ids=[node.node_id])
+    with app.connect(node) as session:
+        iid = session.start(command.id)
+        state = app.http.app.state.fleet
+        wait_for(
+            lambda: app.client.get_invocation(command.id, node.node_id).status == "InProgress",
+            what="the invocation to start",
+        )
+        frame = protocol.Output(
+            invocation_id=iid, seq=2, step=0, stream="stdout", data=protocol.encode(b"unseen\n")
+        )
+        # Stored as the gateway stores it, but the indexer is never told.
+        app.http.portal.call(
+            state.db.write,
+            lambda tx: FrameApplier(tx.session, node.node_id, state.output).numbered(frame),
+        )
+        indexed(app)
+        assert app.client.search_output("unseen").items == []
+    app.restart()
+    indexed(app)
+    assert [h.line for h in app.client.search_output("unseen").items] == ["unseen"]
+    assert len(app.client.search_output("crash").items) == 1  # indexed once, not again

@@ -263,6 +263,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.gateway.start()
     state.outbox.start()
     state.sinks.start()
+    state.indexer.start()
     log.info("fleetrun %s serving; data in %s", __version__, state.settings.data_dir)
     state.ready = True
     try:
@@ -272,6 +273,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.outbox.stop()
         await state.sinks.stop()
         await state.gateway.stop()
+        await state.indexer.stop()
         await state.dispatcher.stop()
         await state.audit.stop()
         await state.output.close()

@@ -17,6 +17,7 @@ from fleetrun.server.dispatcher import Dispatcher
 from fleetrun.server.engine import commands as engine_commands
 from fleetrun.server.gateway.gateway import Gateway
 from fleetrun.server.identities import IdentityCache
+from fleetrun.server.indexer import OutputIndexer
 from fleetrun.server.metrics import Metrics
 from fleetrun.server.outbox import Outbox
 from fleetrun.server.output import OutputStore
@@ -43,6 +44,7 @@ class ServerState:
     outbox: Outbox = field(init=False)
     secrets: SecretBox = field(init=False)
     sinks: OutputSinks = field(init=False)
+    indexer: OutputIndexer = field(init=False)  # output lines into the search index
     destinations: DestinationPolicy = field(init=False)  # where server-side requests may go
     # From the end of startup to the start of shutdown: what /readyz reports, so that a
     # balancer sends no new requests to a replica that is stopping.
@@ -68,6 +70,7 @@ class ServerState:
         self.gateway = Gateway(self)
         self.dispatcher = Dispatcher(self)
         self.sinks = OutputSinks(self)
+        self.indexer = OutputIndexer(self)
 
     def refresh_commands(self, tx: Tx, command_ids: Iterable[str]) -> None:
         """Recompute these commands' status in `tx` (on the database thread), and once

@@ -24,7 +24,6 @@ from fleetrun.server.output import (
     stream_key,
 )
 from fleetrun.server.store import invocations as invocation_store
-from fleetrun.server.store import outputlines as output_index
 from fleetrun.server.store.tables import Command, Invocation, InvocationStep, utcnow
 
 
@@ -101,6 +100,7 @@ class Applied:
     stop: list[str] = field(default_factory=list)  # accepted, but the server already ended it
     output_bytes: int = 0  # of output stored (not counting frames sent again)
     outputs: set[str] = field(default_factory=set)  # whose output or state changed
+    grown: set[tuple[str, int, str]] = field(default_factory=set)  # (invocation, step, stream)
 
 
 class FrameApplier:
@@ -199,16 +199,7 @@ class FrameApplier:
         key = stream_key(inv.command_id, inv.node_id, frame.step, frame.stream)
         self.applied.output_bytes += len(data)
         self.applied.outputs.add(inv.id)
-        tail = step.stdout_tail if frame.stream == "stdout" else step.stderr_tail
-        output_index.index_chunk(
-            self.session,
-            inv,
-            frame.step,
-            frame.stream,
-            data,
-            continues_line=bool(tail) and not tail.endswith(b"\n"),
-            at=utcnow(),
-        )
+        self.applied.grown.add((inv.id, frame.step, frame.stream))  # to index (server/indexer)
         if frame.stream == "stdout":
             self.output.write(key, step.stdout_bytes, data)
             step.stdout_bytes += len(data)

@@ -1,8 +1,8 @@
 """The search index of output: every stored line, kept as output is stored, and the
 queries over it.
 
-`index_chunk` runs in the transaction that stores a chunk (the gateway's), so the
-index never lags what a reader of the output can see. A word search asks the
+`index_chunk` adds a stored chunk's lines (`fleetrun.server.indexer` calls it, right
+after the gateway has stored the chunk). A word search asks the
 database's full-text index (SQLite FTS5, PostgreSQL `tsvector` over a GIN index); a
 regular expression is applied here to the lines of the time range asked for. Both go
 from the newest line to older ones, a batch at a time, so a search stops as soon as it
@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from fleetrun.core.outputlines import Pattern, split_chunk
-from fleetrun.server.store.tables import Invocation, OutputLine
+from fleetrun.server.store.tables import OutputLine
 
 NO_ID = 2**62  # above every line id
 BATCH = 2000
@@ -28,9 +28,18 @@ LOAD = 200  # lines loaded whole (and decided) at a time
 SCAN_LINES = 400_000  # lines a regular expression is tried on per request, at most
 
 
+@dataclass(frozen=True)
+class Owner:
+    """Whose output a chunk is."""
+
+    id: str  # the invocation's
+    command_id: str
+    node_id: str
+
+
 def index_chunk(
     session: Session,
-    inv: Invocation,
+    inv: Owner,
     step: int,
     stream: str,
     data: bytes,

@@ -347,6 +347,9 @@ class InvocationStep(Base):
     stderr_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     stdout_tail: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
     stderr_tail: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    # How far each stream is in the search index (server/indexer.py).
+    stdout_indexed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    stderr_indexed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class OutputLine(Base):

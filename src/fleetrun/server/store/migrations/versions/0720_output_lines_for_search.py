@@ -31,6 +31,11 @@ SQLITE_FTS = [
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("invocation_steps", schema=None) as batch_op:
+        for name in ("stdout_indexed", "stderr_indexed"):
+            batch_op.add_column(
+                sa.Column(name, sa.BigInteger(), nullable=False, server_default="0")
+            )
     op.create_table(
         "output_lines",
         sa.Column(
@@ -75,3 +80,6 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
         op.execute("DROP TABLE IF EXISTS output_lines_fts")
     op.drop_table("output_lines")
+    with op.batch_alter_table("invocation_steps", schema=None) as batch_op:
+        batch_op.drop_column("stderr_indexed")
+        batch_op.drop_column("stdout_indexed")
