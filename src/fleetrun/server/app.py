@@ -263,7 +263,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.gateway.start()
     state.outbox.start()
     state.sinks.start()
-    state.indexer.start()
+    await state.indexer.start()
     log.info("fleetrun %s serving; data in %s", __version__, state.settings.data_dir)
     state.ready = True
     try:

@@ -61,7 +61,10 @@ class OutputIndexer:
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Find the streams left behind (read before the server says it is ready), then
+        index as output grows."""
+        self.grew(set(await self.state.db.read(_behind)))
         self._task = asyncio.create_task(self._loop(), name="output-indexer")
 
     async def stop(self) -> None:
@@ -81,7 +84,6 @@ class OutputIndexer:
         await self._idle.wait()
 
     async def _loop(self) -> None:
-        self.grew(set(await self.state.db.read(_behind)))
         while True:
             if not self._pending:
                 self._idle.set()
