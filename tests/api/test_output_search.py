@@ -92,33 +92,6 @@ def test_paging_goes_on_to_older_lines_each_once(app):
     assert seen == list(range(25, 0, -1))
 
 
-def test_a_principal_scoped_to_a_tag_finds_only_output_of_its_nodes(app):
-    web = app.enrol(1, tags={"role": "web"})[0]
-    db = app.enrol(1, tags={"role": "db"})[0]
-    run(app, web, [b"secret-free web line\n"])
-    run(app, db, [b"db line with password\n"])
-    app.client.create_principal("webops")
-    app.client.create_policy(
-        "web-output",
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Action": ["fleetrun:GetCommandInvocation"],
-                    "Resource": "*",
-                    "Condition": {"StringEquals": {"fleetrun:ResourceTag/role": "web"}},
-                }
-            ],
-        },
-    )
-    app.client.attach("webops", policy="web-output")
-    token = app.client.create_token("webops").token
-    reader = app.client_for(token)
-    assert [h.node_id for h in reader.search_output("line").items] == [web.node_id]
-    assert len(app.client.search_output("line").items) == 2
-
-
 @pytest.mark.parametrize(
     ("pattern", "regex", "says"),
     [
@@ -173,3 +146,55 @@ def test_output_stored_but_not_yet_indexed_is_indexed_when_the_server_starts(app
     indexed(app)
     assert [h.line for h in app.client.search_output("unseen").items] == ["unseen"]
     assert len(app.client.search_output("crash").items) == 1  # indexed once, not again
+
+
+def test_a_word_is_found_across_20_nodes_and_two_commands_within_a_principals_tags(app):
+    web = app.enrol(10, tags={"role": "web"}, prefix="web")
+    db = app.enrol(10, tags={"role": "db"}, prefix="db")
+    commands = [app.client.send_command(script="true", tags={"role": ["web", "db"]}) for _ in "ab"]
+    for node in web + db:
+        with app.connect(node) as session:
+            for n in range(len(commands)):
+                iid = session.start()  # the two commands' invokes, in either order
+                data = protocol.encode(f"noise\nneedle {n} from {node.name}\n".encode())
+                session.send(
+                    protocol.Output(invocation_id=iid, seq=2, step=0, stream="stdout", data=data)
+                )
+                session.finish(iid, 3, 0, 0.0)
+            for command in commands:
+                wait_for(
+                    lambda c=command, n=node: (
+                        app.client.get_invocation(c.id, n.node_id).status == "Success"
+                    ),
+                    what="the invocation to end",
+                )
+    indexed(app)
+    found = app.client.search_output("needle", limit=100).items
+    assert len(found) == 40
+    assert {(h.command_id, h.node_id) for h in found} == {
+        (c.id, n.node_id) for c in commands for n in web + db
+    }
+    reader = principal_for_role(app, "web")
+    mine = reader.search_output("needle", limit=100).items
+    assert {h.node_id for h in mine} == {n.node_id for n in web} and len(mine) == 20
+
+
+def principal_for_role(app: App, role: str):
+    """A client whose principal may read invocations of nodes tagged role=ROLE only."""
+    app.client.create_principal(f"{role}-reader")
+    app.client.create_policy(
+        f"{role}-invocations",
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": ["fleetrun:GetCommandInvocation"],
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {"fleetrun:ResourceTag/role": role}},
+                }
+            ],
+        },
+    )
+    app.client.attach(f"{role}-reader", policy=f"{role}-invocations")
+    return app.client_for(app.client.create_token(f"{role}-reader").token)
