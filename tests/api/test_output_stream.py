@@ -101,6 +101,10 @@ def test_a_stream_resumes_from_an_offset_or_the_last_event_id(app):
     first = json.loads(events[0].split("data: ", 1)[1])
     assert first["offset"] == 12
     assert events[-1].startswith("id: 17\nevent: end") and '"status": "Success"' in events[-1]
+    bad = app.http.get(
+        path, headers={"authorization": f"Bearer {app.token}", "last-event-id": "x1"}
+    )
+    assert bad.status_code == 400 and "is not a byte offset" in bad.json()["error"]["message"]
 
 
 def test_an_offset_past_what_is_stored_is_refused_with_a_sentence(app):
