@@ -13,10 +13,10 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
@@ -34,7 +34,7 @@ from fleetrun.server.api.deps import action, authorize, recheck, state_of
 from fleetrun.server.api.events import EventStreamResponse
 from fleetrun.server.api.query import moment, tag_filters
 from fleetrun.server.authz import Caller
-from fleetrun.server.output import output_key, stream_key
+from fleetrun.server.output import OutputStore, output_key, stream_key
 from fleetrun.server.store import commands as command_store
 from fleetrun.server.store import groups as group_store
 from fleetrun.server.store import invocations as invocation_store
@@ -163,7 +163,7 @@ def _start(offset: int | None, last_event_id: str | None) -> int:
 
 
 async def _chunks(
-    output: Any, parts: list[tuple[str, int]], start: int, end: int
+    output: OutputStore, parts: list[tuple[str, int]], start: int, end: int
 ) -> AsyncIterator[bytes]:
     """Events carrying bytes [start, end) of the stream made of `parts`."""
     base = 0
@@ -254,7 +254,11 @@ def _nodes(
     return None
 
 
-def _readable_lines(keep: Any, session: Session, rows: list[OutputLine]) -> list[OutputLine]:
+def _readable_lines(
+    keep: Callable[[Session, list[Invocation]], list[Invocation]],
+    session: Session,
+    rows: list[OutputLine],
+) -> list[OutputLine]:
     """The lines on invocations the caller may read, decided once per invocation."""
     if not rows:
         return rows
