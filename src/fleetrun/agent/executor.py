@@ -26,11 +26,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fleetrun.agent import facts
+from fleetrun.agent.batching import OutputBatcher
 from fleetrun.agent.cgroups import enter_cgroup
 from fleetrun.agent.download import DownloadError, fetch_script
 from fleetrun.agent.journal import Entry, Journal, Outbox, Stream, process_start_time
@@ -268,11 +269,14 @@ class Execution:
         streams: dict[int, Stream] = {1: "stdout", 2: "stderr"}
         maskers = {1: self._masker(), 2: self._masker()}
 
+        def emit(stream: str, data: bytes) -> None:
+            self.outbox.output(idx, cast(Stream, stream), data)
+            self.on_output()
+
+        batcher = OutputBatcher(emit, now=loop.time, later=loop.call_later)
+
         def on_data(fd: int, data: bytes) -> None:
-            masked = maskers[fd].feed(data)  # secrets never reach the spool
-            if masked:
-                self.outbox.output(idx, streams[fd], masked)
-                self.on_output()
+            batcher.add(streams[fd], maskers[fd].feed(data))  # secrets never reach the spool
 
         try:
             transport, proto = await loop.subprocess_exec(
@@ -303,6 +307,7 @@ class Execution:
             await asyncio.wait(proto.pipes_closed, timeout=PIPE_DRAIN_S)
         finally:
             transport.close()
+            batcher.flush()
             for fd, masker in maskers.items():
                 rest = masker.flush()
                 if rest:

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from fleetrun.cli import completion, render
 from fleetrun.cli.base import F, api_options, options
+from fleetrun.cli.output import tail
 from fleetrun.cli.send import wait_limits, wait_options
 from fleetrun.cli.waiting import counts_text
 from fleetrun.core.errors import ValidationError
@@ -249,6 +250,9 @@ def invocation_table(invocations: list[Invocation], *, with_command: bool = Fals
 @api_options
 def invocations() -> None:
     """Invocations: one command on one node."""
+
+
+invocations.add_command(tail)
 
 
 @invocations.command("list")

@@ -62,6 +62,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "invocations",
         "Invocations: one command on one node.",
     ),
+    "output": (
+        "fleetrun.cli.output",
+        "output",
+        "Output: search what nodes printed, across commands.",
+    ),
     "documents": (
         "fleetrun.cli.documents",
         "documents",

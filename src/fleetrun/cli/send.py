@@ -180,6 +180,12 @@ def wait_limits(
     help="One message per command status change (default), or per node's invocation.",
 )
 @click.option("--wait", is_flag=True, help="Wait, show progress, then each node's output.")
+@click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="With --wait: print each node's lines as they arrive, prefixed by its name.",
+)
 @wait_options
 @api_options
 @click.pass_context
@@ -206,6 +212,7 @@ def send(
     notify_on: str | None,
     notify_type: str | None,
     wait: bool,
+    follow: bool,
     wait_timeout: str | None,
     unreachable_after: str | None,
     only_failed: bool,
@@ -213,12 +220,18 @@ def send(
     """Run a script or a document on nodes: print its id, or --wait for the results.
 
     With --wait: progress, then each node's result and a summary; the wait always ends
-    (--wait-timeout, --unreachable-after) and the exit code says how it went."""
+    (--wait-timeout, --unreachable-after) and the exit code says how it went. With
+    --wait --follow: each node's lines as they arrive, then the summary."""
     opts = options(ctx)
     script = _script(script, script_file, document)
-    if not wait and (wait_timeout or unreachable_after or only_failed):
+    if not wait and (wait_timeout or unreachable_after or only_failed or follow):
         raise ValidationError(
-            "--wait-timeout, --unreachable-after and --only-failed go with --wait."
+            "--follow, --wait-timeout, --unreachable-after and --only-failed go with --wait."
+        )
+    if follow and opts.json:
+        raise ValidationError(
+            "--follow prints lines as they arrive, not one JSON document: leave out --json "
+            "(or follow as JSON lines with fleetrun invocations tail ID --follow --json)."
         )
     wait_timeout_s, unreachable_after_s = wait_limits(wait_timeout, unreachable_after)
     name, version = _document(document) if document else ("RunShellScript", None)
@@ -274,6 +287,7 @@ def send(
             wait_timeout_s=wait_timeout_s,
             unreachable_after_s=unreachable_after_s,
             only_failed=only_failed,
+            follow=follow,
         )
     )
 

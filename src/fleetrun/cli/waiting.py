@@ -73,6 +73,9 @@ class Watched:
     unreachable: list[Invocation] = field(default_factory=list)
 
 
+FOLLOW_DRAIN_S = 10.0  # a finished command's streams end within this long
+
+
 def counts_text(counts: dict[str, int], fallback: str = "") -> str:
     parts = [f"{status} {counts[status]}" for status in ORDER if counts.get(status)]
     parts += [f"{s} {n}" for s, n in sorted(counts.items()) if s not in ORDER and n]
@@ -399,17 +402,22 @@ def wait_and_report(
     wait_timeout_s: float | None,
     unreachable_after_s: float,
     only_failed: bool = False,
+    follow: bool = False,
 ) -> Exit:
     """Wait (with progress on a terminal), print each node's result and the summary (or
     the JSON of all of it), and return the exit code. Ctrl-C stops the wait, not the
-    command, and says how to come back to it."""
+    command, and says how to come back to it. With `follow`, each node's lines are
+    printed as they arrive instead of the progress and the results."""
     try:
-        watched = watch_with_progress(
-            client,
-            command,
-            wait_timeout_s=wait_timeout_s,
-            unreachable_after_s=unreachable_after_s,
-        )
+        if follow:
+            watched = _watch_following(client, command, wait_timeout_s, unreachable_after_s)
+        else:
+            watched = watch_with_progress(
+                client,
+                command,
+                wait_timeout_s=wait_timeout_s,
+                unreachable_after_s=unreachable_after_s,
+            )
         invocations = client.list_invocations(command.id, details=True)
     except KeyboardInterrupt:
         render.err.print(
@@ -435,6 +443,25 @@ def wait_and_report(
             }
         )
     else:
-        print_results(command.id, invocations, only_failed=only_failed)
+        if not follow:
+            print_results(command.id, invocations, only_failed=only_failed)
         print_summary(result, command.id, unreachable_after_s)
     return result.exit
+
+
+def _watch_following(
+    client: Client, command: Command, wait_timeout_s: float | None, unreachable_after_s: float
+) -> Watched:
+    """Print every node's lines as they arrive while the command is watched; once it has
+    ended, wait for what the streams still carry (those of nodes still running, after a
+    wait that ran out, are left)."""
+    from fleetrun.cli.follow import Followers, LinePrinter, colour_wanted, sources_of
+
+    sources = sources_of(client, command.id, None, ("stdout", "stderr"))
+    printer = LinePrinter(sources, as_json=False, colour=colour_wanted())
+    followers = Followers(client, printer, sources).start()
+    watched = watch(
+        client, command.id, wait_timeout_s=wait_timeout_s, unreachable_after_s=unreachable_after_s
+    )
+    followers.join(FOLLOW_DRAIN_S if watched.ending is Ending.FINISHED else 0.5)
+    return watched

@@ -21,8 +21,10 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from fleetrun.core.errors import ConnectionError_
 from fleetrun.schemas.events import Event
 from fleetrun.sdk import admin, alarms, fleet, runcommands
+from fleetrun.sdk import output as output_ops
 from fleetrun.sdk.client import Base
 from fleetrun.sdk.wire import (
     Call,
@@ -305,12 +307,43 @@ class AsyncClient(Base):
         step: int | None = None,
         start: int | None = None,
         end: int | None = None,
+        follow: bool = False,
     ) -> AsyncIterator[bytes]:
-        """The full stream as it is stored, in chunks (`start`/`end`: a byte range)."""
+        """The full stream as it is stored, in chunks (`start`/`end`: a byte range);
+        with `follow`, as it is stored until the invocation ends (`Client.iter_output`)."""
+        if follow:
+            output_ops.check_follow(step, end)
+            async for chunk in self._follow(command_id, node_id, stream, start or 0):
+                yield chunk
+            return
         where = fleet.iter_output(command_id, node_id, stream, step=step, start=start, end=end)
         async with self._open(where) as response:
             async for chunk in response.aiter_bytes():
                 yield chunk
+
+    async def _follow(
+        self, command_id: str, node_id: str, stream: str, offset: int
+    ) -> AsyncIterator[bytes]:
+        failures = 0
+        while True:
+            where = output_ops.stream_output(command_id, node_id, stream, offset)
+            try:
+                async with self._open(where) as response:
+                    frames = output_ops.OutputFrames()
+                    async for line in response.aiter_lines():
+                        got = frames.feed(line)
+                        if isinstance(got, output_ops.Ended):
+                            return
+                        if got is not None and got.end > offset:
+                            yield got.data[offset - got.offset :]
+                            offset, failures = got.end, 0
+            except ConnectionError_:
+                failures += 1
+                if failures > output_ops.RECONNECTS:
+                    raise
+                await asyncio.sleep(output_ops.backoff_s(failures))
+
+    search_output = call(output_ops.search_output)
 
     async def get_output(
         self, command_id: str, node_id: str, stream: str = "stdout", **kw: Any

@@ -19,10 +19,11 @@ import httpx
 from pydantic import BaseModel
 
 from fleetrun import __version__
-from fleetrun.core.errors import ValidationError
+from fleetrun.core.errors import ConnectionError_, ValidationError
 from fleetrun.core.transport import plain_http_off_host
 from fleetrun.schemas.events import Event
 from fleetrun.sdk import admin, alarms, fleet, runcommands
+from fleetrun.sdk import output as output_ops
 from fleetrun.sdk.fleet import LONG_POLL_S as LONG_POLL_S
 from fleetrun.sdk.fleet import build_targets as build_targets
 from fleetrun.sdk.runcommands import RunCommandDefinition as RunCommandDefinition
@@ -410,10 +411,39 @@ class Client(Base):
         step: int | None = None,
         start: int | None = None,
         end: int | None = None,
+        follow: bool = False,
     ) -> Iterator[bytes]:
-        """The full stream as it is stored, in chunks (`start`/`end`: a byte range)."""
+        """The full stream as it is stored, in chunks (`start`/`end`: a byte range).
+        With `follow`, the chunks as they are stored, from `start`, until the invocation
+        has ended: a lost connection is resumed where it stopped, each byte once."""
+        if follow:
+            output_ops.check_follow(step, end)
+            return self._follow(command_id, node_id, stream, start or 0)
         where = fleet.iter_output(command_id, node_id, stream, step=step, start=start, end=end)
         return self._chunks(where)
+
+    def _follow(self, command_id: str, node_id: str, stream: str, offset: int) -> Iterator[bytes]:
+        failures = 0
+        while True:
+            where = output_ops.stream_output(command_id, node_id, stream, offset)
+            try:
+                with self._open(where) as response:
+                    frames = output_ops.OutputFrames()
+                    for line in response.iter_lines():
+                        got = frames.feed(line)
+                        if isinstance(got, output_ops.Ended):
+                            return
+                        if got is not None and got.end > offset:
+                            yield got.data[offset - got.offset :]
+                            offset, failures = got.end, 0
+            except ConnectionError_:
+                failures += 1
+                if failures > output_ops.RECONNECTS:
+                    raise
+                time.sleep(output_ops.backoff_s(failures))
+            # The server ended the stream early (it is stopping): go on from `offset`.
+
+    search_output = call(output_ops.search_output)
 
     def get_output(self, command_id: str, node_id: str, stream: str = "stdout", **kw: Any) -> bytes:
         return b"".join(self.iter_output(command_id, node_id, stream, **kw))

@@ -49,6 +49,7 @@ from fleetrun.server.api import (
     groups,
     identity,
     nodes,
+    output,
     policies,
     principals,
     roles,
@@ -104,6 +105,7 @@ ROUTERS = (
     rules.channels_router,
     alarms.router,
     alarms.outputs_router,
+    output.router,
 )
 
 DOCS_ASSETS = "/docs/assets"
@@ -275,6 +277,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.alarms.start()
     await state.forwarding.start()
     state.retention.start()
+    await state.indexer.start()
     log.info("fleetrun %s serving; data in %s", __version__, state.settings.data_dir)
     state.ready = True
     try:
@@ -287,6 +290,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.alarms.stop()
         await state.forwarding.stop()
         await state.gateway.stop()
+        await state.indexer.stop()
         await state.dispatcher.stop()
         await state.audit.stop()
         await state.output.close()

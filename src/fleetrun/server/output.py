@@ -24,6 +24,11 @@ STDERR_TAIL_CHARS = 8_000
 READ_CHUNK = 256 * 1024
 
 
+def output_key(invocation_id: str) -> str:
+    """What readers following an invocation's output subscribe to (`Changes`)."""
+    return f"output:{invocation_id}"
+
+
 def stream_key(command_id: str, node_id: str, step: int, stream: str) -> str:
     return f"{command_id}/{node_id}/{step}.{stream}"
 

@@ -19,6 +19,7 @@ from fleetrun.server.engine import commands as engine_commands
 from fleetrun.server.forwarding import Forwarding
 from fleetrun.server.gateway.gateway import Gateway
 from fleetrun.server.identities import IdentityCache
+from fleetrun.server.indexer import OutputIndexer
 from fleetrun.server.metrics import Metrics
 from fleetrun.server.outbox import Outbox
 from fleetrun.server.output import OutputStore
@@ -51,6 +52,7 @@ class ServerState:
     alarms: AlarmEvaluator = field(init=False)
     forwarding: Forwarding = field(init=False)
     retention: Retention = field(init=False)
+    indexer: OutputIndexer = field(init=False)  # output lines into the search index
     destinations: DestinationPolicy = field(init=False)  # where server-side requests may go
     # From the end of startup to the start of shutdown: what /readyz reports, so that a
     # balancer sends no new requests to a replica that is stopping.
@@ -84,6 +86,7 @@ class ServerState:
             self.forwarding.wake_after_commit,
         ]
         self.retention = Retention(self, self.forwarding.cursors)
+        self.indexer = OutputIndexer(self)
 
     def refresh_commands(self, tx: Tx, command_ids: Iterable[str]) -> None:
         """Recompute these commands' status in `tx` (on the database thread), and once

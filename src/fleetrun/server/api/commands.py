@@ -178,7 +178,7 @@ async def list_invocations(
             details=details,
             limit=limit,
             cursor=cursor,
-            keep=_readable(caller, "ListCommandInvocations"),
+            keep=readable_invocations(caller, "ListCommandInvocations"),
         )
 
     return await state_of(request).db.read(read)
@@ -214,7 +214,7 @@ async def list_all_invocations(
             details=details,
             limit=limit,
             cursor=cursor,
-            keep=_readable(caller, "ListCommandInvocations"),
+            keep=readable_invocations(caller, "ListCommandInvocations"),
         )
     )
 
@@ -229,7 +229,7 @@ async def get_invocation(
     def read(session: Session) -> schemas.Invocation:
         command = store.read_command(session, command_id)
         inv = invocation_store.read_invocation(session, command_id, node_id)
-        _require_invocation(session, caller, command, node_id)
+        require_invocation(session, caller, command, node_id)
         return invocation_store.to_schema(
             inv,
             invocation_store.read_steps(session, inv.id),
@@ -271,7 +271,7 @@ async def get_output(
     def read(session: Session) -> list[InvocationStep]:
         command = store.read_command(session, command_id)
         inv = invocation_store.read_invocation(session, command_id, node_id)
-        _require_invocation(session, caller, command, node_id)
+        require_invocation(session, caller, command, node_id)
         retention.check_output(inv, state.settings.retention_output_s)
         return invocation_store.read_steps(session, inv.id)
 
@@ -321,7 +321,7 @@ def _node_contexts(
     }
 
 
-def _readable(
+def readable_invocations(
     caller: Caller, action_name: str
 ) -> Callable[[Session, list[Invocation]], list[Invocation]]:
     """Keep the invocations the caller may read: each is decided on its node."""
@@ -344,7 +344,7 @@ def _readable(
     return keep
 
 
-def _require_invocation(session: Session, caller: Caller, command: Command, node_id: str) -> None:
+def require_invocation(session: Session, caller: Caller, command: Command, node_id: str) -> None:
     documents = {command.id: command.document_name}
     context = _node_contexts(session, documents, [(command.id, node_id)])[(command.id, node_id)]
     caller.require("GetCommandInvocation", access.frn("node", node_id), context)

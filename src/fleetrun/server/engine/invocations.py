@@ -99,6 +99,8 @@ class Applied:
     commands: set[str] = field(default_factory=set)  # commands whose status may change
     stop: list[str] = field(default_factory=list)  # accepted, but the server already ended it
     output_bytes: int = 0  # of output stored (not counting frames sent again)
+    outputs: set[str] = field(default_factory=set)  # whose output or state changed
+    grown: set[tuple[str, int, str]] = field(default_factory=set)  # (invocation, step, stream)
 
 
 # Told of each chunk of output stored: (session, invocation, step, stream, offset, size).
@@ -210,6 +212,8 @@ class FrameApplier:
         if self.on_output is not None:
             offset = step.stdout_bytes if frame.stream == "stdout" else step.stderr_bytes
             self.on_output(self.session, inv, frame.step, frame.stream, offset, len(data))
+        self.applied.outputs.add(inv.id)
+        self.applied.grown.add((inv.id, frame.step, frame.stream))  # to index (server/indexer)
         if frame.stream == "stdout":
             self.output.write(key, step.stdout_bytes, data)
             step.stdout_bytes += len(data)
@@ -220,6 +224,7 @@ class FrameApplier:
             step.stderr_tail = append_tail(step.stderr_tail, data, STDERR_TAIL_CHARS)
 
     def _state(self, inv: Invocation, frame: protocol.State) -> None:
+        self.applied.outputs.add(inv.id)  # a follower of its output learns it ended
         started = _time(frame.started_at)
         ended = _time(frame.ended_at)
         if frame.step is not None:

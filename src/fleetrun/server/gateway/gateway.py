@@ -27,6 +27,7 @@ from fleetrun.core import logs, protocol
 from fleetrun.server.db import Tx
 from fleetrun.server.engine import invocations as engine_invocations
 from fleetrun.server.gateway.session import AgentSession
+from fleetrun.server.output import output_key
 from fleetrun.server.store import nodes as node_store
 from fleetrun.server.store.tables import Node, utcnow
 
@@ -298,6 +299,9 @@ class Gateway:
                 results = await self._apply_one_by_one(groups)
             for session, applied in results.items():
                 self.state.metrics.frames_stored(groups[session], applied.output_bytes)
+                self.state.indexer.grew(applied.grown)
+                for invocation_id in applied.outputs:
+                    self.state.changes.publish(output_key(invocation_id))
                 for invocation_id, seq in applied.received.items():
                     await session.send(protocol.Received(invocation_id=invocation_id, seq=seq))
                 for invocation_id in applied.stop:

@@ -22,8 +22,8 @@ from fleetrun.core.targets import MAX_VALUES
 from fleetrun.server.api.commands import (
     _cancellable,
     _command_resource,
-    _readable,
-    _require_invocation,
+    readable_invocations,
+    require_invocation,
 )
 from fleetrun.server.db import Tx
 from fleetrun.server.engine import commands as engine_commands
@@ -78,7 +78,7 @@ async def get_command_invocation(call: Call) -> dict[str, Any]:
                 "InvocationDoesNotExist",
                 f"Command {command_id} has no invocation on instance {node_id}.",
             ) from exc
-        _require_invocation(session, caller, command, node_id)
+        require_invocation(session, caller, command, node_id)
         where = s3output.read_where(session, [command_id]).get(command_id)
         return command, inv, invocation_store.read_steps(session, inv.id), where
 
@@ -166,7 +166,7 @@ async def list_command_invocations(call: Call) -> dict[str, Any]:
         _check_command_id(command_id)
     if node_id is not None:
         _check_instance_id(node_id)
-    keep = _readable(caller, "ListCommandInvocations")
+    keep = readable_invocations(caller, "ListCommandInvocations")
 
     def read(session: Session) -> tuple[list[_Row], str | None, dict[str, s3output.Where]]:
         if command_id is not None:

@@ -357,6 +357,37 @@ class InvocationStep(Base):
     stderr_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     stdout_tail: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
     stderr_tail: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    # How far each stream is in the search index (server/indexer.py).
+    stdout_indexed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    stderr_indexed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class OutputLine(Base):
+    """One line of stored output, for search (`store/outputlines.py`). On SQLite the
+    full-text index is the FTS5 table `output_lines_fts`, on PostgreSQL a GIN index
+    over `to_tsvector('simple', text)`: both made by migration 0720."""
+
+    __tablename__ = "output_lines"
+    __table_args__ = (
+        UniqueConstraint("invocation_id", "step", "stream", "line_no"),
+        # A search finds lines by the full-text index or by id (newest first), then
+        # checks their scope: no index per node or command to keep up as lines arrive.
+        Index("ix_output_lines_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    invocation_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("invocations.id", ondelete="CASCADE")
+    )
+    command_id: Mapped[str] = mapped_column(String(36))
+    node_id: Mapped[str] = mapped_column(String(20))
+    step: Mapped[int] = mapped_column(Integer)
+    stream: Mapped[str] = mapped_column(String(8))
+    line_no: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    text: Mapped[str] = mapped_column(Text)
 
 
 class CommandOutputS3(Base):
