@@ -50,6 +50,7 @@ def test_output_past_retention_is_deleted_and_reads_say_so(kept_30d):
     app.advance(29 * DAY)
     assert app.http.portal.call(state.retention.sweep) == 0  # not yet
     assert app.client.get_output(old, node.node_id) == b"old output\n"
+    wait_for(lambda: app.client.search_output("old output").items, what="the line indexed")
     app.advance(2 * DAY)  # it ended 31 days ago
     wait_for(lambda: _expired(app, old, node.node_id), what="the old output to expire")
     with pytest.raises(ExpiredError, match=r"expired on .*kept 30 days.*status and exit code"):
@@ -58,6 +59,7 @@ def test_output_past_retention_is_deleted_and_reads_say_so(kept_30d):
     assert invocation.status == "Success" and invocation.steps[0].stdout == ""
     assert not any((app.data_dir / "output" / old).rglob("*.stdout"))
     assert invocation.output_expired_at is not None
+    assert app.client.search_output("old output").items == []  # gone from the index too
     shown = app.cli("invocations", "show", old, node.node_id)
     assert shown.exit_code == 0 and "Output: expired on" in shown.stdout
     result = app.cli("invocations", "show", old, node.node_id, "--full", "--json")

@@ -20,14 +20,14 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from fleetrun.core.errors import ExpiredError
 from fleetrun.core.events import iso
 from fleetrun.server import outputlog
 from fleetrun.server.db import Tx
-from fleetrun.server.store.tables import Invocation, InvocationStep
+from fleetrun.server.store.tables import Invocation, InvocationStep, OutputLine
 
 if TYPE_CHECKING:
     from fleetrun.server.state import ServerState
@@ -78,6 +78,12 @@ def expire_output(session: Session, now: datetime, retention_s: float) -> list[t
             update(InvocationStep)
             .where(InvocationStep.invocation_id.in_(ids))
             .values(stdout_tail=b"", stderr_tail=b"")
+            .execution_options(synchronize_session=False)
+        )
+        # and their lines leave the search index with them (store/outputlines.py)
+        session.execute(
+            delete(OutputLine)
+            .where(OutputLine.invocation_id.in_(ids))
             .execution_options(synchronize_session=False)
         )
     return [(row[1], row[2]) for row in claimed]

@@ -365,7 +365,7 @@ class InvocationStep(Base):
 class OutputLine(Base):
     """One line of stored output, for search (`store/outputlines.py`). On SQLite the
     full-text index is the FTS5 table `output_lines_fts`, on PostgreSQL a GIN index
-    over `to_tsvector('simple', text)`: both made by migration 0720."""
+    over `to_tsvector('simple', text)`: both made by migration 0740."""
 
     __tablename__ = "output_lines"
     __table_args__ = (

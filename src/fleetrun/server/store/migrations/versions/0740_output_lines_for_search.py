@@ -1,7 +1,7 @@
 """output lines and their full-text index, for searching output
 
-Revision ID: 0720
-Revises: 0600
+Revision ID: 0740
+Revises: 0730
 Create Date: 2026-12-03 21:00:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0720"
-down_revision = "0600"
+revision = "0740"
+down_revision = "0730"
 branch_labels = None
 depends_on = None
 
