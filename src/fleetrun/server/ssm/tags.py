@@ -11,8 +11,9 @@ RemoveTagsFromResource and ListTagsForResource.
 
 The gate decides the same fleetrun action, picked by ResourceType (ssm:AddTagsToResource
 on a ManagedInstance is fleetrun:TagNode, on a Document fleetrun:TagDocument: the names
-`fleetrun.core.ssmnames` gives them), then each resource is decided as above. Adding a key a resource has overwrites its value; removing a key it lacks is not
-an error, as in SSM. Other resource types answer InvalidResourceType.
+`fleetrun.core.ssmnames` gives them), then each resource is decided as above. Adding
+a key a resource has overwrites its value; removing a key it lacks is not an error, as
+in SSM. Other resource types answer InvalidResourceType.
 """
 
 from __future__ import annotations
