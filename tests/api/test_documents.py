@@ -67,6 +67,12 @@ def test_built_in_documents_cannot_be_changed_and_names_are_checked(app):
             "RunShellScript",
             "mainSteps: [{name: a, action: runShellScript, inputs: {runCommand: x}}]",
         )
+    # nor a built-in's name in SSM's API, where it would name the built-in
+    with pytest.raises(ConflictError, match="SSM name of the built-in document RunPythonScript"):
+        client.create_document(
+            "AWS-RunPythonScript",
+            "mainSteps: [{name: a, action: runShellScript, inputs: {runCommand: x}}]",
+        )
     with pytest.raises(ValidationError, match="Document name 'x!' is not valid"):
         client.create_document(
             "x!", "mainSteps: [{name: a, action: runShellScript, inputs: {runCommand: x}}]"

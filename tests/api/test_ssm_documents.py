@@ -169,6 +169,37 @@ def test_the_built_ins_are_ssms_names(app: App) -> None:
     assert _code(reserved) == "ValidationException"
 
 
+def test_every_built_in_is_aws_named_even_without_an_aws_twin(app: App) -> None:
+    """One mapping (core/ssmnames.py): every built-in is AWS-<name> in SSM's answers,
+    and its fleetrun name is taken as well."""
+    (node,) = app.enrol(1)
+    ssm = ssm_client(app)
+    amazon = ssm.list_documents(Filters=[{"Key": "Owner", "Values": ["Amazon"]}])
+    assert sorted(d["Name"] for d in amazon["DocumentIdentifiers"]) == [
+        "AWS-GetNodeInfo",
+        "AWS-RunPowerShellScript",
+        "AWS-RunPythonScript",
+        "AWS-RunShellScript",
+    ]
+    python = ssm.describe_document(Name="AWS-RunPythonScript")["Document"]
+    assert python["Name"] == "AWS-RunPythonScript" and python["Owner"] == "Amazon"
+    assert ssm.describe_document(Name="RunPythonScript")["Document"]["Name"] == (
+        "AWS-RunPythonScript"
+    )
+    for name in ("AWS-RunPythonScript", "RunPythonScript"):
+        sent = ssm.send_command(
+            InstanceIds=[node.node_id], DocumentName=name, Parameters={"commands": ["print(1)"]}
+        )["Command"]
+        assert sent["DocumentName"] == "AWS-RunPythonScript"
+        assert app.client.get_command(sent["CommandId"]).document_name == "RunPythonScript"
+    listed = ssm.list_commands(Filters=[{"key": "DocumentName", "value": "AWS-RunPythonScript"}])
+    assert len(listed["Commands"]) == 2
+    invocation = ssm.list_command_invocations(CommandId=sent["CommandId"])["CommandInvocations"]
+    assert invocation[0]["DocumentName"] == "AWS-RunPythonScript"
+    with pytest.raises(ssm.exceptions.InvalidDocument):
+        ssm.describe_document(Name="AWS-RunRubyScript")
+
+
 def test_list_documents_filters_and_pages(app: App) -> None:
     ssm = ssm_client(app)
     for name in ("Alpha-Doc", "Beta-Doc", "Gamma-Doc"):

@@ -1,7 +1,7 @@
-"""Policies written for AWS Systems Manager, attached unchanged, decide `fleetrun send`:
-the three example policies of AWS's "Restricting Run Command access based on tags" give
-AccessDenied on exactly the nodes AWS says they do; `fleetrun policy simulate` speaks
-SSM's actions and ARNs too."""
+"""Policies written for AWS Systems Manager, attached unchanged, decide `fleetrun send`
+and boto3's `send_command` alike: the three example policies of AWS's "Restricting Run
+Command access based on tags" give AccessDenied on exactly the nodes AWS says they do,
+through either; `fleetrun policy simulate` speaks SSM's actions and ARNs too."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
+
+from tests.ssmclient import ssm_client
 
 POLICIES = Path(__file__).parent.parent / "policies"
 DENIED = "AccessDenied"
@@ -31,6 +34,13 @@ def enrol(app, **nodes):
     for name, tags in nodes.items():
         app.enrol(1, tags=tags, prefix=name)
     return {n.name.rstrip("0123456789"): n.id for n in app.client.list_nodes()}
+
+
+def aws_key(app, principal):
+    """An AWS access key of the principal (made by the administrator: the seed
+    policies grant no fleetrun:CreateToken)."""
+    created = app.client.create_token(principal, aws=True)
+    return str(created.access_key_id), str(created.secret_access_key)
 
 
 def send_all(app, token, *extra):
@@ -176,3 +186,98 @@ def test_simulate_offline_with_the_seed_file_and_with_no_policy_at_all(app):
     assert json.loads(nothing.stdout) == {"decision": "deny", "matched_statements": []}
     text = app.cli("policy", "simulate", "--action", "ssm:SendCommand")
     assert "No statement allows ssm:SendCommand" in text.stdout
+
+
+# seed -> (nodes and their tags, the nodes it lets one send to)
+SEEDS = {
+    "ssm-tag-finance-webservers.json": (
+        {
+            "web": {"Finance": "WebServers"},
+            "near": {"Finance": "WebServer"},
+            "other": {"Team": "WebServers"},
+            "bare": {},
+        },
+        {"web"},
+    ),
+    "ssm-tag-both-keys.json": (
+        {
+            "both": {"tag_key1": "tag_value1", "tag_key2": "tag_value2"},
+            "one": {"tag_key1": "tag_value1"},
+            "two": {"tag_key2": "tag_value2"},
+            "wrong": {"tag_key1": "tag_value2", "tag_key2": "tag_value1"},
+            "bare": {},
+        },
+        {"both"},
+    ),
+    "ssm-tag-either-key.json": (
+        {
+            "first": {"tag_key1": "tag_value1"},
+            "second": {"tag_key2": "tag_value2"},
+            "both": {"tag_key1": "tag_value1", "tag_key2": "tag_value2"},
+            "neither": {"tag_key1": "other"},
+        },
+        {"first", "second", "both"},
+    ),
+}
+
+
+@pytest.mark.parametrize("seed", list(SEEDS))
+def test_boto3_send_command_gets_the_same_access_denied_nodes_as_fleetrun_send(app, seed):
+    nodes, allowed = SEEDS[seed]
+    ids = enrol(app, **nodes)
+    token = attach_seed(app, "seeded", seed)
+    ssm = ssm_client(app, aws_key(app, "seeded"))
+    sent = ssm.send_command(
+        InstanceIds=sorted(ids.values()),
+        DocumentName="AWS-RunShellScript",
+        Parameters={"commands": ["uptime"]},
+    )["Command"]
+    assert sent["TargetCount"] == len(nodes)
+    admin = ssm_client(app)
+    answered = admin.list_command_invocations(CommandId=sent["CommandId"])
+    by_boto3 = {
+        i["InstanceId"]: (i["Status"], i["StatusDetails"]) for i in answered["CommandInvocations"]
+    }
+    by_send = send_all(app, token)
+    denied = {ids[n] for n in nodes if n not in allowed}
+    assert {n for n, (_, d) in by_boto3.items() if d == "Access Denied"} == denied
+    assert {n for n, s in by_send.items() if s == DENIED} == denied
+    assert {by_boto3[n] for n in denied} == {("Failed", "Access Denied")}
+    assert {by_boto3[ids[n]][0] for n in allowed} <= SENT
+    assert {by_send[ids[n]] for n in allowed} <= SENT
+    # the same as the native view of the command boto3 sent
+    native = {i.node_id: i.status for i in app.client.list_invocations(sent["CommandId"])}
+    assert {n for n, s in native.items() if s == DENIED} == denied
+
+
+def test_a_document_the_seed_does_not_allow_answers_access_denied_exception(app):
+    """Only AWS-* documents (the built-ins, account-less ARNs): one of your own is
+    refused whole, as SSM refuses it, and nothing is created; every built-in is AWS-*."""
+    ids = enrol(app, both={"tag_key1": "tag_value1", "tag_key2": "tag_value2"})
+    attach_seed(app, "both", "ssm-tag-both-keys.json")
+    patch = {
+        "schemaVersion": "2.2",
+        "mainSteps": [
+            {"action": "aws:runShellScript", "name": "p", "inputs": {"runCommand": ["true"]}}
+        ],
+    }
+    admin = ssm_client(app)
+    admin.create_document(Name="Patch", Content=json.dumps(patch))
+    ssm = ssm_client(app, aws_key(app, "both"))
+    with pytest.raises(ClientError) as refused:
+        ssm.send_command(InstanceIds=[ids["both"]], DocumentName="Patch")
+    error = refused.value.response
+    assert error["Error"]["Code"] == "AccessDeniedException"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "fleetrun:SendCommand on frn:fleetrun:document/Patch" in error["Error"]["Message"]
+    assert isinstance(refused.value, ssm.exceptions.AccessDeniedException)
+    assert list(app.client.list_commands()) == []
+    # its ssm:ListCommands reads the (empty) list; AWS-RunPythonScript is an AWS-* document
+    assert ssm.list_commands()["Commands"] == []
+    sent = ssm.send_command(
+        InstanceIds=[ids["both"]],
+        DocumentName="AWS-RunPythonScript",
+        Parameters={"commands": ["print(1)"]},
+    )["Command"]
+    invocations = ssm.list_command_invocations(CommandId=sent["CommandId"])
+    assert [i["Status"] for i in invocations["CommandInvocations"]] in (["Pending"], ["Delayed"])

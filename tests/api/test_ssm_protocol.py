@@ -232,13 +232,17 @@ def test_tokens_create_aws_prints_a_key_whose_secret_is_stored_sealed(app: App) 
     table = app.cli("tokens", "list", "--principal", "ci").stdout
     assert "ACCESS KEY" in table and key_id in table and secret not in table
     # the row holds the secret sealed with the server's key, never in clear
-    with sqlalchemy.create_engine(app.db.url).connect() as db:
-        row = db.execute(
-            sqlalchemy.text(
-                "SELECT secret_sealed, token_hash FROM api_tokens WHERE access_key_id = :k"
-            ),
-            {"k": key_id},
-        ).one()
+    engine = sqlalchemy.create_engine(app.db.url)
+    try:
+        with engine.connect() as db:
+            row = db.execute(
+                sqlalchemy.text(
+                    "SELECT secret_sealed, token_hash FROM api_tokens WHERE access_key_id = :k"
+                ),
+                {"k": key_id},
+            ).one()
+    finally:
+        engine.dispose()  # a pooled PostgreSQL connection left open warns when collected
     assert row[0].startswith("sk1.") and secret not in row[0]
     ssm = ssm_client(app, (key_id, secret))
     with pytest.raises(ClientError) as refused:  # ci has no policy: authenticated, denied

@@ -141,3 +141,58 @@ def test_tagging_is_decided_on_the_tags_before_and_after(app: App) -> None:
         )
     assert _code(document) == "AccessDeniedException"
     assert "fleetrun:TagDocument" in document.value.response["Error"]["Message"]
+
+
+def _key_for(app: App, name: str, *statements: dict) -> tuple[str, str]:
+    admin = app.client
+    admin.create_principal(name)
+    admin.create_policy(f"{name}-p", {"Version": "2012-10-17", "Statement": list(statements)})
+    admin.attach(name, policy=f"{name}-p")
+    created = admin.create_token(name, aws=True)
+    return str(created.access_key_id), str(created.secret_access_key)
+
+
+@pytest.mark.parametrize(
+    "actions",
+    [
+        ["fleetrun:TagDocument", "fleetrun:GetDocument"],
+        ["ssm:AddTagsToResource", "ssm:RemoveTagsFromResource", "ssm:ListTagsForResource"],
+    ],
+)
+def test_a_documents_tags_are_decided_as_tag_document_in_either_vocabulary(
+    app: App, actions: list[str]
+) -> None:
+    """The gate and the document agree: fleetrun:TagDocument (ssm:AddTagsToResource on a
+    document) tags documents and nothing else, whichever vocabulary grants it."""
+    (node,) = app.enrol(1, tags={"env": "dev"})
+    admin = ssm_client(app)
+    admin.create_document(Name="Shared", Content=json.dumps(DOC))
+    resource = (
+        "frn:fleetrun:document/*"
+        if actions[0].startswith("fleetrun:")
+        else "arn:aws:ssm:*:*:document/*"
+    )
+    ssm = ssm_client(
+        app, _key_for(app, "docs", {"Effect": "Allow", "Action": actions, "Resource": resource})
+    )
+    ssm.add_tags_to_resource(
+        ResourceType="Document", ResourceId="Shared", Tags=[{"Key": "team", "Value": "ops"}]
+    )
+    assert _tags(ssm, "Document", "Shared") == {"team": "ops"}
+    ssm.remove_tags_from_resource(ResourceType="Document", ResourceId="Shared", TagKeys=["team"])
+    assert _tags(admin, "Document", "Shared") == {}
+    for call in (
+        lambda: ssm.add_tags_to_resource(
+            ResourceType="ManagedInstance",
+            ResourceId=node.node_id,
+            Tags=[{"Key": "a", "Value": "1"}],
+        ),
+        lambda: ssm.list_tags_for_resource(ResourceType="ManagedInstance", ResourceId=node.node_id),
+    ):
+        with pytest.raises(ClientError) as refused:
+            call()
+        assert _code(refused) == "AccessDeniedException"
+    assert app.client.get_node(node.node_id).tags == {"env": "dev"}
+    records = app.client.request("GET", "/v1/audit", params={"action": "fleetrun:TagDocument"})
+    tagged = [r for r in records["items"] if r.get("path") == "/" and r["principal"] == "docs"]
+    assert len(tagged) == 2 and {r["status"] for r in tagged} == {200}

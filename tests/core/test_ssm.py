@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fleetrun.core import ssm
+from fleetrun.core import events, eventshapes, ssm
+from fleetrun.core.statuses import CommandStatus, InvocationStatus
 
 
 @pytest.mark.parametrize(
@@ -50,17 +51,15 @@ def test_command_details_read_as_ssms(status, detail, details):
     assert ssm.command_status(status) == status
 
 
-@pytest.mark.parametrize(
-    ("ssm_name", "native"),
-    [
-        ("AWS-RunShellScript", "RunShellScript"),
-        ("AWS-RunPowerShellScript", "RunPowerShellScript"),
-        ("MyDocument", "MyDocument"),
-    ],
-)
-def test_document_names_go_both_ways(ssm_name, native):
-    assert ssm.native_document(ssm_name) == native
-    assert ssm.ssm_document(native) == ssm_name
+@pytest.mark.parametrize("status", [*InvocationStatus, *CommandStatus])
+def test_one_status_table_for_the_api_and_the_event_shape(status):
+    """What ListCommandInvocations says and what an SSM-shaped event says agree."""
+    detail = {"command-id": "c", "document-name": "RunShellScript", "status": str(status)}
+    event = {"detail-type": events.INVOCATION_STATUS, "detail": {**detail, "node-id": "n-1"}}
+    shaped = eventshapes.aws_event(event)
+    assert shaped is not None and shaped["detail"]["status"] == ssm.invocation_status(status)
+    expected = "Failed" if status in ("Terminated", "Undeliverable", "AccessDenied") else status
+    assert ssm.invocation_status(status) == expected
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fleetrun.core import access, ssmnames
+from fleetrun.core.documents import BUILTIN_DOCUMENTS
 from fleetrun.core.matching import resource_matches
 from fleetrun.core.policy import parse_policy
 
@@ -45,6 +46,7 @@ def deny(action, resource="*", condition=None):
                 "ssm:GetDocument",
                 "ssm:DescribeDocument",
                 "ssm:ListDocumentVersions",
+                "ssm:ListTagsForResource",
             ),
         ),
         (
@@ -63,9 +65,27 @@ def deny(action, resource="*", condition=None):
             NODE,
             ("ssm:DescribeInstanceInformation", "fleetrun:ListNodes", "fleetrun:GetNode"),
         ),
-        # ListTagsForResource on a document is no fleetrun:GetNode
+        # the tag operations answer to the fleetrun action on the resource's kind
         ("ssm:ListTagsForResource", NODE, ("ssm:ListTagsForResource", "fleetrun:GetNode")),
-        ("ssm:ListTagsForResource", MINE, ("ssm:ListTagsForResource",)),
+        ("ssm:ListTagsForResource", MINE, ("ssm:ListTagsForResource", "fleetrun:GetDocument")),
+        ("ssm:AddTagsToResource", NODE, ("ssm:AddTagsToResource", "fleetrun:TagNode")),
+        ("ssm:AddTagsToResource", MINE, ("ssm:AddTagsToResource", "fleetrun:TagDocument")),
+        (
+            "ssm:RemoveTagsFromResource",
+            MINE,
+            ("ssm:RemoveTagsFromResource", "fleetrun:TagDocument"),
+        ),
+        (
+            "ssm:AddTagsToResource",
+            None,
+            ("ssm:AddTagsToResource", "fleetrun:TagNode", "fleetrun:TagDocument"),
+        ),
+        (
+            "fleetrun:TagDocument",
+            MINE,
+            ("fleetrun:TagDocument", "ssm:AddTagsToResource", "ssm:RemoveTagsFromResource"),
+        ),
+        ("ssm:ListTagsForResource", "frn:fleetrun:command/c-1", ("ssm:ListTagsForResource",)),
         ("ssm:UpdateInstanceInformation", None, ("ssm:UpdateInstanceInformation",)),
         ("ec2:DescribeInstances", None, ("ec2:DescribeInstances",)),
     ],
@@ -334,6 +354,48 @@ def test_seed_policy_three_either_group(tags, allowed):
         # an SSM operation with no fleetrun twin is decided on its own name only
         ([allow("fleetrun:*")], "ssm:UpdateInstanceInformation", "*", None, False),
         ([allow("fleetrun:GetNode")], "ssm:DescribeInstanceInformation", NODE, None, True),
+        # the tag operations: fleetrun:TagDocument / GetDocument on a document,
+        # fleetrun:TagNode / GetNode on a node, in either vocabulary
+        (
+            [allow("ssm:AddTagsToResource", "arn:aws:ssm:*:*:document/*")],
+            "fleetrun:TagDocument",
+            MINE,
+            None,
+            True,
+        ),
+        (
+            [allow("ssm:AddTagsToResource", "arn:aws:ssm:*:*:document/*")],
+            "fleetrun:TagNode",
+            NODE,
+            None,
+            False,
+        ),
+        ([allow("ssm:RemoveTagsFromResource")], "fleetrun:TagDocument", MINE, None, True),
+        ([allow("ssm:AddTagsToResource")], "fleetrun:TagNode", NODE, {"env": "dev"}, True),
+        ([allow("ssm:AddTagsToResource")], "fleetrun:GetDocument", MINE, None, False),
+        ([allow("fleetrun:TagDocument")], "ssm:AddTagsToResource", MINE, None, True),
+        ([allow("fleetrun:TagDocument")], "ssm:RemoveTagsFromResource", MINE, None, True),
+        ([allow("fleetrun:TagDocument")], "ssm:AddTagsToResource", NODE, None, False),
+        ([allow("fleetrun:TagNode")], "ssm:AddTagsToResource", MINE, None, False),
+        ([allow("fleetrun:GetDocument")], "ssm:ListTagsForResource", MINE, None, True),
+        ([allow("fleetrun:GetDocument")], "ssm:ListTagsForResource", NODE, None, False),
+        ([allow("ssm:ListTagsForResource")], "fleetrun:GetDocument", MINE, None, True),
+        ([allow("ssm:ListTagsForResource")], "fleetrun:TagDocument", MINE, None, False),
+        (
+            [allow("fleetrun:*"), deny("ssm:AddTagsToResource")],
+            "fleetrun:TagDocument",
+            MINE,
+            None,
+            False,
+        ),
+        (
+            [allow("ssm:*"), deny("fleetrun:TagDocument")],
+            "ssm:AddTagsToResource",
+            MINE,
+            None,
+            False,
+        ),
+        ([allow("ssm:*"), deny("fleetrun:TagDocument")], "ssm:AddTagsToResource", NODE, None, True),
         # nothing allows: implicit deny
         ([deny("ssm:CancelCommand")], "fleetrun:SendCommand", NODE, None, False),
     ],
@@ -342,11 +404,39 @@ def test_mixed_vocabularies(statements, action, resource, tags, allowed):
     assert decides([policy(*statements)], action, resource, tags) is allowed
 
 
-def test_built_in_documents_are_aws_owned_in_ssm_words():
-    assert ssmnames.document_name("RunShellScript") == "AWS-RunShellScript"
-    assert ssmnames.document_name("Patch") == "Patch"
-    assert ssmnames.fleetrun_document("AWS-RunPowerShellScript") == "RunPowerShellScript"
+@pytest.mark.parametrize(
+    ("native", "in_ssm", "arn"),
+    [
+        # AWS's own twins
+        ("RunShellScript", "AWS-RunShellScript", "arn:aws:ssm:*::document/AWS-RunShellScript"),
+        (
+            "RunPowerShellScript",
+            "AWS-RunPowerShellScript",
+            "arn:aws:ssm:*::document/AWS-RunPowerShellScript",
+        ),
+        # fleetrun's built-ins with no AWS twin are service-owned all the same
+        ("RunPythonScript", "AWS-RunPythonScript", "arn:aws:ssm:*::document/AWS-RunPythonScript"),
+        ("GetNodeInfo", "AWS-GetNodeInfo", "arn:aws:ssm:*::document/AWS-GetNodeInfo"),
+        # a document of yours: its own name, in an account
+        ("Patch", "Patch", "arn:aws:ssm:*:*:document/Patch"),
+    ],
+)
+def test_document_names_and_arns_go_both_ways(native, in_ssm, arn):
+    assert ssmnames.document_name(native) == in_ssm
+    assert ssmnames.fleetrun_document(in_ssm) == native
+    assert ssmnames.fleetrun_document(native) == native  # fleetrun's own name is taken too
+    assert ssmnames.arns("document", native) == (arn,)
+    assert ssmnames.parse_arn(arn.replace("*", "us-east-2", 1)) == ("document", native)
+
+
+def test_every_built_in_has_an_aws_name():
+    for name in BUILTIN_DOCUMENTS:
+        assert ssmnames.document_name(name) == "AWS-" + name
+
+
+def test_names_that_are_no_built_in():
     assert ssmnames.fleetrun_document("AWS-Unknown") == "AWS-Unknown"
+    assert ssmnames.fleetrun_document("AWS-") == "AWS-"
     assert ssmnames.parse_arn("arn:aws:ssm:us-east-1:1:document/*") is None
     assert ssmnames.parse_arn("arn:aws:ssm:us-east-1:1:parameter/x") is None
     assert ssmnames.parse_arn("not an arn") is None

@@ -10,9 +10,11 @@ expects:
      "region": "us-east-1", "resources": [], "detail": {"command-id": ..., "status": ...}}
 
 Only command and invocation status changes have an SSM shape (SSM's two Run Command
-detail-types); a rule in the `aws` shape sees no other event. Statuses are spelt as SSM
-spells them: an invocation in AccessDenied, Terminated or Undeliverable is `Failed`
-(SSM keeps those words for StatusDetails), and built-in documents are `AWS-<name>`.
+detail-types); a rule in the `aws` shape sees no other event. Statuses are spelt as the
+API's shapes spell them (`ssm.invocation_status`: an invocation in AccessDenied,
+Terminated or Undeliverable is `Failed`, SSM keeps those words for StatusDetails), and
+documents are named as the API names them (`ssmnames.document_name`: built-ins are
+`AWS-<name>`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fleetrun.core import events, ssmnames
+from fleetrun.core import events, ssm, ssmnames
 
 FLEETRUN = "fleetrun"
 AWS = "aws"
@@ -45,9 +47,6 @@ AWS_DETAIL_FIELDS: dict[str, frozenset[str]] = {
     ),
 }
 AWS_ENVELOPE_FIELDS = events.ENVELOPE_FIELDS | {"account", "region"}
-
-# fleetrun's invocation statuses SSM's CommandInvocationStatus has no word for.
-_SSM_STATUS = {"AccessDenied": "Failed", "Terminated": "Failed", "Undeliverable": "Failed"}
 
 
 def source(shape: str) -> str:
@@ -78,7 +77,7 @@ def aws_event(event: Mapping[str, Any]) -> dict[str, Any] | None:
         "command-id": detail.get("command-id"),
         "document-name": ssmnames.document_name(str(detail.get("document-name") or "")),
         "requested-date-time": detail.get("requested-date-time"),
-        "status": ssm_status(str(detail.get("status"))),
+        "status": ssm.invocation_status(str(detail.get("status"))),
     }
     if kind == events.COMMAND_STATUS:
         detail_type, resources = AWS_COMMAND_STATUS, []
@@ -104,11 +103,6 @@ def aws_event(event: Mapping[str, Any]) -> dict[str, Any] | None:
         "resources": resources,
         "detail": shaped_detail,
     }
-
-
-def ssm_status(status: str) -> str:
-    """An invocation's or a command's status as SSM's Status field spells it."""
-    return _SSM_STATUS.get(status, status)
 
 
 def _instance_arn(node_id: str) -> str:

@@ -3,9 +3,10 @@ half of the SSM-compatible API (`fleetrun.server.ssm`).
 
 - statuses: fleetrun's statuses and CamelCase details become SSM's `Status` enums and
   `StatusDetails` strings ("In Progress", "Delivery Timed Out"); SSM's filter values
-  become fleetrun's.
-- documents: `AWS-RunShellScript` and `AWS-RunPowerShellScript` are fleetrun's built-in
-  shell documents; their plugin names are SSM's (`aws:runShellScript`).
+  become fleetrun's. The one table for the API's shapes and the SSM event shape
+  (`fleetrun.core.eventshapes`) alike.
+- plugins: the built-ins' steps report SSM's plugin names (`aws:runShellScript`); the
+  documents' own names (`AWS-RunShellScript`) are `fleetrun.core.ssmnames`'.
 - output: stdout cut at 24,000 characters and stderr at 8,000, as the agent does
   (head kept, `--output truncated--` at the end); a plugin's `Output` of at most 2,500.
 - times: epoch seconds for SSM's timestamp members, ISO-8601 strings (and durations)
@@ -25,27 +26,13 @@ from fleetrun.core.statuses import CommandStatus, InvocationStatus, StatusDetail
 
 # -- documents -----------------------------------------------------------------------
 
-# SSM's name -> fleetrun's built-in, and the plugin name SSM reports for its one step.
-DOCUMENT_ALIASES: dict[str, str] = {
-    "AWS-RunShellScript": "RunShellScript",
-    "AWS-RunPowerShellScript": "RunPowerShellScript",
-}
-_NATIVE_TO_SSM = {native: aws for aws, native in DOCUMENT_ALIASES.items()}
+# The plugin name SSM reports for a built-in's one step. (Document names are in
+# `fleetrun.core.ssmnames`: `document_name`, `fleetrun_document`.)
 PLUGIN_NAMES: dict[str, str] = {
     "runShellScript": "aws:runShellScript",
     "runPowerShellScript": "aws:runPowerShellScript",
     "runPythonScript": "aws:runPythonScript",
 }
-
-
-def native_document(name: str) -> str:
-    """The fleetrun document an SSM DocumentName stands for."""
-    return DOCUMENT_ALIASES.get(name, name)
-
-
-def ssm_document(name: str) -> str:
-    """The name SSM clients know a fleetrun document by."""
-    return _NATIVE_TO_SSM.get(name, name)
 
 
 def plugin_name(step_name: str) -> str:
@@ -94,9 +81,9 @@ _DETAILS: dict[str, str] = {
     StatusDetail.NO_INSTANCES_IN_TAG: "No Instances In Tag",
 }
 
-# Invocation statuses SSM's CommandInvocationStatus enum lacks: each reads as Failed
-# (its StatusDetails still says which).
-_INVOCATION_AS_FAILED = frozenset(
+# fleetrun's statuses SSM's Status enums (CommandInvocationStatus, and the `status` of
+# its EventBridge events) lack: each reads as Failed, and StatusDetails says which.
+_AS_FAILED = frozenset(
     {InvocationStatus.TERMINATED, InvocationStatus.UNDELIVERABLE, InvocationStatus.ACCESS_DENIED}
 )
 
@@ -113,8 +100,10 @@ def status_details(status: str, detail: str | None) -> str:
 
 
 def invocation_status(status: str) -> str:
-    """SSM's CommandInvocationStatus for a fleetrun invocation status."""
-    return InvocationStatus.FAILED.value if status in _INVOCATION_AS_FAILED else status
+    """SSM's CommandInvocationStatus for a fleetrun invocation status: its own word, or
+    Failed for the three SSM has only as StatusDetails. A command's statuses are all
+    SSM's words already, so this is also the `status` of the SSM event shape."""
+    return InvocationStatus.FAILED.value if status in _AS_FAILED else status
 
 
 def plugin_status(status: str) -> str:

@@ -41,12 +41,9 @@ SSM_ACTIONS: dict[str, tuple[str, ...]] = {
     "ListCommands": ("ListCommands", "GetCommand"),
     "ListCommandInvocations": ("ListCommandInvocations",),
     "GetCommandInvocation": ("GetCommandInvocation",),
-    # managed nodes and their tags
+    # managed nodes
     "DescribeInstanceInformation": ("ListNodes", "GetNode"),
     "DeregisterManagedInstance": ("DeleteNode",),
-    "AddTagsToResource": ("TagNode",),
-    "RemoveTagsFromResource": ("TagNode",),
-    "ListTagsForResource": ("GetNode",),
     # documents
     "CreateDocument": ("CreateDocument",),
     "UpdateDocument": ("UpdateDocument",),
@@ -56,6 +53,11 @@ SSM_ACTIONS: dict[str, tuple[str, ...]] = {
     "DescribeDocument": ("GetDocument",),
     "ListDocumentVersions": ("GetDocument",),
     "ListDocuments": ("ListDocuments",),
+    # tags, of a node (ManagedInstance) or of a document: which fleetrun action answers
+    # is the one on the kind of resource acted on
+    "AddTagsToResource": ("TagNode", "TagDocument"),
+    "RemoveTagsFromResource": ("TagNode", "TagDocument"),
+    "ListTagsForResource": ("GetNode", "GetDocument"),
     # activations
     "CreateActivation": ("CreateActivation",),
     "DescribeActivations": ("ListActivations",),

@@ -52,10 +52,16 @@ Handler = Callable[[Call], Awaitable[dict[str, Any]]]
 @dataclass(frozen=True)
 class Operation:
     """An SSM operation: the fleetrun action decided before it runs (as the native
-    route's `authorize` does; the handler decides per resource), and its handler."""
+    route's `authorize` does; the handler decides per resource), and its handler.
+    `action_for`, when set, picks that action from the request's members, for an
+    operation that acts on more than one kind of resource (the tag operations)."""
 
     action: str
     handler: Handler
+    action_for: Callable[[Mapping[str, Any]], str] | None = None
+
+    def gate_action(self, body: Mapping[str, Any]) -> str:
+        return self.action if self.action_for is None else self.action_for(body)
 
 
 # -- request members -----------------------------------------------------------------

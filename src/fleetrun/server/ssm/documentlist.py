@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from fleetrun.core import access, ssm, ssmdocs
+from fleetrun.core import access, ssm, ssmdocs, ssmnames
 from fleetrun.server.ssm import filters
 from fleetrun.server.ssm.base import (
     Call,
@@ -77,7 +77,7 @@ def _matches(found: Found, wanted: dict[str, list[str]]) -> bool:
             continue
         if key == "Owner" and doc.builtin not in {OWNERS[v] for v in values}:
             return False
-        if key == "Name" and not ssm.ssm_document(doc.name).startswith(tuple(values)):
+        if key == "Name" and not ssmnames.document_name(doc.name).startswith(tuple(values)):
             return False
         if key == "PlatformTypes" and not set(values) & set(ssmdocs.platform_types(doc.content)):
             return False
@@ -94,7 +94,7 @@ def identifier(found: Found) -> dict[str, Any]:
     """SSM's DocumentIdentifier (of the default version)."""
     doc = found.doc
     item: dict[str, Any] = {
-        "Name": ssm.ssm_document(doc.name),
+        "Name": ssmnames.document_name(doc.name),
         "Owner": "Amazon" if doc.builtin else (doc.created_by or "Self"),
         "PlatformTypes": ssmdocs.platform_types(doc.content),
         "DocumentVersion": doc.version,
@@ -118,7 +118,9 @@ async def list_documents(call: Call) -> dict[str, Any]:
     after = filters.cursor(body, call.operation)
 
     def read(session: Session) -> tuple[list[Found], str | None]:
-        names = sorted((ssm.ssm_document(d.name), d.name) for d in store.read_documents(session))
+        names = sorted(
+            (ssmnames.document_name(d.name), d.name) for d in store.read_documents(session)
+        )
         page: list[Found] = []
         for shown, name in names:
             if after is not None and shown <= after:
@@ -129,7 +131,7 @@ async def list_documents(call: Call) -> dict[str, Any]:
             if not _matches(found, wanted):
                 continue
             if len(page) == limit:
-                return page, ssm.ssm_document(page[-1].doc.name)
+                return page, ssmnames.document_name(page[-1].doc.name)
             page.append(found)
         return page, None
 

@@ -3,8 +3,8 @@ DeleteDocument, GetDocument, DescribeDocument, ListDocuments, ListDocumentVersio
 UpdateDocumentDefaultVersion.
 
 Content is an SSM schemaVersion 2.2 command document in JSON or YAML, translated to and
-from fleetrun's content by `fleetrun.core.ssmdocs` (the `aws:` plugin names);
-`AWS-RunShellScript` and `AWS-RunPowerShellScript` are fleetrun's built-ins. Each
+from fleetrun's content by `fleetrun.core.ssmdocs` (the `aws:` plugin names); the
+built-ins are `AWS-<name>` (`AWS-RunShellScript`: `fleetrun.core.ssmnames`). Each
 operation is the native route's store call, decided on the document as the native route
 decides (`fleetrun:CreateDocument`, `GetDocument`, ... on frn:fleetrun:document/NAME).
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from fleetrun.core import access, ssm, ssmdocs
+from fleetrun.core import access, ssm, ssmdocs, ssmnames
 from fleetrun.core import documents as core
 from fleetrun.core.errors import ConflictError, NotFoundError, ValidationError
 from fleetrun.schemas import documents as schemas
@@ -59,7 +59,7 @@ def _name(body: Mapping[str, Any], *, arn: bool = False) -> str:
         raise validation(
             f"Document name {name!r} is not valid: use 3-128 letters, digits, _ - or ."
         )
-    return ssm.native_document(name)
+    return ssmnames.fleetrun_document(name)
 
 
 def _version(body: Mapping[str, Any], member: str = "DocumentVersion") -> str | None:
@@ -187,7 +187,7 @@ def description(found: Found) -> dict[str, Any]:
         "Sha1": "",
         "Hash": doc.hash,
         "HashType": "Sha256",
-        "Name": ssm.ssm_document(doc.name),
+        "Name": ssmnames.document_name(doc.name),
         "Owner": "Amazon" if doc.builtin else (doc.created_by or "Self"),
         "CreatedDate": ssm.epoch(found.created_at or doc.created_at),
         "Status": "Active",
@@ -266,7 +266,7 @@ async def update_document(call: Call) -> dict[str, Any]:
         if name in core.BUILTIN_DOCUMENTS:
             raise SsmError(
                 "InvalidDocumentOperation",
-                f"{ssm.ssm_document(name)} is a built-in document and cannot be changed: "
+                f"{ssmnames.document_name(name)} is a built-in document and cannot be changed: "
                 "create a document of your own.",
             )
         with _worded():
@@ -301,7 +301,7 @@ async def delete_document(call: Call) -> dict[str, Any]:
         if name in core.BUILTIN_DOCUMENTS:
             raise SsmError(
                 "InvalidDocumentOperation",
-                f"{ssm.ssm_document(name)} is a built-in document and cannot be deleted.",
+                f"{ssmnames.document_name(name)} is a built-in document and cannot be deleted.",
             )
         if version is None and version_name is None:
             with _worded():
@@ -324,7 +324,7 @@ async def get_document(call: Call) -> dict[str, Any]:
     fmt = _format(body, default=found.doc.format)
     doc = found.doc
     answer: dict[str, Any] = {
-        "Name": ssm.ssm_document(doc.name),
+        "Name": ssmnames.document_name(doc.name),
         "DocumentVersion": doc.version,
         "Status": "Active",
         "Content": ssmdocs.render(doc.content, fmt),
@@ -393,7 +393,7 @@ def _version_info(
     name: str, version: str, version_name: str | None, created: Any, default: bool, fmt: str
 ) -> dict[str, Any]:
     info: dict[str, Any] = {
-        "Name": ssm.ssm_document(name),
+        "Name": ssmnames.document_name(name),
         "DocumentVersion": version,
         "IsDefaultVersion": default,
         "DocumentFormat": fmt,
@@ -421,14 +421,14 @@ async def update_document_default_version(call: Call) -> dict[str, Any]:
         if name in core.BUILTIN_DOCUMENTS:
             raise SsmError(
                 "InvalidDocument",
-                f"{ssm.ssm_document(name)} is a built-in document with one version.",
+                f"{ssmnames.document_name(name)} is a built-in document with one version.",
             )
         with _worded():
             store.resolve(tx.session, name, None)
         with _worded("InvalidDocumentVersion"):
             doc = store.set_default_version(tx.session, name, version)
         found = read_version(tx.session, name, doc.version, None)
-        answer = {"Name": ssm.ssm_document(name), "DefaultVersion": doc.version}
+        answer = {"Name": ssmnames.document_name(name), "DefaultVersion": doc.version}
         if found.version_name:
             answer["DefaultVersionName"] = found.version_name
         return answer

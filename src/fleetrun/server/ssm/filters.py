@@ -3,7 +3,7 @@ fleetrun's terms, and NextToken in and out.
 
     InvokedAfter, InvokedBefore   since, until (ISO-8601: 2024-07-07T00:00:00Z)
     Status                        a status or detail code (core/ssm.py's tables)
-    DocumentName                  the document (AWS-RunShellScript: the built-in)
+    DocumentName                  the document (AWS-<name>: the built-in <name>)
     ExecutionStage                Executing | Complete (ListCommands only)
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from fleetrun.core import ssm
+from fleetrun.core import ssm, ssmnames
 from fleetrun.server.ssm.base import SsmError, string, structures, validation
 
 STAGES = ("Executing", "Complete")
@@ -60,7 +60,7 @@ def read(body: Mapping[str, Any], *, invocations: bool) -> Filters:
         until=_time(values, "InvokedBefore"),
         status=mapped,
         matches_nothing=mapped in ("LimitExceeded", "InvalidPlatform"),
-        document=ssm.native_document(document) if document else None,
+        document=ssmnames.fleetrun_document(document) if document else None,
         stage=stage,
     )
 

@@ -99,7 +99,7 @@ async def _serve(request: Request) -> dict[str, Any]:
             "docs/ssm-compat.md for the operations it does.",
         )
     body = _body(request, raw)
-    _gate(request, caller, operation.action)
+    _gate(request, caller, operation.gate_action(body))
     logs.bind(ssm_operation=name)
     return await operation.handler(Call(request, state, caller, name, body))
 

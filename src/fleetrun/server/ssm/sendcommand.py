@@ -1,7 +1,7 @@
 """SendCommand's request in fleetrun's terms: a `CommandCreate` for the engine.
 
     InstanceIds, Targets       NodeIds; tag:KEY, tag-key; InstanceIds; resource-groups:Name -> group
-    DocumentName               AWS-RunShellScript / AWS-RunPowerShellScript -> the built-ins
+    DocumentName               AWS-<name> -> the built-in <name> (core/ssmnames.py)
     DocumentHash (Sha256)      must be the document version's hash, else InvalidDocument
     Parameters                 as given; executionTimeout -> the execution timeout (when
                                the document does not declare it itself)
@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from fleetrun.core import ratecontrol, ssm
+from fleetrun.core import ratecontrol, ssm, ssmnames
 from fleetrun.core.errors import NotFoundError, ValidationError
 from fleetrun.core.events import NOTIFY_STATUSES
 from fleetrun.core.ids import is_node_id
@@ -81,7 +81,7 @@ def translate(body: Mapping[str, Any]) -> Wanted:
     structure(body, "CloudWatchOutputConfig")  # accepted: fleetrun keeps output itself
     targets, node_ids = _targets(body)
     return Wanted(
-        document=ssm.native_document(name),
+        document=ssmnames.fleetrun_document(name),
         version=string(body, "DocumentVersion") or None,
         parameters=string_lists(body, "Parameters"),
         targets=targets,
@@ -218,7 +218,7 @@ def check(session: Session, wanted: Wanted, *, s3_enabled: bool) -> None:
         raise SsmError(
             "InvalidDocument",
             f"DocumentHash {wanted.document_hash} is not the hash of document "
-            f"{ssm.ssm_document(wanted.document)} (version {doc.version or '1'}): it changed "
+            f"{ssmnames.document_name(wanted.document)} (version {doc.version or '1'}): it changed "
             "since the hash was read; read it again with DescribeDocument.",
         )
     if wanted.node_ids:

@@ -14,7 +14,7 @@ import codecs
 from dataclasses import dataclass
 from typing import Any
 
-from fleetrun.core import ssm
+from fleetrun.core import ssm, ssmnames
 from fleetrun.core.targets import Target
 from fleetrun.schemas import commands as schemas
 from fleetrun.schemas.events import Notification
@@ -35,7 +35,7 @@ def command(c: schemas.Command, where: Where | None = None) -> dict[str, Any]:
     instance_ids, targets = _targets(c.targets)
     return {
         "CommandId": c.id,
-        "DocumentName": ssm.ssm_document(c.document_name),
+        "DocumentName": ssmnames.document_name(c.document_name),
         "DocumentVersion": c.document_version or "",
         "Comment": c.comment or "",
         "ExpiresAfter": ssm.epoch(c.expires_at),
@@ -174,7 +174,7 @@ def invocation(
         "InstanceId": inv.node_id,
         "InstanceName": inv.node_name or "",
         "Comment": c.comment or "",
-        "DocumentName": ssm.ssm_document(c.document_name),
+        "DocumentName": ssmnames.document_name(c.document_name),
         "DocumentVersion": c.document_version or "",
         "RequestedDateTime": ssm.epoch(inv.requested_at),
         "Status": ssm.invocation_status(inv.status),
@@ -222,7 +222,7 @@ def command_invocation(
         "CommandId": c.id,
         "InstanceId": inv.node_id,
         "Comment": c.comment or "",
-        "DocumentName": ssm.ssm_document(c.document_name),
+        "DocumentName": ssmnames.document_name(c.document_name),
         "DocumentVersion": c.document_version or "",
         "PluginName": name,
         "ResponseCode": -1 if code is None else code,

@@ -9,10 +9,11 @@ RemoveTagsFromResource and ListTagsForResource.
     Document          a document of yours (not a built-in): decided as
                       fleetrun:TagDocument on the document (reading: fleetrun:GetDocument)
 
-SSM decides these operations at the gate as their fleetrun names (ssm:AddTagsToResource
-is fleetrun:TagNode, ssm:ListTagsForResource fleetrun:GetNode), then per resource as
-above. Adding a key a resource has overwrites its value; removing a key it lacks is not
-an error, as in SSM. Other resource types answer InvalidResourceType.
+The gate decides the same fleetrun action, picked by ResourceType (ssm:AddTagsToResource
+on a ManagedInstance is fleetrun:TagNode, on a Document fleetrun:TagDocument: the names
+`fleetrun.core.ssmnames` gives them), then each resource is decided as above. Adding
+a key a resource has overwrites its value; removing a key it lacks is not an error, as
+in SSM. Other resource types answer InvalidResourceType.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from fleetrun.core import access, ssm
+from fleetrun.core import access, ssmnames
 from fleetrun.core import documents as core_documents
 from fleetrun.core.errors import NotFoundError, ValidationError
 from fleetrun.core.tags import MAX_TAGS, check_tags
@@ -52,7 +53,7 @@ def _resource(body: Mapping[str, Any]) -> tuple[str, str]:
             return kind, node_id_of(resource_id)
         except SsmError as exc:
             raise SsmError("InvalidResourceId", exc.message) from exc
-    name = ssm.native_document(resource_id)
+    name = ssmnames.fleetrun_document(resource_id)
     if name in core_documents.BUILTIN_DOCUMENTS:
         raise SsmError(
             "InvalidResourceId",
@@ -144,8 +145,16 @@ async def list_tags_for_resource(call: Call) -> dict[str, Any]:
     return {"TagList": tag_list(await call.state.db.read(read))}
 
 
+def _changing(body: Mapping[str, Any]) -> str:
+    return "TagDocument" if body.get("ResourceType") == DOCUMENT else "TagNode"
+
+
+def _reading(body: Mapping[str, Any]) -> str:
+    return "GetDocument" if body.get("ResourceType") == DOCUMENT else "GetNode"
+
+
 OPERATIONS: dict[str, Operation] = {
-    "AddTagsToResource": Operation("TagNode", add_tags_to_resource),
-    "RemoveTagsFromResource": Operation("TagNode", remove_tags_from_resource),
-    "ListTagsForResource": Operation("GetNode", list_tags_for_resource),
+    "AddTagsToResource": Operation("TagNode", add_tags_to_resource, _changing),
+    "RemoveTagsFromResource": Operation("TagNode", remove_tags_from_resource, _changing),
+    "ListTagsForResource": Operation("GetNode", list_tags_for_resource, _reading),
 }

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleetrun.core import documents as core
-from fleetrun.core import signing
+from fleetrun.core import signing, ssmnames
 from fleetrun.core.errors import ConflictError, NotFoundError, ValidationError
 from fleetrun.core.inputs import INT64_MAX, parse_int
 from fleetrun.schemas import documents as schemas
@@ -32,6 +32,12 @@ def _check_name(name: str) -> None:
         )
     if name in core.BUILTIN_DOCUMENTS:
         raise ConflictError(f"{name} is a built-in document and cannot be changed.")
+    builtin = ssmnames.fleetrun_document(name)
+    if builtin != name:
+        raise ConflictError(
+            f"{name} is the SSM name of the built-in document {builtin}: a document of "
+            "yours cannot have it, choose another name."
+        )
 
 
 def _format(text: str) -> str:
