@@ -1,6 +1,6 @@
 """The single-file agent's entry point (`python3 fleetrun-agent.pyz ...`).
 
-The archive holds the agent's own code. Its dependencies (pydantic, websockets,
+The archive holds the agent's own code. Its dependencies (msgspec, websockets,
 cryptography, tomli-w, click) include compiled extensions, which Python cannot import
 from inside a zip, so they live in a directory beside the archive: `fleetrun-agent-deps`
 next to it, or the directory $FLEETRUN_AGENT_DEPS names. Packages the system Python
@@ -27,7 +27,7 @@ def main() -> None:
     try:
         import click  # noqa: F401
         import cryptography  # noqa: F401
-        import pydantic  # noqa: F401
+        import msgspec  # noqa: F401
         import tomli_w  # noqa: F401
         import websockets  # noqa: F401
     except ImportError as exc:
