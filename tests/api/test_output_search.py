@@ -11,6 +11,7 @@ import pytest
 
 from fleetrun.core import protocol
 from fleetrun.core.errors import ValidationError
+from fleetrun.server.store import outputlines
 from tests.harness import wait_for
 from tests.inprocess import App
 
@@ -90,6 +91,28 @@ def test_paging_goes_on_to_older_lines_each_once(app):
             break
         cursor = page.next_cursor
     assert seen == list(range(25, 0, -1))
+
+
+def test_a_regex_pages_through_batches_and_scan_limits_each_line_once(app, monkeypatch):
+    """Small batches and a small scan limit per request: a regex search goes on batch
+    after batch, answers with a cursor when it has looked at enough, and every matching
+    line comes back once, newest first, through the cursors."""
+    monkeypatch.setattr(outputlines, "BATCH", 3)
+    monkeypatch.setattr(outputlines, "SQLITE_REGEX_BATCH", 4)
+    monkeypatch.setattr(outputlines, "SCAN_LINES", 8)
+    (node,) = app.enrol(1)
+    text = b"".join((b"hit %d\n" if i % 3 == 0 else b"miss %d\n") % i for i in range(30))
+    run(app, node, [text])
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = app.client.search_output(r"hit \d+", regex=True, limit=4, cursor=cursor)
+        seen += [h.line for h in page.items]
+        pages += 1
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == [f"hit {i}" for i in range(27, -1, -3)]
+    assert pages > 3  # the scan limit, not only the page size, cut requests short
 
 
 @pytest.mark.parametrize(
