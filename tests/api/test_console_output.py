@@ -56,11 +56,15 @@ def test_a_nodes_output_arrives_line_by_line_while_it_runs_then_the_end(app):
         assert take(got) == "id: 7\nevent: output\ndata: line 0&#10;"  # whole lines only
         inv.write(b"> done\n")
         assert take(got) == "id: 21\nevent: output\ndata: line &lt;1&gt; done&#10;"
+        errors = events_in_thread(app, live + "?stream=stderr")
+        inv.write(b"oops\n", stream="stderr")
+        assert take(errors) == "id: 5\nevent: output\ndata: oops&#10;"  # stderr on its own
         inv.write(b"no newline")
         inv.finish()
         assert take(got) == "id: 31\nevent: output\ndata: no newline&#10;"
         assert take(got) == "id: 31\nevent: end\ndata: Success"
         assert got.get(timeout=10) is None
+        assert take(errors) == "id: 5\nevent: end\ndata: Success"
     ended = app.http.get(f"/ui/commands/{command.id}/nodes/{node.node_id}")
     assert "sse-connect" not in ended.text and "line &lt;1&gt; done" in ended.text
 

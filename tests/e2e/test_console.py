@@ -149,6 +149,7 @@ def test_read_a_nodes_output_while_it_prints(shared_fleet, browser, shots, tmp_p
     page, pushed over server-sent events, while the command is still running."""
     release = tmp_path / "release"
     script = (
+        "echo starting >&2; "
         f"i=0; while [ ! -e {release} ] && [ $i -lt 600 ]; do "
         'i=$((i+1)); echo "line $i"; sleep 0.15; done; echo finished'
     )
@@ -161,7 +162,14 @@ def test_read_a_nodes_output_while_it_prints(shared_fleet, browser, shots, tmp_p
         page.click("#invocations tbody tr >> nth=0 >> text=output")
         live = page.locator("#live-output")
         playwright_api.expect(live).to_contain_text("line 3", timeout=30_000)
-        playwright_api.expect(live).to_contain_text("line 8", timeout=30_000)  # it grows
+        playwright_api.expect(live).to_contain_text("line 25", timeout=30_000)  # it grows
+        playwright_api.expect(page.locator("#live-errors")).to_contain_text("starting")
+        # The panel keeps its newest line in view.
+        page.wait_for_function(
+            "() => { const p = document.querySelector('#live-output');"
+            " return p.scrollHeight > p.clientHeight"
+            " && p.scrollTop + p.clientHeight >= p.scrollHeight - 40; }"
+        )
         assert shared_fleet.client.get_command(command.id).status == "InProgress"
         assert "finished" not in live.inner_text()
         page.screenshot(path=str(shots / "console-output-live.png"), full_page=True)
