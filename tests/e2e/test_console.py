@@ -1,8 +1,8 @@
 """The web console in a real browser (Debian's Chromium driven by Playwright) against a
-real server and real agents: sign-in, a command watched live to the end, cancel, a
-tag-scoped principal's view and refusal, a cross-site form post, and a screenshot of
-each main page (under the test's output directory; FLEETRUN_CONSOLE_SCREENSHOTS names
-another, such as docs/images)."""
+real server and real agents: sign-in, a command watched live to the end, a node's
+output read while it prints, cancel, a tag-scoped principal's view and refusal, a
+cross-site form post, and a screenshot of each main page (under the test's output
+directory; FLEETRUN_CONSOLE_SCREENSHOTS names another, such as docs/images)."""
 
 from __future__ import annotations
 
@@ -141,6 +141,44 @@ def test_cancel_a_long_command_from_its_page(shared_fleet, browser):
         command_id = page.url.rsplit("/", 1)[1]
         assert shared_fleet.client.get_command(command_id).status == "Cancelled"
     finally:
+        context.close()
+
+
+def test_read_a_nodes_output_while_it_prints(shared_fleet, browser, shots, tmp_path):
+    """A numbered line every 150 ms until the test releases it: lines appear in the
+    page, pushed over server-sent events, while the command is still running."""
+    release = tmp_path / "release"
+    script = (
+        "echo starting >&2; "
+        f"i=0; while [ ! -e {release} ] && [ $i -lt 600 ]; do "
+        'i=$((i+1)); echo "line $i"; sleep 0.15; done; echo finished'
+    )
+    db = next(a for a in shared_fleet.agents if a.name.startswith("db"))
+    command = shared_fleet.client.send_command(script=script, node_ids=[db.node_id])
+    context, page = signed_in(browser, shared_fleet, shared_fleet.server.token)
+    try:
+        page.goto(f"{shared_fleet.server.url}/ui/commands/{command.id}")
+        page.wait_for_selector("#invocations tr[data-status=InProgress]", timeout=30_000)
+        page.click("#invocations tbody tr >> nth=0 >> text=output")
+        live = page.locator("#live-output")
+        playwright_api.expect(live).to_contain_text("line 3", timeout=30_000)
+        playwright_api.expect(live).to_contain_text("line 25", timeout=30_000)  # it grows
+        playwright_api.expect(page.locator("#live-errors")).to_contain_text("starting")
+        # The panel keeps its newest line in view.
+        page.wait_for_function(
+            "() => { const p = document.querySelector('#live-output');"
+            " return p.scrollHeight > p.clientHeight"
+            " && p.scrollTop + p.clientHeight >= p.scrollHeight - 40; }"
+        )
+        assert shared_fleet.client.get_command(command.id).status == "InProgress"
+        assert "finished" not in live.inner_text()
+        page.screenshot(path=str(shots / "console-output-live.png"), full_page=True)
+        release.touch()
+        page.wait_for_selector("#output pre:has-text('finished')", timeout=30_000)
+        playwright_api.expect(page.locator("#live-output")).to_have_count(0)  # stored now
+        assert shared_fleet.client.get_command(command.id).status == "Success"
+    finally:
+        release.touch()
         context.close()
 
 

@@ -20,6 +20,7 @@ from fleetrun.server.web import (
     access,
     commands,
     events,
+    output,
     pages,
     records,
     rules,
@@ -34,6 +35,7 @@ def install(app: FastAPI, box: SecretBox) -> None:
     """Add the console's routes, its static files and its middleware to the app."""
     app.include_router(pages.router)
     app.include_router(commands.router)
+    app.include_router(output.router)
     app.include_router(runcommands.router)
     app.include_router(records.router)
     app.include_router(events.router)

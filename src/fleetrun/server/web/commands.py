@@ -19,6 +19,7 @@ from fleetrun.core import access
 from fleetrun.core.documents import bind_parameters
 from fleetrun.core.errors import FleetrunError, ValidationError
 from fleetrun.core.events import NOTIFY_STATUSES
+from fleetrun.core.statuses import TERMINAL_INVOCATION
 from fleetrun.core.targets import Target
 from fleetrun.schemas import commands as schemas
 from fleetrun.schemas.events import Notification
@@ -266,9 +267,12 @@ async def invocation_fragment(
     node_id: str,
     caller: Annotated[Caller, Depends(authorize("GetCommandInvocation"))],
 ) -> Response:
-    """One node's invocation with its stored output (refreshed by the page on change)."""
+    """One node's invocation: while it runs, its output followed live (output.py);
+    once it has ended, its stored output."""
     invocation = await commands_api.get_invocation(request, command_id, node_id, caller)
-    return page(request, "invocation.html", caller, {"inv": invocation, "command_id": command_id})
+    live = invocation.status not in {s.value for s in TERMINAL_INVOCATION}
+    context = {"inv": invocation, "command_id": command_id, "live": live}
+    return page(request, "invocation.html", caller, context)
 
 
 @router.get("/commands/{command_id}/nodes/{node_id}/download")
