@@ -98,7 +98,6 @@ def test_a_regex_pages_through_batches_and_scan_limits_each_line_once(app, monke
     after batch, answers with a cursor when it has looked at enough, and every matching
     line comes back once, newest first, through the cursors."""
     monkeypatch.setattr(outputlines, "BATCH", 3)
-    monkeypatch.setattr(outputlines, "SQLITE_REGEX_BATCH", 4)
     monkeypatch.setattr(outputlines, "SCAN_LINES", 8)
     (node,) = app.enrol(1)
     text = b"".join((b"hit %d\n" if i % 3 == 0 else b"miss %d\n") % i for i in range(30))
