@@ -42,9 +42,13 @@ CHECKS = [
     unsupported_method,
     allow_header_conformance,
 ]
-# An endless server-sent event stream: a generated request would hold its example until
-# the per-test timeout. Its shape is checked in test_events.
-SKIPPED_PATHS = ["/v1/events/stream"]
+# Server-sent event streams that end only when what they follow ends: a generated request
+# for a command that never finishes (the fixture's nodes never connect) holds its example
+# forever. Their shapes are checked in test_events and test_output_stream.
+SKIPPED_PATHS = [
+    "/v1/events/stream",
+    "/v1/commands/{command_id}/invocations/{node_id}/output/stream",
+]
 
 
 @pytest.fixture(scope="module")
