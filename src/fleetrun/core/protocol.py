@@ -34,7 +34,7 @@ on the wire, None as null, so that no peer depends on the other's defaults.
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import msgspec
 from msgspec import Meta, Struct, field
@@ -244,23 +244,7 @@ Frame = (
     | Ping
     | Pong
 )
-_FRAMES: tuple[type[_Frame], ...] = (
-    Challenge,
-    Hello,
-    Welcome,
-    Invoke,
-    Ack,
-    Output,
-    State,
-    Config,
-    Rotate,
-    Rotated,
-    Cancel,
-    Received,
-    Ping,
-    Pong,
-)
-KNOWN_TYPES = frozenset(str(f.__struct_config__.tag) for f in _FRAMES)
+KNOWN_TYPES = frozenset(str(f.__struct_config__.tag) for f in get_args(Frame))
 _DECODER = msgspec.json.Decoder(Frame)
 _ENCODER = msgspec.json.Encoder()
 _ANY = msgspec.json.Decoder()
