@@ -30,7 +30,7 @@ from fleetrun.server.api import rules as rules_api
 from fleetrun.server.api.deps import authorize, recheck, state_of
 from fleetrun.server.authz import Caller
 from fleetrun.server.web.pages import guard
-from fleetrun.server.web.render import field, form, may, page, templates
+from fleetrun.server.web.render import field, form, may, page, refusal, templates
 
 router = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(guard)])
 
@@ -118,14 +118,16 @@ async def preview(
 ) -> Response:
     """The nodes these targets select now, that the caller may see: their count and the
     first names (the API's /v1/targets/resolve)."""
-    context: dict[str, Any] = {"nodes": [], "count": 0, "message": None}
-    try:
+    resolved: list[schemas.ResolvedNode] = []
+    with refusal() as refused:
         fields = {"target_kind": [target_kind], "target": [target]}
         body = schemas.TargetsResolve(targets=targets_of(fields))
         resolved = await nodes_api.resolve_targets(request, body, caller)
-        context.update(nodes=resolved[:PREVIEW_NODES], count=len(resolved))
-    except FleetrunError as exc:
-        context["message"] = exc.message
+    context = {
+        "nodes": resolved[:PREVIEW_NODES],
+        "count": len(resolved),
+        "message": refused.message,
+    }
     return page(request, "run_preview.html", caller, context)
 
 
@@ -136,14 +138,11 @@ async def check_parameters(
     """The document's parameters checked as the API checks them when a command is sent
     (the same function, the same sentence)."""
     fields = await form(request)
-    message = None
-    try:
+    with refusal() as refused:
         doc = await _document(request, caller, field(fields, "document"))
         declared = doc.content.get("parameters") or {}
         bind_parameters(doc.content, parameters_of(fields, declared))
-    except FleetrunError as exc:
-        message = exc.message
-    return page(request, "run_check.html", caller, {"message": message})
+    return page(request, "run_check.html", caller, {"message": refused.message})
 
 
 @router.post("/run")

@@ -12,13 +12,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.responses import StreamingResponse
 
-from fleetrun.core.errors import FleetrunError
 from fleetrun.core.patterns import compile_pattern
 from fleetrun.server.api import events as events_api
 from fleetrun.server.api.deps import authorize
 from fleetrun.server.authz import Caller
 from fleetrun.server.web.pages import guard
-from fleetrun.server.web.render import page, templates
+from fleetrun.server.web.render import page, refusal, templates
 
 router = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(guard)])
 RECENT = 200  # read; of them, those the pattern matches are shown
@@ -30,18 +29,15 @@ async def events_page(
     caller: Annotated[Caller, Depends(authorize("ListEvents", "*"))],
     pattern: str = "",
 ) -> Response:
-    message = None
     matches = None
-    if pattern.strip():
-        try:
+    with refusal() as refused:
+        if pattern.strip():
             matches = compile_pattern(pattern).matches  # the API's own check and matcher
-        except FleetrunError as exc:
-            message = exc.message
     listed = await events_api.list_events(
         request, caller, since=None, detail_type=None, after=None, limit=RECENT
     )
     recent = [e for e in listed.items if matches is None or matches(e.envelope())]
-    context = {"events": recent, "pattern": pattern, "message": message}
+    context = {"events": recent, "pattern": pattern, "message": refused.message}
     return page(request, "events.html", caller, context)
 
 
