@@ -29,6 +29,7 @@ from fleetrun.server.api import nodes as nodes_api
 from fleetrun.server.api import rules as rules_api
 from fleetrun.server.api.deps import authorize, recheck, state_of
 from fleetrun.server.authz import Caller
+from fleetrun.server.web import sse
 from fleetrun.server.web.pages import guard
 from fleetrun.server.web.render import field, form, may, page, refusal, templates
 
@@ -232,17 +233,17 @@ async def stream(
             while not state.stopping:
                 refused = await recheck(request, caller, "GetCommand", "*")
                 if refused is not None:
-                    yield _event("refused", refused.message)
+                    yield sse.event("refused", refused.message)
                     return
                 command, invocations = await _read(request, caller, command_id)
                 if command.version != sent:
                     sent, quiet_s = command.version, 0.0
-                    yield _event("summary", _fragment(request, "command_summary.html", command))
+                    yield sse.event("summary", _fragment(request, "command_summary.html", command))
                     offers = _offers(caller, command)
                     rows = _fragment(request, "command_rows.html", command, invocations, offers)
-                    yield _event("invocations", rows)
+                    yield sse.event("invocations", rows)
                 if command.done:
-                    yield _event("done", "done")
+                    yield sse.event("done", "done")
                     return
                 # Woken at once by this server's commits; what another replica stored
                 # is read within REREAD_S (and sent only if the command changed).
@@ -252,7 +253,7 @@ async def stream(
                     quiet_s += REREAD_S
                     if quiet_s >= KEEPALIVE_S:
                         quiet_s = 0.0
-                        yield ": keep-alive\n\n"
+                        yield sse.KEEPALIVE
 
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"x-accel-buffering": "no"}
@@ -369,11 +370,6 @@ def _fragment(request: Request, name: str, command: schemas.Command, *rest: Any)
     return template.render(
         {"request": request, "command": command, "invocations": invocations, **offers}
     )
-
-
-def _event(name: str, data: str) -> str:
-    lines = "".join(f"data: {line}\n" for line in data.splitlines() or [""])
-    return f"event: {name}\n{lines}\n"
 
 
 def _notification(fields: dict[str, list[str]]) -> Notification | None:
