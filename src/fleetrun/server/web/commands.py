@@ -235,10 +235,13 @@ async def stream(
                 if refused is not None:
                     yield sse.event("refused", refused.message)
                     return
-                command, invocations = await _read(request, caller, command_id)
+                # The table is read only when the command's version says it changed: an
+                # open page costs one small read every REREAD_S, not its 1,000 rows.
+                command = await _command(request, caller, command_id)
                 if command.version != sent:
                     sent, quiet_s = command.version, 0.0
                     yield sse.event("summary", _fragment(request, "command_summary.html", command))
+                    invocations = await _invocations(request, caller, command_id)
                     offers = _offers(caller, command)
                     rows = _fragment(request, "command_rows.html", command, invocations, offers)
                     yield sse.event("invocations", rows)
@@ -346,14 +349,24 @@ async def rerun(
 async def _read(
     request: Request, caller: Caller, command_id: str
 ) -> tuple[schemas.Command, list[schemas.Invocation]]:
-    command = await commands_api.get_command(
+    command = await _command(request, caller, command_id)
+    return command, await _invocations(request, caller, command_id)
+
+
+async def _command(request: Request, caller: Caller, command_id: str) -> schemas.Command:
+    return await commands_api.get_command(
         request, command_id, caller, wait_s=0, version=None, until="changed"
     )
+
+
+async def _invocations(
+    request: Request, caller: Caller, command_id: str
+) -> list[schemas.Invocation]:
     listed = await commands_api.list_invocations(
         request, command_id, caller, status=None, node=None, tag=None, details=False,
         limit=1000, cursor=None,
     )  # fmt: skip
-    return command, listed.items
+    return listed.items
 
 
 def _offers(caller: Caller, command: schemas.Command) -> dict[str, bool]:
