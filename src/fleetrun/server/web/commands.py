@@ -322,7 +322,7 @@ async def rerun(
     command, invocations = await _read(request, caller, command_id)
     targets = list(command.targets)
     if field(fields, "only") == "failed":
-        failed = [i.node_id for i in invocations if i.status not in ("Success",)]
+        failed = [i.node_id for i in invocations if i.status != "Success"]
         if not failed:
             raise ValidationError("No node of this command failed: there is nothing to re-run.")
         targets = [Target(key="NodeIds", values=failed)]
@@ -376,13 +376,15 @@ def _offers(caller: Caller, command: schemas.Command) -> dict[str, bool]:
     }
 
 
-def _fragment(request: Request, name: str, command: schemas.Command, *rest: Any) -> str:
-    invocations = rest[0] if rest else []
-    offers = rest[1] if len(rest) > 1 else {}
-    template = templates.get_template(name)
-    return template.render(
-        {"request": request, "command": command, "invocations": invocations, **offers}
-    )
+def _fragment(
+    request: Request,
+    name: str,
+    command: schemas.Command,
+    invocations: list[schemas.Invocation] | None = None,
+    offers: dict[str, bool] | None = None,
+) -> str:
+    context = {"request": request, "command": command, "invocations": invocations or []}
+    return templates.get_template(name).render({**context, **(offers or {})})
 
 
 def _notification(fields: dict[str, list[str]]) -> Notification | None:
@@ -418,7 +420,7 @@ async def _documents(request: Request, caller: Caller) -> list[Any]:
         listed = await documents_api.list_documents(request, caller)
     except FleetrunError:
         return []
-    return list(getattr(listed, "items", listed))
+    return list(listed.items)
 
 
 async def _document(request: Request, caller: Caller, name: str) -> Any:

@@ -106,13 +106,11 @@ async def run_command_page(
             runs = (await api.list_runs(request, node_id, name, caller)).items
         except FleetrunError:
             runs = None
-    node = access.frn("node", node_id)
     context = {
         "rc": rc,
         "runs": runs,
         "may_start": may(caller, "StartRunCommand") and not rc.groupName,
         "may_delete": may(caller, "DeleteRunCommand") and not rc.groupName,
-        "node_resource": node,
     }
     return page(request, "run_command.html", caller, context)
 
