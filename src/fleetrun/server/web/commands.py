@@ -9,6 +9,7 @@ would refuse, and says what the API says when it refuses.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -39,6 +40,7 @@ SCRIPT = "RunShellScript"
 PREVIEW_NODES = 20  # names shown in the preview; the count is of all
 KEEPALIVE_S = 15.0  # an SSE comment this often keeps proxies from closing the stream
 REREAD_S = 2.0  # without a change notice, the command is read again this often
+RECHECK_S = 2.0  # the caller is decided again this often (as on the API's streams)
 SECRETS_REFUSED = (
     "The console does not take secret parameters: they must be sealed to each node's key "
     "before they leave your machine. Send this command with the CLI: "
@@ -221,20 +223,24 @@ async def stream(
     """Server-sent events: the command's status, counts and per-node table, sent again
     each time the command changes (woken by the server's own change notices, as the
     API's long-poll is), until it is finished or the client goes away. The caller is
-    decided again at each step: a revoked token or a policy that no longer allows it
-    ends the stream with the reason."""
+    decided again every RECHECK_S, as on the API's streams (not on every change, which
+    a busy command makes many times a second): a revoked token or a policy that no
+    longer allows it ends the stream with the reason."""
     state = state_of(request)
     await _read(request, caller, command_id)  # refused here, before the stream starts
 
     async def events() -> AsyncIterator[str]:
         sent: int | None = None  # the command's version last sent
         quiet_s = 0.0
+        checked = time.monotonic()  # authorize(...) has just decided it
         with state.changes.subscribe(command_id) as changed:
             while not state.stopping:
-                refused = await recheck(request, caller, "GetCommand", "*")
-                if refused is not None:
-                    yield sse.event("refused", refused.message)
-                    return
+                if time.monotonic() - checked >= RECHECK_S:
+                    refused = await recheck(request, caller, "GetCommand", "*")
+                    if refused is not None:
+                        yield sse.event("refused", refused.message)
+                        return
+                    checked = time.monotonic()
                 # The table is read only when the command's version says it changed: an
                 # open page costs one small read every REREAD_S, not its 1,000 rows.
                 command = await _command(request, caller, command_id)
