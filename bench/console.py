@@ -1,7 +1,7 @@
 """What the console's fleet page costs on a large fleet: the server time of its first
 page, a filtered page and a later page, on 10,000 nodes (clones of one enrolled node
 with tags), for the administrator and for a principal whose policy admits only the
-nodes of one tag. In process, on SQLite (or PostgreSQL with FLEETRUN_TEST_DATABASE_URL).
+nodes of one tag. In process, on SQLite (the clone statements are SQLite's).
 
     .venv/bin/python bench/console.py [--nodes 10000] [--loads 20]
 """

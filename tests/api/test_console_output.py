@@ -134,3 +134,21 @@ def test_search_shows_node_stream_line_number_and_line_and_refuses_a_bad_pattern
         headers={"hx-request": "true"},
     )  # fmt: skip
     assert bad.status_code == 400 and 'class="error"' in bad.text
+
+
+def test_the_command_stream_ends_with_the_reason_once_the_token_is_revoked(app):
+    (node,) = app.enrol(1)
+    admin = app.client
+    admin.create_principal("viewer")
+    admin.create_policy("viewer", WEB_ONLY)
+    admin.attach("viewer", policy="viewer")
+    made = admin.create_token("viewer")
+    command = admin.send_command(script="true", node_ids=[node.node_id])  # never connects
+    sign_in(app, made.token)
+    got = events_in_thread(app, f"/ui/commands/{command.id}/stream")
+    assert take(got).startswith("event: summary\n")
+    assert take(got).startswith("event: invocations\n")
+    admin.revoke_token(made.id)
+    refused = take(got)
+    assert refused.startswith("event: refused\ndata: The API token is no longer valid"), refused
+    assert got.get(timeout=10) is None

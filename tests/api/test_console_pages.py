@@ -236,8 +236,10 @@ def test_a_run_command_put_on_a_group_from_the_console_reaches_every_member(app)
     assert 'data-name="hello"' in page.text and "of 2" in page.text
     listed = app.http.get("/ui/groups")
     assert 'href="/ui/groups/webs"' in listed.text
+    again = post(app, "/ui/groups/webs/run-commands/hello/run", {}, follow_redirects=False)
+    assert again.status_code == 303 and again.headers["location"] == "/ui/groups/webs"
     gone = post(app, "/ui/groups/webs/run-commands/hello/delete", {}, follow_redirects=False)
-    assert gone.status_code == 303
+    assert gone.status_code == 303 and gone.headers["location"] == "/ui/groups/webs"
     assert 'data-name="hello"' not in app.http.get("/ui/groups/webs").text
 
 
@@ -251,6 +253,9 @@ def test_a_tag_scoped_principal_may_not_put_a_run_command_on_a_group(app):
     refused = post(app, "/ui/groups/dbs/run-commands", {"name": "x", "script": "true"})
     assert refused.status_code == 403
     assert "webops may not perform fleetrun:PutGroupRunCommand" in refused.text
+    rerun = post(app, "/ui/groups/dbs/run-commands/x/run", {})
+    assert rerun.status_code == 403
+    assert "webops may not perform fleetrun:StartGroupRunCommand" in rerun.text
 
 
 def test_documents_and_the_audit_log_are_shown_to_whom_the_api_shows_them(app):

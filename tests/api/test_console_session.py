@@ -94,6 +94,11 @@ def test_a_state_change_needs_the_csrf_token_and_the_same_site(app):
         headers={"origin": "https://evil.example", "sec-fetch-site": "cross-site"},
     )
     assert cross.status_code == 403 and "came from another site" in cross.text
+    for origin in ("https://evil.example", "null"):  # a browser without Sec-Fetch-Site
+        other = client.post(
+            url, data={"set": "role=web", "csrf": token}, headers={"origin": origin}
+        )
+        assert other.status_code == 403 and "came from another site" in other.text, origin
     assert app.client.get_node(node.node_id).tags == {"env": "test"}  # nothing changed
 
     done = client.post(

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import Select, delete, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from fleetrun.core import access, sealing
@@ -106,6 +106,19 @@ def read_nodes(
     ping_status: str | None = None,
     tags: dict[str, str] | None = None,
 ) -> list[Node]:
+    return list(
+        session.execute(select_nodes(ids=ids, ping_status=ping_status, tags=tags)).scalars()
+    )
+
+
+def select_nodes(
+    *,
+    ids: Sequence[str] | None = None,
+    ping_status: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> Select[Node]:
+    """Registered nodes, by name then id: those listed, of a ping status, with all of
+    these tags (each filter only when given)."""
     query = select(Node).where(Node.deleted_at.is_(None)).order_by(Node.name, Node.id)
     if ids is not None:
         query = query.where(Node.id.in_(ids))
@@ -115,7 +128,7 @@ def read_nodes(
         query = query.where(
             Node.id.in_(select(NodeTag.node_id).where(NodeTag.key == key, NodeTag.value == value))
         )
-    return list((session.execute(query)).scalars())
+    return query
 
 
 def read_nodes_after(

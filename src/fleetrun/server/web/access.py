@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.responses import RedirectResponse
 
 from fleetrun.core import access as frn
-from fleetrun.core.errors import FleetrunError, ValidationError
+from fleetrun.core.errors import ValidationError
 from fleetrun.schemas import access as schemas
 from fleetrun.server.api import policies as policies_api
 from fleetrun.server.api import principals as principals_api
@@ -20,7 +20,7 @@ from fleetrun.server.api import tokens as tokens_api
 from fleetrun.server.api.deps import authorize
 from fleetrun.server.authz import Caller
 from fleetrun.server.web.pages import guard
-from fleetrun.server.web.render import field, form, may, page
+from fleetrun.server.web.render import field, form, may, page, refusal
 
 router = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(guard)])
 PRINCIPAL = principals_api.PRINCIPAL
@@ -104,15 +104,14 @@ async def simulate(
 ) -> Response:
     """The API's simulator: would this principal be allowed ACTION on RESOURCE?"""
     fields = await form(request)
-    result, message = None, None
-    try:
+    result = None
+    with refusal() as refused:
         body = schemas.SimulateRequest(
             action=field(fields, "action"), resource=field(fields, "resource") or "*"
         )
         result = await principals_api.simulate(request, name, body, caller)
-    except FleetrunError as exc:
-        message = exc.message
-    return page(request, "simulate.html", caller, {"result": result, "message": message})
+    context = {"result": result, "message": refused.message}
+    return page(request, "simulate.html", caller, context)
 
 
 @router.get("/access/policies/{name}")

@@ -9,6 +9,7 @@ would refuse, and says what the API says when it refuses.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -29,8 +30,9 @@ from fleetrun.server.api import nodes as nodes_api
 from fleetrun.server.api import rules as rules_api
 from fleetrun.server.api.deps import authorize, recheck, state_of
 from fleetrun.server.authz import Caller
+from fleetrun.server.web import sse
 from fleetrun.server.web.pages import guard
-from fleetrun.server.web.render import field, form, may, page, templates
+from fleetrun.server.web.render import field, form, may, page, refusal, templates
 
 router = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(guard)])
 
@@ -38,6 +40,7 @@ SCRIPT = "RunShellScript"
 PREVIEW_NODES = 20  # names shown in the preview; the count is of all
 KEEPALIVE_S = 15.0  # an SSE comment this often keeps proxies from closing the stream
 REREAD_S = 2.0  # without a change notice, the command is read again this often
+RECHECK_S = 2.0  # the caller is decided again this often (as on the API's streams)
 SECRETS_REFUSED = (
     "The console does not take secret parameters: they must be sealed to each node's key "
     "before they leave your machine. Send this command with the CLI: "
@@ -118,14 +121,16 @@ async def preview(
 ) -> Response:
     """The nodes these targets select now, that the caller may see: their count and the
     first names (the API's /v1/targets/resolve)."""
-    context: dict[str, Any] = {"nodes": [], "count": 0, "message": None}
-    try:
+    resolved: list[schemas.ResolvedNode] = []
+    with refusal() as refused:
         fields = {"target_kind": [target_kind], "target": [target]}
         body = schemas.TargetsResolve(targets=targets_of(fields))
         resolved = await nodes_api.resolve_targets(request, body, caller)
-        context.update(nodes=resolved[:PREVIEW_NODES], count=len(resolved))
-    except FleetrunError as exc:
-        context["message"] = exc.message
+    context = {
+        "nodes": resolved[:PREVIEW_NODES],
+        "count": len(resolved),
+        "message": refused.message,
+    }
     return page(request, "run_preview.html", caller, context)
 
 
@@ -136,14 +141,11 @@ async def check_parameters(
     """The document's parameters checked as the API checks them when a command is sent
     (the same function, the same sentence)."""
     fields = await form(request)
-    message = None
-    try:
+    with refusal() as refused:
         doc = await _document(request, caller, field(fields, "document"))
         declared = doc.content.get("parameters") or {}
         bind_parameters(doc.content, parameters_of(fields, declared))
-    except FleetrunError as exc:
-        message = exc.message
-    return page(request, "run_check.html", caller, {"message": message})
+    return page(request, "run_check.html", caller, {"message": refused.message})
 
 
 @router.post("/run")
@@ -221,29 +223,36 @@ async def stream(
     """Server-sent events: the command's status, counts and per-node table, sent again
     each time the command changes (woken by the server's own change notices, as the
     API's long-poll is), until it is finished or the client goes away. The caller is
-    decided again at each step: a revoked token or a policy that no longer allows it
-    ends the stream with the reason."""
+    decided again every RECHECK_S, as on the API's streams (not on every change, which
+    a busy command makes many times a second): a revoked token or a policy that no
+    longer allows it ends the stream with the reason."""
     state = state_of(request)
     await _read(request, caller, command_id)  # refused here, before the stream starts
 
     async def events() -> AsyncIterator[str]:
         sent: int | None = None  # the command's version last sent
         quiet_s = 0.0
+        checked = time.monotonic()  # authorize(...) has just decided it
         with state.changes.subscribe(command_id) as changed:
             while not state.stopping:
-                refused = await recheck(request, caller, "GetCommand", "*")
-                if refused is not None:
-                    yield _event("refused", refused.message)
-                    return
-                command, invocations = await _read(request, caller, command_id)
+                if time.monotonic() - checked >= RECHECK_S:
+                    refused = await recheck(request, caller, "GetCommand", "*")
+                    if refused is not None:
+                        yield sse.event("refused", refused.message)
+                        return
+                    checked = time.monotonic()
+                # The table is read only when the command's version says it changed: an
+                # open page costs one small read every REREAD_S, not its 1,000 rows.
+                command = await _command(request, caller, command_id)
                 if command.version != sent:
                     sent, quiet_s = command.version, 0.0
-                    yield _event("summary", _fragment(request, "command_summary.html", command))
+                    yield sse.event("summary", _fragment(request, "command_summary.html", command))
+                    invocations = await _invocations(request, caller, command_id)
                     offers = _offers(caller, command)
                     rows = _fragment(request, "command_rows.html", command, invocations, offers)
-                    yield _event("invocations", rows)
+                    yield sse.event("invocations", rows)
                 if command.done:
-                    yield _event("done", "done")
+                    yield sse.event("done", "done")
                     return
                 # Woken at once by this server's commits; what another replica stored
                 # is read within REREAD_S (and sent only if the command changed).
@@ -253,7 +262,7 @@ async def stream(
                     quiet_s += REREAD_S
                     if quiet_s >= KEEPALIVE_S:
                         quiet_s = 0.0
-                        yield ": keep-alive\n\n"
+                        yield sse.KEEPALIVE
 
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"x-accel-buffering": "no"}
@@ -319,7 +328,7 @@ async def rerun(
     command, invocations = await _read(request, caller, command_id)
     targets = list(command.targets)
     if field(fields, "only") == "failed":
-        failed = [i.node_id for i in invocations if i.status not in ("Success",)]
+        failed = [i.node_id for i in invocations if i.status != "Success"]
         if not failed:
             raise ValidationError("No node of this command failed: there is nothing to re-run.")
         targets = [Target(key="NodeIds", values=failed)]
@@ -346,14 +355,24 @@ async def rerun(
 async def _read(
     request: Request, caller: Caller, command_id: str
 ) -> tuple[schemas.Command, list[schemas.Invocation]]:
-    command = await commands_api.get_command(
+    command = await _command(request, caller, command_id)
+    return command, await _invocations(request, caller, command_id)
+
+
+async def _command(request: Request, caller: Caller, command_id: str) -> schemas.Command:
+    return await commands_api.get_command(
         request, command_id, caller, wait_s=0, version=None, until="changed"
     )
+
+
+async def _invocations(
+    request: Request, caller: Caller, command_id: str
+) -> list[schemas.Invocation]:
     listed = await commands_api.list_invocations(
         request, command_id, caller, status=None, node=None, tag=None, details=False,
         limit=1000, cursor=None,
     )  # fmt: skip
-    return command, listed.items
+    return listed.items
 
 
 def _offers(caller: Caller, command: schemas.Command) -> dict[str, bool]:
@@ -363,18 +382,15 @@ def _offers(caller: Caller, command: schemas.Command) -> dict[str, bool]:
     }
 
 
-def _fragment(request: Request, name: str, command: schemas.Command, *rest: Any) -> str:
-    invocations = rest[0] if rest else []
-    offers = rest[1] if len(rest) > 1 else {}
-    template = templates.get_template(name)
-    return template.render(
-        {"request": request, "command": command, "invocations": invocations, **offers}
-    )
-
-
-def _event(name: str, data: str) -> str:
-    lines = "".join(f"data: {line}\n" for line in data.splitlines() or [""])
-    return f"event: {name}\n{lines}\n"
+def _fragment(
+    request: Request,
+    name: str,
+    command: schemas.Command,
+    invocations: list[schemas.Invocation] | None = None,
+    offers: dict[str, bool] | None = None,
+) -> str:
+    context = {"request": request, "command": command, "invocations": invocations or []}
+    return templates.get_template(name).render({**context, **(offers or {})})
 
 
 def _notification(fields: dict[str, list[str]]) -> Notification | None:
@@ -410,7 +426,7 @@ async def _documents(request: Request, caller: Caller) -> list[Any]:
         listed = await documents_api.list_documents(request, caller)
     except FleetrunError:
         return []
-    return list(getattr(listed, "items", listed))
+    return list(listed.items)
 
 
 async def _document(request: Request, caller: Caller, name: str) -> Any:

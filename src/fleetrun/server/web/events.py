@@ -12,13 +12,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.responses import StreamingResponse
 
-from fleetrun.core.errors import FleetrunError
 from fleetrun.core.patterns import compile_pattern
 from fleetrun.server.api import events as events_api
 from fleetrun.server.api.deps import authorize
 from fleetrun.server.authz import Caller
+from fleetrun.server.web import sse
 from fleetrun.server.web.pages import guard
-from fleetrun.server.web.render import page, templates
+from fleetrun.server.web.render import page, refusal, templates
 
 router = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(guard)])
 RECENT = 200  # read; of them, those the pattern matches are shown
@@ -30,18 +30,15 @@ async def events_page(
     caller: Annotated[Caller, Depends(authorize("ListEvents", "*"))],
     pattern: str = "",
 ) -> Response:
-    message = None
     matches = None
-    if pattern.strip():
-        try:
+    with refusal() as refused:
+        if pattern.strip():
             matches = compile_pattern(pattern).matches  # the API's own check and matcher
-        except FleetrunError as exc:
-            message = exc.message
     listed = await events_api.list_events(
         request, caller, since=None, detail_type=None, after=None, limit=RECENT
     )
     recent = [e for e in listed.items if matches is None or matches(e.envelope())]
-    context = {"events": recent, "pattern": pattern, "message": message}
+    context = {"events": recent, "pattern": pattern, "message": refused.message}
     return page(request, "events.html", caller, context)
 
 
@@ -56,30 +53,21 @@ async def tail(
     row = templates.get_template("event_row.html")
 
     async def frames() -> AsyncIterator[str]:
-        async for chunk in api.body_iterator:
-            text = chunk.decode() if isinstance(chunk, bytes) else str(chunk)
-            yield _frame(text, row)
+        async for frame in sse.frames(api.body_iterator):
+            yield _frame(frame, row)
 
     return StreamingResponse(
         frames(), media_type="text/event-stream", headers={"x-accel-buffering": "no"}
     )
 
 
-def _frame(text: str, row: Any) -> str:
+def _frame(frame: sse.Frame, row: Any) -> str:
     """One frame of the API's stream as the page takes it: an event as a table row, an
-    error as the sentence; comments (keep-alives) as they are."""
-    fields = dict(
-        line.split(": ", 1) for line in text.strip().splitlines() if not line.startswith(":")
-    )
-    if "data" not in fields:
-        return text
-    data = json.loads(fields["data"])
-    if fields.get("event") == "error":
-        return _sse("refused", data["error"]["message"])
-    html = row.render(event={**data, "seq": fields.get("id", "")})
-    return _sse("event", html)
-
-
-def _sse(name: str, data: str) -> str:
-    lines = "".join(f"data: {line}\n" for line in data.splitlines() or [""])
-    return f"event: {name}\n{lines}\n"
+    error as the sentence; comments (keep-alives) as keep-alives."""
+    if frame.name == "event":
+        return sse.event(
+            "event", row.render(event={**json.loads(frame.data), "seq": frame.id or ""})
+        )
+    if frame.name == "error":
+        return sse.event("refused", json.loads(frame.data)["error"]["message"])
+    return sse.KEEPALIVE

@@ -10,7 +10,7 @@ import binascii
 import json
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_
 from sqlalchemy.orm import Session
 
 from fleetrun.core import access
@@ -19,7 +19,7 @@ from fleetrun.schemas.nodes import Node as NodeSchema
 from fleetrun.server.authz import Caller
 from fleetrun.server.store import groups as group_store
 from fleetrun.server.store import nodes as node_store
-from fleetrun.server.store.tables import Node, NodeTag
+from fleetrun.server.store.tables import Node
 
 PAGE_SIZE = 50
 SCAN_ROWS = 2000  # read at most this many rows per page, so a narrow policy cannot stall it
@@ -60,45 +60,34 @@ def read_fleet(
     cursor: str | None,
     limit: int = PAGE_SIZE,
 ) -> FleetPage:
-    query = select(Node).where(Node.deleted_at.is_(None)).order_by(Node.name, Node.id)
+    query = node_store.select_nodes(ping_status=filters.status, tags=filters.tags)
     if filters.name:
         pattern = f"%{filters.name.lower()}%"
         query = query.where(or_(Node.name.ilike(pattern), Node.id.ilike(pattern)))
-    if filters.status:
-        query = query.where(Node.ping_status == filters.status)
-    for key, value in filters.tags.items():
-        query = query.where(
-            Node.id.in_(select(NodeTag.node_id).where(NodeTag.key == key, NodeTag.value == value))
-        )
     if filters.group:
         group = group_store.read_group(session, filters.group)
         query = query.where(Node.id.in_(group_store.members(session, group)))
-    if cursor:
-        name, node_id = decode_cursor(cursor)
-        query = query.where(or_(Node.name > name, and_(Node.name == name, Node.id > node_id)))
+    after = decode_cursor(cursor) if cursor else None  # the (name, id) last read
     kept: list[NodeSchema] = []
     scanned = 0
-    last: Node | None = None
     while len(kept) < limit and scanned < SCAN_ROWS:
-        batch_query = query
-        if last is not None:
-            batch_query = batch_query.where(
-                or_(Node.name > last.name, and_(Node.name == last.name, Node.id > last.id))
-            )
-        rows = list(session.execute(batch_query.limit(limit * 2)).scalars())
-        if not rows:
-            return FleetPage(kept, None)
-        exhausted = len(rows) < limit * 2
+        batch = query if after is None else query.where(_after(*after))
+        rows = list(session.execute(batch.limit(limit * 2)).scalars())
         tags = node_store.read_tags(session, (n.id for n in rows))
         for node in rows:
             scanned += 1
-            last = node
+            after = (node.name, node.id)
             context = access.node_context(tags[node.id])
             if caller.allows("ListNodes", access.frn("node", node.id), context):
                 kept.append(node_store.to_schema(node, tags[node.id]))
                 if len(kept) == limit:
                     break
-        if exhausted and last is rows[-1]:
-            return FleetPage(kept, None)
-    assert last is not None
-    return FleetPage(kept, encode_cursor(last.name, last.id))
+        if len(rows) < limit * 2 and (not rows or after == (rows[-1].name, rows[-1].id)):
+            return FleetPage(kept, None)  # read to the end
+    assert after is not None
+    return FleetPage(kept, encode_cursor(*after))
+
+
+def _after(name: str, node_id: str) -> ColumnElement[bool]:
+    """Past (name, id) in the listing's order."""
+    return or_(Node.name > name, and_(Node.name == name, Node.id > node_id))

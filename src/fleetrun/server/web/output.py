@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from html import escape
 from typing import Annotated, Literal
 
@@ -22,6 +22,7 @@ from starlette.responses import Response, StreamingResponse
 from fleetrun.server.api import output as output_api
 from fleetrun.server.api.deps import authorize
 from fleetrun.server.authz import Caller
+from fleetrun.server.web import sse
 from fleetrun.server.web.pages import guard
 from fleetrun.server.web.render import page
 
@@ -80,51 +81,34 @@ async def live_output(
     resumed = (last_event_id or "").strip()  # the API stream has checked it
     lines = Lines(int(resumed) if resumed else 0)
 
+    def output(new: list[str]) -> Iterator[str]:
+        if text := html_lines(new):
+            yield sse.event("output", text, lines.offset)
+
     async def events() -> AsyncIterator[str]:
-        async for name, data in _api_events(upstream.body_iterator):
-            if name == "output":
-                chunk = _decoded(data)
-                text = html_lines(lines.feed(chunk))
-                if text:
-                    yield f"id: {lines.offset}\nevent: output\ndata: {text}\n\n"
-            elif name == "error":
-                message = escape(str(json.loads(data).get("error", {}).get("message", "")))
-                yield f"event: refused\ndata: {message}\n\n"
-                yield "event: end\ndata: refused\n\n"
+        async for frame in sse.frames(upstream.body_iterator):
+            if frame.name == "output":
+                for sent in output(lines.feed(_decoded(frame.data))):
+                    yield sent
+            elif frame.name == "error":
+                error = json.loads(frame.data).get("error", {})
+                yield sse.event("refused", escape(str(error.get("message", ""))))
+                yield sse.event("end", "refused")
                 return
-            elif name == "end":
-                text = html_lines(lines.rest())
-                if text:
-                    yield f"id: {lines.offset}\nevent: output\ndata: {text}\n\n"
-                status = escape(str(json.loads(data).get("status", "")))
-                yield f"id: {lines.offset}\nevent: end\ndata: {status}\n\n"
+            elif frame.name == "end":
+                for sent in output(lines.rest()):
+                    yield sent
+                status = escape(str(json.loads(frame.data).get("status", "")))
+                yield sse.event("end", status, lines.offset)
                 return
             else:
-                yield ": keep-alive\n\n"
+                yield sse.KEEPALIVE
 
     return StreamingResponse(
         events(),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
-
-
-async def _api_events(
-    body: AsyncIterable[str | bytes | memoryview],
-) -> AsyncIterator[tuple[str, str]]:
-    """The API stream's events as (name, data); a comment is ("", "")."""
-    buffer = ""
-    async for chunk in body:
-        buffer += chunk if isinstance(chunk, str) else bytes(chunk).decode()
-        while "\n\n" in buffer:
-            block, buffer = buffer.split("\n\n", 1)
-            name, data = "", []
-            for line in block.split("\n"):
-                if line.startswith("event: "):
-                    name = line[len("event: ") :]
-                elif line.startswith("data: "):
-                    data.append(line[len("data: ") :])
-            yield name, "\n".join(data)
 
 
 def _decoded(data: str) -> bytes:

@@ -4,7 +4,9 @@ sign in)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from fleetrun.server.authz import Caller, gate
 from fleetrun.server.state import ServerState
 from fleetrun.server.web.session import csrf_token, form
 
-__all__ = ["field", "form", "page"]
+__all__ = ["field", "form", "page", "refusal"]
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -95,6 +97,22 @@ def error_page(request: Request, error: FleetrunError) -> Response:
     context = {"title": titles.get(error.status_code, "Not done"), "message": error.message}
     name = "fragment_error.html" if request.headers.get("hx-request") else "error.html"
     return page(request, name, caller, context, status_code=error.status_code)
+
+
+@dataclass
+class Refusal:
+    message: str | None = None
+
+
+@contextmanager
+def refusal() -> Iterator[Refusal]:
+    """A block whose refusal is shown in the fragment it fills (a check, a preview), not
+    as an error page: the API's sentence, kept as `message`."""
+    said = Refusal()
+    try:
+        yield said
+    except FleetrunError as exc:
+        said.message = exc.message
 
 
 def field(fields: Mapping[str, list[str]], name: str, default: str = "") -> str:

@@ -12,14 +12,14 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.responses import RedirectResponse
 
 from fleetrun.core import access
-from fleetrun.core.errors import FleetrunError, ValidationError
+from fleetrun.core.errors import ValidationError
 from fleetrun.core.patterns import compile_pattern
 from fleetrun.schemas import events as schemas
 from fleetrun.server.api import rules as api
 from fleetrun.server.api.deps import authorize
 from fleetrun.server.authz import Caller
 from fleetrun.server.web.pages import guard
-from fleetrun.server.web.render import field, form, may, page
+from fleetrun.server.web.render import field, form, may, page, refusal
 
 router = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(guard)])
 SAMPLE = {
@@ -84,14 +84,11 @@ async def test_pattern(
     """Try the pattern in the editor on the sample event (the API's matcher, offline:
     nothing is saved or sent)."""
     fields = await form(request)
-    match, message = None, None
-    try:
+    match = None
+    with refusal() as refused:
         pattern = compile_pattern(field(fields, "pattern"))
-        event = _json(field(fields, "event"), "The sample event")
-        match = pattern.matches(event)
-    except FleetrunError as exc:
-        message = exc.message
-    return page(request, "rule_test.html", caller, {"match": match, "message": message})
+        match = pattern.matches(_json(field(fields, "event"), "The sample event"))
+    return page(request, "rule_test.html", caller, {"match": match, "message": refused.message})
 
 
 @router.post("/rules/{name}/pattern")

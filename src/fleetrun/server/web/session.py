@@ -114,11 +114,9 @@ def check_origin(request: Request) -> None:
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
         raise AccessDeniedError(CROSS_SITE)
-    origin = request.headers.get("origin")
-    if origin is not None and origin != "null":
-        if urlsplit(origin).netloc != request.headers.get("host", ""):
-            raise AccessDeniedError(CROSS_SITE)
-    elif origin == "null":
+    origin = request.headers.get("origin")  # "null": an opaque origin, never ours
+    host = request.headers.get("host", "")
+    if origin is not None and (origin == "null" or urlsplit(origin).netloc != host):
         raise AccessDeniedError(CROSS_SITE)
 
 
