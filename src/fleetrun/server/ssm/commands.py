@@ -19,9 +19,9 @@ from fleetrun.core.errors import NotFoundError, ValidationError
 from fleetrun.core.ids import is_node_id, is_uuid
 from fleetrun.core.statuses import TERMINAL_COMMAND
 from fleetrun.core.targets import MAX_VALUES
-from fleetrun.server.api.commands import (
-    _cancellable,
-    _command_resource,
+from fleetrun.server.commandauthz import (
+    cancellable_nodes,
+    command_resource,
     readable_invocations,
     require_invocation,
 )
@@ -124,7 +124,7 @@ async def list_commands(call: Call) -> dict[str, Any]:
             wanted.stage == "Complete"
         ):
             return False
-        return caller.allows("ListCommands", *_command_resource(command))
+        return caller.allows("ListCommands", *command_resource(command))
 
     def listed(session: Session) -> tuple[list[Command], str | None, dict[str, s3output.Where]]:
         rows, next_cursor = read(session)
@@ -243,7 +243,7 @@ async def cancel_command(call: Call) -> dict[str, Any]:
                     "InvalidInstanceId",
                     f"Command {command_id} was not sent to instance {missing[0]}.",
                 )
-        allowed = _cancellable(tx.session, caller, command, node_ids)
+        allowed = cancellable_nodes(tx.session, caller, command, node_ids)
         notify = engine_commands.cancel_command(tx.session, command_id, allowed)
         state.refresh_commands(tx, [command_id])
         return notify
