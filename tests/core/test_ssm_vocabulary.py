@@ -163,8 +163,13 @@ SEED_THREE = json.loads((POLICIES / "ssm-tag-either-key.json").read_text())
 
 
 def decides(policies, action, resource, tags=None):
+    """The decision, checked to be the same when the caller has worked out what the
+    policies name beforehand (as the server's Caller does, once per request)."""
     context = access.node_context(tags or {})
-    return access.decide(policies, action, resource, context).allowed
+    allowed = access.decide(policies, action, resource, context).allowed
+    names = access.foreign(policies)
+    assert access.decide(policies, action, resource, context, names=names).allowed is allowed
+    return allowed
 
 
 @pytest.mark.parametrize(
