@@ -176,19 +176,29 @@ def authorize(action: str, resource: str | None = None) -> Callable[..., Awaitab
             entry.action = full
         caller = await authenticate(request)
         concrete = _resource(resource, request.path_params)
-        if entry is not None:
-            entry.resource = concrete
-        decision = gate(caller, full, concrete)
-        if not decision.allowed:
-            raise deny(caller, full, concrete or _named_node(request.path_params), decision)
-        if entry is not None:
-            entry.decision = "allow"
-        request.state.caller = caller
-        request.state.action = full
+        admit(request, caller, full, concrete)
         return caller
 
     dependency.__name__ = f"authorize_{action}"
     return dependency
+
+
+def admit(request: Request, caller: Caller, action: str, resource: str | None) -> None:
+    """What every operation does once its caller is known, fleetrun's routes and SSM's
+    alike: the action and resource recorded for the audit, the request decided at the
+    gate on what is known before anything is loaded, and the caller kept for the route."""
+    full = access.action_name(action)
+    entry = audit_entry(request)
+    if entry is not None:
+        entry.action = full
+        entry.resource = resource
+    decision = gate(caller, full, resource)
+    if not decision.allowed:
+        raise deny(caller, full, resource or _named_node(request.path_params), decision)
+    if entry is not None:
+        entry.decision = "allow"
+    request.state.caller = caller
+    request.state.action = full
 
 
 def _named_node(params: dict[str, Any]) -> str:
