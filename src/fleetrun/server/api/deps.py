@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
 
 from fleetrun.core import access, logs
 from fleetrun.core.errors import AuthenticationError, FleetrunError, LimitExceededError
@@ -67,13 +68,24 @@ def bearer(request: Request) -> str | None:
 
 
 async def _identify(state: ServerState, token: str, at: datetime) -> Identity | None:
-    """Who the token speaks for: remembered between requests until access changes
-    (server/identities.py), else looked up."""
-    key = token_store.hash_token(token)
+    """Who the token speaks for."""
+    return await remembered_identity(
+        state, token_store.hash_token(token), at, lambda s: principal_store.identify(s, token, at)
+    )
+
+
+async def remembered_identity(
+    state: ServerState,
+    key: str,
+    at: datetime,
+    look_up: Callable[[Session], Identity | None],
+) -> Identity | None:
+    """Who a credential (cache key `key`) speaks for: remembered between requests until
+    access changes (server/identities.py), else looked up (and remembered)."""
     identity = state.identities.get(key, at)
     if identity is None:
         generation = state.identities.generation
-        identity = await state.db.read(lambda s: principal_store.identify(s, token, at))
+        identity = await state.db.read(look_up)
         if identity is not None:
             state.identities.put(key, identity, generation)
     return identity
