@@ -187,7 +187,7 @@ async def list_command_invocations(call: Call) -> dict[str, Any]:
         except ValidationError as exc:
             raise filters.invalid_token() from exc
         rows = keep(session, rows)
-        commands = {c: store.read_command(session, c) for c in {r.command_id for r in rows}}
+        commands = store.commands_by_id(session, (r.command_id for r in rows))
         if wanted.document is not None:
             rows = [r for r in rows if commands[r.command_id].document_name == wanted.document]
         steps = invocation_store.read_steps_of(session, [r.id for r in rows]) if details else {}
