@@ -48,8 +48,8 @@ async def send_command(call: Call) -> dict[str, Any]:
     now = state.clock.now()
 
     def create(tx: Tx) -> dict[str, Any]:
-        sendcommand.check(tx.session, wanted, s3_enabled=state.settings.s3_enabled)
-        command = sendcommand.send(tx.session, wanted, caller, now)
+        doc = sendcommand.check(tx.session, wanted, s3_enabled=state.settings.s3_enabled)
+        command = sendcommand.send(tx.session, wanted, doc, caller, now)
         logs.bind(command_id=command.id)
         tx.after_commit(state.dispatcher.wake)
         where = None
