@@ -45,9 +45,10 @@ def per_node_us(policies: list, nodes: int) -> float:
     best = float("inf")
     for _ in range(5):
         started = time.process_time()
+        names = access.foreign(policies)  # once per request, as the server's Caller does
         for resource in ids:
             keys = {**context, **access.node_context(TAGS)}
-            access.decide(policies, "SendCommand", resource, keys)
+            access.decide(policies, "SendCommand", resource, keys, names=names)
         best = min(best, time.process_time() - started)
     return best / nodes * 1e6
 

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.harness import Fleet
+from tests.harness import Fleet, free_port, wait_for
 from tests.inprocess import App
 
 
@@ -55,3 +60,32 @@ def app(tmp_path: Path) -> Iterator[App]:
         yield a
     finally:
         a.close()
+
+
+@pytest.fixture
+def s3(tmp_path: Path) -> Iterator[str]:
+    """A real S3-compatible server (moto) on a loopback port, with one bucket, `logs`."""
+    moto = shutil.which("moto_server", path=os.path.dirname(sys.executable))
+    if moto is None:
+        pytest.skip("moto[server] is not installed")
+    port = free_port()
+    with (tmp_path / "moto.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [moto, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(lambda: _up(url), what="the S3 server to start")
+            assert httpx.put(f"{url}/logs").status_code == 200  # the bucket
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _up(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+    except httpx.HTTPError:
+        return False
+    return True

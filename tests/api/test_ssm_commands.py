@@ -75,6 +75,13 @@ def test_list_filters_by_status_document_stage_and_time(app: App) -> None:
         InstanceId=node.node_id, Filters=[{"key": "Status", "value": "Success"}]
     )["CommandInvocations"]
     assert [i["CommandId"] for i in invocations] == [done["CommandId"]]
+    on_node = ssm.list_command_invocations(
+        InstanceId=node.node_id, Filters=[{"key": "DocumentName", "value": SHELL}]
+    )["CommandInvocations"]
+    assert [(i["CommandId"], i["DocumentName"]) for i in on_node] == [
+        (waiting["CommandId"], SHELL),
+        (done["CommandId"], SHELL),
+    ]
     with pytest.raises(ssm.exceptions.InvalidFilterKey):  # ListCommands only
         ssm.list_command_invocations(Filters=[{"key": "ExecutionStage", "value": "Complete"}])
 

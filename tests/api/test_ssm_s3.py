@@ -5,50 +5,16 @@ key layout, and the answers point at it. The store is a real S3-compatible serve
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
-import httpx
 import pytest
 
-from tests.harness import free_port, wait_for
+from tests.harness import wait_for
 from tests.inprocess import App
 from tests.ssmclient import ssm_client
 
 S3_KEY = ("AKIDFLEETRUNTEST", "s3-secret-key-not-logged")
-
-
-@pytest.fixture
-def s3(tmp_path: Path) -> Iterator[str]:
-    moto = shutil.which("moto_server", path=os.path.dirname(sys.executable))
-    if moto is None:
-        pytest.skip("moto[server] is not installed")
-    port = free_port()
-    with (tmp_path / "moto.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [moto, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_for(lambda: _up(url), what="the S3 server to start")
-            assert httpx.put(f"{url}/logs").status_code == 200  # the bucket
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(10)
-
-
-def _up(url: str) -> bool:
-    try:
-        httpx.get(url, timeout=1)
-    except httpx.HTTPError:
-        return False
-    return True
 
 
 def test_output_is_copied_to_the_bucket_when_the_invocation_ends(tmp_path: Path, s3: str) -> None:

@@ -163,8 +163,13 @@ SEED_THREE = json.loads((POLICIES / "ssm-tag-either-key.json").read_text())
 
 
 def decides(policies, action, resource, tags=None):
+    """The decision, checked to be the same when the caller has worked out what the
+    policies name beforehand (as the server's Caller does, once per request)."""
     context = access.node_context(tags or {})
-    return access.decide(policies, action, resource, context).allowed
+    allowed = access.decide(policies, action, resource, context).allowed
+    names = access.foreign(policies)
+    assert access.decide(policies, action, resource, context, names=names).allowed is allowed
+    return allowed
 
 
 @pytest.mark.parametrize(
@@ -221,6 +226,41 @@ def test_seed_policy_three_either_group(tags, allowed):
     assert decides(policies, "fleetrun:SendCommand", NODE, tags) is allowed
 
 
+# fleetrun's allow, an SSM deny on tagged EC2 instances
+SSM_DENIES_PROD = [
+    allow("fleetrun:*"),
+    deny(
+        "ssm:SendCommand",
+        "arn:aws:ec2:*:*:instance/*",
+        {"StringEquals": {"aws:ResourceTag/env": "prod"}},
+    ),
+]
+
+# the document allowed in SSM's words, the nodes in fleetrun's
+SPLIT_GRANT = [
+    allow("ssm:SendCommand", "arn:aws:ssm:*:*:document/*"),
+    allow("fleetrun:SendCommand", "frn:fleetrun:node/*"),
+]
+
+# one node, by its managed-instance ARN
+ONE_MANAGED_INSTANCE = [
+    allow("ssm:SendCommand", "arn:aws:ssm:*:*:managed-instance/n-0123456789abcdef0")
+]
+
+# SendCommand denied in SSM's words on every node but NODE
+DENY_BUT_ONE_NODE = [
+    allow("fleetrun:*"),
+    {
+        "Effect": "Deny",
+        "Action": "ssm:SendCommand",
+        "NotResource": "arn:aws:ec2:*:*:instance/n-0123456789abcdef0",
+    },
+]
+
+# everything but SendCommand, in SSM's words
+ALLOW_BUT_SEND = [{"Effect": "Allow", "NotAction": "ssm:SendCommand", "Resource": "*"}]
+
+
 @pytest.mark.parametrize(
     ("statements", "action", "resource", "tags", "allowed"),
     [
@@ -239,114 +279,20 @@ def test_seed_policy_three_either_group(tags, allowed):
             {"env": "prod"},
             False,
         ),
-        (
-            [
-                allow("fleetrun:*"),
-                deny(
-                    "ssm:SendCommand",
-                    "arn:aws:ec2:*:*:instance/*",
-                    {"StringEquals": {"aws:ResourceTag/env": "prod"}},
-                ),
-            ],
-            "fleetrun:SendCommand",
-            NODE,
-            {"env": "prod"},
-            False,
-        ),
-        (
-            [
-                allow("fleetrun:*"),
-                deny(
-                    "ssm:SendCommand",
-                    "arn:aws:ec2:*:*:instance/*",
-                    {"StringEquals": {"aws:ResourceTag/env": "prod"}},
-                ),
-            ],
-            "fleetrun:SendCommand",
-            NODE,
-            {"env": "test"},
-            True,
-        ),
+        (SSM_DENIES_PROD, "fleetrun:SendCommand", NODE, {"env": "prod"}, False),
+        (SSM_DENIES_PROD, "fleetrun:SendCommand", NODE, {"env": "test"}, True),
         # the document allowed in SSM's words, the nodes in fleetrun's
-        (
-            [
-                allow("ssm:SendCommand", "arn:aws:ssm:*:*:document/*"),
-                allow("fleetrun:SendCommand", "frn:fleetrun:node/*"),
-            ],
-            "fleetrun:SendCommand",
-            SHELL,
-            None,
-            True,
-        ),
-        (
-            [
-                allow("ssm:SendCommand", "arn:aws:ssm:*:*:document/*"),
-                allow("fleetrun:SendCommand", "frn:fleetrun:node/*"),
-            ],
-            "fleetrun:SendCommand",
-            NODE,
-            None,
-            True,
-        ),
+        (SPLIT_GRANT, "fleetrun:SendCommand", SHELL, None, True),
+        (SPLIT_GRANT, "fleetrun:SendCommand", NODE, None, True),
         # a managed-instance ARN names the node as well as the EC2 one
-        (
-            [allow("ssm:SendCommand", "arn:aws:ssm:*:*:managed-instance/n-0123456789abcdef0")],
-            "fleetrun:SendCommand",
-            NODE,
-            None,
-            True,
-        ),
-        (
-            [allow("ssm:SendCommand", "arn:aws:ssm:*:*:managed-instance/n-0123456789abcdef0")],
-            "fleetrun:SendCommand",
-            OTHER_NODE,
-            None,
-            False,
-        ),
+        (ONE_MANAGED_INSTANCE, "fleetrun:SendCommand", NODE, None, True),
+        (ONE_MANAGED_INSTANCE, "fleetrun:SendCommand", OTHER_NODE, None, False),
         # NotResource in SSM words: the node is one of the named, so it does not apply
-        (
-            [
-                allow("fleetrun:*"),
-                {
-                    "Effect": "Deny",
-                    "Action": "ssm:SendCommand",
-                    "NotResource": "arn:aws:ec2:*:*:instance/n-0123456789abcdef0",
-                },
-            ],
-            "fleetrun:SendCommand",
-            NODE,
-            None,
-            True,
-        ),
-        (
-            [
-                allow("fleetrun:*"),
-                {
-                    "Effect": "Deny",
-                    "Action": "ssm:SendCommand",
-                    "NotResource": "arn:aws:ec2:*:*:instance/n-0123456789abcdef0",
-                },
-            ],
-            "fleetrun:SendCommand",
-            OTHER_NODE,
-            None,
-            False,
-        ),
+        (DENY_BUT_ONE_NODE, "fleetrun:SendCommand", NODE, None, True),
+        (DENY_BUT_ONE_NODE, "fleetrun:SendCommand", OTHER_NODE, None, False),
         # NotAction in SSM words: fleetrun:SendCommand is ssm:SendCommand
-        (
-            [{"Effect": "Allow", "NotAction": "ssm:SendCommand", "Resource": "*"}],
-            "fleetrun:SendCommand",
-            NODE,
-            None,
-            False,
-        ),
-        (
-            [{"Effect": "Allow", "NotAction": "ssm:SendCommand", "Resource": "*"}],
-            "fleetrun:GetNode",
-            NODE,
-            None,
-            True,
-        ),
+        (ALLOW_BUT_SEND, "fleetrun:SendCommand", NODE, None, False),
+        (ALLOW_BUT_SEND, "fleetrun:GetNode", NODE, None, True),
         # ssm:Describe* reads nodes, ssm:*Document* manages documents
         ([allow("ssm:Describe*")], "fleetrun:ListNodes", NODE, None, True),
         ([allow("ssm:*Document*")], "fleetrun:DeleteDocument", MINE, None, True),

@@ -4,11 +4,7 @@
 from __future__ import annotations
 
 import http.server
-import os
 import re
-import shutil
-import subprocess
-import sys
 import threading
 from datetime import UTC, datetime
 
@@ -17,7 +13,7 @@ import pytest
 
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.sigv4 import sign
-from tests.harness import Fleet, free_port, wait_for
+from tests.harness import Fleet, wait_for
 
 
 class _Sink(http.server.BaseHTTPRequestHandler):
@@ -114,36 +110,6 @@ def test_a_failing_destination_is_reported_without_failing_the_script(shared_fle
     assert view.executionState == "Succeeded" and view.output == "fine\n"
     assert "outputUri" in view.executionMessage and "HTTP 500" in view.executionMessage
     client.delete_run_command(node, "broken")
-
-
-@pytest.fixture
-def s3(tmp_path):
-    """A real S3-compatible server (moto) on a loopback port, with one bucket."""
-    moto = shutil.which("moto_server", path=os.path.dirname(sys.executable))
-    if moto is None:
-        pytest.skip("moto[server] is not installed")
-    port = free_port()
-    log = (tmp_path / "moto.log").open("wb")
-    proc = subprocess.Popen(
-        [moto, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _up(url), what="the S3 server to start")
-        assert httpx.put(f"{url}/logs").status_code == 200  # the bucket
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
-
-
-def _up(url: str) -> bool:
-    try:
-        httpx.get(url, timeout=1)
-    except httpx.HTTPError:
-        return False
-    return True
 
 
 def test_s3_destinations_get_the_whole_streams_signed_with_the_servers_credentials(tmp_path, s3):

@@ -312,28 +312,31 @@ def decide(
     context: Mapping[str, Any] | None = None,
     *,
     known: Callable[[str], bool] | None = None,
+    names: Foreign | None = None,
 ) -> Decision:
     """A request decided under all of its names, fleetrun's and SSM's, for the action,
     the resource and the node's tag keys alike (`action_names`, `resource_names`,
     `ssmnames.TAG_KEYS`). A request in fleetrun's words is decided under its fleetrun
-    names alone when no policy speaks any other vocabulary: the same decision, sooner."""
+    names alone when no policy speaks any other vocabulary: the same decision, sooner.
+    `names` is `foreign(policies)`, for a caller that decides many requests on the same
+    policies (one per target node) to work it out once."""
     policies = tuple(policies)
     full = action_name(action)
     native = full.lower().startswith(SERVICE + ":") and (
         resource is None or resource == "*" or resource.startswith(PREFIX)
     )
-    foreign = _foreign(policies)
-    actions = action_names(full, resource) if foreign.actions or not native else full
-    names: str | tuple[str, ...] | None = resource
-    if resource is not None and (foreign.resources or not native):
-        names = resource_names(resource)
-    if foreign.keys and context:
-        context = _with_ssm_tag_keys(context, foreign.keys)
-    return evaluate(policies, actions, names, context, known=known)
+    other = names if names is not None else foreign(policies)
+    actions = action_names(full, resource) if other.actions or not native else full
+    resources: str | tuple[str, ...] | None = resource
+    if resource is not None and (other.resources or not native):
+        resources = resource_names(resource)
+    if other.keys and context:
+        context = _with_ssm_tag_keys(context, other.keys)
+    return evaluate(policies, actions, resources, context, known=known)
 
 
 @dataclass(frozen=True)
-class _Foreign:
+class Foreign:
     """What of another vocabulary than fleetrun's a set of policies names."""
 
     actions: bool  # an action pattern that could name what a fleetrun: name does not
@@ -341,25 +344,13 @@ class _Foreign:
     keys: frozenset[str]  # the ssm:resourceTag/ and aws:ResourceTag/ keys, lower-cased
 
 
-_FOREIGN_CACHE: dict[int, tuple[Policy, _Foreign]] = {}
 _TAG_KEYS_LOWER = tuple(k.lower() for k in ssmnames.TAG_KEYS)
 
 
-def _foreign(policies: tuple[Policy, ...]) -> _Foreign:
-    found = [_foreign_one(p) for p in policies]
-    return _Foreign(
-        any(f.actions for f in found),
-        any(f.resources for f in found),
-        frozenset().union(*(f.keys for f in found)),
-    )
-
-
-def _foreign_one(policy: Policy) -> _Foreign:
-    cached = _FOREIGN_CACHE.get(id(policy))
-    if cached is not None and cached[0] is policy:
-        return cached[1]
-    statements = policy.statements
-    found = _Foreign(
+def foreign(policies: Iterable[Policy]) -> Foreign:
+    """What of another vocabulary than fleetrun's these policies name (see `decide`)."""
+    statements = [s for p in policies for s in p.statements]
+    return Foreign(
         actions=any(
             p != "*" and not p.lower().startswith(SERVICE + ":")
             for s in statements
@@ -375,10 +366,6 @@ def _foreign_one(policy: Policy) -> _Foreign:
             if c.key_lower.startswith(_TAG_KEYS_LOWER)
         ),
     )
-    if len(_FOREIGN_CACHE) > 4096:
-        _FOREIGN_CACHE.clear()
-    _FOREIGN_CACHE[id(policy)] = (policy, found)
-    return found
 
 
 def _with_ssm_tag_keys(context: Mapping[str, Any], used: frozenset[str]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from fleetrun.core import access
@@ -56,6 +57,12 @@ class Caller:
     on_denied: Callable[[Denial], None] | None = field(default=None, repr=False, compare=False)
     on_allowed: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
+    @cached_property
+    def names(self) -> access.Foreign:
+        """What of SSM's vocabulary the caller's policies name: worked out once per
+        request, not once per decision (a command to N nodes makes N of them)."""
+        return access.foreign(self.policies)
+
     def context(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The request's condition keys: the global ones, and `extra`."""
         return {**access.request_context(self.principal, self.source_ip, self.at), **(extra or {})}
@@ -64,7 +71,9 @@ class Caller:
         self, action: str, resource: str, context: Mapping[str, Any] | None = None
     ) -> Decision:
         """Decide under every name of the action and the resource (fleetrun's, SSM's)."""
-        return access.decide(self.policies, action, resource, self.context(context))
+        return access.decide(
+            self.policies, action, resource, self.context(context), names=self.names
+        )
 
     def allows(self, action: str, resource: str, context: Mapping[str, Any] | None = None) -> bool:
         return self.decide(action, resource, context).allowed
@@ -88,7 +97,7 @@ class Caller:
         for node in nodes:
             resource = access.frn("node", node.id)
             keys = {**base, **access.node_context(node.tags)}
-            decision = access.decide(self.policies, full, resource, keys)
+            decision = access.decide(self.policies, full, resource, keys, names=self.names)
             if not decision.allowed:
                 deny(self, full, resource, decision, fails_request=False)
                 denied.add(node.id)
@@ -132,8 +141,12 @@ def gate(caller: Caller, action: str, resource: str | None) -> Decision:
     and needs nothing loaded; otherwise partial (resource unknown, only the global keys
     known), so that only what nothing could allow is refused here."""
     if resource is not None:
-        return access.decide(caller.policies, action, resource, caller.context())
-    return access.decide(caller.policies, action, None, caller.context(), known=_known_at_gate)
+        return access.decide(
+            caller.policies, action, resource, caller.context(), names=caller.names
+        )
+    return access.decide(
+        caller.policies, action, None, caller.context(), known=_known_at_gate, names=caller.names
+    )
 
 
 def _known_at_gate(key: str) -> bool:

@@ -28,16 +28,14 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleetrun.core import runcommands as core
-from fleetrun.core import sigv4
+from fleetrun.server import s3store
 from fleetrun.server.db import Tx
 from fleetrun.server.destinations import DestinationRefusedError, guarded_client
 from fleetrun.server.output import stream_key
@@ -204,17 +202,8 @@ class OutputSinks:
                 data += chunk
         settings = self.state.settings
         bucket, _, name = stream.uri[len("s3://") :].partition("/")
-        url = f"{settings.s3_base_url}/{quote(bucket)}/{quote(name, safe='/')}"
-        headers = sigv4.sign(
-            "PUT",
-            url,
-            region=settings.s3_region,
-            access_key=settings.s3_access_key_id,
-            secret_key=settings.s3_secret_access_key,
-            payload=data,
-            now=datetime.now(UTC),
-            extra_headers={"x-amz-meta-fleetrun-run": run_id},
-        )
+        url = s3store.object_url(settings, bucket, name)
+        headers = s3store.put_headers(settings, url, data, {"x-amz-meta-fleetrun-run": run_id})
         await _request(http, stream, url, headers, data)
         self._s3_written[key] = now
         stream.sent = len(data)

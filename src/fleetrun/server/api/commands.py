@@ -1,31 +1,34 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any, Literal
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fleetrun.core import access, logs
+from fleetrun.core import logs
 from fleetrun.core.errors import ValidationError
 from fleetrun.core.inputs import INT64_MAX
-from fleetrun.core.targets import Candidate
 from fleetrun.schemas import commands as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server import retention
 from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.api.query import Count, moment, tag_filters
-from fleetrun.server.authz import Caller, deny
+from fleetrun.server.authz import Caller
+from fleetrun.server.commandauthz import (
+    cancellable_nodes,
+    command_resource,
+    readable_invocations,
+    require_invocation,
+)
 from fleetrun.server.db import Tx
 from fleetrun.server.engine import commands as engine_commands
 from fleetrun.server.output import stream_key
 from fleetrun.server.store import commands as store
 from fleetrun.server.store import invocations as invocation_store
-from fleetrun.server.store import nodes as node_store
-from fleetrun.server.store.tables import Command, Invocation, InvocationStep
+from fleetrun.server.store.tables import Command, InvocationStep
 
 router = APIRouter(prefix="/v1/commands", tags=["commands"])
 invocations_router = APIRouter(prefix="/v1/invocations", tags=["commands"])
@@ -77,7 +80,7 @@ async def list_commands(
     )
 
     def readable(command: Command) -> bool:
-        return caller.allows("ListCommands", *_command_resource(command))
+        return caller.allows("ListCommands", *command_resource(command))
 
     rows, next_cursor = await state_of(request).db.read(
         lambda s: store.read_commands(s, filters, limit=limit, cursor=cursor, keep=readable)
@@ -108,7 +111,7 @@ async def get_command(
 
     def read(session: Session) -> schemas.Command:
         command = store.read_command(session, command_id)
-        caller.require("GetCommand", *_command_resource(command))
+        caller.require("GetCommand", *command_resource(command))
         return store.to_schema(command)
 
     def answers(command: schemas.Command) -> bool:
@@ -141,7 +144,7 @@ async def cancel_command(
     node_ids = body.node_ids if body else None
 
     def cancel(tx: Tx) -> tuple[schemas.Command, list[tuple[str, str]]]:
-        allowed = _cancellable(
+        allowed = cancellable_nodes(
             tx.session, caller, store.read_command(tx.session, command_id), node_ids
         )
         notify = engine_commands.cancel_command(tx.session, command_id, allowed)
@@ -302,84 +305,6 @@ async def get_output(
         code = 206
         headers["content-range"] = f"bytes {start}-{max(end - 1, start)}/{total}"
     return OctetStreamResponse(body(), status_code=code, headers=headers)
-
-
-def _command_resource(command: Command) -> tuple[str, dict[str, Any]]:
-    """A command's resource name and its condition keys."""
-    return access.frn("command", command.id), access.command_context(command.document_name)
-
-
-def _node_contexts(
-    session: Session, documents: dict[str, str], pairs: list[tuple[str, str]]
-) -> dict[tuple[str, str], dict[str, Any]]:
-    """Condition keys of acting on invocations, per (command id, node id): the node's
-    tags and the command's document."""
-    tags = node_store.read_tags(session, {n for _, n in pairs})
-    return {
-        (c, n): {**access.command_context(documents.get(c)), **access.node_context(tags[n])}
-        for c, n in pairs
-    }
-
-
-def readable_invocations(
-    caller: Caller, action_name: str
-) -> Callable[[Session, list[Invocation]], list[Invocation]]:
-    """Keep the invocations the caller may read: each is decided on its node."""
-
-    def keep(session: Session, rows: list[Invocation]) -> list[Invocation]:
-        ids = {r.command_id for r in rows}
-        found = session.execute(
-            select(Command.id, Command.document_name).where(Command.id.in_(ids))
-        ).all()
-        documents = dict(found)
-        contexts = _node_contexts(session, documents, [(r.command_id, r.node_id) for r in rows])
-        return [
-            r
-            for r in rows
-            if caller.allows(
-                action_name, access.frn("node", r.node_id), contexts[(r.command_id, r.node_id)]
-            )
-        ]
-
-    return keep
-
-
-def require_invocation(session: Session, caller: Caller, command: Command, node_id: str) -> None:
-    documents = {command.id: command.document_name}
-    context = _node_contexts(session, documents, [(command.id, node_id)])[(command.id, node_id)]
-    caller.require("GetCommandInvocation", access.frn("node", node_id), context)
-
-
-def _cancellable(
-    session: Session, caller: Caller, command: Command, node_ids: list[str] | None
-) -> list[str] | None:
-    """The nodes the caller may cancel this command on (None: all of them). A node
-    named and not allowed refuses the request; otherwise the nodes not allowed are
-    left running (each recorded as a denial), unless that is all of them."""
-    wanted = node_ids or list(
-        session.execute(select(Invocation.node_id).where(Invocation.command_id == command.id))
-        .scalars()
-        .all()
-    )
-    tags = node_store.read_tags(session, wanted)
-    context = access.command_context(command.document_name)
-    if node_ids:
-        for node_id in node_ids:
-            node = {**context, **access.node_context(tags.get(node_id, {}))}
-            caller.require("CancelCommand", access.frn("node", node_id), node)
-        return node_ids
-    nodes = [Candidate(id=n, tags=tags[n]) for n in wanted]
-    denied = caller.denied_nodes("CancelCommand", nodes, context)
-    if not denied:
-        return None
-    allowed = [n for n in wanted if n not in denied]
-    if not allowed:
-        first = access.frn("node", wanted[0])
-        decision = caller.decide(
-            "CancelCommand", first, {**context, **access.node_context(tags[wanted[0]])}
-        )
-        raise deny(caller, access.action_name("CancelCommand"), first, decision)
-    return allowed
 
 
 def _range(header: str | None, total: int) -> tuple[int, int]:

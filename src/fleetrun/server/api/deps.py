@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
 
 from fleetrun.core import access, logs
 from fleetrun.core.errors import AuthenticationError, FleetrunError, LimitExceededError
@@ -67,13 +68,24 @@ def bearer(request: Request) -> str | None:
 
 
 async def _identify(state: ServerState, token: str, at: datetime) -> Identity | None:
-    """Who the token speaks for: remembered between requests until access changes
-    (server/identities.py), else looked up."""
-    key = token_store.hash_token(token)
+    """Who the token speaks for."""
+    return await remembered_identity(
+        state, token_store.hash_token(token), at, lambda s: principal_store.identify(s, token, at)
+    )
+
+
+async def remembered_identity(
+    state: ServerState,
+    key: str,
+    at: datetime,
+    look_up: Callable[[Session], Identity | None],
+) -> Identity | None:
+    """Who a credential (cache key `key`) speaks for: remembered between requests until
+    access changes (server/identities.py), else looked up (and remembered)."""
     identity = state.identities.get(key, at)
     if identity is None:
         generation = state.identities.generation
-        identity = await state.db.read(lambda s: principal_store.identify(s, token, at))
+        identity = await state.db.read(look_up)
         if identity is not None:
             state.identities.put(key, identity, generation)
     return identity
@@ -176,19 +188,29 @@ def authorize(action: str, resource: str | None = None) -> Callable[..., Awaitab
             entry.action = full
         caller = await authenticate(request)
         concrete = _resource(resource, request.path_params)
-        if entry is not None:
-            entry.resource = concrete
-        decision = gate(caller, full, concrete)
-        if not decision.allowed:
-            raise deny(caller, full, concrete or _named_node(request.path_params), decision)
-        if entry is not None:
-            entry.decision = "allow"
-        request.state.caller = caller
-        request.state.action = full
+        admit(request, caller, full, concrete)
         return caller
 
     dependency.__name__ = f"authorize_{action}"
     return dependency
+
+
+def admit(request: Request, caller: Caller, action: str, resource: str | None) -> None:
+    """What every operation does once its caller is known, fleetrun's routes and SSM's
+    alike: the action and resource recorded for the audit, the request decided at the
+    gate on what is known before anything is loaded, and the caller kept for the route."""
+    full = access.action_name(action)
+    entry = audit_entry(request)
+    if entry is not None:
+        entry.action = full
+        entry.resource = resource
+    decision = gate(caller, full, resource)
+    if not decision.allowed:
+        raise deny(caller, full, resource or _named_node(request.path_params), decision)
+    if entry is not None:
+        entry.decision = "allow"
+    request.state.caller = caller
+    request.state.action = full
 
 
 def _named_node(params: dict[str, Any]) -> str:

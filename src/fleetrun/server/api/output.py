@@ -29,11 +29,11 @@ from fleetrun.core.inputs import INT64_MAX
 from fleetrun.core.outputlines import compile_search
 from fleetrun.core.statuses import TERMINAL_INVOCATION
 from fleetrun.schemas import output as schemas
-from fleetrun.server.api.commands import readable_invocations, require_invocation
 from fleetrun.server.api.deps import action, authorize, recheck, state_of
 from fleetrun.server.api.events import EventStreamResponse
 from fleetrun.server.api.query import moment, tag_filters
 from fleetrun.server.authz import Caller
+from fleetrun.server.commandauthz import readable_invocations, require_invocation
 from fleetrun.server.output import OutputStore, output_key, stream_key
 from fleetrun.server.store import commands as command_store
 from fleetrun.server.store import groups as group_store

@@ -21,7 +21,7 @@ from fastapi import Request
 
 from fleetrun.core import sigv4
 from fleetrun.core.errors import ServerError
-from fleetrun.server.api.deps import caller_of
+from fleetrun.server.api.deps import caller_of, remembered_identity
 from fleetrun.server.authz import Caller
 from fleetrun.server.ssm.base import SsmError
 from fleetrun.server.state import ServerState
@@ -132,15 +132,13 @@ def _check_scope(auth: sigv4.Authorization, amz_date: str, now: datetime) -> Non
 
 async def _identity(state: ServerState, access_key_id: str) -> Identity:
     """Who the key speaks for: remembered between requests like a bearer token's
-    identity (server/identities.py), else looked up."""
+    identity, else looked up."""
     now = state.clock.now()
-    key = CACHE_PREFIX + access_key_id
-    identity = state.identities.get(key, now)
-    if identity is not None:
-        return identity
-    generation = state.identities.generation
-    identity = await state.db.read(
-        lambda s: principal_store.identify_access_key(s, access_key_id, now)
+    identity = await remembered_identity(
+        state,
+        CACHE_PREFIX + access_key_id,
+        now,
+        lambda s: principal_store.identify_access_key(s, access_key_id, now),
     )
     if identity is None:
         expired = await state.db.read(
@@ -149,7 +147,6 @@ async def _identity(state: ServerState, access_key_id: str) -> Identity:
         if expired:
             raise SsmError("ExpiredTokenException", EXPIRED_KEY)
         raise SsmError("UnrecognizedClientException", UNKNOWN_KEY)
-    state.identities.put(key, identity, generation)
     return identity
 
 

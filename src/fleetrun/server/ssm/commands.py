@@ -19,9 +19,9 @@ from fleetrun.core.errors import NotFoundError, ValidationError
 from fleetrun.core.ids import is_node_id, is_uuid
 from fleetrun.core.statuses import TERMINAL_COMMAND
 from fleetrun.core.targets import MAX_VALUES
-from fleetrun.server.api.commands import (
-    _cancellable,
-    _command_resource,
+from fleetrun.server.commandauthz import (
+    cancellable_nodes,
+    command_resource,
     readable_invocations,
     require_invocation,
 )
@@ -48,8 +48,8 @@ async def send_command(call: Call) -> dict[str, Any]:
     now = state.clock.now()
 
     def create(tx: Tx) -> dict[str, Any]:
-        sendcommand.check(tx.session, wanted, s3_enabled=state.settings.s3_enabled)
-        command = sendcommand.send(tx.session, wanted, caller, now)
+        doc = sendcommand.check(tx.session, wanted, s3_enabled=state.settings.s3_enabled)
+        command = sendcommand.send(tx.session, wanted, doc, caller, now)
         logs.bind(command_id=command.id)
         tx.after_commit(state.dispatcher.wake)
         where = None
@@ -124,7 +124,7 @@ async def list_commands(call: Call) -> dict[str, Any]:
             wanted.stage == "Complete"
         ):
             return False
-        return caller.allows("ListCommands", *_command_resource(command))
+        return caller.allows("ListCommands", *command_resource(command))
 
     def listed(session: Session) -> tuple[list[Command], str | None, dict[str, s3output.Where]]:
         rows, next_cursor = read(session)
@@ -187,7 +187,7 @@ async def list_command_invocations(call: Call) -> dict[str, Any]:
         except ValidationError as exc:
             raise filters.invalid_token() from exc
         rows = keep(session, rows)
-        commands = {c: store.read_command(session, c) for c in {r.command_id for r in rows}}
+        commands = store.commands_by_id(session, (r.command_id for r in rows))
         if wanted.document is not None:
             rows = [r for r in rows if commands[r.command_id].document_name == wanted.document]
         steps = invocation_store.read_steps_of(session, [r.id for r in rows]) if details else {}
@@ -243,7 +243,7 @@ async def cancel_command(call: Call) -> dict[str, Any]:
                     "InvalidInstanceId",
                     f"Command {command_id} was not sent to instance {missing[0]}.",
                 )
-        allowed = _cancellable(tx.session, caller, command, node_ids)
+        allowed = cancellable_nodes(tx.session, caller, command, node_ids)
         notify = engine_commands.cancel_command(tx.session, command_id, allowed)
         state.refresh_commands(tx, [command_id])
         return notify

@@ -360,8 +360,7 @@ async def list_document_versions(call: Call) -> dict[str, Any]:
             doc = store.read_document(session, name, None)
             return [_version_info(name, "1", None, None, True, doc.format)], None
         with _worded():
-            doc_row, rows = store.read_versions(session, name)
-        rows = [r for r in rows if r.version > after]
+            doc_row, rows = store.read_versions(session, name, after=after, limit=limit + 1)
         page = rows[:limit]
         items = [
             _version_info(

@@ -25,7 +25,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from fleetrun.core import access, logs
+from fleetrun.core import logs
 from fleetrun.core.errors import (
     AccessDeniedError,
     AuthenticationError,
@@ -35,8 +35,7 @@ from fleetrun.core.errors import (
     PayloadTooLargeError,
     ValidationError,
 )
-from fleetrun.server.api.deps import audit_entry, state_of
-from fleetrun.server.authz import Caller, deny, gate
+from fleetrun.server.api.deps import admit, audit_entry, state_of
 from fleetrun.server.ssm import (
     activations,
     auth,
@@ -99,7 +98,7 @@ async def _serve(request: Request) -> dict[str, Any]:
             "docs/ssm-compat.md for the operations it does.",
         )
     body = _body(request, raw)
-    _gate(request, caller, operation.gate_action(body))
+    admit(request, caller, operation.gate_action(body), None)
     logs.bind(ssm_operation=name)
     return await operation.handler(Call(request, state, caller, name, body))
 
@@ -120,22 +119,6 @@ def _body(request: Request, raw: bytes) -> Mapping[str, Any]:
     if not isinstance(body, dict):
         raise SsmError("SerializationException", "The request body must be a JSON object.")
     return body
-
-
-def _gate(request: Request, caller: Caller, action: str) -> None:
-    """What `authorize(action)` does for a native route: the action recorded, decided
-    on what is known before any resource is loaded."""
-    full = access.action_name(action)
-    entry = audit_entry(request)
-    if entry is not None:
-        entry.action = full
-    decision = gate(caller, full, None)
-    if not decision.allowed:
-        raise deny(caller, full, "*", decision)
-    if entry is not None:
-        entry.decision = "allow"
-    request.state.caller = caller
-    request.state.action = full
 
 
 def _translate(error: FleetrunError) -> SsmError:

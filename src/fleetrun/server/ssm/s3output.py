@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fleetrun.core import sigv4, ssm
+from fleetrun.core import ssm
 from fleetrun.core.statuses import TERMINAL_INVOCATION
+from fleetrun.server import s3store
 from fleetrun.server.db import Tx
 from fleetrun.server.output import stream_key
 from fleetrun.server.store import invocations as invocation_store
@@ -50,7 +49,7 @@ class Where:
         return ssm.output_key(self.prefix, command_id, node_id, step_name, stream)
 
     def url(self, settings: Settings, key: str) -> str:
-        return f"{settings.s3_base_url}/{quote(self.bucket)}/{quote(key, safe='/')}"
+        return s3store.object_url(settings, self.bucket, key)
 
 
 @dataclass(frozen=True)
@@ -138,17 +137,8 @@ async def _put(state: ServerState, http: httpx.AsyncClient, where: Where, part: 
     if part.size:
         async for chunk in state.output.read(part.output_key, 0, part.size):
             data += chunk
-    settings = state.settings
-    url = where.url(settings, part.s3_key)
-    headers = sigv4.sign(
-        "PUT",
-        url,
-        region=settings.s3_region,
-        access_key=settings.s3_access_key_id,
-        secret_key=settings.s3_secret_access_key,
-        payload=data,
-        now=datetime.now(UTC),
-    )
+    url = where.url(state.settings, part.s3_key)
+    headers = s3store.put_headers(state.settings, url, data)
     try:
         answer = await http.put(url, headers=headers, content=data)
     except httpx.HTTPError as exc:

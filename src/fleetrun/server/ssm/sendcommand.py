@@ -204,10 +204,10 @@ def _notification(config: dict[str, Any] | None) -> Notification | None:
 # -- in the transaction --------------------------------------------------------------
 
 
-def check(session: Session, wanted: Wanted, *, s3_enabled: bool) -> None:
+def check(session: Session, wanted: Wanted, *, s3_enabled: bool) -> document_store.Resolved:
     """What SSM answers with its own codes, decided before the engine runs: the
     document and version, the named nodes, the notification's channel, S3 output
-    (`s3_enabled`: the server has an S3 store)."""
+    (`s3_enabled`: the server has an S3 store). The document, found."""
     try:
         doc = document_store.resolve(session, wanted.document, wanted.version)
     except NotFoundError as exc:
@@ -249,6 +249,7 @@ def check(session: Session, wanted: Wanted, *, s3_enabled: bool) -> None:
             f"{wanted.output_bucket!r} is not an S3 bucket name: 3 to 63 lowercase letters, "
             "digits, dots and hyphens.",
         )
+    return doc
 
 
 def _exists(session: Session, name: str) -> bool:
@@ -259,10 +260,15 @@ def _exists(session: Session, name: str) -> bool:
     return True
 
 
-def send(session: Session, wanted: Wanted, caller: Caller, now: datetime) -> Command:
-    """The engine's SendCommand, as the caller; what it refuses about parameters and
-    scripts is InvalidParameters."""
-    doc = document_store.resolve(session, wanted.document, wanted.version)
+def send(
+    session: Session,
+    wanted: Wanted,
+    doc: document_store.Resolved,
+    caller: Caller,
+    now: datetime,
+) -> Command:
+    """The engine's SendCommand of `doc` (what `check` found), as the caller; what it
+    refuses about parameters and scripts is InvalidParameters."""
     parameters = dict(wanted.parameters)
     execution_s = None
     declared = doc.content.get("parameters") or {}

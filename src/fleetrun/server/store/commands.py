@@ -4,7 +4,7 @@ cancel, and reading."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -168,6 +168,15 @@ def read_command(session: Session, command_id: str) -> Command:
             f"No command {command_id} exists; list commands with `fleetrun commands list`."
         )
     return command
+
+
+def commands_by_id(session: Session, command_ids: Iterable[str]) -> dict[str, Command]:
+    """The commands of these ids that exist, in one query."""
+    ids = set(command_ids)
+    if not ids:
+        return {}
+    rows = session.execute(select(Command).where(Command.id.in_(ids))).scalars()
+    return {c.id: c for c in rows}
 
 
 @dataclass

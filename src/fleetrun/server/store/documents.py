@@ -292,15 +292,20 @@ def delete_document(session: Session, name: str) -> None:
 # -- what SSM clients also keep: version names, tags, single versions ---------------
 
 
-def read_versions(session: Session, name: str) -> tuple[Document, list[DocumentVersion]]:
-    """A document and its versions, oldest first (NotFoundError if there is none)."""
+def read_versions(
+    session: Session, name: str, *, after: int = 0, limit: int | None = None
+) -> tuple[Document, list[DocumentVersion]]:
+    """A document and its versions numbered above `after`, oldest first, at most `limit`
+    of them (NotFoundError if there is no such document)."""
     doc = _document(session, name)
-    rows = session.execute(
+    query = (
         select(DocumentVersion)
-        .where(DocumentVersion.name == name)
+        .where(DocumentVersion.name == name, DocumentVersion.version > after)
         .order_by(DocumentVersion.version)
     )
-    return doc, list(rows.scalars())
+    if limit is not None:
+        query = query.limit(limit)
+    return doc, list(session.execute(query).scalars())
 
 
 def version_named(session: Session, name: str, version_name: str) -> str:
