@@ -7,26 +7,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from fleetrun.server import outputlog
-from fleetrun.server.db import Database
 from fleetrun.server.store.tables import OutputChunk
-from tests import harness
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-async def db(tmp_path):
-    test_db = harness.TestDatabase(tmp_path)
-    database = Database(test_db.url)
-    database.migrate()
-    try:
-        yield database
-    finally:
-        await database.close()
-        test_db.drop()
 
 
 def _chunks(session, count):
