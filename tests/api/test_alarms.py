@@ -133,6 +133,17 @@ def test_alarms_cli_create_show_list_history_delete(app):
         app.client.get_alarm("oops")
 
 
+def test_alarms_cli_scope_options_name_nodes_tags_and_a_group_as_send_does(app):
+    (web,) = app.enrol(1, tags={"role": "web"})
+    app.client.create_group("g", tags={"role": "web"})
+    argv = ["--pattern", "x", "--threshold", "1", "--period", "1m", "--json"]
+    scope = ["--node", web.name, "--tag", "role=web", "--tag", "role=db", "--group", "g"]
+    result = app.cli("alarms", "create", "scoped", *argv, *scope)
+    assert result.exit_code == 0, result.stderr
+    targets = {t["key"]: t["values"] for t in json.loads(result.stdout)["targets"]}
+    assert targets == {"NodeIds": [web.node_id], "tag:role": ["web", "db"], "group": ["g"]}
+
+
 @pytest.mark.parametrize(
     ("args", "sentence"),
     [
