@@ -68,6 +68,17 @@ def test_an_alarm_on_error_fires_a_webhook_within_5s_and_returns_to_ok(app):
     ]
 
 
+def test_stored_output_wakes_the_evaluator_without_waiting_for_a_sweep(tmp_path):
+    app = App(tmp_path / "app", sweep_interval_s=3600.0).start()
+    try:
+        (node,) = app.enrol(1)
+        app.client.create_alarm("boom", pattern="boom", threshold=1, period="1m")
+        _print(app, node, b"boom\n")
+        _state(app, "boom", "ALARM")  # no sweep falls due in this test: the store woke it
+    finally:
+        app.close()
+
+
 def test_lines_split_across_chunks_count_once_and_scope_limits_the_nodes(app):
     web, db = app.enrol(2, tags={"role": "web"})[0], app.enrol(1, tags={"role": "db"})[0]
     app.client.create_alarm(

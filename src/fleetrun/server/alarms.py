@@ -24,7 +24,6 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
 
-from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from fleetrun.core import alarms as core
@@ -62,11 +61,9 @@ class AlarmEvaluator:
         self.owner = f"srv-{secrets.token_hex(6)}"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._matchers: dict[tuple[str, bool], core.LineMatcher] = {}
 
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name="alarms")
 
     async def stop(self) -> None:
@@ -76,21 +73,8 @@ class AlarmEvaluator:
                 await self._task
 
     def wake(self) -> None:
+        """Run a pass now (output was stored: `ServerState.output_stored`)."""
         self._wake.set()
-
-    def wake_after_commit(self, session: Session) -> None:
-        """Called where output is noted: run a pass once that transaction commits."""
-        if session.info.get("fleetrun.alarms.wake"):
-            return
-        session.info["fleetrun.alarms.wake"] = True
-        loop = self._loop
-
-        def committed(session: Session) -> None:  # on a database thread
-            session.info.pop("fleetrun.alarms.wake", None)
-            if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(self.wake)
-
-        sa_event.listen(session, "after_commit", committed, once=True)
 
     async def _run(self) -> None:
         interval = self.state.settings.sweep_interval_s

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -238,7 +237,6 @@ class Forwarding:
         self.forwarders = configured(state)
         self._wakes = {f.name: asyncio.Event() for f in self.forwarders}
         self._tasks: list[asyncio.Task[None]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def cursors(self) -> list[str]:
@@ -247,7 +245,6 @@ class Forwarding:
     async def start(self) -> None:
         if not self.forwarders:
             return
-        self._loop = asyncio.get_running_loop()
         now = self.state.clock.now()
 
         def ensure(tx: Tx) -> None:
@@ -266,19 +263,10 @@ class Forwarding:
         for forwarder in self.forwarders:
             await forwarder.sender.close()
 
-    def wake_after_commit(self, session: Session) -> None:
-        if not self.forwarders or session.info.get("fleetrun.forward.wake"):
-            return
-        session.info["fleetrun.forward.wake"] = True
-        loop = self._loop
-
-        def committed(session: Session) -> None:  # on a database thread
-            session.info.pop("fleetrun.forward.wake", None)
-            if loop is not None and not loop.is_closed():
-                for wake in self._wakes.values():
-                    loop.call_soon_threadsafe(wake.set)
-
-        sa_event.listen(session, "after_commit", committed, once=True)
+    def wake(self) -> None:
+        """Forward now (output was stored: `ServerState.output_stored`)."""
+        for wake in self._wakes.values():
+            wake.set()
 
     async def _run(self, forwarder: Forwarder) -> None:
         wake = self._wakes[forwarder.name]

@@ -16,7 +16,7 @@ the chunk ends.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -79,8 +79,6 @@ class OutputLog:
         self.clock = clock
         self.always = always  # a forwarder is configured: every chunk is wanted
         self.alarms = False  # an alarm exists (kept fresh by the alarm evaluator)
-        # told of the transaction a chunk was noted in (to act once it commits)
-        self.listeners: list[Callable[[Session], None]] = []
 
     @property
     def wanted(self) -> bool:
@@ -104,8 +102,6 @@ class OutputLog:
                 length=size,
             )
         )
-        for listener in self.listeners:
-            listener(session)
 
 
 def ensure_cursor(session: Session, name: str, now: datetime) -> None:

@@ -213,7 +213,7 @@ class FrameApplier:
             offset = step.stdout_bytes if frame.stream == "stdout" else step.stderr_bytes
             self.on_output(self.session, inv, frame.step, frame.stream, offset, len(data))
         self.applied.outputs.add(inv.id)
-        self.applied.grown.add((inv.id, frame.step, frame.stream))  # to index (server/indexer)
+        self.applied.grown.add((inv.id, frame.step, frame.stream))  # state.output_stored
         if frame.stream == "stdout":
             self.output.write(key, step.stdout_bytes, data)
             step.stdout_bytes += len(data)

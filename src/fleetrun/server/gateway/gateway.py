@@ -299,7 +299,7 @@ class Gateway:
                 results = await self._apply_one_by_one(groups)
             for session, applied in results.items():
                 self.state.metrics.frames_stored(groups[session], applied.output_bytes)
-                self.state.indexer.grew(applied.grown)
+                self.state.output_stored(applied.grown)
                 for invocation_id in applied.outputs:
                     self.state.changes.publish(output_key(invocation_id))
                 for invocation_id, seq in applied.received.items():
