@@ -19,7 +19,6 @@ import logging
 import secrets
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
@@ -33,7 +32,7 @@ from fleetrun.server import outputlog
 from fleetrun.server.db import Tx
 from fleetrun.server.store import alarms as store
 from fleetrun.server.store import groups as group_store
-from fleetrun.server.store.tables import Alarm, OutputCursor
+from fleetrun.server.store.tables import Alarm
 
 if TYPE_CHECKING:
     from fleetrun.server.state import ServerState
@@ -47,12 +46,6 @@ KEPT_PERIODS = 25  # datapoints kept per alarm beyond its evaluation window
 
 class LostLeaseError(Exception):
     """Another replica took the cursor over: this batch is its to count."""
-
-
-@dataclass(frozen=True)
-class Batch:
-    chunks: list[outputlog.Chunk]
-    labels: dict[str, outputlog.Labels]
 
 
 class AlarmEvaluator:
@@ -111,15 +104,11 @@ class AlarmEvaluator:
         if changes:
             await self.state.db.write(partial(_apply, changes=changes, now=now))
 
-    def _claim(self, tx: Tx) -> Batch | None:
-        session = tx.session
-        position = outputlog.claim(session, CURSOR, self.owner, self.state.clock.now(), LEASE_S)
-        if position is None:
-            return None
-        chunks = outputlog.read_chunks(session, position, self.state.clock.now())
-        return Batch(chunks, outputlog.labels_of(session, chunks))
+    def _claim(self, tx: Tx) -> outputlog.Batch | None:
+        now = self.state.clock.now()
+        return outputlog.claim_batch(tx.session, CURSOR, self.owner, now, LEASE_S)
 
-    def _count(self, tx: Tx, *, batch: Batch, lines: Sequence[outputlog.Line]) -> None:
+    def _count(self, tx: Tx, *, batch: outputlog.Batch, lines: Sequence[outputlog.Line]) -> None:
         session, now = tx.session, self.state.clock.now()
         if not outputlog.advance(session, CURSOR, self.owner, batch.chunks[-1].seq, 0, now):
             raise LostLeaseError
@@ -163,8 +152,7 @@ def _look(session: Session) -> tuple[bool, bool]:
     """Whether an alarm exists, and whether output arrived past the alarms' cursor."""
     if not store.any_alarm(session):
         return False, False
-    cursor = session.get(OutputCursor, CURSOR)
-    return True, outputlog.head(session) > (cursor.seq if cursor else 0)
+    return True, outputlog.behind(session, CURSOR)
 
 
 def _decide(session: Session, *, now: datetime) -> list[tuple[str, str, core.Decision]]:

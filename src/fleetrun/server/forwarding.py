@@ -298,22 +298,17 @@ class Forwarding:
     async def forward_once(self, forwarder: Forwarder) -> bool:
         """Send one batch; whether a full one went (there may be more)."""
 
-        def claim(tx: Tx) -> tuple[list[outputlog.Chunk], dict[str, outputlog.Labels]] | None:
-            position = outputlog.claim(
-                tx.session, forwarder.cursor, self.owner, self.state.clock.now(), LEASE_S
-            )
-            if position is None:
-                return None
-            chunks = outputlog.read_chunks(tx.session, position, self.state.clock.now())
-            return chunks, outputlog.labels_of(tx.session, chunks)
+        def claim(tx: Tx) -> outputlog.Batch | None:
+            now = self.state.clock.now()
+            return outputlog.claim_batch(tx.session, forwarder.cursor, self.owner, now, LEASE_S)
 
-        if not await self.state.db.read(partial(_behind, cursor=forwarder.cursor)):
+        if not await self.state.db.read(partial(outputlog.behind, name=forwarder.cursor)):
             return False  # nothing new: no write (SQLite has one writer)
-        claimed = await self.state.db.write(claim)
-        if claimed is None or not claimed[0]:
+        batch = await self.state.db.write(claim)
+        if batch is None or not batch.chunks:
             return False
-        chunks, labels = claimed
-        lines = await outputlog.lines_of(self.state.output, chunks, labels)
+        chunks = batch.chunks
+        lines = await outputlog.lines_of(self.state.output, chunks, batch.labels)
         if lines:
             await forwarder.sender.send(lines)
         now = self.state.clock.now()
@@ -347,11 +342,6 @@ def views(session: Session, forwarders: Sequence[Forwarder]) -> list[ForwarderVi
             )
         )
     return out
-
-
-def _behind(session: Session, *, cursor: str) -> bool:
-    row = session.get(OutputCursor, cursor)
-    return outputlog.head(session) > (row.seq if row else 0)
 
 
 def _report(tx: Tx, *, cursor: str, error: str, now: datetime) -> None:

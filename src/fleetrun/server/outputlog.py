@@ -161,6 +161,32 @@ def advance(session: Session, name: str, owner: str, seq: int, lines: int, now: 
     return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Chunks a reader claimed, and the labels of their invocations."""
+
+    chunks: list[Chunk]
+    labels: dict[str, Labels]
+
+
+def claim_batch(
+    session: Session, name: str, owner: str, now: datetime, lease_s: float
+) -> Batch | None:
+    """Lease the cursor `name` and read the batch after it; None if another replica
+    holds it."""
+    position = claim(session, name, owner, now, lease_s)
+    if position is None:
+        return None
+    chunks = read_chunks(session, position, now)
+    return Batch(chunks, labels_of(session, chunks))
+
+
+def behind(session: Session, name: str) -> bool:
+    """Whether chunks were logged past the cursor `name` (a read: no lease taken)."""
+    cursor = session.get(OutputCursor, name)
+    return head(session) > (cursor.seq if cursor else 0)
+
+
 def report_error(session: Session, name: str, error: str, now: datetime) -> None:
     session.execute(
         update(OutputCursor)
