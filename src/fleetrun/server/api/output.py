@@ -29,6 +29,7 @@ from fleetrun.core.inputs import INT64_MAX
 from fleetrun.core.outputlines import compile_search
 from fleetrun.core.statuses import TERMINAL_INVOCATION
 from fleetrun.schemas import output as schemas
+from fleetrun.server import retention
 from fleetrun.server.api.commands import readable_invocations, require_invocation
 from fleetrun.server.api.deps import action, authorize, recheck, state_of
 from fleetrun.server.api.events import EventStreamResponse
@@ -101,6 +102,7 @@ async def stream_output(
         command = command_store.read_command(session, command_id)
         inv = invocation_store.read_invocation(session, command_id, node_id)
         require_invocation(session, caller, command, node_id)
+        retention.check_output(inv, state.settings.retention_output_s)
         return inv.id, _stored(command_id, node_id, stream, session)
 
     inv_id, stored = await state.db.read(first)
