@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from fleetrun.core.errors import ExpiredError
 from fleetrun.core.events import iso
 from fleetrun.server import outputlog
+from fleetrun.server.alarms import CURSOR as ALARMS_CURSOR
 from fleetrun.server.db import Tx
 from fleetrun.server.store import outputlines
 from fleetrun.server.store.tables import Invocation, InvocationStep
@@ -124,7 +125,7 @@ class Retention:
             expired += len(pairs)
             if len(pairs) < BATCH:
                 break
-        readers = [*(["alarms"] if self.state.output_log.alarms else []), *self.readers]
+        readers = [*([ALARMS_CURSOR] if self.state.output_log.alarms else []), *self.readers]
         await self.state.db.write(lambda tx: _prune(tx, readers))
         if expired:
             log.info("retention: deleted the output of %d invocations", expired)
