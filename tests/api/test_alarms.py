@@ -153,6 +153,8 @@ def test_alarms_cli_scope_options_name_nodes_tags_and_a_group_as_send_does(app):
     assert result.exit_code == 0, result.stderr
     targets = {t["key"]: t["values"] for t in json.loads(result.stdout)["targets"]}
     assert targets == {"NodeIds": [web.node_id], "tag:role": ["web", "db"], "group": ["g"]}
+    shown = app.cli("alarms", "show", "scoped")
+    assert "tag:role=web,db" in shown.stdout and "group=g" in shown.stdout
 
 
 @pytest.mark.parametrize(

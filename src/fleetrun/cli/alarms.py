@@ -119,7 +119,7 @@ def show(ctx: click.Context, name: str) -> None:
             ("Threshold", f">= {alarm.threshold} matching lines per {alarm.period_s}s"),
             ("Evaluation periods", alarm.evaluation_periods),
             ("Missing data", alarm.treat_missing),
-            ("Targets", ", ".join(f"{t.key}={','.join(t.values)}" for t in alarm.targets) or "all"),
+            ("Targets", render.targets(alarm.targets) or "all"),
             ("Document", alarm.document_name or "any"),
         ]
     )
