@@ -1,13 +1,16 @@
 """The output log: every stored chunk of output, in order, for the readers that act on
 output as it arrives (the alarm evaluator, the forwarders).
 
-`OutputLog.note` is called by the engine in the transaction that stores a chunk, so a
-chunk is in the log exactly when its bytes are acknowledged; it costs one row, and
-nothing at all while no reader wants output (no alarm exists, no forwarder is
-configured). Each reader keeps a cursor (`output_cursors`): the highest chunk it has
-dealt with. A reader claims its cursor with a lease before it works and moves it with
-an update conditioned on that lease, so across replicas one replica at a time reads
-and acts on a chunk (design §8). Rows every cursor has passed are deleted.
+`OutputLog.note` is given the chunks the engine stored (`Applied.stored`) in the
+transaction that stored them, so a chunk is in the log exactly when its bytes are
+acknowledged; it costs one row, and nothing at all while no reader wants output (no
+alarm exists, no forwarder is configured). The search indexer reads the same record
+after the commit (`ServerState.output_stored`), keeping its own marks per stream.
+
+Each reader keeps a cursor (`output_cursors`): the highest chunk it has dealt with. A
+reader claims its cursor with a lease before it works and moves it with an update
+conditioned on that lease, so across replicas one replica at a time reads and acts on a
+chunk (design §8). Rows every cursor has passed are deleted.
 
 `lines_of` turns chunks into the lines they complete, labelled with where they come
 from; it reads the bytes from the output store, reaching back for the start of a line
@@ -38,6 +41,7 @@ from fleetrun.server.store.tables import (
 
 if TYPE_CHECKING:
     from fleetrun.core.clock import Clock
+    from fleetrun.server.engine.invocations import StoredOutput
 
 LOOKBACK_BYTES = 16 * 1024  # how far back a line's start is looked for
 BATCH = 500  # chunks per pass
@@ -84,24 +88,25 @@ class OutputLog:
     def wanted(self) -> bool:
         return self.always or self.alarms
 
-    def note(
-        self, session: Session, inv: Invocation, step: int, stream: str, offset: int, size: int
-    ) -> None:
-        """A chunk was stored, in `session`'s transaction: log it if anyone reads."""
-        if not self.wanted or size == 0:
+    def note(self, session: Session, stored: Sequence[StoredOutput]) -> None:
+        """Chunks were stored, in `session`'s transaction: log them if anyone reads."""
+        if not self.wanted:
             return
-        session.add(
-            OutputChunk(
-                at=self.clock.now(),
-                invocation_id=inv.id,
-                command_id=inv.command_id,
-                node_id=inv.node_id,
-                step=step,
-                stream=stream,
-                offset=offset,
-                length=size,
-            )
-        )
+        at = self.clock.now()
+        for c in stored:
+            if c.size:
+                session.add(
+                    OutputChunk(
+                        at=at,
+                        invocation_id=c.invocation_id,
+                        command_id=c.command_id,
+                        node_id=c.node_id,
+                        step=c.step,
+                        stream=c.stream,
+                        offset=c.offset,
+                        length=c.size,
+                    )
+                )
 
 
 def ensure_cursor(session: Session, name: str, now: datetime) -> None:
