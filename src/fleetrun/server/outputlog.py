@@ -278,22 +278,32 @@ def labels_of(session: Session, chunks: Sequence[Chunk]) -> dict[str, Labels]:
 async def lines_of(
     store: OutputStore, chunks: Sequence[Chunk], labels: dict[str, Labels]
 ) -> list[Line]:
-    """The lines these chunks complete, in order."""
+    """The lines these chunks complete, in order. A chunk that follows the one before it
+    in the same stream reads only its own bytes: the open line it continues is known."""
     out: list[Line] = []
+    # per stream: where the last chunk read ended, and the bytes since its last newline
+    # (at most LOOKBACK_BYTES; that many means a line longer than the look-back)
+    open_lines: dict[str, tuple[int, bytes]] = {}
     for chunk in chunks:
         label = labels.get(chunk.invocation_id)
         if label is None:
             continue  # its command was deleted
-        start = max(0, chunk.offset - LOOKBACK_BYTES)
         key = stream_key(chunk.command_id, chunk.node_id, chunk.step, chunk.stream)
-        data = b"".join(
-            [part async for part in store.read(key, start, chunk.offset + chunk.length)]
-        )
-        split = chunk.offset - start
-        before = data[:split]
-        if start > 0 and b"\n" not in before:
-            before = b""  # a line longer than the look-back: counted from the chunk on
-        for text in complete_lines(before, data[split:]):
+        end = chunk.offset + chunk.length
+        known = open_lines.get(key)
+        if known is not None and known[0] == chunk.offset:
+            tail, data = known[1], await _read(store, key, chunk.offset, end)
+        else:
+            start = max(0, chunk.offset - LOOKBACK_BYTES)
+            read = await _read(store, key, start, end)
+            window, data = read[: chunk.offset - start], read[chunk.offset - start :]
+            tail = window[window.rfind(b"\n") + 1 :]
+        long_line = len(tail) >= LOOKBACK_BYTES and chunk.offset > LOOKBACK_BYTES
+        before = b"" if long_line else tail  # a longer line is counted from the chunk on
+        newline = data.rfind(b"\n")
+        rest = data[newline + 1 :] if newline >= 0 else tail + data
+        open_lines[key] = (end, rest[-LOOKBACK_BYTES:])
+        for text in complete_lines(before, data):
             out.append(
                 Line(
                     seq=chunk.seq,
@@ -310,3 +320,7 @@ async def lines_of(
                 )
             )
     return out
+
+
+async def _read(store: OutputStore, key: str, start: int, end: int) -> bytes:
+    return b"".join([part async for part in store.read(key, start, end)])
