@@ -68,6 +68,17 @@ def test_an_alarm_on_error_fires_a_webhook_within_5s_and_returns_to_ok(app):
     ]
 
 
+def test_stored_output_wakes_the_evaluator_without_waiting_for_a_sweep(tmp_path):
+    app = App(tmp_path / "app", sweep_interval_s=3600.0).start()
+    try:
+        (node,) = app.enrol(1)
+        app.client.create_alarm("boom", pattern="boom", threshold=1, period="1m")
+        _print(app, node, b"boom\n")
+        _state(app, "boom", "ALARM")  # no sweep falls due in this test: the store woke it
+    finally:
+        app.close()
+
+
 def test_lines_split_across_chunks_count_once_and_scope_limits_the_nodes(app):
     web, db = app.enrol(2, tags={"role": "web"})[0], app.enrol(1, tags={"role": "db"})[0]
     app.client.create_alarm(
@@ -131,6 +142,19 @@ def test_alarms_cli_create_show_list_history_delete(app):
     assert app.cli("alarms", "delete", "oops").exit_code == 0
     with pytest.raises(NotFoundError):
         app.client.get_alarm("oops")
+
+
+def test_alarms_cli_scope_options_name_nodes_tags_and_a_group_as_send_does(app):
+    (web,) = app.enrol(1, tags={"role": "web"})
+    app.client.create_group("g", tags={"role": "web"})
+    argv = ["--pattern", "x", "--threshold", "1", "--period", "1m", "--json"]
+    scope = ["--node", web.name, "--tag", "role=web", "--tag", "role=db", "--group", "g"]
+    result = app.cli("alarms", "create", "scoped", *argv, *scope)
+    assert result.exit_code == 0, result.stderr
+    targets = {t["key"]: t["values"] for t in json.loads(result.stdout)["targets"]}
+    assert targets == {"NodeIds": [web.node_id], "tag:role": ["web", "db"], "group": ["g"]}
+    shown = app.cli("alarms", "show", "scoped")
+    assert "tag:role=web,db" in shown.stdout and "group=g" in shown.stdout
 
 
 @pytest.mark.parametrize(

@@ -137,6 +137,8 @@ def test_the_cli_prints_node_command_and_line_and_json_on_request(app):
     assert data[0]["command_id"] == command and data[0]["line_no"] == 2
     bad = app.cli("output", "search", "x(", "--regex")
     assert bad.exit_code != 0 and "is not valid" in bad.stderr and "Traceback" not in bad.stderr
+    both = app.cli("output", "search", "x", "--node", node.node_id, "--tag", "a=b")
+    assert both.exit_code != 0 and "Choose the nodes one way" in both.stderr
 
 
 def test_output_stored_but_not_yet_indexed_is_indexed_when_the_server_starts(app):

@@ -55,6 +55,8 @@ def test_output_past_retention_is_deleted_and_reads_say_so(kept_30d):
     wait_for(lambda: _expired(app, old, node.node_id), what="the old output to expire")
     with pytest.raises(ExpiredError, match=r"expired on .*kept 30 days.*status and exit code"):
         app.client.get_output(old, node.node_id)
+    with pytest.raises(ExpiredError, match=r"expired on"):  # followed, as read whole
+        list(app.client.iter_output(old, node.node_id, follow=True))
     invocation = app.client.get_invocation(old, node.node_id)
     assert invocation.status == "Success" and invocation.steps[0].stdout == ""
     assert not any((app.data_dir / "output" / old).rglob("*.stdout"))

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import wait_for
+
 LINES = 10
 
 
@@ -112,10 +114,11 @@ def test_tail_follow_re_attaches_to_a_running_command_and_misses_nothing(live_fl
     agent = live_fleet.agents[0]
     client = live_fleet.client
     command = client.send_command(script=script(release), node_ids=[agent.node_id])
-    deadline = time.monotonic() + 60
-    while b"line 3\n" not in client.get_output(command.id, agent.node_id):
-        assert time.monotonic() < deadline, "the script never printed line 3"
-        time.sleep(0.05)
+    wait_for(
+        lambda: b"line 3\n" in client.get_output(command.id, agent.node_id),
+        timeout_s=60,
+        what="the script to print line 3",
+    )
     tail = Reader(live_fleet, "invocations", "tail", command.id, "--follow")
     tail.wait_for({f"{agent.name} | line {LINES}"})
     assert tail.proc.poll() is None  # still following: the command has not ended

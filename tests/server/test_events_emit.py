@@ -5,21 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fleetrun.server import events
-from fleetrun.server.db import Database
 from fleetrun.server.store import deliveries
-from tests import harness
-
-
-@pytest.fixture
-async def db(tmp_path):
-    test_db = harness.TestDatabase(tmp_path)
-    database = Database(test_db.url)
-    database.migrate()
-    try:
-        yield database
-    finally:
-        await database.close()
-        test_db.drop()
 
 
 async def test_an_event_is_written_when_its_transaction_commits(db):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleetrun.server.output import LocalOutputStore, append_tail, tail_text
+from fleetrun.server.output import LocalOutputStore, append_tail, read_parts, tail_text
 
 
 @pytest.mark.parametrize(
@@ -38,3 +38,17 @@ async def test_store_writes_at_offsets_and_reads_ranges(tmp_path):
     assert b"".join([c async for c in store.read("c/n/0.stdout", 3, 8)]) == b"lo WO"
     with pytest.raises(ValueError, match="bad output key"):
         store.write("../escape", 0, b"x")
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [(0, 9, b"abcdefghi"), (2, 7, b"cdefg"), (3, 6, b"def"), (4, 5, b"e"), (5, 5, b"")],
+)
+async def test_a_range_of_a_stream_of_several_steps_spans_their_parts(
+    tmp_path, start, end, expected
+):
+    store = LocalOutputStore(tmp_path)
+    parts = [("c/n/0.stdout", 3), ("c/n/1.stdout", 0), ("c/n/2.stdout", 3), ("c/n/3.stdout", 3)]
+    for (key, _), data in zip(parts, [b"abc", b"", b"def", b"ghi"], strict=True):
+        store.write(key, 0, data)
+    assert b"".join([c async for c in read_parts(store, parts, start, end)]) == expected

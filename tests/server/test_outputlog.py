@@ -7,26 +7,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from fleetrun.server import outputlog
-from fleetrun.server.db import Database
 from fleetrun.server.store.tables import OutputChunk
-from tests import harness
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-async def db(tmp_path):
-    test_db = harness.TestDatabase(tmp_path)
-    database = Database(test_db.url)
-    database.migrate()
-    try:
-        yield database
-    finally:
-        await database.close()
-        test_db.drop()
 
 
 def _chunks(session, count):
@@ -117,3 +101,43 @@ async def test_a_cursor_added_twice_is_added_once(db):
     await db.write(lambda tx: outputlog.add_cursor(tx.session, "forward:otlp", 9, T0))
     rows = await db.read(lambda s: [c.seq for c in s.query(OutputCursor).all()])
     assert rows == [7]
+
+
+def _chunk(seq, offset, length, stream="stdout"):
+    return outputlog.Chunk(seq, T0, "i", "c", "n", 0, stream, offset, length)
+
+
+async def _lines(store, chunks):
+    labels = {"i": outputlog.Labels("web01", "RunShellScript", {})}
+    return [
+        (line.seq, line.stream, line.text)
+        for line in await outputlog.lines_of(store, chunks, labels)
+    ]
+
+
+async def test_lines_are_those_each_chunk_completes_whether_read_in_a_row_or_alone(tmp_path):
+    from fleetrun.server.output import LocalOutputStore
+
+    store = LocalOutputStore(tmp_path)
+    out, err = b"one\ntw" + b"o\nthr" + b"ee" + b"\nfour\n", b"oops\n"
+    store.write("c/n/0.stdout", 0, out)
+    store.write("c/n/0.stderr", 0, err)
+    row = [_chunk(1, 0, 6), _chunk(2, 6, 5), _chunk(3, 0, 5, "stderr"), _chunk(4, 11, 2)]
+    row.append(_chunk(5, 13, 6))
+    expected = [(1, "stdout", "one"), (2, "stdout", "two"), (3, "stderr", "oops")]
+    expected += [(5, "stdout", "three"), (5, "stdout", "four")]
+    assert await _lines(store, row) == expected
+    # each chunk alone (a batch that starts there): the same lines, reaching back
+    alone = [line for c in row for line in await _lines(store, [c])]
+    assert alone == expected
+
+
+async def test_a_line_longer_than_the_look_back_is_counted_from_its_chunk_on(tmp_path):
+    from fleetrun.server.output import LocalOutputStore
+
+    store = LocalOutputStore(tmp_path)
+    size = outputlog.LOOKBACK_BYTES + 100
+    store.write("c/n/0.stdout", 0, b"a" * size + b"b\nc\n")
+    chunks = [_chunk(1, 0, size), _chunk(2, size, 4)]
+    assert await _lines(store, chunks) == [(2, "stdout", "b"), (2, "stdout", "c")]
+    assert await _lines(store, chunks[1:]) == [(2, "stdout", "b"), (2, "stdout", "c")]

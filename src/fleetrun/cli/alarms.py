@@ -3,16 +3,11 @@ output is forwarded and how far behind it is."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import click
 
-from fleetrun.cli import render
+from fleetrun.cli import render, targeting
 from fleetrun.cli.base import api_options, options
-from fleetrun.cli.targeting import node_ids
 from fleetrun.core.durations import parse_duration
-from fleetrun.core.tags import parse_tag
-from fleetrun.core.targets import Target
 
 
 @click.group("alarms")
@@ -62,16 +57,7 @@ def create(
     opts = options(ctx)
     client = opts.client()
     period_s = parse_duration(period, "Period")
-    targets: list[Target] = []
-    if nodes:
-        targets.append(Target(key="NodeIds", values=node_ids(client, nodes)))
-    grouped: dict[str, list[str]] = defaultdict(list)
-    for text in tags:
-        key, value = parse_tag(text)
-        grouped[key].append(value)
-    targets += [Target(key=f"tag:{k}", values=v) for k, v in grouped.items()]
-    if group:
-        targets.append(Target(key="group", values=[group]))
+    targets = targeting.named(client, nodes=nodes, tags=tags, group=group)
     alarm = client.create_alarm(
         name,
         pattern=pattern,
@@ -133,7 +119,7 @@ def show(ctx: click.Context, name: str) -> None:
             ("Threshold", f">= {alarm.threshold} matching lines per {alarm.period_s}s"),
             ("Evaluation periods", alarm.evaluation_periods),
             ("Missing data", alarm.treat_missing),
-            ("Targets", ", ".join(f"{t.key}={','.join(t.values)}" for t in alarm.targets) or "all"),
+            ("Targets", render.targets(alarm.targets) or "all"),
             ("Document", alarm.document_name or "any"),
         ]
     )

@@ -136,7 +136,7 @@ def show_command(ctx: click.Context, command_id: str) -> None:
                 f"{command.document_name}"
                 + (f" version {command.document_version}" if command.document_version else ""),
             ),
-            ("Targets", ", ".join(f"{t.key}={','.join(t.values)}" for t in command.targets)),
+            ("Targets", render.targets(command.targets)),
             (
                 "Progress",
                 f"{command.completed_count}/{command.target_count} done, "

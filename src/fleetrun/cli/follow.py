@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -112,9 +113,11 @@ class Followers:
         )
 
     def join(self, timeout_s: float | None = None) -> None:
-        """Wait for every stream to end; the first error a stream met is raised."""
+        """Wait for every stream to end, `timeout_s` at most in all (not per stream);
+        the first error a stream met is raised."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         for thread in self._threads:
-            thread.join(timeout_s)
+            thread.join(None if deadline is None else max(deadline - time.monotonic(), 0.0))
         if self.errors:
             raise self.errors[0]
 

@@ -9,7 +9,6 @@ from rich.text import Text
 from fleetrun.cli import completion, render
 from fleetrun.cli.base import api_options, options
 from fleetrun.cli.follow import Followers, LinePrinter, colour_wanted, sources_of
-from fleetrun.core.errors import ValidationError
 from fleetrun.schemas.output import SearchHit
 
 STREAMS = ("stdout", "stderr")
@@ -60,8 +59,6 @@ def search(
 ) -> None:
     """Find lines of stored output: PATTERN's words in that order, any case, or a
     --regex; newest first, on the nodes you may read."""
-    if sum(bool(x) for x in (node_ids, tags, group)) > 1:
-        raise ValidationError("Choose the nodes one way: --node, --tag or --group, not several.")
     opts = options(ctx)
     page = opts.client().search_output(
         pattern,

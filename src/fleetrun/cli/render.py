@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fleetrun.core.inputs import escape_unprintable
+from fleetrun.core.targets import Target
 
 # Piped output is not cut to 80 columns: tables keep their rows on one line.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
@@ -191,6 +192,11 @@ def _plain(value: Any) -> Any:
 
 def tags(value: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "-"
+
+
+def targets(value: Iterable[Target]) -> str:
+    """Targets as `KEY=V1,V2, KEY=V3`; empty for none."""
+    return ", ".join(f"{t.key}={','.join(t.values)}" for t in value)
 
 
 def raw(text: str) -> None:

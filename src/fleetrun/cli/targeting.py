@@ -70,13 +70,26 @@ def build(
     all_nodes: bool,
 ) -> list[Target]:
     """The targets the options name (names and globs looked up now, as node ids)."""
-    from fleetrun.sdk.client import build_targets
-
     if not (nodes or tags or targets or group or all_nodes):
         raise ValidationError(
             "Say where to run: --node ID|NAME, --tag KEY=VALUE, --target tag:KEY=VALUE, "
             "--group NAME, or --all."
         )
+    return named(client, nodes=nodes, tags=tags, targets=targets, group=group, all_nodes=all_nodes)
+
+
+def named(
+    client: Client,
+    *,
+    nodes: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    targets: Sequence[str] = (),
+    group: str | None = None,
+    all_nodes: bool = False,
+) -> list[Target]:
+    """The targets these options name, none when none is given (an alarm's scope)."""
+    from fleetrun.sdk.client import build_targets
+
     parsed = [parse_target(t) for t in targets]
     grouped: dict[str, list[str]] = defaultdict(list)
     for text in tags:

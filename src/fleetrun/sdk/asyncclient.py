@@ -313,7 +313,9 @@ class AsyncClient(Base):
         with `follow`, as it is stored until the invocation ends (`Client.iter_output`)."""
         if follow:
             output_ops.check_follow(step, end)
-            async for chunk in self._follow(command_id, node_id, stream, start or 0):
+            async for chunk in self._follow(
+                output_ops.Follow(command_id, node_id, stream, start or 0)
+            ):
                 yield chunk
             return
         where = fleet.iter_output(command_id, node_id, stream, step=step, start=start, end=end)
@@ -321,27 +323,21 @@ class AsyncClient(Base):
             async for chunk in response.aiter_bytes():
                 yield chunk
 
-    async def _follow(
-        self, command_id: str, node_id: str, stream: str, offset: int
-    ) -> AsyncIterator[bytes]:
-        failures = 0
+    async def _follow(self, follow: output_ops.Follow) -> AsyncIterator[bytes]:
         while True:
-            where = output_ops.stream_output(command_id, node_id, stream, offset)
             try:
-                async with self._open(where) as response:
-                    frames = output_ops.OutputFrames()
+                async with self._open(follow.request()) as response:
                     async for line in response.aiter_lines():
-                        got = frames.feed(line)
-                        if isinstance(got, output_ops.Ended):
+                        data = follow.feed(line)
+                        if data:
+                            yield data
+                        if follow.ended:
                             return
-                        if got is not None and got.end > offset:
-                            yield got.data[offset - got.offset :]
-                            offset, failures = got.end, 0
             except ConnectionError_:
-                failures += 1
-                if failures > output_ops.RECONNECTS:
+                wait_s = follow.lost()
+                if wait_s is None:
                     raise
-                await asyncio.sleep(output_ops.backoff_s(failures))
+                await asyncio.sleep(wait_s)
 
     search_output = call(output_ops.search_output)
 

@@ -418,30 +418,25 @@ class Client(Base):
         has ended: a lost connection is resumed where it stopped, each byte once."""
         if follow:
             output_ops.check_follow(step, end)
-            return self._follow(command_id, node_id, stream, start or 0)
+            return self._follow(output_ops.Follow(command_id, node_id, stream, start or 0))
         where = fleet.iter_output(command_id, node_id, stream, step=step, start=start, end=end)
         return self._chunks(where)
 
-    def _follow(self, command_id: str, node_id: str, stream: str, offset: int) -> Iterator[bytes]:
-        failures = 0
+    def _follow(self, follow: output_ops.Follow) -> Iterator[bytes]:
         while True:
-            where = output_ops.stream_output(command_id, node_id, stream, offset)
             try:
-                with self._open(where) as response:
-                    frames = output_ops.OutputFrames()
+                with self._open(follow.request()) as response:
                     for line in response.iter_lines():
-                        got = frames.feed(line)
-                        if isinstance(got, output_ops.Ended):
+                        data = follow.feed(line)
+                        if data:
+                            yield data
+                        if follow.ended:
                             return
-                        if got is not None and got.end > offset:
-                            yield got.data[offset - got.offset :]
-                            offset, failures = got.end, 0
             except ConnectionError_:
-                failures += 1
-                if failures > output_ops.RECONNECTS:
+                wait_s = follow.lost()
+                if wait_s is None:
                     raise
-                time.sleep(output_ops.backoff_s(failures))
-            # The server ended the stream early (it is stopping): go on from `offset`.
+                time.sleep(wait_s)
 
     search_output = call(output_ops.search_output)
 

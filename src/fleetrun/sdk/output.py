@@ -73,6 +73,39 @@ class OutputFrames:
         return None
 
 
+class Follow:
+    """One follow of an invocation's output, across reconnects, without I/O. The driver
+    opens `request()`, feeds each line to `feed` (new bytes, each byte once, or None),
+    stops reading once `ended`, and on a lost connection asks `lost()` how long to wait
+    before opening `request()` again (None: too many in a row, give up). A stream the
+    server ends early (it is stopping) is opened again from where it stopped."""
+
+    def __init__(self, command_id: str, node_id: str, stream: str, offset: int) -> None:
+        self.command_id, self.node_id, self.stream = command_id, node_id, stream
+        self.offset = offset
+        self.ended = False
+        self._failures = 0
+        self._frames = OutputFrames()
+
+    def request(self) -> Stream:
+        self._frames = OutputFrames()
+        return stream_output(self.command_id, self.node_id, self.stream, self.offset)
+
+    def feed(self, line: str) -> bytes | None:
+        got = self._frames.feed(line)
+        if isinstance(got, Ended):
+            self.ended = True
+        elif got is not None and got.end > self.offset:
+            data = got.data[self.offset - got.offset :]
+            self.offset, self._failures = got.end, 0
+            return data
+        return None
+
+    def lost(self) -> float | None:
+        self._failures += 1
+        return None if self._failures > RECONNECTS else backoff_s(self._failures)
+
+
 def search_output(
     pattern: str,
     *,

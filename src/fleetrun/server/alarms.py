@@ -19,12 +19,10 @@ import logging
 import secrets
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
 
-from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from fleetrun.core import alarms as core
@@ -34,7 +32,7 @@ from fleetrun.server import outputlog
 from fleetrun.server.db import Tx
 from fleetrun.server.store import alarms as store
 from fleetrun.server.store import groups as group_store
-from fleetrun.server.store.tables import Alarm, OutputCursor
+from fleetrun.server.store.tables import Alarm
 
 if TYPE_CHECKING:
     from fleetrun.server.state import ServerState
@@ -50,23 +48,15 @@ class LostLeaseError(Exception):
     """Another replica took the cursor over: this batch is its to count."""
 
 
-@dataclass(frozen=True)
-class Batch:
-    chunks: list[outputlog.Chunk]
-    labels: dict[str, outputlog.Labels]
-
-
 class AlarmEvaluator:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.owner = f"srv-{secrets.token_hex(6)}"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._matchers: dict[tuple[str, bool], core.LineMatcher] = {}
 
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name="alarms")
 
     async def stop(self) -> None:
@@ -76,21 +66,8 @@ class AlarmEvaluator:
                 await self._task
 
     def wake(self) -> None:
+        """Run a pass now (output was stored: `ServerState.output_stored`)."""
         self._wake.set()
-
-    def wake_after_commit(self, session: Session) -> None:
-        """Called where output is noted: run a pass once that transaction commits."""
-        if session.info.get("fleetrun.alarms.wake"):
-            return
-        session.info["fleetrun.alarms.wake"] = True
-        loop = self._loop
-
-        def committed(session: Session) -> None:  # on a database thread
-            session.info.pop("fleetrun.alarms.wake", None)
-            if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(self.wake)
-
-        sa_event.listen(session, "after_commit", committed, once=True)
 
     async def _run(self) -> None:
         interval = self.state.settings.sweep_interval_s
@@ -127,15 +104,11 @@ class AlarmEvaluator:
         if changes:
             await self.state.db.write(partial(_apply, changes=changes, now=now))
 
-    def _claim(self, tx: Tx) -> Batch | None:
-        session = tx.session
-        position = outputlog.claim(session, CURSOR, self.owner, self.state.clock.now(), LEASE_S)
-        if position is None:
-            return None
-        chunks = outputlog.read_chunks(session, position, self.state.clock.now())
-        return Batch(chunks, outputlog.labels_of(session, chunks))
+    def _claim(self, tx: Tx) -> outputlog.Batch | None:
+        now = self.state.clock.now()
+        return outputlog.claim_batch(tx.session, CURSOR, self.owner, now, LEASE_S)
 
-    def _count(self, tx: Tx, *, batch: Batch, lines: Sequence[outputlog.Line]) -> None:
+    def _count(self, tx: Tx, *, batch: outputlog.Batch, lines: Sequence[outputlog.Line]) -> None:
         session, now = tx.session, self.state.clock.now()
         if not outputlog.advance(session, CURSOR, self.owner, batch.chunks[-1].seq, 0, now):
             raise LostLeaseError
@@ -179,8 +152,7 @@ def _look(session: Session) -> tuple[bool, bool]:
     """Whether an alarm exists, and whether output arrived past the alarms' cursor."""
     if not store.any_alarm(session):
         return False, False
-    cursor = session.get(OutputCursor, CURSOR)
-    return True, outputlog.head(session) > (cursor.seq if cursor else 0)
+    return True, outputlog.behind(session, CURSOR)
 
 
 def _decide(session: Session, *, now: datetime) -> list[tuple[str, str, core.Decision]]:

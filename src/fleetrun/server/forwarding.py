@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -238,7 +237,6 @@ class Forwarding:
         self.forwarders = configured(state)
         self._wakes = {f.name: asyncio.Event() for f in self.forwarders}
         self._tasks: list[asyncio.Task[None]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def cursors(self) -> list[str]:
@@ -247,7 +245,6 @@ class Forwarding:
     async def start(self) -> None:
         if not self.forwarders:
             return
-        self._loop = asyncio.get_running_loop()
         now = self.state.clock.now()
 
         def ensure(tx: Tx) -> None:
@@ -266,19 +263,10 @@ class Forwarding:
         for forwarder in self.forwarders:
             await forwarder.sender.close()
 
-    def wake_after_commit(self, session: Session) -> None:
-        if not self.forwarders or session.info.get("fleetrun.forward.wake"):
-            return
-        session.info["fleetrun.forward.wake"] = True
-        loop = self._loop
-
-        def committed(session: Session) -> None:  # on a database thread
-            session.info.pop("fleetrun.forward.wake", None)
-            if loop is not None and not loop.is_closed():
-                for wake in self._wakes.values():
-                    loop.call_soon_threadsafe(wake.set)
-
-        sa_event.listen(session, "after_commit", committed, once=True)
+    def wake(self) -> None:
+        """Forward now (output was stored: `ServerState.output_stored`)."""
+        for wake in self._wakes.values():
+            wake.set()
 
     async def _run(self, forwarder: Forwarder) -> None:
         wake = self._wakes[forwarder.name]
@@ -310,22 +298,17 @@ class Forwarding:
     async def forward_once(self, forwarder: Forwarder) -> bool:
         """Send one batch; whether a full one went (there may be more)."""
 
-        def claim(tx: Tx) -> tuple[list[outputlog.Chunk], dict[str, outputlog.Labels]] | None:
-            position = outputlog.claim(
-                tx.session, forwarder.cursor, self.owner, self.state.clock.now(), LEASE_S
-            )
-            if position is None:
-                return None
-            chunks = outputlog.read_chunks(tx.session, position, self.state.clock.now())
-            return chunks, outputlog.labels_of(tx.session, chunks)
+        def claim(tx: Tx) -> outputlog.Batch | None:
+            now = self.state.clock.now()
+            return outputlog.claim_batch(tx.session, forwarder.cursor, self.owner, now, LEASE_S)
 
-        if not await self.state.db.read(partial(_behind, cursor=forwarder.cursor)):
+        if not await self.state.db.read(partial(outputlog.behind, name=forwarder.cursor)):
             return False  # nothing new: no write (SQLite has one writer)
-        claimed = await self.state.db.write(claim)
-        if claimed is None or not claimed[0]:
+        batch = await self.state.db.write(claim)
+        if batch is None or not batch.chunks:
             return False
-        chunks, labels = claimed
-        lines = await outputlog.lines_of(self.state.output, chunks, labels)
+        chunks = batch.chunks
+        lines = await outputlog.lines_of(self.state.output, chunks, batch.labels)
         if lines:
             await forwarder.sender.send(lines)
         now = self.state.clock.now()
@@ -359,11 +342,6 @@ def views(session: Session, forwarders: Sequence[Forwarder]) -> list[ForwarderVi
             )
         )
     return out
-
-
-def _behind(session: Session, *, cursor: str) -> bool:
-    row = session.get(OutputCursor, cursor)
-    return outputlog.head(session) > (row.seq if row else 0)
 
 
 def _report(tx: Tx, *, cursor: str, error: str, now: datetime) -> None:

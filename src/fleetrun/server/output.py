@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from fleetrun.server.store.tables import InvocationStep
 
 STDOUT_TAIL_CHARS = 24_000
 STDERR_TAIL_CHARS = 8_000
@@ -31,6 +34,35 @@ def output_key(invocation_id: str) -> str:
 
 def stream_key(command_id: str, node_id: str, step: int, stream: str) -> str:
     return f"{command_id}/{node_id}/{step}.{stream}"
+
+
+Part = tuple[str, int]  # one step's stream: its key in the store, and the bytes stored
+
+
+def stream_parts(
+    command_id: str, node_id: str, steps: Iterable[InvocationStep], stream: str
+) -> list[Part]:
+    """An invocation's `stream` as the parts it is stored in, one per step, in order."""
+    return [
+        (
+            stream_key(command_id, node_id, s.idx, stream),
+            s.stdout_bytes if stream == "stdout" else s.stderr_bytes,
+        )
+        for s in steps
+    ]
+
+
+async def read_parts(
+    store: OutputStore, parts: Sequence[Part], start: int, end: int
+) -> AsyncIterator[bytes]:
+    """Bytes [start, end) of the stream the `parts` make, read part by part."""
+    base = 0
+    for key, size in parts:
+        lo, hi = max(start - base, 0), min(end - base, size)
+        if lo < hi:
+            async for chunk in store.read(key, lo, hi):
+                yield chunk
+        base += size
 
 
 class OutputStore(Protocol):

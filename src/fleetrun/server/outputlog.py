@@ -1,13 +1,16 @@
 """The output log: every stored chunk of output, in order, for the readers that act on
 output as it arrives (the alarm evaluator, the forwarders).
 
-`OutputLog.note` is called by the engine in the transaction that stores a chunk, so a
-chunk is in the log exactly when its bytes are acknowledged; it costs one row, and
-nothing at all while no reader wants output (no alarm exists, no forwarder is
-configured). Each reader keeps a cursor (`output_cursors`): the highest chunk it has
-dealt with. A reader claims its cursor with a lease before it works and moves it with
-an update conditioned on that lease, so across replicas one replica at a time reads
-and acts on a chunk (design §8). Rows every cursor has passed are deleted.
+`OutputLog.note` is given the chunks the engine stored (`Applied.stored`) in the
+transaction that stored them, so a chunk is in the log exactly when its bytes are
+acknowledged; it costs one row, and nothing at all while no reader wants output (no
+alarm exists, no forwarder is configured). The search indexer reads the same record
+after the commit (`ServerState.output_stored`), keeping its own marks per stream.
+
+Each reader keeps a cursor (`output_cursors`): the highest chunk it has dealt with. A
+reader claims its cursor with a lease before it works and moves it with an update
+conditioned on that lease, so across replicas one replica at a time reads and acts on a
+chunk (design §8). Rows every cursor has passed are deleted.
 
 `lines_of` turns chunks into the lines they complete, labelled with where they come
 from; it reads the bytes from the output store, reaching back for the start of a line
@@ -16,7 +19,7 @@ the chunk ends.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -38,6 +41,7 @@ from fleetrun.server.store.tables import (
 
 if TYPE_CHECKING:
     from fleetrun.core.clock import Clock
+    from fleetrun.server.engine.invocations import StoredOutput
 
 LOOKBACK_BYTES = 16 * 1024  # how far back a line's start is looked for
 BATCH = 500  # chunks per pass
@@ -79,33 +83,30 @@ class OutputLog:
         self.clock = clock
         self.always = always  # a forwarder is configured: every chunk is wanted
         self.alarms = False  # an alarm exists (kept fresh by the alarm evaluator)
-        # told of the transaction a chunk was noted in (to act once it commits)
-        self.listeners: list[Callable[[Session], None]] = []
 
     @property
     def wanted(self) -> bool:
         return self.always or self.alarms
 
-    def note(
-        self, session: Session, inv: Invocation, step: int, stream: str, offset: int, size: int
-    ) -> None:
-        """A chunk was stored, in `session`'s transaction: log it if anyone reads."""
-        if not self.wanted or size == 0:
+    def note(self, session: Session, stored: Sequence[StoredOutput]) -> None:
+        """Chunks were stored, in `session`'s transaction: log them if anyone reads."""
+        if not self.wanted:
             return
-        session.add(
-            OutputChunk(
-                at=self.clock.now(),
-                invocation_id=inv.id,
-                command_id=inv.command_id,
-                node_id=inv.node_id,
-                step=step,
-                stream=stream,
-                offset=offset,
-                length=size,
-            )
-        )
-        for listener in self.listeners:
-            listener(session)
+        at = self.clock.now()
+        for c in stored:
+            if c.size:
+                session.add(
+                    OutputChunk(
+                        at=at,
+                        invocation_id=c.invocation_id,
+                        command_id=c.command_id,
+                        node_id=c.node_id,
+                        step=c.step,
+                        stream=c.stream,
+                        offset=c.offset,
+                        length=c.size,
+                    )
+                )
 
 
 def ensure_cursor(session: Session, name: str, now: datetime) -> None:
@@ -163,6 +164,32 @@ def advance(session: Session, name: str, owner: str, seq: int, lines: int, now: 
         )
     )
     return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Chunks a reader claimed, and the labels of their invocations."""
+
+    chunks: list[Chunk]
+    labels: dict[str, Labels]
+
+
+def claim_batch(
+    session: Session, name: str, owner: str, now: datetime, lease_s: float
+) -> Batch | None:
+    """Lease the cursor `name` and read the batch after it; None if another replica
+    holds it."""
+    position = claim(session, name, owner, now, lease_s)
+    if position is None:
+        return None
+    chunks = read_chunks(session, position, now)
+    return Batch(chunks, labels_of(session, chunks))
+
+
+def behind(session: Session, name: str) -> bool:
+    """Whether chunks were logged past the cursor `name` (a read: no lease taken)."""
+    cursor = session.get(OutputCursor, name)
+    return head(session) > (cursor.seq if cursor else 0)
 
 
 def report_error(session: Session, name: str, error: str, now: datetime) -> None:
@@ -251,22 +278,32 @@ def labels_of(session: Session, chunks: Sequence[Chunk]) -> dict[str, Labels]:
 async def lines_of(
     store: OutputStore, chunks: Sequence[Chunk], labels: dict[str, Labels]
 ) -> list[Line]:
-    """The lines these chunks complete, in order."""
+    """The lines these chunks complete, in order. A chunk that follows the one before it
+    in the same stream reads only its own bytes: the open line it continues is known."""
     out: list[Line] = []
+    # per stream: where the last chunk read ended, and the bytes since its last newline
+    # (at most LOOKBACK_BYTES; that many means a line longer than the look-back)
+    open_lines: dict[str, tuple[int, bytes]] = {}
     for chunk in chunks:
         label = labels.get(chunk.invocation_id)
         if label is None:
             continue  # its command was deleted
-        start = max(0, chunk.offset - LOOKBACK_BYTES)
         key = stream_key(chunk.command_id, chunk.node_id, chunk.step, chunk.stream)
-        data = b"".join(
-            [part async for part in store.read(key, start, chunk.offset + chunk.length)]
-        )
-        split = chunk.offset - start
-        before = data[:split]
-        if start > 0 and b"\n" not in before:
-            before = b""  # a line longer than the look-back: counted from the chunk on
-        for text in complete_lines(before, data[split:]):
+        end = chunk.offset + chunk.length
+        known = open_lines.get(key)
+        if known is not None and known[0] == chunk.offset:
+            tail, data = known[1], await _read(store, key, chunk.offset, end)
+        else:
+            start = max(0, chunk.offset - LOOKBACK_BYTES)
+            read = await _read(store, key, start, end)
+            window, data = read[: chunk.offset - start], read[chunk.offset - start :]
+            tail = window[window.rfind(b"\n") + 1 :]
+        long_line = len(tail) >= LOOKBACK_BYTES and chunk.offset > LOOKBACK_BYTES
+        before = b"" if long_line else tail  # a longer line is counted from the chunk on
+        newline = data.rfind(b"\n")
+        rest = data[newline + 1 :] if newline >= 0 else tail + data
+        open_lines[key] = (end, rest[-LOOKBACK_BYTES:])
+        for text in complete_lines(before, data):
             out.append(
                 Line(
                     seq=chunk.seq,
@@ -283,3 +320,7 @@ async def lines_of(
                 )
             )
     return out
+
+
+async def _read(store: OutputStore, key: str, start: int, end: int) -> bytes:
+    return b"".join([part async for part in store.read(key, start, end)])

@@ -20,14 +20,16 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from fleetrun.core.errors import ExpiredError
 from fleetrun.core.events import iso
 from fleetrun.server import outputlog
+from fleetrun.server.alarms import CURSOR as ALARMS_CURSOR
 from fleetrun.server.db import Tx
-from fleetrun.server.store.tables import Invocation, InvocationStep, OutputLine
+from fleetrun.server.store import outputlines
+from fleetrun.server.store.tables import Invocation, InvocationStep
 
 if TYPE_CHECKING:
     from fleetrun.server.state import ServerState
@@ -80,12 +82,7 @@ def expire_output(session: Session, now: datetime, retention_s: float) -> list[t
             .values(stdout_tail=b"", stderr_tail=b"")
             .execution_options(synchronize_session=False)
         )
-        # and their lines leave the search index with them (store/outputlines.py)
-        session.execute(
-            delete(OutputLine)
-            .where(OutputLine.invocation_id.in_(ids))
-            .execution_options(synchronize_session=False)
-        )
+        outputlines.forget(session, ids)  # their lines leave the search index with them
     return [(row[1], row[2]) for row in claimed]
 
 
@@ -128,7 +125,7 @@ class Retention:
             expired += len(pairs)
             if len(pairs) < BATCH:
                 break
-        readers = [*(["alarms"] if self.state.output_log.alarms else []), *self.readers]
+        readers = [*([ALARMS_CURSOR] if self.state.output_log.alarms else []), *self.readers]
         await self.state.db.write(lambda tx: _prune(tx, readers))
         if expired:
             log.info("retention: deleted the output of %d invocations", expired)

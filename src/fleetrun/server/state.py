@@ -81,12 +81,19 @@ class ServerState:
         self.alarms = AlarmEvaluator(self)
         self.forwarding = Forwarding(self)
         self.output_log = OutputLog(self.clock, always=bool(self.forwarding.forwarders))
-        self.output_log.listeners += [
-            self.alarms.wake_after_commit,
-            self.forwarding.wake_after_commit,
-        ]
         self.retention = Retention(self, self.forwarding.cursors)
         self.indexer = OutputIndexer(self)
+
+    def output_stored(self, streams: set[tuple[str, int, str]]) -> None:
+        """Output of these (invocation, step, stream)s was stored and committed: wake
+        what reads it, the search indexer always, the alarms and the forwarders when
+        the output log noted it for them."""
+        if not streams:
+            return
+        self.indexer.grew(streams)
+        if self.output_log.alarms:
+            self.alarms.wake()
+        self.forwarding.wake()
 
     def refresh_commands(self, tx: Tx, command_ids: Iterable[str]) -> None:
         """Recompute these commands' status in `tx` (on the database thread), and once

@@ -12,6 +12,7 @@ from fleetrun.core import access
 from fleetrun.schemas import alarms as schemas
 from fleetrun.schemas.base import Page
 from fleetrun.server import forwarding, outputlog
+from fleetrun.server.alarms import CURSOR as ALARMS_CURSOR
 from fleetrun.server.api.deps import action, authorize, state_of
 from fleetrun.server.authz import Caller
 from fleetrun.server.db import Tx
@@ -34,7 +35,7 @@ async def create_alarm(
     def create(tx: Tx) -> schemas.Alarm:
         now = state.clock.now()
         alarm = store.create_alarm(tx.session, body, caller.principal, now)
-        outputlog.ensure_cursor(tx.session, "alarms", now)
+        outputlog.ensure_cursor(tx.session, ALARMS_CURSOR, now)
         return store.to_schema(tx.session, alarm, now)
 
     created = await state.db.write(create)

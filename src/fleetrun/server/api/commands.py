@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -25,7 +24,7 @@ from fleetrun.server.commandauthz import (
 )
 from fleetrun.server.db import Tx
 from fleetrun.server.engine import commands as engine_commands
-from fleetrun.server.output import stream_key
+from fleetrun.server.output import read_parts, stream_parts
 from fleetrun.server.store import commands as store
 from fleetrun.server.store import invocations as invocation_store
 from fleetrun.server.store.tables import Command, InvocationStep
@@ -279,32 +278,18 @@ async def get_output(
         return invocation_store.read_steps(session, inv.id)
 
     steps = await state.db.read(read)
-    parts = [
-        (
-            stream_key(command_id, node_id, s.idx, stream),
-            s.stdout_bytes if stream == "stdout" else s.stderr_bytes,
-        )
-        for s in steps
-        if step is None or s.idx == step
-    ]
+    chosen = [s for s in steps if step is None or s.idx == step]
+    parts = stream_parts(command_id, node_id, chosen, stream)
     total = sum(size for _, size in parts)
     start, end = _range(request.headers.get("range"), total)
-
-    async def body() -> AsyncIterator[bytes]:
-        offset = 0
-        for key, size in parts:
-            lo, hi = max(start - offset, 0), min(end - offset, size)
-            if lo < hi:
-                async for chunk in state.output.read(key, lo, hi):
-                    yield chunk
-            offset += size
 
     headers = {"accept-ranges": "bytes", "content-length": str(end - start)}
     code = 200
     if request.headers.get("range"):
         code = 206
         headers["content-range"] = f"bytes {start}-{max(end - 1, start)}/{total}"
-    return OctetStreamResponse(body(), status_code=code, headers=headers)
+    body = read_parts(state.output, parts, start, end)
+    return OctetStreamResponse(body, status_code=code, headers=headers)
 
 
 def _range(header: str | None, total: int) -> tuple[int, int]:

@@ -29,12 +29,13 @@ from fleetrun.core.inputs import INT64_MAX
 from fleetrun.core.outputlines import compile_search
 from fleetrun.core.statuses import TERMINAL_INVOCATION
 from fleetrun.schemas import output as schemas
+from fleetrun.server import retention
 from fleetrun.server.api.deps import action, authorize, recheck, state_of
 from fleetrun.server.api.events import EventStreamResponse
 from fleetrun.server.api.query import moment, tag_filters
 from fleetrun.server.authz import Caller
 from fleetrun.server.commandauthz import readable_invocations, require_invocation
-from fleetrun.server.output import OutputStore, output_key, stream_key
+from fleetrun.server.output import OutputStore, Part, output_key, read_parts, stream_parts
 from fleetrun.server.store import commands as command_store
 from fleetrun.server.store import groups as group_store
 from fleetrun.server.store import invocations as invocation_store
@@ -54,7 +55,7 @@ EVENT_BYTES = 64 * 1024  # output bytes per event, at most
 class Stored:
     """Where an invocation's stream stands: its parts (output key, size) and status."""
 
-    parts: list[tuple[str, int]]
+    parts: list[Part]
     status: str
 
     @property
@@ -69,14 +70,7 @@ class Stored:
 def _stored(command_id: str, node_id: str, stream: str, session: Session) -> Stored:
     inv = invocation_store.read_invocation(session, command_id, node_id)
     steps = invocation_store.read_steps(session, inv.id)
-    parts = [
-        (
-            stream_key(command_id, node_id, s.idx, stream),
-            s.stdout_bytes if stream == "stdout" else s.stderr_bytes,
-        )
-        for s in steps
-    ]
-    return Stored(parts, inv.status)
+    return Stored(stream_parts(command_id, node_id, steps, stream), inv.status)
 
 
 @router.get(
@@ -108,6 +102,7 @@ async def stream_output(
         command = command_store.read_command(session, command_id)
         inv = invocation_store.read_invocation(session, command_id, node_id)
         require_invocation(session, caller, command, node_id)
+        retention.check_output(inv, state.settings.retention_output_s)
         return inv.id, _stored(command_id, node_id, stream, session)
 
     inv_id, stored = await state.db.read(first)
@@ -163,25 +158,18 @@ def _start(offset: int | None, last_event_id: str | None) -> int:
 
 
 async def _chunks(
-    output: OutputStore, parts: list[tuple[str, int]], start: int, end: int
+    output: OutputStore, parts: list[Part], start: int, end: int
 ) -> AsyncIterator[bytes]:
     """Events carrying bytes [start, end) of the stream made of `parts`."""
-    base = 0
-    at = start
-    for key, size in parts:
-        lo, hi = max(start - base, 0), min(end - base, size)
-        if lo < hi:
-            pending = b""
-            async for chunk in output.read(key, lo, hi):
-                pending += chunk
-                while len(pending) >= EVENT_BYTES:
-                    piece, pending = pending[:EVENT_BYTES], pending[EVENT_BYTES:]
-                    yield _output_event(at, piece)
-                    at += len(piece)
-            if pending:
-                yield _output_event(at, pending)
-                at += len(pending)
-        base += size
+    at, pending = start, b""
+    async for chunk in read_parts(output, parts, start, end):
+        pending += chunk
+        while len(pending) >= EVENT_BYTES:
+            piece, pending = pending[:EVENT_BYTES], pending[EVENT_BYTES:]
+            yield _output_event(at, piece)
+            at += len(piece)
+    if pending:
+        yield _output_event(at, pending)
 
 
 def _output_event(offset: int, data: bytes) -> bytes:

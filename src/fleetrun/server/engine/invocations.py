@@ -4,7 +4,7 @@ a node going offline or being deleted, an agent that restarted. Every status thr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -91,6 +91,19 @@ def agent_hello(session: Session, node_id: str, running: set[str]) -> tuple[list
     return stop, changed
 
 
+@dataclass(frozen=True)
+class StoredOutput:
+    """A chunk of output stored: bytes [offset, offset + size) of one step's stream."""
+
+    invocation_id: str
+    command_id: str
+    node_id: str
+    step: int
+    stream: str
+    offset: int
+    size: int
+
+
 @dataclass
 class Applied:
     """What a batch of agent frames changed."""
@@ -100,11 +113,14 @@ class Applied:
     stop: list[str] = field(default_factory=list)  # accepted, but the server already ended it
     output_bytes: int = 0  # of output stored (not counting frames sent again)
     outputs: set[str] = field(default_factory=set)  # whose output or state changed
-    grown: set[tuple[str, int, str]] = field(default_factory=set)  # (invocation, step, stream)
+    # The chunks of output stored, in order: the output log notes them in the same
+    # transaction, and after the commit their readers are woken (state.output_stored).
+    stored: list[StoredOutput] = field(default_factory=list)
 
-
-# Told of each chunk of output stored: (session, invocation, step, stream, offset, size).
-OutputHook = Callable[[Session, Invocation, int, str, int, int], None]
+    @property
+    def grown(self) -> set[tuple[str, int, str]]:
+        """The streams stored to: (invocation, step, stream)."""
+        return {(c.invocation_id, c.step, c.stream) for c in self.stored}
 
 
 class FrameApplier:
@@ -115,12 +131,10 @@ class FrameApplier:
         session: Session,
         node_id: str,
         output: OutputStore,
-        on_output: OutputHook | None = None,
     ) -> None:
         self.session = session
         self.node_id = node_id
         self.output = output
-        self.on_output = on_output
         self.applied = Applied()
         self._invocations: dict[str, Invocation | None] = {}
         self._steps: dict[tuple[str, int], InvocationStep] = {}
@@ -209,11 +223,13 @@ class FrameApplier:
         data = frame.payload
         key = stream_key(inv.command_id, inv.node_id, frame.step, frame.stream)
         self.applied.output_bytes += len(data)
-        if self.on_output is not None:
-            offset = step.stdout_bytes if frame.stream == "stdout" else step.stderr_bytes
-            self.on_output(self.session, inv, frame.step, frame.stream, offset, len(data))
+        offset = step.stdout_bytes if frame.stream == "stdout" else step.stderr_bytes
+        self.applied.stored.append(
+            StoredOutput(
+                inv.id, inv.command_id, inv.node_id, frame.step, frame.stream, offset, len(data)
+            )
+        )
         self.applied.outputs.add(inv.id)
-        self.applied.grown.add((inv.id, frame.step, frame.stream))  # to index (server/indexer)
         if frame.stream == "stdout":
             self.output.write(key, step.stdout_bytes, data)
             step.stdout_bytes += len(data)

@@ -299,7 +299,7 @@ class Gateway:
                 results = await self._apply_one_by_one(groups)
             for session, applied in results.items():
                 self.state.metrics.frames_stored(groups[session], applied.output_bytes)
-                self.state.indexer.grew(applied.grown)
+                self.state.output_stored(applied.grown)
                 for invocation_id in applied.outputs:
                     self.state.changes.publish(output_key(invocation_id))
                 for invocation_id, seq in applied.received.items():
@@ -335,13 +335,14 @@ class Gateway:
         changed: set[str] = set()
         for session, frames in groups.items():
             applier = engine_invocations.FrameApplier(
-                tx.session, session.node_id, self.state.output, self.state.output_log.note
+                tx.session, session.node_id, self.state.output
             )
             for frame in frames:
                 if isinstance(frame, protocol.Ack):
                     applier.ack(frame)
                 elif isinstance(frame, protocol.Output | protocol.State):
                     applier.numbered(frame)
+            self.state.output_log.note(tx.session, applier.applied.stored)
             results[session] = applier.applied
             changed |= applier.applied.commands
         self.state.refresh_commands(tx, changed)

@@ -95,10 +95,13 @@ def index_chunk(
         )
 
 
-def forget_before(session: Session, before: datetime) -> int:
-    """Drop the lines stored before `before` (the retention sweep of output calls it)."""
-    result = session.execute(delete(OutputLine).where(OutputLine.at < before))
-    return int(getattr(result, "rowcount", 0) or 0)
+def forget(session: Session, invocation_ids: Sequence[str]) -> None:
+    """Drop these invocations' lines (the retention sweep, as their output expires)."""
+    session.execute(
+        delete(OutputLine)
+        .where(OutputLine.invocation_id.in_(invocation_ids))
+        .execution_options(synchronize_session=False)
+    )
 
 
 @dataclass
