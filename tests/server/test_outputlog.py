@@ -83,6 +83,7 @@ async def test_a_state_change_decided_on_a_stale_read_is_not_made_twice(db):
     with db.sessionmaker() as stale:  # one replica read the alarm...
         seen = stale.get(Alarm, "a")
         assert seen is not None and seen.state == "INSUFFICIENT_DATA"
+        stale.commit()  # its read is over; what it read stays in hand
         # ...another moved it meanwhile
         assert await db.write(
             lambda tx: store.change_state(tx.session, tx.session.get(Alarm, "a"), firing, T0)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -100,6 +100,7 @@ class Database:
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite: one writer thread. PostgreSQL: writers in parallel, rows locked as needed.
         self._writer = ThreadPoolExecutor(1 if self.is_sqlite else readers + 2, "db-write")
@@ -115,6 +116,8 @@ class Database:
         def run() -> T:
             started = time.perf_counter()
             with self._sessions() as session:
+                if not self.is_sqlite:  # SQLite: one snapshot per transaction already
+                    session.connection(execution_options=_ONE_MOMENT)
                 result = work(session)
             self.metrics.transaction("read", started)
             return result
@@ -126,6 +129,8 @@ class Database:
     async def write(self, work: Callable[[Tx], T]) -> T:
         def once() -> tuple[T, Tx]:
             with self._sessions() as session, session.begin():
+                # SQLite: take the write lock first, so what the work reads stays true.
+                session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
                 tx = Tx(session)
                 return work(tx), tx
 
@@ -186,10 +191,26 @@ def _retryable(exc: DBAPIError | StaleDataError) -> bool:
     return isinstance(exc, StaleDataError) or _sqlstate(exc) in RETRYABLE_SQLSTATES
 
 
+# A read sees every statement at one moment: PostgreSQL's READ COMMITTED would let a
+# write commit between two of its queries. Read-only, so it never fails to serialize.
+_ONE_MOMENT = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # The driver's own transaction handling begins only before a write, so a read saw
+    # each statement's moment, not one: a page could show a run Running beside the
+    # provisioning state of before. SQLAlchemy begins each transaction instead.
+    dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """One snapshot per transaction: readers see every statement at one moment; the
+    writer (`Database.write`) takes the write lock at BEGIN IMMEDIATE."""
+    immediate = conn.get_execution_options().get("sqlite_begin") == "IMMEDIATE"
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
