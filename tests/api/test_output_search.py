@@ -93,18 +93,24 @@ def test_paging_goes_on_to_older_lines_each_once(app):
     assert seen == list(range(25, 0, -1))
 
 
-def test_a_regex_pages_through_batches_and_scan_limits_each_line_once(app, monkeypatch):
-    """Small batches and a small scan limit per request: a regex search goes on batch
+@pytest.mark.parametrize(
+    "regex", [r"hit \d+", r"(?i)hit \d+"], ids=["narrowed-by-the-database", "any-case"]
+)
+def test_a_regex_pages_through_batches_and_scan_limits_each_line_once(app, monkeypatch, regex):
+    """Small batches, windows and scan limits per request: a regex search goes on batch
     after batch, answers with a cursor when it has looked at enough, and every matching
-    line comes back once, newest first, through the cursors."""
+    line comes back once, newest first, through the cursors; whether the database looks
+    for the expression's literal part first ("hit ") or cannot (any case)."""
     monkeypatch.setattr(outputlines, "BATCH", 3)
+    monkeypatch.setattr(outputlines, "WINDOW", 10)
     monkeypatch.setattr(outputlines, "SCAN_LINES", 8)
+    monkeypatch.setattr(outputlines, "SCAN_LINES_FILTERED", 8)
     (node,) = app.enrol(1)
     text = b"".join((b"hit %d\n" if i % 3 == 0 else b"miss %d\n") % i for i in range(30))
     run(app, node, [text])
     seen, cursor, pages = [], None, 0
     while True:
-        page = app.client.search_output(r"hit \d+", regex=True, limit=4, cursor=cursor)
+        page = app.client.search_output(regex, regex=True, limit=4, cursor=cursor)
         seen += [h.line for h in page.items]
         pages += 1
         if page.next_cursor is None:

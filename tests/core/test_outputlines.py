@@ -52,3 +52,58 @@ def test_a_pattern_matches_as_it_says(text, regex, line, matches):
 def test_a_pattern_that_cannot_be_searched_is_refused_with_a_sentence(text, regex, says):
     with pytest.raises(ValidationError, match=says):
         compile_search(text, regex=regex)
+
+
+@pytest.mark.parametrize(
+    ("text", "required"),
+    [
+        (r"status=5\d\d after \d{4}ms", ("status=5", " after ", "ms")),
+        (r"took [0-9]{4,}ms", ("took ", "ms")),
+        (r"\berror\b", ("error",)),
+        (r"a\.b", ("a.b",)),
+        (r"a(?:bc)+d", ("bc",)),  # repeated at least once: required
+        (r"ab(?P<x>cd)ef", ("ab", "cd", "ef")),
+        (r"foo(?=bar)", ("foo",)),  # what a lookahead asks is not taken
+        (r"(abc){0,3}zz", ("zz",)),  # may be absent: not required
+        (r"x(?:abc)?y", ()),
+        (r"ab|cd", ()),  # either: neither required
+        (r"(?i)abc", ()),  # any case: no literal holds
+        (r"(?i:abc)def", ("def",)),
+        (r"\d+", ()),
+        (r"one two three four", ("one two three four",)),
+    ],
+)
+def test_a_regex_requires_its_literal_parts(text, required):
+    assert compile_search(text, regex=True).required == required
+
+
+REGEXES = [
+    r"status=5\d\d after \d{4}ms",
+    r"a(?:bc)+d",
+    r"x(?:abc)?y",
+    r"(ab|cd)+e",
+    r"(?i:ab)cd",
+    r"a.c{2,}",
+    r"ab(?!c)",
+    r"[ab]cd",
+    r"(?:ab){1,2}c",
+    r"a*bc",
+]
+
+
+@pytest.mark.parametrize("text", REGEXES)
+def test_every_line_a_regex_finds_holds_what_it_requires(text):
+    """The database keeps only lines holding the required parts: no line the expression
+    finds may lack one (random lines over a small alphabet, so many match)."""
+    import random
+
+    pattern = compile_search(text, regex=True)
+    assert pattern.regex is not None
+    rng = random.Random(text)
+    matched = 0
+    for _ in range(20_000):
+        line = "".join(rng.choice("abcdexyACBD=5 ") for _ in range(rng.randint(0, 12)))
+        if pattern.regex.search(line):
+            matched += 1
+            assert all(part in line for part in pattern.required), (line, pattern.required)
+    assert matched or text.startswith("status")

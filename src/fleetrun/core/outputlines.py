@@ -10,7 +10,8 @@ one step's stream; a line longer than MAX_LINE_CHARS is indexed by its beginning
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from fleetrun.core.errors import ValidationError
 
@@ -50,6 +51,9 @@ class Pattern:
 
     text: str
     regex: re.Pattern[str] | None
+    # Strings every matching line contains (a regex's literal parts): the database looks
+    # for them first, so the expression is tried only on the lines that hold them.
+    required: tuple[str, ...] = field(default=())
 
     def matches(self, line: str) -> bool:
         if self.regex is not None:
@@ -67,15 +71,63 @@ def compile_search(text: str, *, regex: bool) -> Pattern:
         )
     if regex:
         try:
-            return Pattern(text, re.compile(text))
+            compiled = re.compile(text)
         except re.error as exc:
             raise ValidationError(
                 f"The regular expression {text!r} is not valid ({exc}): check its brackets "
                 "and escapes (Python syntax)."
             ) from exc
+        return Pattern(text, compiled, required_literals(compiled))
     if not WORD.search(text):
         raise ValidationError(
             f"The search pattern {text!r} has no word in it to look up: search for words, "
             "or use --regex for punctuation."
         )
     return Pattern(text, None)
+
+
+MAX_REQUIRED = 3  # the longest literals looked for; more narrow the lines little further
+
+
+def required_literals(regex: re.Pattern[str]) -> tuple[str, ...]:
+    """Strings every line `regex` finds a match in must contain, longest first: its
+    literal runs outside alternatives, optional parts and lookarounds. None when it
+    ignores case (a literal would miss the other cases)."""
+    if regex.flags & re.IGNORECASE:
+        return ()
+    try:
+        from re import _parser  # type: ignore[attr-defined]
+
+        parsed = _parser.parse(regex.pattern, regex.flags)
+    except Exception:  # another Python's parser: look for nothing first
+        return ()
+    found = {run for run in _runs(parsed, _parser) if len(run) >= 2}
+    return tuple(sorted(found, key=lambda run: (-len(run), run))[:MAX_REQUIRED])
+
+
+def _runs(items: Any, sre: Any) -> list[str]:
+    """The literal runs of a parsed sequence that every match includes."""
+    runs: list[str] = []
+    run: list[str] = []
+    for op, arg in items:
+        if op is sre.LITERAL:
+            run.append(chr(arg))
+            continue
+        if run:
+            runs.append("".join(run))
+            run = []
+        if op is sre.SUBPATTERN:
+            _group, add_flags, _del_flags, sub = arg
+            if not add_flags & re.IGNORECASE:
+                runs.extend(_runs(sub, sre))
+        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", None)):
+            least, _most, sub = arg
+            if least >= 1:
+                runs.extend(_runs(sub, sre))
+        elif op is getattr(sre, "ATOMIC_GROUP", None):
+            runs.extend(_runs(arg, sre))
+        # anything else (a class, any character, an alternative, an anchor, a
+        # lookaround, a back reference) requires no particular string
+    if run:
+        runs.append("".join(run))
+    return runs

@@ -4,10 +4,11 @@ queries over it.
 `index_chunk` adds a stored chunk's lines (`fleetrun.server.indexer` calls it, right
 after the gateway has stored the chunk). A word search asks the
 database's full-text index (SQLite FTS5, PostgreSQL `tsvector` over a GIN index); a
-regular expression is applied here to the lines of the time range asked for. Both go
+regular expression is applied here to the lines of the time range asked for, after the
+database has kept only the lines holding its literal parts (`Pattern.required`). Both go
 from the newest line to older ones, a batch at a time, so a search stops as soon as it
-has found enough, and at most `SCAN_LINES` lines are looked at per request (the answer's
-cursor goes on from there).
+has found enough, and at most `SCAN_LINES` lines (`SCAN_LINES_FILTERED` when the database
+narrows them) are looked at per request (the answer's cursor goes on from there).
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ NO_ID = 2**62  # above every line id
 BATCH = 2000
 LOAD = 200  # lines loaded whole (and decided) at a time
 SCAN_LINES = 400_000  # lines a regular expression is tried on per request, at most
+# A regular expression with literal parts: the database narrows the lines first, a
+# window of ids at a time, and goes this far per request.
+WINDOW = 100_000
+SCAN_LINES_FILTERED = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -140,9 +145,12 @@ def search(
     cursor = before
     floor = _first_id(session, scope.since, 0)
     ceiling = _first_id(session, scope.until, NO_ID)
+    if ceiling == NO_ID:
+        ceiling = (session.execute(select(func.max(OutputLine.id))).scalar() or 0) + 1
+    limit_scan = SCAN_LINES_FILTERED if pattern.required else SCAN_LINES
     while True:
-        hits, cursor, more = _batch(session, pattern, scope, cursor, floor, ceiling)
-        scanned += BATCH
+        hits, cursor, more, looked_at = _batch(session, pattern, scope, cursor, floor, ceiling)
+        scanned += looked_at
         for start in range(0, len(hits), LOAD):  # rows are loaded only as far as needed
             for row in keep(session, _rows(session, hits[start : start + LOAD])):
                 found.lines.append(row)
@@ -151,7 +159,7 @@ def search(
                     return found
         if not more:
             return found
-        if scanned >= SCAN_LINES:
+        if scanned >= limit_scan:
             found.next_cursor = cursor
             return found
 
@@ -182,25 +190,36 @@ def _batch(
     before: int | None,
     floor: int,
     ceiling: int,
-) -> tuple[list[int], int | None, bool]:
+) -> tuple[list[int], int | None, bool, int]:
     """One batch, newest first: (ids of the lines in scope that match, where the next
-    batch starts, whether there may be more)."""
+    batch starts, whether there may be more, how many lines it looked at)."""
     bound = ceiling if before is None else min(before, ceiling)
     if pattern.regex is None:
         ids = _word_ids(session, pattern.text, bound, floor)
         if not ids:
-            return [], before, False
+            return [], before, False, BATCH
         in_scope = select(OutputLine.id).where(*_scoped(scope), OutputLine.id.in_(ids))
-        return list(session.execute(in_scope).scalars()), min(ids), len(ids) == BATCH
+        return list(session.execute(in_scope).scalars()), min(ids), len(ids) == BATCH, BATCH
     # By id alone: the time range is the id range [floor, ceiling); a condition on the
     # time itself would let the database walk the whole range, by time, for every batch.
     untimed = Scope(scope.command_id, scope.node_ids, scope.stream)
+    low = max(floor, bound - WINDOW) if pattern.required else floor
     scan = select(OutputLine.id, OutputLine.text).where(
-        *_scoped(untimed), OutputLine.id >= floor, OutputLine.id < bound
+        *_scoped(untimed), OutputLine.id >= low, OutputLine.id < bound
     )
+    if pattern.required:
+        # The database keeps only the lines holding the expression's literal parts (as
+        # bound values, never SQL): the expression is tried on those alone.
+        position = func.instr if session.get_bind().dialect.name == "sqlite" else func.strpos
+        scan = scan.where(*(position(OutputLine.text, part) > 0 for part in pattern.required))
     rows = session.execute(scan.order_by(OutputLine.id.desc()).limit(BATCH)).all()
     hits = [i for i, line in rows if pattern.matches(line)]
-    return hits, (rows[-1][0] if rows else before), len(rows) == BATCH
+    if len(rows) == BATCH:  # the batch is full: go on below its last line
+        last = rows[-1][0]
+        return hits, last, True, (bound - last if pattern.required else BATCH)
+    if pattern.required:  # the window is done: go on below it
+        return hits, low, low > floor, bound - low
+    return hits, (rows[-1][0] if rows else before), False, BATCH
 
 
 def _word_ids(session: Session, words: str, bound: int, floor: int) -> list[int]:
