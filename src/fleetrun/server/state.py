@@ -99,7 +99,8 @@ class ServerState:
         """Recompute these commands' status in `tx` (on the database thread), and once
         it is committed tell whoever waits on them and wake the dispatcher."""
         wake = False
-        command_ids = set(command_ids)
+        # In one order, so two replicas' transactions lock command rows without a cycle.
+        command_ids = sorted(set(command_ids))
         for command_id in command_ids:
             refreshed = engine_commands.refresh_command(tx.session, command_id)
             if refreshed.changed:
