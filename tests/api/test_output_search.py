@@ -101,7 +101,8 @@ def test_a_regex_pages_through_batches_and_scan_limits_each_line_once(app, monke
     after batch, answers with a cursor when it has looked at enough, and every matching
     line comes back once, newest first, through the cursors; whether the database looks
     for the expression's literal part first ("hit ") or cannot (any case)."""
-    monkeypatch.setattr(outputlines, "BATCH", 3)
+    monkeypatch.setattr(outputlines, "BATCH", 5)
+    monkeypatch.setattr(outputlines, "LEAST", 1)  # a narrowed batch: what the page lacks
     monkeypatch.setattr(outputlines, "WINDOW", 10)
     monkeypatch.setattr(outputlines, "SCAN_LINES", 8)
     monkeypatch.setattr(outputlines, "SCAN_LINES_FILTERED", 8)

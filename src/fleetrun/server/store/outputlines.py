@@ -30,6 +30,7 @@ SCAN_LINES = 400_000  # lines a regular expression is tried on per request, at m
 # A regular expression with literal parts: the database narrows the lines first, a
 # window of ids at a time, and goes this far per request.
 WINDOW = 100_000
+LEAST = 100  # candidates asked for at a time, at least (the caller may keep few of them)
 SCAN_LINES_FILTERED = 4_000_000
 
 
@@ -149,7 +150,10 @@ def search(
         ceiling = (session.execute(select(func.max(OutputLine.id))).scalar() or 0) + 1
     limit_scan = SCAN_LINES_FILTERED if pattern.required else SCAN_LINES
     while True:
-        hits, cursor, more, looked_at = _batch(session, pattern, scope, cursor, floor, ceiling)
+        want = limit - len(found.lines)
+        hits, cursor, more, looked_at = _batch(
+            session, pattern, scope, cursor, floor, ceiling, want
+        )
         scanned += looked_at
         for start in range(0, len(hits), LOAD):  # rows are loaded only as far as needed
             for row in keep(session, _rows(session, hits[start : start + LOAD])):
@@ -190,9 +194,11 @@ def _batch(
     before: int | None,
     floor: int,
     ceiling: int,
+    want: int,
 ) -> tuple[list[int], int | None, bool, int]:
     """One batch, newest first: (ids of the lines in scope that match, where the next
-    batch starts, whether there may be more, how many lines it looked at)."""
+    batch starts, whether there may be more, how many lines it looked at). `want`: the
+    lines still missing from the page; a narrowed scan stops once it has that many."""
     bound = ceiling if before is None else min(before, ceiling)
     if pattern.regex is None:
         ids = _word_ids(session, pattern.text, bound, floor)
@@ -212,9 +218,10 @@ def _batch(
         # bound values, never SQL): the expression is tried on those alone.
         position = func.instr if session.get_bind().dialect.name == "sqlite" else func.strpos
         scan = scan.where(*(position(OutputLine.text, part) > 0 for part in pattern.required))
-    rows = session.execute(scan.order_by(OutputLine.id.desc()).limit(BATCH)).all()
+    size = min(BATCH, max(want, LEAST)) if pattern.required else BATCH
+    rows = session.execute(scan.order_by(OutputLine.id.desc()).limit(size)).all()
     hits = [i for i, line in rows if pattern.matches(line)]
-    if len(rows) == BATCH:  # the batch is full: go on below its last line
+    if len(rows) == size:  # the batch is full: go on below its last line
         last = rows[-1][0]
         return hits, last, True, (bound - last if pattern.required else BATCH)
     if pattern.required:  # the window is done: go on below it
