@@ -74,9 +74,10 @@ from fleetrun.server.settings import Settings
 from fleetrun.server.ssm import protocol as ssm_protocol
 from fleetrun.server.state import ServerState
 from fleetrun.server.store import group_runcommands as group_run_command_store
-from fleetrun.server.store import nodes as node_store
 from fleetrun.server.store import principals as principal_store
+from fleetrun.server.store import replicas as replica_store
 from fleetrun.server.store import tokens as token_store
+from fleetrun.server.store.tables import utcnow
 from fleetrun.server.web import install as install_console
 from fleetrun.server.web import is_console
 from fleetrun.server.web.render import error_page
@@ -267,7 +268,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: ServerState = app.state.fleet
     await asyncio.to_thread(state.db.migrate)
     await ensure_admin_token(state)
-    await state.db.write(lambda tx: node_store.mark_all_lost(tx.session))
+    await state.db.write(
+        lambda tx: replica_store.join(
+            tx.session,
+            state.replica_id,
+            utcnow(),
+            state.settings.replica_lease_s,
+            alone=state.db.is_sqlite,
+        )
+    )
     await state.db.write(lambda tx: group_run_command_store.sync(tx.session, admit(state)))
     state.audit.start()
     state.dispatcher.start()

@@ -29,6 +29,9 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str | None = None  # default: SQLite in the data dir
     heartbeat_s: float = 5.0  # agents ping this often; 3 missed pings mark the node lost
+    # a replica renews its hold on its agents' sessions a third of this apart; a replica
+    # gone this long has its nodes marked ConnectionLost by another
+    replica_lease_s: float = 30.0
     invoke_resend_s: float = 10.0  # an unacknowledged invoke is sent again after this
     sweep_interval_s: float = 1.0  # how often the dispatcher looks at deadlines
     stop_grace_s: float = 5.0  # SIGTERM, then SIGKILL after this (sent to agents)

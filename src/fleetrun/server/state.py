@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -54,6 +55,9 @@ class ServerState:
     retention: Retention = field(init=False)
     indexer: OutputIndexer = field(init=False)  # output lines into the search index
     destinations: DestinationPolicy = field(init=False)  # where server-side requests may go
+    # This process among the replicas sharing the database: named on the node rows whose
+    # sessions it holds, with one lease for all of them (store/replicas.py).
+    replica_id: str = field(default_factory=lambda: str(uuid.uuid4()), init=False)
     # From the end of startup to the start of shutdown: what /readyz reports, so that a
     # balancer sends no new requests to a replica that is stopping.
     ready: bool = field(default=False, init=False)

@@ -29,6 +29,7 @@ from fleetrun.server.engine import invocations as engine_invocations
 from fleetrun.server.gateway.session import AgentSession
 from fleetrun.server.output import output_key
 from fleetrun.server.store import nodes as node_store
+from fleetrun.server.store import replicas as replica_store
 from fleetrun.server.store.tables import Node, utcnow
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class Gateway:
             asyncio.create_task(self._apply_loop(), name="gateway-apply"),
             asyncio.create_task(self._touch_loop(), name="gateway-pings"),
             asyncio.create_task(self._lost_loop(), name="gateway-lost"),
+            asyncio.create_task(self._lease_loop(), name="gateway-lease"),
         ]
 
     async def stop(self) -> None:
@@ -95,6 +97,8 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._flush_lost()
+        with contextlib.suppress(Exception):  # else its lease runs out
+            await self.state.db.write(partial(_leave, self.state.replica_id))
 
     def session_for(self, node_id: str) -> AgentSession | None:
         session = self.sessions.get(node_id)
@@ -208,6 +212,7 @@ class Gateway:
                 agent_version=hello.agent_version,
                 facts=hello.facts,
                 local_config=hello.local_config,
+                replica_id=self.state.replica_id,
             )
             stop, changed = engine_invocations.agent_hello(
                 tx.session, session.node_id, session.running_at_hello
@@ -408,6 +413,35 @@ class Gateway:
                 await self.state.db.write(partial(_mark_pinged, live))
             except Exception:
                 log.exception("could not record pings")
+
+    async def _lease_loop(self) -> None:
+        """Renew this replica's hold on its sessions (one statement for all of them) a
+        third of a lease apart, and mark lost the nodes of replicas whose lease ran out."""
+        lease_s = self.state.settings.replica_lease_s
+        while True:
+            await asyncio.sleep(lease_s / 3)
+            held = {node_id: s.session_id for node_id, s in self.sessions.items()}
+            try:
+                await self.state.db.write(partial(self._renew, held))
+            except Exception:
+                log.exception("could not renew this replica's lease")
+
+    def _renew(self, held: dict[str, str], tx: Tx) -> None:
+        now, replica_id = utcnow(), self.state.replica_id
+        if replica_store.renew(tx.session, replica_id, now, self.state.settings.replica_lease_s):
+            back = node_store.reclaim(tx.session, held, replica_id)
+            log.warning(
+                "this replica's lease had run out (the database was out of reach?); "
+                "%d nodes it still holds are online again",
+                len(back),
+            )
+        lost = replica_store.sweep(tx.session, now)
+        if lost:
+            log.info("%d nodes held by a replica whose lease ran out are lost", len(lost))
+
+
+def _leave(replica_id: str, tx: Tx) -> None:
+    replica_store.leave(tx.session, replica_id)
 
 
 def _set_public_key(node_id: str, public_key: str, tx: Tx) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, select, tuple_, update
+from sqlalchemy import Select, delete, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from fleetrun.core import access, sealing
@@ -207,11 +207,13 @@ def set_online(
     agent_version: str,
     facts: dict[str, str],
     local_config: dict[str, Any],
+    replica_id: str | None = None,
 ) -> None:
     values: dict[str, Any] = {
         "ping_status": PingStatus.ONLINE,
         "last_ping_at": utcnow(),
         "session_id": session_id,
+        "replica_id": replica_id,
         "agent_version": agent_version,
         "local_config": local_config,
     }
@@ -265,16 +267,47 @@ def mark_pinged(session: Session, node_ids: Sequence[str], at: datetime) -> None
         session.execute(update(Node).where(Node.id.in_(chunk)).values(last_ping_at=at))
 
 
-def mark_all_lost(session: Session) -> None:
-    """At start, no session exists yet: every node that looked online is not."""
+def set_lost_where_unheld(session: Session, live_replicas: Select[str]) -> list[str]:
+    """Mark lost every online node whose session no live replica holds (its replica's
+    lease ran out, or none is named); the ids marked. One conditioned statement, so
+    replicas sweeping at once mark (and announce) each node once."""
     result = session.execute(
         update(Node)
-        .where(Node.ping_status == PingStatus.ONLINE)
-        .values(ping_status=PingStatus.CONNECTION_LOST, session_id=None)
+        .where(
+            Node.ping_status == PingStatus.ONLINE,
+            or_(Node.replica_id.is_(None), Node.replica_id.not_in(live_replicas)),
+        )
+        .values(ping_status=PingStatus.CONNECTION_LOST, session_id=None, replica_id=None)
         .returning(Node.id, Node.name)
     )
-    for node_id, name in result.all():
+    marked = []
+    for node_id, name in sorted(result.all()):
         _ping_event(session, node_id, name, PingStatus.CONNECTION_LOST)
+        marked.append(node_id)
+    return marked
+
+
+def reclaim(session: Session, sessions: Mapping[str, str], replica_id: str) -> list[str]:
+    """After this replica's lease lapsed and another marked its nodes lost, mark online
+    again those whose session (node id -> session id) it still holds, unless a newer
+    session took the node meanwhile; the ids marked. Rare: one statement a node."""
+    marked: list[str] = []
+    for node_id, session_id in sorted(sessions.items()):
+        name = session.execute(
+            update(Node)
+            .where(
+                Node.id == node_id,
+                Node.session_id.is_(None),
+                Node.ping_status == PingStatus.CONNECTION_LOST,
+                Node.deleted_at.is_(None),
+            )
+            .values(ping_status=PingStatus.ONLINE, session_id=session_id, replica_id=replica_id)
+            .returning(Node.name)
+        ).first()
+        if name is not None:
+            _ping_event(session, node_id, name[0], PingStatus.ONLINE)
+            marked.append(node_id)
+    return marked
 
 
 def to_schema(node: Node, tags: dict[str, str]) -> schemas.Node:

@@ -203,9 +203,21 @@ class Node(Base):
     last_ping_at: Mapped[datetime | None]
     registered_at: Mapped[datetime]
     session_id: Mapped[str | None] = mapped_column(String(64))
+    replica_id: Mapped[str | None] = mapped_column(String(36))  # the replica holding it
     facts: Mapped[dict[str, Any]]
     local_config: Mapped[dict[str, Any]]
     deleted_at: Mapped[datetime | None]
+
+
+class Replica(Base):
+    """A server process holding agents' sessions, for as long as it renews its lease:
+    once the lease runs out, any replica marks the nodes it held ConnectionLost."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    started_at: Mapped[datetime]
+    lease_until: Mapped[datetime]
 
 
 class NodeTag(Base):
