@@ -69,3 +69,25 @@ def test_a_server_whose_database_does_not_answer_is_not_ready_but_alive(app: App
         assert app.http.get("/healthz").status_code == 200
     finally:
         _restore_the_database(app)
+
+
+def test_a_server_on_a_schema_of_another_version_is_not_ready(app: App):
+    """A replica of another version migrated the database: this one says so, and is
+    ready again once the schema is its own."""
+    from sqlalchemy import text
+
+    engine = app.http.app.state.fleet.db.engine  # type: ignore[union-attr]
+    with engine.begin() as conn:
+        ours = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        conn.execute(text("UPDATE alembic_version SET version_num = '9990'"))
+    try:
+        ready = app.http.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["reason"] == (
+            f"the database schema is at revision 9990, this server's is {ours}: "
+            "run one version of fleetrun on every replica"
+        )
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": ours})
+    assert app.http.get("/readyz").status_code == 200

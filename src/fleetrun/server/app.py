@@ -19,7 +19,6 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 from starlette.routing import Match
@@ -74,6 +73,7 @@ from fleetrun.server.settings import Settings
 from fleetrun.server.ssm import protocol as ssm_protocol
 from fleetrun.server.state import ServerState
 from fleetrun.server.store import group_runcommands as group_run_command_store
+from fleetrun.server.store import migrate
 from fleetrun.server.store import principals as principal_store
 from fleetrun.server.store import replicas as replica_store
 from fleetrun.server.store import tokens as token_store
@@ -213,10 +213,15 @@ async def _readyz(request: Request) -> JSONResponse:
     if not state.ready:
         return _not_ready("the server is starting or stopping")
     try:
-        await asyncio.wait_for(state.db.read(lambda s: s.execute(select(1))), READY_TIMEOUT_S)
+        schema = await asyncio.wait_for(state.db.read(migrate.current), READY_TIMEOUT_S)
     except Exception as exc:  # any failure to answer is "not ready"; the log keeps it
         log.warning("readiness: the database does not answer: %r", exc)
         return _not_ready("the database does not answer")
+    if schema != migrate.head():  # another replica, of another version, migrated it
+        return _not_ready(
+            f"the database schema is at revision {schema}, this server's is "
+            f"{migrate.head()}: run one version of fleetrun on every replica"
+        )
     return JSONResponse({"status": "ready"})
 
 
