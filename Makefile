@@ -30,12 +30,13 @@ up: $(RUNTIME)
 down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python scripts/devstack.py down; else echo "nothing to stop"; fi
 
-## The whole suite, in parallel on every core, with coverage printed at the end
+## The whole suite, in parallel on every core, with coverage and the 25 slowest tests
+## printed at the end
 ## (SQLite; PostgreSQL instead when FLEETRUN_TEST_DATABASE_URL is set).
 ## WORKERS=1 runs it in one process; PYTEST_ARGS adds pytest options.
 WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile \
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile --durations=25 \
 		--cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 ## The agent alone, under dist/: the fleetrun-agent wheel, and fleetrun-agent.pyz (one
