@@ -236,6 +236,9 @@ class AgentProcess:
     proc: subprocess.Popen[bytes] | None = None
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # The URLs it registers with, in order (several: replicas it fails over between);
+    # the server's own by default.
+    servers: list[str] = field(default_factory=list)
     # How `fleetrun-agent` is started: the checkout's by default; an installed agent's
     # script or the single-file agent for the packaging tests.
     command: list[str] = field(default_factory=lambda: [PYTHON, "-m", "fleetrun.agent"])
@@ -255,8 +258,7 @@ class AgentProcess:
             "register",
             "--state-dir",
             str(self.state_dir),
-            "--server",
-            self.server.url,
+            *[arg for url in self.servers or [self.server.url] for arg in ("--server", url)],
             "--activation-id",
             activation_id,
             "--activation-code",

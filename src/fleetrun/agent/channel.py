@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from websockets.asyncio.client import ClientConnection, connect
@@ -144,7 +144,9 @@ class Channel:
         reconnect_max_s: float = 30.0,
     ) -> None:
         self.agent = agent
-        self.identity = identity
+        self.home = identity  # every URL the node knows
+        self.identity = identity  # ... and the one it tries now (`server`)
+        self._turn = 0
         self.key = key
         self.backoff = Backoff(cap_s=reconnect_max_s)
         self.connected = asyncio.Event()
@@ -152,7 +154,8 @@ class Channel:
 
     async def run_forever(self) -> None:
         try:
-            tls.check_transport(self.identity.server, self.identity.insecure)
+            for url in self.home.servers:
+                tls.check_transport(url, self.home.insecure)
         except tls.TransportError as exc:
             raise TerminalError(str(exc)) from exc
         self.status.trying()
@@ -178,11 +181,23 @@ class Channel:
             finally:
                 self.connected.clear()
             self.status.disconnected(ended)
+            self._next_server()
             if time.monotonic() - started > 30:
                 self.backoff.reset()
             delay = self.backoff.next_delay()
             log.info("reconnecting in %.1fs", delay)
             await asyncio.sleep(delay)
+
+    def _next_server(self) -> None:
+        """After a session or an attempt ends, the next URL the node knows (replicas
+        fail over in turn; with one URL, the same again)."""
+        servers = self.home.servers
+        if len(servers) == 1:
+            return
+        self._turn = (self._turn + 1) % len(servers)
+        self.identity = replace(self.home, server=servers[self._turn])
+        self.status.server = self.identity.server
+        log.info("trying %s next", self.identity.server)
 
     def _describe(self, exc: BaseException) -> str:
         """Why a session or an attempt ended, in one sentence (`fleetrun-agent status`)."""

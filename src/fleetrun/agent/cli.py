@@ -1,6 +1,7 @@
 """`fleetrun-agent`: register this node, run the agent, and keep the node's last word.
 
     fleetrun-agent register --server URL --activation-id ID --activation-code CODE
+                            (--server again for each further replica, tried in turn)
     fleetrun-agent run
     fleetrun-agent status                            running? connected? to what, since when
     fleetrun-agent config set|get|list|clear ...     the node's local configuration
@@ -138,7 +139,14 @@ def version_command(opts: Options) -> int:
 
 
 @cli.command("register")
-@click.option("--server", required=True, help="Server URL, e.g. https://host:8470.")
+@click.option(
+    "--server",
+    "servers",
+    required=True,
+    multiple=True,
+    help="Server URL, e.g. https://host:8470; repeat it for each replica: the agent tries "
+    "them in turn.",
+)
 @click.option("--activation-id", required=True)
 @click.option("--activation-code", required=True)
 @click.option("--name", default=None)
@@ -157,7 +165,7 @@ def version_command(opts: Options) -> int:
 @pass_options
 def register_command(
     opts: Options,
-    server: str,
+    servers: tuple[str, ...],
     activation_id: str,
     activation_code: str,
     name: str | None,
@@ -171,7 +179,7 @@ def register_command(
     state = opts.state()
     identity = register(
         state,
-        server,
+        list(servers),
         activation_id,
         activation_code,
         name=name,
@@ -210,6 +218,7 @@ def status_command(opts: Options) -> int:
         "node_id": identity.node_id,
         "name": identity.name,
         "server": identity.server,
+        "servers": list(identity.servers),
         "running": now.running,
         "config": config,
         **_containment(identity.node_id, now.pid if now.running else None),

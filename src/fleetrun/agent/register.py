@@ -11,6 +11,7 @@ import json
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def post_json(
                 f"The server's certificate is not trusted ({reason.verify_message}): give the "
                 "right --ca-file or --ca-fingerprint."
             ) from exc
-        raise RegistrationError(
+        raise Unreachable(
             f"Cannot reach the server at {url.split('/v1/')[0]} ({reason}): check the URL and "
             "that the server is running."
         ) from exc
@@ -77,9 +78,13 @@ def _trust(state: StateDir, server: str, ca_file: Path | None, fingerprint: str 
     write_atomic(state.ca_path, pem, 0o644)
 
 
+class Unreachable(RegistrationError):
+    """The server did not answer at all (another URL may)."""
+
+
 def register(
     state: StateDir,
-    server: str,
+    server: str | Sequence[str],
     activation_id: str,
     activation_code: str,
     *,
@@ -90,11 +95,18 @@ def register(
     ca_fingerprint: str | None = None,
     insecure: bool = False,
 ) -> Identity:
-    if not server.startswith(("http://", "https://")):
-        raise RegistrationError(f"The server URL {server!r} must start with http:// or https://.")
-    tls.check_transport(server, insecure)
-    if (ca_file or ca_fingerprint) and not server.startswith("https://"):
-        raise RegistrationError("--ca-file and --ca-fingerprint need an https:// server URL.")
+    """Register through the first of the server URLs (several: replicas, tried in turn
+    when one does not answer) and keep them all for the agent."""
+    servers = [server] if isinstance(server, str) else list(server)
+    if not servers:
+        raise RegistrationError("Give the server's URL with --server.")
+    for url in servers:
+        if not url.startswith(("http://", "https://")):
+            raise RegistrationError(f"The server URL {url!r} must start with http:// or https://.")
+        tls.check_transport(url, insecure)
+        if (ca_file or ca_fingerprint) and not url.startswith("https://"):
+            raise RegistrationError("--ca-file and --ca-fingerprint need an https:// server URL.")
+    servers = list(dict.fromkeys(url.rstrip("/") for url in servers))
     if state.is_registered() and not force:
         current = state.load_identity()
         raise RegistrationError(
@@ -102,26 +114,33 @@ def register(
             "register again (the old identity is replaced), or use another --state-dir."
         )
     state.prepare()
-    _trust(state, server, ca_file, ca_fingerprint)
-    context = tls.context(state.ca_path) if server.startswith("https://") else None
+    _trust(state, servers[0], ca_file, ca_fingerprint)
     key = state.new_key()
     seal_key = state.new_seal_key()
-    answer = post_json(
-        server.rstrip("/") + "/v1/agent/register",
-        {
-            "activation_id": activation_id,
-            "activation_code": activation_code,
-            "public_key": public_key_b64(key),
-            "seal_public_key": sealing.public_key_b64(seal_key),
-            "name": name,
-            "tags": tags,
-            "facts": facts.collect(),
-            "agent_version": __version__,
-        },
-        context,
-    )
+    body = {
+        "activation_id": activation_id,
+        "activation_code": activation_code,
+        "public_key": public_key_b64(key),
+        "seal_public_key": sealing.public_key_b64(seal_key),
+        "name": name,
+        "tags": tags,
+        "facts": facts.collect(),
+        "agent_version": __version__,
+    }
+    for index, url in enumerate(servers):
+        context = tls.context(state.ca_path) if url.startswith("https://") else None
+        try:
+            answer = post_json(url + "/v1/agent/register", body, context)
+            break
+        except Unreachable:
+            if index == len(servers) - 1:
+                raise
     identity = Identity(
-        node_id=answer["node_id"], server=server.rstrip("/"), name=answer["name"], insecure=insecure
+        node_id=answer["node_id"],
+        server=servers[0],
+        name=answer["name"],
+        insecure=insecure,
+        fallbacks=tuple(servers[1:]),
     )
     state.save_identity(identity)
     return identity

@@ -1,7 +1,7 @@
 """The agent's state directory: identity, key, journal, spool, work files.
 
 STATE_DIR/
-  identity.json     node id, server URL, name
+  identity.json     node id, server URL (and fallbacks), name
   key.pem           Ed25519 private key: the node's identity (0600, never leaves the node)
   seal.key          X25519 private key: opens secrets sealed to this node (0600)
   config.toml       the node's local configuration: what may run here (0600)
@@ -39,9 +39,15 @@ def default_state_dir() -> Path:
 @dataclass(frozen=True)
 class Identity:
     node_id: str
-    server: str
+    server: str  # the first URL the agent tries
     name: str
     insecure: bool = False  # plain http to a host that is not this machine was allowed
+    # other replicas' URLs, tried in turn when one does not answer or ends the session
+    fallbacks: tuple[str, ...] = ()
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        return (self.server, *self.fallbacks)
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -163,6 +169,7 @@ class StateDir:
             "server": identity.server,
             "name": identity.name,
             "insecure": identity.insecure,
+            "fallback_servers": list(identity.fallbacks),
         }
         write_atomic(self.identity_path, json.dumps(data, indent=2).encode(), 0o600)
 
@@ -181,6 +188,7 @@ class StateDir:
             server=data["server"],
             name=data["name"],
             insecure=bool(data.get("insecure", False)),
+            fallbacks=tuple(data.get("fallback_servers") or ()),
         )
 
     def is_registered(self) -> bool:
