@@ -11,7 +11,10 @@ invocation ends) and at least every `sweep_interval_s`. Each pass:
 3. marks Pending invocations of offline nodes Delayed: they go out when the node
    connects;
 4. ends Undeliverable (detail TooLarge) an invocation whose `invoke` frame is over
-   the agent channel's size limit, rather than send what the agent must refuse.
+   the agent channel's size limit, rather than send what the agent must refuse;
+5. tells the agents held here to stop what is Cancelling (a cancel asked through
+   another replica, or a cancel frame lost with a session), again every
+   `invoke_resend_s` until the agent confirms.
 
 Releasing invocations within max-concurrency, and terminating them past max-errors,
 happens in the same transaction that changes an invocation's status
@@ -94,6 +97,7 @@ class Dispatcher:
         if self._full or now - self._last_full >= self.state.settings.invoke_resend_s:
             self._full, self._nodes, self._last_full = False, set(), now
             await self.deliver(None)
+            await self.cancel_again()
         elif self._nodes:
             nodes, self._nodes = self._nodes, set()
             await self.deliver(sorted(nodes))
@@ -138,6 +142,24 @@ class Dispatcher:
                 self.state.refresh_commands(tx, changed)
 
             await self.state.db.write(delay)
+
+    async def cancel_again(self) -> None:
+        """Tell the agents held here to stop what is being cancelled and not yet
+        confirmed, once per `invoke_resend_s` each: a cancel asked through another
+        replica reaches its agent here, and a cancel frame lost with a session is sent
+        again."""
+        rows = await self.state.db.read(invocation_store.cancelling)
+        resend_s = self.state.settings.invoke_resend_s
+        now = self.state.clock.monotonic()
+        for node_id, invocation_id in rows:
+            agent = self.state.gateway.session_for(node_id)
+            if agent is None:
+                continue
+            sent = agent.sent_cancels.get(invocation_id)
+            if sent is not None and now - sent < resend_s:
+                continue
+            if await agent.send(protocol.Cancel(invocation_id=invocation_id)):
+                agent.sent_cancels[invocation_id] = now
 
     async def expire(self) -> None:
         """Close out what ran out of time; looks first, so that a pass with nothing due

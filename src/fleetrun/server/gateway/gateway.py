@@ -358,8 +358,10 @@ class Gateway:
         is offline is told when it connects."""
         for node_id, invocation_id in targets:
             session = self.session_for(node_id)
-            if session is not None:
-                await session.send(protocol.Cancel(invocation_id=invocation_id))
+            if session is not None and await session.send(
+                protocol.Cancel(invocation_id=invocation_id)
+            ):
+                session.sent_cancels[invocation_id] = self.state.clock.monotonic()
 
     async def disconnect(self, node_id: str, code: int, reason: str) -> None:
         session = self.sessions.get(node_id)

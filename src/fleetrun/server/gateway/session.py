@@ -20,6 +20,7 @@ class AgentSession:
         self.session_id = session_id
         self.running_at_hello = set(running)
         self.sent_invokes: dict[str, float] = {}  # invocation id -> monotonic time sent
+        self.sent_cancels: dict[str, float] = {}  # the same for cancels
         self.last_frame_at = time.monotonic()
         self.closed = asyncio.Event()
         # Set once the welcome is sent (or the session closed): the agent reads the

@@ -206,6 +206,17 @@ def deliverable(
     return [(r[0], r[1], r[2], r[3], r[4]) for r in session.execute(query)]
 
 
+def cancelling(session: Session) -> list[tuple[str, str]]:
+    """(node id, invocation id) of every invocation an agent was asked to stop and has
+    not confirmed: few at a time, looked up by status."""
+    rows = session.execute(
+        select(Invocation.node_id, Invocation.id).where(
+            Invocation.status == InvocationStatus.CANCELLING
+        )
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
 def ended_but_running(session: Session, node_id: str, running: set[str]) -> list[str]:
     """Of the invocations an agent says it still runs, those the server has ended
     (cancelled or expired while the node was away): the agent must stop them."""

@@ -1,0 +1,42 @@
+"""A cancel sent through one replica reaches an agent held by another: the holder's
+dispatcher tells its agent on its next pass, and the script stops long before its end."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from tests.harness import PG_ENV, Fleet, ServerProcess, wait_for
+
+KEY = {"FLEETRUN_SECRET_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}
+
+
+@pytest.mark.skipif(not os.environ.get(PG_ENV), reason="replicas share a PostgreSQL database")
+def test_a_cancel_through_another_replica_stops_the_script(tmp_path):
+    env = {**KEY, "FLEETRUN_RATE_LIMIT_PER_S": "0", "FLEETRUN_INVOKE_RESEND_S": "2"}
+    fleet = Fleet(tmp_path, env=env).start()
+    second = ServerProcess(tmp_path / "b", env=env, db=fleet.server.db)
+    through_b = None
+    try:
+        second.start()
+        (agent,) = fleet.add_agents(1)  # held by the first replica
+        client = fleet.client
+        command = client.send_command(script="sleep 120", node_ids=[agent.node_id])
+        wait_for(
+            lambda: client.get_invocation(command.id, agent.node_id).status == "InProgress",
+            what="the script to start",
+        )
+        through_b = second.client(fleet.server.token)
+        started = time.monotonic()
+        through_b.cancel_command(command.id)
+        done = through_b.wait(command.id, timeout_s=60)
+        assert time.monotonic() - started < 30  # not the script's 120 s
+        assert done.status == "Cancelled"
+        assert through_b.get_invocation(command.id, agent.node_id).status == "Cancelled"
+    finally:
+        if through_b is not None:
+            through_b.close()
+        second.stop()
+        fleet.close()
