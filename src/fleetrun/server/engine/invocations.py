@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from fleetrun.core import protocol
 from fleetrun.core.lifecycle import AGENT_RESULTS, Happening
-from fleetrun.core.statuses import TERMINAL_INVOCATION, InvocationStatus, StepStatus
+from fleetrun.core.statuses import TERMINAL_INVOCATION, InvocationStatus, PingStatus, StepStatus
 from fleetrun.server.engine import moves
 from fleetrun.server.output import (
     STDERR_TAIL_CHARS,
@@ -24,7 +24,7 @@ from fleetrun.server.output import (
     stream_key,
 )
 from fleetrun.server.store import invocations as invocation_store
-from fleetrun.server.store.tables import Command, Invocation, InvocationStep, utcnow
+from fleetrun.server.store.tables import Command, Invocation, InvocationStep, Node, utcnow
 
 
 def node_deleted(session: Session, node_id: str) -> set[str]:
@@ -43,12 +43,17 @@ def node_deleted(session: Session, node_id: str) -> set[str]:
 
 
 def mark_delayed(session: Session, invocation_ids: Sequence[str]) -> set[str]:
-    """Pending invocations whose node is offline become Delayed; the commands touched."""
+    """Pending invocations whose node is offline become Delayed; the commands touched.
+    A node another replica holds (Online) is not offline: that replica delivers."""
     if not invocation_ids:
         return set()
     rows = session.execute(
-        select(Invocation).where(
-            Invocation.id.in_(invocation_ids), Invocation.status == InvocationStatus.PENDING
+        select(Invocation)
+        .join(Node, Node.id == Invocation.node_id)
+        .where(
+            Invocation.id.in_(invocation_ids),
+            Invocation.status == InvocationStatus.PENDING,
+            Node.ping_status != PingStatus.ONLINE,
         )
     )
     commands = set()

@@ -1,5 +1,7 @@
-"""A cancel sent through one replica reaches an agent held by another: the holder's
-dispatcher tells its agent on its next pass, and the script stops long before its end."""
+"""Two replicas on PostgreSQL, an agent held by the first. A command sent through the
+second runs without passing through Delayed (the second does not take a node the first
+holds for offline); a cancel sent through the second reaches the agent on the holder's
+next pass, and the script stops long before its end."""
 
 from __future__ import annotations
 
@@ -35,6 +37,33 @@ def test_a_cancel_through_another_replica_stops_the_script(tmp_path):
         assert time.monotonic() - started < 30  # not the script's 120 s
         assert done.status == "Cancelled"
         assert through_b.get_invocation(command.id, agent.node_id).status == "Cancelled"
+    finally:
+        if through_b is not None:
+            through_b.close()
+        second.stop()
+        fleet.close()
+
+
+@pytest.mark.skipif(not os.environ.get(PG_ENV), reason="replicas share a PostgreSQL database")
+def test_a_command_through_another_replica_is_not_delayed(tmp_path):
+    env = {**KEY, "FLEETRUN_RATE_LIMIT_PER_S": "0", "FLEETRUN_INVOKE_RESEND_S": "2"}
+    fleet = Fleet(tmp_path, env=env).start()
+    second = ServerProcess(tmp_path / "b", env=env, db=fleet.server.db)
+    through_b = None
+    try:
+        second.start()
+        (agent,) = fleet.add_agents(1)  # held by the first replica
+        through_b = second.client(fleet.server.token)
+        command = through_b.send_command(script="echo across", node_ids=[agent.node_id])
+        assert through_b.wait(command.id, timeout_s=60).status == "Success"
+        events = through_b.list_events(
+            detail_type="Command Invocation Status-change Notification", limit=1000
+        )
+        statuses = [
+            e.detail["status"] for e in reversed(events) if e.detail["command-id"] == command.id
+        ]
+        assert "Delayed" not in statuses
+        assert statuses[-1] == "Success"
     finally:
         if through_b is not None:
             through_b.close()
