@@ -1,7 +1,8 @@
 """Two replicas on PostgreSQL, an agent held by the first. A command sent through the
 second runs without passing through Delayed (the second does not take a node the first
 holds for offline); a cancel sent through the second reaches the agent on the holder's
-next pass, and the script stops long before its end."""
+next pass, and the script stops long before its end; a node deleted through the second
+loses its session on the first within a lease renewal."""
 
 from __future__ import annotations
 
@@ -64,6 +65,31 @@ def test_a_command_through_another_replica_is_not_delayed(tmp_path):
         ]
         assert "Delayed" not in statuses
         assert statuses[-1] == "Success"
+    finally:
+        if through_b is not None:
+            through_b.close()
+        second.stop()
+        fleet.close()
+
+
+@pytest.mark.skipif(not os.environ.get(PG_ENV), reason="replicas share a PostgreSQL database")
+def test_a_node_deleted_through_another_replica_loses_its_session(tmp_path):
+    env = {**KEY, "FLEETRUN_RATE_LIMIT_PER_S": "0", "FLEETRUN_REPLICA_LEASE_S": "3"}
+    fleet = Fleet(tmp_path, env=env).start()
+    second = ServerProcess(tmp_path / "b", env=env, db=fleet.server.db)
+    through_b = None
+    try:
+        second.start()
+        (agent,) = fleet.add_agents(1)  # held by the first replica
+        through_b = second.client(fleet.server.token)
+        through_b.delete_node(agent.node_id)
+        assert agent.proc is not None
+        wait_for(
+            lambda: agent.proc.poll() is not None,
+            timeout_s=30,
+            what="the deleted node's agent to be told and stop",
+        )
+        assert "does not know node" in agent.log_tail()
     finally:
         if through_b is not None:
             through_b.close()

@@ -114,3 +114,21 @@ async def test_a_replica_whose_lease_lapsed_takes_back_the_sessions_it_still_hol
     assert sorted(rows) == [("n-1", "s-n-1", "a"), ("n-2", "s-new", "b")]
     # renewed in time, nothing lapsed
     assert await db.write(lambda tx: store.renew(tx.session, "a", later, LEASE)) is False
+
+
+async def test_a_deleted_node_is_handed_once_to_the_replica_that_held_it(db):
+    from sqlalchemy import update
+
+    from fleetrun.server.store import nodes as node_store
+
+    now = utcnow()
+    await db.write(
+        lambda tx: tx.session.execute(insert(Node), [_node("n-1", "a"), _node("n-2", "b")])
+    )
+    await db.write(
+        lambda tx: tx.session.execute(
+            update(Node).where(Node.id.in_(["n-1", "n-2"])).values(deleted_at=now)
+        )
+    )
+    assert await db.write(lambda tx: node_store.deleted_but_held(tx.session, "a")) == ["n-1"]
+    assert await db.write(lambda tx: node_store.deleted_but_held(tx.session, "a")) == []

@@ -418,17 +418,21 @@ class Gateway:
 
     async def _lease_loop(self) -> None:
         """Renew this replica's hold on its sessions (one statement for all of them) a
-        third of a lease apart, and mark lost the nodes of replicas whose lease ran out."""
+        third of a lease apart, mark lost the nodes of replicas whose lease ran out, and
+        close the sessions of nodes deleted through another replica."""
         lease_s = self.state.settings.replica_lease_s
         while True:
             await asyncio.sleep(lease_s / 3)
             held = {node_id: s.session_id for node_id, s in self.sessions.items()}
             try:
-                await self.state.db.write(partial(self._renew, held))
+                deleted = await self.state.db.write(partial(self._renew, held))
             except Exception:
                 log.exception("could not renew this replica's lease")
+                continue
+            for node_id in deleted:  # through another replica: its agent goes now
+                await self.disconnect(node_id, protocol.CLOSE_NODE_UNKNOWN, "node deleted")
 
-    def _renew(self, held: dict[str, str], tx: Tx) -> None:
+    def _renew(self, held: dict[str, str], tx: Tx) -> list[str]:
         now, replica_id = utcnow(), self.state.replica_id
         if replica_store.renew(tx.session, replica_id, now, self.state.settings.replica_lease_s):
             back = node_store.reclaim(tx.session, held, replica_id)
@@ -440,6 +444,7 @@ class Gateway:
         lost = replica_store.sweep(tx.session, now)
         if lost:
             log.info("%d nodes held by a replica whose lease ran out are lost", len(lost))
+        return node_store.deleted_but_held(tx.session, replica_id)
 
 
 def _leave(replica_id: str, tx: Tx) -> None:

@@ -287,6 +287,18 @@ def set_lost_where_unheld(session: Session, live_replicas: Select[str]) -> list[
     return marked
 
 
+def deleted_but_held(session: Session, replica_id: str) -> list[str]:
+    """Nodes deleted (through any replica) whose session this replica held: their ids,
+    once (the replica's name comes off them), for the replica to close those sessions."""
+    result = session.execute(
+        update(Node)
+        .where(Node.replica_id == replica_id, Node.deleted_at.is_not(None))
+        .values(replica_id=None)
+        .returning(Node.id)
+    )
+    return sorted(node_id for (node_id,) in result.all())
+
+
 def reclaim(session: Session, sessions: Mapping[str, str], replica_id: str) -> list[str]:
     """After this replica's lease lapsed and another marked its nodes lost, mark online
     again those whose session (node id -> session id) it still holds, unless a newer
