@@ -74,7 +74,7 @@ def test_a_command_through_another_replica_is_not_delayed(tmp_path):
 
 @pytest.mark.skipif(not os.environ.get(PG_ENV), reason="replicas share a PostgreSQL database")
 def test_a_node_deleted_through_another_replica_loses_its_session(tmp_path):
-    env = {**KEY, "FLEETRUN_RATE_LIMIT_PER_S": "0", "FLEETRUN_REPLICA_LEASE_S": "3"}
+    env = {**KEY, "FLEETRUN_RATE_LIMIT_PER_S": "0", "FLEETRUN_REPLICA_LEASE_S": "6"}
     fleet = Fleet(tmp_path, env=env).start()
     second = ServerProcess(tmp_path / "b", env=env, db=fleet.server.db)
     through_b = None
