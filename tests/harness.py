@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 
 from fleetrun.sdk import Client
 
@@ -420,3 +421,38 @@ def fleet(root: Path, **kwargs: Any) -> Iterator[Fleet]:
         yield f
     finally:
         f.close()
+
+
+def debian_binary(
+    name: str, packages: tuple[str, ...], ready: Callable[[], bool] = lambda: True
+) -> str:
+    """The path of `name` (in PATH or /usr/sbin), installed from Debian's packages when
+    missing or not `ready` (tests run as root in CI); skipped where installing cannot
+    work."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin")
+    if found and ready():
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip(f"{name} is not installed, and installing it needs root and apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, capture_output=True)
+        subprocess.run(install, env=env, check=True, capture_output=True)
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin")
+    assert found, f"{name} was installed but is not on the PATH"
+    return found
+
+
+@contextlib.contextmanager
+def two_replicas(root: Path, env: dict[str, str]) -> Iterator[tuple[Fleet, ServerProcess]]:
+    """A fleet's server and a second replica on its database (PostgreSQL), both with
+    `env` (they share FLEETRUN_SECRET_KEY through it)."""
+    fleet = Fleet(root, env=env).start()
+    second = ServerProcess(root / "b", env=env, db=fleet.server.db)
+    try:
+        second.start()
+        yield fleet, second
+    finally:
+        second.stop()
+        fleet.close()

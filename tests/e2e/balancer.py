@@ -4,35 +4,20 @@ test's. Installed from Debian's packages when missing (tests run as root in CI).
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.harness import free_port, wait_for
+from tests.harness import debian_binary, free_port, wait_for
 
 SHIPPED = Path(__file__).resolve().parents[2] / "packaging" / "haproxy" / "fleetrun.cfg"
 
 
 def haproxy() -> str:
     """The haproxy binary, installed from Debian's packages if it is missing."""
-    found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("HAProxy is not installed, and installing it needs root and apt-get")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "haproxy"]
-    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, capture_output=True)
-        subprocess.run(install, env=env, check=True, capture_output=True)
-    found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
-    assert found, "haproxy was installed but is not on the PATH"
-    return found
+    return debian_binary("haproxy", ("haproxy",))
 
 
 def configuration(port: int, backends: list[str]) -> str:

@@ -6,8 +6,6 @@ and started again on the same port, to test a log system that goes down."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -16,9 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.harness import free_port, wait_for
+from tests.harness import debian_binary, free_port, wait_for
 
 RSYSLOG_PACKAGES = ("rsyslog", "rsyslog-openssl")
 # hostname, msgid and structured data as rsyslog parsed them, then the message
@@ -27,19 +23,7 @@ TEMPLATE = "%hostname%|%msgid%|%structured-data%|%msg%\\n"
 
 def rsyslogd() -> str:
     """The rsyslogd binary, installed from Debian's packages if it is missing."""
-    found = shutil.which("rsyslogd") or shutil.which("rsyslogd", path="/usr/sbin")
-    if found and _ossl():
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("rsyslog is not installed, and installing it needs root and apt-get")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *RSYSLOG_PACKAGES]
-    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, capture_output=True)
-        subprocess.run(install, env=env, check=True, capture_output=True)
-    found = shutil.which("rsyslogd") or shutil.which("rsyslogd", path="/usr/sbin")
-    assert found, "rsyslog was installed but rsyslogd is not on the PATH"
-    return found
+    return debian_binary("rsyslogd", RSYSLOG_PACKAGES, ready=_ossl)
 
 
 def _ossl() -> bool:

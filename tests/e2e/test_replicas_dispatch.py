@@ -11,19 +11,18 @@ import time
 
 import pytest
 
-from tests.harness import PG_ENV, Fleet, ServerProcess, wait_for
+from tests.harness import PG_ENV, two_replicas, wait_for
 
 KEY = {"FLEETRUN_SECRET_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}
+ENV = {**KEY, "FLEETRUN_RATE_LIMIT_PER_S": "0", "FLEETRUN_INVOKE_RESEND_S": "2"}
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get(PG_ENV), reason="replicas share a PostgreSQL database"
+)
 
 
-@pytest.mark.skipif(not os.environ.get(PG_ENV), reason="replicas share a PostgreSQL database")
 def test_a_cancel_through_another_replica_stops_the_script(tmp_path):
-    env = {**KEY, "FLEETRUN_RATE_LIMIT_PER_S": "0", "FLEETRUN_INVOKE_RESEND_S": "2"}
-    fleet = Fleet(tmp_path, env=env).start()
-    second = ServerProcess(tmp_path / "b", env=env, db=fleet.server.db)
-    through_b = None
-    try:
-        second.start()
+    with two_replicas(tmp_path, ENV) as (fleet, second):
         (agent,) = fleet.add_agents(1)  # held by the first replica
         client = fleet.client
         command = client.send_command(script="sleep 120", node_ids=[agent.node_id])
@@ -31,58 +30,37 @@ def test_a_cancel_through_another_replica_stops_the_script(tmp_path):
             lambda: client.get_invocation(command.id, agent.node_id).status == "InProgress",
             what="the script to start",
         )
-        through_b = second.client(fleet.server.token)
-        started = time.monotonic()
-        through_b.cancel_command(command.id)
-        done = through_b.wait(command.id, timeout_s=60)
-        assert time.monotonic() - started < 30  # not the script's 120 s
-        assert done.status == "Cancelled"
-        assert through_b.get_invocation(command.id, agent.node_id).status == "Cancelled"
-    finally:
-        if through_b is not None:
-            through_b.close()
-        second.stop()
-        fleet.close()
+        with second.client(fleet.server.token) as through_b:
+            started = time.monotonic()
+            through_b.cancel_command(command.id)
+            done = through_b.wait(command.id, timeout_s=60)
+            assert time.monotonic() - started < 30  # not the script's 120 s
+            assert done.status == "Cancelled"
+            assert through_b.get_invocation(command.id, agent.node_id).status == "Cancelled"
 
 
-@pytest.mark.skipif(not os.environ.get(PG_ENV), reason="replicas share a PostgreSQL database")
 def test_a_command_through_another_replica_is_not_delayed(tmp_path):
-    env = {**KEY, "FLEETRUN_RATE_LIMIT_PER_S": "0", "FLEETRUN_INVOKE_RESEND_S": "2"}
-    fleet = Fleet(tmp_path, env=env).start()
-    second = ServerProcess(tmp_path / "b", env=env, db=fleet.server.db)
-    through_b = None
-    try:
-        second.start()
+    with two_replicas(tmp_path, ENV) as (fleet, second):
         (agent,) = fleet.add_agents(1)  # held by the first replica
-        through_b = second.client(fleet.server.token)
-        command = through_b.send_command(script="echo across", node_ids=[agent.node_id])
-        assert through_b.wait(command.id, timeout_s=60).status == "Success"
-        events = through_b.list_events(
-            detail_type="Command Invocation Status-change Notification", limit=1000
-        )
+        with second.client(fleet.server.token) as through_b:
+            command = through_b.send_command(script="echo across", node_ids=[agent.node_id])
+            assert through_b.wait(command.id, timeout_s=60).status == "Success"
+            events = through_b.list_events(
+                detail_type="Command Invocation Status-change Notification", limit=1000
+            )
         statuses = [
             e.detail["status"] for e in reversed(events) if e.detail["command-id"] == command.id
         ]
         assert "Delayed" not in statuses
         assert statuses[-1] == "Success"
-    finally:
-        if through_b is not None:
-            through_b.close()
-        second.stop()
-        fleet.close()
 
 
-@pytest.mark.skipif(not os.environ.get(PG_ENV), reason="replicas share a PostgreSQL database")
 def test_a_node_deleted_through_another_replica_loses_its_session(tmp_path):
-    env = {**KEY, "FLEETRUN_RATE_LIMIT_PER_S": "0", "FLEETRUN_REPLICA_LEASE_S": "6"}
-    fleet = Fleet(tmp_path, env=env).start()
-    second = ServerProcess(tmp_path / "b", env=env, db=fleet.server.db)
-    through_b = None
-    try:
-        second.start()
+    env = {**ENV, "FLEETRUN_REPLICA_LEASE_S": "6"}
+    with two_replicas(tmp_path, env) as (fleet, second):
         (agent,) = fleet.add_agents(1)  # held by the first replica
-        through_b = second.client(fleet.server.token)
-        through_b.delete_node(agent.node_id)
+        with second.client(fleet.server.token) as through_b:
+            through_b.delete_node(agent.node_id)
         assert agent.proc is not None
         wait_for(
             lambda: agent.proc.poll() is not None,
@@ -90,8 +68,3 @@ def test_a_node_deleted_through_another_replica_loses_its_session(tmp_path):
             what="the deleted node's agent to be told and stop",
         )
         assert "does not know node" in agent.log_tail()
-    finally:
-        if through_b is not None:
-            through_b.close()
-        second.stop()
-        fleet.close()
