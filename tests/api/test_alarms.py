@@ -53,6 +53,12 @@ def test_an_alarm_on_error_fires_a_webhook_within_5s_and_returns_to_ok(app):
         point = alarm.datapoints[0]
         assert (point.lines, point.matched) == (3, 1)
 
+        # Both deliveries recorded before the clock jumps: a delivery still in flight
+        # when two minutes pass would be past its lease, and is rightly sent again.
+        wait_for(
+            lambda: len(app.client.list_rule_deliveries("alarms", state="delivered")) == 2,
+            what="the OK and ALARM deliveries recorded",
+        )
         app.advance(121)  # two silent minutes later
         _state(app, "errors", "OK")
         delivered = wait_for(
