@@ -283,6 +283,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
     )
     await state.db.write(lambda tx: group_run_command_store.sync(tx.session, admit(state)))
+    state.bus.start()
     state.audit.start()
     state.dispatcher.start()
     state.gateway.start()
@@ -298,6 +299,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         state.ready = False
+        await state.bus.stop()
         await state.outbox.stop()
         await state.sinks.stop()
         await state.retention.stop()

@@ -41,6 +41,12 @@ class Changes:
         for sub in self._subs.get(key, ()):
             sub.notify()
 
+    def publish_all(self) -> None:
+        """Everything may have changed (a replica missed what the others said)."""
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.notify()
+
     @contextmanager
     def subscribe(self, key: str) -> Iterator[Subscription]:
         sub = Subscription()

@@ -26,7 +26,7 @@ import contextvars
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -69,6 +69,17 @@ def sync_url(url: str) -> str:
     )
 
 
+# What a transaction tells the other replicas once it commits (server/bus.py): in the
+# session's info, so that an event hook without the Tx at hand can add to it.
+PUBLISH = "fleetrun.publish"
+
+
+def publish(session: Session, kind: str, keys: Iterable[str] = ()) -> None:
+    """Tell the other replicas, when this session's transaction commits, that `kind`
+    happened to these keys (command ids, node ids: what the kind is about)."""
+    session.info.setdefault(PUBLISH, {}).setdefault(kind, set()).update(keys)
+
+
 class Tx:
     """A write transaction and what to do once it is committed."""
 
@@ -78,6 +89,11 @@ class Tx:
 
     def after_commit(self, callback: Callable[[], Any]) -> None:
         self.after.append(callback)
+
+    def publish(self, kind: str, *keys: str) -> None:
+        """See `publish`: sent in this transaction, so delivered when, and only if, it
+        commits."""
+        publish(self.session, kind, keys)
 
 
 class Database:
@@ -102,6 +118,9 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Set by the bus on PostgreSQL: turns what a transaction published into its
+        # NOTIFY statement, run just before it commits.
+        self.notifier: Callable[[dict[str, set[str]]], Any] | None = None
         # SQLite: one writer thread. PostgreSQL: writers in parallel, rows locked as needed.
         self._writer = ThreadPoolExecutor(1 if self.is_sqlite else readers + 2, "db-write")
         self._reader = ThreadPoolExecutor(readers, "db-read")
@@ -132,7 +151,13 @@ class Database:
                 # SQLite: take the write lock first, so what the work reads stays true.
                 session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
                 tx = Tx(session)
-                return work(tx), tx
+                result = work(tx)
+                if self.notifier is not None:
+                    session.flush()  # what the flush changes may publish too
+                    published = session.info.pop(PUBLISH, None)
+                    if published:
+                        session.execute(self.notifier(published))
+                return result, tx
 
         def run() -> tuple[T, Tx]:
             started = time.perf_counter()

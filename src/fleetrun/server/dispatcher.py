@@ -53,6 +53,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._full = True  # a full delivery pass is due
         self._nodes: set[str] = set()  # nodes that just connected
+        self._cancels = False  # a cancel pass is due
         self._last_full = 0.0
         self._last_expire = float("-inf")
         self._task: asyncio.Task[None] | None = None
@@ -60,6 +61,12 @@ class Dispatcher:
 
     def wake(self) -> None:
         self._full = True
+        self._wake.set()
+
+    def cancel_soon(self) -> None:
+        """Tell the agents held here, on the next pass, to stop whatever is being
+        cancelled and not yet confirmed."""
+        self._cancels = True
         self._wake.set()
 
     def node_connected(self, node_id: str) -> None:
@@ -95,12 +102,15 @@ class Dispatcher:
             self._last_expire = now
             await self.expire()
         if self._full or now - self._last_full >= self.state.settings.invoke_resend_s:
-            self._full, self._nodes, self._last_full = False, set(), now
+            self._full, self._nodes, self._cancels, self._last_full = False, set(), False, now
             await self.deliver(None)
             await self.cancel_again()
         elif self._nodes:
             nodes, self._nodes = self._nodes, set()
             await self.deliver(sorted(nodes))
+        if self._cancels:
+            self._cancels = False
+            await self.cancel_again()
 
     async def deliver(self, node_ids: list[str] | None) -> None:
         rows = await self.state.db.read(lambda s: invocation_store.deliverable(s, node_ids))

@@ -10,9 +10,10 @@ request. The answer changes only when access changes, so it is kept here:
 - A lookup that raced such a commit is not kept: `put` takes the generation read before
   the lookup, and drops the answer if access changed since.
 - A token's own expiry is checked on every hit.
-- What this process cannot see (another replica of the same database, or
-  `fleetrun server reset-admin-token` run beside a live server) is bounded by `ttl_s`:
-  an answer older than that is looked up again.
+- Another replica of the same database is told by such a commit (server/bus.py) and
+  clears its own. What no replica is told of (`fleetrun server reset-admin-token` run
+  beside a live server, a message lost while a replica was not listening) is bounded
+  by `ttl_s`: an answer older than that is looked up again.
 
 A bulk statement that leaves access as it was (a token's last use) says so with the
 `LEAVES_ACCESS` execution option.
@@ -29,6 +30,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
+from fleetrun.server.db import publish
 from fleetrun.server.store.principals import Identity
 from fleetrun.server.store.tables import ApiToken, Attachment, Policy, Principal, Role, RolePolicy
 
@@ -99,7 +101,7 @@ class IdentityCache:
 
 def _flushed(session: Session, _context: Any) -> None:
     if any(isinstance(row, ACCESS) for row in (*session.new, *session.dirty, *session.deleted)):
-        session.info[_CHANGED] = True
+        _changed(session)
 
 
 def _executed(state: ORMExecuteState) -> None:
@@ -114,7 +116,14 @@ def _executed(state: ORMExecuteState) -> None:
         table = getattr(state.statement, "table", None)
         changes = getattr(table, "name", None) in _ACCESS_TABLES
     if changes:
-        state.session.info[_CHANGED] = True
+        _changed(state.session)
+
+
+def _changed(session: Session) -> None:
+    """Access changes in this transaction: forget when it commits, here and on every
+    other replica (server/bus.py)."""
+    session.info[_CHANGED] = True
+    publish(session, "access")
 
 
 def _rolled_back(session: Session) -> None:

@@ -279,7 +279,7 @@ class Senders:
                         now=state.clock.now(),
                     )
                 result = Result(DELIVERED, f"command {command.id}", recorded=True)
-                tx.after_commit(state.dispatcher.wake)
+                state.wake_dispatcher(tx)
             except FleetrunError as exc:
                 result = Result(FAILED, exc.message, recorded=True)
             except PydanticValidationError as exc:  # the template made no valid command

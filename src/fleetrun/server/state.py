@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from fleetrun.core.clock import Clock, SystemClock
 from fleetrun.core.destinations import DestinationPolicy
 from fleetrun.core.throttle import TokenBuckets
 from fleetrun.server.alarms import AlarmEvaluator
 from fleetrun.server.audit import AuditLog
+from fleetrun.server.bus import Bus
 from fleetrun.server.changes import Changes
 from fleetrun.server.db import Database, Tx
 from fleetrun.server.destinations import policy_for
@@ -55,6 +58,7 @@ class ServerState:
     retention: Retention = field(init=False)
     indexer: OutputIndexer = field(init=False)  # output lines into the search index
     destinations: DestinationPolicy = field(init=False)  # where server-side requests may go
+    bus: Bus = field(init=False)  # to and from the other replicas
     # This process among the replicas sharing the database: named on the node rows whose
     # sessions it holds, with one lease for all of them (store/replicas.py).
     replica_id: str = field(default_factory=lambda: str(uuid.uuid4()), init=False)
@@ -63,6 +67,7 @@ class ServerState:
     ready: bool = field(default=False, init=False)
     # Set when the process is asked to stop (SIGTERM, Ctrl-C): long-lived streams end.
     stopping: bool = field(default=False, init=False)
+    _background: set[asyncio.Task[Any]] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         self.destinations = policy_for(self.settings.allow_destination_cidrs, self.settings.host)
@@ -87,6 +92,60 @@ class ServerState:
         self.output_log = OutputLog(self.clock, always=bool(self.forwarding.forwarders))
         self.retention = Retention(self, self.forwarding.cursors)
         self.indexer = OutputIndexer(self)
+        self.bus = Bus(self.db, self.replica_id)
+        self._listen()
+
+    def _listen(self) -> None:
+        """What another replica's messages make this one do (server/bus.py)."""
+        bus = self.bus
+        bus.on("dispatch", lambda _keys: self.dispatcher.wake())
+        bus.on("changed", self._changed)
+        bus.on("cancel", self._cancel)
+        bus.on("deleted", self._deleted)
+        bus.on("access", lambda _keys: self.identities.clear())
+        bus.on_connect(self._missed)
+
+    def _changed(self, keys: list[str] | None) -> None:
+        if keys is None:
+            self.changes.publish_all()
+        else:
+            for key in keys:
+                self.changes.publish(key)
+
+    def _cancel(self, keys: list[str] | None) -> None:
+        if keys is None:
+            self.dispatcher.cancel_soon()
+            return
+        pairs = [(n, i) for n, _, i in (k.partition(" ") for k in keys)]
+        held = [p for p in pairs if self.gateway.session_for(p[0]) is not None]
+        if held:
+            self._spawn(self.gateway.cancel_held(held), "bus-cancel")
+
+    def _deleted(self, keys: list[str] | None) -> None:
+        # All of them (never in practice: a deletion is one node) is left to the next
+        # lease renewal, which closes the sessions of deleted nodes held here.
+        for node_id in keys or ():
+            if self.gateway.session_for(node_id) is not None:
+                self._spawn(self.gateway.node_deleted(node_id), "bus-deleted")
+
+    def _spawn(self, work: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._background.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._background.discard)
+
+    def _missed(self) -> None:
+        """Listening (re)started: whatever was said meanwhile is unknown, so act as if
+        everything had been."""
+        self.dispatcher.wake()
+        self.dispatcher.cancel_soon()
+        self.identities.clear()
+        self.changes.publish_all()
+
+    def wake_dispatcher(self, tx: Tx) -> None:
+        """Invocations may have been released in `tx`: once it commits, the dispatcher
+        here and those of the other replicas deliver them."""
+        tx.after_commit(self.dispatcher.wake)
+        tx.publish("dispatch")
 
     def output_stored(self, streams: set[tuple[str, int, str]]) -> None:
         """Output of these (invocation, step, stream)s was stored and committed: wake
@@ -101,19 +160,25 @@ class ServerState:
 
     def refresh_commands(self, tx: Tx, command_ids: Iterable[str]) -> None:
         """Recompute these commands' status in `tx` (on the database thread), and once
-        it is committed tell whoever waits on them and wake the dispatcher."""
-        wake = False
+        it is committed tell whoever waits on them and wake the dispatcher (those of
+        the other replicas only when invocations were released: a change of counts
+        gives them nothing to deliver)."""
+        wake = released = False
         # In one order, so two replicas' transactions lock command rows without a cycle.
         command_ids = sorted(set(command_ids))
         for command_id in command_ids:
             refreshed = engine_commands.refresh_command(tx.session, command_id)
             if refreshed.changed:
                 tx.after_commit(partial(self.changes.publish, command_id))
+                tx.publish("changed", command_id)
             if refreshed.finished:
                 tx.after_commit(partial(self.metrics.command_finished, *refreshed.finished))
             wake = wake or refreshed.changed or refreshed.released
+            released = released or refreshed.released
         # Run commands follow their invocations; one that finishes may start another.
         if run_command_store.refresh_runs(tx.session, command_ids):
-            wake = True
-        if wake:
+            wake = released = True
+        if released:
+            self.wake_dispatcher(tx)
+        elif wake:
             tx.after_commit(self.dispatcher.wake)

@@ -38,7 +38,7 @@ async def register(request: Request, body: RegisterRequest) -> RegisterResponse:
         # (a node's tags, so its groups, are fixed when it registers), each decided
         # as the run command's author.
         if group_run_command_store.sync(tx.session, admit(state_of(request))):
-            tx.after_commit(state_of(request).dispatcher.wake)
+            state_of(request).wake_dispatcher(tx)
         return RegisterResponse(node_id=node.id, name=node.name)
 
     return await state_of(request).db.write(register_node)

@@ -50,7 +50,7 @@ async def send_command(
             tx.session, body, principal=caller.principal, caller=caller, now=now
         )
         logs.bind(command_id=command.id)
-        tx.after_commit(state.dispatcher.wake)
+        state.wake_dispatcher(tx)
         return store.to_schema(command)
 
     return await state.db.write(create)

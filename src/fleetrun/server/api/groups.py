@@ -45,7 +45,7 @@ async def create_group(
         # A group made again under an old name takes up its run commands: on each
         # member as their author may (decided as that principal, not as the caller).
         if group_run_command_store.sync(tx.session, admit(state_of(request))):
-            tx.after_commit(state_of(request).dispatcher.wake)
+            state_of(request).wake_dispatcher(tx)
         return store.to_schema(tx.session, group)
 
     return await state_of(request).db.write(create)
@@ -89,7 +89,7 @@ async def update_group(
     def update(tx: Tx) -> schemas.Group:
         group = store.update_group(tx.session, name, body)
         if group_run_command_store.sync(tx.session, admit(state_of(request))):
-            tx.after_commit(state_of(request).dispatcher.wake)
+            state_of(request).wake_dispatcher(tx)
         return _shown(tx.session, caller, store.to_schema(tx.session, group))
 
     return await state_of(request).db.write(update)

@@ -6,7 +6,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from fleetrun.core import access
-from fleetrun.core.protocol import CLOSE_NODE_UNKNOWN
 from fleetrun.core.tags import parse_tags, retagged
 from fleetrun.core.targets import check
 from fleetrun.schemas import nodes as schemas
@@ -84,7 +83,7 @@ async def delete_node(
         state.refresh_commands(tx, touched)
 
     await state.db.write(delete)
-    await state.gateway.disconnect(node_id, CLOSE_NODE_UNKNOWN, "node deleted")
+    await state.gateway.node_deleted(node_id)
 
 
 @router.patch("/{node_id}/tags", **action("TagNode"))

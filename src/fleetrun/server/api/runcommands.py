@@ -153,7 +153,7 @@ async def put_run_command(
         found = _require(tx.session, caller, "PutRunCommand", node_id, _conditions(body))
         result = store.put_run_command(tx.session, found, name, body, principal=caller.principal)
         created = result.ran and result.run_command.generation == 1
-        tx.after_commit(state.dispatcher.wake)
+        state.wake_dispatcher(tx)
         return store.to_schema(tx.session, result.run_command), created, result.notify
 
     view, created, notify = await state.db.write(put)
@@ -201,7 +201,7 @@ async def delete_run_command(
             )
         view = store.to_schema(tx.session, rc, core.ProvisioningState.DELETING.value)
         _, notify = store.delete_run_command(tx.session, found, name)
-        tx.after_commit(state.dispatcher.wake)
+        state.wake_dispatcher(tx)
         return view, notify
 
     view, notify = await state.db.write(delete)
@@ -230,7 +230,7 @@ async def rerun_run_command(
             _conditions(schemas.RunCommandPut.model_validate(rc.spec)),
         )
         rc, notify = store.rerun(tx.session, found, name)
-        tx.after_commit(state.dispatcher.wake)
+        state.wake_dispatcher(tx)
         return store.to_schema(tx.session, rc), notify
 
     view, notify = await state.db.write(run)
@@ -295,7 +295,7 @@ async def put_group_run_command(
             source_ip=caller.source_ip,
             allow=allow,
         )
-        tx.after_commit(state.dispatcher.wake)
+        state.wake_dispatcher(tx)
         return _group_view(tx.session, grc), notify
 
     view, notify = await state.db.write(put)
@@ -336,7 +336,7 @@ async def rerun_group_run_command(
         members = [rc.node_id for rc in group_store.members_of(tx.session, grc)]
         _require_members(tx.session, caller, "StartGroupRunCommand", members, conditions)
         notify = group_store.rerun(tx.session, grc)
-        tx.after_commit(state.dispatcher.wake)
+        state.wake_dispatcher(tx)
         return _group_view(tx.session, grc), notify
 
     view, notify = await state.db.write(run)
@@ -378,7 +378,7 @@ async def delete_group_run_command(
         ]
         view = group_store.to_schema(tx.session, grc, instances)
         _, notify = group_store.delete_group_run_command(tx.session, group_name, name)
-        tx.after_commit(state.dispatcher.wake)
+        state.wake_dispatcher(tx)
         return view, notify
 
     view, notify = await state.db.write(delete)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from fleetrun.core import protocol
 from fleetrun.core.lifecycle import AGENT_RESULTS, Happening
 from fleetrun.core.statuses import TERMINAL_INVOCATION, InvocationStatus, PingStatus, StepStatus
+from fleetrun.server.db import publish
 from fleetrun.server.engine import moves
 from fleetrun.server.output import (
     STDERR_TAIL_CHARS,
@@ -28,7 +29,9 @@ from fleetrun.server.store.tables import Command, Invocation, InvocationStep, No
 
 
 def node_deleted(session: Session, node_id: str) -> set[str]:
-    """A node was deleted: what it has not finished ends Undeliverable; the commands touched."""
+    """A node was deleted: what it has not finished ends Undeliverable; the commands
+    touched. The replica holding its session (maybe another) closes it once this commits."""
+    publish(session, "deleted", [node_id])
     rows = session.execute(
         select(Invocation).where(
             Invocation.node_id == node_id,

@@ -348,25 +348,43 @@ class Gateway:
                 elif isinstance(frame, protocol.Output | protocol.State):
                     applier.numbered(frame)
             self.state.output_log.note(tx.session, applier.applied.stored)
+            # A reader following this output may wait on another replica.
+            tx.publish("changed", *(output_key(i) for i in applier.applied.outputs))
             results[session] = applier.applied
             changed |= applier.applied.commands
         self.state.refresh_commands(tx, changed)
         return results
 
     async def cancel(self, targets: list[tuple[str, str]]) -> None:
-        """Tell connected agents to stop these (node id, invocation id); an agent that
-        is offline is told when it connects."""
+        """Tell the agents to stop these (node id, invocation id): those held here at
+        once, the others through the replica that holds them; an agent that is offline
+        is told when it connects."""
+        elsewhere = await self.cancel_held(targets)
+        await self.state.bus.send("cancel", [f"{n} {i}" for n, i in elsewhere])
+
+    async def cancel_held(self, targets: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Tell the agents held here to stop these; returns the targets not held here."""
+        elsewhere = []
         for node_id, invocation_id in targets:
             session = self.session_for(node_id)
-            if session is not None and await session.send(
-                protocol.Cancel(invocation_id=invocation_id)
-            ):
+            if session is None:
+                elsewhere.append((node_id, invocation_id))
+            elif await session.send(protocol.Cancel(invocation_id=invocation_id)):
                 session.sent_cancels[invocation_id] = self.state.clock.monotonic()
+        return elsewhere
 
-    async def disconnect(self, node_id: str, code: int, reason: str) -> None:
+    async def node_deleted(self, node_id: str) -> None:
+        """The node was deleted (committed): its agent goes if held here (the deletion
+        told the other replicas: `engine.invocations.node_deleted`)."""
+        await self.disconnect(node_id, protocol.CLOSE_NODE_UNKNOWN, "node deleted")
+
+    async def disconnect(self, node_id: str, code: int, reason: str) -> bool:
+        """Close the node's session if it is held here; whether it was."""
         session = self.sessions.get(node_id)
-        if session is not None:
-            await session.close(code, reason)
+        if session is None:
+            return False
+        await session.close(code, reason)
+        return True
 
     async def _end(self, session: AgentSession) -> None:
         await session.close(1000, "bye")

@@ -51,7 +51,7 @@ async def send_command(call: Call) -> dict[str, Any]:
         doc = sendcommand.check(tx.session, wanted, s3_enabled=state.settings.s3_enabled)
         command = sendcommand.send(tx.session, wanted, doc, caller, now)
         logs.bind(command_id=command.id)
-        tx.after_commit(state.dispatcher.wake)
+        state.wake_dispatcher(tx)
         where = None
         if wanted.output_bucket:
             where = s3output.Where(wanted.output_bucket, wanted.output_prefix)

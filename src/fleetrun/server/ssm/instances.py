@@ -26,7 +26,6 @@ from fleetrun.core import access, ssm
 from fleetrun.core.documents import platform_type
 from fleetrun.core.errors import NotFoundError
 from fleetrun.core.ids import is_node_id
-from fleetrun.core.protocol import CLOSE_NODE_UNKNOWN
 from fleetrun.core.statuses import PingStatus
 from fleetrun.server.db import Tx
 from fleetrun.server.engine import invocations as engine_invocations
@@ -301,7 +300,7 @@ async def deregister_managed_instance(call: Call) -> dict[str, Any]:
         state.refresh_commands(tx, touched)
 
     await state.db.write(delete)
-    await state.gateway.disconnect(node_id, CLOSE_NODE_UNKNOWN, "node deleted")
+    await state.gateway.node_deleted(node_id)
     return {}
 
 
