@@ -4,6 +4,8 @@ test's. Installed from Debian's packages when missing (tests run as root in CI).
 
 from __future__ import annotations
 
+import csv
+import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +22,10 @@ def haproxy() -> str:
     return debian_binary("haproxy", ("haproxy",))
 
 
-def configuration(port: int, backends: list[str]) -> str:
+def configuration(port: int, backends: list[str], stats: Path | None = None) -> str:
     """The shipped configuration, listening on `port` of loopback, for these replicas
-    (host:port each)."""
+    (host:port each), with a stats socket at `stats` (for the test to ask which
+    replicas HAProxy takes for up)."""
     lines = []
     for line in SHIPPED.read_text().splitlines():
         stripped = line.strip()
@@ -31,6 +34,8 @@ def configuration(port: int, backends: list[str]) -> str:
         if stripped.startswith("bind "):
             line = f"    bind 127.0.0.1:{port}"
         lines.append(line)
+        if stripped == "global" and stats is not None:
+            lines.append(f"    stats socket {stats} mode 600")
     lines += [f"    server replica{i} {address} check" for i, address in enumerate(backends, 1)]
     return "\n".join(lines) + "\n"
 
@@ -50,7 +55,7 @@ class HAProxy:
         binary = haproxy()
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.root / "haproxy.cfg"
-        config.write_text(configuration(self.port, self.backends))
+        config.write_text(configuration(self.port, self.backends, self.root / "stats.sock"))
         subprocess.run([binary, "-c", "-q", "-f", str(config)], check=True)
         log = (self.root / "haproxy.log").open("ab")
         self.process = subprocess.Popen(
@@ -69,6 +74,20 @@ class HAProxy:
             return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def up(self, backend: int) -> bool:
+        """Whether HAProxy's health checks take replica `backend` (from 1) for up: a
+        replica back from the dead takes two checks, 2 s apart, to be used again."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(str(self.root / "stats.sock"))
+            sock.sendall(b"show stat\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        for row in csv.reader(answer.decode().lstrip("# ").splitlines()):
+            if row[:2] == ["replicas", f"replica{backend}"]:
+                return row[17].startswith("UP")  # status
+        return False
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

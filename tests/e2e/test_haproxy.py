@@ -53,11 +53,13 @@ def test_an_agent_behind_haproxy_carries_on_when_either_replica_dies(tmp_path):
         fleet.wait_online([agent])
         token = fleet.server.token
         _run(proxy.url, token, agent.node_id, "both")
-        for victim in replicas:
+        for n, victim in enumerate(replicas, 1):
             victim.kill()
             _run(proxy.url, token, agent.node_id, "after-a-kill")
             victim.start()  # back, before the other goes
             wait_for(lambda v=victim: _answers(v, agent.node_id), what="the replica back")
+            # ...and in HAProxy's eyes too: until then the other is the only one it uses.
+            wait_for(lambda n=n: proxy.up(n), timeout_s=30, what="HAProxy to use it again")
         with Client(proxy.url, token) as last:
             commands = last.list_commands()
         assert sorted(c.status for c in commands) == ["Success"] * 3
