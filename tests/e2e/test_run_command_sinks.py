@@ -6,13 +6,11 @@ from __future__ import annotations
 import http.server
 import re
 import threading
-from datetime import UTC, datetime
 
-import httpx
+import boto3
 import pytest
 
 from fleetrun.core.errors import ValidationError
-from fleetrun.core.sigv4 import sign
 from tests.harness import Fleet, wait_for
 
 
@@ -126,27 +124,27 @@ def test_s3_destinations_get_the_whole_streams_signed_with_the_servers_credentia
             node,
             "to-s3",
             script="for i in 1 2 3; do echo out-$i; sleep 1; done; echo bad >&2",
-            output_uri="s3://logs/runs/out.txt",
+            output_uri="s3://logs/runs/a+b=c/out é.txt",  # what a hand-made signer got wrong
             error_uri="s3://logs/runs/err.txt",
         )
         done = client.wait_run_command(node, "to-s3", timeout_s=60)
         assert done.instanceView.executionState == "Succeeded", done.instanceView
 
-        def stored(key: str) -> bytes | None:
-            url = f"{s3}/logs/{key}"
-            headers = sign(
-                "GET",
-                url,
-                region="us-east-1",
-                access_key=env["FLEETRUN_S3_ACCESS_KEY_ID"],
-                secret_key=env["FLEETRUN_S3_SECRET_ACCESS_KEY"],
-                payload=b"",
-                now=datetime.now(UTC),
-            )
-            response = httpx.get(url, headers=headers)
-            return response.content if response.status_code == 200 else None
+        bucket = boto3.client(
+            "s3",
+            endpoint_url=s3,
+            region_name="us-east-1",
+            aws_access_key_id=env["FLEETRUN_S3_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["FLEETRUN_S3_SECRET_ACCESS_KEY"],
+        )
 
-        wait_for(lambda: stored("runs/out.txt") == b"out-1\nout-2\nout-3\n", what="stdout")
+        def stored(key: str) -> bytes | None:
+            try:
+                return bytes(bucket.get_object(Bucket="logs", Key=key)["Body"].read())
+            except bucket.exceptions.NoSuchKey:
+                return None
+
+        wait_for(lambda: stored("runs/a+b=c/out é.txt") == b"out-1\nout-2\nout-3\n", what="stdout")
         wait_for(lambda: stored("runs/err.txt") == b"bad\n", what="stderr")
         assert "s3-secret-key-not-logged" not in f.logs()
         # A bucket that does not exist: reported, the script still succeeds.

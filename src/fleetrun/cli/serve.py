@@ -123,6 +123,13 @@ from fleetrun.sdk import Client, config
     help="CA bundle that signed the syslog server's certificate (default: the system's).",
 )
 @click.option("--forward-otlp", default=None, metavar="URL", help="OTLP/HTTP logs endpoint.")
+@click.option(
+    "--output-store",
+    default=None,
+    metavar="s3://BUCKET/PREFIX",
+    help="Keep full output in this bucket of the S3 store (FLEETRUN_S3_*), shared by "
+    "replicas (default: the data directory).",
+)
 @click.pass_context
 def server(
     ctx: click.Context,
@@ -154,6 +161,7 @@ def server(
     forward_syslog: str | None,
     forward_syslog_ca_file: Path | None,
     forward_otlp: str | None,
+    output_store: str | None,
 ) -> None:
     """Run the fleetrun server (API, agent gateway, dispatcher) in the foreground."""
     if ctx.invoked_subcommand is not None:
@@ -194,6 +202,7 @@ def server(
             if forward_syslog_ca_file
             else None,
             "forward_otlp": forward_otlp,
+            "output_store": output_store,
         }
     )
     sync_url(settings.effective_database_url)  # refuse a bad URL before starting

@@ -1,14 +1,10 @@
-"""AWS Signature Version 4, with the standard library only: signing one request (what
-the server does with S3-compatible storage) and checking one (the SSM-compatible API).
+"""AWS Signature Version 4, with the standard library only: checking a request that
+says it is signed (the SSM-compatible API). The server signs nothing itself: its
+requests to S3-compatible storage go through AWS's own client (server/s3store.py).
 
-Signing, path-style S3 (`{endpoint}/{bucket}/{key}`): the signed headers are host,
-x-amz-content-sha256, x-amz-date and any extra ones given. Checking: the Authorization
-header is parsed (`parse_authorization`), and `signature` recomputes what a client with
-the secret would have sent for the headers it says it signed. Pure: the time is a
-parameter, and the caller compares.
-
-    headers = sign("PUT", url, region="us-east-1", access_key=..., secret_key=...,
-                   payload=data, now=datetime.now(UTC))
+The Authorization header is parsed (`parse_authorization`), and `signature` recomputes
+what a client with the secret would have sent for the headers it says it signed. Pure:
+the time is a parameter, and the caller compares.
 """
 
 from __future__ import annotations
@@ -19,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 AMZ_DATE = "%Y%m%dT%H%M%SZ"
@@ -73,47 +69,6 @@ def signature(
     for part in (region, service, "aws4_request"):
         key = _hmac(key, part)
     return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-
-
-def sign(
-    method: str,
-    url: str,
-    *,
-    region: str,
-    access_key: str,
-    secret_key: str,
-    payload: bytes,
-    now: datetime,
-    extra_headers: Mapping[str, str] | None = None,
-    service: str = "s3",
-) -> dict[str, str]:
-    """The headers to send, `authorization` included."""
-    parts = urlsplit(url)
-    amz_date = now.strftime(AMZ_DATE)
-    payload_hash = hashlib.sha256(payload).hexdigest()
-    headers = {
-        "host": parts.netloc,
-        "x-amz-content-sha256": payload_hash,
-        "x-amz-date": amz_date,
-        **{k.lower(): v.strip() for k, v in (extra_headers or {}).items()},
-    }
-    signed = signature(
-        method=method,
-        path=parts.path,
-        query=parts.query,
-        headers=headers,
-        payload_hash=payload_hash,
-        amz_date=amz_date,
-        region=region,
-        service=service,
-        secret_key=secret_key,
-    )
-    scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
-    headers["authorization"] = (
-        f"{ALGORITHM} Credential={access_key}/{scope}, "
-        f"SignedHeaders={';'.join(sorted(headers))}, Signature={signed}"
-    )
-    return headers
 
 
 # -- checking ------------------------------------------------------------------------

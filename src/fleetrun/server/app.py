@@ -68,7 +68,8 @@ from fleetrun.server.metrics import (
     scrape_allowed_by_address,
     scrape_token_matches,
 )
-from fleetrun.server.output import LocalOutputStore
+from fleetrun.server.output import LocalOutputStore, OutputStore, S3OutputStore
+from fleetrun.server.s3store import S3
 from fleetrun.server.settings import Settings
 from fleetrun.server.ssm import protocol as ssm_protocol
 from fleetrun.server.state import ServerState
@@ -137,7 +138,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     state = ServerState(
         settings=settings,
         db=Database(settings.effective_database_url, metrics=metrics),
-        output=LocalOutputStore(settings.output_dir),
+        output=output_store(settings),
         clock=clock or SystemClock(),
         metrics=metrics,
     )
@@ -172,6 +173,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)  # the audit entry carries its id
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts every answer
     return app
+
+
+def output_store(settings: Settings) -> OutputStore:
+    """The data directory's output/, or the s3:// store that `output_store` names."""
+    where = settings.output_bucket
+    if where is None:
+        return LocalOutputStore(settings.output_dir)
+    return S3OutputStore(S3(settings), *where)
 
 
 async def _healthz() -> dict[str, str]:
@@ -222,6 +231,13 @@ async def _readyz(request: Request) -> JSONResponse:
             f"the database schema is at revision {schema}, this server's is "
             f"{migrate.head()}: run one version of fleetrun on every replica"
         )
+    try:
+        unready = await asyncio.wait_for(state.output.unready(), READY_TIMEOUT_S)
+    except TimeoutError:
+        unready = "the output store does not answer"
+    if unready:
+        log.warning("readiness: %s", unready)
+        return _not_ready(unready)
     return JSONResponse({"status": "ready"})
 
 
@@ -273,6 +289,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: ServerState = app.state.fleet
     await asyncio.to_thread(state.db.migrate)
     await ensure_admin_token(state)
+    unready = await state.output.unready()
+    if unready:  # /readyz says so too, until it answers
+        log.warning("%s: output cannot be stored until it answers", unready)
     await state.db.write(
         lambda tx: replica_store.join(
             tx.session,

@@ -5,9 +5,9 @@ after a crash overwrites rather than duplicates, and a reader never sees more th
 the database has acknowledged. The database keeps only a bounded tail of each stream
 for the API; the whole stream lives here.
 
-`OutputStore` is the interface; `LocalOutputStore` keeps a directory of files. An
-S3-compatible store plugs in behind the same four methods. `write` runs on a
-database thread inside the transaction that records the new length.
+`OutputStore` is the interface; `LocalOutputStore` keeps a directory of files, and
+`S3OutputStore` objects in an S3-compatible bucket that every replica reads and writes.
+`write` runs on a database thread inside the transaction that records the new length.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import shutil
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+
+from fleetrun.server.s3store import S3, S3Error
 
 if TYPE_CHECKING:
     from fleetrun.server.store.tables import InvocationStep
@@ -72,6 +74,9 @@ class OutputStore(Protocol):
 
     async def delete_prefix(self, prefix: str) -> None: ...
 
+    async def unready(self) -> str | None:
+        """Why the store cannot be used now (for /readyz), or None."""
+
     async def close(self) -> None: ...
 
 
@@ -118,8 +123,65 @@ class LocalOutputStore:
         if path.is_dir():
             await asyncio.to_thread(shutil.rmtree, path, True)
 
+    async def unready(self) -> str | None:
+        return None
+
     async def close(self) -> None:
         return None
+
+
+class S3OutputStore:
+    """Each chunk is an object of its own, named by its stream and the offset it starts
+    at: `PREFIX/KEY/OFFSET` (20 digits, so that names sort as offsets do). A chunk written
+    again (after a crash, or by a second replica after the agent moved) lands on the
+    same name; a reader lists the stream's chunks and reads, in order, what covers the
+    range asked for."""
+
+    def __init__(self, s3: S3, bucket: str, prefix: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.prefix = prefix
+
+    def write(self, key: str, offset: int, data: bytes) -> None:
+        """Called inside a database transaction, on a database thread: the length is
+        recorded only once the chunk is stored."""
+        if data:
+            self.s3.put_now(self.bucket, f"{self.prefix}{key}/{offset:020d}", data)
+
+    async def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes [start, end) of a stream (end is what the database acknowledged)."""
+        if end <= start:
+            return
+        found = await asyncio.to_thread(self.s3.list_now, self.bucket, f"{self.prefix}{key}/")
+        at = start
+        for name, size in found:
+            offset = int(name.rpartition("/")[2])
+            if offset + size <= at:
+                continue
+            if offset > at:
+                break  # nothing stored here: never under what the database acknowledged
+            upto = min(offset + size, end)
+            while at < upto:
+                stop = min(upto, at + READ_CHUNK)
+                yield await asyncio.to_thread(
+                    self.s3.get_now, self.bucket, name, at - offset, stop - offset
+                )
+                at = stop
+            if at >= end:
+                return
+
+    async def delete_prefix(self, prefix: str) -> None:
+        await asyncio.to_thread(self.s3.delete_prefix_now, self.bucket, f"{self.prefix}{prefix}/")
+
+    async def unready(self) -> str | None:
+        try:
+            await asyncio.to_thread(self.s3.check_now, self.bucket)
+        except S3Error as exc:
+            return f"the output store {exc}"
+        return None
+
+    async def close(self) -> None:
+        self.s3.close()
 
 
 def _write_at(path: Path, offset: int, data: bytes) -> None:

@@ -71,6 +71,10 @@ class Settings:
     s3_region: str = "us-east-1"
     s3_access_key_id: str = ""
     s3_secret_access_key: str = ""  # from the environment; never logged
+    s3_session_token: str = ""  # temporary credentials (STS); never logged
+    # Where full output is kept (docs/scale-out.md): the data dir's output/ by default,
+    # or s3://BUCKET/PREFIX on the S3 store above, which every replica reads and writes.
+    output_store: str = ""
     # Networks server-side requests (output destinations, webhooks) may reach although
     # they are internal (loopback, link-local, private, the server's own), comma-separated.
     allow_destination_cidrs: str = ""
@@ -100,6 +104,11 @@ class Settings:
         return (self.s3_endpoint_url or f"https://s3.{self.s3_region}.amazonaws.com").rstrip("/")
 
     @property
+    def output_bucket(self) -> tuple[str, str] | None:
+        """(bucket, key prefix) of an s3:// output store; None for the local one."""
+        return output_bucket(self.output_store)
+
+    @property
     def serves_tls(self) -> bool:
         return bool(self.tls_self_signed or self.tls_cert)
 
@@ -125,7 +134,8 @@ class Settings:
 
     def __repr__(self) -> str:  # secrets stay out of logs
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in ("smtp_password", "secret_key", "metrics_token", "s3_secret_access_key"):
+        secret = ("smtp_password", "secret_key", "metrics_token", "s3_secret_access_key")
+        for name in (*secret, "s3_session_token"):
             if shown[name]:
                 shown[name] = "***"
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
@@ -158,12 +168,28 @@ class Settings:
             ("forward_otlp", settings.forward_otlp),
         ):
             _check_forward_url(name, url)
+        output_bucket(settings.output_store)  # names what is wrong with it
         if settings.smtp_security not in ("starttls", "tls", "none"):
             raise ValidationError(
                 f"Setting smtp_security must be starttls, tls or none, not "
                 f"{settings.smtp_security!r}."
             )
         return settings
+
+
+def output_bucket(value: str) -> tuple[str, str] | None:
+    """(bucket, key prefix) of an s3:// output store; None for the local one."""
+    if not value:
+        return None
+    rest = value.removeprefix("s3://")
+    bucket, _, prefix = rest.partition("/")
+    if rest == value or not bucket:
+        raise ValidationError(
+            f"Setting output_store must be s3://BUCKET or s3://BUCKET/PREFIX, not {value!r}; "
+            "leave it unset to keep output in the data directory."
+        )
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
 
 
 def _convert(name: str, type_: Any, raw: Any) -> Any:

@@ -129,10 +129,8 @@ class OutputSinks:
     async def _loop(self) -> None:
         # http(s) destinations are named by API callers: only where the destination
         # policy allows. The S3 endpoint is the operator's own setting.
-        async with (
-            guarded_client(self.state.destinations, timeout=TIMEOUT_S) as http,
-            httpx.AsyncClient(timeout=TIMEOUT_S) as s3,
-        ):
+        s3 = s3store.S3(self.state.settings)
+        async with guarded_client(self.state.destinations, timeout=TIMEOUT_S) as http:
             while True:
                 await asyncio.sleep(self.state.settings.sweep_interval_s)
                 try:
@@ -140,7 +138,7 @@ class OutputSinks:
                 except Exception:
                     log.exception("output destinations pass failed; retrying on the next one")
 
-    async def tick(self, http: httpx.AsyncClient, s3: httpx.AsyncClient) -> None:
+    async def tick(self, http: httpx.AsyncClient, s3: s3store.S3) -> None:
         if self.state.settings.s3_enabled:  # SSM SendCommand's OutputS3BucketName
             await s3output.upload(self.state, s3)
         for item in await self.state.db.read(pending):
@@ -185,7 +183,7 @@ class OutputSinks:
             offset += size
 
     async def _send_s3(
-        self, http: httpx.AsyncClient, run_id: str, stream: Stream, *, finished: bool
+        self, s3: s3store.S3, run_id: str, stream: Stream, *, finished: bool
     ) -> None:
         """S3 objects cannot be appended to: the object is written whole again with
         what has come so far, at most every S3_REWRITE_S while the script runs, and
@@ -200,11 +198,22 @@ class OutputSinks:
         for part, size in stream.parts:
             async for chunk in self.state.output.read(part, 0, size):
                 data += chunk
-        settings = self.state.settings
         bucket, _, name = stream.uri[len("s3://") :].partition("/")
-        url = s3store.object_url(settings, bucket, name)
-        headers = s3store.put_headers(settings, url, data, {"x-amz-meta-fleetrun-run": run_id})
-        await _request(http, stream, url, headers, data)
+        try:
+            await s3.put(bucket, name, data, {"fleetrun-run": run_id})
+        except s3store.S3Error as exc:
+            where = core.redact_uri(stream.uri)
+            if exc.status is None:
+                raise SinkError(
+                    f"The {stream.what} {where} could not be reached; the output is "
+                    "complete in fleetrun's own store.",
+                    retryable=True,
+                ) from exc
+            raise SinkError(
+                f"The {stream.what} {where} refused the {stream.name} with HTTP "
+                f"{exc.status}; the output is complete in fleetrun's own store.",
+                retryable=exc.status >= 500,
+            ) from exc
         self._s3_written[key] = now
         stream.sent = len(data)
         if finished:

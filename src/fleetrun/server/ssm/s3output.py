@@ -4,7 +4,7 @@ copied, once it has ended, to a bucket of the server's S3-compatible store
 
     PREFIX/COMMAND_ID/NODE_ID/awsrunShellScript/stdout   (stderr beside it, when any)
 
-The server writes with its own credentials, signed with SigV4 (nodes need none), from
+The server writes with its own credentials, through AWS's client (nodes need none), from
 the output it keeps anyway; the output sinks' pass (server/sinks.py) calls `upload` on
 every sweep. A bucket that refuses is recorded (and logged) and not tried again: the
 output stays readable from fleetrun itself.
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -115,13 +114,13 @@ def pending(session: Session) -> list[Upload]:
     return uploads
 
 
-async def upload(state: ServerState, http: httpx.AsyncClient) -> None:
+async def upload(state: ServerState, s3: s3store.S3) -> None:
     """Copy what has ended since the last pass."""
     for item in await state.db.read(pending):
         message = None
         try:
             for part in item.parts:
-                await _put(state, http, item.where, part)
+                await _put(state, s3, item.where, part)
         except _Refused as exc:
             message = str(exc)
             log.warning("output of invocation %s not copied to S3: %s", item.invocation_id, exc)
@@ -132,19 +131,15 @@ class _Refused(Exception):
     pass
 
 
-async def _put(state: ServerState, http: httpx.AsyncClient, where: Where, part: Part) -> None:
+async def _put(state: ServerState, s3: s3store.S3, where: Where, part: Part) -> None:
     data = b""
     if part.size:
         async for chunk in state.output.read(part.output_key, 0, part.size):
             data += chunk
-    url = where.url(state.settings, part.s3_key)
-    headers = s3store.put_headers(state.settings, url, data)
     try:
-        answer = await http.put(url, headers=headers, content=data)
-    except httpx.HTTPError as exc:
-        raise _Refused(f"s3://{where.bucket}/{part.s3_key} could not be reached ({exc})") from exc
-    if not 200 <= answer.status_code < 300:
-        raise _Refused(f"s3://{where.bucket}/{part.s3_key} was refused (HTTP {answer.status_code})")
+        await s3.put(where.bucket, part.s3_key, data)
+    except s3store.S3Error as exc:
+        raise _Refused(str(exc)) from exc
 
 
 def _done(tx: Tx, *, invocation_id: str, message: str | None) -> None:
