@@ -132,3 +132,29 @@ async def test_a_deleted_node_is_handed_once_to_the_replica_that_held_it(db):
     )
     assert await db.write(lambda tx: node_store.deleted_but_held(tx.session, "a")) == ["n-1"]
     assert await db.write(lambda tx: node_store.deleted_but_held(tx.session, "a")) == []
+
+
+async def test_the_live_replica_that_started_first_leads_and_the_next_when_its_lease_ends(db):
+    now = utcnow()
+    await db.write(
+        lambda tx: tx.session.execute(
+            insert(Replica),
+            [
+                {"id": "b", "started_at": now, "lease_until": now + timedelta(seconds=LEASE)},
+                {
+                    "id": "a",
+                    "started_at": now - timedelta(minutes=5),
+                    "lease_until": now + timedelta(seconds=10),
+                },
+                {
+                    "id": "old",
+                    "started_at": now - timedelta(hours=1),
+                    "lease_until": now - timedelta(seconds=1),
+                },
+            ],
+        )
+    )
+    assert await db.read(lambda s: store.leader(s, now)) == "a"  # "old" is over
+    later = now + timedelta(seconds=11)  # a's lease ran out: b takes over
+    assert await db.read(lambda s: store.leader(s, later)) == "b"
+    assert await db.read(lambda s: store.leader(s, now + timedelta(hours=1))) is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -292,15 +293,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     unready = await state.output.unready()
     if unready:  # /readyz says so too, until it answers
         log.warning("%s: output cannot be stored until it answers", unready)
-    await state.db.write(
-        lambda tx: replica_store.join(
-            tx.session,
-            state.replica_id,
-            utcnow(),
-            state.settings.replica_lease_s,
-            alone=state.db.is_sqlite,
-        )
-    )
+
+    def join(tx: Tx) -> str | None:
+        now = utcnow()
+        lease_s = state.settings.replica_lease_s
+        replica_store.join(tx.session, state.replica_id, now, lease_s, alone=state.db.is_sqlite)
+        return replica_store.leader(tx.session, now)
+
+    joined = time.monotonic()
+    state.lead(await state.db.write(join) == state.replica_id, joined)
     await state.db.write(lambda tx: group_run_command_store.sync(tx.session, admit(state)))
     state.bus.start()
     state.audit.start()

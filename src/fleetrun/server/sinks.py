@@ -2,7 +2,7 @@
 run's stdout and stderr there as they stream, besides keeping them in its own store.
 
 An `s3://BUCKET/KEY` destination is written by the server with its configured
-credentials (FLEETRUN_S3_*), signed with SigV4; S3 objects cannot be appended to, so the
+credentials (FLEETRUN_S3_*), through AWS's client; S3 objects cannot be appended to, so the
 object is rewritten whole with what has come so far (every few seconds while the
 script runs, and at the end).
 
@@ -18,7 +18,10 @@ answers otherwise, or cannot be reached after `ATTEMPTS` passes, is given up for
 run and reported in its instance view's executionMessage; the script is not failed.
 
 One pass every `sweep_interval_s` sends what the output store has beyond what was sent;
-the offsets are kept in the run's row, so a restart resumes where it stopped.
+the offsets are kept in the run's row, so a restart resumes where it stopped. With
+several replicas only the leader makes the pass (`ServerState.leads`), so each byte is
+sent once; when it dies, the next replica resumes from the offsets (the replicas share
+an output store: docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -133,6 +136,8 @@ class OutputSinks:
         async with guarded_client(self.state.destinations, timeout=TIMEOUT_S) as http:
             while True:
                 await asyncio.sleep(self.state.settings.sweep_interval_s)
+                if not self.state.leads:  # another replica sends, once for all
+                    continue
                 try:
                     await self.tick(http, s3)
                 except Exception:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -68,6 +69,9 @@ class ServerState:
     # Set when the process is asked to stop (SIGTERM, Ctrl-C): long-lived streams end.
     stopping: bool = field(default=False, init=False)
     _background: set[asyncio.Task[Any]] = field(default_factory=set, init=False)
+    # Until when (time.monotonic()) this replica leads: set at each lease renewal that
+    # finds it the leader, never beyond the lease it renewed (store/replicas.leader).
+    _leads_until: float = field(default=float("-inf"), init=False)
 
     def __post_init__(self) -> None:
         self.destinations = policy_for(self.settings.allow_destination_cidrs, self.settings.host)
@@ -140,6 +144,17 @@ class ServerState:
         self.dispatcher.cancel_soon()
         self.identities.clear()
         self.changes.publish_all()
+
+    @property
+    def leads(self) -> bool:
+        """Whether this replica does the work done once for all replicas (output
+        destinations). With SQLite there is one process: it does."""
+        return self.db.is_sqlite or time.monotonic() < self._leads_until
+
+    def lead(self, leads: bool, renewed_at: float) -> None:
+        """The lease renewed when time.monotonic() was `renewed_at` found this replica
+        the leader, or not: it leads for as long as that lease runs."""
+        self._leads_until = renewed_at + self.settings.replica_lease_s if leads else float("-inf")
 
     def wake_dispatcher(self, tx: Tx) -> None:
         """Invocations may have been released in `tx`: once it commits, the dispatcher

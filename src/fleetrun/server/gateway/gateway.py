@@ -442,15 +442,17 @@ class Gateway:
         while True:
             await asyncio.sleep(lease_s / 3)
             held = {node_id: s.session_id for node_id, s in self.sessions.items()}
+            asked = time.monotonic()
             try:
-                deleted = await self.state.db.write(partial(self._renew, held))
+                deleted, leader = await self.state.db.write(partial(self._renew, held))
             except Exception:
                 log.exception("could not renew this replica's lease")
                 continue
+            self.state.lead(leader == self.state.replica_id, asked)
             for node_id in deleted:  # through another replica: its agent goes now
                 await self.disconnect(node_id, protocol.CLOSE_NODE_UNKNOWN, "node deleted")
 
-    def _renew(self, held: dict[str, str], tx: Tx) -> list[str]:
+    def _renew(self, held: dict[str, str], tx: Tx) -> tuple[list[str], str | None]:
         now, replica_id = utcnow(), self.state.replica_id
         if replica_store.renew(tx.session, replica_id, now, self.state.settings.replica_lease_s):
             back = node_store.reclaim(tx.session, held, replica_id)
@@ -462,7 +464,9 @@ class Gateway:
         lost = replica_store.sweep(tx.session, now)
         if lost:
             log.info("%d nodes held by a replica whose lease ran out are lost", len(lost))
-        return node_store.deleted_but_held(tx.session, replica_id)
+        return node_store.deleted_but_held(tx.session, replica_id), replica_store.leader(
+            tx.session, now
+        )
 
 
 def _leave(replica_id: str, tx: Tx) -> None:

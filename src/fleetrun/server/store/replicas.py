@@ -23,7 +23,8 @@ def live(now: datetime) -> Select[str]:
 
 def join(session: Session, replica_id: str, now: datetime, lease_s: float, *, alone: bool) -> None:
     """This replica starts: its lease row, and then the sweep. `alone` (SQLite: one
-    process serves the database): every other replica is over, whatever its lease."""
+    process serves the database): every other replica is over, whatever its lease.
+    (`leader` then says whether it leads.)"""
     if alone:
         session.execute(delete(Replica).where(Replica.id != replica_id))
     session.execute(
@@ -59,3 +60,15 @@ def sweep(session: Session, now: datetime) -> list[str]:
     marked = node_store.set_lost_where_unheld(session, live(now))
     session.execute(delete(Replica).where(Replica.lease_until < now - FORGET_AFTER))
     return marked
+
+
+def leader(session: Session, now: datetime) -> str | None:
+    """The replica that does the work done once for all replicas (output destinations):
+    the live one that started first. When it dies, the next takes over as its lease
+    runs out."""
+    return session.scalar(
+        select(Replica.id)
+        .where(Replica.lease_until > now)
+        .order_by(Replica.started_at, Replica.id)
+        .limit(1)
+    )
