@@ -130,6 +130,13 @@ from fleetrun.sdk import Client, config
     help="Keep full output in this bucket of the S3 store (FLEETRUN_S3_*), shared by "
     "replicas (default: the data directory).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Replicas of the server on this machine, one process each (PostgreSQL only; "
+    "default 1). One per core.",
+)
 @click.pass_context
 def server(
     ctx: click.Context,
@@ -162,6 +169,7 @@ def server(
     forward_syslog_ca_file: Path | None,
     forward_otlp: str | None,
     output_store: str | None,
+    workers: int | None,
 ) -> None:
     """Run the fleetrun server (API, agent gateway, dispatcher) in the foreground."""
     if ctx.invoked_subcommand is not None:
@@ -203,6 +211,7 @@ def server(
             else None,
             "forward_otlp": forward_otlp,
             "output_store": output_store,
+            "workers": workers,
         }
     )
     sync_url(settings.effective_database_url)  # refuse a bad URL before starting

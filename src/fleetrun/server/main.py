@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import os
+import signal
+import socket
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,8 +113,17 @@ def serve(settings: Settings) -> None:
         if settings.log_format == "text":  # JSON logs stay JSON: the log line says it
             print(line, flush=True)
         logging.getLogger(__name__).info("%s", line)
+    if settings.workers > 1:
+        _supervise(settings, files)
+        return
     app = create_app(settings)
-    config = uvicorn.Config(
+    _Server(_config(app, settings, files, log_config), app.state.fleet).run()
+
+
+def _config(
+    app: Any, settings: Settings, files: TLSFiles | None, log_config: dict[str, Any] | None
+) -> uvicorn.Config:
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -124,19 +138,93 @@ def serve(settings: Settings) -> None:
         ssl_certfile=str(files.cert) if files else None,
         ssl_keyfile=str(files.key) if files else None,
     )
-    _Server(config, app.state.fleet).run()
 
 
 class _Server(uvicorn.Server):
     """uvicorn, telling the app when it is asked to stop: open event streams then end
     within a poll (their clients reconnect to another replica or to this one restarted),
     where uvicorn would wait for them until its graceful timeout and then cancel them,
-    logging a traceback for each."""
+    logging a traceback for each. `started` is set once it serves (--workers)."""
 
-    def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
+    def __init__(
+        self, config: uvicorn.Config, state: ServerState, started: Any | None = None
+    ) -> None:
         super().__init__(config)
         self._state = state
+        self._started = started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self._started is not None and not self.should_exit:
+            self._started.set()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._state.stopping = True  # a plain flag: safe to set from a signal handler
         super().handle_exit(sig, frame)
+
+
+# -- --workers N: replicas of one machine ---------------------------------------------
+
+RESTART_WAIT_S = 1.0  # before a worker that ended is started again
+STOP_WAIT_S = 30.0  # for the workers to stop, then they are killed
+
+
+def _supervise(settings: Settings, files: TLSFiles | None) -> None:
+    """Run `settings.workers` replicas of the server on one listening socket, each a
+    process of its own (its own event loop, on its own core), sharing the PostgreSQL
+    database like replicas on several machines (docs/scale-out.md). The first starts
+    alone (it migrates the schema and makes the administrator's token and the secret
+    key on a first start), then the others; a worker that ends is started again, and
+    SIGTERM or Ctrl-C stops them all."""
+    log = logging.getLogger(__name__)
+    sock = _config(None, settings, files, None).bind_socket()
+    spawn = multiprocessing.get_context("spawn")
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+
+    def start(n: int) -> multiprocessing.process.BaseProcess:
+        started = spawn.Event()
+        proc = spawn.Process(
+            target=_worker, args=(settings, files, sock, started), name=f"fleetrun-worker-{n}"
+        )
+        proc.start()
+        while not (started.wait(0.2) or stopping.is_set()):
+            if not proc.is_alive():
+                break
+        log.info("worker %d of %d serving (pid %s)", n, settings.workers, proc.pid)
+        return proc
+
+    workers = [start(1)]
+    if not workers[0].is_alive():
+        raise SystemExit(workers[0].exitcode or 1)  # it said why in its log
+    workers += [start(n) for n in range(2, settings.workers + 1) if not stopping.is_set()]
+    while not stopping.wait(RESTART_WAIT_S):
+        for i, proc in enumerate(workers):
+            if not proc.is_alive():
+                log.warning(
+                    "worker %d (pid %s) ended with exit code %s; starting it again",
+                    i + 1,
+                    proc.pid,
+                    proc.exitcode,
+                )
+                workers[i] = start(i + 1)
+    for proc in workers:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + STOP_WAIT_S
+    for proc in workers:
+        proc.join(max(deadline - time.monotonic(), 0))
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    sock.close()
+
+
+def _worker(settings: Settings, files: TLSFiles | None, sock: socket.socket, started: Any) -> None:
+    """One worker of `_supervise`, in a process of its own."""
+    log_config = configure_logging(settings.log_level, settings.log_format)
+    private_files()
+    app = create_app(settings)
+    server = _Server(_config(app, settings, files, log_config), app.state.fleet, started)
+    server.run(sockets=[sock])

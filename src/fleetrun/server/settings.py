@@ -75,6 +75,9 @@ class Settings:
     # Where full output is kept (docs/scale-out.md): the data dir's output/ by default,
     # or s3://BUCKET/PREFIX on the S3 store above, which every replica reads and writes.
     output_store: str = ""
+    # Replicas of the server on this machine, one process each on one port (PostgreSQL
+    # only): one core each (docs/scale-out.md).
+    workers: int = 1
     # Networks server-side requests (output destinations, webhooks) may reach although
     # they are internal (loopback, link-local, private, the server's own), comma-separated.
     allow_destination_cidrs: str = ""
@@ -169,6 +172,14 @@ class Settings:
         ):
             _check_forward_url(name, url)
         output_bucket(settings.output_store)  # names what is wrong with it
+        if settings.workers < 1:
+            raise ValidationError(f"Setting workers must be 1 or more, not {settings.workers}.")
+        if settings.workers > 1 and not settings.effective_database_url.startswith("postgres"):
+            raise ValidationError(
+                f"--workers {settings.workers} needs PostgreSQL (--database-url "
+                "postgresql+psycopg://...): SQLite serves one process. Leave --workers at 1, "
+                "or move to PostgreSQL (docs/install.md)."
+            )
         if settings.smtp_security not in ("starttls", "tls", "none"):
             raise ValidationError(
                 f"Setting smtp_security must be starttls, tls or none, not "
