@@ -2,6 +2,7 @@
 
     python bench/swarm.py [--agents 1000] [--processes 1|2] [--runs 3] [--json]
                           [--database-url postgresql+psycopg://USER@HOST/DB]
+                          [--server-workers N]
 
 Starts a real server (SQLite, or PostgreSQL with --database-url or
 FLEETRUN_TEST_DATABASE_URL: a fresh database is made under that URL and dropped after)
@@ -667,6 +668,25 @@ def raise_fd_limit(agents: int, processes: int) -> dict[str, Any]:
     return {"soft": soft, "hard": hard, "needed": needed, "warning": warning}
 
 
+def server_pids(server: ServerProcess) -> list[int]:
+    """The server's process and, with --server-workers, its workers (the processes
+    multiprocessing spawned for it)."""
+    assert server.proc is not None
+    parent = server.proc.pid
+    found = [parent]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, from /proc/PID/stat."""
     with open(f"/proc/{pid}/stat") as fh:
@@ -689,10 +709,15 @@ def online_count(client: Any) -> int:
 
 
 def send_all(
-    client: Client, max_concurrency: str | None, timeout_s: float, pids: list[int]
+    client: Client,
+    max_concurrency: str | None,
+    timeout_s: float,
+    pids: list[int],
+    server_n: int = 1,
 ) -> dict[str, Any]:
     """One `send --all` of `echo hi`, timed from the request to every invocation done;
-    with the CPU the server (pids[0]) and the swarm (the rest) spent meanwhile."""
+    with the CPU the server (the first `server_n` pids: its processes) and the swarm
+    (the rest) spent meanwhile."""
     cpu = [cpu_seconds(pid) for pid in pids]
     started = time.perf_counter()
     command = client.send_command(script="echo hi", all_nodes=True, max_concurrency=max_concurrency)
@@ -700,8 +725,8 @@ def send_all(
     elapsed = time.perf_counter() - started
     cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu, strict=True)]
     result = {
-        "server_cpu_s": cpu[0],
-        "swarm_cpu_s": sum(cpu[1:]),
+        "server_cpu_s": sum(cpu[:server_n]),
+        "swarm_cpu_s": sum(cpu[server_n:]),
         "seconds": elapsed if done.done else None,
         "status": done.status,
         "targets": done.target_count,
@@ -813,18 +838,20 @@ def idle_and_send(
     k = args.agents
     # Idle: K sessions pinging every heartbeat, nothing else.
     time.sleep(args.settle)
-    cpu_pids = [server.proc.pid, *pids]  # type: ignore[union-attr]
+    mine = server_pids(server)
+    n = len(mine)
+    cpu_pids = [*mine, *pids]
     cpu = idle_cpu(cpu_pids, args.idle_seconds)
-    out["idle_server_cpu_pct"] = cpu[0]
-    out["idle_swarm_cpu_pct"] = sum(cpu[1:])
-    out["server_rss_mb"] = rss_mb(server.proc.pid)  # type: ignore[union-attr]
+    out["idle_server_cpu_pct"] = sum(cpu[:n])
+    out["idle_swarm_cpu_pct"] = sum(cpu[n:])
+    out["server_rss_mb"] = sum(rss_mb(pid) for pid in mine)
     out["swarm_rss_mb"] = sum(rss_mb(pid) for pid in pids)
 
     # send --all, at the default rate control and at 100 % concurrency.
     for key, concurrency in (("send_default", None), ("send_100pct", "100%")):
         runs = []
         for n in range(args.runs):
-            result = send_all(client, concurrency, args.send_timeout, cpu_pids)
+            result = send_all(client, concurrency, args.send_timeout, cpu_pids, n)
             runs.append(result)
             seconds = result["seconds"]
             shown = f"{seconds:.2f} s" if seconds is not None else "did not finish"
@@ -851,10 +878,17 @@ def measure(args: argparse.Namespace, root: Path, out: dict[str, Any]) -> None:
     k, p = args.agents, args.processes
     # PYTHONFAULTHANDLER: a server that does not stop is made to show where it hangs.
     env = {**SERVER_ENV, "FLEETRUN_HEARTBEAT_S": str(args.heartbeat), "PYTHONFAULTHANDLER": "1"}
+    env["FLEETRUN_WORKERS"] = str(args.server_workers)
     server = ServerProcess(root, env=env)
     workers: list[Worker] = []
     try:
         server.start(timeout_s=120)
+        deadline = time.monotonic() + 120  # the first worker answers, then the others start
+        while len(server_pids(server)) < 1 + args.server_workers * (args.server_workers > 1):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server's {args.server_workers} workers did not start")
+            time.sleep(0.2)
+        out["server_workers"] = args.server_workers
         out["database"] = server.db.kind if server.db else "?"
         client = Client(server.url, server.token, timeout_s=max(120.0, args.send_timeout))
         shares = [list(range(k * w // p, k * (w + 1) // p)) for w in range(p)]
@@ -958,6 +992,7 @@ def report(out: dict[str, Any]) -> None:
     k = out["agents"]
     print(
         f"swarm: {k} agents in {out['processes']} process(es), {out.get('database', '?')}, "
+        f"{out.get('server_workers', 1)} server worker(s), "
         f"heartbeat {out['heartbeat_s']:g} s, RLIMIT_NOFILE {out['nofile']['soft']}"
     )
     rows: list[tuple[str, str]] = [
@@ -1059,6 +1094,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=1000, help="K simulated agents")
     parser.add_argument("--processes", type=int, choices=(1, 2), default=1)
+    parser.add_argument(
+        "--server-workers",
+        type=int,
+        default=1,
+        help="the server's --workers: replicas of one machine (PostgreSQL only)",
+    )
     parser.add_argument("--runs", type=int, default=1, help="sends timed at each rate control")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument(
@@ -1102,6 +1143,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     if args.database_url:
         os.environ[PG_ENV] = args.database_url
+    if args.server_workers > 1 and not os.environ.get(PG_ENV):
+        raise SystemExit("--server-workers needs PostgreSQL: give --database-url.")
     nofile = raise_fd_limit(args.agents, args.processes)
     if nofile["warning"]:
         print(f"warning: {nofile['warning']}", file=sys.stderr)
