@@ -271,3 +271,41 @@ def test_the_events_page_tails_new_events_live(shared_fleet, browser, shots):
         page.screenshot(path=str(shots / "console-events.png"), full_page=True)
     finally:
         context.close()
+
+
+def test_every_other_main_page_shows_what_the_api_holds(shared_fleet, browser, shots):
+    """The commands list, documents, rules, the audit log and access: each answers with
+    its page and the records made through the SDK, and is kept as a screenshot."""
+    client = shared_fleet.client
+    client.create_document("console-tour", "schemaVersion: '2.2'\nmainSteps:\n"
+                           "  - action: runShellScript\n    name: hello\n"
+                           "    inputs:\n      runCommand: [echo hello]\n")  # fmt: skip
+    client.create_rule(
+        "console-tour",
+        pattern={"source": ["fleetrun"], "detail": {"status": ["Failed"]}},
+        targets=[{"target": "webhook:http://127.0.0.1:9/hook", "secret": "a-secret-of-length"}],
+    )
+    node = shared_fleet.agents[0].node_id
+    command = client.send_command(document="console-tour", node_ids=[node])
+    client.wait(command.id, timeout_s=60)
+    context, page = signed_in(browser, shared_fleet, shared_fleet.server.token)
+    base = shared_fleet.server.url
+    try:
+        for path, heading, shows, shot in [
+            ("/ui/commands", "Commands", command.id, "console-commands.png"),
+            ("/ui/documents", "Documents", "console-tour", "console-documents.png"),
+            ("/ui/documents/console-tour", "console-tour", "echo hello", None),
+            ("/ui/rules", "Rules", "console-tour", "console-rules.png"),
+            ("/ui/rules/console-tour", "Rule console-tour", "Failed", "console-rule.png"),
+            ("/ui/audit", "Audit log", "SendCommand", "console-audit.png"),
+            ("/ui/access", "Access", "admin", "console-access.png"),
+        ]:
+            page.goto(f"{base}{path}")
+            playwright_api.expect(page.locator("h1")).to_contain_text(heading)
+            playwright_api.expect(page.locator("main")).to_contain_text(shows)
+            if shot:
+                page.screenshot(path=str(shots / shot), full_page=True)
+    finally:
+        context.close()
+        client.delete_rule("console-tour")
+        client.delete_document("console-tour")  # the module's fleet is shared: as it was
