@@ -80,6 +80,16 @@ def test_a_regex_and_the_scope_narrow_what_is_found(app):
         )
 
 
+def test_a_regex_that_ignores_case_finds_every_case_in_the_database(app):
+    """The database narrows by the expression's literal parts in lower case; the line in
+    any case is found, and so is one whose letters match beyond ASCII (a dotless i for i)."""
+    (node,) = app.enrol(1)
+    lines = ["Disk FULL on /var", "disk full on /tmp", "D\u0131SK FULL on /home", "disk ok"]
+    run(app, node, ["\n".join(lines).encode() + b"\n"])
+    found = app.client.search_output(r"(?i)disk full on /\w+", regex=True).items
+    assert [h.line for h in found] == lines[2::-1]
+
+
 def test_paging_goes_on_to_older_lines_each_once(app):
     (node,) = app.enrol(1)
     run(app, node, [b"".join(b"match %d\n" % i for i in range(25))])

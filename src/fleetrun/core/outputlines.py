@@ -54,6 +54,9 @@ class Pattern:
     # Strings every matching line contains (a regex's literal parts): the database looks
     # for them first, so the expression is tried only on the lines that hold them.
     required: tuple[str, ...] = field(default=())
+    # The expression ignores case: `required` is in lower case, and a line holds it when
+    # its text in lower case (ASCII letters folded, as SQLite's lower() does) does.
+    folded: bool = False
 
     def matches(self, line: str) -> bool:
         if self.regex is not None:
@@ -77,7 +80,8 @@ def compile_search(text: str, *, regex: bool) -> Pattern:
                 f"The regular expression {text!r} is not valid ({exc}): check its brackets "
                 "and escapes (Python syntax)."
             ) from exc
-        return Pattern(text, compiled, required_literals(compiled))
+        folded = bool(compiled.flags & re.IGNORECASE)
+        return Pattern(text, compiled, required_literals(compiled), folded)
     if not WORD.search(text):
         raise ValidationError(
             f"The search pattern {text!r} has no word in it to look up: search for words, "
@@ -91,22 +95,32 @@ MAX_REQUIRED = 3  # the longest literals looked for; more narrow the lines littl
 
 def required_literals(regex: re.Pattern[str]) -> tuple[str, ...]:
     """Strings every line `regex` finds a match in must contain, longest first: its
-    literal runs outside alternatives, optional parts and lookarounds. None when it
-    ignores case (a literal would miss the other cases)."""
-    if regex.flags & re.IGNORECASE:
-        return ()
+    literal runs outside alternatives, optional parts and lookarounds. When it ignores
+    case, the runs in lower case, cut where a character may match beyond ASCII (any
+    non-ASCII character, and i, k and s), so that lower-casing the line's ASCII letters
+    is enough to find them."""
+    folded = bool(regex.flags & re.IGNORECASE)
     try:
         from re import _parser  # type: ignore[attr-defined]
 
         parsed = _parser.parse(regex.pattern, regex.flags)
     except Exception:  # another Python's parser: look for nothing first
         return ()
-    found = {run for run in _runs(parsed, _parser) if len(run) >= 2}
+    runs = _runs(parsed, _parser, folded)
+    if folded:
+        runs = [piece.lower() for run in runs for piece in _ascii_pieces(run)]
+    found = {run for run in runs if len(run) >= 2}
     return tuple(sorted(found, key=lambda run: (-len(run), run))[:MAX_REQUIRED])
 
 
-def _runs(items: Any, sre: Any) -> list[str]:
-    """The literal runs of a parsed sequence that every match includes."""
+def _ascii_pieces(run: str) -> list[str]:
+    """`run` cut at every character whose case-insensitive match lower() may not find."""
+    return re.split(r"[^\x00-\x7f]|[iksIKS]", run)
+
+
+def _runs(items: Any, sre: Any, folded: bool = False) -> list[str]:
+    """The literal runs of a parsed sequence that every match includes (`folded`: the
+    whole expression ignores case, so a part that ignores case is no different)."""
     runs: list[str] = []
     run: list[str] = []
     for op, arg in items:
@@ -118,14 +132,14 @@ def _runs(items: Any, sre: Any) -> list[str]:
             run = []
         if op is sre.SUBPATTERN:
             _group, add_flags, _del_flags, sub = arg
-            if not add_flags & re.IGNORECASE:
-                runs.extend(_runs(sub, sre))
+            if folded or not add_flags & re.IGNORECASE:
+                runs.extend(_runs(sub, sre, folded))
         elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", None)):
             least, _most, sub = arg
             if least >= 1:
-                runs.extend(_runs(sub, sre))
+                runs.extend(_runs(sub, sre, folded))
         elif op is getattr(sre, "ATOMIC_GROUP", None):
-            runs.extend(_runs(arg, sre))
+            runs.extend(_runs(arg, sre, folded))
         # anything else (a class, any character, an alternative, an anchor, a
         # lookaround, a back reference) requires no particular string
     if run:

@@ -217,7 +217,8 @@ def _batch(
         # The database keeps only the lines holding the expression's literal parts (as
         # bound values, never SQL): the expression is tried on those alone.
         position = func.instr if session.get_bind().dialect.name == "sqlite" else func.strpos
-        scan = scan.where(*(position(OutputLine.text, part) > 0 for part in pattern.required))
+        haystack = func.lower(OutputLine.text) if pattern.folded else OutputLine.text
+        scan = scan.where(*(position(haystack, part) > 0 for part in pattern.required))
     size = min(BATCH, max(want, LEAST)) if pattern.required else BATCH
     rows = session.execute(scan.order_by(OutputLine.id.desc()).limit(size)).all()
     hits = [i for i, line in rows if pattern.matches(line)]
