@@ -142,3 +142,19 @@ async def test_a_line_longer_than_the_look_back_is_counted_from_its_chunk_on(tmp
     chunks = [_chunk(1, 0, size), _chunk(2, size, 4)]
     assert await _lines(store, chunks) == [(2, "stdout", "b"), (2, "stdout", "c")]
     assert await _lines(store, chunks[1:]) == [(2, "stdout", "b"), (2, "stdout", "c")]
+
+
+def test_an_evaluators_look_from_before_an_alarm_was_created_does_not_stop_noting():
+    """The evaluator read "no alarm" just before one was created: its answer is not kept,
+    so the output stored next is noted and counted (it was lost under load)."""
+    from fleetrun.core.clock import SystemClock
+
+    log = outputlog.OutputLog(SystemClock())
+    before = log.created  # the evaluator starts its look
+    log.alarm_created()  # an alarm is created meanwhile
+    log.alarms_seen(False, before)  # the look ends: "none", from before
+    assert log.wanted
+    log.alarms_seen(False, log.created)  # a look from after: the alarm was deleted
+    assert not log.wanted
+    log.alarms_seen(True, before)  # "some" is always kept
+    assert log.wanted

@@ -84,8 +84,9 @@ class AlarmEvaluator:
     async def run_once(self) -> None:
         """Count what arrived, then evaluate every alarm. The writer (SQLite has one) is
         spared: a pass with no new output and no change of state only reads."""
+        created = self.state.output_log.created
         exists, behind = await self.state.db.read(_look)
-        self.state.output_log.alarms = exists
+        self.state.output_log.alarms_seen(exists, created)
         if not exists:
             return
         while behind:

@@ -9,6 +9,7 @@ PostgreSQL's `LISTEN/NOTIFY` channel `fleetrun`:
     cancel     tell these agents ("NODE INVOCATION") to stop
     deleted    these nodes were deleted: their agents go
     access     a token, principal, policy or role changed: forget who tokens speak for
+    alarm-created  an output alarm was created: note stored output for it from now on
 
 A transaction publishes with `Tx.publish`; its messages go out as one NOTIFY in that
 transaction, so PostgreSQL delivers them when it commits and never when it does not.

@@ -83,6 +83,24 @@ class OutputLog:
         self.clock = clock
         self.always = always  # a forwarder is configured: every chunk is wanted
         self.alarms = False  # an alarm exists (kept fresh by the alarm evaluator)
+        self._created = 0  # alarms created so far, here or through another replica
+
+    @property
+    def created(self) -> int:
+        """Read by the evaluator before it looks whether an alarm exists."""
+        return self._created
+
+    def alarm_created(self) -> None:
+        """An alarm exists from now on: output is noted at once, not from the
+        evaluator's next pass."""
+        self._created += 1
+        self.alarms = True
+
+    def alarms_seen(self, exists: bool, created: int) -> None:
+        """What the evaluator read, having read `created` before: an answer "none" read
+        before an alarm was created is not kept (its output would go uncounted)."""
+        if exists or created == self._created:
+            self.alarms = exists
 
     @property
     def wanted(self) -> bool:

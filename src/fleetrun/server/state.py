@@ -107,6 +107,7 @@ class ServerState:
         bus.on("cancel", self._cancel)
         bus.on("deleted", self._deleted)
         bus.on("access", lambda _keys: self.identities.clear())
+        bus.on("alarm-created", lambda _keys: self.output_log.alarm_created())
         bus.on_connect(self._missed)
 
     def _changed(self, keys: list[str] | None) -> None:
@@ -144,6 +145,7 @@ class ServerState:
         self.dispatcher.cancel_soon()
         self.identities.clear()
         self.changes.publish_all()
+        self.output_log.alarm_created()  # until the evaluator's next look says otherwise
 
     @property
     def leads(self) -> bool:

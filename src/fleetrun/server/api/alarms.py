@@ -36,11 +36,13 @@ async def create_alarm(
         now = state.clock.now()
         alarm = store.create_alarm(tx.session, body, caller.principal, now)
         outputlog.ensure_cursor(tx.session, ALARMS_CURSOR, now)
+        tx.publish("alarm-created")  # the other replicas note their output from now on
         return store.to_schema(tx.session, alarm, now)
 
-    created = await state.db.write(create)
-    state.output_log.alarms = True  # output is noted from now on
-    return created
+    # Output is noted from before the alarm commits, so that none stored meanwhile is
+    # missed (a chunk noted with no alarm to count it is pruned).
+    state.output_log.alarm_created()
+    return await state.db.write(create)
 
 
 @router.get("", **action("ListAlarms"))
