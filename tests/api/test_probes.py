@@ -17,7 +17,10 @@ from tests.inprocess import App
 def test_a_started_server_is_ready_and_says_its_version(app: App):
     assert app.http is not None
     ready = app.http.get("/readyz")
-    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    assert (ready.status_code, ready.json()) == (
+        200,
+        {"status": "ready", "replica": app.http.app.state.fleet.replica_id},
+    )
     version = app.http.get("/version")
     assert version.json() == {
         "version": __version__,

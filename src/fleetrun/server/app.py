@@ -239,7 +239,7 @@ async def _readyz(request: Request) -> JSONResponse:
     if unready:
         log.warning("readiness: %s", unready)
         return _not_ready(unready)
-    return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "ready", "replica": state.replica_id})
 
 
 def _not_ready(reason: str) -> JSONResponse:

@@ -8,7 +8,7 @@ them is decided here, every invocation status through `moves`."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -395,13 +395,34 @@ def expire(session: Session, now: datetime) -> set[str]:
     - running, or being cancelled, long past the command's expiry with no word from
       the agent (the node went away): TimedOut (ExecutionTimedOut) or Cancelled."""
     touched: set[str] = set()
-    for inv in session.execute(_late(now).limit(2000)).scalars():
+    late = list(session.execute(_late(now).limit(2000)).scalars())
+    lost = list(session.execute(_lost(now).limit(2000)).scalars())
+    lock_commands(session, {inv.command_id for inv in [*late, *lost]})
+    for inv in late:
         if moves.move(session, inv, Happening.DELIVERY_DEADLINE, at=now):
             touched.add(inv.command_id)
-    for inv in session.execute(_lost(now).limit(2000)).scalars():
+    for inv in lost:
         if moves.move(session, inv, Happening.EXPIRED, at=now):
             touched.add(inv.command_id)
     return touched
+
+
+LOCK_BATCH = 1000  # ids per statement when locking commands
+
+
+def lock_commands(session: Session, command_ids: Iterable[str]) -> None:
+    """Lock these commands' rows in id order, before any of their invocations is
+    changed: every transaction that changes invocations of several commands takes its
+    command locks so, first (`engine.invocations.lock_commands_of`), and no two wait on
+    each other in a cycle (PostgreSQL; SQLite runs one writer at a time)."""
+    ordered = sorted(set(command_ids))
+    if not ordered or session.get_bind().dialect.name == "sqlite":
+        return
+    for first in range(0, len(ordered), LOCK_BATCH):
+        chunk = ordered[first : first + LOCK_BATCH]
+        session.execute(
+            select(Command.id).where(Command.id.in_(chunk)).order_by(Command.id).with_for_update()
+        )
 
 
 def cancel_command(

@@ -4,7 +4,7 @@ a node going offline or being deleted, an agent that restarted. Every status thr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +16,7 @@ from fleetrun.core import protocol
 from fleetrun.core.lifecycle import AGENT_RESULTS, Happening
 from fleetrun.core.statuses import TERMINAL_INVOCATION, InvocationStatus, PingStatus, StepStatus
 from fleetrun.server.db import publish
+from fleetrun.server.engine import commands as engine_commands
 from fleetrun.server.engine import moves
 from fleetrun.server.output import (
     STDERR_TAIL_CHARS,
@@ -28,16 +29,33 @@ from fleetrun.server.store import invocations as invocation_store
 from fleetrun.server.store.tables import Command, Invocation, InvocationStep, Node, utcnow
 
 
+def lock_commands_of(session: Session, invocation_ids: Iterable[str]) -> None:
+    """Lock the rows of these invocations' commands, in id order, before any of the
+    invocations is changed (`engine.commands.lock_commands`)."""
+    ids = list(invocation_ids)
+    if not ids or session.get_bind().dialect.name == "sqlite":
+        return
+    commands: set[str] = set()
+    for first in range(0, len(ids), engine_commands.LOCK_BATCH):
+        chunk = ids[first : first + engine_commands.LOCK_BATCH]
+        query = select(Invocation.command_id).where(Invocation.id.in_(chunk)).distinct()
+        commands.update(session.execute(query).scalars())
+    engine_commands.lock_commands(session, commands)
+
+
 def node_deleted(session: Session, node_id: str) -> set[str]:
     """A node was deleted: what it has not finished ends Undeliverable; the commands
     touched. The replica holding its session (maybe another) closes it once this commits."""
     publish(session, "deleted", [node_id])
-    rows = session.execute(
-        select(Invocation).where(
-            Invocation.node_id == node_id,
-            Invocation.status.not_in([s.value for s in TERMINAL_INVOCATION]),
-        )
-    ).scalars()
+    rows = list(
+        session.execute(
+            select(Invocation).where(
+                Invocation.node_id == node_id,
+                Invocation.status.not_in([s.value for s in TERMINAL_INVOCATION]),
+            )
+        ).scalars()
+    )
+    lock_commands_of(session, [inv.id for inv in rows])
     touched = set()
     for inv in rows:
         if moves.move(session, inv, Happening.NODE_DELETED):
@@ -50,6 +68,7 @@ def mark_delayed(session: Session, invocation_ids: Sequence[str]) -> set[str]:
     A node another replica holds (Online) is not offline: that replica delivers."""
     if not invocation_ids:
         return set()
+    lock_commands_of(session, invocation_ids)
     rows = session.execute(
         select(Invocation)
         .join(Node, Node.id == Invocation.node_id)
@@ -70,6 +89,7 @@ def too_large(session: Session, sizes: Mapping[str, int]) -> set[str]:
     """Invocations whose invoke frame would be over the agent channel's limit end
     Undeliverable (detail TooLarge) instead of being sent; the commands touched."""
     touched = set()
+    lock_commands_of(session, list(sizes))
     for inv in session.execute(select(Invocation).where(Invocation.id.in_(list(sizes)))).scalars():
         message = (
             f"Not sent: it is {protocol.mib(sizes[inv.id])} once encoded for the node, over "
@@ -89,7 +109,9 @@ def agent_hello(session: Session, node_id: str, running: set[str]) -> tuple[list
     Returns (invocation ids to stop, commands touched)."""
     stop = invocation_store.ended_but_running(session, node_id, running)
     changed = set()
-    for inv in invocation_store.running_on(session, node_id):
+    on_node = list(invocation_store.running_on(session, node_id))
+    lock_commands_of(session, [inv.id for inv in on_node if inv.id not in running])
+    for inv in on_node:
         if inv.id in running:
             if inv.status == InvocationStatus.CANCELLING:
                 stop.append(inv.id)  # the cancel may not have reached it

@@ -338,6 +338,19 @@ class Gateway:
     ) -> dict[AgentSession, engine_invocations.Applied]:
         results = {}
         changed: set[str] = set()
+        # The commands first, in one order: another replica's transaction may change
+        # invocations of the same commands (engine.invocations.lock_commands_of).
+        engine_invocations.lock_commands_of(
+            tx.session,
+            sorted(
+                {
+                    f.invocation_id
+                    for frames in groups.values()
+                    for f in frames
+                    if isinstance(f, protocol.Ack | protocol.Output | protocol.State)
+                }
+            ),
+        )
         for session, frames in groups.items():
             applier = engine_invocations.FrameApplier(
                 tx.session, session.node_id, self.state.output
