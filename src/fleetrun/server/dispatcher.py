@@ -113,7 +113,11 @@ class Dispatcher:
             await self.cancel_again()
 
     async def deliver(self, node_ids: list[str] | None) -> None:
-        rows = await self.state.db.read(lambda s: invocation_store.deliverable(s, node_ids))
+        # A full pass reads only what this replica may act on, not the whole fleet's.
+        mine = None if node_ids is not None else self.state.replica_id
+        rows = await self.state.db.read(
+            lambda s: invocation_store.deliverable(s, node_ids, replica_id=mine)
+        )
         resend_s = self.state.settings.invoke_resend_s
         offline: list[str] = []
         too_large: dict[str, int] = {}

@@ -15,6 +15,7 @@ from fleetrun.core.errors import NotFoundError
 from fleetrun.core.ids import is_node_id, is_uuid
 from fleetrun.core.statuses import (
     InvocationStatus,
+    PingStatus,
     StepStatus,
 )
 from fleetrun.schemas import commands as schemas
@@ -35,6 +36,7 @@ from fleetrun.server.store.tables import (
     Invocation,
     InvocationStep,
     InvocationTransition,
+    Node,
     NodeTag,
 )
 
@@ -183,10 +185,12 @@ def read_steps_of(
 
 
 def deliverable(
-    session: Session, node_ids: Sequence[str] | None = None
+    session: Session, node_ids: Sequence[str] | None = None, *, replica_id: str | None = None
 ) -> list[tuple[str, str, str, str, dict[str, Any] | None]]:
     """(invocation id, node id, command id, status, sealed secrets) of every released
-    invocation that an agent has not accepted yet, oldest first."""
+    invocation that an agent has not accepted yet, oldest first. With `replica_id`, only
+    those this replica may act on: of the nodes it holds, and of the nodes no replica
+    holds (to be marked Delayed); another replica's are that replica's to deliver."""
     query = (
         select(
             Invocation.id,
@@ -203,6 +207,14 @@ def deliverable(
     )
     if node_ids is not None:
         query = query.where(Invocation.node_id.in_(node_ids))
+    if replica_id is not None:
+        query = query.join(Node, Node.id == Invocation.node_id).where(
+            or_(
+                Node.replica_id == replica_id,
+                Node.replica_id.is_(None),
+                Node.ping_status != PingStatus.ONLINE,
+            )
+        )
     return [(r[0], r[1], r[2], r[3], r[4]) for r in session.execute(query)]
 
 
