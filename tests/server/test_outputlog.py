@@ -150,8 +150,15 @@ def test_an_evaluators_look_from_before_an_alarm_was_created_does_not_stop_notin
     from fleetrun.core.clock import SystemClock
 
     log = outputlog.OutputLog(SystemClock())
+    log.alarm_creating()  # an alarm is being created...
+    during = log.created  # ...when the evaluator starts its look
+    log.alarms_seen(False, during)  # and reads "none" before the alarm commits
+    assert log.wanted
+    log.alarm_created()  # committed
+    log.alarms_seen(False, during)  # a look from before the commit ends later: not kept
+    assert log.wanted
     before = log.created  # the evaluator starts its look
-    log.alarm_created()  # an alarm is created meanwhile
+    log.alarm_created()  # an alarm is created through another replica meanwhile
     log.alarms_seen(False, before)  # the look ends: "none", from before
     assert log.wanted
     log.alarms_seen(False, log.created)  # a look from after: the alarm was deleted

@@ -84,22 +84,30 @@ class OutputLog:
         self.always = always  # a forwarder is configured: every chunk is wanted
         self.alarms = False  # an alarm exists (kept fresh by the alarm evaluator)
         self._created = 0  # alarms created so far, here or through another replica
+        self._creating = 0  # alarms being created here, not yet committed
 
     @property
     def created(self) -> int:
         """Read by the evaluator before it looks whether an alarm exists."""
         return self._created
 
+    def alarm_creating(self) -> None:
+        """An alarm is about to be created here: output is noted from now on."""
+        self._creating += 1
+        self.alarms = True
+
     def alarm_created(self) -> None:
-        """An alarm exists from now on: output is noted at once, not from the
-        evaluator's next pass."""
+        """An alarm was created (here, after `alarm_creating`, or through another
+        replica): output is noted at once, not from the evaluator's next pass."""
+        self._creating = max(0, self._creating - 1)
         self._created += 1
         self.alarms = True
 
     def alarms_seen(self, exists: bool, created: int) -> None:
-        """What the evaluator read, having read `created` before: an answer "none" read
-        before an alarm was created is not kept (its output would go uncounted)."""
-        if exists or created == self._created:
+        """What the evaluator read, having read `created` before: an answer "none" is
+        not kept while an alarm is being created or if one was created since (its
+        output would go uncounted)."""
+        if exists or (created == self._created and not self._creating):
             self.alarms = exists
 
     @property

@@ -40,9 +40,13 @@ async def create_alarm(
         return store.to_schema(tx.session, alarm, now)
 
     # Output is noted from before the alarm commits, so that none stored meanwhile is
-    # missed (a chunk noted with no alarm to count it is pruned).
-    state.output_log.alarm_created()
-    return await state.db.write(create)
+    # missed (a chunk noted with no alarm to count it is pruned), and an evaluator's
+    # look that began before the commit cannot turn that off.
+    state.output_log.alarm_creating()
+    try:
+        return await state.db.write(create)
+    finally:
+        state.output_log.alarm_created()
 
 
 @router.get("", **action("ListAlarms"))
