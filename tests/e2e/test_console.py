@@ -114,7 +114,10 @@ def test_sign_in_run_on_a_tag_and_watch_every_node_succeed_live(shared_fleet, br
         # The statuses arrive over server-sent events: no reload of the page.
         page.wait_for_selector("#command-status:has-text('Success')", timeout=60_000)
         assert page.url == url
-        assert page.locator("#invocations tbody tr[data-status=Success]").count() == 2
+        # The summary and the table are two events of the stream: the table may follow.
+        playwright_api.expect(
+            page.locator("#invocations tbody tr[data-status=Success]")
+        ).to_have_count(2, timeout=30_000)
         page.click("#invocations tbody tr >> nth=0 >> text=output")
         page.wait_for_selector("#output pre:has-text('hello from')")
         page.screenshot(path=str(shots / "console-command.png"), full_page=True)
