@@ -59,7 +59,7 @@ import httpx
 from _common import SERVER_ENV, rss_mb
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from tests.harness import PG_ENV, ServerProcess
+from tests.harness import PG_ENV, ServerProcess, spawned_children
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from fleetrun import __version__
@@ -669,22 +669,9 @@ def raise_fd_limit(agents: int, processes: int) -> dict[str, Any]:
 
 
 def server_pids(server: ServerProcess) -> list[int]:
-    """The server's process and, with --server-workers, its workers (the processes
-    multiprocessing spawned for it)."""
+    """The server's process and, with --server-workers, its workers."""
     assert server.proc is not None
-    parent = server.proc.pid
-    found = [parent]
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == parent and b"spawn_main" in cmdline:
-            found.append(int(entry.name))
-    return found
+    return [server.proc.pid, *spawned_children(server.proc.pid)]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -33,6 +33,23 @@ PYTHON = sys.executable
 PG_ENV = "FLEETRUN_TEST_DATABASE_URL"
 
 
+def spawned_children(parent: int) -> list[int]:
+    """The processes `parent` started with multiprocessing's spawn (`fleetrun server
+    --workers N`'s workers), not its resource tracker."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

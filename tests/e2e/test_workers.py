@@ -13,26 +13,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.harness import PG_ENV, PYTHON, Fleet, wait_for
+from tests.harness import PG_ENV, PYTHON, Fleet, spawned_children, wait_for
 
 KEY = {"FLEETRUN_SECRET_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}
 
 
 def _workers(parent: int) -> set[int]:
-    """The worker processes of the server `parent` (multiprocessing's spawned children;
-    not its resource tracker)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == parent and b"spawn_main" in cmdline:
-            found.add(int(entry.name))
-    return found
+    return set(spawned_children(parent))
 
 
 def _live_replicas(url: str) -> int:

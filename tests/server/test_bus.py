@@ -5,8 +5,10 @@ when it commits, never when it rolls back, and never the replica that sent it.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
@@ -44,74 +46,79 @@ def test_a_message_that_is_not_ours_is_ignored(db, caplog):
     assert "was not ours" in caplog.text
 
 
-@pytest.mark.skipif(not os.environ.get(PG_ENV), reason="LISTEN/NOTIFY is PostgreSQL's")
-async def test_what_a_replica_commits_reaches_the_others_and_what_it_rolls_back_does_not(db):
+@contextlib.asynccontextmanager
+async def _two_replicas(db: Database) -> AsyncIterator[tuple[Bus, Bus]]:
+    """The buses of two replicas on one database (a on `db`, b on a pool of its own),
+    not yet listening: handlers go on first."""
     other = Database(db.url)
-    a, b = Bus(db, "replica-a"), Bus(other, "replica-b")
-    heard_a: list[list[str] | None] = []
-    heard_b: asyncio.Queue[list[str] | None] = asyncio.Queue()
-    connects: list[bool] = []
-    a.on("changed", heard_a.append)
-    b.on("changed", heard_b.put_nowait)
-    b.on_connect(lambda: connects.append(True))
-    a.start()
-    b.start()
+    try:
+        yield Bus(db, "replica-a"), Bus(other, "replica-b")
+    finally:
+        await other.close()
+
+
+@contextlib.asynccontextmanager
+async def _listening(*buses: Bus) -> AsyncIterator[None]:
+    for bus in buses:
+        bus.start()
     try:
         async with asyncio.timeout(10):
-            await a.connected.wait()
-            await b.connected.wait()
-        assert connects == [True]
-
-        await db.write(lambda tx: tx.publish("changed", "c1", "c2"))
-        async with asyncio.timeout(5):
-            assert await heard_b.get() == ["c1", "c2"]
-
-        def rolled_back(tx):
-            tx.publish("changed", "never")
-            raise RuntimeError("rolled back")
-
-        with pytest.raises(RuntimeError):
-            await db.write(rolled_back)
-        await a.send("changed", ["c3"])  # after the rollback: the next to arrive
-        async with asyncio.timeout(5):
-            assert await heard_b.get() == ["c3"]
-        await asyncio.sleep(0.2)
-        assert heard_a == []  # a replica does not hear itself
+            for bus in buses:
+                await bus.connected.wait()
+        yield
     finally:
-        await a.stop()
-        await b.stop()
-        await other.close()
+        for bus in buses:
+            await bus.stop()
+
+
+@pytest.mark.skipif(not os.environ.get(PG_ENV), reason="LISTEN/NOTIFY is PostgreSQL's")
+async def test_what_a_replica_commits_reaches_the_others_and_what_it_rolls_back_does_not(db):
+    async with _two_replicas(db) as (a, b):
+        heard_a: list[list[str] | None] = []
+        heard_b: asyncio.Queue[list[str] | None] = asyncio.Queue()
+        connects: list[bool] = []
+        a.on("changed", heard_a.append)
+        b.on("changed", heard_b.put_nowait)
+        b.on_connect(lambda: connects.append(True))
+        async with _listening(a, b):
+            assert connects == [True]
+
+            await db.write(lambda tx: tx.publish("changed", "c1", "c2"))
+            async with asyncio.timeout(5):
+                assert await heard_b.get() == ["c1", "c2"]
+
+            def rolled_back(tx):
+                tx.publish("changed", "never")
+                raise RuntimeError("rolled back")
+
+            with pytest.raises(RuntimeError):
+                await db.write(rolled_back)
+            await db.write(lambda tx: tx.publish("changed", "c3"))  # the next to arrive
+            async with asyncio.timeout(5):
+                assert await heard_b.get() == ["c3"]
+            await asyncio.sleep(0.2)
+            assert heard_a == []  # a replica does not hear itself
 
 
 @pytest.mark.skipif(not os.environ.get(PG_ENV), reason="LISTEN/NOTIFY is PostgreSQL's")
 async def test_a_change_of_access_on_one_replica_clears_who_tokens_are_on_the_others(db):
     IdentityCache(time.monotonic).watch(db.sessionmaker)  # what marks access changed
-    other = Database(db.url)
-    a, b = Bus(db, "replica-a"), Bus(other, "replica-b")
-    cleared: asyncio.Queue[list[str] | None] = asyncio.Queue()
-    b.on("access", cleared.put_nowait)
-    a.start()
-    b.start()
-    try:
-        async with asyncio.timeout(10):
-            await a.connected.wait()
-            await b.connected.wait()
-        await db.write(
-            lambda tx: tx.session.add(Principal(name="p", kind="user", created_at=utcnow()))
-        )
-        async with asyncio.timeout(5):
-            assert await cleared.get() == []
-        await db.write(  # a bulk statement on a table of access
-            lambda tx: tx.session.execute(
-                update(Principal).where(Principal.name == "p").values(description="d")
+    async with _two_replicas(db) as (a, b):
+        cleared: asyncio.Queue[list[str] | None] = asyncio.Queue()
+        b.on("access", cleared.put_nowait)
+        async with _listening(a, b):
+            await db.write(
+                lambda tx: tx.session.add(Principal(name="p", kind="user", created_at=utcnow()))
             )
-        )
-        async with asyncio.timeout(5):
-            assert await cleared.get() == []
-    finally:
-        await a.stop()
-        await b.stop()
-        await other.close()
+            async with asyncio.timeout(5):
+                assert await cleared.get() == []
+            await db.write(  # a bulk statement on a table of access
+                lambda tx: tx.session.execute(
+                    update(Principal).where(Principal.name == "p").values(description="d")
+                )
+            )
+            async with asyncio.timeout(5):
+                assert await cleared.get() == []
 
 
 @pytest.mark.skipif(not os.environ.get(PG_ENV), reason="LISTEN/NOTIFY is PostgreSQL's")

@@ -11,9 +11,9 @@ PostgreSQL's `LISTEN/NOTIFY` channel `fleetrun`:
     access     a token, principal, policy or role changed: forget who tokens speak for
     alarm-created  an output alarm was created: note stored output for it from now on
 
-A transaction publishes with `Tx.publish`; its messages go out as one NOTIFY in that
-transaction, so PostgreSQL delivers them when it commits and never when it does not.
-Work that already committed publishes through `Bus.send`.
+A transaction publishes with `Tx.publish` (or `db.publish` on its session); its messages
+go out as one NOTIFY in that transaction, so PostgreSQL delivers them when it commits
+and never when it does not.
 
 Messages are hints, never the truth: the receiver reads the database. A message lost
 (the listening connection dropped) costs only time: on every (re)connect the replica
@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Executable, func, select
@@ -74,7 +74,7 @@ class Bus:
         self._handlers: dict[str, Handler] = {}
         self._on_connect: list[Callable[[], Any]] = []
         self._task: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()  # listening now (tests and /readyz may ask)
+        self.connected = asyncio.Event()  # listening now
         if self.enabled:
             db.notifier = self._statement
 
@@ -87,16 +87,6 @@ class Bus:
 
     def _statement(self, published: dict[str, set[str]]) -> Executable:
         return select(func.pg_notify(CHANNEL, encode(self.replica_id, published)))
-
-    async def send(self, kind: str, keys: Iterable[str]) -> None:
-        """Publish now, for work that already committed."""
-        keys = list(keys)
-        if not self.enabled or not keys:
-            return
-        try:
-            await self.db.write(lambda tx: tx.publish(kind, *keys))
-        except Exception:
-            log.exception("could not tell the other replicas (%s); their pass will", kind)
 
     # -- listening --------------------------------------------------------------------
 

@@ -122,9 +122,8 @@ class ServerState:
             self.dispatcher.cancel_soon()
             return
         pairs = [(n, i) for n, _, i in (k.partition(" ") for k in keys)]
-        held = [p for p in pairs if self.gateway.session_for(p[0]) is not None]
-        if held:
-            self._spawn(self.gateway.cancel_held(held), "bus-cancel")
+        if any(self.gateway.session_for(node_id) is not None for node_id, _ in pairs):
+            self._spawn(self.gateway.cancel(pairs), "bus-cancel")
 
     def _deleted(self, keys: list[str] | None) -> None:
         # All of them (never in practice: a deletion is one node) is left to the next

@@ -35,6 +35,7 @@ from fleetrun.core.statuses import (
 from fleetrun.schemas import commands as schemas
 from fleetrun.server import events
 from fleetrun.server.authz import Caller
+from fleetrun.server.db import publish
 from fleetrun.server.engine import moves
 from fleetrun.server.store import commands as command_store
 from fleetrun.server.store import documents as document_store
@@ -466,4 +467,6 @@ def cancel_command(
             continue
         if moved.status == InvocationStatus.CANCELLING or released:
             notify.append((inv.node_id, inv.id))  # running, or maybe on its way to the agent
+    # The replica holding each agent tells it (maybe another: server/bus.py).
+    publish(session, "cancel", [f"{node_id} {inv_id}" for node_id, inv_id in notify])
     return notify

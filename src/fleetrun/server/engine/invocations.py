@@ -55,7 +55,7 @@ def node_deleted(session: Session, node_id: str) -> set[str]:
             )
         ).scalars()
     )
-    lock_commands_of(session, [inv.id for inv in rows])
+    engine_commands.lock_commands(session, {inv.command_id for inv in rows})
     touched = set()
     for inv in rows:
         if moves.move(session, inv, Happening.NODE_DELETED):
@@ -110,7 +110,9 @@ def agent_hello(session: Session, node_id: str, running: set[str]) -> tuple[list
     stop = invocation_store.ended_but_running(session, node_id, running)
     changed = set()
     on_node = list(invocation_store.running_on(session, node_id))
-    lock_commands_of(session, [inv.id for inv in on_node if inv.id not in running])
+    engine_commands.lock_commands(
+        session, {inv.command_id for inv in on_node if inv.id not in running}
+    )
     for inv in on_node:
         if inv.id in running:
             if inv.status == InvocationStatus.CANCELLING:

@@ -342,14 +342,12 @@ class Gateway:
         # invocations of the same commands (engine.invocations.lock_commands_of).
         engine_invocations.lock_commands_of(
             tx.session,
-            sorted(
-                {
-                    f.invocation_id
-                    for frames in groups.values()
-                    for f in frames
-                    if isinstance(f, protocol.Ack | protocol.Output | protocol.State)
-                }
-            ),
+            {
+                f.invocation_id
+                for frames in groups.values()
+                for f in frames
+                if isinstance(f, protocol.Ack | protocol.Output | protocol.State)
+            },
         )
         for session, frames in groups.items():
             applier = engine_invocations.FrameApplier(
@@ -369,35 +367,25 @@ class Gateway:
         return results
 
     async def cancel(self, targets: list[tuple[str, str]]) -> None:
-        """Tell the agents to stop these (node id, invocation id): those held here at
-        once, the others through the replica that holds them; an agent that is offline
-        is told when it connects."""
-        elsewhere = await self.cancel_held(targets)
-        await self.state.bus.send("cancel", [f"{n} {i}" for n, i in elsewhere])
-
-    async def cancel_held(self, targets: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """Tell the agents held here to stop these; returns the targets not held here."""
-        elsewhere = []
+        """Tell the agents held here to stop these (node id, invocation id); the others
+        are told by the replica that holds them (the cancel published itself:
+        `engine.commands.cancel_command`), an agent that is offline when it connects."""
         for node_id, invocation_id in targets:
             session = self.session_for(node_id)
-            if session is None:
-                elsewhere.append((node_id, invocation_id))
-            elif await session.send(protocol.Cancel(invocation_id=invocation_id)):
+            if session is not None and await session.send(
+                protocol.Cancel(invocation_id=invocation_id)
+            ):
                 session.sent_cancels[invocation_id] = self.state.clock.monotonic()
-        return elsewhere
 
     async def node_deleted(self, node_id: str) -> None:
         """The node was deleted (committed): its agent goes if held here (the deletion
         told the other replicas: `engine.invocations.node_deleted`)."""
         await self.disconnect(node_id, protocol.CLOSE_NODE_UNKNOWN, "node deleted")
 
-    async def disconnect(self, node_id: str, code: int, reason: str) -> bool:
-        """Close the node's session if it is held here; whether it was."""
+    async def disconnect(self, node_id: str, code: int, reason: str) -> None:
         session = self.sessions.get(node_id)
-        if session is None:
-            return False
-        await session.close(code, reason)
-        return True
+        if session is not None:
+            await session.close(code, reason)
 
     async def _end(self, session: AgentSession) -> None:
         await session.close(1000, "bye")
