@@ -837,14 +837,14 @@ def idle_and_send(
     # send --all, at the default rate control and at 100 % concurrency.
     for key, concurrency in (("send_default", None), ("send_100pct", "100%")):
         runs = []
-        for n in range(args.runs):
+        for run in range(args.runs):
             result = send_all(client, concurrency, args.send_timeout, cpu_pids, n)
             runs.append(result)
             seconds = result["seconds"]
             shown = f"{seconds:.2f} s" if seconds is not None else "did not finish"
             log(
                 args,
-                f"{key} run {n + 1}: {shown} ({result['completed']}/{k} completed; CPU "
+                f"{key} run {run + 1}: {shown} ({result['completed']}/{k} completed; CPU "
                 f"server {result['server_cpu_s']:.1f} s, swarm {result['swarm_cpu_s']:.1f} s)",
             )
         times = [r["seconds"] for r in runs]

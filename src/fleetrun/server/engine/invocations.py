@@ -43,6 +43,42 @@ def lock_commands_of(session: Session, invocation_ids: Iterable[str]) -> None:
     engine_commands.lock_commands(session, commands)
 
 
+LOAD_BATCH = 500  # ids per statement when loading a batch's rows
+
+
+@dataclass
+class Loaded:
+    """The rows a group commit of agent frames works on, read up front with a few
+    set-based statements instead of one lookup per frame."""
+
+    invocations: dict[str, Invocation] = field(default_factory=dict)
+    steps: dict[tuple[str, int], InvocationStep] = field(default_factory=dict)
+    plans: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # command -> steps
+
+
+def load_batch(session: Session, invocation_ids: Iterable[str]) -> Loaded:
+    """Lock the commands of these invocations in id order (`lock_commands_of`), then
+    read the invocations, their steps and their commands' step plans: the frames
+    applied next find them here."""
+    ids = sorted(set(invocation_ids))
+    lock_commands_of(session, ids)
+    loaded = Loaded()
+    for first in range(0, len(ids), LOAD_BATCH):
+        chunk = ids[first : first + LOAD_BATCH]
+        for inv in session.execute(select(Invocation).where(Invocation.id.in_(chunk))).scalars():
+            loaded.invocations[inv.id] = inv
+        query = select(InvocationStep).where(InvocationStep.invocation_id.in_(chunk))
+        for step in session.execute(query).scalars():
+            loaded.steps[(step.invocation_id, step.idx)] = step
+    command_ids = sorted({inv.command_id for inv in loaded.invocations.values()})
+    for first in range(0, len(command_ids), LOAD_BATCH):
+        chunk = command_ids[first : first + LOAD_BATCH]
+        query = select(Command.id, Command.steps).where(Command.id.in_(chunk))
+        for command_id, steps in session.execute(query):
+            loaded.plans[command_id] = list(steps)
+    return loaded
+
+
 def node_deleted(session: Session, node_id: str) -> set[str]:
     """A node was deleted: what it has not finished ends Undeliverable; the commands
     touched. The replica holding its session (maybe another) closes it once this commits."""
@@ -156,25 +192,31 @@ class Applied:
 
 
 class FrameApplier:
-    """Applies one agent's frames inside one transaction."""
+    """Applies one agent's frames inside one transaction. With `loaded` (`load_batch`
+    over every invocation the frames name) it reads nothing more row by row."""
 
     def __init__(
         self,
         session: Session,
         node_id: str,
         output: OutputStore,
+        loaded: Loaded | None = None,
     ) -> None:
         self.session = session
         self.node_id = node_id
         self.output = output
         self.applied = Applied()
+        self._loaded = loaded
         self._invocations: dict[str, Invocation | None] = {}
-        self._steps: dict[tuple[str, int], InvocationStep] = {}
-        self._commands: dict[str, Command] = {}
+        self._steps: dict[tuple[str, int], InvocationStep] = loaded.steps if loaded else {}
+        self._plans: dict[str, list[dict[str, Any]]] = loaded.plans if loaded else {}
 
     def _invocation(self, invocation_id: str) -> Invocation | None:
         if invocation_id not in self._invocations:
-            inv = self.session.get(Invocation, invocation_id)
+            if self._loaded is not None:
+                inv = self._loaded.invocations.get(invocation_id)
+            else:
+                inv = self.session.get(Invocation, invocation_id)
             # An agent may speak only of its own invocations.
             self._invocations[invocation_id] = (
                 inv if inv is not None and inv.node_id == self.node_id else None
@@ -223,7 +265,8 @@ class FrameApplier:
         key = (inv.id, idx)
         step = self._steps.get(key)
         if step is None:
-            step = self.session.get(InvocationStep, (inv.id, idx))
+            # Loaded with its invocation: a step not among them does not exist yet.
+            step = None if self._loaded else self.session.get(InvocationStep, (inv.id, idx))
             if step is None:
                 plan = self._plan(inv.command_id)
                 spec = plan[idx] if idx < len(plan) else {}
@@ -243,12 +286,12 @@ class FrameApplier:
         return step
 
     def _plan(self, command_id: str) -> list[dict[str, Any]]:
-        command = self._commands.get(command_id)
-        if command is None:
+        plan = self._plans.get(command_id)
+        if plan is None:
             command = self.session.get(Command, command_id)
             assert command is not None
-            self._commands[command_id] = command
-        return list(command.steps)
+            plan = self._plans[command_id] = list(command.steps)
+        return plan
 
     def _output(self, inv: Invocation, frame: protocol.Output) -> None:
         step = self._step(inv, frame.step)

@@ -338,9 +338,10 @@ class Gateway:
     ) -> dict[AgentSession, engine_invocations.Applied]:
         results = {}
         changed: set[str] = set()
-        # The commands first, in one order: another replica's transaction may change
-        # invocations of the same commands (engine.invocations.lock_commands_of).
-        engine_invocations.lock_commands_of(
+        # The commands locked first, in one order (another replica's transaction may
+        # change invocations of the same commands), then every row the frames need,
+        # read in a few statements rather than one per frame.
+        loaded = engine_invocations.load_batch(
             tx.session,
             {
                 f.invocation_id
@@ -351,7 +352,7 @@ class Gateway:
         )
         for session, frames in groups.items():
             applier = engine_invocations.FrameApplier(
-                tx.session, session.node_id, self.state.output
+                tx.session, session.node_id, self.state.output, loaded
             )
             for frame in frames:
                 if isinstance(frame, protocol.Ack):
