@@ -17,7 +17,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -180,6 +180,7 @@ def _marks(step: InvocationStep, stream: str) -> tuple[int, int]:
 
 def _index(works: list[Work], tx: Tx) -> None:
     at = utcnow()
+    new_lines: list[dict[str, Any]] = []  # inserted together: one statement, not one each
     for work in works:
         invocation_id, step, stream = work.key
         column = (
@@ -205,4 +206,7 @@ def _index(works: list[Work], tx: Tx) -> None:
             work.data,
             continues_line=work.continues_line,
             at=at,
+            first_chunk=work.start == 0,
+            new_lines=new_lines,
         )
+    store.insert_lines(tx.session, new_lines)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
@@ -52,9 +53,13 @@ def index_chunk(
     *,
     continues_line: bool,
     at: datetime,
+    first_chunk: bool = False,
+    new_lines: list[dict[str, Any]] | None = None,
 ) -> None:
     """Index a chunk just stored; `continues_line` when the stream so far did not end
-    with a line break (its last indexed line grows)."""
+    with a line break (its last indexed line grows). `first_chunk` when nothing of the
+    stream is indexed yet (there is no last line to look up). With `new_lines`, the
+    rows to insert are added to it for the caller to insert with others, in order."""
     if not data:
         return
     where = (
@@ -62,12 +67,16 @@ def index_chunk(
         OutputLine.step == step,
         OutputLine.stream == stream,
     )
-    last = session.execute(
-        select(OutputLine.line_no, OutputLine.text)
-        .where(*where)
-        .order_by(OutputLine.line_no.desc())
-        .limit(1)
-    ).first()
+    last = (
+        None
+        if first_chunk
+        else session.execute(
+            select(OutputLine.line_no, OutputLine.text)
+            .where(*where)
+            .order_by(OutputLine.line_no.desc())
+            .limit(1)
+        ).first()
+    )
     last_no = last.line_no if last else 0
     partial = last.text if (last is not None and continues_line) else None
     lines = split_chunk(partial, last_no, data)
@@ -82,23 +91,29 @@ def index_chunk(
         first = lines.first_no + 1
     else:
         first = lines.first_no
-    if texts:
-        session.execute(
-            insert(OutputLine),
-            [
-                {
-                    "invocation_id": inv.id,
-                    "command_id": inv.command_id,
-                    "node_id": inv.node_id,
-                    "step": step,
-                    "stream": stream,
-                    "line_no": first + i,
-                    "at": at,
-                    "text": line,
-                }
-                for i, line in enumerate(texts)
-            ],
-        )
+    rows = [
+        {
+            "invocation_id": inv.id,
+            "command_id": inv.command_id,
+            "node_id": inv.node_id,
+            "step": step,
+            "stream": stream,
+            "line_no": first + i,
+            "at": at,
+            "text": line,
+        }
+        for i, line in enumerate(texts)
+    ]
+    if new_lines is not None:
+        new_lines.extend(rows)
+    elif rows:
+        session.execute(insert(OutputLine), rows)
+
+
+def insert_lines(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert the lines `index_chunk` gathered (in statements of at most 1,000 rows)."""
+    for start in range(0, len(rows), 1000):
+        session.execute(insert(OutputLine), rows[start : start + 1000])
 
 
 def forget(session: Session, invocation_ids: Sequence[str]) -> None:
