@@ -85,23 +85,31 @@ class LocalOutputStore:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self._root = root.resolve()
-        self._dirs: set[Path] = set()
+        self._under = os.path.join(self._root, "")
+        self._dirs: set[str] = set()
+
+    def _name(self, key: str) -> str:
+        # Keys are made of ids and numbers; one with ".." or an absolute path that
+        # leads out of the store is refused. Lexical, not Path.resolve(): that is a
+        # system call per path component, on every chunk stored.
+        name = os.path.normpath(os.path.join(self._root, key))
+        if not name.startswith(self._under):
+            raise ValueError(f"bad output key {key!r}")
+        return name
 
     def _path(self, key: str) -> Path:
-        path = (self._root / key).resolve()
-        if not path.is_relative_to(self._root):
-            raise ValueError(f"bad output key {key!r}")
-        return path
+        return Path(self._name(key))
 
     def write(self, key: str, offset: int, data: bytes) -> None:
         """Called inside a database transaction, on a database thread."""
-        path = self._path(key)
-        if path.parent not in self._dirs:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        name = self._name(key)
+        parent = os.path.dirname(name)
+        if parent not in self._dirs:
+            os.makedirs(parent, exist_ok=True)
             if len(self._dirs) > 4096:
                 self._dirs.clear()
-            self._dirs.add(path.parent)
-        _write_at(path, offset, data)
+            self._dirs.add(parent)
+        _write_at(name, offset, data)
 
     async def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Bytes [start, end) of a stream (end is what the database acknowledged)."""
@@ -184,7 +192,7 @@ class S3OutputStore:
         self.s3.close()
 
 
-def _write_at(path: Path, offset: int, data: bytes) -> None:
+def _write_at(path: str, offset: int, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         os.pwrite(fd, data, offset)
