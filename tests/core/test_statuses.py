@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import collections
+import itertools
+
 import pytest
 
 from fleetrun.core.statuses import (
@@ -16,6 +19,7 @@ from fleetrun.core.statuses import (
 from fleetrun.core.statuses import (
     invocation_outcome,
     summarize,
+    summarize_counts,
 )
 
 OK = (I.SUCCESS, D.SUCCESS)
@@ -58,6 +62,19 @@ TERMINATED = (I.TERMINATED, D.ERROR_THRESHOLD_EXCEEDED)
 def test_command_status_follows_its_invocations(invocations, threshold, expected):
     summary = summarize(invocations, error_threshold=threshold)
     assert (summary.status, summary.detail) == expected
+
+
+@pytest.mark.parametrize("threshold", [0, 1, 2, 5])
+def test_grouped_counts_summarize_as_the_invocations_do(threshold):
+    everything = [OK, FAIL, EXEC_TO, DELIV_TO, UNDELIV, RUNNING, DENIED, TERMINATED]
+    for size in range(1, 5):
+        for picked in itertools.product(everything, repeat=size):
+            grouped = collections.Counter(picked)
+            groups = [(s, d, n) for (s, d), n in grouped.items()]
+            groups.append((I.CANCELLED, D.CANCELLED, 0))  # a group emptied counts for nothing
+            assert summarize_counts(groups, error_threshold=threshold) == summarize(
+                picked, error_threshold=threshold
+            )
 
 
 def test_counts_follow_ssm_definitions():

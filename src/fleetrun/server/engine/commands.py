@@ -7,7 +7,7 @@ them is decided here, every invocation status through `moves`."""
 
 from __future__ import annotations
 
-import itertools
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,7 +30,7 @@ from fleetrun.core.statuses import (
     InvocationStatus,
     StatusDetail,
     is_error,
-    summarize,
+    summarize_counts,
 )
 from fleetrun.schemas import commands as schemas
 from fleetrun.server import events
@@ -239,6 +239,7 @@ class Refreshed:
 
 
 _SUMMARY_COLUMNS = (
+    Command.tally,
     Command.error_threshold,
     Command.concurrency_limit,
     Command.status,
@@ -265,24 +266,19 @@ def refresh_command(session: Session, command_id: str) -> Refreshed:
         .options(load_only(*_SUMMARY_COLUMNS))
         .where(Command.id == command_id)
         .with_for_update()
+        .execution_options(populate_existing=True)  # the tally as locked, not as seen before
     ).scalar_one()
-    rows = session.execute(
-        select(
-            Invocation.status,
-            Invocation.status_detail,
-            Invocation.released_at.is_(None),
-            func.count(),
-        )
-        .where(Invocation.command_id == command_id)
-        .group_by(Invocation.status, Invocation.status_detail, Invocation.released_at.is_(None))
-    ).all()
-    waiting = sum(n for s, _, unreleased, n in rows if unreleased and s == InvocationStatus.PENDING)
-    in_flight = sum(
-        n
-        for s, _, unreleased, n in rows
-        if s not in TERMINAL_INVOCATION and not (unreleased and s == InvocationStatus.PENDING)
-    )
-    errors = sum(n for s, d, _, n in rows if is_error(s, d))
+    changes, trusted = moves.take_tally(session, command_id)
+    if command.tally is None or not trusted:
+        tally = _count(session, command_id)  # the moves of this transaction included
+        moves.counted(session, command_id)
+    else:
+        tally = Counter(command.tally)
+        tally.update(changes)
+    groups = [(*moves.parse_tally_key(key), n) for key, n in tally.items() if n]
+    waiting = sum(n for s, _, w, n in groups if w)
+    in_flight = sum(n for s, _, w, n in groups if s not in TERMINAL_INVOCATION and not w)
+    errors = sum(n for s, d, _, n in groups if is_error(s, d))
     decision = ratecontrol.plan(
         in_flight=in_flight,
         waiting=waiting,
@@ -291,21 +287,22 @@ def refresh_command(session: Session, command_id: str) -> Refreshed:
         threshold=command.error_threshold,
     )
     result = Refreshed()
-    pairs: list[tuple[str, str | None, int]] = [(s, d, n) for s, d, _, n in rows]
     if decision.terminate:
         _terminate_waiting(session, command_id)
-        pairs = [
-            (s, d, n)
-            for s, d, unreleased, n in rows
-            if not (unreleased and s == InvocationStatus.PENDING)
-        ]
-        pairs.append((InvocationStatus.TERMINATED, StatusDetail.ERROR_THRESHOLD_EXCEEDED, waiting))
+        tally.update(moves.take_tally(session, command_id)[0])
     elif decision.release:
-        _release(session, command_id, decision.release)
+        released = _release(session, command_id, decision.release)
+        waits = moves.tally_key(InvocationStatus.PENDING, StatusDetail.PENDING, None)
+        goes = moves.tally_key(InvocationStatus.PENDING, StatusDetail.PENDING, utcnow())
+        tally[waits] -= released
+        tally[goes] += released
         result.released = True
-    summary = summarize(
-        itertools.chain.from_iterable(itertools.repeat((s, d), n) for s, d, n in pairs),
-        error_threshold=command.error_threshold,
+    stored = {key: n for key, n in sorted(tally.items()) if n}
+    if command.tally != stored:
+        command.tally = stored
+    groups = [(*moves.parse_tally_key(key), n) for key, n in stored.items()]
+    summary = summarize_counts(
+        ((s, d, n) for s, d, _, n in groups), error_threshold=command.error_threshold
     )
     new = {
         "status": summary.status.value,
@@ -343,13 +340,34 @@ def _waiting(command_id: str) -> ColumnElement[bool]:
     )
 
 
-def _release(session: Session, command_id: str, count: int) -> None:
+def _count(session: Session, command_id: str) -> Counter[str]:
+    """The command's tally counted from its invocations (once per command, or when a
+    transaction left it unknown: engine.moves)."""
+    rows = session.execute(
+        select(
+            Invocation.status,
+            Invocation.status_detail,
+            Invocation.released_at.is_(None),
+            func.count(),
+        )
+        .where(Invocation.command_id == command_id)
+        .group_by(Invocation.status, Invocation.status_detail, Invocation.released_at.is_(None))
+    ).all()
+    tally: Counter[str] = Counter()
+    for status, detail, unreleased, n in rows:
+        tally[moves.tally_key(status, detail, None if unreleased else utcnow())] += n
+    return tally
+
+
+def _release(session: Session, command_id: str, count: int) -> int:
+    """Release the next `count` waiting invocations; how many there were."""
     ids = list(
         session.execute(
             select(Invocation.id).where(_waiting(command_id)).order_by(Invocation.seq).limit(count)
         ).scalars()
     )
     session.execute(update(Invocation).where(Invocation.id.in_(ids)).values(released_at=utcnow()))
+    return len(ids)
 
 
 def _terminate_waiting(session: Session, command_id: str) -> None:

@@ -74,8 +74,8 @@ def load_batch(session: Session, invocation_ids: Iterable[str]) -> Loaded:
     for first in range(0, len(command_ids), LOAD_BATCH):
         chunk = command_ids[first : first + LOAD_BATCH]
         query = select(Command.id, Command.steps).where(Command.id.in_(chunk))
-        for command_id, steps in session.execute(query):
-            loaded.plans[command_id] = list(steps)
+        for row in session.execute(query):
+            loaded.plans[row.id] = list(row.steps)
     return loaded
 
 

@@ -2,19 +2,88 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import insert, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from fleetrun.core.lifecycle import Happening, Move, next_status
 from fleetrun.core.statuses import InvocationStatus
 from fleetrun.server import events
-from fleetrun.server.store.tables import Invocation, InvocationTransition, utcnow
+from fleetrun.server.store.tables import Command, Invocation, InvocationTransition, utcnow
 
 BULK_CHUNK = 500
+
+# A command keeps a tally of its invocations by (status, detail, waiting) so that its
+# counts and rate control follow each move instead of recounting every invocation
+# (engine.commands.refresh_command). Each move notes its change here, in the
+# session; the command's refresh in the same transaction applies it. Whatever is
+# left when the transaction commits (or was inside a savepoint rolled back) makes
+# that command's tally unknown: its next refresh counts again.
+_TALLY = "fleetrun.tally"  # command id -> Counter of tally keys
+_UNKNOWN = "fleetrun.tally.unknown"  # command ids
+
+
+def tally_key(status: str, detail: str | None, released_at: datetime | None) -> str:
+    """The tally's key: waiting means Pending and not yet released by rate control."""
+    waiting = status == InvocationStatus.PENDING and released_at is None
+    return f"{status}|{detail or ''}|{'waiting' if waiting else ''}"
+
+
+def parse_tally_key(key: str) -> tuple[str, str, bool]:
+    status, detail, waiting = key.split("|")
+    return status, detail, waiting == "waiting"
+
+
+def note_tally(session: Session, command_id: str, old: str, new: str, n: int = 1) -> None:
+    if old == new or n == 0:
+        return
+    changes = session.info.setdefault(_TALLY, {}).setdefault(command_id, Counter())
+    changes[old] -= n
+    changes[new] += n
+
+
+def take_tally(session: Session, command_id: str) -> tuple[Counter[str], bool]:
+    """The changes noted for this command since it was last refreshed, and whether its
+    stored tally can be trusted in this transaction."""
+    changes = session.info.get(_TALLY, {}).pop(command_id, Counter())
+    return changes, command_id not in session.info.get(_UNKNOWN, ())
+
+
+def counted(session: Session, command_id: str) -> None:
+    """The command's tally was just counted from its invocations in this transaction:
+    from here on, what is noted applies to it again."""
+    session.info.get(_UNKNOWN, set()).discard(command_id)
+
+
+def _settle(session: Session) -> None:
+    """Before commit: a command whose noted changes no refresh applied counts again."""
+    left = set(session.info.pop(_TALLY, {})) | session.info.pop(_UNKNOWN, set())
+    ids = sorted(left)
+    for start in range(0, len(ids), BULK_CHUNK):
+        session.execute(
+            update(Command)
+            .where(Command.id.in_(ids[start : start + BULK_CHUNK]))
+            .values(tally=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    if previous_transaction.nested:  # what was noted may have been undone: count again
+        noted = session.info.pop(_TALLY, {})
+        session.info.setdefault(_UNKNOWN, set()).update(noted)
+    elif previous_transaction.parent is None:
+        session.info.pop(_TALLY, None)
+        session.info.pop(_UNKNOWN, None)
+
+
+sa_event.listen(Session, "before_commit", _settle)
+sa_event.listen(Session, "after_soft_rollback", _rolled_back)
 
 
 def move(
@@ -39,6 +108,7 @@ def move(
     if moved is None:
         return None
     now = at or utcnow()
+    old = tally_key(inv.status, inv.status_detail, inv.released_at)
     inv.status = moved.status.value
     inv.status_detail = moved.detail
     inv.updated_at = now
@@ -49,6 +119,9 @@ def move(
         fields.setdefault("ended_at", now)
     for key, value in fields.items():
         setattr(inv, key, value)
+    note_tally(
+        session, inv.command_id, old, tally_key(inv.status, inv.status_detail, inv.released_at)
+    )
     session.add(
         InvocationTransition(
             invocation_id=inv.id, status=inv.status, detail=inv.status_detail, at=now
@@ -99,12 +172,18 @@ def move_waiting(
                     Invocation.status,
                     Invocation.status_detail,
                     Invocation.exit_code,
+                    Invocation.released_at,
                 )
             ).mappings()
         ]
         if not rows:
             continue
         ids = [row.pop("id") for row in rows]
+        for row in rows:
+            # Pending is only ever the first status, with the detail Pending.
+            was = tally_key(InvocationStatus.PENDING, InvocationStatus.PENDING, row["released_at"])
+            now_key = tally_key(row["status"], row["status_detail"], row.pop("released_at"))
+            note_tally(session, row["command_id"], was, now_key)
         session.execute(
             insert(InvocationTransition),
             [

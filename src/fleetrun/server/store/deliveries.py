@@ -142,10 +142,11 @@ def route(
     now = utcnow()
     made: list[dict[str, Any]] = []
     for row in rows:
-        shapes: dict[str, dict[str, Any] | None] = {FLEETRUN: event_of(row)} if rules else {}
+        event = event_of(row) if rules else {}
+        shapes: dict[str, dict[str, Any] | None] = {FLEETRUN: event}
         for rule, matches in rules:
             if rule.event_shape not in shapes:
-                shapes[rule.event_shape] = shaped(shapes[FLEETRUN], rule.event_shape)
+                shapes[rule.event_shape] = shaped(event, rule.event_shape)
             seen = shapes[rule.event_shape]
             if seen is not None and matches(seen):
                 for index, target in enumerate(rule.targets):

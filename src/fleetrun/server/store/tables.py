@@ -265,6 +265,9 @@ class Command(Base):
     error_count: Mapped[int] = mapped_column(Integer, default=0)
     delivery_timed_out_count: Mapped[int] = mapped_column(Integer, default=0)
     counts: Mapped[dict[str, Any]]
+    # Invocations by "status|detail|waiting" (engine.moves.tally_key), kept by each
+    # move; None: unknown, counted again at the next refresh.
+    tally: Mapped[dict[str, int] | None] = mapped_column(JSON)
     version: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime]
     # SNS-style notifications: {"channel": NAME, "events": [...], "type": Command|Invocation}
