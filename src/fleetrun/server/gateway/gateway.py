@@ -311,10 +311,12 @@ class Gateway:
                     await session.send(protocol.Received(invocation_id=invocation_id, seq=seq))
                 for invocation_id in applied.stop:
                     await session.send(protocol.Cancel(invocation_id=invocation_id))
+            # Stored: still never sent again while a delivery pass that read the
+            # invocation before this commit may reach it (the session forgets later).
             for session, frames in groups.items():
                 for frame in frames:
                     if isinstance(frame, protocol.Ack):
-                        session.sent_invokes.pop(frame.invocation_id, None)
+                        session.answered(frame.invocation_id)
 
     async def _apply_one_by_one(
         self, groups: dict[AgentSession, list[protocol.Frame]]

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+from collections import deque
 
 from starlette.websockets import WebSocket, WebSocketState
 
 from fleetrun.core import protocol
 
 log = logging.getLogger(__name__)
+
+# How long an answered invoke stays marked answered after its answer is stored: a
+# delivery pass that read the invocation before the answer was stored may still be
+# on its way to it (passes over thousands of invocations take seconds).
+ANSWERED_KEEP_S = 60.0
 
 
 class AgentSession:
@@ -21,6 +28,7 @@ class AgentSession:
         self.running_at_hello = set(running)
         self.sent_invokes: dict[str, float] = {}  # invocation id -> monotonic time sent
         self.sent_cancels: dict[str, float] = {}  # the same for cancels
+        self._answered: deque[tuple[float, str]] = deque()  # (when stored, invocation id)
         self.last_frame_at = time.monotonic()
         self.closed = asyncio.Event()
         # Set once the welcome is sent (or the session closed): the agent reads the
@@ -31,6 +39,15 @@ class AgentSession:
         self.protocol: int | None = None
         self.close_reason: str | None = None  # why the server closed it, for the audit log
         self._send_lock = asyncio.Lock()
+
+    def answered(self, invocation_id: str) -> None:
+        """The agent answered this invoke (accepted or refused): it is never sent again
+        on this session. Answers stored more than ANSWERED_KEEP_S ago are forgotten."""
+        now = time.monotonic()
+        self.sent_invokes[invocation_id] = math.inf
+        self._answered.append((now, invocation_id))
+        while self._answered and self._answered[0][0] < now - ANSWERED_KEEP_S:
+            self.sent_invokes.pop(self._answered.popleft()[1], None)
 
     async def send(self, frame: protocol._Frame, *, text: str | None = None) -> bool:
         """Send a frame (`text`: already encoded); False if the session is gone (the
