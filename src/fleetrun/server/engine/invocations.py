@@ -138,17 +138,43 @@ def too_large(session: Session, sizes: Mapping[str, int]) -> set[str]:
     return touched
 
 
-def agent_hello(session: Session, node_id: str, running: set[str]) -> tuple[list[str], set[str]]:
-    """An agent said hello, naming the invocations it still runs. What it runs but the
-    server has ended (or is cancelling) must be stopped; what the server thinks it runs
-    but it no longer knows failed (AgentRestarted: never run twice).
-    Returns (invocation ids to stop, commands touched)."""
+def agents_hello(
+    session: Session, hellos: Sequence[tuple[str, set[str]]]
+) -> tuple[list[list[str]], set[str]]:
+    """Agents said hello (node id, the invocations it still runs), one or many at once.
+    What an agent runs but the server has ended (or is cancelling) must be stopped;
+    what the server thinks it runs but it no longer knows failed (AgentRestarted:
+    never run twice). Returns what each must be told to stop, in order, and the
+    commands touched. The invocations on all their nodes are read in one statement
+    per chunk of nodes, and their commands locked together, in one order."""
+    node_ids = [node_id for node_id, _ in hellos]
+    on_nodes: dict[str, list[Invocation]] = {}
+    for first in range(0, len(node_ids), LOAD_BATCH):
+        chunk = node_ids[first : first + LOAD_BATCH]
+        for inv in invocation_store.running_on_nodes(session, chunk):
+            on_nodes.setdefault(inv.node_id, []).append(inv)
+    engine_commands.lock_commands(
+        session,
+        {
+            inv.command_id
+            for node_id, running in hellos
+            for inv in on_nodes.get(node_id, ())
+            if inv.id not in running
+        },
+    )
+    stops, changed = [], set()
+    for node_id, running in hellos:
+        stop, touched = _hello(session, node_id, running, on_nodes.get(node_id, []))
+        stops.append(stop)
+        changed |= touched
+    return stops, changed
+
+
+def _hello(
+    session: Session, node_id: str, running: set[str], on_node: list[Invocation]
+) -> tuple[list[str], set[str]]:
     stop = invocation_store.ended_but_running(session, node_id, running)
     changed = set()
-    on_node = list(invocation_store.running_on(session, node_id))
-    engine_commands.lock_commands(
-        session, {inv.command_id for inv in on_node if inv.id not in running}
-    )
     for inv in on_node:
         if inv.id in running:
             if inv.status == InvocationStatus.CANCELLING:

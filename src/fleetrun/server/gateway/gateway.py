@@ -41,6 +41,7 @@ HELLO_TIMEOUT_S = 10.0
 MAX_CLOCK_SKEW_S = 300.0
 MAX_BATCH = 2000  # frames stored in one transaction, at most
 MAX_BATCH_BYTES = 8 * 1024 * 1024  # and about this much output
+MAX_HELLOS = 500  # agents marked online in one transaction, at most
 STOP_CLOSE_S = 5.0  # at shutdown, how long closing the sessions may take
 
 
@@ -72,6 +73,11 @@ class Gateway:
         # thousand transactions queued behind each other.
         self._lost: dict[str, str] = {}
         self._lost_wake = asyncio.Event()
+        # Handshakes waiting for their node to be marked online: stored together, as
+        # frames are (ten thousand agents connecting at once are a few dozen
+        # transactions, not ten thousand).
+        self._hellos: list[tuple[AgentSession, protocol.Hello, asyncio.Future[list[str]]]] = []
+        self._hellos_wake = asyncio.Event()
 
     def start(self) -> None:
         self._tasks = [
@@ -79,6 +85,7 @@ class Gateway:
             asyncio.create_task(self._touch_loop(), name="gateway-pings"),
             asyncio.create_task(self._lost_loop(), name="gateway-lost"),
             asyncio.create_task(self._lease_loop(), name="gateway-lease"),
+            asyncio.create_task(self._hello_loop(), name="gateway-hellos"),
         ]
 
     async def stop(self) -> None:
@@ -96,6 +103,9 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for _, _, marked in self._hellos:  # handshakes still waiting end here
+            marked.cancel()
+        self._hellos.clear()
         await self._flush_lost()
         with contextlib.suppress(Exception):  # else its lease runs out
             await self.state.db.write(partial(_leave, self.state.replica_id))
@@ -202,9 +212,54 @@ class Gateway:
 
     async def _online(self, session: AgentSession, hello: protocol.Hello) -> list[str]:
         """Mark the node online, and close out what it ran but no longer knows of; the
-        invocations it runs that it must be told to stop."""
+        invocations it runs that it must be told to stop. Stored with the other
+        handshakes waiting (`_hello_loop`)."""
+        marked: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._hellos.append((session, hello, marked))
+        self._hellos_wake.set()
+        return await marked
 
-        def online(tx: Tx) -> list[str]:
+    async def _hello_loop(self) -> None:
+        while True:
+            await self._hellos_wake.wait()
+            self._hellos_wake.clear()
+            while self._hellos:
+                # A handshake given up meanwhile (its peer gone, the server stopping)
+                # is not marked online: its node was already told lost.
+                waiting = [h for h in self._hellos if not h[2].done()]
+                batch, self._hellos = waiting[:MAX_HELLOS], waiting[MAX_HELLOS:]
+                if not batch:
+                    break
+                try:
+                    stops = await self.state.db.write(partial(self._online_many, batch))
+                except Exception:
+                    log.exception("marking %d nodes online failed; each alone", len(batch))
+                    await self._online_one_by_one(batch)
+                    continue
+                for (_, _, marked), stop in zip(batch, stops, strict=True):
+                    if not marked.done():
+                        marked.set_result(stop)
+
+    async def _online_one_by_one(
+        self, batch: list[tuple[AgentSession, protocol.Hello, asyncio.Future[list[str]]]]
+    ) -> None:
+        for item in batch:
+            marked = item[2]
+            try:
+                [stop] = await self.state.db.write(partial(self._online_many, [item]))
+            except Exception as exc:  # this handshake fails; the agent retries
+                if not marked.done():
+                    marked.set_exception(exc)
+                continue
+            if not marked.done():
+                marked.set_result(stop)
+
+    def _online_many(
+        self,
+        batch: list[tuple[AgentSession, protocol.Hello, asyncio.Future[list[str]]]],
+        tx: Tx,
+    ) -> list[list[str]]:
+        for session, hello, _ in batch:
             node_store.set_online(
                 tx.session,
                 session.node_id,
@@ -214,13 +269,11 @@ class Gateway:
                 local_config=hello.local_config,
                 replica_id=self.state.replica_id,
             )
-            stop, changed = engine_invocations.agent_hello(
-                tx.session, session.node_id, session.running_at_hello
-            )
-            self.state.refresh_commands(tx, changed)
-            return stop
-
-        return await self.state.db.write(online)
+        stops, changed = engine_invocations.agents_hello(
+            tx.session, [(session.node_id, session.running_at_hello) for session, _, _ in batch]
+        )
+        self.state.refresh_commands(tx, changed)
+        return stops
 
     async def _run(self, session: AgentSession) -> None:
         """Read the session's frames into the shared inbox until it closes."""

@@ -243,10 +243,11 @@ def ended_but_running(session: Session, node_id: str, running: set[str]) -> list
     return [invocation_id for invocation_id, status in rows if status in ended]
 
 
-def running_on(session: Session, node_id: str) -> list[Invocation]:
+def running_on_nodes(session: Session, node_ids: Sequence[str]) -> list[Invocation]:
+    """What these nodes run (InProgress or Cancelling), in one statement."""
     rows = session.execute(
         select(Invocation).where(
-            Invocation.node_id == node_id,
+            Invocation.node_id.in_(list(node_ids)),
             Invocation.status.in_([InvocationStatus.IN_PROGRESS, InvocationStatus.CANCELLING]),
         )
     )
