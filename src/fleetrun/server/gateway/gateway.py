@@ -30,7 +30,7 @@ from fleetrun.server.gateway.session import AgentSession
 from fleetrun.server.output import output_key
 from fleetrun.server.store import nodes as node_store
 from fleetrun.server.store import replicas as replica_store
-from fleetrun.server.store.tables import Node, utcnow
+from fleetrun.server.store.tables import utcnow
 
 if TYPE_CHECKING:
     from fleetrun.server.state import ServerState
@@ -165,7 +165,7 @@ class Gateway:
             raise HandshakeError(
                 protocol.CLOSE_PROTOCOL_TOO_OLD, _too_old(hello.protocol), hello.node_id
             )
-        node = await self.state.db.read(lambda s: s.get(Node, hello.node_id))
+        node = await self.state.db.read(partial(node_store.identity_of, node_id=hello.node_id))
         if node is not None:
             logs.bind(node_id=node.id)  # this connection's lines name its node, from here
         if node is None or node.deleted_at is not None:
@@ -259,16 +259,20 @@ class Gateway:
         batch: list[tuple[AgentSession, protocol.Hello, asyncio.Future[list[str]]]],
         tx: Tx,
     ) -> list[list[str]]:
-        for session, hello, _ in batch:
-            node_store.set_online(
-                tx.session,
-                session.node_id,
-                session.session_id,
-                agent_version=hello.agent_version,
-                facts=hello.facts,
-                local_config=hello.local_config,
-                replica_id=self.state.replica_id,
-            )
+        node_store.set_many_online(
+            tx.session,
+            [
+                node_store.Online(
+                    session.node_id,
+                    session.session_id,
+                    hello.agent_version,
+                    hello.facts,
+                    hello.local_config,
+                )
+                for session, hello, _ in batch
+            ],
+            replica_id=self.state.replica_id,
+        )
         stops, changed = engine_invocations.agents_hello(
             tx.session, [(session.node_id, session.running_at_hello) for session, _, _ in batch]
         )

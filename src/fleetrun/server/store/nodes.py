@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, delete, or_, select, tuple_, update
+from sqlalchemy import Select, Table, bindparam, delete, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from fleetrun.core import access, sealing
@@ -228,6 +229,66 @@ def set_online(
     name = session.execute(select(Node.name).where(Node.id == node_id)).scalar_one_or_none()
     session.execute(update(Node).where(Node.id == node_id).values(**values))
     _ping_event(session, node_id, name, PingStatus.ONLINE)
+
+
+def identity_of(session: Session, node_id: str) -> Any:
+    """What a handshake checks of a node (id, public_key, deleted_at) as a plain row,
+    or None: one indexed read per connection, no ORM object."""
+    query = select(Node.id, Node.public_key, Node.deleted_at).where(Node.id == node_id)
+    return session.execute(query).first()
+
+
+@dataclass(frozen=True)
+class Online:
+    """A node whose agent just opened a session, with what its hello said."""
+
+    node_id: str
+    session_id: str
+    agent_version: str
+    facts: dict[str, str]
+    local_config: dict[str, Any]
+
+
+def set_many_online(
+    session: Session, nodes: Sequence[Online], *, replica_id: str | None = None
+) -> None:
+    """`set_online` for many nodes: their names read in one statement per chunk, their
+    rows updated in one executemany per shape (with or without facts)."""
+    names: dict[str, str] = {}
+    ids = [n.node_id for n in nodes]
+    for start in range(0, len(ids), 500):
+        query = select(Node.id, Node.name).where(Node.id.in_(ids[start : start + 500]))
+        names.update((node_id, name) for node_id, name in session.execute(query))
+    now = utcnow()
+    shapes: dict[bool, list[dict[str, Any]]] = {}
+    for n in nodes:
+        row: dict[str, Any] = {
+            "b_id": n.node_id,
+            "ping_status": PingStatus.ONLINE.value,
+            "last_ping_at": now,
+            "session_id": n.session_id,
+            "replica_id": replica_id,
+            "agent_version": n.agent_version,
+            "local_config": n.local_config,
+        }
+        if n.facts:
+            row.update(
+                facts=n.facts,
+                hostname=n.facts.get("hostname"),
+                platform=n.facts.get("platform"),
+                platform_version=n.facts.get("platform_version"),
+                architecture=n.facts.get("architecture"),
+            )
+        shapes.setdefault(bool(n.facts), []).append(row)
+    table = cast(Table, Node.__table__)
+    for rows in shapes.values():
+        columns: dict[str, Any] = {key: bindparam(key) for key in rows[0] if key != "b_id"}
+        # Core, not the ORM's bulk update: one statement for every row of the shape.
+        session.connection().execute(
+            update(table).where(table.c.id == bindparam("b_id")).values(columns), rows
+        )
+    for n in nodes:
+        _ping_event(session, n.node_id, names.get(n.node_id), PingStatus.ONLINE)
 
 
 def set_public_key(session: Session, node_id: str, public_key: str) -> None:
