@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from fleetrun.core import logs, protocol
 from fleetrun.server.db import Tx
 from fleetrun.server.engine import invocations as engine_invocations
+from fleetrun.server.gateway.batches import Batches
 from fleetrun.server.gateway.session import AgentSession
 from fleetrun.server.output import output_key
 from fleetrun.server.store import nodes as node_store
@@ -76,8 +77,12 @@ class Gateway:
         # Handshakes waiting for their node to be marked online: stored together, as
         # frames are (ten thousand agents connecting at once are a few dozen
         # transactions, not ten thousand).
-        self._hellos: list[tuple[AgentSession, protocol.Hello, asyncio.Future[list[str]]]] = []
-        self._hellos_wake = asyncio.Event()
+        self._keys: Batches[str, Any] = Batches(
+            self._identities, limit=MAX_HELLOS, what="keys read"
+        )
+        self._hellos: Batches[tuple[AgentSession, protocol.Hello], list[str]] = Batches(
+            self._online_many, limit=MAX_HELLOS, what="nodes marked online"
+        )
 
     def start(self) -> None:
         self._tasks = [
@@ -85,7 +90,8 @@ class Gateway:
             asyncio.create_task(self._touch_loop(), name="gateway-pings"),
             asyncio.create_task(self._lost_loop(), name="gateway-lost"),
             asyncio.create_task(self._lease_loop(), name="gateway-lease"),
-            asyncio.create_task(self._hello_loop(), name="gateway-hellos"),
+            asyncio.create_task(self._keys.loop(), name="gateway-keys"),
+            asyncio.create_task(self._hellos.loop(), name="gateway-hellos"),
         ]
 
     async def stop(self) -> None:
@@ -103,9 +109,8 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for _, _, marked in self._hellos:  # handshakes still waiting end here
-            marked.cancel()
-        self._hellos.clear()
+        self._keys.cancel()  # handshakes still waiting end here
+        self._hellos.cancel()
         await self._flush_lost()
         with contextlib.suppress(Exception):  # else its lease runs out
             await self.state.db.write(partial(_leave, self.state.replica_id))
@@ -165,7 +170,7 @@ class Gateway:
             raise HandshakeError(
                 protocol.CLOSE_PROTOCOL_TOO_OLD, _too_old(hello.protocol), hello.node_id
             )
-        node = await self.state.db.read(partial(node_store.identity_of, node_id=hello.node_id))
+        node = await self._keys(hello.node_id)
         if node is not None:
             logs.bind(node_id=node.id)  # this connection's lines name its node, from here
         if node is None or node.deleted_at is not None:
@@ -210,54 +215,26 @@ class Gateway:
         self.state.dispatcher.node_connected(node.id)
         return session
 
+    async def _identities(self, node_ids: list[str]) -> list[Any]:
+        """What the handshakes of these nodes check (`node_store.identities_of`), read
+        in one transaction."""
+        found = await self.state.db.read(partial(node_store.identities_of, node_ids=node_ids))
+        return [found.get(node_id) for node_id in node_ids]
+
     async def _online(self, session: AgentSession, hello: protocol.Hello) -> list[str]:
         """Mark the node online, and close out what it ran but no longer knows of; the
-        invocations it runs that it must be told to stop. Stored with the other
-        handshakes waiting (`_hello_loop`)."""
-        marked: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
-        self._hellos.append((session, hello, marked))
-        self._hellos_wake.set()
-        return await marked
+        invocations it runs that it must be told to stop. Stored together with the
+        other handshakes waiting (a handshake given up meanwhile is left out: its node
+        was already told lost)."""
+        return await self._hellos((session, hello))
 
-    async def _hello_loop(self) -> None:
-        while True:
-            await self._hellos_wake.wait()
-            self._hellos_wake.clear()
-            while self._hellos:
-                # A handshake given up meanwhile (its peer gone, the server stopping)
-                # is not marked online: its node was already told lost.
-                waiting = [h for h in self._hellos if not h[2].done()]
-                batch, self._hellos = waiting[:MAX_HELLOS], waiting[MAX_HELLOS:]
-                if not batch:
-                    break
-                try:
-                    stops = await self.state.db.write(partial(self._online_many, batch))
-                except Exception:
-                    log.exception("marking %d nodes online failed; each alone", len(batch))
-                    await self._online_one_by_one(batch)
-                    continue
-                for (_, _, marked), stop in zip(batch, stops, strict=True):
-                    if not marked.done():
-                        marked.set_result(stop)
+    async def _online_many(
+        self, batch: list[tuple[AgentSession, protocol.Hello]]
+    ) -> list[list[str]]:
+        return await self.state.db.write(partial(self._mark_online, batch))
 
-    async def _online_one_by_one(
-        self, batch: list[tuple[AgentSession, protocol.Hello, asyncio.Future[list[str]]]]
-    ) -> None:
-        for item in batch:
-            marked = item[2]
-            try:
-                [stop] = await self.state.db.write(partial(self._online_many, [item]))
-            except Exception as exc:  # this handshake fails; the agent retries
-                if not marked.done():
-                    marked.set_exception(exc)
-                continue
-            if not marked.done():
-                marked.set_result(stop)
-
-    def _online_many(
-        self,
-        batch: list[tuple[AgentSession, protocol.Hello, asyncio.Future[list[str]]]],
-        tx: Tx,
+    def _mark_online(
+        self, batch: list[tuple[AgentSession, protocol.Hello]], tx: Tx
     ) -> list[list[str]]:
         node_store.set_many_online(
             tx.session,
@@ -269,12 +246,12 @@ class Gateway:
                     hello.facts,
                     hello.local_config,
                 )
-                for session, hello, _ in batch
+                for session, hello in batch
             ],
             replica_id=self.state.replica_id,
         )
         stops, changed = engine_invocations.agents_hello(
-            tx.session, [(session.node_id, session.running_at_hello) for session, _, _ in batch]
+            tx.session, [(session.node_id, session.running_at_hello) for session, _ in batch]
         )
         self.state.refresh_commands(tx, changed)
         return stops

@@ -231,11 +231,16 @@ def set_online(
     _ping_event(session, node_id, name, PingStatus.ONLINE)
 
 
-def identity_of(session: Session, node_id: str) -> Any:
-    """What a handshake checks of a node (id, public_key, deleted_at) as a plain row,
-    or None: one indexed read per connection, no ORM object."""
-    query = select(Node.id, Node.public_key, Node.deleted_at).where(Node.id == node_id)
-    return session.execute(query).first()
+def identities_of(session: Session, node_ids: Sequence[str]) -> dict[str, Any]:
+    """What a handshake checks of each node (id, public_key, deleted_at) as plain
+    rows, by node id (the unknown ones missing): no ORM objects."""
+    found: dict[str, Any] = {}
+    for start in range(0, len(node_ids), 500):
+        query = select(Node.id, Node.public_key, Node.deleted_at).where(
+            Node.id.in_(list(node_ids[start : start + 500]))
+        )
+        found.update((row.id, row) for row in session.execute(query))
+    return found
 
 
 @dataclass(frozen=True)
