@@ -17,9 +17,9 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from fleetrun.server.db import Tx
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 TX_BYTES = 256 * 1024  # output indexed per transaction, about
 RETRY_S = 1.0
+READ_CHUNK = 500  # invocations per statement when reading marks
 
 Key = tuple[str, int, str]  # (invocation id, step, stream)
 
@@ -154,50 +155,41 @@ def _behind(session: Session) -> list[Key]:
 
 
 def _read_marks(keys: set[Key], session: Session) -> list[Work]:
-    ids = {k[0] for k in keys}
-    found = session.execute(
-        select(InvocationStep, Invocation.command_id, Invocation.node_id)
-        .join(Invocation, Invocation.id == InvocationStep.invocation_id)
-        .where(InvocationStep.invocation_id.in_(ids))
-    ).all()
+    ids = sorted({k[0] for k in keys})
     works = []
-    for step, command_id, node_id in found:
-        for stream in ("stdout", "stderr"):
-            key = (step.invocation_id, step.idx, stream)
-            if key not in keys:
-                continue
-            done, stored = _marks(step, stream)
-            if done < stored:
-                works.append(Work(key, command_id, node_id, done, stored))
+    for start in range(0, len(ids), READ_CHUNK):
+        found = session.execute(
+            select(
+                InvocationStep.invocation_id,
+                InvocationStep.idx,
+                InvocationStep.stdout_indexed,
+                InvocationStep.stdout_bytes,
+                InvocationStep.stderr_indexed,
+                InvocationStep.stderr_bytes,
+                Invocation.command_id,
+                Invocation.node_id,
+            )
+            .join(Invocation, Invocation.id == InvocationStep.invocation_id)
+            .where(InvocationStep.invocation_id.in_(ids[start : start + READ_CHUNK]))
+        )
+        for row in found:
+            marks = {
+                "stdout": (row.stdout_indexed, row.stdout_bytes),
+                "stderr": (row.stderr_indexed, row.stderr_bytes),
+            }
+            for stream, (done, stored) in marks.items():
+                key = (row.invocation_id, row.idx, stream)
+                if key in keys and done < stored:
+                    works.append(Work(key, row.command_id, row.node_id, done, stored))
     return works
 
 
-def _marks(step: InvocationStep, stream: str) -> tuple[int, int]:
-    if stream == "stdout":
-        return step.stdout_indexed, step.stdout_bytes
-    return step.stderr_indexed, step.stderr_bytes
-
-
 def _index(works: list[Work], tx: Tx) -> None:
+    _move_marks(tx.session, works)
     at = utcnow()
     new_lines: list[dict[str, Any]] = []  # inserted together: one statement, not one each
     for work in works:
         invocation_id, step, stream = work.key
-        column = (
-            InvocationStep.stdout_indexed if stream == "stdout" else InvocationStep.stderr_indexed
-        )
-        moved = tx.session.execute(
-            update(InvocationStep)
-            .where(
-                InvocationStep.invocation_id == invocation_id,
-                InvocationStep.idx == step,
-                column == work.start,
-            )
-            .values({column: work.end})
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(moved, "rowcount", 0) != 1:
-            raise StaleMarkError(invocation_id)
         store.index_chunk(
             tx.session,
             store.Owner(invocation_id, work.command_id, work.node_id),
@@ -210,3 +202,35 @@ def _index(works: list[Work], tx: Tx) -> None:
             new_lines=new_lines,
         )
     store.insert_lines(tx.session, new_lines)
+
+
+def _move_marks(session: Session, works: list[Work]) -> None:
+    """Move each stream's mark from where it was read to what is indexed now; if one
+    moved meanwhile (another replica indexed those bytes), the whole pass runs again
+    on fresh marks. One executemany per stream where the driver counts the rows of
+    an executemany; else one statement per stream."""
+    steps = cast(Table, InvocationStep.__table__)
+    table = steps.c
+    together = session.get_bind().dialect.supports_sane_multi_rowcount
+    for stream in ("stdout", "stderr"):
+        column = table.stdout_indexed if stream == "stdout" else table.stderr_indexed
+        rows = [
+            {"b_inv": w.key[0], "b_idx": w.key[1], "b_start": w.start, "b_end": w.end}
+            for w in works
+            if w.key[2] == stream
+        ]
+        if not rows:
+            continue
+        statement = (
+            update(steps)
+            .where(
+                table.invocation_id == bindparam("b_inv"),
+                table.idx == bindparam("b_idx"),
+                column == bindparam("b_start"),
+            )
+            .values({column.name: bindparam("b_end")})
+        )
+        for batch in [rows] if together else [[row] for row in rows]:
+            moved = session.connection().execute(statement, batch)
+            if moved.rowcount != len(batch):
+                raise StaleMarkError(batch[0]["b_inv"])
