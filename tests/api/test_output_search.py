@@ -169,10 +169,11 @@ def test_output_stored_but_not_yet_indexed_is_indexed_when_the_server_starts(app
     with app.connect(node) as session:
         iid = session.start(command.id)
         state = app.http.app.state.fleet
-        wait_for(
-            lambda: app.client.get_invocation(command.id, node.node_id).status == "InProgress",
-            what="the invocation to start",
-        )
+        # Stored up to its frame 1 (the server says so): InProgress alone could be the
+        # ack's doing, with frame 1 still on its way, and frame 2 below would then be
+        # out of order and dropped.
+        while not (isinstance(got := session.next(), protocol.Received) and got.seq >= 1):
+            pass
         frame = protocol.Output(
             invocation_id=iid, seq=2, step=0, stream="stdout", data=protocol.encode(b"unseen\n")
         )
