@@ -100,8 +100,8 @@ async def test_a_replica_whose_lease_lapsed_takes_back_the_sessions_it_still_hol
     assert await db.write(lambda tx: store.sweep(tx.session, later)) == ["n-1", "n-2"]
     # meanwhile n-2 reconnected through b
     await db.write(
-        lambda tx: node_store.set_online(
-            tx.session, "n-2", "s-new", agent_version="1", facts={}, local_config={}, replica_id="b"
+        lambda tx: node_store.set_many_online(
+            tx.session, [node_store.Online("n-2", "s-new", "1", {}, {})], replica_id="b"
         )
     )
     assert await db.write(lambda tx: store.renew(tx.session, "a", later, LEASE)) is True

@@ -190,7 +190,7 @@ def _index(works: list[Work], tx: Tx) -> None:
     new_lines: list[dict[str, Any]] = []  # inserted together: one statement, not one each
     for work in works:
         invocation_id, step, stream = work.key
-        store.index_chunk(
+        new_lines += store.index_chunk(
             tx.session,
             store.Owner(invocation_id, work.command_id, work.node_id),
             step,
@@ -199,7 +199,6 @@ def _index(works: list[Work], tx: Tx) -> None:
             continues_line=work.continues_line,
             at=at,
             first_chunk=work.start == 0,
-            new_lines=new_lines,
         )
     store.insert_lines(tx.session, new_lines)
 

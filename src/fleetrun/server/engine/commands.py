@@ -275,7 +275,7 @@ def refresh_command(session: Session, command_id: str) -> Refreshed:
     else:
         tally = Counter(command.tally)
         tally.update(changes)
-    groups = [(*moves.parse_tally_key(key), n) for key, n in tally.items() if n]
+    groups = _groups(tally)
     waiting = sum(n for s, _, w, n in groups if w)
     in_flight = sum(n for s, _, w, n in groups if s not in TERMINAL_INVOCATION and not w)
     errors = sum(n for s, d, _, n in groups if is_error(s, d))
@@ -289,20 +289,15 @@ def refresh_command(session: Session, command_id: str) -> Refreshed:
     result = Refreshed()
     if decision.terminate:
         _terminate_waiting(session, command_id)
-        tally.update(moves.take_tally(session, command_id)[0])
     elif decision.release:
-        released = _release(session, command_id, decision.release)
-        waits = moves.tally_key(InvocationStatus.PENDING, StatusDetail.PENDING, None)
-        goes = moves.tally_key(InvocationStatus.PENDING, StatusDetail.PENDING, utcnow())
-        tally[waits] -= released
-        tally[goes] += released
+        _release(session, command_id, decision.release)
         result.released = True
+    tally.update(moves.take_tally(session, command_id)[0])  # what either just moved
     stored = {key: n for key, n in sorted(tally.items()) if n}
     if command.tally != stored:
         command.tally = stored
-    groups = [(*moves.parse_tally_key(key), n) for key, n in stored.items()]
     summary = summarize_counts(
-        ((s, d, n) for s, d, _, n in groups), error_threshold=command.error_threshold
+        ((s, d, n) for s, d, _, n in _groups(stored)), error_threshold=command.error_threshold
     )
     new = {
         "status": summary.status.value,
@@ -340,6 +335,11 @@ def _waiting(command_id: str) -> ColumnElement[bool]:
     )
 
 
+def _groups(tally: Mapping[str, int]) -> list[tuple[str, str, bool, int]]:
+    """(status, detail, waiting, how many) of each non-empty group of the tally."""
+    return [(*moves.parse_tally_key(key), n) for key, n in tally.items() if n]
+
+
 def _count(session: Session, command_id: str) -> Counter[str]:
     """The command's tally counted from its invocations (once per command, or when a
     transaction left it unknown: engine.moves)."""
@@ -355,19 +355,19 @@ def _count(session: Session, command_id: str) -> Counter[str]:
     ).all()
     tally: Counter[str] = Counter()
     for status, detail, unreleased, n in rows:
-        tally[moves.tally_key(status, detail, None if unreleased else utcnow())] += n
+        tally[moves.tally_key(status, detail, unreleased=unreleased)] += n
     return tally
 
 
-def _release(session: Session, command_id: str, count: int) -> int:
-    """Release the next `count` waiting invocations; how many there were."""
+def _release(session: Session, command_id: str, count: int) -> None:
+    """Release the next `count` waiting invocations (noted for the tally)."""
     ids = list(
         session.execute(
             select(Invocation.id).where(_waiting(command_id)).order_by(Invocation.seq).limit(count)
         ).scalars()
     )
     session.execute(update(Invocation).where(Invocation.id.in_(ids)).values(released_at=utcnow()))
-    return len(ids)
+    moves.note_released(session, command_id, len(ids))
 
 
 def _terminate_waiting(session: Session, command_id: str) -> None:

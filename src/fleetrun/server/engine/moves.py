@@ -28,9 +28,9 @@ _TALLY = "fleetrun.tally"  # command id -> Counter of tally keys
 _UNKNOWN = "fleetrun.tally.unknown"  # command ids
 
 
-def tally_key(status: str, detail: str | None, released_at: datetime | None) -> str:
+def tally_key(status: str, detail: str | None, *, unreleased: bool) -> str:
     """The tally's key: waiting means Pending and not yet released by rate control."""
-    waiting = status == InvocationStatus.PENDING and released_at is None
+    waiting = status == InvocationStatus.PENDING and unreleased
     return f"{status}|{detail or ''}|{'waiting' if waiting else ''}"
 
 
@@ -45,6 +45,14 @@ def note_tally(session: Session, command_id: str, old: str, new: str, n: int = 1
     changes = session.info.setdefault(_TALLY, {}).setdefault(command_id, Counter())
     changes[old] -= n
     changes[new] += n
+
+
+def note_released(session: Session, command_id: str, n: int) -> None:
+    """Rate control released `n` waiting invocations of the command (Pending, detail
+    Pending: the only Pending there is)."""
+    pending = InvocationStatus.PENDING
+    waiting = tally_key(pending, pending, unreleased=True)
+    note_tally(session, command_id, waiting, tally_key(pending, pending, unreleased=False), n)
 
 
 def take_tally(session: Session, command_id: str) -> tuple[Counter[str], bool]:
@@ -108,7 +116,7 @@ def move(
     if moved is None:
         return None
     now = at or utcnow()
-    old = tally_key(inv.status, inv.status_detail, inv.released_at)
+    old = tally_key(inv.status, inv.status_detail, unreleased=inv.released_at is None)
     inv.status = moved.status.value
     inv.status_detail = moved.detail
     inv.updated_at = now
@@ -119,9 +127,8 @@ def move(
         fields.setdefault("ended_at", now)
     for key, value in fields.items():
         setattr(inv, key, value)
-    note_tally(
-        session, inv.command_id, old, tally_key(inv.status, inv.status_detail, inv.released_at)
-    )
+    new = tally_key(inv.status, inv.status_detail, unreleased=inv.released_at is None)
+    note_tally(session, inv.command_id, old, new)
     session.add(
         InvocationTransition(
             invocation_id=inv.id, status=inv.status, detail=inv.status_detail, at=now
@@ -181,8 +188,11 @@ def move_waiting(
         ids = [row.pop("id") for row in rows]
         for row in rows:
             # Pending is only ever the first status, with the detail Pending.
-            was = tally_key(InvocationStatus.PENDING, InvocationStatus.PENDING, row["released_at"])
-            now_key = tally_key(row["status"], row["status_detail"], row.pop("released_at"))
+            unreleased = row.pop("released_at") is None
+            was = tally_key(
+                InvocationStatus.PENDING, InvocationStatus.PENDING, unreleased=unreleased
+            )
+            now_key = tally_key(row["status"], row["status_detail"], unreleased=unreleased)
             note_tally(session, row["command_id"], was, now_key)
         session.execute(
             insert(InvocationTransition),

@@ -347,10 +347,11 @@ class Gateway:
                     await session.send(protocol.Cancel(invocation_id=invocation_id))
             # Stored: still never sent again while a delivery pass that read the
             # invocation before this commit may reach it (the session forgets later).
+            stored_at = self.state.clock.monotonic()
             for session, frames in groups.items():
                 for frame in frames:
                     if isinstance(frame, protocol.Ack):
-                        session.answered(frame.invocation_id)
+                        session.answered(frame.invocation_id, stored_at)
 
     async def _apply_one_by_one(
         self, groups: dict[AgentSession, list[protocol.Frame]]

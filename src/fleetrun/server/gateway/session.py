@@ -40,10 +40,10 @@ class AgentSession:
         self.close_reason: str | None = None  # why the server closed it, for the audit log
         self._send_lock = asyncio.Lock()
 
-    def answered(self, invocation_id: str) -> None:
-        """The agent answered this invoke (accepted or refused): it is never sent again
-        on this session. Answers stored more than ANSWERED_KEEP_S ago are forgotten."""
-        now = time.monotonic()
+    def answered(self, invocation_id: str, now: float) -> None:
+        """The agent answered this invoke (accepted or refused) and the answer was stored
+        at `now` (the clock `sent_invokes` is kept by): it is never sent again on this
+        session. Answers stored more than ANSWERED_KEEP_S before `now` are forgotten."""
         self.sent_invokes[invocation_id] = math.inf
         self._answered.append((now, invocation_id))
         while self._answered and self._answered[0][0] < now - ANSWERED_KEEP_S:

@@ -200,37 +200,6 @@ def delete_node(session: Session, node_id: str) -> Node:
     return node
 
 
-def set_online(
-    session: Session,
-    node_id: str,
-    session_id: str,
-    *,
-    agent_version: str,
-    facts: dict[str, str],
-    local_config: dict[str, Any],
-    replica_id: str | None = None,
-) -> None:
-    values: dict[str, Any] = {
-        "ping_status": PingStatus.ONLINE,
-        "last_ping_at": utcnow(),
-        "session_id": session_id,
-        "replica_id": replica_id,
-        "agent_version": agent_version,
-        "local_config": local_config,
-    }
-    if facts:
-        values.update(
-            facts=facts,
-            hostname=facts.get("hostname"),
-            platform=facts.get("platform"),
-            platform_version=facts.get("platform_version"),
-            architecture=facts.get("architecture"),
-        )
-    name = session.execute(select(Node.name).where(Node.id == node_id)).scalar_one_or_none()
-    session.execute(update(Node).where(Node.id == node_id).values(**values))
-    _ping_event(session, node_id, name, PingStatus.ONLINE)
-
-
 def identities_of(session: Session, node_ids: Sequence[str]) -> dict[str, Any]:
     """What a handshake checks of each node (id, public_key, deleted_at) as plain
     rows, by node id (the unknown ones missing): no ORM objects."""
@@ -257,8 +226,10 @@ class Online:
 def set_many_online(
     session: Session, nodes: Sequence[Online], *, replica_id: str | None = None
 ) -> None:
-    """`set_online` for many nodes: their names read in one statement per chunk, their
-    rows updated in one executemany per shape (with or without facts)."""
+    """These nodes' agents opened sessions (through `replica_id`): each node Online, with
+    what its hello said, and its status event. Their names are read in one statement
+    per chunk, their rows updated with one executemany per shape (with or without
+    facts)."""
     names: dict[str, str] = {}
     ids = [n.node_id for n in nodes]
     for start in range(0, len(ids), 500):

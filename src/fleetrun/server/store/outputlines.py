@@ -1,14 +1,15 @@
 """The search index of output: every stored line, kept as output is stored, and the
 queries over it.
 
-`index_chunk` adds a stored chunk's lines (`fleetrun.server.indexer` calls it, right
-after the gateway has stored the chunk). A word search asks the
-database's full-text index (SQLite FTS5, PostgreSQL `tsvector` over a GIN index); a
-regular expression is applied here to the lines of the time range asked for, after the
-database has kept only the lines holding its literal parts (`Pattern.required`). Both go
-from the newest line to older ones, a batch at a time, so a search stops as soon as it
-has found enough, and at most `SCAN_LINES` lines (`SCAN_LINES_FILTERED` when the database
-narrows them) are looked at per request (the answer's cursor goes on from there).
+`index_chunk` makes a stored chunk's lines and `insert_lines` adds them
+(`fleetrun.server.indexer` calls them, right after the gateway has stored the chunk). A
+word search asks the database's full-text index (SQLite FTS5, PostgreSQL `tsvector` over
+a GIN index); a regular expression is applied here to the lines of the time range asked
+for, after the database has kept only the lines holding its literal parts
+(`Pattern.required`). Both go from the newest line to older ones, a batch at a time, so
+a search stops as soon as it has found enough, and at most `SCAN_LINES` lines
+(`SCAN_LINES_FILTERED` when the database narrows them) are looked at per request (the
+answer's cursor goes on from there).
 """
 
 from __future__ import annotations
@@ -54,14 +55,14 @@ def index_chunk(
     continues_line: bool,
     at: datetime,
     first_chunk: bool = False,
-    new_lines: list[dict[str, Any]] | None = None,
-) -> None:
+) -> list[dict[str, Any]]:
     """Index a chunk just stored; `continues_line` when the stream so far did not end
-    with a line break (its last indexed line grows). `first_chunk` when nothing of the
-    stream is indexed yet (there is no last line to look up). With `new_lines`, the
-    rows to insert are added to it for the caller to insert with others, in order."""
+    with a line break (its last indexed line grows), `first_chunk` when nothing of the
+    stream is indexed yet (there is no last line to look up). The last line grown is
+    updated here; the new lines are returned, for `insert_lines` to insert together
+    with those of the other chunks of the pass."""
     if not data:
-        return
+        return []
     where = (
         OutputLine.invocation_id == inv.id,
         OutputLine.step == step,
@@ -91,7 +92,7 @@ def index_chunk(
         first = lines.first_no + 1
     else:
         first = lines.first_no
-    rows = [
+    return [
         {
             "invocation_id": inv.id,
             "command_id": inv.command_id,
@@ -104,10 +105,6 @@ def index_chunk(
         }
         for i, line in enumerate(texts)
     ]
-    if new_lines is not None:
-        new_lines.extend(rows)
-    elif rows:
-        session.execute(insert(OutputLine), rows)
 
 
 def insert_lines(session: Session, rows: list[dict[str, Any]]) -> None:
