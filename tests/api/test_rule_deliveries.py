@@ -153,6 +153,14 @@ def test_old_events_and_deliveries_are_forgotten_but_dead_letters_stay(tmp_path)
             _hook_rule(app.client, "kept", hook.url, {"detail-type": ["Node Registration"]})
             app.enrol(2)
             wait_for(lambda: len(hook.requests) == 2, timeout_s=30, what="two attempts")
+            # The receiver answered both; the outbox records each answer just after:
+            # a restart before that would find the delivery pending and send it again.
+            wait_for(
+                lambda: sorted(d.state for d in app.client.list_rule_deliveries("kept"))
+                == ["dead", "delivered"],
+                timeout_s=30,
+                what="both answers recorded",
+            )
         assert len(app.client.list_events(detail_type="Node Registration")) == 2
         app.advance(3600 + 1)
         app.restart()

@@ -106,6 +106,9 @@ def test_a_move_the_refresh_did_not_apply_makes_the_next_refresh_count_again(app
     # command's tally is unknown from that commit on (or, if a pass of the server
     # refreshed the command meanwhile, counted again), never the one from before.
     with Session(db.engine) as other, other.begin():
+        # The write lock first, as the server's writer takes it: a read transaction
+        # that later writes fails at once if the server committed in between.
+        other.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
         assert moves.move(other, first(other), Happening.CANCEL)
     kept, counted = app.http.portal.call(db.read, lambda s: _kept_and_counted(s, command.id))
     assert kept is None or kept == dict(counted)
