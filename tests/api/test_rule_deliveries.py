@@ -156,8 +156,10 @@ def test_old_events_and_deliveries_are_forgotten_but_dead_letters_stay(tmp_path)
             # The receiver answered both; the outbox records each answer just after:
             # a restart before that would find the delivery pending and send it again.
             wait_for(
-                lambda: sorted(d.state for d in app.client.list_rule_deliveries("kept"))
-                == ["dead", "delivered"],
+                lambda: (
+                    sorted(d.state for d in app.client.list_rule_deliveries("kept"))
+                    == ["dead", "delivered"]
+                ),
                 timeout_s=30,
                 what="both answers recorded",
             )

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from fleetrun.server.gateway.batches import Batches
+from fleetrun.server.batches import Batches
 
 
 def run(coro):

@@ -70,6 +70,7 @@ from fleetrun.server.metrics import (
     scrape_token_matches,
 )
 from fleetrun.server.output import LocalOutputStore, OutputStore, S3OutputStore
+from fleetrun.server.registrations import Registrations
 from fleetrun.server.s3store import S3
 from fleetrun.server.settings import Settings
 from fleetrun.server.ssm import protocol as ssm_protocol
@@ -143,6 +144,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         clock=clock or SystemClock(),
         metrics=metrics,
     )
+    # Nodes that register join their groups' run commands, decided as each one's author.
+    state.registrations = Registrations(state, admit(state))
     app = FastAPI(
         title="fleetrun",
         version=__version__,
@@ -307,6 +310,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.audit.start()
     state.dispatcher.start()
     state.gateway.start()
+    state.registrations.start()
     state.outbox.start()
     state.sinks.start()
     state.alarms.start()
@@ -325,6 +329,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.retention.stop()
         await state.alarms.stop()
         await state.forwarding.stop()
+        await state.registrations.stop()
         await state.gateway.stop()
         await state.indexer.stop()
         await state.dispatcher.stop()

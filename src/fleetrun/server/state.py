@@ -29,6 +29,7 @@ from fleetrun.server.metrics import Metrics
 from fleetrun.server.outbox import Outbox
 from fleetrun.server.output import OutputStore
 from fleetrun.server.outputlog import OutputLog
+from fleetrun.server.registrations import Registrations
 from fleetrun.server.retention import Retention
 from fleetrun.server.secretbox import SecretBox
 from fleetrun.server.settings import Settings
@@ -49,6 +50,7 @@ class ServerState:
     unauthenticated: TokenBuckets = field(init=False)  # failures per source address
     identities: IdentityCache = field(init=False)  # who each token speaks for, remembered
     gateway: Gateway = field(init=False)
+    registrations: Registrations = field(init=False)  # set by create_app
     dispatcher: Dispatcher = field(init=False)
     outbox: Outbox = field(init=False)
     secrets: SecretBox = field(init=False)

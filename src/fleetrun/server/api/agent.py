@@ -9,11 +9,6 @@ from fastapi.responses import PlainTextResponse
 from fleetrun.core.errors import NotFoundError
 from fleetrun.schemas.agent import RegisterRequest, RegisterResponse
 from fleetrun.server.api.deps import audit_entry, state_of
-from fleetrun.server.api.runcommands import admit
-from fleetrun.server.db import Tx
-from fleetrun.server.store import activations as activation_store
-from fleetrun.server.store import group_runcommands as group_run_command_store
-from fleetrun.server.store import nodes as node_store
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"])
 
@@ -25,23 +20,10 @@ async def register(request: Request, body: RegisterRequest) -> RegisterResponse:
         entry.action = "agent:Register"
         entry.resource = f"frn:fleetrun:activation/{body.activation_id}"
 
-    now = state_of(request).clock.now()
-
-    def register_node(tx: Tx) -> RegisterResponse:
-        activation = activation_store.consume_activation(
-            tx.session, body.activation_id, body.activation_code, now
-        )
-        node = node_store.create_node(tx.session, activation, body)
-        if entry is not None:
-            entry.detail["node_id"] = node.id
-        # Its tags may make it a member of groups with run commands: it gets them now
-        # (a node's tags, so its groups, are fixed when it registers), each decided
-        # as the run command's author.
-        if group_run_command_store.sync(tx.session, admit(state_of(request))):
-            state_of(request).wake_dispatcher(tx)
-        return RegisterResponse(node_id=node.id, name=node.name)
-
-    return await state_of(request).db.write(register_node)
+    node = await state_of(request).registrations.register(body, state_of(request).clock.now())
+    if entry is not None:
+        entry.detail["node_id"] = node.node_id
+    return RegisterResponse(node_id=node.node_id, name=node.name)
 
 
 @router.get("/ca", response_class=PlainTextResponse, include_in_schema=False)

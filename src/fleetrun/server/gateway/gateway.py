@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from fleetrun.core import logs, protocol
+from fleetrun.server.batches import Batches
 from fleetrun.server.db import Tx
 from fleetrun.server.engine import invocations as engine_invocations
-from fleetrun.server.gateway.batches import Batches
 from fleetrun.server.gateway.session import AgentSession
 from fleetrun.server.output import output_key
 from fleetrun.server.store import nodes as node_store

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -57,36 +58,51 @@ def delete_activation(session: Session, activation_id: str) -> None:
     session.delete(row)
 
 
-def consume_activation(
-    session: Session, activation_id: str, code: str, now: datetime | None = None
-) -> Activation:
-    """Count one registration against the activation at `now` (default: the system's
-    time), or say why it cannot be used.
+def activations_by_id(session: Session, ids: Iterable[str]) -> dict[str, Activation]:
+    """The activations of these ids that exist (ids that are not UUIDs are none)."""
+    wanted = {i for i in ids if is_uuid(i)}
+    if not wanted:
+        return {}
+    rows = session.execute(select(Activation).where(Activation.id.in_(wanted))).scalars()
+    return {row.id: row for row in rows}
 
-    Expiry and exhaustion are told only to a caller who knows the code."""
-    row = session.get(Activation, activation_id) if is_uuid(activation_id) else None
+
+def check_activation(row: Activation | None, code: str, now: datetime) -> Activation:
+    """The activation, if `code` is its code and it has not expired; else why not.
+
+    Expiry is told only to a caller who knows the code; the registration limit is
+    counted by `claim_registrations`."""
     if row is None or not hmac.compare_digest(row.code_hash, hash_token(code)):
         raise AuthenticationError(WRONG)
-    if row.expires_at <= (now or utcnow()):
+    if row.expires_at <= now:
         raise AccessDeniedError(
-            f"Activation {activation_id} expired at {row.expires_at:%Y-%m-%d %H:%M:%S} UTC: "
+            f"Activation {row.id} expired at {row.expires_at:%Y-%m-%d %H:%M:%S} UTC: "
             "create a new one with `fleetrun activations create`."
         )
+    return row
+
+
+def limit_reached(row: Activation) -> AccessDeniedError:
+    return AccessDeniedError(
+        f"Activation {row.id} has reached its registration limit of "
+        f"{row.registration_limit}: create a new one with `fleetrun activations create "
+        "--limit N`."
+    )
+
+
+def claim_registrations(session: Session, activation_id: str, count: int) -> bool:
+    """Count `count` registrations against the activation, all or none: none when that
+    would pass its limit (another server may have counted some since it was read)."""
     claimed = session.execute(
         update(Activation)
         .where(
             Activation.id == activation_id,
-            Activation.registrations_count < Activation.registration_limit,
+            Activation.registrations_count + count <= Activation.registration_limit,
         )
-        .values(registrations_count=Activation.registrations_count + 1)
+        .values(registrations_count=Activation.registrations_count + count)
+        .execution_options(synchronize_session=False)
     )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        raise AccessDeniedError(
-            f"Activation {activation_id} has reached its registration limit of "
-            f"{row.registration_limit}: create a new one with `fleetrun activations create "
-            "--limit N`."
-        )
-    return row
+    return claimed.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
 
 def to_schema(row: Activation, now: datetime | None = None) -> schemas.Activation:

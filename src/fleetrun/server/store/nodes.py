@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, delete, or_, select, tuple_, update
+from sqlalchemy import Select, Table, bindparam, delete, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from fleetrun.core import access, sealing
-from fleetrun.core.errors import NotFoundError, ValidationError
+from fleetrun.core.errors import FleetrunError, NotFoundError, ValidationError
 from fleetrun.core.ids import is_node_id, new_node_id
 from fleetrun.core.inputs import check_label
 from fleetrun.core.statuses import PingStatus
@@ -21,6 +21,7 @@ from fleetrun.core.targets import Candidate, Target
 from fleetrun.schemas import nodes as schemas
 from fleetrun.schemas.agent import RegisterRequest
 from fleetrun.server import events
+from fleetrun.server.store import activations as activation_store
 from fleetrun.server.store.tables import Activation, Node, NodeTag, utcnow
 
 
@@ -44,44 +45,103 @@ def _check_seal_key(text: str | None) -> str | None:
     return text
 
 
-def create_node(session: Session, activation: Activation, request: RegisterRequest) -> Node:
+@dataclass(frozen=True)
+class Registered:
+    node_id: str
+    name: str
+
+
+def register_nodes(
+    session: Session, requests: Sequence[tuple[RegisterRequest, datetime]]
+) -> list[Registered | FleetrunError]:
+    """Trade each request's activation for a new node (or say why not), in order: the
+    nodes are stored together, a few statements for the lot. Each request is decided
+    as it would be alone (its code and expiry at its own `now`, then its node's
+    fields, then the activation's limit, counting the requests before it)."""
+    activations = activation_store.activations_by_id(
+        session, (r.activation_id for r, _ in requests)
+    )
+    results: list[Registered | FleetrunError] = []
+    taken: dict[str, list[int]] = {}  # activation id -> the requests it admits
+    rows: list[dict[str, Any]] = []  # the node rows, by the request's index
+    for index, (request, now) in enumerate(requests):
+        try:
+            activation = activation_store.check_activation(
+                activations.get(request.activation_id), request.activation_code, now
+            )
+            admitted = taken.setdefault(activation.id, [])
+            if activation.registrations_count + len(admitted) >= activation.registration_limit:
+                raise activation_store.limit_reached(activation)
+            row = _node_row(activation, request)
+        except FleetrunError as exc:
+            results.append(exc)
+            rows.append({})
+            continue
+        admitted.append(index)
+        results.append(Registered(row["id"], row["name"]))
+        rows.append(row)
+    for activation_id, admitted in taken.items():
+        if not admitted or activation_store.claim_registrations(
+            session, activation_id, len(admitted)
+        ):
+            continue
+        # Another server counted registrations since the read: one at a time, in order,
+        # until the limit says no.
+        for index in admitted:
+            if not activation_store.claim_registrations(session, activation_id, 1):
+                results[index] = activation_store.limit_reached(activations[activation_id])
+    stored = [rows[i] for i, result in enumerate(results) if isinstance(result, Registered)]
+    if not stored:
+        return results
+    session.execute(insert(Node), [{k: v for k, v in row.items() if k != "tags"} for row in stored])
+    tags = [
+        {"node_id": row["id"], "key": key, "value": value}
+        for row in stored
+        for key, value in row["tags"].items()
+    ]
+    if tags:
+        session.execute(insert(NodeTag), tags)
+    for row in stored:
+        events.emit(
+            session,
+            events.NODE_REGISTRATION,
+            [access.frn("node", row["id"])],
+            {
+                "node-id": row["id"],
+                "node-name": row["name"],
+                "activation-id": row["activation_id"],
+                "tags": row["tags"],
+                "platform": row["platform"],
+                "agent-version": row["agent_version"],
+            },
+        )
+    return results
+
+
+def _node_row(activation: Activation, request: RegisterRequest) -> dict[str, Any]:
+    """A new node's columns (and its `tags`, stored beside), or why the request's
+    fields cannot make one."""
     tags = {**activation.tags, **check_tags(dict(request.tags))}
     facts = request.facts
-    node = Node(
-        id=new_node_id(),
-        name=check_label(
+    return {
+        "id": new_node_id(),
+        "name": check_label(
             request.name or activation.name or facts.get("hostname") or "node", "The node name"
         ),
-        hostname=facts.get("hostname"),
-        platform=facts.get("platform"),
-        platform_version=facts.get("platform_version"),
-        architecture=facts.get("architecture"),
-        agent_version=request.agent_version,
-        public_key=_check_public_key(request.public_key),
-        seal_public_key=_check_seal_key(request.seal_public_key),
-        activation_id=activation.id,
-        ping_status=PingStatus.CONNECTION_LOST,
-        registered_at=utcnow(),
-        facts=dict(facts),
-        local_config={},
-    )
-    session.add(node)
-    session.flush()
-    session.add_all(NodeTag(node_id=node.id, key=k, value=v) for k, v in tags.items())
-    events.emit(
-        session,
-        events.NODE_REGISTRATION,
-        [access.frn("node", node.id)],
-        {
-            "node-id": node.id,
-            "node-name": node.name,
-            "activation-id": activation.id,
-            "tags": tags,
-            "platform": node.platform,
-            "agent-version": node.agent_version,
-        },
-    )
-    return node
+        "hostname": facts.get("hostname"),
+        "platform": facts.get("platform"),
+        "platform_version": facts.get("platform_version"),
+        "architecture": facts.get("architecture"),
+        "agent_version": request.agent_version,
+        "public_key": _check_public_key(request.public_key),
+        "seal_public_key": _check_seal_key(request.seal_public_key),
+        "activation_id": activation.id,
+        "ping_status": PingStatus.CONNECTION_LOST,
+        "registered_at": utcnow(),
+        "facts": dict(facts),
+        "local_config": {},
+        "tags": tags,
+    }
 
 
 def _ping_event(session: Session, node_id: str, name: str | None, status: str) -> None:

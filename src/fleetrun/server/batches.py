@@ -1,10 +1,11 @@
 """Requests gathered while the previous batch is being served, served together.
 
 Ten thousand agents connecting at once each need a read (their key) and a write
-(online): one transaction each is ten thousand thread hops and commits, most of the
-connect time. A `Batches` gathers the requests that arrive while its loop serves the
-last batch and serves them in one call, so the batches grow with the load and a
-quiet server answers a single request at once.
+(online); ten thousand registering each need a node stored: one transaction each is
+ten thousand thread hops and commits, most of the time taken. A `Batches` gathers
+the requests that arrive while its loop serves the last batch and serves them in one
+call, so the batches grow with the load and a quiet server answers a single request
+at once.
 """
 
 from __future__ import annotations
