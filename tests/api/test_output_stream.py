@@ -14,7 +14,9 @@ import pytest
 
 from fleetrun.core import protocol
 from fleetrun.core.errors import AccessDeniedError, ValidationError
+from fleetrun.core.statuses import InvocationStatus
 from fleetrun.sdk import AsyncClient
+from tests.harness import wait_for
 
 
 class Running:
@@ -249,3 +251,42 @@ def test_output_another_replica_stores_reaches_the_stream_without_a_wake_up(app)
         assert take(got) == b"through another\n"
         inv.finish()
         assert got.get(timeout=10) is None
+
+
+def test_a_chunk_the_output_store_cannot_write_is_not_acknowledged_and_comes_again(app):
+    """A chunk is stored in the transaction that records its length: one the store
+    cannot write is not recorded, not acknowledged, and stored when the agent sends it
+    again."""
+    (node,) = app.enrol(1)
+    command = app.client.send_command(script="true", node_ids=[node.node_id])
+    state = app.http.app.state.fleet
+    blocker = state.output.root / command.id  # where the invocation's directory goes
+    with app.connect(node) as session:
+        inv = Running(session, session.start(command.id))
+        blocker.write_bytes(b"")  # a file: the stream's directory cannot be made
+        inv.write(b"lost?\n")
+        inv.seq = 1  # (not acknowledged)
+        with pytest.raises(AssertionError, match="the session closed"):
+            _frames_until_closed(session)  # the server closes it rather than acknowledge
+    assert app.client.get_output(command.id, node.node_id) == b""
+    blocker.unlink()
+    with app.connect(node, running=[inv.iid]) as session:
+        # Every numbered frame not acknowledged is sent again on a new session, as the
+        # agent does (its InProgress may have failed with the chunk, in one batch).
+        session.send(
+            protocol.State(invocation_id=inv.iid, seq=1, status=InvocationStatus.IN_PROGRESS)
+        )
+        inv.session = session
+        inv.write(b"lost?\n")
+        inv.finish()
+        wait_for(
+            lambda: app.client.get_command(command.id).status == "Success",
+            what="the command to end",
+        )
+    assert app.client.get_output(command.id, node.node_id) == b"lost?\n"
+
+
+def _frames_until_closed(session) -> None:
+    while True:
+        frame = session.next(timeout_s=30)
+        assert not (isinstance(frame, protocol.Received) and frame.seq >= 2), frame
