@@ -14,6 +14,7 @@ from fleetrun.agent.cgroups import (
     CgroupUnavailableError,
     base_of,
     enter_cgroup,
+    favours_migrations,
     locate,
     mount_point,
     own_cgroup,
@@ -35,6 +36,20 @@ V1_ONLY = "35 24 0:30 / /sys/fs/cgroup/cpu rw,relatime shared:10 - cgroup cgroup
 def test_mount_point_finds_the_cgroup2_hierarchy(mountinfo, expected):
     found = mount_point(mountinfo)
     assert (str(found) if found else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("mountinfo", "expected"),
+    [
+        (HYBRID, False),
+        (UNIFIED, False),
+        (UNIFIED.replace("rw,nsdelegate", "rw,nsdelegate,favordynmods"), True),
+        (HYBRID.replace("cgroup2 cgroup2 rw", "cgroup2 cgroup2 rw,favordynmods"), True),
+        (V1_ONLY, None),
+    ],
+)
+def test_whether_the_cgroup2_mount_favours_migrations(mountinfo, expected):
+    assert favours_migrations(mountinfo) is expected
 
 
 @pytest.mark.parametrize(

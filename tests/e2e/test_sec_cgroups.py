@@ -124,7 +124,16 @@ def test_after_a_kill_9_the_restarted_agent_kills_what_was_left_through_the_cgro
         assert (done.status, inv.status_detail) == ("Failed", "AgentRestarted")
         wait_for(lambda: not _alive(pid), timeout_s=5, what=f"escaped process {pid} to be gone")
     assert not _cgroup_of(agent, inv.id).exists()
-    assert _status(agent)["containment"] == "cgroup"
+    status = _status(agent)
+    assert status["containment"] == "cgroup"
+    # Whether each step start waits for the kernel: what this machine's mount says.
+    cgroup2 = next(
+        line.partition(" - ")[2].split(" ")
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.partition(" - ")[2].startswith("cgroup2 ")
+    )
+    favoured = "favordynmods" in cgroup2[2].split(",")
+    assert status["cgroup_favordynmods"] == ("yes" if favoured else "no")
 
 
 @needs_cgroups

@@ -47,6 +47,27 @@ def mount_point(mountinfo: str) -> Path | None:
     return None
 
 
+def favours_migrations(mountinfo: str) -> bool | None:
+    """Whether the cgroup v2 hierarchy is mounted with `favordynmods` (None: no cgroup
+    v2 mounted). Without it, moving a process into a cgroup waits for the kernel to
+    synchronise every CPU: about 10 ms per step started, measured on a 2-core VM; with
+    it, a tenth of a millisecond (docs/security.md)."""
+    for line in mountinfo.splitlines():
+        _, _, tail = line.partition(" - ")
+        fields = tail.split(" ")
+        if fields[0] == "cgroup2":
+            return len(fields) > 2 and "favordynmods" in fields[2].split(",")
+    return None
+
+
+def migrations_favoured() -> bool | None:
+    """`favours_migrations` of this machine (None where /proc cannot say)."""
+    try:
+        return favours_migrations((PROC_SELF / "mountinfo").read_text())
+    except OSError:
+        return None
+
+
 def own_cgroup(proc_cgroup: str) -> str | None:
     """This process's cgroup v2 path ("/..."), from /proc/self/cgroup text."""
     for line in proc_cgroup.splitlines():

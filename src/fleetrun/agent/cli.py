@@ -35,7 +35,7 @@ from fleetrun.agent import config as local_config
 from fleetrun.agent import metrics, procs, rotate, service
 from fleetrun.agent import status as agent_status
 from fleetrun.agent.audit import AuditLog
-from fleetrun.agent.cgroups import CgroupUnavailableError, locate
+from fleetrun.agent.cgroups import CgroupUnavailableError, locate, migrations_favoured
 from fleetrun.agent.channel import Channel, TerminalError, rotate_once
 from fleetrun.agent.cli_base import (
     FAILED,
@@ -241,12 +241,19 @@ def _containment(node_id: str, pid: int | None) -> dict[str, str]:
     invocation's processes."""
     if pid is not None:
         method = procs.CGROUP if procs.in_use(pid, node_id) else procs.PROCESS_GROUP
+    else:
+        try:
+            locate(node_id)
+        except CgroupUnavailableError as exc:
+            return {"containment": procs.PROCESS_GROUP, "containment_reason": str(exc)}
+        method = procs.CGROUP
+    if method != procs.CGROUP:
         return {"containment": method}
-    try:
-        locate(node_id)
-    except CgroupUnavailableError as exc:
-        return {"containment": procs.PROCESS_GROUP, "containment_reason": str(exc)}
-    return {"containment": procs.CGROUP}
+    # Whether starting a step costs a kernel-wide synchronisation (docs/security.md).
+    favoured = migrations_favoured()
+    if favoured is None:
+        return {"containment": method}
+    return {"containment": method, "cgroup_favordynmods": "yes" if favoured else "no"}
 
 
 cli.add_command(config_group)
@@ -420,6 +427,12 @@ async def run_agent(state: StateDir, run: RunOptions, metrics_address: str | Non
         )
     else:
         log.info("each invocation runs in its own cgroup under %s", containment.detail)
+        if migrations_favoured() is False:
+            log.info(
+                "the cgroup v2 hierarchy is mounted without favordynmods: each step waits "
+                "for the kernel to move it into its cgroup (about 10 ms); see the agent's "
+                "cgroups in docs/security.md"
+            )
     agent = Agent(state, identity.node_id, AgentOptions(stop_grace_s=run.stop_grace), containment)
     await agent.recover()
     channel = Channel(agent, identity, state.load_key(), reconnect_max_s=run.reconnect_max)
