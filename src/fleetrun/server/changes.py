@@ -15,9 +15,19 @@ from contextlib import contextmanager
 class Subscription:
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._final = False
 
-    def notify(self) -> None:
+    def notify(self, final: bool | None = None) -> None:
+        """`final`: whether the thing reached its end with this change (None: perhaps,
+        as when another replica tells of it)."""
+        if final is not False:
+            self._final = True
         self._event.set()
+
+    def take_final(self) -> bool:
+        """Whether a change since the last call may have been the end."""
+        final, self._final = self._final, False
+        return final
 
     async def wait(self, timeout_s: float) -> bool:
         # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for swallows a
@@ -37,9 +47,9 @@ class Changes:
     def __init__(self) -> None:
         self._subs: defaultdict[str, set[Subscription]] = defaultdict(set)
 
-    def publish(self, key: str) -> None:
+    def publish(self, key: str, *, final: bool | None = None) -> None:
         for sub in self._subs.get(key, ()):
-            sub.notify()
+            sub.notify(final)
 
     def publish_all(self) -> None:
         """Everything may have changed (a replica missed what the others said)."""

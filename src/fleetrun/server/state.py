@@ -187,7 +187,8 @@ class ServerState:
         for command_id in command_ids:
             refreshed = engine_commands.refresh_command(tx.session, command_id)
             if refreshed.changed:
-                tx.after_commit(partial(self.changes.publish, command_id))
+                final = refreshed.finished is not None
+                tx.after_commit(partial(self.changes.publish, command_id, final=final))
                 tx.publish("changed", command_id)
             if refreshed.finished:
                 tx.after_commit(partial(self.metrics.command_finished, *refreshed.finished))

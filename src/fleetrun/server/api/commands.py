@@ -124,6 +124,8 @@ async def get_command(
             return command
         deadline = time.monotonic() + wait_s
         while (left := deadline - time.monotonic()) > 0 and await changed.wait(left):
+            if until != "changed" and not changed.take_final():
+                continue  # a step on the way: nothing to read for a waiter of the end
             command = await state.db.read(read)
             if until == "changed" or command.done:
                 break
