@@ -264,8 +264,7 @@ def test_a_chunk_the_output_store_cannot_write_is_not_acknowledged_and_comes_aga
     with app.connect(node) as session:
         inv = Running(session, session.start(command.id))
         blocker.write_bytes(b"")  # a file: the stream's directory cannot be made
-        inv.write(b"lost?\n")
-        inv.seq = 1  # (not acknowledged)
+        inv.write(b"lost?\n")  # seq 2
         with pytest.raises(AssertionError, match="the session closed"):
             _frames_until_closed(session)  # the server closes it rather than acknowledge
     assert app.client.get_output(command.id, node.node_id) == b""
@@ -276,8 +275,8 @@ def test_a_chunk_the_output_store_cannot_write_is_not_acknowledged_and_comes_aga
         session.send(
             protocol.State(invocation_id=inv.iid, seq=1, status=InvocationStatus.IN_PROGRESS)
         )
-        inv.session = session
-        inv.write(b"lost?\n")
+        inv.session, inv.seq = session, 1
+        inv.write(b"lost?\n")  # seq 2 again
         inv.finish()
         wait_for(
             lambda: app.client.get_command(command.id).status == "Success",

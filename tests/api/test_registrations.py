@@ -99,22 +99,14 @@ def test_registrations_counted_meanwhile_by_another_server_are_claimed_one_by_on
 
 
 @pytest.mark.parametrize("count", [1, 40])
-def test_registration_over_http_answers_each_request(app, count):
+async def test_registration_over_http_answers_each_request(app, count):
     """Through the route, one at a time or many in parallel: each gets its own node."""
     activation = app.client.create_activation(registration_limit=count)
-    body = [_request(activation, f"h{i}").model_dump() for i in range(count)]
-
-    async def post_all() -> list[int]:
-        import httpx
-
-        transport = httpx.ASGITransport(app=app.http.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            answers = await asyncio.gather(
-                *(client.post("/v1/agent/register", json=b) for b in body)
-            )
-        return [a.status_code for a in answers] + [a.json()["name"] for a in answers]
-
-    answers = app.http.portal.call(post_all)
-    assert answers[:count] == [201] * count
-    assert sorted(answers[count:]) == sorted(f"h{i}" for i in range(count))
+    bodies = [_request(activation, f"h{i}").model_dump() for i in range(count)]
+    async with app.async_http() as http:
+        answers = await asyncio.gather(
+            *(http.post("/v1/agent/register", json=body) for body in bodies)
+        )
+    assert [a.status_code for a in answers] == [201] * count
+    assert sorted(a.json()["name"] for a in answers) == sorted(f"h{i}" for i in range(count))
     assert len(app.client.list_nodes()) == count

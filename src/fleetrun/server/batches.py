@@ -34,6 +34,7 @@ class Batches(Generic[Item, Result]):
         self._what = what  # for the log: "nodes marked online"
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
         self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
     async def __call__(self, item: Item) -> Result:
         """Served with the batch this joins. A caller that gives up (is cancelled)
@@ -42,6 +43,17 @@ class Batches(Generic[Item, Result]):
         self._waiting.append((item, done))
         self._wake.set()
         return await done
+
+    def start(self) -> None:
+        """Serve batches until `stop`."""
+        self._task = asyncio.create_task(self.loop(), name=f"batches of {self._what}")
+
+    async def stop(self) -> None:
+        """The server stops: no more batches, and whoever still waits ends here."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self.cancel()
 
     async def loop(self) -> None:
         while True:

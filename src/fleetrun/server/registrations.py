@@ -9,8 +9,6 @@ so the rate grows with the load instead of stopping at one commit per agent.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -40,17 +38,12 @@ class Registrations:
         self._batches: Batches[Request, Registered | FleetrunError] = Batches(
             self._store, limit=MAX_BATCH, what="registrations"
         )
-        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._batches.loop(), name="registrations")
+        self._batches.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._batches.cancel()
+        await self._batches.stop()
 
     async def register(self, request: RegisterRequest, now: datetime) -> Registered:
         """The new node, or the error that says why the request cannot make one."""

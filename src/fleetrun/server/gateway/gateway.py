@@ -90,9 +90,9 @@ class Gateway:
             asyncio.create_task(self._touch_loop(), name="gateway-pings"),
             asyncio.create_task(self._lost_loop(), name="gateway-lost"),
             asyncio.create_task(self._lease_loop(), name="gateway-lease"),
-            asyncio.create_task(self._keys.loop(), name="gateway-keys"),
-            asyncio.create_task(self._hellos.loop(), name="gateway-hellos"),
         ]
+        self._keys.start()
+        self._hellos.start()
 
     async def stop(self) -> None:
         """Close every session at once (bounded: a peer that does not answer is not
@@ -109,8 +109,8 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._keys.cancel()  # handshakes still waiting end here
-        self._hellos.cancel()
+        await self._keys.stop()  # handshakes still waiting end here
+        await self._hellos.stop()
         await self._flush_lost()
         with contextlib.suppress(Exception):  # else its lease runs out
             await self.state.db.write(partial(_leave, self.state.replica_id))

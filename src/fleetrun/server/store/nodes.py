@@ -63,7 +63,7 @@ def register_nodes(
     )
     results: list[Registered | FleetrunError] = []
     taken: dict[str, list[int]] = {}  # activation id -> the requests it admits
-    rows: list[dict[str, Any]] = []  # the node rows, by the request's index
+    nodes: dict[int, tuple[dict[str, Any], dict[str, str]]] = {}  # index -> row, tags
     for index, (request, now) in enumerate(requests):
         try:
             activation = activation_store.check_activation(
@@ -72,36 +72,39 @@ def register_nodes(
             admitted = taken.setdefault(activation.id, [])
             if activation.registrations_count + len(admitted) >= activation.registration_limit:
                 raise activation_store.limit_reached(activation)
-            row = _node_row(activation, request)
+            row, tags = _node_row(activation, request)
         except FleetrunError as exc:
             results.append(exc)
-            rows.append({})
             continue
         admitted.append(index)
+        nodes[index] = row, tags
         results.append(Registered(row["id"], row["name"]))
-        rows.append(row)
     for activation_id, admitted in taken.items():
         if not admitted or activation_store.claim_registrations(
             session, activation_id, len(admitted)
         ):
             continue
         # Another server counted registrations since the read: one at a time, in order,
-        # until the limit says no.
-        for index in admitted:
-            if not activation_store.claim_registrations(session, activation_id, 1):
-                results[index] = activation_store.limit_reached(activations[activation_id])
-    stored = [rows[i] for i, result in enumerate(results) if isinstance(result, Registered)]
-    if not stored:
+        # until the limit says no (counts only grow: the rest are refused with it).
+        claimed = 0
+        while claimed < len(admitted) and activation_store.claim_registrations(
+            session, activation_id, 1
+        ):
+            claimed += 1
+        for index in admitted[claimed:]:
+            results[index] = activation_store.limit_reached(activations[activation_id])
+            del nodes[index]
+    if not nodes:
         return results
-    session.execute(insert(Node), [{k: v for k, v in row.items() if k != "tags"} for row in stored])
-    tags = [
+    session.execute(insert(Node), [row for row, _ in nodes.values()])
+    node_tags = [
         {"node_id": row["id"], "key": key, "value": value}
-        for row in stored
-        for key, value in row["tags"].items()
+        for row, tags in nodes.values()
+        for key, value in tags.items()
     ]
-    if tags:
-        session.execute(insert(NodeTag), tags)
-    for row in stored:
+    if node_tags:
+        session.execute(insert(NodeTag), node_tags)
+    for row, tags in nodes.values():
         events.emit(
             session,
             events.NODE_REGISTRATION,
@@ -110,7 +113,7 @@ def register_nodes(
                 "node-id": row["id"],
                 "node-name": row["name"],
                 "activation-id": row["activation_id"],
-                "tags": row["tags"],
+                "tags": tags,
                 "platform": row["platform"],
                 "agent-version": row["agent_version"],
             },
@@ -118,9 +121,10 @@ def register_nodes(
     return results
 
 
-def _node_row(activation: Activation, request: RegisterRequest) -> dict[str, Any]:
-    """A new node's columns (and its `tags`, stored beside), or why the request's
-    fields cannot make one."""
+def _node_row(
+    activation: Activation, request: RegisterRequest
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """A new node's columns and its tags, or why the request's fields cannot make one."""
     tags = {**activation.tags, **check_tags(dict(request.tags))}
     facts = request.facts
     return {
@@ -140,8 +144,7 @@ def _node_row(activation: Activation, request: RegisterRequest) -> dict[str, Any
         "registered_at": utcnow(),
         "facts": dict(facts),
         "local_config": {},
-        "tags": tags,
-    }
+    }, tags
 
 
 def _ping_event(session: Session, node_id: str, name: str | None, status: str) -> None:
