@@ -1,6 +1,10 @@
 """Two server replicas sharing PostgreSQL, both running the alarm evaluator and the
-forwarders: every line reaches the OTLP receiver once, and the alarm fires once (one
-history entry, one webhook), whichever replica counts and evaluates."""
+forwarders, one agent on each: every line reaches the OTLP receiver once, and the alarm
+fires once (one history entry, one webhook), whichever replica counts and evaluates.
+
+Each replica keeps output in a data directory of its own (no shared bucket), so the
+bytes of each agent's output are only on the replica it is connected to: a reader that
+holds the cursor hands it over at a chunk it cannot read, never skips it."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import pytest
 
 from tests.e2e.logsinks import OtlpReceiver
 from tests.e2e.receivers import WebhookReceiver
-from tests.harness import PG_ENV, Fleet, ServerProcess, wait_for
+from tests.harness import PG_ENV, AgentProcess, Fleet, ServerProcess, wait_for
 
 SECRET = "a-webhook-secret-of-some-length"
 KEY = {"FLEETRUN_SECRET_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}
@@ -26,8 +30,9 @@ def test_replicas_forward_each_line_once_and_fire_an_alarm_once(tmp_path):
     second = ServerProcess(tmp_path / "b", env=env, db=fleet.server.db)
     try:
         second.start()
-        agents = fleet.add_agents(2)
         client = fleet.client
+        agents = [*fleet.add_agents(1), _agent_of(second, fleet)]
+        fleet.wait_online(agents)
         with WebhookReceiver(SECRET) as hook:
             client.create_rule(
                 "alarms",
@@ -55,3 +60,13 @@ def test_replicas_forward_each_line_once_and_fire_an_alarm_once(tmp_path):
         assert bodies == [f"line {n}" for n in range(1, 201)] + ["ERROR one", "ERROR two"]
     assert len(fired) == 1
     assert [h.new_state for h in history].count("ALARM") == 1
+
+
+def _agent_of(server, fleet):
+    """An agent registered with and connected to `server` (the other replica), stopped
+    with the fleet's."""
+    activation = fleet.client.create_activation(registration_limit=1)
+    agent = AgentProcess(server, fleet.root / "agent-b", "nodeb")
+    fleet.agents.append(agent)
+    agent.register(activation.id, activation.code)
+    return agent.start()

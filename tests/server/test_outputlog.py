@@ -112,7 +112,7 @@ async def _lines(store, chunks):
     labels = {"i": outputlog.Labels("web01", "RunShellScript", {})}
     return [
         (line.seq, line.stream, line.text)
-        for line in await outputlog.lines_of(store, chunks, labels)
+        for line in (await outputlog.lines_of(store, chunks, labels)).lines
     ]
 
 
@@ -165,3 +165,72 @@ def test_an_evaluators_look_from_before_an_alarm_was_created_does_not_stop_notin
     assert not log.wanted
     log.alarms_seen(True, before)  # "some" is always kept
     assert log.wanted
+
+
+def _stored_by(seq, offset, length, replica, stream="stdout"):
+    return outputlog.Chunk(seq, T0, "i", "c", "n", 0, stream, offset, length, replica)
+
+
+async def test_a_chunk_on_a_live_replicas_own_store_is_handed_to_it(tmp_path):
+    """Replicas with a data directory each: the bytes of a chunk replica b stored are
+    only on b. Reading stops before it (b reads it), rather than forwarding nothing for
+    it and moving on: its lines would be lost."""
+    from fleetrun.server.output import LocalOutputStore
+
+    store = LocalOutputStore(tmp_path)  # replica a's
+    store.write("c/n/0.stdout", 0, b"one\n")
+    store.write("c/n/0.stderr", 0, b"oops\n")
+    chunks = [
+        _stored_by(1, 0, 4, "a"),
+        _stored_by(2, 4, 4, "b"),
+        _stored_by(3, 0, 5, "a", "stderr"),
+    ]
+    labels = {"i": outputlog.Labels("web01", "RunShellScript", {})}
+    read = await outputlog.lines_of(store, chunks, labels, frozenset({"b"}))
+    assert [line.text for line in read.lines] == ["one"]
+    assert read.upto == 1 and read.handed_over(chunks) and read.unreadable == 0
+
+
+async def test_a_chunk_nobody_can_read_is_skipped_and_counted(tmp_path):
+    """The replica that stored it is gone (or its bytes expired): nothing is waited for;
+    the chunks after it are read, and the skip is counted for the operator."""
+    from fleetrun.server.output import LocalOutputStore
+
+    store = LocalOutputStore(tmp_path)
+    store.write("c/n/0.stdout", 0, b"one\n")
+    store.write("c/n/0.stderr", 0, b"oops\n")
+    chunks = [
+        _stored_by(1, 0, 4, "a"),
+        _stored_by(2, 4, 4, "gone"),
+        _stored_by(3, 0, 5, "a", "stderr"),
+    ]
+    labels = {"i": outputlog.Labels("web01", "RunShellScript", {})}
+    read = await outputlog.lines_of(store, chunks, labels, frozenset({"b"}))
+    assert [line.text for line in read.lines] == ["one", "oops"]
+    assert read.upto == 3 and not read.handed_over(chunks) and read.unreadable == 1
+
+
+async def test_a_batch_names_the_live_replicas_its_chunks_may_be_handed_to(db):
+    """claim_batch reads which other replicas are alive (only when a chunk was stored by
+    another); a released cursor is claimed by the next replica at once."""
+    from fleetrun.server.store import replicas as replica_store
+
+    await db.write(lambda tx: outputlog.ensure_cursor(tx.session, "alarms", T0))
+    await db.write(lambda tx: _chunks(tx.session, 2))
+    await db.write(
+        lambda tx: tx.session.query(OutputChunk).filter_by(seq=2).update({"stored_by": "b"})
+    )
+    for replica in ("a", "b", "gone"):
+        await db.write(lambda tx, r=replica: replica_store.renew(tx.session, r, T0, 30.0))
+    await db.write(
+        lambda tx: replica_store.renew(tx.session, "gone", T0 - timedelta(minutes=5), 30.0)
+    )
+    batch = await db.write(
+        lambda tx: outputlog.claim_batch(tx.session, "alarms", "srv-a", T0, 15.0, "a")
+    )
+    assert batch is not None and [c.stored_by for c in batch.chunks] == [None, "b"]
+    assert batch.elsewhere == {"b"}
+    claim_b = lambda tx: outputlog.claim(tx.session, "alarms", "srv-b", T0, 15.0)  # noqa: E731
+    assert await db.write(claim_b) is None  # a holds it
+    await db.write(lambda tx: outputlog.release(tx.session, "alarms", "srv-a"))
+    assert await db.write(claim_b) == 0

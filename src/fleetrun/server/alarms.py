@@ -93,12 +93,18 @@ class AlarmEvaluator:
             batch = await self.state.db.write(self._claim)
             if batch is None or not batch.chunks:
                 break
-            lines = await outputlog.lines_of(self.state.output, batch.chunks, batch.labels)
+            read = await outputlog.lines_of(
+                self.state.output, batch.chunks, batch.labels, batch.elsewhere
+            )
             try:
-                await self.state.db.write(partial(self._count, batch=batch, lines=lines))
+                await self.state.db.write(partial(self._count, batch=batch, read=read))
             except LostLeaseError:
                 break
-            if len(batch.chunks) < outputlog.BATCH:
+            if read.unreadable:
+                log.warning(
+                    "counting output for alarms: %s", outputlog.unreadable_message(read.unreadable)
+                )
+            if read.handed_over(batch.chunks) or len(batch.chunks) < outputlog.BATCH:
                 break
         now = self.state.clock.now()
         changes = await self.state.db.read(partial(_decide, now=now))
@@ -107,16 +113,22 @@ class AlarmEvaluator:
 
     def _claim(self, tx: Tx) -> outputlog.Batch | None:
         now = self.state.clock.now()
-        return outputlog.claim_batch(tx.session, CURSOR, self.owner, now, LEASE_S)
+        return outputlog.claim_batch(
+            tx.session, CURSOR, self.owner, now, LEASE_S, self.state.replica_id
+        )
 
-    def _count(self, tx: Tx, *, batch: outputlog.Batch, lines: Sequence[outputlog.Line]) -> None:
+    def _count(self, tx: Tx, *, batch: outputlog.Batch, read: outputlog.Read) -> None:
         session, now = tx.session, self.state.clock.now()
-        if not outputlog.advance(session, CURSOR, self.owner, batch.chunks[-1].seq, 0, now):
-            raise LostLeaseError
-        for alarm in store.read_alarms(session):
-            counts = self._counts(session, alarm, lines)
-            if counts:
-                store.add_counts(session, alarm.name, counts)
+        done = batch.chunks[: read.upto]
+        if done:
+            if not outputlog.advance(session, CURSOR, self.owner, done[-1].seq, 0, now):
+                raise LostLeaseError
+            for alarm in store.read_alarms(session):
+                counts = self._counts(session, alarm, read.lines)
+                if counts:
+                    store.add_counts(session, alarm.name, counts)
+        if read.handed_over(batch.chunks):  # the next chunk is on another replica's store
+            outputlog.release(session, CURSOR, self.owner)
 
     def _counts(
         self, session: Session, alarm: Alarm, lines: Sequence[outputlog.Line]

@@ -300,24 +300,42 @@ class Forwarding:
 
         def claim(tx: Tx) -> outputlog.Batch | None:
             now = self.state.clock.now()
-            return outputlog.claim_batch(tx.session, forwarder.cursor, self.owner, now, LEASE_S)
+            return outputlog.claim_batch(
+                tx.session, forwarder.cursor, self.owner, now, LEASE_S, self.state.replica_id
+            )
 
         if not await self.state.db.read(partial(outputlog.behind, name=forwarder.cursor)):
             return False  # nothing new: no write (SQLite has one writer)
         batch = await self.state.db.write(claim)
         if batch is None or not batch.chunks:
             return False
-        chunks = batch.chunks
-        lines = await outputlog.lines_of(self.state.output, chunks, batch.labels)
-        if lines:
-            await forwarder.sender.send(lines)
-        now = self.state.clock.now()
-        await self.state.db.write(
-            lambda tx: outputlog.advance(
-                tx.session, forwarder.cursor, self.owner, chunks[-1].seq, len(lines), now
-            )
+        read = await outputlog.lines_of(
+            self.state.output, batch.chunks, batch.labels, batch.elsewhere
         )
-        return len(chunks) >= outputlog.BATCH
+        if read.lines:
+            await forwarder.sender.send(read.lines)
+        done, handed_over = batch.chunks[: read.upto], read.handed_over(batch.chunks)
+        now = self.state.clock.now()
+
+        def moved(tx: Tx) -> None:
+            session, cursor = tx.session, forwarder.cursor
+            if done:
+                outputlog.advance(session, cursor, self.owner, done[-1].seq, len(read.lines), now)
+            if read.unreadable:
+                outputlog.report_error(
+                    session, cursor, outputlog.unreadable_message(read.unreadable), now
+                )
+            if handed_over:  # the next chunk is on another replica's store: its turn
+                outputlog.release(session, cursor, self.owner)
+
+        await self.state.db.write(moved)
+        if read.unreadable:
+            log.warning(
+                "forwarding to %s: %s",
+                forwarder.name,
+                outputlog.unreadable_message(read.unreadable),
+            )
+        return not handed_over and len(batch.chunks) >= outputlog.BATCH
 
 
 def views(session: Session, forwarders: Sequence[Forwarder]) -> list[ForwarderView]:

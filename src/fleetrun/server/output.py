@@ -68,6 +68,10 @@ async def read_parts(
 
 
 class OutputStore(Protocol):
+    # Whether every replica reads what any replica wrote (a bucket), or only the one
+    # that wrote it (a data directory of its own).
+    shared: bool
+
     def write(self, key: str, offset: int, data: bytes) -> None: ...
 
     def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]: ...
@@ -81,6 +85,8 @@ class OutputStore(Protocol):
 
 
 class LocalOutputStore:
+    shared = False  # each replica's own directory
+
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
@@ -144,6 +150,8 @@ class S3OutputStore:
     again (after a crash, or by a second replica after the agent moved) lands on the
     same name; a reader lists the stream's chunks and reads, in order, what covers the
     range asked for."""
+
+    shared = True
 
     def __init__(self, s3: S3, bucket: str, prefix: str) -> None:
         self.s3 = s3

@@ -14,7 +14,11 @@ chunk (design §8). Rows every cursor has passed are deleted.
 
 `lines_of` turns chunks into the lines they complete, labelled with where they come
 from; it reads the bytes from the output store, reaching back for the start of a line
-the chunk ends.
+the chunk ends. Where replicas keep output in stores of their own (a data directory
+each, no shared bucket), a chunk's bytes are only on the replica that stored it
+(`stored_by`): a reader that meets such a chunk stops before it and hands the cursor
+back, so that replica reads it; a chunk whose replica is gone, or whose bytes are gone,
+is skipped and counted as unreadable, never waited for.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from fleetrun.core.alarms import complete_lines
 from fleetrun.server.output import OutputStore, stream_key
+from fleetrun.server.store import replicas as replica_store
 from fleetrun.server.store.tables import (
     Command,
     Invocation,
@@ -59,6 +64,7 @@ class Chunk:
     stream: str
     offset: int
     length: int
+    stored_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,8 +85,11 @@ class Line:
 
 
 class OutputLog:
-    def __init__(self, clock: Clock, *, always: bool = False) -> None:
+    def __init__(
+        self, clock: Clock, *, replica_id: str | None = None, always: bool = False
+    ) -> None:
         self.clock = clock
+        self.replica_id = replica_id  # named on the chunks this replica stores
         self.always = always  # a forwarder is configured: every chunk is wanted
         self.alarms = False  # an alarm exists (kept fresh by the alarm evaluator)
         self._created = 0  # alarms created so far, here or through another replica
@@ -131,6 +140,7 @@ class OutputLog:
                         stream=c.stream,
                         offset=c.offset,
                         length=c.size,
+                        stored_by=self.replica_id,
                     )
                 )
 
@@ -192,16 +202,33 @@ def advance(session: Session, name: str, owner: str, seq: int, lines: int, now: 
     return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
 
+def release(session: Session, name: str, owner: str) -> None:
+    """Give the cursor's lease up before it runs out (another replica holds bytes this
+    one cannot read: it may claim the cursor at once)."""
+    session.execute(
+        update(OutputCursor)
+        .where(OutputCursor.name == name, OutputCursor.leased_by == owner)
+        .values(leased_by=None, lease_until=None)
+    )
+
+
 @dataclass(frozen=True)
 class Batch:
-    """Chunks a reader claimed, and the labels of their invocations."""
+    """Chunks a reader claimed, the labels of their invocations, and the other replicas
+    alive when it claimed them (the ones a chunk it cannot read may be handed to)."""
 
     chunks: list[Chunk]
     labels: dict[str, Labels]
+    elsewhere: frozenset[str] = frozenset()
 
 
 def claim_batch(
-    session: Session, name: str, owner: str, now: datetime, lease_s: float
+    session: Session,
+    name: str,
+    owner: str,
+    now: datetime,
+    lease_s: float,
+    replica_id: str | None = None,
 ) -> Batch | None:
     """Lease the cursor `name` and read the batch after it; None if another replica
     holds it."""
@@ -209,7 +236,11 @@ def claim_batch(
     if position is None:
         return None
     chunks = read_chunks(session, position, now)
-    return Batch(chunks, labels_of(session, chunks))
+    elsewhere: frozenset[str] = frozenset()
+    if any(c.stored_by not in (None, replica_id) for c in chunks):
+        live = session.execute(replica_store.live(now)).scalars()
+        elsewhere = frozenset(live) - {replica_id}
+    return Batch(chunks, labels_of(session, chunks), elsewhere)
 
 
 def behind(session: Session, name: str) -> bool:
@@ -253,6 +284,7 @@ def read_chunks(session: Session, after: int, now: datetime, limit: int = BATCH)
                 r.stream,
                 r.offset,
                 r.length,
+                r.stored_by,
             )
         )
     return out
@@ -301,16 +333,39 @@ def labels_of(session: Session, chunks: Sequence[Chunk]) -> dict[str, Labels]:
     return {r[0]: Labels(r[2], r[3], tags.get(r[1], {})) for r in rows}
 
 
+@dataclass
+class Read:
+    """What `lines_of` made of a batch: the lines of its first `upto` chunks (all of
+    them, unless a chunk further on is on another replica's store: see `handed_over`),
+    and how many of those could not be read at all (`unreadable`, skipped)."""
+
+    lines: list[Line]
+    upto: int
+    unreadable: int = 0
+
+    def handed_over(self, chunks: Sequence[Chunk]) -> bool:
+        """Whether reading stopped at a chunk that another replica can read."""
+        return self.upto < len(chunks)
+
+
 async def lines_of(
-    store: OutputStore, chunks: Sequence[Chunk], labels: dict[str, Labels]
-) -> list[Line]:
+    store: OutputStore,
+    chunks: Sequence[Chunk],
+    labels: dict[str, Labels],
+    elsewhere: frozenset[str] = frozenset(),
+) -> Read:
     """The lines these chunks complete, in order. A chunk that follows the one before it
-    in the same stream reads only its own bytes: the open line it continues is known."""
+    in the same stream reads only its own bytes: the open line it continues is known.
+
+    A chunk whose bytes are not in `store`: if the store is this replica's own and the
+    replica that stored the chunk is alive (in `elsewhere`), reading stops before it;
+    otherwise nobody can read it, and it is skipped and counted."""
     out: list[Line] = []
+    unreadable = 0
     # per stream: where the last chunk read ended, and the bytes since its last newline
     # (at most LOOKBACK_BYTES; that many means a line longer than the look-back)
     open_lines: dict[str, tuple[int, bytes]] = {}
-    for chunk in chunks:
+    for index, chunk in enumerate(chunks):
         label = labels.get(chunk.invocation_id)
         if label is None:
             continue  # its command was deleted
@@ -324,6 +379,12 @@ async def lines_of(
             read = await _read(store, key, start, end)
             window, data = read[: chunk.offset - start], read[chunk.offset - start :]
             tail = window[window.rfind(b"\n") + 1 :]
+        if len(data) < chunk.length:  # not in this store
+            if not store.shared and chunk.stored_by in elsewhere:
+                return Read(out, index, unreadable)
+            unreadable += 1
+            open_lines.pop(key, None)
+            continue
         long_line = len(tail) >= LOOKBACK_BYTES and chunk.offset > LOOKBACK_BYTES
         before = b"" if long_line else tail  # a longer line is counted from the chunk on
         newline = data.rfind(b"\n")
@@ -345,7 +406,15 @@ async def lines_of(
                     stream=chunk.stream,
                 )
             )
-    return out
+    return Read(out, len(chunks), unreadable)
+
+
+def unreadable_message(count: int) -> str:
+    return (
+        f"{count} chunk(s) of output were skipped: their bytes are in no output store a "
+        "live replica can read (the replica that stored them is gone, or they expired). "
+        "Replicas should share an output store (--output-store s3://BUCKET/PREFIX)."
+    )
 
 
 async def _read(store: OutputStore, key: str, start: int, end: int) -> bytes:

@@ -95,7 +95,9 @@ class ServerState:
         self.sinks = OutputSinks(self)
         self.alarms = AlarmEvaluator(self)
         self.forwarding = Forwarding(self)
-        self.output_log = OutputLog(self.clock, always=bool(self.forwarding.forwarders))
+        self.output_log = OutputLog(
+            self.clock, replica_id=self.replica_id, always=bool(self.forwarding.forwarders)
+        )
         self.retention = Retention(self, self.forwarding.cursors)
         self.indexer = OutputIndexer(self)
         self.bus = Bus(self.db, self.replica_id)

@@ -627,6 +627,9 @@ class OutputChunk(Base):
     stream: Mapped[str] = mapped_column(String(8))
     offset: Mapped[int] = mapped_column(BigInteger)
     length: Mapped[int] = mapped_column(Integer)
+    # The replica that stored the bytes: with an output store of its own (a data
+    # directory), only it can read them; a reader elsewhere hands the chunk to it.
+    stored_by: Mapped[str | None] = mapped_column(String(36))
 
 
 class OutputCursor(Base):
