@@ -5,10 +5,16 @@ numbers are never used again."""
 
 from __future__ import annotations
 
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from fleetrun.server import outputlog
 from fleetrun.server.store.tables import OutputChunk
+from tests.harness import PG_ENV
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -57,18 +63,48 @@ async def test_pruning_keeps_what_a_reader_needs_and_numbers_are_not_reused(db):
     assert await db.write(lambda tx: outputlog.prune(tx.session, ["alarms"])) == 3
     await db.write(lambda tx: outputlog.prune(tx.session, []))  # the newest always stays
     await db.write(lambda tx: _chunks(tx.session, 1))
-    chunks = await db.read(lambda s: outputlog.read_chunks(s, 4, T0))
+    chunks = await db.read(lambda s: outputlog.read_chunks(s, 4))
     assert [c.seq for c in chunks] == [5]  # not 1 again: a cursor at 4 would skip it
 
 
-async def test_reading_stops_at_a_gap_that_may_still_fill(db):
+async def test_a_missing_number_is_passed_at_once(db):
+    """Numbers are taken in commit order, so a missing one was rolled back: reading
+    goes on past it, without waiting."""
     await db.write(lambda tx: _chunks(tx.session, 4))
     await db.write(lambda tx: tx.session.query(OutputChunk).filter_by(seq=2).delete())
-    # chunk 2 not visible (its transaction still open, or rolled back)
-    young = await db.read(lambda s: outputlog.read_chunks(s, 0, T0 + timedelta(seconds=1)))
-    assert [c.seq for c in young] == [1]
-    old = await db.read(lambda s: outputlog.read_chunks(s, 0, T0 + timedelta(seconds=10)))
-    assert [c.seq for c in old] == [1, 3, 4]  # long enough: it was rolled back
+    chunks = await db.read(lambda s: outputlog.read_chunks(s, 0))
+    assert [c.seq for c in chunks] == [1, 3, 4]
+
+
+@pytest.mark.skipif(not os.environ.get(PG_ENV), reason="PostgreSQL commits in any order")
+async def test_chunks_are_numbered_in_the_order_their_transactions_commit(db):
+    """Two replicas note output at once: the second's chunk waits for the first's
+    transaction to end, so no reader sees number 7 while 6 may still commit (a cursor
+    moved past 7 would skip 6 for ever; it was lost when a storing transaction took
+    longer than a reader's patience)."""
+    from fleetrun.core.clock import SystemClock
+    from fleetrun.server.engine.invocations import StoredOutput
+
+    log = outputlog.OutputLog(SystemClock(), replica_id="a", always=True)
+    chunk = StoredOutput("i", "c", "n", 0, "stdout", 0, 4)
+    first = db.sessionmaker()
+    first.begin()
+    log.note(first, [chunk])
+    first.flush()  # number 1 taken; its transaction stays open
+
+    def second() -> list[int]:
+        with db.sessionmaker() as session, session.begin():
+            log.note(session, [chunk])
+        with db.sessionmaker() as session:
+            return [c.seq for c in outputlog.read_chunks(session, 0)]
+
+    with ThreadPoolExecutor(1) as pool:
+        seen = pool.submit(second)
+        time.sleep(0.5)
+        assert not seen.done()  # waiting for the first to end, before taking a number
+        first.commit()
+        assert seen.result(timeout=10) == [1, 2]
+    first.close()
 
 
 async def test_a_state_change_decided_on_a_stale_read_is_not_made_twice(db):

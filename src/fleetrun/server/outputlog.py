@@ -7,6 +7,12 @@ acknowledged; it costs one row, and nothing at all while no reader wants output 
 alarm exists, no forwarder is configured). The search indexer reads the same record
 after the commit (`ServerState.output_stored`), keeping its own marks per stream.
 
+Chunks are numbered in the order their transactions commit: on PostgreSQL, where
+transactions commit in any order, noting takes a transaction-scoped lock first
+(`OUTPUT_LOG_LOCK`), so the transaction that took number 6 has ended before another
+takes 7. A reader that sees 7 and not 6 knows 6 was rolled back: it never waits on a
+gap, and never passes one that could still fill.
+
 Each reader keeps a cursor (`output_cursors`): the highest chunk it has dealt with. A
 reader claims its cursor with a lease before it works and moves it with an update
 conditioned on that lease, so across replicas one replica at a time reads and acts on a
@@ -50,7 +56,7 @@ if TYPE_CHECKING:
 
 LOOKBACK_BYTES = 16 * 1024  # how far back a line's start is looked for
 BATCH = 500  # chunks per pass
-GAP_WAIT_S = 3.0  # a missing chunk number younger than this may still commit
+OUTPUT_LOG_LOCK = 847002  # PostgreSQL advisory lock: chunk numbers in commit order
 
 
 @dataclass(frozen=True)
@@ -125,8 +131,12 @@ class OutputLog:
 
     def note(self, session: Session, stored: Sequence[StoredOutput]) -> None:
         """Chunks were stored, in `session`'s transaction: log them if anyone reads."""
-        if not self.wanted:
+        if not self.wanted or not any(c.size for c in stored):
             return
+        if session.get_bind().dialect.name == "postgresql":
+            # Held to the commit: the next noting transaction numbers its chunks after
+            # these are visible (the caller notes last, after its other row locks).
+            session.execute(select(func.pg_advisory_xact_lock(OUTPUT_LOG_LOCK)))
         at = self.clock.now()
         for c in stored:
             if c.size:
@@ -235,7 +245,7 @@ def claim_batch(
     position = claim(session, name, owner, now, lease_s)
     if position is None:
         return None
-    chunks = read_chunks(session, position, now)
+    chunks = read_chunks(session, position)
     elsewhere: frozenset[str] = frozenset()
     if any(c.stored_by not in (None, replica_id) for c in chunks):
         live = session.execute(replica_store.live(now)).scalars()
@@ -257,22 +267,14 @@ def report_error(session: Session, name: str, error: str, now: datetime) -> None
     )
 
 
-def read_chunks(session: Session, after: int, now: datetime, limit: int = BATCH) -> list[Chunk]:
-    """The chunks after `after`, in order, up to a gap that may still fill.
-
-    On PostgreSQL, transactions commit in any order, so chunk 7 may be visible before
-    chunk 6, whose transaction is still open; a cursor moved past 7 would skip 6 for
-    ever. So the chunks read stop before a missing number, unless the chunk after the
-    gap is older than GAP_WAIT_S: then the missing one was rolled back, not slow."""
+def read_chunks(session: Session, after: int, limit: int = BATCH) -> list[Chunk]:
+    """The chunks after `after`, in order. A missing number was rolled back: numbers
+    are taken in commit order (`OutputLog.note`), so it cannot appear later."""
     rows = session.execute(
         select(OutputChunk).where(OutputChunk.seq > after).order_by(OutputChunk.seq).limit(limit)
     ).scalars()
     out: list[Chunk] = []
-    expected = after + 1
     for r in rows:
-        if r.seq != expected and (now - r.at).total_seconds() < GAP_WAIT_S:
-            break
-        expected = r.seq + 1
         out.append(
             Chunk(
                 r.seq,

@@ -375,6 +375,7 @@ class Gateway:
     ) -> dict[AgentSession, engine_invocations.Applied]:
         results = {}
         changed: set[str] = set()
+        stored: list[engine_invocations.StoredOutput] = []
         # The commands locked first, in one order (another replica's transaction may
         # change invocations of the same commands), then every row the frames need,
         # read in a few statements rather than one per frame.
@@ -396,11 +397,14 @@ class Gateway:
                     applier.ack(frame)
                 elif isinstance(frame, protocol.Output | protocol.State):
                     applier.numbered(frame)
-            self.state.output_log.note(tx.session, applier.applied.stored)
+            stored += applier.applied.stored
             # A reader following this output may wait on another replica.
             tx.publish("changed", *(output_key(i) for i in applier.applied.outputs))
             results[session] = applier.applied
             changed |= applier.applied.commands
+        # Last of the rows this writes, after the invocations: noting may wait for
+        # another replica's noting transaction to end (outputlog: numbers in commit order).
+        self.state.output_log.note(tx.session, stored)
         self.state.refresh_commands(tx, changed)
         return results
 
