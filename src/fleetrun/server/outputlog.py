@@ -40,6 +40,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from fleetrun.core.alarms import complete_lines
+from fleetrun.server.db import publish
 from fleetrun.server.output import OutputStore, stream_key
 from fleetrun.server.store import replicas as replica_store
 from fleetrun.server.store.tables import (
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
 LOOKBACK_BYTES = 16 * 1024  # how far back a line's start is looked for
 BATCH = 500  # chunks per pass
 OUTPUT_LOG_LOCK = 847002  # PostgreSQL advisory lock: chunk numbers in commit order
+HANDED_OVER = "output-handed-over"  # bus message: a reader's cursor is free to claim
 
 
 @dataclass(frozen=True)
@@ -213,13 +215,15 @@ def advance(session: Session, name: str, owner: str, seq: int, lines: int, now: 
 
 
 def release(session: Session, name: str, owner: str) -> None:
-    """Give the cursor's lease up before it runs out (another replica holds bytes this
-    one cannot read: it may claim the cursor at once)."""
+    """Give the cursor's lease up before it runs out: another replica holds bytes this
+    one cannot read. The other replicas are told at the commit (`HANDED_OVER`), so the
+    one holding them claims the cursor at once, not at its next sweep."""
     session.execute(
         update(OutputCursor)
         .where(OutputCursor.name == name, OutputCursor.leased_by == owner)
         .values(leased_by=None, lease_until=None)
     )
+    publish(session, HANDED_OVER, [name])
 
 
 @dataclass(frozen=True)

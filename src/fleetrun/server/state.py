@@ -28,7 +28,7 @@ from fleetrun.server.indexer import OutputIndexer
 from fleetrun.server.metrics import Metrics
 from fleetrun.server.outbox import Outbox
 from fleetrun.server.output import OutputStore
-from fleetrun.server.outputlog import OutputLog
+from fleetrun.server.outputlog import HANDED_OVER, OutputLog
 from fleetrun.server.registrations import Registrations
 from fleetrun.server.retention import Retention
 from fleetrun.server.secretbox import SecretBox
@@ -112,6 +112,7 @@ class ServerState:
         bus.on("deleted", self._deleted)
         bus.on("access", lambda _keys: self.identities.clear())
         bus.on("alarm-created", lambda _keys: self.output_log.alarm_created())
+        bus.on(HANDED_OVER, self._handed_over)
         bus.on_connect(self._missed)
 
     def _changed(self, keys: list[str] | None) -> None:
@@ -120,6 +121,12 @@ class ServerState:
         else:
             for key in keys:
                 self.changes.publish(key)
+
+    def _handed_over(self, _keys: list[str] | None) -> None:
+        """Another replica gave a reader's cursor up at a chunk it cannot read: this
+        one may hold the bytes."""
+        self.alarms.wake()  # each only reads, unless its cursor is behind
+        self.forwarding.wake()
 
     def _cancel(self, keys: list[str] | None) -> None:
         if keys is None:
