@@ -6,6 +6,7 @@ key rotations, which need an agent, are in tests/e2e/test_audit.py.)"""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -242,3 +243,24 @@ def test_a_denied_reader_cannot_touch_the_audit_log(app):
         list(client.export_audit_records())
     with pytest.raises(AccessDeniedError):
         client.verify_audit_log()
+
+
+def test_a_nul_in_a_request_is_recorded_and_never_stops_the_log(app):
+    """`%00` in a path or a query: PostgreSQL refuses NUL in text. The request gets a
+    clear answer, its record is written with U+FFFD in the NUL's place, and the records
+    after it are written too (the refused batch was tried again for ever, and nothing
+    more was recorded: one request stopped the audit log)."""
+    assert call(app, "/v1/nodes/ab%00cd", **{"x-request-id": "req-nul-path"}).status_code == 404
+    anonymous = call(app, "/v1/nodes/x%00", token="", **{"x-request-id": "req-nul-anon"})
+    assert anonymous.status_code == 401
+    answer = call(app, "/v1/audit?action=x%00y", **{"x-request-id": "req-nul-query"})
+    assert answer.status_code in (200, 400)  # SQLite compares a NUL; PostgreSQL cannot
+    if answer.status_code == 400:
+        assert "NUL character" in answer.json()["error"]["message"]
+    with ThreadPoolExecutor(1) as pool:  # it waited for ever: fail instead
+        listed = pool.submit(app.client.list_audit_records, limit=1000).result(timeout=30)
+    records = {r.request_id: r for r in listed}
+    assert records["req-nul-path"].path == "/v1/nodes/ab\ufffdcd"
+    assert records["req-nul-anon"].path == "/v1/nodes/x\ufffd"
+    assert records["req-nul-query"].status == answer.status_code
+    assert app.client.verify_audit_log().ok

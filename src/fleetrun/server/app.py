@@ -20,6 +20,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 from starlette.routing import Match
@@ -416,6 +417,9 @@ def error_response(error: FleetrunError) -> JSONResponse:
     )
 
 
+NUL_REFUSED = "cannot contain NUL (0x00) bytes"  # psycopg, before PostgreSQL sees the query
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FleetrunError)
     async def fleetrun_error(request: Request, exc: FleetrunError) -> Response:
@@ -456,6 +460,16 @@ def _install_error_handlers(app: FastAPI) -> None:
             status_code=exc.status_code,
             headers=headers,
         )
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> Response:
+        if NUL_REFUSED in str(exc.orig):  # PostgreSQL stores and compares no NUL in text
+            refused = ValidationError(
+                "A value in the request holds a NUL character (\\x00 or %00), which no "
+                "name, id, filter or field accepts; remove it and send the request again."
+            )
+            return await fleetrun_error(request, refused)
+        return await server_error(request, exc)
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> JSONResponse:

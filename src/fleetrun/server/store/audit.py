@@ -34,7 +34,7 @@ def append_records(session: Session, entries: Sequence[Mapping[str, Any]]) -> in
     rows = []
     for entry in entries:
         seq += 1
-        record = {name: entry.get(name) for name in chain.FIELDS}
+        record = {name: storable(entry.get(name)) for name in chain.FIELDS}
         record["seq"] = seq
         record["detail"] = dict(record.get("detail") or {})
         digest = chain.chain_hash(prev, record)
@@ -44,6 +44,20 @@ def append_records(session: Session, entries: Sequence[Mapping[str, Any]]) -> in
         session.execute(insert(AuditRecord), rows)
     head.seq, head.hash = seq, prev
     return seq
+
+
+def storable(value: Any) -> Any:
+    """The value with every NUL character replaced (U+FFFD): what a request carried,
+    such as `%00` in its path, is recorded as it came but for that, which PostgreSQL
+    refuses in text. A refused batch was tried again for ever, and every record after
+    it waited: one request could stop the audit log."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
 
 
 def read_records(
