@@ -168,7 +168,9 @@ def test_unauthenticated_requests_are_throttled_per_address_and_summed_up_in_the
     ]
     # a record as it was counts one request; a summary, its repeats
     assert sum(r.detail.get("repeated", 1) for r in records) == expected
-    assert len(records) <= 8, len(records)  # not one per request
+    # not one per request: a few windows (more when a loaded machine makes the requests
+    # span more of them), each a record and a summary
+    assert len(records) <= 20, len(records)
     summaries = [r for r in records if "repeated" in r.detail]
     assert summaries and all(set(r.detail["statuses"]) <= {"401", "429"} for r in summaries)
     [first_record] = [r for r in records if r.status == 401 and "repeated" not in r.detail][:1]
