@@ -119,16 +119,12 @@ class AlarmEvaluator:
 
     def _count(self, tx: Tx, *, batch: outputlog.Batch, read: outputlog.Read) -> None:
         session, now = tx.session, self.state.clock.now()
-        done = batch.chunks[: read.upto]
-        if done:
-            if not outputlog.advance(session, CURSOR, self.owner, done[-1].seq, 0, now):
-                raise LostLeaseError
-            for alarm in store.read_alarms(session):
-                counts = self._counts(session, alarm, read.lines)
-                if counts:
-                    store.add_counts(session, alarm.name, counts)
-        if read.handed_over(batch.chunks):  # the next chunk is on another replica's store
-            outputlog.release(session, CURSOR, self.owner)
+        if not outputlog.settle(session, CURSOR, self.owner, batch.chunks, read, 0, now):
+            raise LostLeaseError
+        for alarm in store.read_alarms(session) if read.lines else ():
+            counts = self._counts(session, alarm, read.lines)
+            if counts:
+                store.add_counts(session, alarm.name, counts)
 
     def _counts(
         self, session: Session, alarm: Alarm, lines: Sequence[outputlog.Line]

@@ -314,19 +314,15 @@ class Forwarding:
         )
         if read.lines:
             await forwarder.sender.send(read.lines)
-        done, handed_over = batch.chunks[: read.upto], read.handed_over(batch.chunks)
         now = self.state.clock.now()
 
         def moved(tx: Tx) -> None:
             session, cursor = tx.session, forwarder.cursor
-            if done:
-                outputlog.advance(session, cursor, self.owner, done[-1].seq, len(read.lines), now)
+            outputlog.settle(session, cursor, self.owner, batch.chunks, read, len(read.lines), now)
             if read.unreadable:
                 outputlog.report_error(
                     session, cursor, outputlog.unreadable_message(read.unreadable), now
                 )
-            if handed_over:  # the next chunk is on another replica's store: its turn
-                outputlog.release(session, cursor, self.owner)
 
         await self.state.db.write(moved)
         if read.unreadable:
@@ -335,7 +331,7 @@ class Forwarding:
                 forwarder.name,
                 outputlog.unreadable_message(read.unreadable),
             )
-        return not handed_over and len(batch.chunks) >= outputlog.BATCH
+        return not read.handed_over(batch.chunks) and len(batch.chunks) >= outputlog.BATCH
 
 
 def views(session: Session, forwarders: Sequence[Forwarder]) -> list[ForwarderView]:

@@ -214,6 +214,26 @@ def advance(session: Session, name: str, owner: str, seq: int, lines: int, now: 
     return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
 
+def settle(
+    session: Session,
+    name: str,
+    owner: str,
+    chunks: Sequence[Chunk],
+    read: Read,
+    sent: int,
+    now: datetime,
+) -> bool:
+    """After a reader dealt with `read` of `chunks`: move the cursor over the chunks it
+    read, and give the lease up if it stopped at one another replica holds. False if
+    the lease was lost meanwhile (another replica's work counts)."""
+    done = chunks[: read.upto]
+    if done and not advance(session, name, owner, done[-1].seq, sent, now):
+        return False
+    if read.handed_over(chunks):
+        release(session, name, owner)
+    return True
+
+
 def release(session: Session, name: str, owner: str) -> None:
     """Give the cursor's lease up before it runs out: another replica holds bytes this
     one cannot read. The other replicas are told at the commit (`HANDED_OVER`), so the
