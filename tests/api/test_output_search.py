@@ -240,3 +240,16 @@ def principal_for_role(app: App, role: str):
     )
     app.client.attach(f"{role}-reader", policy=f"{role}-invocations")
     return app.client_for(app.client.create_token(f"{role}-reader").token)
+
+
+def test_a_nul_in_output_is_indexed_as_a_replacement_and_indexing_goes_on(app):
+    """A node may print any bytes (a file read whole, `find -print0`): a NUL, which
+    PostgreSQL will not hold in text, is indexed as U+FFFD, and the lines around it and
+    the output after it are found."""
+    (node,) = app.enrol(1)
+    run(app, node, [b"before\x00after\n", b"a\x00b\x00c\x00"])
+    run(app, node, [b"next command\n"])
+    found = app.client.search_output("after", context=1).items
+    assert [h.line for h in found] == ["before\ufffdafter"]
+    assert [h.after for h in found] == [["a\ufffdb\ufffdc\ufffd"]]
+    assert len(app.client.search_output("next command").items) == 1

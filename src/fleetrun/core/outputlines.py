@@ -5,6 +5,8 @@ A chunk rarely ends on a line break. The last line of a stream that has no break
 is indexed as it is and replaced when the rest arrives, so a search sees every line
 once, whole, as soon as its first bytes are stored. Lines are numbered from 1 within
 one step's stream; a line longer than MAX_LINE_CHARS is indexed by its beginning.
+Bytes that are not UTF-8, and NUL (which PostgreSQL's text cannot hold), are indexed as
+U+FFFD; the stored output keeps the bytes as they came.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class Lines:
 def split_chunk(partial: str | None, last_no: int, data: bytes) -> Lines:
     """The lines of `data` appended to a stream whose last indexed line is `last_no`;
     `partial` is that line's text when the stream did not end with a line break."""
-    text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
+    text = data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\x00", "\ufffd")
     if partial is not None:
         text = partial + text
     parts = text.split("\n")
