@@ -1,9 +1,11 @@
-"""The agent's side of the API: registration (authenticated by an activation) and the
-session WebSocket (authenticated by the node's key). No operator token is taken here."""
+"""The agent's side of the API: registration (authenticated by an activation). The
+session WebSocket (`/v1/agent/connect`, authenticated by the node's key) is taken by
+`app.FleetApp` before routing and served by the gateway. No operator token is taken
+here."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, WebSocket, status
+from fastapi import APIRouter, Request, status
 from fastapi.responses import PlainTextResponse
 
 from fleetrun.core.errors import NotFoundError
@@ -37,9 +39,3 @@ async def ca_certificate(request: Request) -> PlainTextResponse:
             "This server has no private CA of its own: register agents with --ca-file."
         )
     return PlainTextResponse(ca.read_text(), media_type="application/x-pem-file")
-
-
-@router.websocket("/connect")
-async def connect(ws: WebSocket) -> None:
-    state = ws.app.state.fleet
-    await state.gateway.serve(ws)
