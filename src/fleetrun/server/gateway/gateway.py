@@ -14,6 +14,7 @@ import base64
 import contextlib
 import logging
 import math
+import re
 import secrets
 import time
 from functools import partial
@@ -42,6 +43,9 @@ HELLO_TIMEOUT_S = 10.0
 MAX_CLOCK_SKEW_S = 300.0
 MAX_BATCH = 2000  # frames stored in one transaction, at most
 MAX_BATCH_BYTES = 8 * 1024 * 1024  # and about this much output
+# A NUL escaped in a JSON string: "\u0000" after an even run of backslashes (after an odd
+# run, the backslash before "u0000" is itself escaped, and the letters are text).
+_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 MAX_HELLOS = 500  # agents marked online in one transaction, at most
 STOP_CLOSE_S = 5.0  # at shutdown, how long closing the sessions may take
 
@@ -163,7 +167,8 @@ class Gateway:
     async def _handshake(self, ws: WebSocket) -> AgentSession:
         nonce = secrets.token_urlsafe(32)
         await ws.send_text(protocol.dump(protocol.Challenge(nonce=nonce, server_time=time.time())))
-        hello = protocol.parse(await asyncio.wait_for(ws.receive_text(), HELLO_TIMEOUT_S))
+        text = await asyncio.wait_for(ws.receive_text(), HELLO_TIMEOUT_S)
+        hello = protocol.parse(_holdable(text))
         if not isinstance(hello, protocol.Hello):
             raise HandshakeError(protocol.CLOSE_PROTOCOL, "expected hello")
         if hello.protocol < protocol.MIN_PROTOCOL_VERSION:
@@ -264,7 +269,7 @@ class Gateway:
                 async with asyncio.timeout(timeout):  # not wait_for: see changes.py
                     text = await session.ws.receive_text()
                 session.last_frame_at = time.monotonic()
-                frame = protocol.parse(text)
+                frame = protocol.parse(_holdable(text))
                 if isinstance(frame, protocol.Ping):
                     await session.send(protocol.Pong(time=frame.time))
                 elif isinstance(frame, protocol.Rotate):
@@ -533,3 +538,13 @@ async def _close_quietly(ws: WebSocket, code: int, reason: str) -> None:
         await ws.close(code, reason)
     except Exception as exc:
         log.debug("close failed: %s", exc)
+
+
+def _holdable(text: str) -> str:
+    """An agent's frame with every NUL in its strings as U+FFFD: PostgreSQL's text holds
+    no NUL (a state's message with one would fail every batch it is in, and the agent
+    would send it again for ever), and SQLite is kept alike. Output is base64: its bytes
+    are kept as they came."""
+    if "\\u0000" not in text:
+        return text
+    return _NUL.sub(lambda m: m.group(1) + "\\ufffd", text)
