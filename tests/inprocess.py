@@ -166,7 +166,9 @@ class NodeSession:
         self.send(protocol.State(invocation_id=iid, seq=1, status=InvocationStatus.IN_PROGRESS))
         return iid
 
-    def finish(self, iid: str, seq: int, exit_code: int, started_at: float) -> None:
+    def finish(
+        self, iid: str, seq: int, exit_code: int, started_at: float, message: str | None = None
+    ) -> None:
         """End a started invocation as the agent does: Success for 0, Failed otherwise."""
         ok = exit_code == 0
         self.send(
@@ -178,6 +180,7 @@ class NodeSession:
                 exit_code=exit_code,
                 started_at=started_at,
                 ended_at=time.time(),
+                message=message,
             )
         )
 

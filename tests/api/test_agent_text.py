@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 from fleetrun.core import protocol
-from fleetrun.core.statuses import InvocationStatus, StatusDetail
 
 
 def test_a_nul_in_a_state_message_is_stored_as_a_replacement_and_the_command_ends(app):
@@ -15,17 +14,8 @@ def test_a_nul_in_a_state_message_is_stored_as_a_replacement_and_the_command_end
     command = app.client.send_command(script="true", node_ids=[node.node_id])
     with app.connect(node) as session:
         iid = session.start(command.id)
-        session.send(
-            protocol.State(
-                invocation_id=iid,
-                seq=2,
-                status=InvocationStatus.FAILED,
-                detail=StatusDetail.FAILED,
-                exit_code=1,
-                ended_at=time.time(),
-                message="could not open bad\x00name (literal \\u0000 kept)",
-            )
-        )
+        message = "could not open bad\x00name (literal \\u0000 kept)"
+        session.finish(iid, 2, 1, time.time(), message=message)
         done = app.client.wait(command.id, timeout_s=30)
     assert done.status == "Failed"
     inv = app.client.get_invocation(command.id, node.node_id)

@@ -61,7 +61,7 @@ def ws_url(server: str) -> str:
         base = "wss://" + base[len("https://") :]
     elif base.startswith("http://"):
         base = "ws://" + base[len("http://") :]
-    return base + "/v1/agent/connect"
+    return base + protocol.CONNECT_PATH
 
 
 async def handshake(

@@ -47,6 +47,7 @@ from fleetrun.core.inputs import INT64_MAX, INT64_MIN
 # that says to upgrade it. Raise MIN_PROTOCOL_VERSION only with a CHANGELOG entry.
 PROTOCOL_VERSION = 1
 MIN_PROTOCOL_VERSION = 1
+CONNECT_PATH = "/v1/agent/connect"  # the session WebSocket, on the server's address
 
 # Sizes. Every size limit of fleetrun derives from MAX_FRAME_BYTES, the largest frame
 # either end of the agent channel accepts (both pass it to their WebSocket library):

@@ -121,7 +121,9 @@ class AlarmEvaluator:
         session, now = tx.session, self.state.clock.now()
         if not outputlog.settle(session, CURSOR, self.owner, batch.chunks, read, 0, now):
             raise LostLeaseError
-        for alarm in store.read_alarms(session) if read.lines else ():
+        if not read.lines:
+            return
+        for alarm in store.read_alarms(session):
             counts = self._counts(session, alarm, read.lines)
             if counts:
                 store.add_counts(session, alarm.name, counts)

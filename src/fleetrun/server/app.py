@@ -134,9 +134,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-AGENT_PATH = "/v1/agent/connect"
-
-
 class FleetApp(FastAPI):
     """The application, with one short path: an agent's WebSocket goes straight to the
     gateway. Every middleware and FastAPI's routing pass WebSockets through untouched,
@@ -146,8 +143,7 @@ class FleetApp(FastAPI):
     own errors."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and scope["path"] == AGENT_PATH:
-            scope["app"] = self
+        if scope["type"] == "websocket" and scope["path"] == protocol.CONNECT_PATH:
             await self.state.fleet.gateway.serve(WebSocket(scope, receive, send))
             return
         await super().__call__(scope, receive, send)
